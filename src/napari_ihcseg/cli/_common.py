@@ -1,0 +1,71 @@
+"""Helpers shared by the ``ihcseg`` sub-commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """An error reported to the user as one line, without a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def print_error(message: str) -> None:
+    """Print ``ihcseg: error: <message>`` to standard error."""
+    print(f"ihcseg: error: {message}", file=sys.stderr, flush=True)
+
+
+def parse_thresholds(text: str | None) -> tuple[float, float, float] | None:
+    """Parse ``"0.2,0.4,0.6"`` into three increasing DAB OD thresholds."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"--thresholds: expected three numbers like 0.2,0.4,0.6, got {text!r}") from None
+    if len(values) != 3 or not (0 <= values[0] < values[1] < values[2]):
+        raise CLIError(f"--thresholds: expected three increasing non-negative numbers, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def output_dir(path: str | Path) -> Path:
+    """Create the output folder (and parents) and return it."""
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    if not out.is_dir():
+        raise CLIError(f"{out}: not a folder")
+    return out
+
+
+def progress_bar(total: int, desc: str, *, unit: str = "tile") -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal.
+
+    Returns ``None`` when standard error is not a terminal, so logs stay clean.
+    """
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
+
+    def update(done: int, total_: int) -> None:
+        if bar.total != total_:
+            bar.total = total_
+        bar.n = done
+        bar.refresh()
+        if done >= total_:
+            bar.close()
+
+    return update

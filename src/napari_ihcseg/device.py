@@ -1,0 +1,67 @@
+"""Choosing the torch device: CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def available_devices() -> list[str]:
+    """The device types usable on this machine, best first."""
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return found
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn a device request into a :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` picks CUDA, then MPS, then the CPU. An explicit ``"cuda"``
+        (or ``"cuda:1"``) or ``"mps"`` that this machine lacks raises.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or a device that is not available here.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device(available_devices()[0])
+    kind = name.split(":", 1)[0]
+    if kind not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if kind not in available_devices():
+        raise ValueError(
+            f"device {device!r} was requested but is not available on this machine "
+            f"(available: {', '.join(available_devices())})"
+        )
+    if kind == "cuda" and ":" in name:
+        index = int(name.split(":", 1)[1])
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """A human-readable name, e.g. ``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
