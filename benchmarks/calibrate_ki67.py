@@ -1,0 +1,182 @@
+"""Calibrate the Ki-67 preset: which DAB OD cut separates positive nuclei best?
+
+Ground truth 1 — DeepLIIF Ki-67 sample (``deepliif-ki67-sample``): each image is
+six 512-pixel tiles ``[IHC | hematoxylin | DAPI | Lap2 | Ki-67 | segmentation]``;
+in the segmentation tile red nuclei are Ki-67-positive, blue negative (channels
+thresholded at > 128). The connected components of the red and of the blue mask
+are the true nuclei; those smaller than the ``size_thresh`` of the image's JSON
+are dropped, as the source did, which reproduces its counts exactly. The mean
+DAB optical density of every true nucleus is measured on the IHC tile with
+:func:`napari_ihcseg.scoring.measure_nuclei` (the same code as ``score_image``)
+and classified positive when it reaches the cut.
+
+Ground truth 2 — pathologist points (``ki67-points``): ``markers.csv`` gives
+``type,x,y`` (1 positive, 2 negative) at nucleus centres. The mean DAB OD is
+taken in a disk of radius ``--radius`` pixels around each point.
+
+The script prints, for every cut on a grid, per-image and pooled agreement
+(accuracy, sensitivity, specificity, Cohen's kappa) and the positive % against
+the truth, then the cut chosen: among round cuts (multiples of ``--round``,
+default 0.05) the one with the smallest Ki-67 index error (mean over the
+DeepLIIF images of |predicted % positive - true % positive|), ties broken by
+the pooled Cohen's kappa. The index is the figure a report carries, hence the
+criterion; per-nucleus kappa is dominated by the larger image. Run::
+
+    python benchmarks/calibrate_ki67.py [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_ihcseg.scoring import get_preset, measure_nuclei
+from napari_ihcseg.stain import deconvolve
+
+TILE = 512
+IHC_TILE, SEG_TILE = 0, 5
+GRID = np.round(np.arange(0.05, 0.4001, 0.025), 3)
+
+
+def default_data() -> Path:
+    env = os.environ.get("IHCSEG_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from skimage import io
+
+    return np.asarray(io.imread(path))[..., :3]
+
+
+def deepliif_nuclei(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
+    """``name -> (dab_od_mean, truth_positive, source_counts)`` per image."""
+    from scipy import ndimage
+
+    out = {}
+    for png in sorted(folder.glob("*.png")):
+        meta_path = png.with_suffix(".json")
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        rgb = read_rgb(png)
+        ihc = np.ascontiguousarray(rgb[:, IHC_TILE * TILE:(IHC_TILE + 1) * TILE])
+        seg = rgb[:, SEG_TILE * TILE:(SEG_TILE + 1) * TILE] > 128
+        red = seg[..., 0] & ~seg[..., 1] & ~seg[..., 2]
+        blue = seg[..., 2] & ~seg[..., 0] & ~seg[..., 1]
+        pos_lab, n_pos = ndimage.label(red)
+        neg_lab, _ = ndimage.label(blue)
+        labels = np.where(pos_lab > 0, pos_lab, np.where(neg_lab > 0, neg_lab + n_pos, 0)).astype(np.int32)
+        cells = measure_nuclei(ihc, labels)
+        cells = cells[cells["area_px"] >= (meta.get("size_thresh") or 0)]
+        truth = cells["label"].to_numpy() <= n_pos
+        out[png.stem] = (cells["dab_od_mean"].to_numpy(), truth, meta)
+    return out
+
+
+def point_nuclei(folder: Path, radius: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``case -> (dab_od_mean in a disk, truth_positive)`` per point-annotated field."""
+    import pandas as pd
+
+    out = {}
+    r = int(np.ceil(radius))
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = dy ** 2 + dx ** 2 <= radius ** 2
+    for case in sorted(p for p in folder.iterdir() if (p / "markers.csv").exists()):
+        rgb = read_rgb(case / "base.png")
+        dab = deconvolve(rgb)[..., 1]
+        marks = pd.read_csv(case / "markers.csv")
+        values, truth = [], []
+        for t, x, y in marks[["type", "x", "y"]].itertuples(index=False):
+            x, y = int(round(x)), int(round(y))
+            if r <= y < dab.shape[0] - r and r <= x < dab.shape[1] - r:
+                values.append(float(dab[y - r:y + r + 1, x - r:x + r + 1][disk].mean()))
+                truth.append(t == 1)
+        out[case.name] = (np.asarray(values), np.asarray(truth))
+    return out
+
+
+def agreement(values: np.ndarray, truth: np.ndarray, cut: float) -> dict:
+    pred = values >= cut
+    tp, tn = int(np.sum(pred & truth)), int(np.sum(~pred & ~truth))
+    fp, fn = int(np.sum(pred & ~truth)), int(np.sum(~pred & truth))
+    n = tp + tn + fp + fn
+    acc = (tp + tn) / n
+    expected = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
+    kappa = (acc - expected) / (1 - expected) if expected < 1 else 1.0
+    return {"n": n, "acc": acc, "sens": tp / max(tp + fn, 1), "spec": tn / max(tn + fp, 1),
+            "kappa": kappa, "pct_pred": 100 * pred.mean(), "pct_true": 100 * truth.mean()}
+
+
+def fmt(a: dict) -> str:
+    return (f"acc {a['acc']:.3f} sens {a['sens']:.2f} spec {a['spec']:.3f} kappa {a['kappa']:.3f} "
+            f"%pos {a['pct_pred']:5.1f} (truth {a['pct_true']:4.1f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=default_data(), help="the shared data folder")
+    parser.add_argument("--radius", type=float, default=5.0, help="disk radius around points (px)")
+    parser.add_argument("--round", type=float, default=0.05, help="round the chosen cut to this step")
+    args = parser.parse_args(argv)
+
+    deep_dir, points_dir = args.data / "deepliif-ki67-sample", args.data / "ki67-points"
+    if not deep_dir.is_dir():
+        print(f"{deep_dir}: not found (set --data or IHCSEG_SHARED_DATA)", file=sys.stderr)
+        return 2
+    deep = deepliif_nuclei(deep_dir)
+    points = point_nuclei(points_dir, args.radius) if points_dir.is_dir() else {}
+
+    print("DeepLIIF true nuclei (after the source's size filter):")
+    for name, (v, t, meta) in deep.items():
+        print(f"  {name}: {int(t.sum())} positive / {int((~t).sum())} negative "
+              f"(source JSON: {meta['num_pos']} / {meta['num_neg']}, {meta['percent_pos']} %)")
+    pooled_v = np.concatenate([v for v, _, _ in deep.values()])
+    pooled_t = np.concatenate([t for _, t, _ in deep.values()])
+
+    print("\ncut    | DeepLIIF pooled                                              | mean |d%pos|")
+    rows = []
+    for cut in GRID:
+        pooled = agreement(pooled_v, pooled_t, cut)
+        per = {name: agreement(v, t, cut) for name, (v, t, _) in deep.items()}
+        mean_err = np.mean([abs(a["pct_pred"] - a["pct_true"]) for a in per.values()])
+        rows.append((cut, pooled, per, mean_err))
+        print(f"{cut:.3f}  | {fmt(pooled)} | {mean_err:5.2f}")
+    step = args.round
+    candidates = [r for r in rows if abs(r[0] / step - round(r[0] / step)) < 1e-6]
+    best = min(candidates, key=lambda r: (round(r[3], 6), -r[1]["kappa"]))
+    chosen = float(round(best[0], 6))
+    near = [r[0] for r in rows if r[3] <= best[3] + 1.0]
+    print(f"\nsmallest mean Ki-67 index error among multiples of {step:g}: {best[3]:.2f} points "
+          f"at {chosen:g} (pooled kappa {best[1]['kappa']:.3f}); cuts within 1 point of it: "
+          f"{min(near):.3f}-{max(near):.3f}; highest pooled kappa "
+          f"{max(r[1]['kappa'] for r in rows):.3f} at "
+          f"{max(rows, key=lambda r: r[1]['kappa'])[0]:.3f}")
+    preset = get_preset("ki67").thresholds[0]
+    print(f"Ki-67 preset 1+ cut: {preset:g}" + ("" if abs(preset - chosen) < 1e-9
+                                                 else f"  (differs from the chosen {chosen:g})"))
+
+    for label, cut in (("preset", preset),) + ((("chosen", chosen),) if abs(preset - chosen) > 1e-9 else ()):
+        print(f"\nat the {label} cut {cut:g}:")
+        for name, (v, t, _) in deep.items():
+            print(f"  DeepLIIF {name:10s} {fmt(agreement(v, t, cut))}")
+        print(f"  DeepLIIF {'pooled':10s} {fmt(agreement(pooled_v, pooled_t, cut))}")
+        for name, (v, t) in points.items():
+            print(f"  points   {name:10s} {fmt(agreement(v, t, cut))}")
+
+    if points:
+        print(f"\npathologist points, disk radius {args.radius:g} px, over the grid:")
+        for cut in GRID:
+            parts = [f"{name} acc {a['acc']:.3f} %pos {a['pct_pred']:4.1f}/{a['pct_true']:4.1f}"
+                     for name, a in ((n, agreement(v, t, cut)) for n, (v, t) in points.items())]
+            print(f"  {cut:.3f}  " + "   ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Train the shipped default weights: the reproducible recipe.
+
+Data (read-only, from ``../shared/data`` beside the repository or
+``--data-root``): MoNuSeg 2018 training images (13 with Aperio XML instances,
+17 with binary masks only, trained without contour loss), CPM-15, the glioma
+patches with polygons (GBM40, TCGA lower-grade glioma), plus synthetic IHC
+fields. Held out by image (and by source region for the TCGA glioma patches,
+which are quarters of the same fields): the names in ``VAL_NAMES`` below, and
+both DeepLIIF Ki-67 IHC tiles, kept for validation only so that the IHC
+figure measures transfer from H&E (stain transfer + synthetic data) honestly.
+
+The run is resumable: start the same command again after an interruption
+and it continues from ``OUT/state``. Example (background, logging to a file)::
+
+    nohup python scripts/train_default.py /work/runs/harunet-lite --model harunet-lite \\
+        --threads 2 > /work/runs/harunet-lite.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+#: Validation images, fixed so every run and every model is judged on the same split.
+VAL_NAMES = (
+    # MoNuSeg: one lung, breast, kidney and prostate image with XML instances.
+    "monuseg/TCGA-21-5786-01Z-00-DX1",
+    "monuseg/TCGA-AR-A1AS-01Z-00-DX1",
+    "monuseg/TCGA-B0-5710-01Z-00-DX1",
+    "monuseg/TCGA-G9-6362-01Z-00-DX1",
+    # CPM-15: one 20x and two 40x tiles.
+    "cpm15/image06",
+    "cpm15/image11",
+    "cpm15/image14",
+    # Glioma: four GBM40 patches and all four quarters of one TCGA field.
+    "gbm/GBM40/37",
+    "gbm/GBM40/38",
+    "gbm/GBM40/39",
+    "gbm/GBM40/40",
+    "gbm/TCGA_result/TCGA-FG-A4MU-R02.tif_normal.png_normal_small",
+    "gbm/TCGA_result/TCGA-FG-A4MU-R02.tif_normal.png_normal_small_2",
+    "gbm/TCGA_result/TCGA-FG-A4MU-R02.tif_normal.png_normal_small_3",
+    "gbm/TCGA_result/TCGA-FG-A4MU-R02.tif_normal.png_normal_small_4",
+)
+
+
+def default_data_root() -> Path:
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="output folder (state, metrics.csv, best/)")
+    parser.add_argument("--model", default="harunet-lite", help="architecture or checkpoint (default harunet-lite)")
+    parser.add_argument("--data-root", default=str(default_data_root()), help="the shared data folder")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=12)
+    parser.add_argument("--synthetic-fraction", type=float, default=0.1)
+    parser.add_argument("--no-stain-transfer", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    parser.add_argument("--log-every", type=int, default=5, help="log a line every N steps")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from napari_ihcseg.training.augment import AugmentConfig
+    from napari_ihcseg.training.trainer import TrainConfig, train
+
+    root = Path(args.data_root)
+    if not root.is_dir():
+        parser.error(f"{root}: the shared data folder was not found (use --data-root)")
+    config = TrainConfig(
+        out=str(Path(args.out).expanduser().resolve()),
+        model=args.model,
+        train_data=(f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
+                    f"gbm:{root / 'gbm-tcga-contours'}"),
+        val_data=(f"deepliif:{root / 'deepliif-ki67-sample'}",),
+        val_names=VAL_NAMES,
+        epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, lr=args.lr,
+        warmup_steps=min(100, args.steps_per_epoch * 2), device=args.device, num_threads=args.threads,
+        seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
+        patience=args.patience, max_steps_per_epoch=args.steps_per_epoch,
+        augment=AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig(),
+    )
+    start = time.time()
+
+    def log(event) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if event.phase == "train" and (event.step % args.log_every == 0 or event.step == 1):
+            print(f"{stamp} epoch {event.epoch + 1}/{event.epochs} step {event.step}/{event.steps_per_epoch} "
+                  f"(global {event.global_step}/{event.total_steps}) loss {event.loss:.4f} lr {event.lr:.2e} "
+                  f"eta {event.eta_seconds / 3600:.1f} h", flush=True)
+        elif event.phase in ("validate", "done") and event.metrics:
+            m = event.metrics
+            figures = " ".join(f"{k}={v:.4f}" for k, v in m.items() if k.startswith("val_") and isinstance(v, float))
+            print(f"{stamp} [{event.phase}] epoch {m.get('epoch')} train_loss {m.get('train_loss', float('nan')):.4f} "
+                  f"{figures}", flush=True)
+
+    result = train(config, resume=True, progress=log)
+    print(f"finished in {(time.time() - start) / 3600:.2f} h: epochs {result.epochs_completed}, "
+          f"cancelled={result.cancelled}, stopped_early={result.stopped_early}, best={result.best_checkpoint}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""npe2 reader: open IHC images in napari as RGB layers.
+
+Pyramidal files (SVS, OME-TIFF and other tiled pyramids) open as a lazy
+multiscale layer, so napari shows a whole slide while reading only the tiles
+on screen. A large file without a pyramid gets a lazy pyramid of strided
+views. Everything else is read into memory. Images come out as RGB uint8
+(see :mod:`napari_ihcseg.io`); a file that cannot be read raises
+:class:`~napari_ihcseg.io.ImageReadError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from napari_ihcseg.io import IMAGE_SUFFIXES, open_image
+
+__all__ = ["get_reader", "read_ihc"]
+
+#: Single-level images with more pixels than this open lazily with a pyramid.
+LARGE_PIXELS = 8192 * 8192
+#: The smallest level of a generated pyramid fits in this many pixels a side.
+SMALLEST_LEVEL_SIDE = 2048
+
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def _paths(path: PathOrPaths) -> list[str]:
+    if isinstance(path, (str, os.PathLike)):
+        return [os.fspath(path)]
+    return [os.fspath(p) for p in path]
+
+
+def _accepts(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES) and not os.path.isdir(path)
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None:
+    """Return :func:`read_ihc` if every path looks like a supported image.
+
+    Parameters
+    ----------
+    path : str or list of str
+        One path or several (opened as one layer each).
+
+    Returns
+    -------
+    reader : callable or None
+        None for an empty list, folders, and file names without a supported
+        ending (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, ``.svs``,
+        ``.btf``, ``.tf8``), so napari offers other readers.
+    """
+    paths = _paths(path)
+    if not paths or not all(_accepts(p) for p in paths):
+        return None
+    return read_ihc
+
+
+def _name(path: str) -> str:
+    name = Path(path).name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return Path(path).stem
+
+
+def _strided_pyramid(level0) -> list:
+    """Lazy lower resolutions of a single-level dask image, by striding."""
+    levels = [level0]
+    step = 2
+    while max(levels[-1].shape[:2]) > SMALLEST_LEVEL_SIDE:
+        levels.append(level0[::step, ::step].rechunk((1024, 1024, 3)))
+        step *= 2
+    return levels
+
+
+def _layer(path: str) -> tuple:
+    image = open_image(path)
+    meta: dict = {
+        "name": _name(path),
+        "rgb": True,
+        "metadata": {"path": str(Path(path).resolve()), "pixel_size_um": image.pixel_size_um},
+    }
+    if image.pixel_size_um:
+        meta["scale"] = (image.pixel_size_um, image.pixel_size_um)
+    h, w = image.shape[:2]
+    if image.is_multiscale:
+        data = list(image.levels)
+        meta["multiscale"] = True
+    elif h * w > LARGE_PIXELS:
+        data = _strided_pyramid(image.levels[0])
+        meta["multiscale"] = True
+    else:
+        data = np.asarray(image.levels[0].compute())
+        image.close()
+    return data, meta, "image"
+
+
+def read_ihc(path: PathOrPaths) -> list[tuple]:
+    """Read one or several image files as napari layer data.
+
+    Parameters
+    ----------
+    path : str or list of str
+        Image file(s).
+
+    Returns
+    -------
+    layers : list of (data, metadata, "image")
+        One RGB image layer per file, named after the file. ``data`` is a
+        list of dask arrays (``multiscale=True``) for pyramidal or large
+        files, else a numpy array. ``metadata["metadata"]`` holds the file
+        path and the pixel size in micrometres (or None); when the pixel size
+        is known, ``scale`` is set to it (layer coordinates in micrometres).
+    """
+    return [_layer(p) for p in _paths(path)]

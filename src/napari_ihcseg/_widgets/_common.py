@@ -1,0 +1,253 @@
+"""Small pieces shared by the widgets: layer pickers, image access, dialogs, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QComboBox, QMessageBox, QWidget
+
+#: ``ask(title, question) -> bool``; widgets take one so tests can answer for the user.
+Ask = Callable[[str, str], bool]
+
+
+def ask_with_dialog(parent: QWidget | None) -> Ask:
+    """A question asked with a Yes/No :class:`QMessageBox` (default: No)."""
+
+    def ask(title: str, question: str) -> bool:
+        answer = QMessageBox.question(parent, title, question,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    return ask
+
+
+def show_error(message: str) -> None:
+    from napari.utils.notifications import show_error as _show_error
+
+    _show_error(message)
+
+
+def show_info(message: str) -> None:
+    from napari.utils.notifications import show_info as _show_info
+
+    _show_info(message)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the cause, e.g. ``"ValueError: tile must be ..."``."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"
+
+
+def guarded(func, *args, **kwargs) -> tuple[object, BaseException | None]:
+    """Run ``func`` and return ``(result, None)`` or ``(None, error)``; never raises.
+
+    Background workers run their job through this, so that the widget reports
+    errors (and cancellation) itself rather than napari's generic handler.
+    """
+    try:
+        return func(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001 - handed to the GUI thread
+        return None, exc
+
+
+def start_worker(func, *args, on_result: Callable, on_error: Callable, on_finished: Callable | None = None):
+    """Run ``func(*args)`` in a napari thread worker; call back in the GUI thread."""
+    from napari.qt.threading import create_worker
+
+    def returned(outcome) -> None:
+        result, error = outcome
+        if error is None:
+            on_result(result)
+        else:
+            on_error(error)
+
+    worker = create_worker(guarded, func, *args, _start_thread=False,
+                           _connect={"returned": returned, "errored": on_error})
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+class LayerChoice(QComboBox):
+    """A combo box listing the viewer's layers of some types, kept up to date.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    kinds : tuple of str
+        Layer class names accepted, e.g. ``("Image",)`` or ``("Labels",)``.
+    allow_none : bool
+        Offer an empty entry (e.g. "no region of interest").
+    accept : callable, optional
+        Extra filter ``accept(layer) -> bool``.
+    """
+
+    NONE_TEXT = "(none)"
+
+    def __init__(self, viewer, kinds: tuple[str, ...], *, allow_none: bool = False,
+                 accept: Callable | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._viewer = viewer
+        self._kinds = kinds
+        self._allow_none = allow_none
+        self._accept = accept
+        events = viewer.layers.events
+        events.inserted.connect(self.refresh)
+        events.removed.connect(self.refresh)
+        events.reordered.connect(self.refresh)
+        self.refresh()
+
+    def _matching(self) -> list:
+        return [layer for layer in self._viewer.layers
+                if type(layer).__name__ in self._kinds and (self._accept is None or self._accept(layer))]
+
+    def refresh(self, *_args) -> None:
+        current = self.currentText()
+        layers = self._matching()
+        for layer in layers:  # follow renames
+            try:
+                layer.events.name.connect(self.refresh, unique=True)
+            except TypeError:  # older event emitters have no ``unique``
+                layer.events.name.connect(self.refresh)
+        names = ([self.NONE_TEXT] if self._allow_none else []) + [layer.name for layer in layers]
+        if names == [self.itemText(i) for i in range(self.count())]:
+            return
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif layers and not self._allow_none:
+            self.setCurrentText(layers[-1].name)
+        self.blockSignals(False)
+        self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self):
+        """The chosen layer, or ``None``."""
+        name = self.currentText()
+        for layer in self._matching():
+            if layer.name == name:
+                return layer
+        return None
+
+    def set_layer(self, layer) -> None:
+        self.refresh()
+        self.setCurrentText(layer.name)
+
+
+class Debouncer:
+    """Call ``func`` once, ``delay_ms`` after the last :meth:`trigger`."""
+
+    def __init__(self, func: Callable[[], None], delay_ms: int) -> None:
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(int(delay_ms))
+        self._timer.timeout.connect(func)
+
+    def trigger(self) -> None:
+        self._timer.start()
+
+    @property
+    def pending(self) -> bool:
+        return self._timer.isActive()
+
+    def cancel(self) -> None:
+        self._timer.stop()
+
+
+def layer_source(layer) -> str | None:
+    """The file a layer was opened from, if napari knows it."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else None
+
+
+def to_rgb_uint8(data, *, where: str = "image") -> np.ndarray:
+    """An ``(H, W, 3)`` ``uint8`` copy of image data (RGBA and grey accepted)."""
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise ValueError(f"{where}: expected a 2-D RGB image (H, W, 3), got shape {arr.shape}")
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        from skimage.util import img_as_ubyte
+
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) > 1.0:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        else:
+            arr = img_as_ubyte(arr)
+    return np.ascontiguousarray(arr)
+
+
+def image_level0(layer):
+    """The full-resolution array of an image layer (level 0 when multiscale)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def field_of_view(layer) -> tuple[int, int, int, int]:
+    """The visible part of an image layer as ``(y0, x0, y1, x1)`` in full-resolution pixels."""
+    corners = np.asarray(layer.corner_pixels)
+    level = layer.data_level if layer.multiscale else 0
+    factors = np.asarray(layer.downsample_factors[level]) if layer.multiscale else np.ones(corners.shape[1])
+    ndim = corners.shape[1]
+    full = image_level0(layer).shape[ndim - 2:ndim]
+    y0, x0 = (int(np.floor(corners[0, a] * factors[a])) for a in (ndim - 2, ndim - 1))
+    y1, x1 = (int(np.ceil((corners[1, a] + 1) * factors[a])) for a in (ndim - 2, ndim - 1))
+    return max(y0, 0), max(x0, 0), min(y1, full[0]), min(x1, full[1])
+
+
+def labels_in_image(image_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The labels, the matching RGB pixels, and where they lie in the full-resolution image."""
+    labels = labels_layer.data
+    if isinstance(labels, list) or getattr(labels_layer, "multiscale", False):
+        raise ValueError(f"{labels_layer.name}: whole-slide labels are not held in memory; "
+                         "segment a field of view to correct, score or save it")
+    labels = np.asarray(labels)
+    meta = labels_layer.metadata.get("ihcseg", {})
+    y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
+    base = image_level0(image_layer)
+    h, w = labels.shape[-2:]
+    if y0 + h > base.shape[0] or x0 + w > base.shape[1]:
+        raise ValueError(f"{labels_layer.name} ({h}x{w} at y={y0}, x={x0}) does not fit in the image "
+                         f"{image_layer.name} ({base.shape[0]}x{base.shape[1]})")
+    image = to_rgb_uint8(base[y0:y0 + h, x0:x0 + w], where=image_layer.name)
+    return image, labels, (y0, x0)
+
+
+# ------------------------------------------------------------ known checkpoints
+
+def default_catalog_path() -> Path:
+    """Where the checkpoints a user loaded or trained are remembered."""
+    try:
+        from platformdirs import user_config_path
+
+        return user_config_path("napari-ihcseg", appauthor=False) / "checkpoints.json"
+    except ImportError:
+        return Path.home() / ".config" / "napari-ihcseg" / "checkpoints.json"
+
+
+def known_checkpoints(path: Path | None = None) -> list[str]:
+    """Checkpoint folders remembered in ``path`` that still exist, newest first."""
+    path = default_catalog_path() if path is None else Path(path)
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("checkpoints", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [e for e in entries if isinstance(e, str) and Path(e).is_dir()]
+
+
+def remember_checkpoint(folder, path: Path | None = None, *, keep: int = 20) -> None:
+    """Add a checkpoint folder to the list the Segment widget offers."""
+    from napari_ihcseg._atomic import write_json_atomic
+
+    path = default_catalog_path() if path is None else Path(path)
+    folder = str(Path(folder).expanduser().resolve())
+    entries = [folder] + [e for e in known_checkpoints(path) if e != folder]
+    write_json_atomic(path, {"checkpoints": entries[:keep]})

@@ -1,0 +1,100 @@
+"""Live scoring: per-nucleus measurements cached once, re-measured only where labels change.
+
+:class:`LiveScore` holds the per-nucleus table of an image (DAB and
+hematoxylin optical density, area, centroid). After an edit only the touched
+nuclei are measured again, on the bounding box around them; a threshold or
+region change re-reads no pixel at all. This keeps the Score widget's table
+live on images with thousands of nuclei. No Qt here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from napari_ihcseg.scoring import ScoringConfig, classify, measure_nuclei, summarize
+from napari_ihcseg.scoring.presets import ESTIMATE
+from napari_ihcseg.scoring.regions import Region
+from napari_ihcseg.stain import StainVectors, estimate_stain_vectors
+
+
+class LiveScore:
+    """Per-nucleus measurements of one image, kept up to date cheaply.
+
+    Parameters
+    ----------
+    image : (H, W, 3) ndarray of uint8
+    labels : (H, W) ndarray of int
+    config : ScoringConfig
+        Its stain vectors and pixel size are used for measuring.
+    """
+
+    def __init__(self, image: np.ndarray, labels: np.ndarray, config: ScoringConfig) -> None:
+        self.image = np.asarray(image)
+        self.config = config
+        if config.stain_vectors == ESTIMATE:
+            self.stain_vectors: StainVectors = estimate_stain_vectors(self.image)
+        else:
+            self.stain_vectors = config.stain_vectors
+        self.region: Region | None = None
+        self._cells = self._measure(np.asarray(labels)).set_index("label", drop=False)
+        self._cells.index.name = None
+
+    def _measure(self, labels: np.ndarray) -> pd.DataFrame:
+        return measure_nuclei(self.image, labels, stains=self.stain_vectors, pixel_size_um=self.config.pixel_size_um)
+
+    @property
+    def n_nuclei(self) -> int:
+        return len(self._cells)
+
+    def update(self, labels: np.ndarray, ids: Iterable[int]) -> None:
+        """Measure the nuclei ``ids`` again (new, reshaped or gone) from ``labels``."""
+        ids = np.array(sorted({int(i) for i in ids if int(i) > 0}), dtype=np.int64)
+        if ids.size == 0:
+            return
+        labels = np.asarray(labels)
+        mask = np.isin(labels, ids)
+        keep = self._cells.drop(index=[i for i in ids if i in self._cells.index])
+        if mask.any():
+            rows = np.flatnonzero(mask.any(axis=1))
+            cols = np.flatnonzero(mask.any(axis=0))
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            part = np.where(mask[box], labels[box], 0)
+            fresh = measure_nuclei(self.image[box], part, stains=self.stain_vectors,
+                                   pixel_size_um=self.config.pixel_size_um)
+            fresh["centroid_y"] += box[0].start
+            fresh["centroid_x"] += box[1].start
+            fresh.index = fresh["label"].to_numpy()
+            keep = pd.concat([keep[fresh.columns], fresh]).sort_index()
+        self._cells = keep
+
+    def set_region(self, region: Region | None) -> None:
+        """Count only nuclei whose centroid lies in ``region`` (``None``: all)."""
+        self.region = region
+
+    def set_config(self, config: ScoringConfig) -> bool:
+        """Change thresholds, stain or area limits. Returns ``False`` (and keeps the
+        old config) when the change needs measuring again (other stain vectors or pixel size)."""
+        if (config.stain_vectors != self.config.stain_vectors
+                or config.pixel_size_um != self.config.pixel_size_um):
+            return False
+        self.config = config
+        return True
+
+    def cells(self) -> pd.DataFrame:
+        """The scored table: measurements, ``in_roi``, ``intensity_class``, ``positive``, ``included``."""
+        cells = self._cells.reset_index(drop=True)
+        if self.region is None:
+            cells["in_roi"] = True
+        else:
+            cells["in_roi"] = self.region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy())
+        cells = classify(cells, self.config)
+        cells.attrs["stain_vectors"] = self.stain_vectors
+        return cells
+
+    def result(self) -> tuple[pd.DataFrame, dict]:
+        """``(cells, summary)`` for the current labels, thresholds and region."""
+        cells = self.cells()
+        return cells, summarize(cells, self.config, stain_vectors=self.stain_vectors)

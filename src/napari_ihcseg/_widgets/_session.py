@@ -1,0 +1,260 @@
+"""The correction session of one Labels layer: what changed, who changed it, and the autosave.
+
+A :class:`CorrectionSession` watches a Labels layer. Every edit, whether made
+with napari's own tools (paint, fill, erase, undo) or with the correction
+helpers, is found by comparing the labels with a copy (:class:`LabelDiffer`),
+logged in an :class:`EditTracker`, and, a couple of seconds later, autosaved to
+a recovery file (:class:`RecoveryStore`) in a background thread. The Correct,
+Save-pairs and Score widgets share the session of a layer through
+:func:`session_for`.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_ihcseg.data.pairs import RecoveryInfo, RecoveryStore, recovery_key
+from napari_ihcseg.editing import EditTracker, LabelChange, LabelDiffer, LabelEdit
+
+from ._common import Debouncer, layer_source, start_worker
+
+#: Delay after the last edit before the change is looked at (ms).
+SYNC_DELAY_MS = 200
+#: Delay after the last edit before the recovery file is written (ms).
+AUTOSAVE_DELAY_MS = 2000
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layer_key_source(layer) -> str:
+    """What identifies the image a labels layer belongs to (for the recovery key)."""
+    meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
+    return meta.get("source") or layer_source(layer) or f"layer:{layer.name}"
+
+
+class CorrectionSession(QObject):
+    """Tracks and autosaves the corrections made to one Labels layer.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    store : RecoveryStore, optional
+        Where unsaved corrections go; the per-user cache folder by default.
+    autosave_ms : int
+        Delay between the last edit and the autosave; 0 disables autosaving.
+    """
+
+    #: Emitted with a :class:`LabelChange` after each detected edit.
+    changed = Signal(object)
+    #: Emitted with the recovery file path after each autosave.
+    autosaved = Signal(str)
+
+    def __init__(self, layer, *, store: RecoveryStore | None = None, autosave_ms: int = AUTOSAVE_DELAY_MS) -> None:
+        super().__init__()
+        self._layer = weakref.ref(layer)
+        self.store = store if store is not None else RecoveryStore()
+        self.source = layer_key_source(layer)
+        self.key = recovery_key(self.source, np.shape(layer.data))
+        self.tracker = EditTracker()
+        self.differ = LabelDiffer(np.asarray(layer.data))
+        self.edited_mask = np.zeros(np.shape(layer.data), bool)
+        self.recovery_offered = False
+        self._region: tuple[slice, slice] | None = None
+        self._full = False
+        self._applying = False
+        self._saving = False
+        self._dirty = False
+        self._sync = Debouncer(self.sync, SYNC_DELAY_MS)
+        self._autosave = Debouncer(self.autosave, autosave_ms) if autosave_ms > 0 else None
+        layer.events.paint.connect(self._on_paint)
+        layer.events.set_data.connect(self._on_set_data)
+        layer.events.data.connect(self._on_data)
+
+    @property
+    def layer(self):
+        return self._layer()
+
+    # ---------------------------------------------------------------- edits
+    def _grow(self, box: tuple[slice, slice]) -> None:
+        if self._region is None:
+            self._region = box
+        else:
+            self._region = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                                 for a, b in zip(self._region, box))
+
+    def _on_paint(self, event) -> None:
+        if self._applying:
+            return
+        for atom in getattr(event, "value", None) or []:
+            box = None
+            if hasattr(atom, "slice_key"):
+                box = tuple(atom.slice_key)[-2:]
+            else:
+                idx = atom[0]
+                if len(idx) >= 2 and np.size(idx[-1]):
+                    box = tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in idx[-2:])
+            if box is None:
+                self._full = True
+            else:
+                self._grow(box)
+        self._sync.trigger()
+
+    def _on_set_data(self, _event=None) -> None:
+        if self._applying:
+            return
+        self._full = True
+        self._sync.trigger()
+
+    def _on_data(self, _event=None) -> None:
+        layer = self.layer
+        if layer is None or self._applying:
+            return
+        if np.shape(layer.data) != self.differ.shape:  # a different image: start over
+            self.differ.reset(np.asarray(layer.data))
+            self.edited_mask = np.zeros(np.shape(layer.data), bool)
+            self.key = recovery_key(self.source, np.shape(layer.data))
+            return
+        self._on_set_data()
+
+    def sync(self) -> LabelChange:
+        """Look for edits now (normally run shortly after each edit)."""
+        self._sync.cancel()
+        layer = self.layer
+        if layer is None:
+            return LabelChange(frozenset(), frozenset(), frozenset())
+        region = None if self._full else self._region
+        self._region, self._full = None, False
+        change = self.differ.update(np.asarray(layer.data), region=region)
+        if change.touched:
+            self.edited_mask[self.differ.last_region] |= self.differ.last_diff
+            self.tracker.record_change("edit", change)
+            self._edited(change)
+        return change
+
+    def apply(self, edit: LabelEdit) -> LabelChange:
+        """Apply a helper's edit to the layer, undoably, and log it under its own name."""
+        layer = self.layer
+        if self._sync.pending:
+            self.sync()
+        if edit.n_pixels:
+            self._applying = True
+            try:
+                layer.data_setitem(edit.indices, edit.values)
+            finally:
+                self._applying = False
+            rr, cc = edit.indices
+            box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
+            self.differ.update(np.asarray(layer.data), region=box)
+            self.edited_mask[rr, cc] = True
+        self.tracker.record_change(edit.action, edit.change)
+        self._edited(edit.change)
+        return edit.change
+
+    def _edited(self, change: LabelChange) -> None:
+        self.changed.emit(change)
+        if self._autosave is not None:
+            self._autosave.trigger()
+
+    # ------------------------------------------------------------- recovery
+    def autosave(self) -> None:
+        """Write the recovery file in a background thread."""
+        layer = self.layer
+        if layer is None or not self.tracker.n_edits:
+            return
+        if self._saving:
+            self._dirty = True
+            return
+        self._saving, self._dirty = True, False
+        labels = np.array(layer.data, copy=True)
+        tracker = EditTracker.from_dict(self.tracker.to_dict())
+        start_worker(functools.partial(self.store.save, source=self.source), self.key, labels, tracker,
+                     on_result=lambda path: self.autosaved.emit(str(path)),
+                     on_error=self._autosave_failed, on_finished=self._autosave_done)
+
+    def _autosave_failed(self, exc: BaseException) -> None:
+        from ._common import describe_error, show_error
+
+        show_error(f"Could not autosave the corrections to {self.store.folder}: {describe_error(exc)}")
+
+    def _autosave_done(self) -> None:
+        self._saving = False
+        if self._dirty and self._autosave is not None:
+            self._autosave.trigger()
+
+    def autosave_now(self):
+        """Write the recovery file now, in this thread; returns its path (or ``None``)."""
+        layer = self.layer
+        if layer is None or not self.tracker.n_edits:
+            return None
+        if self._sync.pending:
+            self.sync()
+        path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source)
+        self.autosaved.emit(str(path))
+        return path
+
+    @property
+    def saving(self) -> bool:
+        return self._saving or (self._autosave is not None and self._autosave.pending)
+
+    def pending_recovery(self) -> RecoveryInfo | None:
+        """Unsaved corrections of this image from an earlier session, if any."""
+        info = self.store.pending(self.key)
+        if info is None or info.shape != tuple(np.shape(self.layer.data)):
+            return None
+        return info
+
+    def restore(self) -> RecoveryInfo:
+        """Replace the layer's labels and edit log by the recovered ones."""
+        labels, tracker, info = self.store.restore(self.key)
+        layer = self.layer
+        if labels.shape != tuple(np.shape(layer.data)):
+            raise ValueError(f"{info.path}: recovered labels are {labels.shape}, the layer is {np.shape(layer.data)}")
+        self.edited_mask = labels != np.asarray(layer.data)
+        self._applying = True
+        try:
+            layer.data = labels.astype(np.asarray(layer.data).dtype, copy=False)
+        finally:
+            self._applying = False
+        self.differ.reset(labels)
+        self.tracker = tracker
+        self.changed.emit(LabelChange(frozenset(), frozenset(int(i) for i in np.unique(labels) if i), frozenset()))
+        return info
+
+    def discard_recovery(self) -> bool:
+        return self.store.clear(self.key)
+
+    def saved(self) -> None:
+        """The corrections are safe in a dataset: drop the recovery file."""
+        if self._autosave is not None:
+            self._autosave.cancel()
+        self.store.clear(self.key)
+
+
+def session_for(layer, *, store: RecoveryStore | None = None, autosave_ms: int = AUTOSAVE_DELAY_MS,
+                create: bool = True) -> CorrectionSession | None:
+    """The session of ``layer``, created on first use."""
+    session = _SESSIONS.get(layer)
+    if session is None and create:
+        session = CorrectionSession(layer, store=store, autosave_ms=autosave_ms)
+        _SESSIONS[layer] = session
+    return session
+
+
+def offer_restore(session: CorrectionSession, ask) -> bool:
+    """Ask once per session whether to restore unsaved corrections; restore if yes."""
+    if session.recovery_offered:
+        return False
+    session.recovery_offered = True
+    info = session.pending_recovery()
+    if info is None:
+        return False
+    question = (f"Unsaved corrections of {session.source} ({info.n_edits} edit(s), autosaved "
+                f"{info.saved_at}) were found in {info.path.parent}.\n\nRestore them?")
+    if ask("Restore corrections", question):
+        session.restore()
+        return True
+    return False

@@ -1,0 +1,195 @@
+"""Save corrected nuclei as training pairs into a dataset folder the user chooses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ihcseg.data.pairs import TILE_SIZES, RecoveryStore, SavedPair, TrainingPairWriter, check_folder
+
+from ._common import (
+    Ask,
+    LayerChoice,
+    ask_with_dialog,
+    describe_error,
+    field_of_view,
+    labels_in_image,
+    layer_source,
+    show_error,
+    show_info,
+    to_rgb_uint8,
+)
+from ._session import offer_restore, session_for
+
+#: Modes offered, as (label shown, core mode).
+MODES = (("Whole image", "whole"), ("Region (shapes or current view)", "region"), ("Tiles", "tiles"))
+STAINS = ("ki67", "er", "pr", "H&E", "other")
+
+
+class SavePairsWidget(QWidget):
+    """Write image/mask pairs and ``dataset.json`` for training.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    ask : callable, optional
+        ``ask(title, question) -> bool``; asks before overwriting existing
+        pairs and offers to restore unsaved corrections (default: a dialog).
+    store : RecoveryStore, optional
+        Where corrections are autosaved (default: the per-user cache folder).
+    """
+
+    def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ask = ask or ask_with_dialog(self)
+        self.store = store
+        self.last_saved: list[SavedPair] = []
+
+        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
+        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), parent=self)
+        self.region_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("choose a dataset folder…")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self.choose_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+        self.mode = QComboBox()
+        for text, mode in MODES:
+            self.mode.addItem(text, mode)
+        self.tile = QComboBox()
+        for size in TILE_SIZES:
+            self.tile.addItem(str(size), size)
+        self.stride = QSpinBox(minimum=16, maximum=512, singleStep=16, value=256)
+        self.drop_empty = QCheckBox("Skip tiles without nuclei")
+        self.drop_empty.setChecked(True)
+        self.stain = QComboBox()
+        self.stain.addItems(STAINS)
+        self.pixel_size = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=4, singleStep=0.05, value=0.0)
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setSuffix(" µm")
+        self.save_button = QPushButton("Save training pairs")
+        self.save_button.clicked.connect(self.save)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_choice)
+        form.addRow("Nuclei", self.labels_choice)
+        form.addRow("Dataset folder", folder_row)
+        form.addRow("Save", self.mode)
+        form.addRow("Region (shapes)", self.region_choice)
+        form.addRow("Tile size", self.tile)
+        form.addRow("Stride", self.stride)
+        form.addRow("", self.drop_empty)
+        form.addRow("Stain", self.stain)
+        form.addRow("Pixel size", self.pixel_size)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.save_button)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.tile.currentIndexChanged.connect(lambda *_: self.stride.setMaximum(int(self.tile.currentData())))
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        self.labels_choice.currentIndexChanged.connect(self._labels_changed)
+        self._mode_changed()
+        self._labels_changed()
+
+    def _mode_changed(self, *_args) -> None:
+        mode = self.mode.currentData()
+        for widget in (self.tile, self.stride, self.drop_empty):
+            widget.setEnabled(mode == "tiles")
+        self.region_choice.setEnabled(mode != "whole")
+
+    def _labels_changed(self, *_args) -> None:
+        layer = self.labels_choice.layer()
+        if layer is None or isinstance(layer.data, list):
+            return
+        meta = layer.metadata.get("ihcseg", {})
+        if meta.get("stain") in STAINS:
+            self.stain.setCurrentText(meta["stain"])
+        if meta.get("pixel_size_um"):
+            self.pixel_size.setValue(float(meta["pixel_size_um"]))
+        offer_restore(session_for(layer, store=self.store), self.ask)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset folder for training pairs", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def _region(self, image_layer, origin, shape) -> tuple[int, int, int, int] | None:
+        """The region in labels coordinates: the shapes' bounding box, else the current view."""
+        shapes = self.region_choice.layer()
+        if shapes is not None and len(shapes.data):
+            world = np.concatenate([[shapes.data_to_world(p) for p in verts] for verts in shapes.data])
+            pts = np.array([image_layer.world_to_data(p) for p in world])[:, -2:]
+            lo, hi = np.floor(pts.min(axis=0)), np.ceil(pts.max(axis=0)) + 1
+        else:
+            y0, x0, y1, x1 = field_of_view(image_layer)
+            lo, hi = np.array([y0, x0]), np.array([y1, x1])
+        lo, hi = lo - origin, hi - origin
+        return (int(max(lo[0], 0)), int(max(lo[1], 0)), int(min(hi[0], shape[0])), int(min(hi[1], shape[1])))
+
+    def save(self) -> list[SavedPair]:
+        """Save with the current settings; asks before replacing existing pairs."""
+        try:
+            return self._save()
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Saving training pairs failed: {describe_error(exc)}")
+            return []
+
+    def _save(self) -> list[SavedPair]:
+        image_layer, labels_layer = self.image_choice.layer(), self.labels_choice.layer()
+        if image_layer is None or labels_layer is None:
+            raise ValueError("choose an image and its nuclei (Labels) layer")
+        writer = TrainingPairWriter(check_folder(self.folder.text().strip() or None))
+        session = session_for(labels_layer, store=self.store)
+        session.sync()
+        image, labels, origin = labels_in_image(image_layer, labels_layer)
+        mode = self.mode.currentData()
+        region = self._region(image_layer, np.array(origin), labels.shape) if mode == "region" else None
+        meta = labels_layer.metadata.get("ihcseg", {})
+        options = dict(
+            mode=mode, region=region, tile=int(self.tile.currentData()), stride=int(self.stride.value()),
+            drop_empty=self.drop_empty.isChecked(), source=meta.get("source") or layer_source(image_layer),
+            name=None if (meta.get("source") or layer_source(image_layer)) else image_layer.name,
+            stain=self.stain.currentText(), pixel_size_um=self.pixel_size.value() or None,
+            model=meta.get("model"), corrected_labels=session.tracker.edit_times(),
+            edited_mask=session.edited_mask if session.edited_mask.shape == labels.shape else None,
+            origin=origin)
+        try:
+            saved = writer.save(image, labels, **options)
+        except FileExistsError:
+            taken = writer.conflicts([pid for pid, _ in writer.plan(
+                image.shape, mode=mode, region=region, tile=options["tile"], stride=options["stride"],
+                source=options["source"], name=options["name"], origin=origin)])
+            question = (f"{len(taken)} training pair(s) already exist in {writer.folder}, e.g. '{taken[0]}'.\n\n"
+                        "Replace them with the current nuclei?")
+            if not self.ask("Replace training pairs?", question):
+                self.status.setText(f"Nothing saved: {len(taken)} pair(s) already exist in {writer.folder}.")
+                return []
+            saved = writer.save(image, labels, overwrite=True, **options)
+        session.saved()
+        self.last_saved = saved
+        n_fixed = sum(p.corrected for p in saved)
+        self.status.setText(f"Saved {len(saved)} pair(s) ({n_fixed} corrected by hand) to {writer.folder}.")
+        show_info(f"Saved {len(saved)} training pair(s) to {Path(writer.folder)}")
+        return saved

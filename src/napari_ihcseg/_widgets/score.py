@@ -1,0 +1,398 @@
+"""Score nuclei: intensity classes, positive %, H-score, Allred, Ki-67 index, live as labels change."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+
+from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.scoring import (
+    PRESETS,
+    ScoringConfig,
+    nuclei_feature_collection,
+    region_from_shapes,
+    write_cells_csv,
+    write_summary_json,
+)
+
+from ._common import Debouncer, LayerChoice, describe_error, labels_in_image, layer_source, show_error, show_info
+from ._histogram import CLASS_COLORS, DabHistogram
+from ._livescore import LiveScore
+from ._session import session_for
+
+#: Delay between the last threshold move or edit and the table update (ms).
+REFRESH_DELAY_MS = 200
+#: Largest DAB OD offered by the threshold sliders.
+SLIDER_MAX = 2.0
+#: Colour of nuclei that do not count (outside the region or the area limits).
+EXCLUDED_COLOR = (0.55, 0.55, 0.55, 0.6)
+#: ``choose_path(title, suggested_path, file_filter) -> str | None``; injectable for tests.
+ChoosePath = Callable[[str, str, str], "str | None"]
+
+EXPORTS = (("cells", "Cells CSV", ".cells.csv", "CSV (*.csv)"),
+           ("summary_json", "Summary JSON", ".summary.json", "JSON (*.json)"),
+           ("summary_csv", "Summary CSV", ".summary.csv", "CSV (*.csv)"),
+           ("geojson", "QuPath GeoJSON", ".nuclei.geojson", "GeoJSON (*.geojson *.json)"))
+
+
+def _dialog_path(parent) -> ChoosePath:
+    def choose(title: str, suggested: str, file_filter: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(parent, title, suggested, file_filter)
+        return path or None
+
+    return choose
+
+
+def summary_rows(summary: dict, cells) -> list[tuple[str, str]]:
+    """The table shown in the widget: (what, value) pairs."""
+    def fmt(v, unit=""):
+        return "–" if v is None else (f"{v:.1f}{unit}" if isinstance(v, float) else f"{v}{unit}")
+
+    included = cells[cells["included"].to_numpy(bool)] if len(cells) else cells
+    counts = np.bincount(included["intensity_class"].to_numpy(np.int64), minlength=4) if len(included) else [0] * 4
+    rows = [("Nuclei counted", fmt(summary["n_nuclei"])),
+            ("Positive", fmt(summary["n_positive"])),
+            ("Positive %", fmt(summary["positive_percent"], " %")),
+            ("H-score", fmt(summary["h_score"])),
+            ("Allred (P + I = total)", "–" if summary["allred_total_score"] is None else
+             f"{summary['allred_proportion_score']} + {summary['allred_intensity_score']} = "
+             f"{summary['allred_total_score']}"),
+            ("0 / 1+ / 2+ / 3+", " / ".join(str(int(c)) for c in counts))]
+    if summary.get("ki67_index") is not None:
+        rows.insert(3, ("Ki-67 index", fmt(summary["ki67_index"], " %")))
+    if summary.get("interpretation"):
+        rows.append(("Reading (ASCO/CAP)", summary["interpretation"]))
+    if "edit_status" in cells:
+        rows.append(("Edited by hand", fmt(int((cells["edit_status"] != "").sum()))))
+    return rows
+
+
+def summary_csv_text(summary: dict) -> str:
+    """One header row and one value row; lists are joined with ``;``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    keys = list(summary)
+    writer.writerow(keys)
+    values = []
+    for k in keys:
+        v = summary[k]
+        if isinstance(v, (list, tuple)):
+            v = ";".join(str(x) for x in v)
+        elif isinstance(v, dict):
+            v = v.get("name", "")
+        values.append("" if v is None else v)
+    writer.writerow(values)
+    return out.getvalue()
+
+
+class ScoreWidget(QWidget):
+    """Score the nuclei of a Labels layer on its IHC image, live.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    choose_path : callable, optional
+        ``choose_path(title, suggested, filter) -> path or None`` for exports
+        (default: a save dialog).
+    store : RecoveryStore, optional
+        Where corrections are autosaved, if this widget is the first to watch the layer.
+    """
+
+    def __init__(self, napari_viewer, *, choose_path: ChoosePath | None = None,
+                 store: RecoveryStore | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.store = store
+        self.choose_path = choose_path or _dialog_path(self)
+        self.live: LiveScore | None = None
+        self.cells = None
+        self.summary: dict | None = None
+        self._layer = None
+        self._origin = (0, 0)
+        self._original_colormap = None
+        self._roi_layer = None
+
+        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
+        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), parent=self)
+        self.roi_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
+        self.stain = QComboBox()
+        for key, preset in PRESETS.items():
+            self.stain.addItem(preset.title, key)
+        self.sliders = []
+        for _ in range(3):
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(0.0, SLIDER_MAX)
+            slider.setDecimals(3)
+            slider.setSingleStep(0.01)
+            self.sliders.append(slider)
+        self.pixel_size = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=4, singleStep=0.05, value=0.0)
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setSuffix(" µm")
+        self.colour = QCheckBox("Colour nuclei by intensity class")
+        self.colour.setChecked(True)
+        self.score_button = QPushButton("Score")
+        self.score_button.clicked.connect(self.start)
+        self.histogram = DabHistogram()
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["", "value"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(190)
+        self.export_buttons = {}
+        exports = QGridLayout()
+        for i, (kind, text, _suffix, _filt) in enumerate(EXPORTS):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _=False, k=kind: self.export(k))
+            button.setEnabled(False)
+            exports.addWidget(button, i // 2, i % 2)
+            self.export_buttons[kind] = button
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_choice)
+        form.addRow("Nuclei", self.labels_choice)
+        form.addRow("Region of interest", self.roi_choice)
+        form.addRow("Stain", self.stain)
+        for k, slider in enumerate(self.sliders):
+            form.addRow(f"{k + 1}+ from DAB OD", slider)
+        form.addRow("Pixel size", self.pixel_size)
+        form.addRow("", self.colour)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.score_button)
+        layout.addWidget(QLabel("Nuclei by mean DAB optical density (drag a line to move a threshold):"))
+        layout.addWidget(self.histogram)
+        layout.addWidget(self.table)
+        layout.addWidget(QLabel("Export"))
+        layout.addLayout(exports)
+        layout.addStretch(1)
+
+        self._refresh = Debouncer(self.refresh, REFRESH_DELAY_MS)
+        self.stain.currentIndexChanged.connect(self._stain_changed)
+        for slider in self.sliders:
+            slider.valueChanged.connect(self._sliders_moved)
+        self.histogram.thresholds_changed.connect(self.set_thresholds)
+        self.roi_choice.currentIndexChanged.connect(self._roi_changed)
+        self.colour.toggled.connect(lambda *_: self._refresh.trigger())
+        self._stain_changed()
+
+    # --------------------------------------------------------------- config
+    def config(self) -> ScoringConfig:
+        return ScoringConfig(stain=self.stain.currentData(), thresholds=self.thresholds(),
+                             pixel_size_um=self.pixel_size.value() or None)
+
+    def thresholds(self) -> tuple[float, float, float]:
+        return tuple(round(float(s.value()), 3) for s in self.sliders)
+
+    def set_thresholds(self, thresholds) -> None:
+        """Move the three sliders (and the histogram lines) to ``thresholds``."""
+        for slider, t in zip(self.sliders, thresholds):
+            slider.blockSignals(True)
+            slider.setValue(float(t))
+            slider.blockSignals(False)
+        self._sliders_moved()
+
+    def _stain_changed(self, *_args) -> None:
+        self.set_thresholds(PRESETS[self.stain.currentData()].thresholds)
+
+    def _sliders_moved(self, *_args) -> None:
+        t = list(self.thresholds())
+        for k in (1, 2):  # keep them increasing
+            if t[k] <= t[k - 1]:
+                t[k] = min(t[k - 1] + 0.01, SLIDER_MAX)
+                self.sliders[k].blockSignals(True)
+                self.sliders[k].setValue(t[k])
+                self.sliders[k].blockSignals(False)
+        self.histogram.set_thresholds(t)
+        if self.live is not None:
+            if not self.live.set_config(self.config()):
+                self.start()
+                return
+            self._refresh.trigger()
+
+    # ------------------------------------------------------------- scoring
+    def start(self) -> None:
+        """Measure every nucleus once; from then on, edits and threshold moves update live."""
+        try:
+            image_layer, layer = self.image_choice.layer(), self.labels_choice.layer()
+            if image_layer is None or layer is None:
+                raise ValueError("choose the image and its nuclei (Labels) layer")
+            image, labels, origin = labels_in_image(image_layer, layer)
+            self.live = LiveScore(image, labels, self.config())
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Scoring failed: {describe_error(exc)}")
+            return
+        if self._layer is not None and self._layer is not layer:
+            self._restore_colormap()
+        if self._layer is not layer:
+            session = session_for(layer, store=self.store)
+            session.changed.connect(self._labels_changed)
+        self._layer, self._origin = layer, origin
+        meta = layer.metadata.setdefault("ihcseg", {})
+        meta["stain"] = self.stain.currentData()
+        self._roi_changed()
+        self.refresh()
+
+    def _labels_changed(self, change) -> None:
+        if self.live is None or self._layer is None:
+            return
+        self.live.update(np.asarray(self._layer.data), change.touched)
+        self._refresh.trigger()
+
+    def _roi_changed(self, *_args) -> None:
+        if self._roi_layer is not None:
+            self._roi_layer.events.data.disconnect(self._roi_changed)
+            self._roi_layer = None
+        roi = self.roi_choice.layer()
+        if self.live is None:
+            return
+        region = None
+        if roi is not None:
+            roi.events.data.connect(self._roi_changed)
+            self._roi_layer = roi
+            shapes = [(verts, kind) for verts, kind in zip(roi.data, roi.shape_type) if kind not in ("line", "path")]
+            if shapes:
+                to_labels = [np.array([self._layer.world_to_data(roi.data_to_world(p)) for p in v])[:, -2:]
+                             for v, _ in shapes]
+                region = region_from_shapes(to_labels, [k for _, k in shapes])
+        self.live.set_region(region)
+        self._refresh.trigger()
+
+    def refresh(self) -> None:
+        """Update the table, the histogram and the colours now."""
+        if self.live is None:
+            return
+        cells, summary = self.live.result()
+        layer = self._layer
+        session = session_for(layer, create=False) if layer is not None else None
+        if session is not None:
+            status = np.array([session.tracker.status(i) or "" for i in cells["label"].to_numpy()], dtype=object)
+            cells["edit_status"] = status
+        self.cells, self.summary = cells, summary
+        rows = summary_rows(summary, cells)
+        self.table.setRowCount(len(rows))
+        for r, (name, value) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(name))
+            self.table.setItem(r, 1, QTableWidgetItem(value))
+        self.table.resizeColumnToContents(0)
+        included = cells["included"].to_numpy(bool)
+        self.histogram.set_values(cells["dab_od_mean"].to_numpy()[included])
+        for button in self.export_buttons.values():
+            button.setEnabled(True)
+        self._colour(cells)
+
+    def _colour(self, cells) -> None:
+        layer = self._layer
+        if layer is None:
+            return
+        from napari.utils.colormaps import DirectLabelColormap
+
+        table = cells[["label", "dab_od_mean", "intensity_class", "included"]].rename(columns={"label": "index"})
+        if "edit_status" in cells:
+            table["edit_status"] = cells["edit_status"].to_numpy()
+        layer.features = table.reset_index(drop=True)
+        if not self.colour.isChecked():
+            self._restore_colormap()
+            return
+        if self._original_colormap is None:
+            self._original_colormap = layer.colormap
+        palette = np.array([[*(c / 255 for c in rgb), 1.0] for rgb in CLASS_COLORS])
+        labels = cells["label"].to_numpy()
+        colors = np.where(cells["included"].to_numpy(bool)[:, None],
+                          palette[cells["intensity_class"].to_numpy(np.int64)], EXCLUDED_COLOR)
+        color_dict = {None: np.array([0.8, 0.8, 0.8, 1.0]), 0: np.zeros(4)}
+        color_dict.update(zip(labels.tolist(), colors))
+        layer.colormap = DirectLabelColormap(color_dict=color_dict)
+
+    def _restore_colormap(self) -> None:
+        if self._layer is not None and self._original_colormap is not None:
+            self._layer.colormap = self._original_colormap
+        self._original_colormap = None
+
+    # --------------------------------------------------------------- export
+    def _stem(self) -> str:
+        image_layer = self.image_choice.layer()
+        source = layer_source(image_layer) if image_layer is not None else None
+        return Path(source).name.split(".")[0] if source else (image_layer.name if image_layer else "image")
+
+    def export(self, kind: str, path=None) -> Path | None:
+        """Write one export (``"cells"``, ``"summary_json"``, ``"summary_csv"`` or ``"geojson"``)."""
+        if self.cells is None:
+            show_error("Score the image first.")
+            return None
+        _key, title, suffix, file_filter = next(e for e in EXPORTS if e[0] == kind)
+        if path is None:
+            image_layer = self.image_choice.layer()
+            source = layer_source(image_layer) if image_layer is not None else None
+            folder = Path(source).parent if source else Path.home()
+            path = self.choose_path(f"Export {title}", str(folder / f"{self._stem()}{suffix}"), file_filter)
+            if not path:
+                return None
+        path = Path(path).expanduser()
+        if not path.is_absolute():
+            show_error(f"{path}: choose an absolute path for the export")
+            return None
+        try:
+            self._write(kind, path)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Export to {path} failed: {describe_error(exc)}")
+            return None
+        show_info(f"Wrote {path}")
+        return path
+
+    def _write(self, kind: str, path: Path) -> None:
+        cells = self.cells.copy()
+        oy, ox = self._origin
+        cells["centroid_y"] += oy  # coordinates of the full image, not of the field of view
+        cells["centroid_x"] += ox
+        if kind == "cells":
+            write_cells_csv(path, cells)
+        elif kind == "summary_json":
+            write_summary_json(path, self.summary)
+        elif kind == "summary_csv":
+            write_text_atomic(path, summary_csv_text(self.summary))
+        elif kind == "geojson":
+            collection = nuclei_feature_collection(self.cells, np.asarray(self._layer.data))
+            if oy or ox:
+                _shift_features(collection, ox, oy)
+            write_text_atomic(path, json.dumps(collection, separators=(",", ":"), allow_nan=False) + "\n")
+        else:
+            raise ValueError(f"unknown export {kind!r}")
+
+
+def _shift_features(collection: dict, dx: float, dy: float) -> None:
+    """Move every polygon of a FeatureCollection by ``(dx, dy)`` (in place)."""
+    for feature in collection["features"]:
+        geometry = feature["geometry"]
+        parts = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+        for part in parts:
+            for ring in part:
+                for point in ring:
+                    point[0] += dx
+                    point[1] += dy
+        m = feature["properties"].get("measurements", {})
+        if "centroid_x" in m:
+            m["centroid_x"] += dx
+            m["centroid_y"] += dy

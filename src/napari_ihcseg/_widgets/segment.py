@@ -1,0 +1,399 @@
+"""Segment nuclei: one click, in a background thread, with progress and cancel."""
+
+from __future__ import annotations
+
+import threading
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ihcseg.data.pairs import RecoveryStore
+
+from ._common import (
+    Ask,
+    LayerChoice,
+    ask_with_dialog,
+    describe_error,
+    field_of_view,
+    image_level0,
+    known_checkpoints,
+    layer_source,
+    remember_checkpoint,
+    show_error,
+    show_info,
+    start_worker,
+    to_rgb_uint8,
+)
+from ._session import offer_restore, session_for
+
+LOAD_CHECKPOINT = "Load checkpoint folder…"
+#: Largest field of view segmented in memory (full-resolution pixels).
+MAX_FIELD_PIXELS = 6144 * 6144
+SCOPES = (("Whole image", "whole"), ("Current field of view", "view"))
+
+
+@dataclass
+class SegmentResult:
+    """What a run produced (in the worker thread), handed to the GUI thread."""
+
+    labels: object
+    mask_prob: np.ndarray | None
+    contour_prob: np.ndarray | None
+    device: str
+    origin: tuple[int, int] = (0, 0)
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    progressed = Signal(int, int)
+
+
+def _load(spec: str, device: str, notes: list[str]):
+    from napari_ihcseg.models import load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_model(spec, device)
+    notes.extend(str(w.message) for w in caught)
+    return model
+
+
+def _segment_field(image, spec, device, config, progress, cancel, origin) -> SegmentResult:
+    """Worker: load the model, predict, run the instance step."""
+    from napari_ihcseg.inference import predict
+    from napari_ihcseg.inference.control import check_cancel
+    from napari_ihcseg.instances import probabilities_to_instances
+
+    notes: list[str] = []
+    check_cancel(cancel, "segmentation")
+    model = _load(spec, device, notes)
+    mask_prob, contour_prob, info = predict(image, model, progress=progress, cancel=cancel, return_info=True,
+                                            **config.predict_options())
+    check_cancel(cancel, "segmentation")
+    backend = "torch" if info.device.startswith("cuda") else "numpy"
+    labels = probabilities_to_instances(mask_prob, contour_prob, backend=backend,
+                                        device=info.device if backend == "torch" else None,
+                                        **config.instance_options())
+    return SegmentResult(labels, mask_prob, contour_prob, info.description, origin, notes=notes)
+
+
+def _segment_slide(levels, source, spec, device, config, out, progress, cancel) -> SegmentResult:
+    """Worker: whole slide, block by block, written to ``out``."""
+    from napari_ihcseg.inference import segment_large
+
+    notes: list[str] = []
+    model = _load(spec, device, notes)
+    lazy = types.SimpleNamespace(levels=list(levels), path=source)
+    result = segment_large(lazy, model, out=out, config=config, source=source, progress=progress,
+                           cancel=cancel, return_result=True)
+    notes.append(f"{result.n_nuclei} nuclei in {result.blocks} block(s) ({result.skipped_blocks} without tissue)")
+    return SegmentResult(None, None, None, str(device), path=Path(result.path), notes=notes)
+
+
+def open_labels_pyramid(path: Path, *, min_side: int = 2048) -> list:
+    """A whole-slide label image as lazy levels (full resolution, then every 2nd, 4th... pixel)."""
+    import dask.array as da
+
+    if path.suffix.lower() == ".zarr":
+        base = da.from_zarr(str(path))
+    else:
+        import tifffile
+        import zarr
+
+        base = da.from_zarr(zarr.open(tifffile.imread(str(path), aszarr=True), mode="r"))
+    levels, step = [base], 2
+    while max(base.shape[:2]) // step >= min_side:
+        levels.append(base[::step, ::step])
+        step *= 2
+    return levels
+
+
+class SegmentWidget(QWidget):
+    """Segment nuclei in an image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    ask : callable, optional
+        ``ask(title, question) -> bool``; offers to restore unsaved corrections.
+    store : RecoveryStore, optional
+        Where corrections of the new layer are autosaved.
+    choose_path : callable, optional
+        ``choose_path(title, suggested, filter) -> str | None``: the output of
+        whole-slide runs and the checkpoint folder to load (default: dialogs).
+    catalog : path, optional
+        The file listing checkpoints the user loaded or trained.
+    """
+
+    def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None,
+                 choose_path=None, catalog: Path | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ask = ask or ask_with_dialog(self)
+        self.store = store
+        self.choose_path = choose_path or self._dialog
+        self.catalog = catalog
+        self.worker = None
+        self.last_result: SegmentResult | None = None
+        self._cancel = threading.Event()
+        self._pbar = None
+        self._relay = _Relay()
+        self._relay.progressed.connect(self._progressed)
+
+        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
+        self.model = QComboBox()
+        self.model.activated.connect(self._model_activated)
+        self.device = QComboBox()
+        self.device_used = QLabel("–")
+        self.scope = QComboBox()
+        for text, key in SCOPES:
+            self.scope.addItem(text, key)
+        self.tile = QSpinBox(minimum=64, maximum=2048, singleStep=32, value=512)
+        self.overlap = QSpinBox(minimum=0, maximum=512, singleStep=16, value=64)
+        self.mask_threshold = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5)
+        self.contour_threshold = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5)
+        self.min_size = QSpinBox(minimum=0, maximum=10000, value=16)
+        self.min_size.setSuffix(" px")
+        self.keep_probs = QCheckBox("Add probability layers")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_choice)
+        form.addRow("Model", self.model)
+        form.addRow("Device", self.device)
+        form.addRow("Device used", self.device_used)
+        form.addRow("Segment", self.scope)
+        form.addRow("Tile", self.tile)
+        form.addRow("Overlap", self.overlap)
+        form.addRow("Mask threshold", self.mask_threshold)
+        form.addRow("Contour threshold", self.contour_threshold)
+        form.addRow("Minimum size", self.min_size)
+        form.addRow("", self.keep_probs)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self._fill_devices()
+        self.refresh_models()
+        self.image_choice.currentIndexChanged.connect(self._image_changed)
+        self._image_changed()
+
+    # --------------------------------------------------------------- choices
+    def _dialog(self, title: str, suggested: str, file_filter: str) -> str | None:
+        if file_filter == "folder":
+            return QFileDialog.getExistingDirectory(self, title, suggested) or None
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
+        return path or None
+
+    def _fill_devices(self) -> None:
+        from napari_ihcseg.device import available_devices
+
+        self.device.addItem("auto")
+        self.device.addItems(available_devices())
+
+    def refresh_models(self) -> None:
+        """List the shipped checkpoints, the user's checkpoints, then the untrained architectures."""
+        from napari_ihcseg.models import default_checkpoint_name, list_models, shipped_checkpoints
+
+        current = self.model.currentData()
+        self.model.clear()
+        for name in shipped_checkpoints():
+            self.model.addItem(f"{name} (shipped)", name)
+        for folder in known_checkpoints(self.catalog):
+            self.model.addItem(f"{Path(folder).name} ({folder})", folder)
+        for name in list_models():
+            self.model.addItem(f"{name} (untrained)", name)
+        self.model.addItem(LOAD_CHECKPOINT, None)
+        preferred = current or default_checkpoint_name("auto") or "harunet-lite"
+        index = self.model.findData(preferred)
+        self.model.setCurrentIndex(max(index, 0))
+
+    def add_checkpoint(self, folder) -> None:
+        """Remember a checkpoint folder and select it."""
+        from napari_ihcseg.models import read_checkpoint_config
+
+        read_checkpoint_config(folder)  # refuse a folder that is not a checkpoint, with the reason
+        remember_checkpoint(folder, self.catalog)
+        self.refresh_models()
+        self.model.setCurrentIndex(self.model.findData(str(Path(folder).expanduser().resolve())))
+
+    def _model_activated(self, _index: int) -> None:
+        if self.model.currentData() is not None:
+            return
+        folder = self.choose_path("Checkpoint folder", str(Path.home()), "folder")
+        try:
+            if folder:
+                self.add_checkpoint(folder)
+            else:
+                self.refresh_models()
+        except ValueError as exc:
+            show_error(f"Cannot use {folder} as a model: {exc}")
+            self.refresh_models()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API; picks up newly trained models
+        self.refresh_models()
+        super().showEvent(event)
+
+    def _image_changed(self, *_args) -> None:
+        layer = self.image_choice.layer()
+        multiscale = bool(layer is not None and layer.multiscale)
+        self.scope.setItemText(0, "Whole slide (written to disk)" if multiscale else "Whole image")
+        if multiscale:
+            self.scope.setCurrentIndex(1)
+
+    def config(self):
+        from napari_ihcseg.inference import InferenceConfig
+
+        tile = int(self.tile.value()) // 32 * 32
+        return InferenceConfig(tile=tile, overlap=min(int(self.overlap.value()), tile - 32),
+                               device=self.device.currentText(),
+                               mask_threshold=float(self.mask_threshold.value()),
+                               contour_threshold=float(self.contour_threshold.value()),
+                               min_size=int(self.min_size.value()))
+
+    # ------------------------------------------------------------------- run
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self) -> None:
+        """Start segmenting with the current settings (returns at once)."""
+        if self.running:
+            return
+        try:
+            self._start()
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Segmentation could not start: {describe_error(exc)}")
+            self.status.setText(f"Not started: {exc}")
+
+    def _start(self) -> None:
+        layer = self.image_choice.layer()
+        if layer is None:
+            raise ValueError("open an RGB image first (File ▸ Open, or the IHC sample)")
+        spec = self.model.currentData()
+        if spec is None:
+            raise ValueError("choose a model")
+        config = self.config()
+        device = self.device.currentText()
+        self._cancel = threading.Event()
+        progress = self._relay.progressed.emit
+        source = layer_source(layer) or layer.name
+        if self.scope.currentData() == "whole" and layer.multiscale:
+            out = self.choose_path("Write the whole-slide nuclei to", str(Path(source).with_suffix(".nuclei.zarr")),
+                                   "Zarr (*.zarr)")
+            if not out:
+                return
+            job = (_segment_slide, list(layer.data), source, spec, device, config, out, progress, self._cancel)
+        else:
+            if self.scope.currentData() == "view":
+                y0, x0, y1, x1 = field_of_view(layer)
+            else:
+                y0, x0 = 0, 0
+                y1, x1 = image_level0(layer).shape[:2]
+            if (y1 - y0) * (x1 - x0) > MAX_FIELD_PIXELS:
+                raise ValueError(f"the region is {y1 - y0}×{x1 - x0} pixels at full resolution; zoom in, or "
+                                 "segment the whole slide (written to disk)")
+            image = to_rgb_uint8(image_level0(layer)[y0:y1, x0:x1], where=layer.name)
+            job = (_segment_field, image, spec, device, config, progress, self._cancel, (y0, x0))
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Segmenting {layer.name} with {self.model.currentText()}…")
+        self.worker = start_worker(*job, on_result=lambda result, lyr=layer, s=spec: self._finished(result, lyr, s),
+                                   on_error=self._failed, on_finished=self._done)
+
+    def cancel(self) -> None:
+        """Ask the running segmentation to stop (it stops within one batch of tiles)."""
+        self._cancel.set()
+        self.status.setText("Cancelling…")
+
+    def _progressed(self, done: int, total: int) -> None:
+        from napari.utils import progress
+
+        if self._pbar is None and total:
+            self._pbar = progress(total=total, desc="Segmenting nuclei")
+        if self._pbar is not None:
+            self._pbar.update(done - self._pbar.n)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _finished(self, result: SegmentResult, image_layer, spec: str) -> None:
+        self.last_result = result
+        self.device_used.setText(result.device)
+        for note in result.notes:
+            show_info(note)
+        scale = np.asarray(image_layer.scale)[-2:]
+        translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
+        source = layer_source(image_layer) or image_layer.name
+        meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
+                "image_layer": image_layer.name, "instances": self.config().instance_options()}
+        if result.path is not None:
+            labels = self.viewer.add_labels(open_labels_pyramid(result.path), name="nuclei", scale=scale,
+                                            translate=translate, metadata={"ihcseg": meta}, multiscale=True)
+            self.status.setText(f"Whole slide done: {result.path}. {' '.join(result.notes)}")
+            return
+        meta["probabilities"] = (result.mask_prob, result.contour_prob)
+        if self.keep_probs.isChecked():
+            for name, prob in (("nucleus probability", result.mask_prob), ("contour probability", result.contour_prob)):
+                self.viewer.add_image(prob, name=name, colormap="magma", blending="additive", opacity=0.6,
+                                      scale=scale, translate=translate, contrast_limits=(0, 1), visible=False)
+        labels = self.viewer.add_labels(result.labels, name="nuclei", scale=scale, translate=translate,
+                                        metadata={"ihcseg": meta}, opacity=0.5)
+        n = int(result.labels.max()) if result.labels.size else 0
+        self.status.setText(f"Found {n} nuclei on {result.device}.")
+        offer_restore(session_for(labels, store=self.store), self.ask)
+
+    def _failed(self, exc: BaseException) -> None:
+        from napari_ihcseg.inference import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self.status.setText("Cancelled.")
+            show_info("Segmentation cancelled")
+            return
+        self.status.setText(f"Failed: {describe_error(exc)}")
+        show_error(f"Segmentation failed: {describe_error(exc)}")
+
+    def _done(self) -> None:
+        self.worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)

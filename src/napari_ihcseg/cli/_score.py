@@ -1,0 +1,164 @@
+"""``ihcseg score``: score the nuclei of one image from its label image.
+
+Writes ``<stem>.cells.csv``, ``<stem>.summary.json`` and
+``<stem>.nuclei.geojson`` (QuPath detections) into ``--out`` and prints a
+short summary. ``<stem>`` is the image file name without its extension.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._common import EXIT_OK, CLIError, output_dir, parse_thresholds
+
+_DOUBLE_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.zarr")
+
+
+def image_stem(path: str | Path) -> str:
+    """The file name without its extension (``a.ome.tif`` -> ``a``)."""
+    name = Path(path).name
+    for suffix in _DOUBLE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    from napari_ihcseg.io import ImageReadError, read_image, read_labels
+
+    try:
+        image = read_image(image_path)
+    except (ImageReadError, ValueError, OSError) as exc:
+        raise CLIError(str(exc) if str(image_path) in str(exc) else f"{image_path}: {exc}") from None
+    try:
+        labels = read_labels(labels_path)
+    except (ImageReadError, ValueError, OSError) as exc:
+        raise CLIError(str(exc) if str(labels_path) in str(exc) else f"{labels_path}: {exc}") from None
+    if labels.shape != image.shape[:2]:
+        raise CLIError(f"{labels_path}: labels of shape {labels.shape} do not match "
+                       f"{image_path} of shape {image.shape[:2]}")
+    return image, labels
+
+
+def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
+    """The one-screen report printed by ``ihcseg score``."""
+    from napari_ihcseg.scoring import get_preset
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.1f} %"
+
+    preset = get_preset(summary["stain"])
+    n_all = len(cells)
+    excluded = n_all - summary["n_nuclei"]
+    counts = np.bincount(cells["intensity_class"].to_numpy()[cells["included"].to_numpy(bool)],
+                         minlength=4)
+    t1, t2, t3 = summary["thresholds"]
+    lines = [
+        f"stain               {preset.title}   (DAB OD thresholds {t1:g} / {t2:g} / {t3:g}; "
+        f"{summary['stain_vectors']['name'] if summary['stain_vectors'] else 'stain vectors n/a'})",
+        f"nuclei scored       {summary['n_nuclei']}" + (f"   ({excluded} excluded by region/size)"
+                                                       if excluded else ""),
+        f"classes 0/1+/2+/3+  {counts[0]} / {counts[1]} / {counts[2]} / {counts[3]}",
+        f"positive            {summary['n_positive']}   ({pct(summary['positive_percent'])})",
+    ]
+    if summary["ki67_index"] is not None or preset.name == "ki67":
+        lines.append(f"Ki-67 index         {pct(summary['ki67_index'])}")
+    hs = summary["h_score"]
+    lines.append(f"H-score             {'n/a' if hs is None else f'{hs:.1f}'}")
+    if summary["allred_total_score"] is None:
+        lines.append("Allred              n/a (no nuclei)")
+    else:
+        lines.append(f"Allred              {summary['allred_total_score']} "
+                     f"(proportion {summary['allred_proportion_score']} + "
+                     f"intensity {summary['allred_intensity_score']})")
+    if preset.interpretation:
+        lines.append(f"ASCO/CAP 2020       {summary['interpretation'] or 'n/a (no nuclei)'}"
+                     f"   (Allred {summary['allred_total_score']})")
+    lines.append("written             " + "\n                    ".join(str(p) for p in paths.values()))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ihcseg score``; returns the exit code, raises :class:`CLIError` on bad input."""
+    from napari_ihcseg.scoring import ESTIMATE, ScoringConfig, region_from_geojson, score_image, write_exports
+    from napari_ihcseg.stain import StainEstimationWarning
+
+    thresholds = parse_thresholds(args.thresholds)
+    try:
+        config = ScoringConfig(
+            stain=args.stain, thresholds=thresholds,
+            stain_vectors=ESTIMATE if args.estimate_stains else ScoringConfig().stain_vectors,
+            pixel_size_um=args.pixel_size,
+            min_area_px=args.min_area if args.pixel_size is None else None,
+            max_area_px=args.max_area if args.pixel_size is None else None,
+            min_area_um2=args.min_area if args.pixel_size is not None else None,
+            max_area_um2=args.max_area if args.pixel_size is not None else None,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    region = None
+    if args.roi is not None:
+        try:
+            region = region_from_geojson(args.roi)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    image, labels = _read_inputs(args.image, args.labels)
+    out = output_dir(args.out)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StainEstimationWarning)
+        try:
+            result = score_image(image, labels, config=config, roi=region)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"{args.image}: {exc}") from None
+    for w in caught:
+        print(f"ihcseg: warning: {w.message}", file=sys.stderr)
+
+    stem = image_stem(args.image)
+    try:
+        paths = write_exports(out, stem, result.cells, result.summary, labels)
+    except OSError as exc:
+        raise CLIError(f"{out}: cannot write the results ({exc.strerror or exc})") from None
+    if result.summary["n_nuclei"] == 0:
+        print(f"ihcseg: warning: {args.labels}: no nucleus to score"
+              + (" inside the region / size limits" if len(result.cells) else ""), file=sys.stderr)
+    print(format_summary(result.summary, result.cells, paths))
+    return EXIT_OK
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``score`` sub-command."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score nuclei (positive %%, H-score, Allred, Ki-67 index) from an image and its labels",
+        description="Measure the DAB intensity of every labelled nucleus, classify it 0/1+/2+/3+ "
+                    "and write <stem>.cells.csv, <stem>.summary.json and a QuPath GeoJSON of the "
+                    "nuclei into --out. Definitions: docs/scoring.md.",
+    )
+    parser.add_argument("image", metavar="IMAGE", help="RGB bright-field image (hematoxylin + DAB)")
+    parser.add_argument("--labels", required=True, metavar="LABELS",
+                        help="nucleus label image (0 background, 1..N nuclei), e.g. from ihcseg segment")
+    parser.add_argument("--stain", required=True, type=str.lower,
+                        choices=("er", "pr", "ki67"), help="stain preset: thresholds and interpretation")
+    parser.add_argument("--thresholds", metavar="T1,T2,T3", default=None,
+                        help="DAB OD cuts of 1+, 2+, 3+ (default: the stain's preset)")
+    parser.add_argument("--roi", metavar="ROI.geojson", default=None,
+                        help="score only nuclei whose centroid lies in these polygons "
+                             "(e.g. QuPath annotations)")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                        help="pixel size in micrometres (adds area in um^2; area limits become um^2)")
+    parser.add_argument("--min-area", type=float, default=None, metavar="A",
+                        help="smallest nucleus area scored (pixels, or um^2 with --pixel-size)")
+    parser.add_argument("--max-area", type=float, default=None, metavar="A",
+                        help="largest nucleus area scored (pixels, or um^2 with --pixel-size)")
+    parser.add_argument("--estimate-stains", action="store_true",
+                        help="estimate the stain vectors from the image (Macenko) instead of the "
+                             "Ruifrok-Johnston defaults")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.set_defaults(func=run)
+    return parser

@@ -1,0 +1,141 @@
+"""``ihcseg segment``: one-click segmentation (and scoring) of image files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
+
+STAINS = ("er", "pr", "ki67")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, tiling and scoring options shared by ``segment`` and ``batch``."""
+    parser.add_argument("--model", default=None,
+                        help="shipped checkpoint name, checkpoint folder, or architecture "
+                             "(default: the best shipped checkpoint for the device)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where the model runs (default: auto = CUDA, then MPS, then CPU)")
+    parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
+    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
+    parser.add_argument("--mask-threshold", type=float, default=0.5, help="nucleus probability threshold")
+    parser.add_argument("--contour-threshold", type=float, default=0.5, help="contour probability threshold")
+    parser.add_argument("--min-size", type=int, default=16, help="smallest nucleus kept, in pixels")
+    parser.add_argument("--stain", choices=STAINS, default=None,
+                        help="score the nuclei for this stain (writes scores, GeoJSON)")
+    parser.add_argument("--thresholds", default=None, metavar="A,B,C",
+                        help="DAB OD cuts of 1+, 2+, 3+ (default: the stain's preset)")
+    parser.add_argument("--roi", default=None, metavar="ROI.geojson",
+                        help="count only nuclei inside these polygons")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                        help="pixel size in micrometres (default: from the file)")
+    parser.add_argument("--estimate-stains", action="store_true",
+                        help="estimate the stain vectors per image instead of the standard H-DAB ones")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write <stem>.overlay.png, outlines coloured by class with a legend")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write the mask and contour probabilities as TIFF")
+
+
+def options_from_args(args: argparse.Namespace):
+    """Build :class:`~napari_ihcseg.pipeline.PipelineOptions` from parsed arguments."""
+    from napari_ihcseg.pipeline import PipelineOptions
+
+    if args.tile < 32 or args.tile % 32:
+        raise CLIError(f"--tile: must be a multiple of 32, got {args.tile}")
+    if not 0 <= args.overlap < args.tile:
+        raise CLIError(f"--overlap: must be between 0 and the tile size, got {args.overlap}")
+    thresholds = parse_thresholds(args.thresholds)
+    if thresholds is not None and args.stain is None:
+        raise CLIError("--thresholds needs --stain")
+    if args.roi is not None and not Path(args.roi).is_file():
+        raise CLIError(f"{args.roi}: no such ROI file")
+    try:
+        return PipelineOptions(
+            model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
+            mask_threshold=args.mask_threshold, contour_threshold=args.contour_threshold,
+            min_size=args.min_size, stain=args.stain, thresholds=thresholds, roi=args.roi,
+            pixel_size_um=args.pixel_size, estimate_stains=args.estimate_stains,
+            save_probabilities=args.save_probabilities, overlay=args.overlay,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def load_model_or_fail(options):
+    """Load the model once for all inputs; a bad spec or device is a usage error."""
+    import warnings
+
+    from napari_ihcseg.pipeline import resolve_model
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model, name = resolve_model(options.model, options.device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    for w in caught:
+        print(f"ihcseg: warning: {w.message}", file=sys.stderr)
+    return model, name
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="segment nuclei in images (and score them with --stain)",
+        description="Segment the nuclei of each IMAGE and write DIR/<stem>.labels.tif, "
+                    "<stem>.cells.csv and <stem>.summary.json (plus scores, GeoJSON and an "
+                    "overlay on request). A file that fails is reported and skipped.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, TIFF, OME-TIFF or SVS files")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_pipeline_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_ihcseg.device import describe_device, resolve_device
+    from napari_ihcseg.io import ImageReadError
+    from napari_ihcseg.pipeline import process_image
+
+    options = options_from_args(args)
+    out = output_dir(args.out)
+    missing = [p for p in args.images if not Path(p).exists()]
+    if missing and len(missing) == len(args.images):
+        raise CLIError(f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    try:
+        device = resolve_device(options.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    model, name = load_model_or_fail(options)
+    print(f"model {name} on {describe_device(device)}", file=sys.stderr)
+
+    failed = 0
+    unreadable = 0
+    for path in args.images:
+        started = time.perf_counter()
+        bar = progress_bar(1, Path(path).name)
+        try:
+            summary = process_image(path, out, options, model=model, model_name=name, progress=bar)
+        except ImageReadError as exc:
+            print(f"ihcseg: error: {exc}", file=sys.stderr)
+            failed += 1
+            unreadable += 1
+            continue
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"ihcseg: error: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        line = f"{path}: {summary['n_nuclei']} nuclei"
+        if options.stain:
+            line += f", {summary['positive_percent']:.1f} % positive, H-score {summary['h_score']:.0f}"
+            if summary.get("allred_total_score") is not None:
+                line += f", Allred {summary['allred_total_score']}"
+        print(f"{line} ({time.perf_counter() - started:.1f} s)")
+    if failed == 0:
+        return EXIT_OK
+    if unreadable == len(args.images):
+        return EXIT_USAGE
+    return EXIT_SOME_FAILED

@@ -1,0 +1,137 @@
+"""``ihcseg train``: train or fine-tune a model on training pairs and real data sets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import EXIT_OK, CLIError, output_dir
+
+DESCRIPTION = """\
+Train (or fine-tune) a nucleus model and write a checkpoint folder with a
+model card, metrics.csv and a resumable state.
+
+DATASET is a training-pair folder written by the napari widget
+(images/, masks/, dataset.json), or a public set named KIND:PATH with KIND one
+of monuseg, cpm15, gbm, deepliif. More sets join with --extra-data; sets for
+validation only with --val-data. Validation images are held out by image.
+
+--model takes a registered architecture (harunet-lite, r2unet-lite, ...) to
+train from scratch, or a checkpoint folder to fine-tune.
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` sub-command."""
+    p = subparsers.add_parser("train", help="train or fine-tune a model", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", metavar="DATASET", help="training-pair folder, or KIND:PATH")
+    p.add_argument("--model", required=True, help="architecture name, or a checkpoint folder to fine-tune")
+    p.add_argument("--epochs", type=int, required=True, help="number of epochs")
+    p.add_argument("--out", required=True, help="output folder (checkpoint, metrics.csv, state)")
+    p.add_argument("--extra-data", action="append", default=[], metavar="KIND:PATH",
+                   help="more training data (repeatable)")
+    p.add_argument("--val-data", action="append", default=[], metavar="KIND:PATH",
+                   help="data used only for validation (repeatable)")
+    p.add_argument("--val-split", type=float, default=0.2, help="fraction of images held out (default 0.2)")
+    p.add_argument("--val-names", default=None,
+                   help="comma-separated image names to hold out instead of --val-split")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    p.add_argument("--tile", type=int, default=256, help="training tile size, multiple of 32 (default 256)")
+    p.add_argument("--stride", type=int, default=None, help="tile grid step (default: the tile size)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps (default 100)")
+    p.add_argument("--synthetic-fraction", type=float, default=0.1,
+                   help="fraction of crops that are synthetic IHC fields (default 0.1)")
+    p.add_argument("--no-stain-transfer", action="store_true", help="disable H&E to IHC stain transfer")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="save resumable state at least this often (default 10)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-amp", action="store_true", help="train in float32 (no bf16 autocast)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from the state in --out")
+    p.set_defaults(func=run)
+
+
+class _Bar:
+    """A tqdm bar over all steps on a terminal, one log line per epoch otherwise."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, event) -> None:
+        if event.phase == "train" and self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event.total_steps, initial=event.global_step - 1, unit="step",
+                                desc="train", file=sys.stderr, dynamic_ncols=True)
+            self.bar.n = event.global_step
+            self.bar.set_postfix(epoch=f"{event.epoch + 1}/{event.epochs}", loss=f"{event.loss:.4f}",
+                                 eta=_hms(event.eta_seconds), refresh=False)
+            self.bar.refresh()
+        elif event.phase == "validate":
+            m = event.metrics or {}
+            text = (f"epoch {event.epoch}/{event.epochs}: loss {m.get('train_loss', float('nan')):.4f}"
+                    + "".join(f", val {k} {m[f'val_{k}']:.4f}" for k in ("dice", "aji", "pq") if f"val_{k}" in m))
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr)
+            else:
+                print(text, file=sys.stderr, flush=True)
+        elif event.phase == "done" and self.bar is not None:
+            self.bar.close()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _spec(text: str) -> str:
+    kind, sep, path = text.partition(":")
+    target = Path(path if sep and len(kind) > 1 else text).expanduser()
+    if not target.exists():
+        raise CLIError(f"{target}: no such data folder")
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_ihcseg.training.augment import AugmentConfig
+    from napari_ihcseg.training.trainer import TrainConfig, train
+
+    out = output_dir(args.out)
+    if args.epochs < 1:
+        raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.tile % 32 or args.tile < 64:
+        raise CLIError(f"--tile must be a multiple of 32 and at least 64, got {args.tile}")
+    if not 0 <= args.val_split < 1:
+        raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
+    model = args.model
+    if Path(model).expanduser().exists() and not Path(model).expanduser().is_dir():
+        raise CLIError(f"{model}: a checkpoint is a folder with weights.safetensors and config.json")
+    augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
+    val_names = tuple(n.strip() for n in args.val_names.split(",") if n.strip()) if args.val_names else None
+    try:
+        config = TrainConfig(
+            out=str(out), model=model, train_data=(_spec(args.dataset), *map(_spec, args.extra_data)),
+            val_data=tuple(map(_spec, args.val_data)), val_fraction=args.val_split, val_names=val_names,
+            epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, stride=args.stride, lr=args.lr,
+            warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
+            seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
+            patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment)
+        result = train(config, resume=args.resume, progress=_Bar())
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    if result.best_checkpoint is None:
+        raise CLIError("training stopped before the first epoch ended; no checkpoint was written "
+                       f"(resume with --resume --out {out})", exit_code=1)
+    best = result.best_metrics or {}
+    figures = ", ".join(f"{k} {best[f'val_{k}']:.4f}" for k in ("dice", "aji", "pq") if f"val_{k}" in best)
+    print(f"checkpoint: {result.best_checkpoint}" + (f" (epoch {best.get('epoch')}: {figures})" if figures else ""))
+    print(f"metrics: {out / 'metrics.csv'}")
+    return EXIT_OK

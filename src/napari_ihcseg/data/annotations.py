@@ -1,0 +1,319 @@
+"""Nucleus annotations drawn as polygons or points, read into label maps.
+
+Polygon formats, recognised by content (not by file name):
+
+- **Aperio ImageScope XML** (MoNuSeg and other sets exported from ImageScope
+  or from ImageJ/Fiji tools that write this schema):
+  ``<Annotations><Annotation><Regions><Region><Vertices><Vertex X= Y=/>``,
+  one ``Region`` per nucleus. Ellipse regions (``Type="2"``, stored as two
+  corners of the bounding box) become ellipses; regions marked
+  ``NegativeROA="1"`` (exclusions) are skipped.
+- **Image-editor XML** (``<Document>…<Shapes><Shape Type=…>``), as in the
+  GBM / TCGA glioma contour set: ``Polygon`` and ``SmoothPolygon`` shapes
+  give their ``<Points><Point X= Y=/>`` (the smooth curve is approximated by
+  the polygon through its points); ``Oval`` and ``Rectangle`` shapes their
+  ``<Extent X= Y= Width= Height=/>``, rotated by ``Data/@Rotation`` degrees
+  (clockwise on screen) about the centre. Other shapes (lines, text) are
+  skipped.
+- **GeoJSON** (``.geojson`` / ``.json``; QuPath's export): a
+  ``FeatureCollection``, a list of features, a ``Feature`` or a bare
+  geometry. Each ``Polygon`` gives its outer ring, each part of a
+  ``MultiPolygon`` its own polygon; holes and non-polygon geometries are
+  ignored.
+
+All coordinates are pixels with ``X`` the column and ``Y`` the row, and are
+returned as ``(row, col)``. Rasterisation uses :func:`skimage.draw.polygon`:
+a pixel belongs to a polygon when its centre (integer coordinates) lies inside.
+
+Points: the Ki-67 marker CSV (``type,x,y``; type 1 a positive nucleus, 2 a
+negative one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from skimage.draw import polygon as draw_polygon
+
+__all__ = ["read_polygons", "polygons_to_labels", "read_annotation_labels", "read_points_csv"]
+
+#: Vertices used to approximate an ellipse.
+_ELLIPSE_VERTICES = 64
+#: Marker types of the Ki-67 point CSV.
+POINT_POSITIVE, POINT_NEGATIVE = 1, 2
+
+
+def _float_attr(elem: ET.Element, name: str, path: Path) -> float:
+    text = elem.get(name)
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: <{elem.tag}> has no numeric {name} attribute (got {text!r})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: <{elem.tag}> has a non-finite {name} attribute ({text!r})")
+    return value
+
+
+def _vertices_rc(elems: list[ET.Element], path: Path) -> np.ndarray:
+    """(row, col) of ``<… X= Y=/>`` elements; errors name the file and the element."""
+    try:
+        xy = np.array([(e.get("X"), e.get("Y")) for e in elems], dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(xy).all():
+            raise ValueError
+    except (TypeError, ValueError):
+        for e in elems:  # name the culprit in the message
+            _float_attr(e, "X", path)
+            _float_attr(e, "Y", path)
+        raise ValueError(f"{path}: malformed vertex coordinates") from None
+    return xy[:, ::-1].copy()
+
+
+def _ellipse(x0: float, y0: float, width: float, height: float, rotation_deg: float = 0.0) -> np.ndarray:
+    """Vertices (row, col) of an ellipse inscribed in a box rotated about its centre."""
+    t = np.linspace(0.0, 2.0 * np.pi, _ELLIPSE_VERTICES, endpoint=False)
+    return _rotated_box_outline(x0, y0, width, height, rotation_deg,
+                                0.5 * width * np.cos(t), 0.5 * height * np.sin(t))
+
+
+def _rotated_box_outline(x0, y0, width, height, rotation_deg, dx, dy) -> np.ndarray:
+    cx, cy = x0 + 0.5 * width, y0 + 0.5 * height
+    a = math.radians(rotation_deg)
+    # With y pointing down, this rotation is clockwise on screen for positive angles.
+    x = cx + dx * math.cos(a) - dy * math.sin(a)
+    y = cy + dx * math.sin(a) + dy * math.cos(a)
+    return np.stack([y, x], axis=1)
+
+
+def _aperio_polygons(root: ET.Element, path: Path) -> list[np.ndarray]:
+    polygons = []
+    for region in root.iter("Region"):
+        if region.get("NegativeROA", "0").strip() == "1":
+            continue
+        rc = _vertices_rc(list(region.iter("Vertex")), path)
+        if region.get("Type", "0").strip() == "2" and len(rc) == 2:
+            (ya, xa), (yb, xb) = rc
+            polygons.append(_ellipse(min(xa, xb), min(ya, yb), abs(xb - xa), abs(yb - ya)))
+        elif len(rc) >= 3:
+            polygons.append(rc)
+    return polygons
+
+
+def _editor_polygons(root: ET.Element, path: Path) -> list[np.ndarray]:
+    polygons = []
+    for shape in root.iter("Shape"):
+        kind = shape.get("Type", "")
+        data = shape.find("Data")
+        if data is None:
+            continue
+        if kind in ("Polygon", "SmoothPolygon"):
+            rc = _vertices_rc(list(data.iter("Point")), path)
+            if len(rc) >= 3:
+                polygons.append(rc)
+        elif kind in ("Oval", "Rectangle"):
+            extent = data.find("Extent")
+            if extent is None:
+                raise ValueError(f"{path}: <Shape Type={kind!r}> without an <Extent>")
+            x0, y0, w, h = (_float_attr(extent, k, path) for k in ("X", "Y", "Width", "Height"))
+            rotation = _float_attr(data, "Rotation", path) if data.get("Rotation") is not None else 0.0
+            if kind == "Oval":
+                polygons.append(_ellipse(x0, y0, w, h, rotation))
+            else:
+                dx = 0.5 * w * np.array([-1.0, 1.0, 1.0, -1.0])
+                dy = 0.5 * h * np.array([-1.0, -1.0, 1.0, 1.0])
+                polygons.append(_rotated_box_outline(x0, y0, w, h, rotation, dx, dy))
+    return polygons
+
+
+def _geojson_rings(geometry: dict, path: Path) -> list[np.ndarray]:
+    if not isinstance(geometry, dict):
+        return []
+    kind, coords = geometry.get("type"), geometry.get("coordinates")
+    try:
+        if kind == "Polygon":
+            rings = [coords[0]] if coords else []
+        elif kind == "MultiPolygon":
+            rings = [poly[0] for poly in coords if poly]
+        elif kind == "GeometryCollection":
+            return [p for g in geometry.get("geometries", []) for p in _geojson_rings(g, path)]
+        else:
+            return []
+        out = []
+        for ring in rings:
+            xy = np.asarray(ring, dtype=np.float64)
+            if xy.ndim != 2 or xy.shape[1] < 2 or not np.isfinite(xy[:, :2]).all():
+                raise ValueError
+            if len(xy) >= 3:
+                out.append(xy[:, 1::-1].copy())
+        return out
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{path}: a GeoJSON {kind} has malformed coordinates") from None
+
+
+def _geojson_polygons(obj, path: Path) -> list[np.ndarray]:
+    if isinstance(obj, list):
+        features = obj
+    elif isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
+        features = obj.get("features") or []
+    elif isinstance(obj, dict) and obj.get("type") == "Feature":
+        features = [obj]
+    elif isinstance(obj, dict) and ("coordinates" in obj or "geometries" in obj):
+        return _geojson_rings(obj, path)
+    else:
+        raise ValueError(f"{path}: not a GeoJSON FeatureCollection, Feature or geometry")
+    polygons = []
+    for feature in features:
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        polygons.extend(_geojson_rings(geometry, path))
+    return polygons
+
+
+def read_polygons(path: str | os.PathLike) -> list[np.ndarray]:
+    """Read the nucleus outlines of an annotation file.
+
+    Parameters
+    ----------
+    path : path-like
+        Aperio XML, image-editor XML or GeoJSON (see the module notes).
+
+    Returns
+    -------
+    list of ndarray, each (K, 2) float64
+        One polygon per nucleus, vertices as (row, col), in file order.
+        Polygons with fewer than three vertices are dropped.
+
+    Raises
+    ------
+    ValueError
+        If the file is not well-formed, or is XML/JSON of another kind. The
+        message names the file.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head in (b"{", b"["):
+        try:
+            obj = json.loads(raw.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return _geojson_polygons(obj, path)
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not well-formed XML ({exc})") from None
+    if root.tag == "Annotations" or root.find(".//Region") is not None:
+        return _aperio_polygons(root, path)
+    if root.find(".//Shape") is not None or root.tag == "Document":
+        return _editor_polygons(root, path)
+    raise ValueError(
+        f"{path}: unrecognised annotation XML (root <{root.tag}>); expected Aperio "
+        "<Annotations>/<Region> or image-editor <Document>/<Shape>"
+    )
+
+
+def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
+    """Rasterise polygons into an instance label map.
+
+    Parameters
+    ----------
+    polygons : sequence of (K, 2) array_like
+        Vertices (row, col) in pixels.
+    shape : tuple of int
+        ``(H, W)`` of the label map (an image shape ``(H, W, C)`` is accepted;
+        the channels are ignored). Parts outside it are clipped.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        0 background, 1..N nuclei. Polygons are drawn in order and a later
+        polygon overwrites an earlier one where they overlap. Labels are then
+        renumbered 1..N in drawing order, leaving out polygons that cover no
+        pixel centre (too small, outside, or fully overwritten), so label
+        ``k`` is not always polygon ``k - 1``.
+
+    Examples
+    --------
+    >>> square = [[0, 0], [0, 2], [2, 2], [2, 0]]
+    >>> polygons_to_labels([square], (4, 4))
+    array([[1, 1, 1, 0],
+           [1, 1, 1, 0],
+           [1, 1, 1, 0],
+           [0, 0, 0, 0]], dtype=int32)
+    """
+    if len(shape) < 2 or any(int(s) < 0 for s in shape[:2]):
+        raise ValueError(f"shape must be (H, W) with non-negative sizes, got {shape}")
+    h, w = int(shape[0]), int(shape[1])
+    labels = np.zeros((h, w), dtype=np.int32)
+    for i, poly in enumerate(polygons, start=1):
+        rc = np.asarray(poly, dtype=np.float64)
+        if rc.ndim != 2 or rc.shape[1] != 2:
+            raise ValueError(f"polygon {i - 1}: expected a (K, 2) array of (row, col), got shape {rc.shape}")
+        rr, cc = draw_polygon(rc[:, 0], rc[:, 1], shape=(h, w))
+        labels[rr, cc] = i
+    present = np.unique(labels)
+    present = present[present > 0]
+    if present.size and present[-1] != present.size:
+        lut = np.zeros(int(present[-1]) + 1, dtype=np.int32)
+        lut[present] = np.arange(1, present.size + 1, dtype=np.int32)
+        labels = lut[labels]
+    return labels
+
+
+def read_annotation_labels(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
+    """Read an annotation file straight into an ``int32`` label map of ``shape``.
+
+    ``polygons_to_labels(read_polygons(path), shape)``; see both.
+    """
+    return polygons_to_labels(read_polygons(path), shape)
+
+
+def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a Ki-67 marker CSV with columns ``type,x,y``.
+
+    Parameters
+    ----------
+    path : path-like
+        A CSV with a header naming ``type``, ``x`` and ``y`` (other columns
+        are ignored); ``type`` 1 marks a positive nucleus, 2 a negative one.
+
+    Returns
+    -------
+    points : ndarray of float64, shape (N, 2)
+        (row, col) = (y, x) in pixels.
+    positive : ndarray of bool, shape (N,)
+
+    Raises
+    ------
+    ValueError
+        For a missing column, a non-numeric value or an unknown type; the
+        message names the file and line.
+    """
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+        missing = [c for c in ("type", "x", "y") if c not in fields]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected a header 'type,x,y'")
+        points, positive = [], []
+        for row in reader:
+            line = reader.line_num
+            values = [(row.get(fields[c]) or "").strip() for c in ("type", "x", "y")]
+            if not any(values):
+                continue
+            try:
+                kind, x, y = int(float(values[0])), float(values[1]), float(values[2])
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: expected numbers, got {','.join(values)!r}") from None
+            if kind not in (POINT_POSITIVE, POINT_NEGATIVE):
+                raise ValueError(f"{path}, line {line}: type must be 1 (positive) or 2 (negative), got {values[0]}")
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"{path}, line {line}: non-finite coordinates")
+            points.append((y, x))
+            positive.append(kind == POINT_POSITIVE)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2), np.asarray(positive, dtype=bool)

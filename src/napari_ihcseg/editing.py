@@ -1,0 +1,579 @@
+"""Correcting nucleus labels by hand: delete, merge, split, and a record of what changed.
+
+Every operation here is computed, not applied: it returns a :class:`LabelEdit`
+holding the pixels that change, their new values and the nucleus ids it
+creates, changes and deletes. ``edit.apply(labels)`` writes it into the array;
+a napari widget instead passes ``edit.indices, edit.values`` to
+``Labels.data_setitem`` so that the edit joins the layer's undo history.
+
+:class:`LabelDiffer` finds what changed between two states of a label image
+(for edits made with the paint, fill and erase tools, and for undo), and
+:class:`EditTracker` keeps the record of which nuclei a human created, changed
+or deleted, and when, so that exports and training pairs can say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: 4-connectivity: an 8-connected cut line separates the two sides.
+_CROSS = ndi.generate_binary_structure(2, 1)
+
+
+class LabelChange(NamedTuple):
+    """Nucleus ids created, changed and deleted by one edit."""
+
+    created: frozenset[int]
+    changed: frozenset[int]
+    deleted: frozenset[int]
+
+    @property
+    def touched(self) -> frozenset[int]:
+        """Every id the edit involved."""
+        return self.created | self.changed | self.deleted
+
+
+@dataclass(frozen=True, eq=False)
+class LabelEdit:
+    """A change to a label image, not yet applied.
+
+    Attributes
+    ----------
+    action : str
+        ``"delete"``, ``"merge"``, ``"split"``...
+    indices : tuple of ndarray
+        Row and column indices of the pixels that change.
+    values : ndarray
+        Their new labels (same length as each index array).
+    change : LabelChange
+        The nucleus ids created, changed and deleted.
+    """
+
+    action: str
+    indices: tuple[np.ndarray, np.ndarray]
+    values: np.ndarray
+    change: LabelChange
+
+    @property
+    def n_pixels(self) -> int:
+        """How many pixels change."""
+        return int(self.values.size)
+
+    def apply(self, labels: np.ndarray) -> np.ndarray:
+        """Write the edit into ``labels`` in place and return it."""
+        labels[self.indices] = self.values
+        return labels
+
+
+def _check_labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D (H, W) array, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got dtype {labels.dtype}")
+    return labels
+
+
+def _check_id(labels: np.ndarray, label: int) -> int:
+    label = int(label)
+    if label <= 0:
+        raise ValueError(f"nucleus id must be positive, got {label} (0 is background)")
+    return label
+
+
+def next_free_label(labels: np.ndarray) -> int:
+    """The smallest id larger than every id in ``labels`` (1 for an empty image).
+
+    Examples
+    --------
+    >>> next_free_label(np.array([[0, 3], [1, 0]]))
+    4
+    """
+    labels = _check_labels(labels)
+    top = int(labels.max()) if labels.size else 0
+    if top >= np.iinfo(labels.dtype).max:
+        raise ValueError(f"no free nucleus id left in a {labels.dtype} label image")
+    return max(top, 0) + 1
+
+
+def label_at(labels: np.ndarray, position) -> int:
+    """The id at ``position`` (row, col; rounded), or 0 outside the image."""
+    labels = _check_labels(labels)
+    r, c = (int(round(float(p))) for p in position[-2:])
+    if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1]:
+        return int(labels[r, c])
+    return 0
+
+
+def _bbox(mask: np.ndarray, pad: int, shape) -> tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, shape[0])),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, shape[1])))
+
+
+def _nucleus_crop(labels: np.ndarray, label: int, pad: int) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The padded bounding box of ``label`` and its mask inside it."""
+    mask = labels == label
+    if not mask.any():
+        raise ValueError(f"nucleus {label} is not in the label image")
+    box = _bbox(mask, pad, labels.shape)
+    return box, mask[box]
+
+
+def _edit(action: str, labels: np.ndarray, box, new_crop: np.ndarray, change: LabelChange) -> LabelEdit:
+    """The pixels of ``labels[box]`` that differ from ``new_crop``, as an edit."""
+    diff = labels[box] != new_crop
+    rr, cc = np.nonzero(diff)
+    indices = (rr + box[0].start, cc + box[1].start)
+    return LabelEdit(action, indices, new_crop[diff].astype(labels.dtype, copy=False), change)
+
+
+def delete_label(labels: np.ndarray, label: int) -> LabelEdit:
+    """Remove one nucleus (its pixels become background).
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 0], [0, 2, 2]])
+    >>> delete_label(lab, 2).apply(lab)
+    array([[1, 1, 0],
+           [0, 0, 0]])
+    """
+    labels = _check_labels(labels)
+    label = _check_id(labels, label)
+    box, mask = _nucleus_crop(labels, label, 0)
+    new = np.where(mask, 0, labels[box])
+    return _edit("delete", labels, box, new, LabelChange(frozenset(), frozenset(), frozenset({label})))
+
+
+def merge_labels(labels: np.ndarray, *ids: int, into: int | None = None, gap: int = 1) -> LabelEdit:
+    """Merge two or more nuclei into one.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    *ids : int
+        The nuclei to merge (at least two distinct ids).
+    into : int, optional
+        The id the merged nucleus keeps; by default the smallest of ``ids``.
+    gap : int
+        Background gaps up to about this many pixels between the pieces are
+        filled (a morphological closing restricted to background); 0 fills none.
+
+    Returns
+    -------
+    LabelEdit
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 0, 2, 2]])
+    >>> merge_labels(lab, 1, 2).apply(lab)
+    array([[1, 1, 1, 1]])
+    """
+    labels = _check_labels(labels)
+    wanted = sorted({_check_id(labels, i) for i in ids})
+    if len(wanted) < 2:
+        raise ValueError(f"merging needs at least two different nuclei, got {list(ids)}")
+    into = wanted[0] if into is None else int(into)
+    if into not in wanted:
+        raise ValueError(f"into={into} is not one of the nuclei being merged {wanted}")
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    union = np.isin(labels, wanted)
+    present = set(np.unique(labels[union]).tolist())
+    missing = [i for i in wanted if i not in present]
+    if missing:
+        raise ValueError(f"nucleus {missing[0]} is not in the label image")
+    box = _bbox(union, gap + 1, labels.shape)
+    crop = labels[box]
+    part = union[box]
+    new = np.where(part, into, crop)
+    if gap:
+        disk = ndi.iterate_structure(_CROSS, gap) if gap > 1 else np.ones((3, 3), bool)
+        pad = gap + 1
+        closed = ndi.binary_closing(np.pad(part, pad), structure=disk)[pad:-pad, pad:-pad]
+        new = np.where(closed & (crop == 0), into, new)
+    others = frozenset(wanted) - {into}
+    return _edit("merge", labels, box, new, LabelChange(frozenset(), frozenset({into}), others))
+
+
+def _assign_to_nearest(parts: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Give every pixel of ``region`` the value of the nearest non-zero pixel of ``parts``."""
+    _, (ir, ic) = ndi.distance_transform_edt(parts == 0, return_indices=True)
+    return np.where(region, parts[ir, ic], 0)
+
+
+def _split_result(action: str, labels: np.ndarray, label: int, box, mask: np.ndarray,
+                  parts: np.ndarray, n_parts: int, new_label: int | None) -> LabelEdit:
+    """Relabel ``parts`` (1..n_parts inside ``mask``): the largest keeps ``label``."""
+    if n_parts < 2:
+        raise ValueError(f"{action}: nucleus {label} could not be cut into two or more parts")
+    full = _assign_to_nearest(parts, mask)
+    sizes = np.bincount(full[mask], minlength=n_parts + 1)
+    order = np.argsort(-sizes[1:], kind="stable") + 1
+    first = next_free_label(labels) if new_label is None else int(new_label)
+    if new_label is not None and np.any(labels == first):
+        raise ValueError(f"new_label={first} is already used by another nucleus")
+    lut = np.zeros(n_parts + 1, dtype=np.int64)
+    lut[order[0]] = label
+    lut[order[1:]] = np.arange(first, first + n_parts - 1)
+    new = np.where(mask, lut[full], labels[box])
+    created = frozenset(int(v) for v in lut[order[1:]])
+    return _edit("split", labels, box, new, LabelChange(created, frozenset({label}), frozenset()))
+
+
+def _polyline_pixels(points: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise a polyline whose two end segments are extended by ``reach`` pixels."""
+    from skimage.draw import line
+
+    pts = points.astype(np.float64).copy()
+    for end, prev in ((0, 1), (-1, -2)):
+        d = pts[end] - pts[prev]
+        n = np.hypot(*d)
+        if n > 0:
+            pts[end] = pts[end] + d / n * reach
+    rr, cc = [], []
+    ip = np.round(pts).astype(np.int64)
+    for (r0, c0), (r1, c1) in zip(ip[:-1], ip[1:]):
+        r, c = line(r0, c0, r1, c1)
+        rr.append(r)
+        cc.append(c)
+    return np.concatenate(rr), np.concatenate(cc)
+
+
+def split_label_by_line(labels: np.ndarray, label: int, line_points, *, new_label: int | None = None,
+                        min_fragment: int = 4) -> LabelEdit:
+    """Cut a nucleus in two along a drawn polyline.
+
+    The end segments are extended until they leave the nucleus, so the line
+    need not reach across it. The larger side keeps ``label``; the other side
+    gets ``new_label`` (by default the next free id). Pixels on the line go to
+    the nearest side, so no pixel of the nucleus is lost.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    label : int
+        The nucleus to cut.
+    line_points : (K, 2) array-like of float
+        Vertices of the cut in (row, col) pixel coordinates, K >= 2.
+    new_label : int, optional
+        The first id given to the new part(s).
+    min_fragment : int
+        Pieces smaller than this many pixels are slivers of the cut itself and
+        are joined to the nearest side.
+
+    Returns
+    -------
+    LabelEdit
+
+    Raises
+    ------
+    ValueError
+        If the line does not cut the nucleus into two parts.
+
+    Examples
+    --------
+    >>> lab = np.zeros((5, 9), int); lab[1:4, 1:8] = 7
+    >>> edit = split_label_by_line(lab, 7, [(0, 4), (4, 4)])
+    >>> sorted(np.unique(edit.apply(lab)).tolist())
+    [0, 7, 8]
+    """
+    labels = _check_labels(labels)
+    label = _check_id(labels, label)
+    pts = np.asarray(line_points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[0] < 2 or pts.shape[1] < 2:
+        raise ValueError(f"line_points must be (K, 2) with K >= 2, got shape {pts.shape}")
+    pts = pts[:, -2:]
+    box, mask = _nucleus_crop(labels, label, 1)
+    local = pts - [box[0].start, box[1].start]
+    reach = float(np.hypot(*mask.shape)) + 2
+    rr, cc = _polyline_pixels(local, reach)
+    keep = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
+    cut = np.zeros_like(mask)
+    cut[rr[keep], cc[keep]] = True
+    pieces, n = ndi.label(mask & ~cut, structure=_CROSS)
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1)
+    big = np.flatnonzero(sizes >= max(int(min_fragment), 1))
+    big = big[big > 0]
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[big] = np.arange(1, big.size + 1)
+    return _split_result("split", labels, label, box, mask, lut[pieces], int(big.size), new_label)
+
+
+def split_label_by_distance(labels: np.ndarray, label: int, *, min_distance: int = 3,
+                            new_label: int | None = None) -> LabelEdit:
+    """Split a nucleus by a watershed on its distance transform.
+
+    Used when no probability maps are at hand: each local maximum of the
+    distance to the nucleus border at least ``min_distance`` pixels from
+    another seeds one part.
+
+    Raises
+    ------
+    ValueError
+        If the shape has a single centre (nothing to split).
+    """
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    labels = _check_labels(labels)
+    label = _check_id(labels, label)
+    box, mask = _nucleus_crop(labels, label, 1)
+    dist = ndi.distance_transform_edt(mask)
+    peaks = peak_local_max(dist, min_distance=max(int(min_distance), 1), labels=mask.astype(np.int32),
+                           exclude_border=False)
+    markers = np.zeros(mask.shape, dtype=np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    parts = watershed(-dist, markers, mask=mask)
+    return _split_result("split", labels, label, box, mask, parts, len(peaks), new_label)
+
+
+def split_label_by_instances(labels: np.ndarray, label: int, mask_prob: np.ndarray, contour_prob: np.ndarray,
+                             *, mask_threshold: float = 0.5, contour_threshold: float = 0.5, min_size: int = 16,
+                             erode: int = 0, fill_holes: bool = True, new_label: int | None = None) -> LabelEdit:
+    """Split a nucleus by re-running the instance step inside it.
+
+    The model's mask and contour probabilities inside the nucleus's bounding
+    box go through :func:`napari_ihcseg.instances.probabilities_to_instances`
+    (usually with a lower ``contour_threshold`` than the one that merged the
+    nuclei); pixels of the nucleus that no instance covers join the nearest.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    label : int
+    mask_prob, contour_prob : (H, W) ndarray of float
+        Probability maps aligned with ``labels``.
+    mask_threshold, contour_threshold, min_size, erode, fill_holes
+        As for :func:`~napari_ihcseg.instances.probabilities_to_instances`.
+    new_label : int, optional
+
+    Returns
+    -------
+    LabelEdit
+
+    Raises
+    ------
+    ValueError
+        If the instance step finds fewer than two nuclei inside.
+    """
+    from napari_ihcseg.instances import probabilities_to_instances
+
+    labels = _check_labels(labels)
+    label = _check_id(labels, label)
+    for name, prob in (("mask_prob", mask_prob), ("contour_prob", contour_prob)):
+        if np.shape(prob) != labels.shape:
+            raise ValueError(f"{name} has shape {np.shape(prob)}, but the labels are {labels.shape}")
+    box, mask = _nucleus_crop(labels, label, 2)
+    mp = np.where(mask, np.asarray(mask_prob[box], dtype=np.float32), 0.0).astype(np.float32)
+    cp = np.asarray(contour_prob[box], dtype=np.float32)
+    found = probabilities_to_instances(mp, cp, mask_threshold=mask_threshold,
+                                       contour_threshold=contour_threshold, min_size=min_size,
+                                       erode=erode, fill_holes=fill_holes)
+    found = np.where(mask, found, 0)
+    ids = np.unique(found)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(found.max()) + 1, dtype=np.int64)
+    lut[ids] = np.arange(1, ids.size + 1)
+    return _split_result("split", labels, label, box, mask, lut[found], int(ids.size), new_label)
+
+
+class LabelDiffer:
+    """Find which nuclei changed since the last look at a label image.
+
+    Keeps a copy of the labels and their pixel counts; :meth:`update` compares
+    the current array (or one region of it) with the copy and reports each id
+    as created (absent before), deleted (absent now) or changed. It catches
+    every kind of edit, including napari's paint, fill, erase and undo.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    """
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.reset(labels)
+
+    def reset(self, labels: np.ndarray) -> None:
+        """Start over from ``labels`` (copied)."""
+        labels = _check_labels(labels)
+        self._snapshot = np.array(labels, copy=True)
+        self.last_region: tuple[slice, ...] = (slice(None), slice(None))
+        self.last_diff = np.zeros(labels.shape, bool)
+        self._areas = np.bincount(np.clip(labels, 0, None).ravel()).astype(np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._snapshot.shape
+
+    def area(self, label: int) -> int:
+        """Pixel count of ``label`` at the last update."""
+        return int(self._areas[label]) if 0 <= label < self._areas.size else 0
+
+    def update(self, labels: np.ndarray, *, region: tuple[slice, ...] | None = None) -> LabelChange:
+        """Compare ``labels`` with the copy, take it as the new copy, and report the change.
+
+        Parameters
+        ----------
+        labels : (H, W) ndarray of int
+            The current labels, same shape as before.
+        region : tuple of slice, optional
+            Only this part can have changed (a speed-up); by default the whole image.
+
+        Notes
+        -----
+        The changed pixels are left in ``last_diff``, a boolean array over
+        ``labels[last_region]``.
+        """
+        labels = _check_labels(labels)
+        if labels.shape != self._snapshot.shape:
+            raise ValueError(f"labels changed shape from {self._snapshot.shape} to {labels.shape}; call reset()")
+        region = tuple(region) if region is not None else (slice(None), slice(None))
+        old, new = self._snapshot[region], labels[region]
+        diff = old != new
+        self.last_region, self.last_diff = region, diff
+        if not diff.any():
+            return LabelChange(frozenset(), frozenset(), frozenset())
+        was, now = old[diff].astype(np.int64), new[diff].astype(np.int64)
+        top = int(max(was.max(), now.max())) + 1
+        if top > self._areas.size:
+            self._areas = np.pad(self._areas, (0, top - self._areas.size))
+        before = self._areas.copy()
+        self._areas -= np.bincount(was, minlength=self._areas.size)
+        self._areas += np.bincount(now, minlength=self._areas.size)
+        old[diff] = now.astype(old.dtype)
+        ids = np.unique(np.concatenate([was, now]))
+        ids = ids[ids > 0]
+        created = frozenset(int(i) for i in ids if before[i] == 0 and self._areas[i] > 0)
+        deleted = frozenset(int(i) for i in ids if self._areas[i] == 0)
+        changed = frozenset(int(i) for i in ids) - created - deleted
+        return LabelChange(created, changed, deleted)
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One entry of the edit log: when, what, and which ids."""
+
+    time: str
+    action: str
+    created: tuple[int, ...] = ()
+    changed: tuple[int, ...] = ()
+    deleted: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "action": self.action, "created": list(self.created),
+                "changed": list(self.changed), "deleted": list(self.deleted)}
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class EditTracker:
+    """Which nuclei a human created, changed or deleted, and when.
+
+    The state of each id follows its history: a nucleus drawn by hand stays
+    ``"created"`` when it is later reshaped; one drawn and then deleted again
+    is forgotten; a model nucleus reshaped is ``"changed"``, removed is
+    ``"deleted"``, and back again (undo) is ``"changed"``.
+
+    Examples
+    --------
+    >>> t = EditTracker()
+    >>> _ = t.record("merge", changed=[3], deleted=[5])
+    >>> t.status(3), t.status(5), sorted(t.edited)
+    ('changed', 'deleted', [3])
+    """
+
+    def __init__(self) -> None:
+        self._log: list[EditRecord] = []
+        self._status: dict[int, str] = {}
+        self._when: dict[int, str] = {}
+
+    def record(self, action: str, *, created=(), changed=(), deleted=(), time: str | None = None) -> EditRecord | None:
+        """Add one edit to the log; returns it, or ``None`` when it touched no id."""
+        created, changed, deleted = (tuple(sorted({int(i) for i in ids if int(i) > 0}))
+                                     for ids in (created, changed, deleted))
+        if not (created or changed or deleted):
+            return None
+        rec = EditRecord(time or _now(), str(action), created, changed, deleted)
+        self._apply(rec)
+        self._log.append(rec)
+        return rec
+
+    def record_change(self, action: str, change: LabelChange, *, time: str | None = None) -> EditRecord | None:
+        """Add a :class:`LabelChange` (from an edit or from :class:`LabelDiffer`)."""
+        return self.record(action, created=change.created, changed=change.changed,
+                           deleted=change.deleted, time=time)
+
+    def _apply(self, rec: EditRecord) -> None:
+        for i in rec.created:
+            # An id the model made, deleted and now back (undo, or redrawn) counts as changed.
+            self._status[i] = "changed" if self._status.get(i) == "deleted" else "created"
+            self._when[i] = rec.time
+        for i in rec.changed:
+            if self._status.get(i) != "created":
+                self._status[i] = "changed"
+            self._when[i] = rec.time
+        for i in rec.deleted:
+            if self._status.get(i) == "created":
+                del self._status[i]
+                self._when.pop(i, None)
+            else:
+                self._status[i] = "deleted"
+                self._when[i] = rec.time
+
+    def status(self, label: int) -> str | None:
+        """``"created"``, ``"changed"``, ``"deleted"`` or ``None`` (untouched)."""
+        return self._status.get(int(label))
+
+    def _with(self, state: str) -> frozenset[int]:
+        return frozenset(i for i, s in self._status.items() if s == state)
+
+    @property
+    def created(self) -> frozenset[int]:
+        return self._with("created")
+
+    @property
+    def changed(self) -> frozenset[int]:
+        return self._with("changed")
+
+    @property
+    def deleted(self) -> frozenset[int]:
+        return self._with("deleted")
+
+    @property
+    def edited(self) -> frozenset[int]:
+        """Ids present in the labels that a human created or changed."""
+        return self.created | self.changed
+
+    def edit_times(self) -> dict[int, str]:
+        """Time (ISO 8601, UTC) of the last edit of each id created or changed by hand."""
+        return {i: self._when[i] for i in sorted(self.edited)}
+
+    @property
+    def log(self) -> tuple[EditRecord, ...]:
+        return tuple(self._log)
+
+    @property
+    def n_edits(self) -> int:
+        return len(self._log)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form; :meth:`from_dict` rebuilds the tracker from it."""
+        return {"log": [r.to_dict() for r in self._log]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EditTracker:
+        tracker = cls()
+        for entry in data.get("log", []):
+            tracker.record(entry["action"], created=entry.get("created", ()), changed=entry.get("changed", ()),
+                           deleted=entry.get("deleted", ()), time=entry["time"])
+        return tracker

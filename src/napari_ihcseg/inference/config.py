@@ -1,0 +1,136 @@
+"""The options of one inference run, as a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: Instance back ends; ``"auto"`` is torch on CUDA, numpy elsewhere.
+INSTANCE_BACKENDS = ("auto", "numpy", "torch")
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _probability(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Tiling, device, precision and instance options for segmenting an image.
+
+    Parameters
+    ----------
+    tile : int
+        Tile size in pixels, a multiple of the model's size multiple (32).
+    overlap : int
+        Least overlap of neighbouring tiles, blended with the window ``blend``.
+    batch_size : int or None
+        Tiles per forward pass; ``None`` chooses from free memory on CUDA.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    amp : bool or str
+        ``True`` (the best precision for the device), ``False``, ``"bf16"``,
+        ``"fp16"`` or ``"fp32"``.
+    channels_last : bool
+        NHWC memory layout for convolutions.
+    blend : str
+        ``"cosine"``, ``"gaussian"`` or ``"constant"``.
+    preprocess : str or None
+        ``None`` (default), ``"median3"`` or ``"gauss5-sharpen3-median3"``.
+    mask_threshold, contour_threshold : float
+        Probability thresholds of the instance step.
+    min_size : int
+        Smallest nucleus kept, in pixels.
+    erode : int
+        Seed erosion radius of the instance step (0: none).
+    fill_holes : bool
+        Fill holes inside nuclei.
+    instance_backend : str
+        ``"auto"``, ``"numpy"`` or ``"torch"``.
+
+    Examples
+    --------
+    >>> cfg = InferenceConfig(tile=256)
+    >>> cfg.replace(min_size=30).min_size
+    30
+    >>> InferenceConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int | None = None
+    device: str = "auto"
+    amp: bool | str = True
+    channels_last: bool = True
+    blend: str = "cosine"
+    preprocess: str | None = None
+    mask_threshold: float = 0.5
+    contour_threshold: float = 0.5
+    min_size: int = 16
+    erode: int = 0
+    fill_holes: bool = True
+    instance_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        from .preprocess import get_preprocess
+        from .tiling import BLEND_KINDS
+
+        _positive_int("tile", self.tile)
+        _positive_int("overlap", self.overlap, minimum=0)
+        if self.overlap >= self.tile:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
+        if self.batch_size is not None:
+            _positive_int("batch_size", self.batch_size)
+        if not isinstance(self.device, str):
+            object.__setattr__(self, "device", str(self.device))
+        if self.blend not in BLEND_KINDS:
+            raise ValueError(f"unknown blend window {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
+        if self.preprocess is not None and not isinstance(self.preprocess, str):
+            raise TypeError("InferenceConfig.preprocess must be a recipe name or None; "
+                            "pass a callable to predict(preprocess=...) instead")
+        get_preprocess(self.preprocess)
+        _probability("mask_threshold", self.mask_threshold)
+        _probability("contour_threshold", self.contour_threshold)
+        _positive_int("min_size", self.min_size, minimum=0)
+        _positive_int("erode", self.erode, minimum=0)
+        if self.instance_backend not in INSTANCE_BACKENDS:
+            raise ValueError(
+                f"unknown instance_backend {self.instance_backend!r}; choose one of {', '.join(INSTANCE_BACKENDS)}"
+            )
+
+    def replace(self, **changes: Any) -> InferenceConfig:
+        """A copy with some fields changed; unknown names raise :class:`TypeError`."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"unknown inference option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InferenceConfig:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`TypeError`."""
+        return cls().replace(**data)
+
+    def predict_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_ihcseg.inference.predict`."""
+        return {"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size,
+                "device": self.device, "amp": self.amp, "channels_last": self.channels_last,
+                "blend": self.blend, "preprocess": self.preprocess}
+
+    def instance_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`."""
+        return {"mask_threshold": self.mask_threshold, "contour_threshold": self.contour_threshold,
+                "min_size": self.min_size, "erode": self.erode, "fill_holes": self.fill_holes}

@@ -1,0 +1,362 @@
+"""Tiled prediction of nucleus probabilities for an image held in memory.
+
+:func:`predict` cuts the image into overlapping tiles (:func:`tile_boxes`),
+runs them through the model in batches on the chosen device, and blends the
+tile predictions with a smooth window (:func:`blend_window`) into one mask and
+one contour probability map. :func:`segment_image` adds the instance step and
+returns labels. Blending runs on the device, so on a GPU only the two final
+probability maps travel back to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import InferenceConfig
+from .control import ProgressCallback, CancelCheck, check_cancel, validate_callbacks
+from .preprocess import apply_preprocess
+from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
+from .tiling import Box, Stitcher, blend_window, round_up, tile_boxes
+
+log = logging.getLogger("napari_ihcseg.inference")
+
+#: Size multiple assumed for a model that does not declare ``size_multiple``.
+DEFAULT_SIZE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class PredictionInfo:
+    """What :func:`predict` did: where, how fast, in how many tiles.
+
+    ``device`` is the torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``),
+    ``description`` names it for people, e.g. ``"cpu (2 threads), bf16, channels_last"``.
+    """
+
+    device: str
+    description: str
+    precision: str
+    batch_size: int
+    tiles: int
+    tile_shape: tuple[int, int]
+    seconds: float
+
+    def describe(self) -> str:
+        return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]} on {self.description}, "
+                f"batch {self.batch_size}, in {self.seconds:.2f} s")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles that cover an image, after padding axes shorter than a tile."""
+
+    shape: tuple[int, int]
+    padded_shape: tuple[int, int]
+    tile_shape: tuple[int, int]
+    overlap: int
+    boxes: tuple[Box, ...]
+
+
+def plan_tiles(shape: Sequence[int], *, tile: int = 512, overlap: int = 64,
+               size_multiple: int = DEFAULT_SIZE_MULTIPLE) -> TilePlan:
+    """The tiles :func:`predict` runs for an image of ``shape``.
+
+    An axis at least ``tile`` long is tiled as is; a shorter axis is padded to
+    the next multiple of ``size_multiple`` and covered by one tile.
+
+    Examples
+    --------
+    >>> p = plan_tiles((4096, 3286), tile=512, overlap=64)
+    >>> len(p.boxes), p.tile_shape
+    (72, (512, 512))
+    >>> plan_tiles((100, 1000), tile=512).tile_shape
+    (128, 512)
+    """
+    if len(shape) < 2 or min(int(shape[0]), int(shape[1])) < 1:
+        raise ValueError(f"cannot tile an image of shape {tuple(shape)}")
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"tile must be a positive int, got {tile!r}")
+    if tile % size_multiple:
+        raise ValueError(
+            f"tile={tile} is not a multiple of the model's size multiple {size_multiple}; "
+            f"use tile={round_up(tile, size_multiple)}"
+        )
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be an int in [0, tile) = [0, {tile}), got {overlap!r}; "
+                         f"e.g. overlap={tile // 4}")
+    h, w = int(shape[0]), int(shape[1])
+    th = tile if h >= tile else round_up(h, size_multiple)
+    tw = tile if w >= tile else round_up(w, size_multiple)
+    padded = (max(h, th), max(w, tw))
+    boxes = tile_boxes(padded, (th, tw), (min(overlap, th - 1), min(overlap, tw - 1)))
+    return TilePlan((h, w), padded, (th, tw), int(overlap), tuple(boxes))
+
+
+def check_rgb_image(image, *, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a (H, W, 3) uint8 ndarray or raise a clear error."""
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        hint = " (drop the alpha channel with image[..., :3])" if arr.ndim == 3 and arr.shape[-1] == 4 else ""
+        raise ValueError(f"{name} must be RGB of shape (H, W, 3), got shape {arr.shape}{hint}")
+    if arr.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 RGB, got dtype {arr.dtype} (convert with skimage.util.img_as_ubyte)")
+    if min(arr.shape[:2]) < 1:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    return arr
+
+
+def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime) -> torch.Tensor:
+    """Probabilities (N, 2, h, w) float32 on the device for uint8 tiles (N, h, w, 3)."""
+    x = torch.from_numpy(tiles).to(runtime.device, non_blocking=True)
+    # NHWC uint8 permuted to NCHW is already channels_last in memory.
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    x = x.contiguous(memory_format=runtime.memory_format)
+    with runtime.autocast():
+        out = model(x)
+    if not isinstance(out, (tuple, list)) or len(out) < 2:
+        raise TypeError(
+            f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
+        )
+    mask, contour = out[0], out[1]
+    expected = (x.shape[0], 1, x.shape[2], x.shape[3])
+    if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
+        raise ValueError(
+            f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
+            f"for an input of {tuple(x.shape)}; expected {expected} each"
+        )
+    return torch.sigmoid(torch.cat([mask, contour], dim=1).float())
+
+
+def predict(
+    image,
+    model: torch.nn.Module,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int | None = None,
+    device: str | torch.device = "auto",
+    amp: bool | str = True,
+    channels_last: bool = True,
+    blend: str = "cosine",
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    preprocess: str | Callable | None = None,
+    return_info: bool = False,
+):
+    """Predict nucleus mask and contour probabilities tile by tile.
+
+    Parameters
+    ----------
+    image : (H, W, 3) array_like of uint8
+        RGB image of any size that fits in memory.
+    model : torch.nn.Module
+        A registered model or any module whose eval ``forward`` maps an
+        N×3×h×w RGB batch in [0, 1] to ``(mask_logits, contour_logits)``,
+        each N×1×h×w. It is put in eval mode and moved to ``device``; its
+        ``size_multiple`` (default 32) constrains ``tile``.
+    tile : int
+        Tile height and width, a multiple of the model's size multiple.
+    overlap : int
+        Least overlap of neighbouring tiles. Predictions are blended over it,
+        so it should cover the border band where the model lacks context.
+    batch_size : int, optional
+        Tiles per forward pass. Default: chosen from free memory on CUDA
+        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`),
+        2 on the CPU. On CUDA out-of-memory the batch is halved and retried.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+        or ``"mps"``; a missing device raises :class:`ValueError`.
+    amp : bool or {"bf16", "fp16", "fp32"}
+        Reduced-precision autocast; ``True`` picks bf16 on CUDA (fp16 where
+        bf16 is missing) and on CPUs with native bf16, else fp32.
+    channels_last : bool
+        Run convolutions in the NHWC layout.
+    blend : {"cosine", "gaussian", "constant"}
+        The blend window (:func:`blend_window`).
+    progress : callable, optional
+        ``progress(done, total)`` in tiles, first with ``done = 0``.
+    cancel : threading.Event or callable, optional
+        Checked before every batch; when set, :class:`Cancelled` is raised.
+    preprocess : str or callable, optional
+        A recipe of :mod:`~napari_ihcseg.inference.preprocess` (off by default).
+    return_info : bool
+        Also return a :class:`PredictionInfo`.
+
+    Returns
+    -------
+    mask_prob, contour_prob : (H, W) ndarray of float32
+        Probabilities in [0, 1].
+    info : PredictionInfo
+        Only with ``return_info=True``.
+
+    Raises
+    ------
+    Cancelled
+        When ``cancel`` is set.
+    ValueError, TypeError
+        For a bad image, tile, device or model output.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> class Flat(torch.nn.Module):
+    ...     size_multiple = 32
+    ...     def forward(self, x):
+    ...         z = x[:, :1] * 0
+    ...         return z, z - 10
+    >>> mask, contour = predict(np.zeros((100, 70, 3), np.uint8), Flat(), tile=64, overlap=16, device="cpu")
+    >>> mask.shape, float(mask.max())
+    ((100, 70), 0.5)
+    """
+    started = time.perf_counter()
+    validate_callbacks(progress, cancel)
+    img = check_rgb_image(image)
+    multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
+    plan = plan_tiles(img.shape, tile=tile, overlap=overlap, size_multiple=multiple)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
+    img = apply_preprocess(img, preprocess)
+    if plan.padded_shape != plan.shape:
+        pad = ((0, plan.padded_shape[0] - plan.shape[0]), (0, plan.padded_shape[1] - plan.shape[1]), (0, 0))
+        img = np.pad(img, pad, mode="symmetric")
+
+    was_training = prepare_model(model, runtime)
+    try:
+        with torch.inference_mode():
+            probs, used_batch = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel)
+    finally:
+        model.train(was_training)
+    h, w = plan.shape
+    probs = probs[:, :h, :w].cpu().numpy()
+    mask_prob = np.ascontiguousarray(probs[0])
+    contour_prob = np.ascontiguousarray(probs[1])
+    info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, len(plan.boxes), plan.tile_shape,
+                          time.perf_counter() - started)
+    log.info("predicted %s", info.describe())
+    if return_info:
+        return mask_prob, contour_prob, info
+    return mask_prob, contour_prob
+
+
+def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel):
+    """Run every tile of ``plan``; return blended probabilities (2, H, W) on the device."""
+    dev = runtime.device
+    stitcher = Stitcher(plan.padded_shape, channels=2, zeros=lambda s: torch.zeros(s, device=dev))
+    windows: dict[tuple[bool, ...], torch.Tensor] = {}
+    boxes = plan.boxes
+    total = len(boxes)
+    if batch_size is None:
+        batch_size = choose_batch_size(model, plan.tile_shape, runtime, n_tiles=total)
+    if progress is not None:
+        progress(0, total)
+    done = 0
+    while done < total:
+        check_cancel(cancel)
+        chunk = boxes[done:done + batch_size]
+        tiles = np.stack([img[b.slices] for b in chunk])
+        try:
+            probs = _forward(model, tiles, runtime)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, len(chunk) // 2)
+            free_cached_memory(runtime)
+            log.warning("out of memory on %s; retrying with batch size %d", runtime.device, batch_size)
+            continue
+        for box, p in zip(chunk, probs):
+            edges = box.edges(plan.padded_shape)
+            if edges not in windows:
+                windows[edges] = torch.from_numpy(
+                    blend_window(plan.tile_shape, plan.overlap, blend, edges=edges)).to(dev)
+            stitcher.add(box, p, windows[edges])
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    return stitcher.result(), batch_size
+
+
+def segment_image(
+    image,
+    model: torch.nn.Module,
+    config: InferenceConfig | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    return_probabilities: bool = False,
+    **options,
+):
+    """Segment the nuclei of an image in memory: :func:`predict`, then instances.
+
+    Parameters
+    ----------
+    image : (H, W, 3) array_like of uint8
+        RGB image.
+    model : torch.nn.Module
+        See :func:`predict`.
+    config : InferenceConfig, optional
+        Tiling, device, precision and instance options; defaults otherwise.
+    progress : callable, optional
+        ``progress(done, total)``: one unit per tile plus one for the
+        instance step.
+    cancel : threading.Event or callable, optional
+        Checked before every batch and before the instance step.
+    return_probabilities : bool
+        Also return the mask and contour probabilities.
+    **options
+        Fields of :class:`InferenceConfig` that override ``config``, e.g.
+        ``tile=256, min_size=30``.
+
+    Returns
+    -------
+    labels : (H, W) ndarray of int32
+        0 background, nuclei 1..N.
+    mask_prob, contour_prob : (H, W) ndarray of float32
+        Only with ``return_probabilities=True``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> class Disk(torch.nn.Module):  # "nucleus" wherever the red channel is dark
+    ...     size_multiple = 32
+    ...     def forward(self, x):
+    ...         m = 20 * (0.5 - x[:, :1])
+    ...         return m, m * 0 - 10
+    >>> img = np.full((64, 64, 3), 255, np.uint8); img[10:20, 10:20] = 0; img[40:50, 30:45] = 0
+    >>> labels = segment_image(img, Disk(), tile=64, device="cpu", amp=False)
+    >>> int(labels.max()), labels.dtype.name
+    (2, 'int32')
+    """
+    from ..instances import probabilities_to_instances
+
+    config = (config or InferenceConfig()).replace(**options)
+    validate_callbacks(progress, cancel)
+    outer = progress
+    n_tiles = len(plan_tiles(np.shape(image), tile=config.tile, overlap=config.overlap,
+                             size_multiple=int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))).boxes)
+
+    def inner(done: int, total: int) -> None:
+        if outer is not None:
+            outer(done, total + 1)
+
+    mask_prob, contour_prob, info = predict(image, model, progress=inner, cancel=cancel, return_info=True,
+                                            **config.predict_options())
+    check_cancel(cancel)
+    backend = config.instance_backend
+    if backend == "auto":
+        backend = "torch" if info.device.startswith("cuda") else "numpy"
+    labels = probabilities_to_instances(
+        mask_prob, contour_prob, backend=backend,
+        device=info.device if backend == "torch" else None,
+        **config.instance_options(),
+    )
+    if outer is not None:
+        outer(n_tiles + 1, n_tiles + 1)
+    if return_probabilities:
+        return labels, mask_prob, contour_prob
+    return labels

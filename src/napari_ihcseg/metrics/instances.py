@@ -1,0 +1,421 @@
+"""Instance segmentation metrics: AJI, panoptic quality, F1 at an IoU threshold.
+
+All figures come from one sparse contingency table, :class:`InstanceOverlap`:
+the area of every object and the intersection of every (prediction, truth)
+pair that shares at least one pixel, counted with :func:`numpy.bincount` on
+combined pair keys. No per-object masks are ever made, so a 1000×1000 field
+with 700 nuclei takes a few tens of milliseconds.
+
+Label maps are integer arrays of any shape, 0 background; the label values
+need not be consecutive and their order does not matter (only which pixels
+share a value). Labels that never occur are not objects.
+
+Empty inputs
+------------
+With no object in either map every figure is 0 / 0 and is returned as ``nan``
+(the COCO panoptic evaluation skips such cases); average with
+:func:`numpy.nanmean`. With objects on one side only, AJI, PQ, DQ, SQ and F1
+are 0. SQ is 0 whenever there is no true positive, as in the COCO panoptic
+API, so that ``PQ = DQ * SQ`` always holds.
+
+References
+----------
+.. [1] N. Kumar et al., "A dataset and a technique for generalized nuclear
+       segmentation for computational pathology", IEEE TMI 36 (2017).
+.. [2] A. Kirillov et al., "Panoptic segmentation", CVPR 2019.
+.. [3] S. Graham et al., "HoVer-Net: simultaneous segmentation and
+       classification of nuclei in multi-tissue histology images", MedIA 58
+       (2019) — the per-image PQ for nuclei and the ``get_fast_aji`` convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .pixel import _check_weights, _ratio, _tversky_from_counts
+
+__all__ = [
+    "InstanceOverlap",
+    "instance_overlap",
+    "aggregated_jaccard_index",
+    "PQResult",
+    "panoptic_quality",
+    "f1_at_iou",
+    "match_instances",
+    "evaluate_instances",
+    "INSTANCE_METRICS",
+]
+
+#: Keys of :func:`evaluate_instances`, in the order tables list them.
+INSTANCE_METRICS = (
+    "n_pred", "n_truth", "dice", "iou", "tversky", "dice_loss", "iou_loss", "tversky_loss",
+    "aji", "pq", "dq", "sq", "f1", "precision", "recall", "tp", "fp", "fn",
+)
+
+# A dense lookup table / bincount is used while it stays this small relative to the image.
+_DENSE_SLACK = 1 << 16
+
+
+def _as_labels(a, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return a.ravel().astype(np.intp)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer label map, got dtype {a.dtype}")
+    flat = a.ravel()
+    if flat.size and np.issubdtype(a.dtype, np.signedinteger) and flat.min() < 0:
+        raise ValueError(f"{name}: label values must be >= 0 (0 is background), found {int(flat.min())}")
+    if a.dtype.itemsize == 8 and flat.size and flat.max() > np.iinfo(np.intp).max:
+        raise ValueError(f"{name}: label values above {np.iinfo(np.intp).max} are not supported")
+    return flat.astype(np.intp, copy=False)
+
+
+def _compact(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label values present (> 0), per-pixel codes 0..n (0 background), areas."""
+    top = int(flat.max()) if flat.size else 0
+    if top <= 2 * flat.size + _DENSE_SLACK:
+        counts = np.bincount(flat, minlength=top + 1)
+        ids = np.flatnonzero(counts[1:]) + 1
+        lut = np.zeros(top + 1, dtype=np.intp)
+        lut[ids] = np.arange(1, ids.size + 1)
+        return ids, lut[flat], counts[ids]
+    values, codes = np.unique(flat, return_inverse=True)
+    if values[0] != 0:
+        codes = codes + 1
+        values = np.concatenate([[0], values])
+    codes = codes.astype(np.intp, copy=False)
+    counts = np.bincount(codes, minlength=values.size)
+    return values[1:], codes, counts[1:]
+
+
+@dataclass(frozen=True)
+class InstanceOverlap:
+    """Sparse contingency table of two label maps.
+
+    Attributes
+    ----------
+    pred_ids, truth_ids : ndarray of int
+        The label values present in each map, ascending.
+    pred_area, truth_area : ndarray of int
+        Pixel count of each of those objects.
+    pair_pred, pair_truth : ndarray of int
+        For every overlapping pair, the index of the prediction in
+        ``pred_ids`` and of the truth in ``truth_ids``.
+    pair_inter : ndarray of int
+        The pixels each pair shares (> 0).
+    """
+
+    pred_ids: np.ndarray
+    truth_ids: np.ndarray
+    pred_area: np.ndarray
+    truth_area: np.ndarray
+    pair_pred: np.ndarray
+    pair_truth: np.ndarray
+    pair_inter: np.ndarray
+
+    @property
+    def n_pred(self) -> int:
+        return int(self.pred_ids.size)
+
+    @property
+    def n_truth(self) -> int:
+        return int(self.truth_ids.size)
+
+    @property
+    def pair_union(self) -> np.ndarray:
+        return self.pred_area[self.pair_pred] + self.truth_area[self.pair_truth] - self.pair_inter
+
+    @property
+    def pair_iou(self) -> np.ndarray:
+        return self.pair_inter / self.pair_union
+
+    def confusion_counts(self) -> tuple[int, int, int]:
+        """Foreground pixel counts ``(tp, fp, fn)``, as :func:`~.pixel.confusion_counts`."""
+        tp = int(self.pair_inter.sum())
+        return tp, int(self.pred_area.sum()) - tp, int(self.truth_area.sum()) - tp
+
+
+def instance_overlap(pred, truth) -> InstanceOverlap:
+    """Build the sparse contingency table of two label maps.
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, 0 background.
+
+    Returns
+    -------
+    InstanceOverlap
+        Pass it instead of the label maps to the other functions of this
+        module to compute several figures from one table.
+
+    Examples
+    --------
+    >>> ov = instance_overlap([[1, 1, 0]], [[0, 5, 5]])
+    >>> ov.pred_ids, ov.truth_ids, ov.pair_inter
+    (array([1]), array([5]), array([1]))
+    """
+    p = _as_labels(pred, "pred")
+    t = _as_labels(truth, "truth")
+    if np.shape(pred) != np.shape(truth):
+        raise ValueError(f"pred and truth must have the same shape, got {np.shape(pred)} and {np.shape(truth)}")
+    pred_ids, pc, pred_area = _compact(p)
+    truth_ids, tc, truth_area = _compact(t)
+    stride = truth_ids.size + 1
+    both = (pc > 0) & (tc > 0)
+    keys = pc[both] * stride + tc[both]
+    n_keys = (pred_ids.size + 1) * stride
+    if n_keys <= 2 * p.size + _DENSE_SLACK:
+        counts = np.bincount(keys, minlength=n_keys)
+        keys = np.flatnonzero(counts)
+        inter = counts[keys]
+    else:
+        keys, inter = np.unique(keys, return_counts=True)
+    return InstanceOverlap(
+        pred_ids=pred_ids, truth_ids=truth_ids, pred_area=pred_area, truth_area=truth_area,
+        pair_pred=keys // stride - 1, pair_truth=keys % stride - 1, pair_inter=inter.astype(np.int64),
+    )
+
+
+def _overlap(pred, truth) -> InstanceOverlap:
+    if isinstance(pred, InstanceOverlap):
+        if truth is not None:
+            raise TypeError("pass either an InstanceOverlap or two label maps, not both")
+        return pred
+    return instance_overlap(pred, truth)
+
+
+def aggregated_jaccard_index(pred, truth=None) -> float:
+    """Aggregated Jaccard Index of Kumar et al. [1]_.
+
+    For every truth object ``G`` take the prediction ``S`` with the largest
+    IoU with it (ties go to the lowest label) and add ``|G∩S|`` to ``C`` and
+    ``|G∪S|`` to ``U``. A truth object that no prediction touches adds ``|G|``
+    to ``U`` only (the convention of HoVer-Net's ``get_fast_aji``; a literal
+    ``argmax`` over all-zero IoUs would pair it with an arbitrary prediction).
+    Finally add the area of every prediction that was never chosen to ``U``.
+    ``AJI = C / U``.
+
+    A prediction chosen by several truth objects (a merge) counts in the
+    union of each of those pairs but, being used, is not added again as an
+    unused prediction — the usual implementation detail, which makes merges
+    cost more than in AJI+.
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, or an :class:`InstanceOverlap` as
+        ``pred`` alone.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` when neither map has an object.
+
+    Examples
+    --------
+    >>> truth = [[1, 1, 0, 2, 2]]
+    >>> pred = [[1, 1, 1, 1, 0]]    # one prediction merges both nuclei
+    >>> aggregated_jaccard_index(pred, truth)  # C = 2 + 1, U = 4 + 5
+    0.3333333333333333
+    """
+    ov = _overlap(pred, truth)
+    if ov.n_pred == 0 and ov.n_truth == 0:
+        return float("nan")
+    iou = ov.pair_iou
+    # Per truth object: the pair with the largest IoU, ties to the lowest prediction.
+    order = np.lexsort((ov.pair_pred, -iou, ov.pair_truth))
+    t_sorted = ov.pair_truth[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = t_sorted[1:] != t_sorted[:-1]
+    best = order[first]
+    inter = int(ov.pair_inter[best].sum())
+    union = int(ov.pair_union[best].sum())
+    matched_truth = np.zeros(ov.n_truth, dtype=bool)
+    matched_truth[ov.pair_truth[best]] = True
+    used_pred = np.zeros(ov.n_pred, dtype=bool)
+    used_pred[ov.pair_pred[best]] = True
+    union += int(ov.truth_area[~matched_truth].sum()) + int(ov.pred_area[~used_pred].sum())
+    return _ratio(inter, union)
+
+
+def match_instances(pred, truth=None, *, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one matching of objects with IoU above a threshold.
+
+    For ``iou_threshold >= 0.5`` every pair above the threshold is already
+    unique (an object cannot overlap two others by more than half of their
+    union each), so the matching is exact and needs no search. Below 0.5 the
+    pairs are assigned by the Hungarian algorithm to maximise the summed IoU
+    (as StarDist's ``matching``).
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, or an :class:`InstanceOverlap` as
+        ``pred`` alone.
+    iou_threshold : float
+        Pairs need ``IoU > iou_threshold``; in [0, 1).
+
+    Returns
+    -------
+    pred_index, truth_index : ndarray of int
+        Indices into ``pred_ids`` and ``truth_ids`` of the matched pairs.
+    iou : ndarray of float
+        Their IoU.
+    """
+    if not 0 <= iou_threshold < 1:
+        raise ValueError(f"iou_threshold must be in [0, 1), got {iou_threshold}")
+    ov = _overlap(pred, truth)
+    iou = ov.pair_iou
+    keep = iou > iou_threshold
+    pi, ti, iou = ov.pair_pred[keep], ov.pair_truth[keep], iou[keep]
+    if iou_threshold < 0.5 and iou.size:
+        rows, pi_local = np.unique(pi, return_inverse=True)
+        cols, ti_local = np.unique(ti, return_inverse=True)
+        score = np.zeros((rows.size, cols.size))
+        score[pi_local, ti_local] = iou
+        r, c = linear_sum_assignment(score, maximize=True)
+        ok = score[r, c] > 0
+        r, c = r[ok], c[ok]
+        pi, ti, iou = rows[r], cols[c], score[r, c]
+    return pi, ti, iou
+
+
+class PQResult(NamedTuple):
+    """Panoptic quality and its parts, for one image.
+
+    ``pq = dq * sq``; ``dq = tp / (tp + fp/2 + fn/2)`` is the F1 of detection;
+    ``sq`` is the mean IoU of the matched pairs.
+    """
+
+    pq: float
+    dq: float
+    sq: float
+    tp: int
+    fp: int
+    fn: int
+
+
+def panoptic_quality(pred, truth=None, *, iou_threshold: float = 0.5) -> PQResult:
+    """Panoptic quality (Kirillov et al. [2]_) of one image's nuclei.
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, or an :class:`InstanceOverlap` as
+        ``pred`` alone.
+    iou_threshold : float
+        A prediction and a truth object match when their IoU exceeds this;
+        0.5 (the definition) makes every match unique.
+
+    Returns
+    -------
+    PQResult
+        ``(pq, dq, sq, tp, fp, fn)``; the scores are ``nan`` when neither map
+        has an object, and ``sq`` (hence ``pq``) is 0 when ``tp`` is 0.
+
+    Examples
+    --------
+    >>> truth = [[1, 1, 1, 1, 0, 2]]
+    >>> pred = [[1, 1, 1, 0, 0, 0]]    # IoU 3/4 with nucleus 1; nucleus 2 missed
+    >>> r = panoptic_quality(pred, truth)
+    >>> r.tp, r.fp, r.fn, round(r.dq, 4), r.sq, round(r.pq, 4)
+    (1, 0, 1, 0.6667, 0.75, 0.5)
+    """
+    ov = _overlap(pred, truth)
+    _, _, iou = match_instances(ov, iou_threshold=iou_threshold)
+    tp = int(iou.size)
+    fp, fn = ov.n_pred - tp, ov.n_truth - tp
+    if tp + fp + fn == 0:
+        nan = float("nan")
+        return PQResult(nan, nan, nan, 0, 0, 0)
+    dq = tp / (tp + 0.5 * fp + 0.5 * fn)
+    sq = float(iou.sum()) / tp if tp else 0.0
+    return PQResult(dq * sq, dq, sq, tp, fp, fn)
+
+
+def f1_at_iou(pred, truth=None, *, iou_threshold: float = 0.5) -> float:
+    """Detection F1 with matches at ``IoU > iou_threshold``.
+
+    ``2 tp / (2 tp + fp + fn)``; at a threshold of 0.5 this equals the DQ of
+    :func:`panoptic_quality`.
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, or an :class:`InstanceOverlap` as
+        ``pred`` alone.
+    iou_threshold : float
+        In [0, 1).
+
+    Returns
+    -------
+    float
+        ``nan`` when neither map has an object.
+    """
+    ov = _overlap(pred, truth)
+    tp = int(match_instances(ov, iou_threshold=iou_threshold)[2].size)
+    return _ratio(2 * tp, ov.n_pred + ov.n_truth)
+
+
+def evaluate_instances(
+    pred, truth, *, iou_threshold: float = 0.5, alpha: float = 0.5, beta: float = 0.5
+) -> dict[str, float | int]:
+    """Every figure of one image, from a single contingency table.
+
+    Parameters
+    ----------
+    pred, truth : array_like of int
+        Label maps of the same shape, 0 background.
+    iou_threshold : float
+        Matching threshold of PQ / F1.
+    alpha, beta : float
+        Tversky weights of false positives and false negatives
+        (see :func:`~napari_ihcseg.metrics.pixel.tversky_index`).
+
+    Returns
+    -------
+    dict
+        The keys of :data:`INSTANCE_METRICS`: object counts; pixel ``dice``,
+        ``iou``, ``tversky`` and their ``*_loss`` (1 − index); ``aji``;
+        ``pq``, ``dq``, ``sq``; ``f1``, ``precision``, ``recall`` of
+        detection at the IoU threshold with their ``tp``, ``fp``, ``fn``.
+
+    Examples
+    --------
+    >>> labels = [[0, 1, 1], [2, 0, 0]]
+    >>> m = evaluate_instances(labels, labels)
+    >>> m["dice"], m["aji"], m["pq"], m["f1"]
+    (1.0, 1.0, 1.0, 1.0)
+    """
+    _check_weights(alpha, beta)
+    ov = instance_overlap(pred, truth)
+    px_tp, px_fp, px_fn = ov.confusion_counts()
+    dice = _ratio(2 * px_tp, 2 * px_tp + px_fp + px_fn)
+    iou = _ratio(px_tp, px_tp + px_fp + px_fn)
+    tversky = _tversky_from_counts(px_tp, px_fp, px_fn, alpha, beta)
+    pq = panoptic_quality(ov, iou_threshold=iou_threshold)
+    return {
+        "n_pred": ov.n_pred,
+        "n_truth": ov.n_truth,
+        "dice": dice,
+        "iou": iou,
+        "tversky": tversky,
+        "dice_loss": 1.0 - dice,
+        "iou_loss": 1.0 - iou,
+        "tversky_loss": 1.0 - tversky,
+        "aji": aggregated_jaccard_index(ov),
+        "pq": pq.pq,
+        "dq": pq.dq,
+        "sq": pq.sq,
+        "f1": _ratio(2 * pq.tp, ov.n_pred + ov.n_truth),
+        "precision": _ratio(pq.tp, ov.n_pred),
+        "recall": _ratio(pq.tp, ov.n_truth),
+        "tp": pq.tp,
+        "fp": pq.fp,
+        "fn": pq.fn,
+    }

@@ -1,0 +1,285 @@
+"""Checkpoints: a folder with ``weights.safetensors`` and ``config.json``.
+
+``config.json`` records the architecture, its config, the sha256 of the weights
+file, training metadata and model-card fields. Loading verifies the checksum
+before reading any tensor and reads tensors with safetensors only: nothing is
+ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_path, write_json_atomic
+from ..device import resolve_device
+from ._base import SegmentationModel
+from .registry import build_from_config, config_for_loading, get_spec, list_models
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+#: Version of the config.json layout written by :func:`save_checkpoint`.
+FORMAT_VERSION = 1
+#: Model-card fields every checkpoint has (``None`` / empty when unknown).
+CARD_DEFAULTS: dict[str, Any] = {"data": None, "licence": None, "metrics": {}}
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a loaded model's weights came from, for reports.
+
+    Attributes
+    ----------
+    name : str
+        The checkpoint folder's name.
+    path : str
+        The checkpoint folder.
+    arch : str
+        The registry name of the architecture.
+    sha256 : str
+        Checksum of ``weights.safetensors``.
+    card : dict
+        Model-card fields: ``data``, ``licence``, ``metrics`` and any others.
+    training : dict
+        Training metadata as saved.
+    """
+
+    name: str
+    path: str
+    arch: str
+    sha256: str
+    card: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json_dict(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    training: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save a registered model as a checkpoint folder.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        A model built by :func:`build_model` (it has ``.arch`` and ``.config``).
+    path : path-like
+        The checkpoint folder; created if needed.
+    training : dict, optional
+        JSON-serialisable training metadata (epochs, losses, data split, …).
+    card : dict, optional
+        Model-card fields; ``data``, ``licence`` and ``metrics`` are always
+        present (``None`` / ``{}`` unless given). ``metrics`` may hold
+        validation figures such as ``aji`` and ``dice``, which
+        :func:`default_checkpoint_name` uses to rank checkpoints.
+    overwrite : bool
+        Replace an existing checkpoint in ``path``. Otherwise an existing one
+        raises :class:`FileExistsError` before anything is written.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from napari_ihcseg.models import build_model
+    >>> folder = Path(tempfile.mkdtemp()) / "r2unet-lite-demo"
+    >>> save_checkpoint(build_model("r2unet-lite"), folder, card={"licence": "CC-BY-4.0"}) == folder
+    True
+    >>> sorted(p.name for p in folder.iterdir())
+    ['config.json', 'weights.safetensors']
+    """
+    if not isinstance(model, SegmentationModel) or not model.arch:
+        raise TypeError("save_checkpoint needs a model built by napari_ihcseg.models.build_model")
+    get_spec(model.arch)
+    folder = Path(path).expanduser()
+    weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not overwrite:
+        for existing in (weights_path, config_path):
+            if existing.exists():
+                raise FileExistsError(f"{existing}: a checkpoint already exists here; pass overwrite=True to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    training_dict = _json_dict(training, "training")
+    card_dict = {**CARD_DEFAULTS, **_json_dict(card, "card")}
+
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights_path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata={"arch": model.arch, "format_version": str(FORMAT_VERSION)})
+    document = {
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "config": model.config.to_dict(),
+        "sha256": sha256_file(weights_path),
+        "weights": WEIGHTS_FILE,
+        "training": training_dict,
+        "card": card_dict,
+        "versions": {"napari_ihcseg": _package_version(), "torch": torch.__version__},
+    }
+    write_json_atomic(config_path, document, overwrite=overwrite)
+    return folder
+
+
+def _package_version() -> str:
+    from napari_ihcseg import __version__
+
+    return __version__
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint folder's ``config.json`` (weights untouched).
+
+    Raises
+    ------
+    ValueError
+        If the folder or the file is missing, the JSON is malformed, a
+        required key is absent, or the architecture is not registered.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a checkpoint folder (expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise ValueError(f"{config_path}: missing; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{config_path}: expected a JSON object, got {type(document).__name__}")
+    missing = [k for k in ("arch", "config", "sha256") if k not in document]
+    if missing:
+        raise ValueError(f"{config_path}: missing key(s) {', '.join(missing)}")
+    version = document.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{config_path}: checkpoint format {version!r} is newer than this version of napari-ihcseg "
+            f"reads (up to {FORMAT_VERSION}); update napari-ihcseg"
+        )
+    if document["arch"] not in list_models():
+        raise ValueError(
+            f"{config_path}: unknown architecture {document['arch']!r}; valid names: {', '.join(list_models())}"
+        )
+    for key in ("training", "card"):
+        if not isinstance(document.setdefault(key, {}), dict):
+            raise ValueError(f"{config_path}: {key!r} must be a JSON object")
+    document["card"] = {**CARD_DEFAULTS, **document["card"]}
+    return document
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto") -> SegmentationModel:
+    """Load a checkpoint folder into a model in eval mode.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder written by :func:`save_checkpoint`.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+
+    Returns
+    -------
+    SegmentationModel
+        In eval mode on ``device``, with ``.checkpoint_info`` set.
+
+    Raises
+    ------
+    ValueError
+        If a file is missing or corrupt, the sha256 of ``weights.safetensors``
+        does not match ``config.json`` (a *checksum* error naming the file), or
+        the weights do not fit the recorded architecture.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from napari_ihcseg.models import build_model
+    >>> folder = save_checkpoint(build_model("harunet-lite"), Path(tempfile.mkdtemp()) / "demo")
+    >>> model = load_checkpoint(folder, device="cpu")
+    >>> model.arch, model.training, model.checkpoint_info.name
+    ('harunet-lite', False, 'demo')
+    """
+    folder = Path(path).expanduser()
+    document = read_checkpoint_config(folder)
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    target = resolve_device(device)
+    arch = document["arch"]
+    config = config_for_loading(arch, document["config"], source=str(config_path))
+    if not weights_path.is_file():
+        raise ValueError(f"{weights_path}: missing; the checkpoint has no weights file")
+    actual = sha256_file(weights_path)
+    if actual != document["sha256"]:
+        raise ValueError(
+            f"{weights_path}: checksum mismatch (sha256 {actual}, but {config_path.name} records "
+            f"{document['sha256']}); the file is corrupt or was modified, refusing to load it"
+        )
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    model = build_from_config(arch, config)
+    _load_state(model, state, weights_path, arch)
+    model.checkpoint_info = CheckpointInfo(
+        name=folder.name,
+        path=str(folder),
+        arch=arch,
+        sha256=actual,
+        card=document["card"],
+        training=document["training"],
+    )
+    return model.to(target).eval()
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path, arch: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise ValueError(
+            f"{weights_path}: the weights do not match architecture {arch!r} and the config in "
+            f"{CONFIG_FILE}: {'; '.join(parts)}"
+        )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,160 @@
+"""Checkpoints shipped with the package, and loading a model from any spec.
+
+Shipped checkpoints are folders under ``napari_ihcseg/weights/`` (one per
+checkpoint, named by the folder), each holding ``config.json`` and
+``weights.safetensors``. The folder may be absent or empty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..device import resolve_device
+from ._base import SegmentationModel
+from .checkpoint import CONFIG_FILE, load_checkpoint, read_checkpoint_config
+from .registry import build_model, get_spec, list_models
+
+#: Where shipped checkpoints live; read at call time.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: Card metrics that rank checkpoints of the same tier, best first (higher is better).
+RANKING_METRICS = ("aji", "dice")
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """The checkpoints shipped with the package.
+
+    Returns
+    -------
+    dict of str to Path
+        Checkpoint name (its folder's name) → folder, sorted by name; empty
+        when none are shipped.
+
+    Examples
+    --------
+    >>> isinstance(shipped_checkpoints(), dict)
+    True
+    """
+    root = Path(WEIGHTS_DIR)
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / CONFIG_FILE).is_file()}
+
+
+def _device_type(device: str | torch.device) -> str:
+    if isinstance(device, torch.device):
+        return device.type
+    name = str(device).strip().lower()
+    if name == "auto":
+        return resolve_device("auto").type
+    return name.split(":", 1)[0]
+
+
+def _rank(name: str, folder: Path, device_type: str) -> tuple:
+    """Sort key: lower is better."""
+    document = read_checkpoint_config(folder)
+    card = document["card"]
+    recommended = card.get("recommended_for") or []
+    lite = get_spec(document["arch"]).lite
+    # Tier 0: the card recommends it for this device; tier 1: lite on CPU/MPS, full on CUDA.
+    if device_type in recommended:
+        tier = 0
+    elif lite == (device_type != "cuda"):
+        tier = 1
+    else:
+        tier = 2
+    metrics = card.get("metrics") or {}
+    scores = []
+    for key in RANKING_METRICS:
+        value = metrics.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        scores.append(-float(value) if ok else math.inf)
+    return (tier, *scores, name)
+
+
+def default_checkpoint_name(device: str | torch.device = "auto") -> str | None:
+    """The best shipped checkpoint for a device, or ``None`` if none is shipped.
+
+    Checkpoints whose card lists the device type under ``recommended_for``
+    come first; then lite models on the CPU (and MPS) and full-size models on
+    CUDA; then the rest. Within a tier the card's validation ``metrics`` rank
+    them (``aji``, then ``dice``; higher is better), then the name.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a :class:`torch.device`.
+
+    Returns
+    -------
+    str or None
+    """
+    device_type = _device_type(device)
+    candidates = []
+    for name, folder in shipped_checkpoints().items():
+        try:
+            candidates.append(_rank(name, folder, device_type))
+        except ValueError:
+            continue
+    if not candidates:
+        return None
+    return min(candidates)[-1]
+
+
+def load_model(spec: str | os.PathLike, device: str | torch.device = "auto") -> SegmentationModel:
+    """Load a model from a shipped checkpoint name, a checkpoint folder or an architecture name.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        Tried in order: the name of a shipped checkpoint
+        (:func:`shipped_checkpoints`), a checkpoint folder, a registered
+        architecture (:func:`list_models`). An architecture gives an
+        *untrained* model and a :class:`UserWarning` that says so.
+    device : str or torch.device
+        Where to put the model (``"auto"`` picks CUDA, then MPS, then CPU).
+
+    Returns
+    -------
+    SegmentationModel
+        In eval mode on ``device``.
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is none of these (the message lists what is available), or
+        the checkpoint is corrupt (see :func:`load_checkpoint`).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     model = load_model("r2unet-lite", device="cpu")
+    >>> model.training
+    False
+    """
+    shipped = shipped_checkpoints()
+    text = os.fspath(spec)
+    if text in shipped:
+        return load_checkpoint(shipped[text], device)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return load_checkpoint(path, device)
+    if text in list_models():
+        target = resolve_device(device)
+        warnings.warn(
+            f"{text!r} is an architecture, not a trained checkpoint: the model has random weights "
+            "and its output is meaningless until it is trained",
+            UserWarning,
+            stacklevel=2,
+        )
+        return build_model(text).to(target).eval()
+    raise ValueError(
+        f"{text!r} is not a shipped checkpoint ({', '.join(shipped) or 'none shipped'}), "
+        f"an existing checkpoint folder, or an architecture ({', '.join(list_models())})"
+    )

@@ -1,0 +1,498 @@
+"""One image file in, labels, tables and the QC overlay out.
+
+:func:`process_image` is the whole headless pipeline for one file: open it,
+segment its nuclei (in memory for fields, block by block for whole slides),
+optionally score them, and write
+
+- ``<stem>.labels.tif``: uint32 instances, same height and width as the image;
+- ``<stem>.cells.csv``: one row per nucleus (``label``, ``centroid_y``,
+  ``centroid_x``, ``area_px``, plus the scoring columns with a stain);
+- ``<stem>.nuclei.geojson``: QuPath detections (with a stain);
+- ``<stem>.overlay.png``: outlines coloured by class with a legend (optional);
+- ``<stem>.mask_prob.tif`` / ``<stem>.contour_prob.tif`` (optional);
+- ``<stem>.summary.json``: written last, listing every output, so that its
+  presence marks a finished image (the batch runner's resume relies on it).
+
+Every file is written atomically. The same function runs in the CLI, in the
+Dask batch runner and in ``python -m napari_ihcseg --headless``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_ihcseg import __version__
+from napari_ihcseg._atomic import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: Images with more pixels than this are segmented block by block from disk.
+LARGE_IMAGE_PIXELS = 64 * 2**20
+#: Architecture used when no checkpoint is shipped (random weights; warned).
+FALLBACK_ARCH = "harunet-lite"
+#: File-name endings of the outputs, by key.
+OUTPUT_SUFFIXES = {
+    "labels": ".labels.tif",
+    "cells": ".cells.csv",
+    "geojson": ".nuclei.geojson",
+    "overlay": ".overlay.png",
+    "mask_prob": ".mask_prob.tif",
+    "contour_prob": ".contour_prob.tif",
+    "summary": ".summary.json",
+}
+_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def image_stem(path: str | Path) -> str:
+    """The output stem of an image file: its name without the extension(s).
+
+    Examples
+    --------
+    >>> image_stem("slides/case 1.ome.tif"), image_stem("a.b.png")
+    ('case 1', 'a.b')
+    """
+    name = Path(path).name
+    for suffix in _MULTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Every output path of one image, by key (see :data:`OUTPUT_SUFFIXES`)."""
+    out_dir = Path(out_dir)
+    return {key: out_dir / f"{stem}{suffix}" for key, suffix in OUTPUT_SUFFIXES.items()}
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What to run on each image and what to write.
+
+    Parameters
+    ----------
+    model : str or None
+        A shipped checkpoint name, a checkpoint folder or an architecture;
+        ``None`` takes the best shipped checkpoint for the device.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    tile, overlap : int
+        Tiling of the model's input.
+    mask_threshold, contour_threshold : float
+        Thresholds of the instance step.
+    min_size : int
+        Smallest nucleus kept, in pixels.
+    stain : {"er", "pr", "ki67"} or None
+        Score the nuclei for this stain; ``None`` only segments.
+    thresholds : (float, float, float) or None
+        DAB OD cuts of 1+, 2+, 3+; ``None`` takes the stain's preset.
+    roi : str or None
+        A GeoJSON file of regions; only nuclei inside count.
+    pixel_size_um : float or None
+        Overrides the pixel size recorded in the file.
+    estimate_stains : bool
+        Estimate the stain vectors per image instead of the standard ones.
+    save_probabilities : bool
+        Also write the mask and contour probabilities.
+    overlay : bool
+        Also write the QC overlay picture.
+    block : int
+        Block size for whole slides.
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    tile: int = 512
+    overlap: int = 64
+    mask_threshold: float = 0.5
+    contour_threshold: float = 0.5
+    min_size: int = 16
+    stain: str | None = None
+    thresholds: tuple[float, float, float] | None = None
+    roi: str | None = None
+    pixel_size_um: float | None = None
+    estimate_stains: bool = False
+    save_probabilities: bool = False
+    overlay: bool = False
+    block: int = 4096
+
+    def expected_outputs(self, *, large: bool = False) -> list[str]:
+        """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""
+        keys = ["labels", "cells"]
+        if self.stain:
+            keys.append("geojson")
+        if self.overlay:
+            keys.append("overlay")
+        if self.save_probabilities and not large:
+            keys += ["mask_prob", "contour_prob"]
+        return keys + ["summary"]
+
+    def inference_config(self):
+        """The :class:`~napari_ihcseg.inference.InferenceConfig` of these options."""
+        from napari_ihcseg.inference import InferenceConfig
+
+        return InferenceConfig(tile=self.tile, overlap=self.overlap, device=self.device,
+                               mask_threshold=self.mask_threshold, contour_threshold=self.contour_threshold,
+                               min_size=self.min_size)
+
+    def scoring_config(self, pixel_size_um: float | None):
+        """The :class:`~napari_ihcseg.scoring.ScoringConfig`, or ``None`` without a stain."""
+        if not self.stain:
+            return None
+        from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
+
+        kwargs = {"stain": self.stain, "thresholds": self.thresholds, "pixel_size_um": pixel_size_um}
+        if self.estimate_stains:
+            kwargs["stain_vectors"] = ESTIMATE
+        return ScoringConfig(**kwargs)
+
+
+def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | None = None) -> bool:
+    """True when a finished summary and every output it lists exist.
+
+    The summary is written last, so a killed run never looks finished. With
+    ``options``, the summary must also have been made with the same outputs
+    requested (e.g. a run without ``--overlay`` does not satisfy one with it).
+    """
+    paths = output_paths(out_dir, stem)
+    try:
+        summary = json.loads(paths["summary"].read_text())
+    except (OSError, ValueError):
+        return False
+    listed = summary.get("outputs")
+    if not isinstance(listed, dict) or summary.get("status") != "ok":
+        return False
+    if options is not None:
+        wanted = set(options.expected_outputs(large=bool(summary.get("large")))) - {"summary"}
+        if not wanted <= set(listed):
+            return False
+        if (options.stain or None) != (summary.get("stain") or None):
+            return False
+    return all((Path(out_dir) / name).is_file() for name in listed.values())
+
+
+def resolve_model(spec: str | None, device: str = "auto"):
+    """Load the model for ``spec`` (``None``: the best shipped checkpoint).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode on the device.
+    name : str
+        What was loaded: the checkpoint name or folder, or the architecture.
+    """
+    from napari_ihcseg.models import default_checkpoint_name, load_model
+
+    if spec is None:
+        spec = default_checkpoint_name(device)
+        if spec is None:
+            warnings.warn(
+                f"no trained checkpoint is shipped; using an untrained {FALLBACK_ARCH} "
+                "(its nuclei are meaningless until it is trained)", UserWarning, stacklevel=2)
+            spec = FALLBACK_ARCH
+    with warnings.catch_warnings():
+        # load_model warns for an architecture name; the fallback already did.
+        if spec == FALLBACK_ARCH:
+            warnings.simplefilter("ignore", UserWarning)
+        model = load_model(spec, device=device)
+    return model, str(spec)
+
+
+def _model_record(model, name: str) -> dict:
+    info = getattr(model, "checkpoint_info", None)
+    record = {"name": name, "arch": getattr(model, "arch", type(model).__name__)}
+    if info is not None:
+        record["sha256"] = getattr(info, "sha256", None)
+    return record
+
+
+def _write_float_tiff(path: Path, array: np.ndarray) -> None:
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(array, np.float32), compression="zlib", photometric="minisblack")
+
+
+def _write_unscored_cells(path: Path, cells) -> None:
+    """The four geometric columns of every nucleus, when no stain is scored."""
+    with atomic_path(path) as tmp:
+        cells[["label", "centroid_y", "centroid_x", "area_px"]].to_csv(tmp, index=False, float_format="%.3f")
+
+
+def _cells_without_stain(labels: np.ndarray):
+    from napari_ihcseg.scoring import measure_nuclei
+
+    # Intensity columns need an image; these four do not.
+    cells = measure_nuclei(np.zeros(labels.shape + (3,), np.uint8), labels)
+    return cells[["label", "centroid_y", "centroid_x", "area_px"]]
+
+
+def process_image(
+    path: str | Path,
+    out_dir: str | Path,
+    options: PipelineOptions | None = None,
+    *,
+    model=None,
+    model_name: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel=None,
+) -> dict:
+    """Segment (and optionally score) one image file and write its outputs.
+
+    Parameters
+    ----------
+    path : path-like
+        The image: PNG, JPEG, TIFF, OME-TIFF, SVS or any pyramidal TIFF.
+    out_dir : path-like
+        The output folder (created if needed).
+    options : PipelineOptions, optional
+        What to run and write.
+    model : torch.nn.Module, optional
+        An already loaded model (batch workers and the CLI load it once);
+        default: :func:`resolve_model` of ``options.model``.
+    model_name : str, optional
+        The name recorded for ``model``.
+    progress : callable, optional
+        ``progress(done, total)``.
+    cancel : threading.Event or callable, optional
+        Stops the run between batches (raises ``Cancelled``).
+
+    Returns
+    -------
+    dict
+        The summary that was written to ``<stem>.summary.json``.
+
+    Raises
+    ------
+    napari_ihcseg.io.ImageReadError
+        When the file cannot be read.
+    """
+    from napari_ihcseg.io import open_image
+
+    options = options or PipelineOptions()
+    started = time.perf_counter()
+    path = Path(path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = image_stem(path)
+    paths = output_paths(out_dir, stem)
+
+    with open_image(path) as lazy:
+        h, w, _ = lazy.shape
+        pixel_size = options.pixel_size_um or lazy.pixel_size_um
+        if model is None:
+            model, model_name = resolve_model(options.model, options.device)
+        large = h * w > LARGE_IMAGE_PIXELS
+        scoring = options.scoring_config(pixel_size)
+        if large:
+            result = _process_large(lazy, model, paths, options, scoring, progress, cancel)
+        else:
+            result = _process_field(lazy, model, paths, options, scoring, progress, cancel)
+
+    from napari_ihcseg.device import resolve_device
+
+    summary = {
+        "image": str(path),
+        "height": int(h),
+        "width": int(w),
+        "pixel_size_um": pixel_size,
+        "n_nuclei": int(result["n_nuclei"]),
+        "n_nuclei_segmented": int(result["n_nuclei"]),
+    }
+    # With a stain, n_nuclei is the scoring's count (inside the region and
+    # the size limits); n_nuclei_segmented stays the number of labels.
+    summary.update(result.get("scores", {}))
+    summary.update({
+        "model": _model_record(model, model_name or getattr(model, "arch", "model")),
+        "device": str(result.get("device") or resolve_device(options.device)),
+        "seconds": round(time.perf_counter() - started, 3),
+        "large": large,
+        "options": {k: v for k, v in asdict(options).items() if k != "model"},
+        "version": __version__,
+        "status": "ok",
+        "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
+    })
+    write_json_atomic(paths["summary"], _jsonable(summary))
+    return summary
+
+
+def _jsonable(obj):
+    """Replace NaN/inf and numpy scalars so the summary is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _process_field(lazy, model, paths, options, scoring, progress, cancel) -> dict:
+    """An image that fits in memory: predict, instances, score, write."""
+    from napari_ihcseg.inference import segment_image
+    from napari_ihcseg.io import write_labels
+
+    image = np.asarray(lazy.levels[0].compute())
+    labels, mask_prob, contour_prob = segment_image(
+        image, model, options.inference_config(), progress=progress, cancel=cancel,
+        return_probabilities=True)
+    write_labels(paths["labels"], labels)
+    if options.save_probabilities:
+        _write_float_tiff(paths["mask_prob"], mask_prob)
+        _write_float_tiff(paths["contour_prob"], contour_prob)
+
+    out = {"n_nuclei": int(np.unique(labels[labels > 0]).size)}
+    classes = None
+    if scoring is not None:
+        from napari_ihcseg.scoring import score_image, write_cells_csv, write_geojson
+
+        scored = score_image(image, labels, config=scoring, roi=options.roi)
+        write_cells_csv(paths["cells"], scored.cells)
+        write_geojson(paths["geojson"], scored.cells, labels)
+        out["scores"] = scored.summary
+        classes = dict(zip(scored.cells["label"].to_numpy().tolist(),
+                           scored.cells["intensity_class"].to_numpy().tolist()))
+    else:
+        _write_unscored_cells(paths["cells"], _cells_without_stain(labels))
+    if options.overlay:
+        from napari_ihcseg.overlay import write_overlay
+
+        legend = {"n_nuclei": out["n_nuclei"], **out.get("scores", {})}
+        write_overlay(paths["overlay"], image, labels, intensity_class=classes, summary=legend)
+    return out
+
+
+# --------------------------------------------------------------- whole slides
+
+def _process_large(lazy, model, paths, options, scoring, progress, cancel) -> dict:
+    """A whole slide: segment block by block into a zarr store, then score by blocks."""
+    import zarr
+
+    from napari_ihcseg.inference import segment_large
+    from napari_ihcseg.inference.large import zarr_to_tiff
+
+    out_dir = paths["labels"].parent
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{paths['labels'].name}.") as tmp:
+        store = Path(tmp) / "labels.zarr"
+        result = segment_large(lazy, model, out=store, config=options.inference_config(),
+                               block=options.block, progress=progress, cancel=cancel, return_result=True)
+        labels_z = zarr.open_array(str(store), mode="r")
+        halo = max(int(result.halo), 64)
+        out = {"n_nuclei": int(result.n_nuclei)}
+        _score_blocks(lazy, labels_z, paths, options, scoring, halo, out)
+        with atomic_path(paths["labels"]) as tmp_tif:
+            zarr_to_tiff(labels_z, tmp_tif)
+        if options.overlay:
+            _large_overlay(lazy, labels_z, paths["overlay"], out)
+    return out
+
+
+def _block_cores(shape, block: int):
+    for y0 in range(0, shape[0], block):
+        for x0 in range(0, shape[1], block):
+            yield y0, x0, min(y0 + block, shape[0]), min(x0 + block, shape[1])
+
+
+def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict) -> None:
+    """Measure, classify and outline every nucleus once, in the block holding its centroid."""
+    import pandas as pd
+
+    from napari_ihcseg.scoring import measure_nuclei, nuclei_feature_collection, write_cells_csv
+    from napari_ihcseg.scoring.regions import as_region
+    from napari_ihcseg.scoring.summary import classify, summarize
+    from napari_ihcseg.stain import H_DAB
+
+    base = lazy.levels[0]
+    shape = labels_z.shape
+    vectors = H_DAB
+    if scoring is not None and not hasattr(scoring.stain_vectors, "matrix"):
+        from napari_ihcseg.stain import estimate_stain_vectors
+
+        vectors = estimate_stain_vectors(np.asarray(lazy.levels[-1].compute()))
+    elif scoring is not None:
+        vectors = scoring.stain_vectors
+    region = as_region(options.roi) if scoring is not None else None
+    tables = []
+    with contextlib.ExitStack() as stack:
+        geo = None
+        if scoring is not None:
+            tmp = stack.enter_context(atomic_path(paths["geojson"]))
+            geo = stack.enter_context(open(tmp, "w", encoding="utf-8"))
+            geo.write('{"type":"FeatureCollection","features":[')
+        first = True
+        for y0, x0, y1, x1 in _block_cores(shape, options.block):
+            ry0, rx0 = max(0, y0 - halo), max(0, x0 - halo)
+            ry1, rx1 = min(shape[0], y1 + halo), min(shape[1], x1 + halo)
+            lab = np.asarray(labels_z[ry0:ry1, rx0:rx1])
+            if not lab.any():
+                continue
+            img = (np.asarray(base[ry0:ry1, rx0:rx1].compute()) if scoring is not None
+                   else np.zeros(lab.shape + (3,), np.uint8))
+            cells = measure_nuclei(img, lab, stains=vectors,
+                                   pixel_size_um=scoring.pixel_size_um if scoring else None)
+            cy = cells["centroid_y"].to_numpy() + ry0
+            cx = cells["centroid_x"].to_numpy() + rx0
+            ry, rx = np.floor(cy + 0.5), np.floor(cx + 0.5)
+            own = (ry >= y0) & (ry < y1) & (rx >= x0) & (rx < x1)
+            cells = cells[own].copy()
+            cells["centroid_y"] = cy[own]
+            cells["centroid_x"] = cx[own]
+            if scoring is not None and len(cells):
+                cells["in_roi"] = True if region is None else region.contains(cy[own], cx[own])
+                cells = classify(cells, scoring)
+                for feature in nuclei_feature_collection(cells, lab)["features"]:
+                    feature["geometry"] = _shift_geometry(feature["geometry"], rx0, ry0)
+                    geo.write(("" if first else ",\n") + json.dumps(feature, separators=(",", ":")))
+                    first = False
+            tables.append(cells)
+        if geo is not None:
+            geo.write("]}\n")
+            geo.close()
+    if tables:
+        cells = pd.concat(tables, ignore_index=True).sort_values("label", ignore_index=True)
+    else:
+        cells = measure_nuclei(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32))
+    if scoring is None:
+        _write_unscored_cells(paths["cells"], cells)
+        return
+    if not tables:
+        cells["in_roi"] = np.zeros(0, bool)
+        cells = classify(cells, scoring)
+    write_cells_csv(paths["cells"], cells)
+    out["scores"] = summarize(cells, scoring, stain_vectors=vectors)
+    out["classes"] = dict(zip(cells["label"].to_numpy().tolist(), cells["intensity_class"].to_numpy().tolist()))
+
+
+def _shift_geometry(geometry: dict, dx: float, dy: float) -> dict:
+    """Move a GeoJSON Polygon/MultiPolygon by (dx, dy)."""
+    def move(rings):
+        return [[[x + dx, y + dy] for x, y in ring] for ring in rings]
+
+    coords = geometry["coordinates"]
+    if geometry["type"] == "Polygon":
+        return {"type": "Polygon", "coordinates": move(coords)}
+    return {"type": "MultiPolygon", "coordinates": [move(p) for p in coords]}
+
+
+def _large_overlay(lazy, labels_z, path: Path, out: dict) -> None:
+    from napari_ihcseg.overlay import DEFAULT_MAX_SIDE, write_overlay
+
+    shape = labels_z.shape
+    step = max(1, int(np.ceil(max(shape) / DEFAULT_MAX_SIDE)))
+    labels = np.asarray(labels_z[::step, ::step])
+    image = np.asarray(lazy.levels[0][::step, ::step].compute())
+    legend = {"n_nuclei": out["n_nuclei"], **out.get("scores", {})}
+    write_overlay(path, image, labels, intensity_class=out.get("classes"), summary=legend, max_side=0)

@@ -1,0 +1,258 @@
+"""Write and read the scoring exports.
+
+- ``<stem>.cells.csv``: one row per nucleus (:data:`CELL_COLUMNS`);
+- ``<stem>.summary.json``: the image summary (:data:`SUMMARY_KEYS`);
+- ``<stem>.nuclei.geojson``: a QuPath-importable FeatureCollection with one
+  Polygon *detection* per scored nucleus, classified ``Positive`` or
+  ``Negative``, its measurements under ``properties.measurements`` (QuPath
+  ≥ 0.4 layout; coordinates in pixels, origin at the image's top-left corner).
+
+Every file is written atomically (:mod:`napari_ihcseg._atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_ihcseg._atomic import atomic_path, write_text_atomic
+from napari_ihcseg.scoring.outlines import label_outlines
+from napari_ihcseg.scoring.summary import SUMMARY_KEYS
+
+#: Columns of ``<stem>.cells.csv``, in order.
+CELL_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "area_um2",
+                "hematoxylin_od_mean", "dab_od_mean", "intensity_class", "positive",
+                "in_roi", "included")
+_INT_COLUMNS = ("label", "area_px", "intensity_class", "positive", "in_roi", "included")
+
+#: File-name suffixes of the three exports.
+CELLS_SUFFIX, SUMMARY_SUFFIX, GEOJSON_SUFFIX = ".cells.csv", ".summary.json", ".nuclei.geojson"
+
+#: QuPath's default colours of the Positive and Negative classes.
+CLASS_COLORS = {"Positive": [200, 50, 50], "Negative": [112, 112, 225]}
+
+#: Measurements written to each GeoJSON detection.
+GEOJSON_MEASUREMENTS = ("label", "centroid_y", "centroid_x", "area_px", "area_um2",
+                        "hematoxylin_od_mean", "dab_od_mean", "intensity_class")
+
+
+def export_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The three export paths for ``stem`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    return {"cells": out_dir / f"{stem}{CELLS_SUFFIX}",
+            "summary": out_dir / f"{stem}{SUMMARY_SUFFIX}",
+            "geojson": out_dir / f"{stem}{GEOJSON_SUFFIX}"}
+
+
+# ---------------------------------------------------------------- cells.csv
+
+def write_cells_csv(path: str | os.PathLike, cells: pd.DataFrame, *, overwrite: bool = True) -> Path:
+    """Write the per-nucleus table (:data:`CELL_COLUMNS`, booleans as 0/1)."""
+    missing = [c for c in CELL_COLUMNS if c not in cells]
+    if missing:
+        raise ValueError(f"cells table lacks the columns {missing}; score it first")
+    table = cells.loc[:, list(CELL_COLUMNS)].copy()
+    for col in _INT_COLUMNS:
+        table[col] = table[col].astype(np.int64)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def read_cells_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``<stem>.cells.csv`` back (0/1 columns become booleans except ``positive``)."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such cells table") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV table ({exc})") from None
+    missing = [c for c in CELL_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"{path}: not a cells table; missing columns {missing}")
+    for col in ("label", "area_px"):
+        table[col] = table[col].astype(np.int64)
+    for col in ("intensity_class", "positive"):
+        table[col] = table[col].astype(np.int8)
+    for col in ("in_roi", "included"):
+        table[col] = table[col].astype(bool)
+    return table
+
+
+# ------------------------------------------------------------ summary.json
+
+def write_summary_json(path: str | os.PathLike, summary: dict, *, overwrite: bool = True) -> Path:
+    """Write the image summary; its keys must be exactly :data:`SUMMARY_KEYS`."""
+    if set(summary) != set(SUMMARY_KEYS):
+        raise ValueError(f"summary keys {sorted(summary)} differ from {list(SUMMARY_KEYS)}")
+    ordered = {key: summary[key] for key in SUMMARY_KEYS}
+    text = json.dumps(ordered, indent=2, allow_nan=False)
+    return write_text_atomic(path, text + "\n", overwrite=overwrite)
+
+
+def read_summary_json(path: str | os.PathLike) -> dict:
+    """Read ``<stem>.summary.json`` back and check its keys."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such summary file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(summary, dict) or set(summary) != set(SUMMARY_KEYS):
+        raise ValueError(f"{path}: not a scoring summary; expected the keys {list(SUMMARY_KEYS)}")
+    return summary
+
+
+# ---------------------------------------------------------- nuclei.geojson
+
+def _ring_list(ring: np.ndarray) -> list:
+    coords = ring.tolist()
+    coords.append(coords[0])
+    return coords
+
+
+def _geometry(polygons: list[list[np.ndarray]]) -> dict:
+    closed = [[_ring_list(r) for r in poly] for poly in polygons]
+    if len(closed) == 1:
+        return {"type": "Polygon", "coordinates": closed[0]}
+    return {"type": "MultiPolygon", "coordinates": closed}
+
+
+def _column_values(column: pd.Series) -> list:
+    """Python numbers, with None for NaN (JSON has no NaN)."""
+    values = column.to_numpy()
+    if values.dtype == bool or np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64).tolist()
+    values = values.astype(np.float64)
+    out = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
+
+
+def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
+                              only_included: bool = True) -> dict:
+    """A GeoJSON FeatureCollection of the nuclei as QuPath detections.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        A scored table (with ``positive`` and ``included``).
+    labels : (H, W) array of int
+        The label image the table was measured on.
+    only_included : bool
+        Leave out nuclei outside the region or the area limits, so that
+        QuPath counts the same nuclei as the summary.
+
+    Returns
+    -------
+    dict
+        ``{"type": "FeatureCollection", "features": [...]}``; each feature has
+        a Polygon (or MultiPolygon) geometry along the nucleus' pixel edges
+        and ``properties`` with ``objectType: "detection"``, a
+        ``classification`` (``Positive``/``Negative`` with QuPath's colours)
+        and ``measurements`` (:data:`GEOJSON_MEASUREMENTS`, NaN left out).
+    """
+    table = cells[cells["included"].to_numpy(bool)] if only_included else cells
+    labels_list = table["label"].to_numpy().tolist()
+    outlines = label_outlines(labels, labels_list)
+    columns = [c for c in GEOJSON_MEASUREMENTS if c in table]
+    values = [_column_values(table[c]) for c in columns]
+    positive = table["positive"].to_numpy().astype(bool).tolist()
+    features = []
+    for i, lab in enumerate(labels_list):
+        polygons = outlines.get(lab)
+        if not polygons:
+            continue
+        name = "Positive" if positive[i] else "Negative"
+        measurements = {c: v[i] for c, v in zip(columns, values) if v[i] is not None}
+        features.append({
+            "type": "Feature",
+            "geometry": _geometry(polygons),
+            "properties": {
+                "objectType": "detection",
+                "classification": {"name": name, "color": CLASS_COLORS[name]},
+                "measurements": measurements,
+            },
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(path: str | os.PathLike, cells: pd.DataFrame, labels: np.ndarray, *,
+                  only_included: bool = True, overwrite: bool = True) -> Path:
+    """Write the nuclei as a QuPath-importable GeoJSON FeatureCollection."""
+    collection = nuclei_feature_collection(cells, labels, only_included=only_included)
+    text = json.dumps(collection, separators=(",", ":"), allow_nan=False)
+    return write_text_atomic(path, text + "\n", overwrite=overwrite)
+
+
+@dataclass
+class Detection:
+    """One nucleus read back from ``<stem>.nuclei.geojson``.
+
+    ``polygons`` holds, per part, the closed rings as ``(N, 2)`` arrays of
+    ``(x, y)`` in GeoJSON/QuPath pixel coordinates.
+    """
+
+    label: int
+    classification: str
+    polygons: list[list[np.ndarray]]
+    measurements: dict = field(default_factory=dict)
+    object_type: str = "detection"
+
+
+def read_geojson(path: str | os.PathLike) -> list[Detection]:
+    """Read ``<stem>.nuclei.geojson`` back."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such GeoJSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid GeoJSON ({exc})") from None
+    if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
+        raise ValueError(f"{path}: expected a GeoJSON FeatureCollection")
+    detections = []
+    for k, feat in enumerate(obj.get("features") or []):
+        try:
+            geom, props = feat["geometry"], feat.get("properties") or {}
+            coords = geom["coordinates"]
+            parts = [coords] if geom["type"] == "Polygon" else coords
+            polygons = [[np.asarray(ring, np.float64) for ring in part] for part in parts]
+            measurements = dict(props.get("measurements") or {})
+            detections.append(Detection(
+                label=int(measurements.get("label", k + 1)),
+                classification=(props.get("classification") or {}).get("name", ""),
+                polygons=polygons,
+                measurements=measurements,
+                object_type=props.get("objectType", ""),
+            ))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: feature {k} is not a polygon detection ({exc})") from None
+    return detections
+
+
+# ------------------------------------------------------------------- all
+
+def write_exports(out_dir: str | os.PathLike, stem: str, cells: pd.DataFrame, summary: dict,
+                  labels: np.ndarray, *, overwrite: bool = True) -> dict[str, Path]:
+    """Write the cells table, the summary and the GeoJSON; return their paths.
+
+    With ``overwrite=False`` nothing is written when any of the files exists.
+    """
+    paths = export_paths(out_dir, stem)
+    if not overwrite:
+        existing = [str(p) for p in paths.values() if p.exists()]
+        if existing:
+            raise FileExistsError(f"{', '.join(existing)}: already exist; refusing to overwrite")
+    write_cells_csv(paths["cells"], cells, overwrite=overwrite)
+    write_summary_json(paths["summary"], summary, overwrite=overwrite)
+    write_geojson(paths["geojson"], cells, labels, overwrite=overwrite)
+    return paths

@@ -1,0 +1,290 @@
+"""Training augmentation in numpy, driven by one random generator per crop.
+
+Geometry (90° rotations, flips; scale jitter happens when cropping, see
+:mod:`napari_ihcseg.training.tiles`), heavy colour augmentation (jitter of
+each stain's optical density after colour deconvolution, brightness,
+contrast, gamma), targeted HSV shifts of stained nuclei only, blur and noise,
+and **H&E → IHC stain transfer**: an H&E crop is deconvolved, its hematoxylin
+optical density kept and its eosin dropped, DAB optical density is added
+inside randomly chosen nuclei at intensities like the weak / moderate /
+strong classes of IHC scoring, and the stains are mixed again by
+Beer–Lambert's law. Nuclei outlined on H&E thereby teach the model brown and
+blue IHC nuclei.
+
+Every function takes the generator explicitly and returns new arrays, so a
+crop's augmentation is reproducible from its seed (which is what makes
+training resumable step for step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_ihcseg.stain import DAB_RJ, EOSIN_RJ, H_DAB, HEMATOXYLIN_RJ, StainVectors, compose, deconvolve
+
+from .tiles import Crop
+
+#: Hematoxylin, eosin and DAB as one basis: deconvolution of either H&E or
+#: H-DAB images into three stain channels (scikit-image's ``rgb2hed`` basis).
+HED = StainVectors(hematoxylin=HEMATOXYLIN_RJ, dab=DAB_RJ, residual=EOSIN_RJ, name="H-DAB-E")
+#: Hematoxylin and eosin, for taking an H&E crop apart (eosin in the second slot).
+H_E = StainVectors(hematoxylin=HEMATOXYLIN_RJ, dab=EOSIN_RJ, name="H&E (Ruifrok-Johnston)")
+
+#: DAB optical-density ranges of weak (1+), moderate (2+) and strong (3+)
+#: nuclei, around the usual IHC scoring thresholds (0.2 / 0.4 / 0.6 OD).
+DAB_CLASS_OD = ((0.18, 0.38), (0.38, 0.62), (0.62, 1.1))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and strengths of each augmentation.
+
+    Parameters
+    ----------
+    rot90, flips : bool
+        Random multiples of 90° and horizontal / vertical flips.
+    scale_range : (float, float)
+        Scale jitter applied when cropping (1 = native pixel size).
+    p_stain_jitter, stain_scale, stain_shift : float
+        Probability of HED jitter and its strength: each stain's optical
+        density becomes ``c * U(1 ± scale) + U(± shift)``.
+    p_intensity, brightness, contrast, gamma : float
+        Probability of brightness / contrast / gamma changes and their ranges.
+    p_nuclei_hsv, nuclei_hue, nuclei_saturation, nuclei_value : float
+        Targeted HSV shift applied only inside a random subset of nuclei.
+    p_stain_transfer : float
+        Probability that an H&E crop is turned into an H-DAB (IHC) crop.
+    positive_fraction : (float, float)
+        Range of the fraction of nuclei made DAB-positive in a transfer.
+    p_blur, blur_sigma : float, (float, float)
+        Gaussian blur probability and sigma range in pixels.
+    p_noise, noise_std : float, (float, float)
+        Gaussian noise probability and standard-deviation range (8-bit units).
+    """
+
+    rot90: bool = True
+    flips: bool = True
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    p_stain_jitter: float = 0.8
+    stain_scale: float = 0.15
+    stain_shift: float = 0.03
+    p_intensity: float = 0.7
+    brightness: float = 0.08
+    contrast: float = 0.2
+    gamma: float = 0.25
+    p_nuclei_hsv: float = 0.3
+    nuclei_hue: float = 0.06
+    nuclei_saturation: float = 0.3
+    nuclei_value: float = 0.15
+    p_stain_transfer: float = 0.5
+    positive_fraction: tuple[float, float] = (0.0, 0.8)
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.4, 1.4)
+    p_noise: float = 0.3
+    noise_std: tuple[float, float] = (2.0, 8.0)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+#: No augmentation at all (validation, or tests of the other parts).
+NO_AUGMENT = AugmentConfig(rot90=False, flips=False, scale_range=(1.0, 1.0), p_stain_jitter=0.0,
+                           p_intensity=0.0, p_nuclei_hsv=0.0, p_stain_transfer=0.0, p_blur=0.0,
+                           p_noise=0.0)
+
+
+def is_he(stain: str) -> bool:
+    """True for stain names meaning hematoxylin and eosin (``"H&E"``, ``"he"``)."""
+    return stain.replace("&", "").replace(" ", "").replace("-", "").lower() in {"he", "hematoxylineosin"}
+
+
+def geometric(crop: Crop, rng: np.random.Generator, *, rot90: bool = True, flips: bool = True) -> Crop:
+    """Rotate by a random multiple of 90° and flip, the same way for every array."""
+    k = int(rng.integers(0, 4)) if rot90 else 0
+    flip_y = bool(rng.integers(0, 2)) if flips else False
+    flip_x = bool(rng.integers(0, 2)) if flips else False
+
+    def apply(a):
+        if a is None:
+            return None
+        a = np.rot90(a, k, axes=(0, 1))
+        if flip_y:
+            a = a[::-1]
+        if flip_x:
+            a = a[:, ::-1]
+        return np.ascontiguousarray(a)
+
+    return Crop(image=apply(crop.image), labels=apply(crop.labels), mask=apply(crop.mask), valid=apply(crop.valid))
+
+
+def stain_jitter(image: np.ndarray, rng: np.random.Generator, *, scale: float = 0.15,
+                 shift: float = 0.03) -> np.ndarray:
+    """HED jitter: scale and shift each stain's optical density, then recompose."""
+    c = deconvolve(image, HED)
+    a = rng.uniform(1 - scale, 1 + scale, 3).astype(np.float32)
+    b = rng.uniform(-shift, shift, 3).astype(np.float32)
+    return compose(c * a + b, HED)
+
+
+def intensity_jitter(image: np.ndarray, rng: np.random.Generator, *, brightness: float = 0.08,
+                     contrast: float = 0.2, gamma: float = 0.25) -> np.ndarray:
+    """Random brightness, contrast (about the mean) and gamma on [0, 1] RGB."""
+    x = image.astype(np.float32) / 255.0
+    g = float(np.exp(rng.uniform(-gamma, gamma)))
+    x = np.power(x, g)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean + rng.uniform(-brightness, brightness)
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _instances(crop: Crop) -> np.ndarray:
+    if crop.labels is not None:
+        return crop.labels
+    if crop.mask is not None:
+        return ndi.label(crop.mask)[0]
+    return np.zeros(crop.image.shape[:2], np.int32)
+
+
+def _pick(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A boolean table over label ids: which nuclei are chosen."""
+    n = int(labels.max()) if labels.size else 0
+    table = rng.random(n + 1) < fraction
+    table[0] = False
+    return table
+
+
+def nuclei_hsv_shift(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, hue: float = 0.06,
+                     saturation: float = 0.3, value: float = 0.15) -> np.ndarray:
+    """Shift hue, saturation and value inside a random subset of nuclei only.
+
+    The targeted augmentation of stained nuclei (the colour of the nuclei
+    changes, the background does not) that makes a model invariant to stain
+    and scanner.
+    """
+    from skimage.color import hsv2rgb, rgb2hsv
+
+    chosen = _pick(labels, rng.uniform(0.3, 1.0), rng)[labels]
+    if not chosen.any():
+        return image
+    weight = ndi.gaussian_filter(chosen.astype(np.float32), 1.0)[..., None]
+    hsv = rgb2hsv(image)
+    shifted = hsv.copy()
+    shifted[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue)) % 1.0
+    shifted[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - saturation, 1 + saturation), 0, 1)
+    shifted[..., 2] = np.clip(hsv[..., 2] * rng.uniform(1 - value, 1 + value), 0, 1)
+    out = hsv2rgb(shifted) * weight + (image.astype(np.float32) / 255.0) * (1 - weight)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def random_ihc_stains(rng: np.random.Generator, *, spread: float = 0.06) -> StainVectors:
+    """H-DAB stain vectors perturbed around the Ruifrok–Johnston ones (scanner variation)."""
+    h = np.clip(np.asarray(H_DAB.hematoxylin) + rng.normal(0, spread, 3), 0.05, None)
+    d = np.clip(np.asarray(H_DAB.dab) + rng.normal(0, spread, 3), 0.05, None)
+    return StainVectors(hematoxylin=tuple(h), dab=tuple(d), name="H-DAB (random)")
+
+
+def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
+              positive_fraction: tuple[float, float] = (0.0, 0.8)) -> np.ndarray:
+    """Turn an H&E image into a hematoxylin-DAB one with DAB-positive nuclei.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8
+        H&E RGB.
+    labels : (H, W) int
+        Nucleus instances (connected components of a mask will do).
+    rng : numpy.random.Generator
+    positive_fraction : (float, float)
+        Range of the fraction of nuclei that become DAB-positive.
+
+    Returns
+    -------
+    (H, W, 3) uint8
+        The same nuclei with hematoxylin kept, eosin removed, and DAB of a
+        weak, moderate or strong class inside the chosen nuclei.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((32, 32, 3), 200, np.uint8)
+    >>> lab = np.zeros((32, 32), np.int32); lab[8:20, 8:20] = 1
+    >>> he_to_ihc(img, lab, np.random.default_rng(0)).shape
+    (32, 32, 3)
+    """
+    c = deconvolve(image, H_E)
+    hema = np.clip(c[..., 0], 0.0, None) * rng.uniform(0.55, 1.1)
+    n = int(labels.max()) if labels.size else 0
+    positive = _pick(labels, rng.uniform(*positive_fraction), rng)
+    classes = rng.integers(0, len(DAB_CLASS_OD), n + 1)
+    lo = np.array([DAB_CLASS_OD[k][0] for k in classes], np.float32)
+    hi = np.array([DAB_CLASS_OD[k][1] for k in classes], np.float32)
+    level = np.where(positive, rng.uniform(lo, hi).astype(np.float32), 0.0).astype(np.float32)
+    level[0] = 0.0
+    inside = ndi.gaussian_filter(level[labels], 0.8)
+    texture = 1.0 + 0.15 * ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), 1.0) * 3
+    dab = inside * np.clip(texture, 0.5, 1.5) + rng.uniform(0.0, 0.04)
+    # Hematoxylin is partly masked by the brown chromogen in positive nuclei.
+    covered = np.clip(inside / 0.6, 0, 1)
+    hema = hema * (1.0 - rng.uniform(0.2, 0.6) * covered)
+    conc = np.stack([hema, dab, np.zeros_like(hema)], axis=-1).astype(np.float32)
+    return compose(conc, random_ihc_stains(rng))
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of each channel."""
+    out = ndi.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def noise(image: np.ndarray, rng: np.random.Generator, std: float) -> np.ndarray:
+    """Additive Gaussian noise in 8-bit units."""
+    out = image.astype(np.float32) + rng.normal(0, std, image.shape).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def augment(crop: Crop, rng: np.random.Generator, config: AugmentConfig = AugmentConfig(), *,
+            stain: str = "") -> Crop:
+    """Apply the whole augmentation chain to one crop.
+
+    Order: geometry, H&E → IHC transfer (H&E crops only), stain jitter,
+    targeted nucleus HSV shift, brightness / contrast / gamma, blur, noise.
+
+    Parameters
+    ----------
+    crop : Crop
+        Image, labels or mask, and the valid-pixel map.
+    rng : numpy.random.Generator
+        The crop's own generator.
+    config : AugmentConfig
+    stain : str
+        The sample's stain; the transfer applies to H&E only.
+
+    Returns
+    -------
+    Crop
+        New arrays; the input is not modified.
+    """
+    crop = geometric(crop, rng, rot90=config.rot90, flips=config.flips)
+    image = crop.image
+    needs_instances = config.p_stain_transfer > 0 or config.p_nuclei_hsv > 0
+    labels = _instances(crop) if needs_instances else None
+    if is_he(stain) and rng.random() < config.p_stain_transfer:
+        image = he_to_ihc(image, labels, rng, positive_fraction=config.positive_fraction)
+    if rng.random() < config.p_stain_jitter:
+        image = stain_jitter(image, rng, scale=config.stain_scale, shift=config.stain_shift)
+    if rng.random() < config.p_nuclei_hsv:
+        image = nuclei_hsv_shift(image, labels, rng, hue=config.nuclei_hue,
+                                 saturation=config.nuclei_saturation, value=config.nuclei_value)
+    if rng.random() < config.p_intensity:
+        image = intensity_jitter(image, rng, brightness=config.brightness, contrast=config.contrast,
+                                 gamma=config.gamma)
+    if rng.random() < config.p_blur:
+        image = blur(image, float(rng.uniform(*config.blur_sigma)))
+    if rng.random() < config.p_noise:
+        image = noise(image, rng, float(rng.uniform(*config.noise_std)))
+    return Crop(image=image, labels=crop.labels, mask=crop.mask, valid=crop.valid)

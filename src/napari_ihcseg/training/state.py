@@ -1,0 +1,124 @@
+"""Resumable training state on disk, without pickle.
+
+The state of a run (model weights with batch-norm statistics, AdamW moments,
+the torch random state, the step counters and the history) is written as two
+files in ``<out>/state/``:
+
+* ``state-<step>.safetensors``: every tensor;
+* ``state.json``: everything else, the name and sha256 of the tensor file.
+
+``state.json`` is written last and atomically, so it is the commit point: a
+run killed while writing leaves the previous state intact. Older tensor files
+are removed once the new JSON is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from napari_ihcseg._atomic import write_bytes_atomic, write_json_atomic
+
+STATE_DIR = "state"
+STATE_JSON = "state.json"
+#: Bumped when the layout of the state changes.
+STATE_FORMAT = 1
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, slots in sd["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_state(out: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               info: dict) -> Path:
+    """Write the resumable state of a run into ``<out>/state``.
+
+    Parameters
+    ----------
+    out : path-like
+        The run's output folder.
+    model, optimizer : torch objects
+    info : dict
+        JSON-serialisable counters and history (``global_step`` is required).
+
+    Returns
+    -------
+    Path
+        The ``state.json`` written.
+    """
+    folder = Path(out) / STATE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optim_tensors, optim_meta = _optimizer_tensors(optimizer)
+    tensors.update(optim_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    data = st_save(tensors)
+    name = f"state-{int(info['global_step']):08d}.safetensors"
+    write_bytes_atomic(folder / name, data)
+    meta = {"format": STATE_FORMAT, "tensors": name, "sha256": hashlib.sha256(data).hexdigest(),
+            "optimizer": optim_meta, **info}
+    path = write_json_atomic(folder / STATE_JSON, meta)
+    for old in folder.glob("state-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def has_state(out: str | Path) -> bool:
+    """True when ``out`` holds a resumable state."""
+    return (Path(out) / STATE_DIR / STATE_JSON).is_file()
+
+
+def load_state(out: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model, optimizer and torch RNG from ``<out>/state``; return the info dict.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no state.
+    ValueError
+        If the tensor file does not match its checksum, or the state does not
+        fit the model.
+    """
+    folder = Path(out) / STATE_DIR
+    meta_path = folder / STATE_JSON
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: no training state to resume from")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != STATE_FORMAT:
+        raise ValueError(f"{meta_path}: unsupported state format {meta.get('format')!r}")
+    tensor_path = folder / meta["tensors"]
+    data = tensor_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise ValueError(f"{tensor_path}: checksum mismatch; the training state is damaged")
+    tensors = st_load(data)
+    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_sd, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{tensor_path}: the saved weights do not fit the model ({exc})") from None
+    optim_meta = meta["optimizer"]
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, slot = key.split(".", 2)
+            state.setdefault(int(pid), {})[slot] = value
+    for key, value in optim_meta["scalars"].items():
+        pid, slot = key.split(".", 1)
+        state.setdefault(int(pid), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return {k: v for k, v in meta.items() if k not in ("tensors", "sha256", "optimizer", "format")}

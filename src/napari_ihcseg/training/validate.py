@@ -1,0 +1,135 @@
+"""Validation during training: whole-image prediction and Dice / AJI / PQ.
+
+Each validation image is predicted whole (reflect-padded to a multiple of the
+model's size multiple, then cropped back), turned into instances with
+:func:`napari_ihcseg.instances.probabilities_to_instances`, and compared with
+its labels. Figures are averaged per image within each source, and the
+overall figure is the mean over sources, so that a small IHC set weighs as
+much as a large H&E one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Images larger than this (pixels per side) are predicted in overlapping tiles.
+WHOLE_IMAGE_MAX = 1536
+#: Figures reported per validation image.
+VAL_METRICS = ("dice", "aji", "pq")
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU and CUDA, or a no-op."""
+    if not enabled or device.type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, device: torch.device,
+                          amp: bool = True, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mask and contour probabilities of one RGB image, in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A registered model (eval-mode outputs ``(mask_logits, contour_logits)``).
+    image : (H, W, 3) uint8
+    device : torch.device
+    amp : bool
+        bf16 autocast.
+    channels_last : bool
+        Feed the input in channels-last memory format.
+
+    Returns
+    -------
+    mask_prob, contour_prob : (H, W) float32 arrays
+    """
+    multiple = int(getattr(model, "size_multiple", 32))
+    h, w = image.shape[:2]
+    if max(h, w) > WHOLE_IMAGE_MAX:
+        return _predict_tiled(model, image, device=device, amp=amp, channels_last=channels_last)
+    ph, pw = -h % multiple, -w % multiple
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)[None]
+    mode = "reflect" if (ph < h and pw < w) else "replicate"
+    x = F.pad(x, (0, pw, 0, ph), mode=mode).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, amp):
+        out = model(x)
+    mask_logits, contour_logits = out[0], out[1]
+    mask = torch.sigmoid(mask_logits.float())[0, 0, :h, :w].cpu().numpy()
+    contour = torch.sigmoid(contour_logits.float())[0, 0, :h, :w].cpu().numpy()
+    return mask, contour
+
+
+def _predict_tiled(model, image, *, device, amp, channels_last, tile: int = 1024, overlap: int = 128):
+    from .tiles import tile_origins
+
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    contour = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    for y in tile_origins(h, tile, tile - overlap):
+        for x in tile_origins(w, tile, tile - overlap):
+            part = image[y:y + tile, x:x + tile]
+            m, c = predict_probabilities(model, part, device=device, amp=amp, channels_last=channels_last)
+            mask[y:y + part.shape[0], x:x + part.shape[1]] += m
+            contour[y:y + part.shape[0], x:x + part.shape[1]] += c
+            count[y:y + part.shape[0], x:x + part.shape[1]] += 1
+    return mask / count, contour / count
+
+
+def evaluate_samples(model: torch.nn.Module, samples, *, device: torch.device, amp: bool = True,
+                     channels_last: bool = False, min_size: int = 16, cancel=None) -> dict:
+    """Dice, AJI and PQ of ``model`` on labelled samples.
+
+    Samples without instance labels are scored on Dice only.
+
+    Returns
+    -------
+    dict
+        ``{"dice": .., "aji": .., "pq": .., "per_source": {source: {...}},
+        "per_image": {name: {...}}}``; the overall figures are the mean over
+        sources of the per-source means (NaN when nothing was scored).
+    """
+    from napari_ihcseg.instances import probabilities_to_instances
+    from napari_ihcseg.metrics import evaluate_instances
+
+    was_training = model.training
+    model.eval()
+    per_image: dict[str, dict[str, float]] = {}
+    by_source: dict[str, list[dict[str, float]]] = defaultdict(list)
+    try:
+        for sample in samples:
+            if cancel is not None and cancel():
+                break
+            mask_prob, contour_prob = predict_probabilities(model, sample.image, device=device, amp=amp,
+                                                            channels_last=channels_last)
+            if sample.labels is not None:
+                pred = probabilities_to_instances(mask_prob, contour_prob, min_size=min_size)
+                m = evaluate_instances(pred, sample.labels)
+                row = {k: float(m[k]) for k in VAL_METRICS}
+            else:
+                pred = mask_prob > 0.5
+                truth = sample.mask
+                inter = float(np.logical_and(pred, truth).sum())
+                total = float(pred.sum() + truth.sum())
+                row = {"dice": 2 * inter / total if total else 1.0, "aji": float("nan"), "pq": float("nan")}
+            per_image[sample.name] = row
+            by_source[sample.source].append(row)
+    finally:
+        model.train(was_training)
+    per_source = {src: {k: _nanmean([r[k] for r in rows]) for k in VAL_METRICS} for src, rows in by_source.items()}
+    overall = {k: _nanmean([v[k] for v in per_source.values()]) for k in VAL_METRICS}
+    return {**overall, "per_source": per_source, "per_image": per_image}
+
+
+def _nanmean(values) -> float:
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else float("nan")

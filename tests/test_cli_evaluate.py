@@ -1,0 +1,212 @@
+"""``ihcseg evaluate`` in process, on hand-made prediction and truth folders."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_ihcseg.cli._common import CLIError, print_error
+from napari_ihcseg.cli._evaluate import file_key, pair_files, register
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse and run like ``ihcseg`` does: a CLIError becomes one line and its exit code."""
+    parser = argparse.ArgumentParser(prog="ihcseg")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", *argv])
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print_error(str(exc))
+        return exc.exit_code
+
+
+def boxes(shape, *rects, dtype=np.uint32):
+    out = np.zeros(shape, dtype=dtype)
+    for k, (r0, r1, c0, c1) in enumerate(rects, start=1):
+        out[r0:r1, c0:c1] = k
+    return out
+
+
+def aperio(*rects) -> str:
+    """Aperio XML with one rectangular region per (r0, r1, c0, c1), inclusive pixel bounds."""
+    regions = []
+    for r0, r1, c0, c1 in rects:
+        vertices = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in ((c0, r0), (c1, r0), (c1, r1), (c0, r1)))
+        regions.append(f'<Region Type="0"><Vertices>{vertices}</Vertices></Region>')
+    return f"<Annotations><Annotation><Regions>{''.join(regions)}</Regions></Annotation></Annotations>"
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return {row["image"]: row for row in csv.DictReader(fh)}
+
+
+@pytest.fixture
+def folders(tmp_path):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    # a: two squares, one shifted by a column (see test_metrics: Dice 0.75, AJI 0.6, PQ 0.5)
+    tifffile.imwrite(pred / "a.labels.tif", boxes((8, 8), (0, 2, 1, 3), (3, 5, 3, 5)))
+    Image.fromarray(boxes((8, 8), (0, 2, 0, 2), (3, 5, 3, 5), dtype=np.uint16)).save(truth / "a_labels.png")
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(truth / "a.png")  # the picture, not truth
+    # b: one 2x5 nucleus split 6 + 4 (AJI 3/7, PQ 0.4, Dice 1), truth as Aperio XML polygons
+    tifffile.imwrite(pred / "b.labels.tif", boxes((8, 8), (0, 2, 0, 3), (0, 2, 3, 5)))
+    (truth / "b.xml").write_text(aperio((0, 1, 0, 4)))
+    # files without a partner, and segment's other outputs
+    tifffile.imwrite(pred / "c.labels.tif", boxes((8, 8), (0, 1, 0, 1)))
+    (truth / "d.xml").write_text(aperio((0, 1, 0, 1)))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(pred / "a.overlay.png")
+    return pred, truth
+
+
+def test_instance_metrics_per_image_and_mean(folders, capsys):
+    pred, truth = folders
+    assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 0
+    out, err = capsys.readouterr()
+    rows = read_csv(pred / "evaluation.csv")
+    assert list(rows) == ["a", "b", "mean"]
+    a, b, mean = rows["a"], rows["b"], rows["mean"]
+    assert a["truth_file"].endswith("a_labels.png") and b["truth_file"].endswith("b.xml")
+    assert float(a["dice"]) == pytest.approx(0.75) and float(a["aji"]) == pytest.approx(0.6)
+    assert float(a["pq"]) == pytest.approx(0.5) and float(a["iou_loss"]) == pytest.approx(0.4)
+    assert float(b["dice"]) == pytest.approx(1.0)
+    assert float(b["aji"]) == pytest.approx(3 / 7, abs=1e-6)
+    assert float(b["pq"]) == pytest.approx(0.4) and float(b["sq"]) == pytest.approx(0.6)
+    assert (b["tp"], b["fp"], b["fn"]) == ("1", "1", "0")
+    assert float(mean["aji"]) == pytest.approx((0.6 + 3 / 7) / 2, abs=1e-6)
+    # the printed table: header, a rule, one line per image, a rule, the mean
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["image", "n_truth", "n_pred", "dice"]
+    assert lines[-1].split()[0] == "mean" and len(lines) == 6
+    assert len({len(line) for line in (lines[2], lines[3])}) == 1  # aligned columns
+    assert "c.labels.tif" in err and "d.xml" in err  # unpaired, reported
+    assert "a.png not used" in err
+
+
+def test_tversky_and_threshold_options_and_csv_path(folders, tmp_path):
+    pred, truth = folders
+    out_csv = tmp_path / "reports" / "eval.csv"
+    argv = ["--pred", str(pred), "--truth", str(truth), "--csv", str(out_csv),
+            "--tversky-alpha", "0.3", "--tversky-beta", "0.7", "--iou-threshold", "0.3"]
+    assert run_cli(argv) == 0
+    rows = read_csv(out_csv)
+    assert not (pred / "evaluation.csv").exists()
+    # a: TP 6, FP 2, FN 2 -> 6 / (6 + 0.6 + 1.4); the shifted square (IoU 1/3) now matches too
+    assert float(rows["a"]["tversky"]) == pytest.approx(0.75)
+    assert rows["a"]["tp"] == "2"
+
+
+def test_a_bad_file_gets_one_line_and_the_others_still_run(folders, capsys):
+    pred, truth = folders
+    (pred / "e.labels.tif").write_bytes(b"not a tiff")
+    (truth / "e.xml").write_text(aperio((0, 1, 0, 1)))
+    tifffile.imwrite(pred / "f.labels.tif", boxes((9, 9), (0, 1, 0, 1)))
+    tifffile.imwrite(truth / "f_labels.tif", boxes((8, 8), (0, 1, 0, 1)))
+    assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 1
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("ihcseg: error:")]
+    assert len(errors) == 2
+    assert any("e.labels.tif" in line for line in errors)
+    assert any("f_labels.tif" in line and "9x9" in line for line in errors)
+    assert "Traceback" not in err
+    assert list(read_csv(pred / "evaluation.csv")) == ["a", "b", "mean"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pred", "{missing}", "--truth", "{truth}"], "no such folder"),
+    (["--pred", "{pred}", "--truth", "{empty}"], "no label images and truth files with matching names"),
+    (["--pred", "{pred}", "--truth", "{truth}", "--radius", "5"], "--radius applies only with --points"),
+    (["--pred", "{pred}", "--truth", "{truth}", "--iou-threshold", "1"], "--iou-threshold"),
+])
+def test_usage_errors_exit_2(folders, tmp_path, capsys, argv, message):
+    pred, truth = folders
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(pred=pred, truth=truth, missing=tmp_path / "nope", empty=tmp_path / "empty") for a in argv]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") >= 1
+
+
+CELLS_HEADER = "label,centroid_y,centroid_x,area_px,positive,included\n"
+
+
+def test_points_mode(tmp_path, capsys):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    (truth / "k1").mkdir(parents=True)
+    # k1 (as test_metrics' point case): tp 3, fp 1, fn 1; 2 of 3 matched agree; kappa 0.4;
+    # pred 75 % positive, truth 50 %. A fifth prediction outside the ROI (included 0) is ignored.
+    (pred / "k1.cells.csv").write_text(CELLS_HEADER + "1,1,0,50,1,1\n2,0,21,50,1,1\n3,0,39,50,0,1\n"
+                                       "4,90,90,50,1,1\n5,0,60,50,1,0\n")
+    (truth / "k1" / "markers.csv").write_text("type,x,y\n1,0,0\n2,20,0\n2,40,0\n1,50,50\n")
+    # k2: segmentation without scoring: no positive column -> detection only
+    (pred / "k2.cells.csv").write_text("label,centroid_y,centroid_x,area_px\n1,10,10,30\n2,40,40,30\n")
+    (truth / "k2_points.csv").write_text("type,x,y\n1,11,10\n")
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "3"]) == 0
+    out, err = capsys.readouterr()
+    rows = read_csv(pred / "evaluation.csv")
+    k1, k2 = rows["k1"], rows["k2"]
+    assert (k1["tp"], k1["fp"], k1["fn"]) == ("3", "1", "1")
+    assert float(k1["f1"]) == pytest.approx(0.75)
+    assert float(k1["accuracy"]) == pytest.approx(2 / 3, abs=1e-6)
+    assert float(k1["kappa"]) == pytest.approx(0.4)
+    assert float(k1["abs_delta_pct_positive"]) == pytest.approx(25.0)
+    assert float(k2["f1"]) == pytest.approx(2 / 3, abs=1e-6)
+    assert math.isnan(float(k2["kappa"])) and math.isnan(float(k2["pred_pct_positive"]))
+    assert float(rows["mean"]["abs_delta_pct_positive"]) == pytest.approx(25.0)  # nan left out
+    assert "|d%pos|" in out.splitlines()[0]
+
+
+def test_points_mode_radius_decides_matches(tmp_path):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    (pred / "x.cells.csv").write_text(CELLS_HEADER + "1,0,0,9,1,1\n")
+    (truth / "x.csv").write_text("type,x,y\n1,6,8\n")  # 10 px away
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "9.9"]) == 0
+    assert read_csv(pred / "evaluation.csv")["x"]["tp"] == "0"
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points"]) == 0  # default 10 px
+    assert read_csv(pred / "evaluation.csv")["x"]["tp"] == "1"
+
+
+@pytest.mark.parametrize("name, key", [
+    ("01.labels.tif", "01"), ("image01_labels.png", "image01"), ("01_data.xml", "01"),
+    ("TCGA-21-5784-01Z-00-DX1.xml", "TCGA-21-5784-01Z-00-DX1"), ("x-mask.tif", "x"),
+    ("slide.tif_normal.png_small_2_data.xml", "slide.tif_normal.png_small_2"), ("labels.png", "labels"),
+    ("a_GT.tif", "a"),
+])
+def test_file_key(name, key):
+    assert file_key(name) == key
+
+
+def test_plain_images_are_predictions_when_no_segment_output(tmp_path):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    for name in ("a.tif", "b.png"):
+        (pred / name).touch()
+    for name in ("a.xml", "b_instances.tif", "b.geojson"):
+        (truth / name).touch()
+    pairing = pair_files(pred, truth)
+    assert [(k, p.name, t.name) for k, p, t in pairing.pairs] == [("a", "a.tif", "a.xml"),
+                                                                    ("b", "b.png", "b_instances.tif")]
+    assert [(s.name, c.name) for s, c in pairing.not_used] == [("b.geojson", "b_instances.tif")]
+
+
+def test_binary_mask_truth_gets_a_note(tmp_path, capsys):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    tifffile.imwrite(pred / "m.labels.tif", boxes((8, 8), (0, 2, 0, 2), (0, 2, 2, 4)))
+    Image.fromarray(((boxes((8, 8), (0, 2, 0, 4)) > 0) * 255).astype(np.uint8)).save(truth / "m_mask.png")
+    assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 0
+    assert "m_mask.png holds a single label" in capsys.readouterr().err
+    assert float(read_csv(pred / "evaluation.csv")["m"]["dice"]) == 1.0

@@ -1,0 +1,156 @@
+"""``ihcseg score``, run in-process through its own parser and, when every
+sub-command is importable, through ``ihcseg`` itself and as a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_ihcseg.cli import _score
+from napari_ihcseg.cli._common import CLIError
+from napari_ihcseg.scoring import read_cells_csv, read_geojson, read_summary_json
+from napari_ihcseg.stain import compose
+
+pytest.importorskip("napari_ihcseg.io")
+
+# 4 nuclei: DAB 0.05 (0), 0.3 (1+), 0.5 (2+), 0.8 (3+); 6x6 pixels, 4 apart.
+DAB = (0.05, 0.3, 0.5, 0.8)
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    from skimage import io
+
+    conc = np.zeros((14, 44, 3), np.float32)
+    conc[..., 0] = 0.05
+    labels = np.zeros((14, 44), np.uint32)
+    for i, dab in enumerate(DAB):
+        sl = (slice(4, 10), slice(4 + 10 * i, 10 + 10 * i))
+        labels[sl] = i + 1
+        conc[sl + (0,)] = 0.4
+        conc[sl + (1,)] = dab
+    image_path = tmp_path / "case 7.png"
+    io.imsave(image_path, compose(conc), check_contrast=False)
+    labels_path = tmp_path / "case 7.labels.tif"
+    tifffile.imwrite(labels_path, labels)
+    return image_path, labels_path
+
+
+def run_score(argv: list[str]) -> int:
+    """Parse with the sub-command's own parser and run it as ``ihcseg`` would."""
+    parser = argparse.ArgumentParser(prog="ihcseg")
+    _score.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["score", *map(str, argv)])
+    return args.func(args)
+
+
+def full_cli():
+    try:
+        from napari_ihcseg.cli import build_parser, main
+
+        build_parser()
+    except ImportError as exc:  # other sub-commands not installed in this tree
+        pytest.skip(f"the full ihcseg parser cannot be built: {exc}")
+    return main
+
+
+def test_score_writes_the_three_files_and_prints_a_summary(inputs, tmp_path, capsys):
+    image, labels = inputs
+    out = tmp_path / "out"
+    assert run_score([image, "--labels", labels, "--stain", "er", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "ER" in printed and "H-score" in printed and "Allred" in printed
+    assert "positive            3   (75.0 %)" in printed
+    summary = read_summary_json(out / "case 7.summary.json")
+    assert (summary["n_nuclei"], summary["n_positive"], summary["h_score"]) == (4, 3, 150.0)
+    assert summary["allred_total_score"] == 5 + 2 and summary["interpretation"] == "positive"
+    cells = read_cells_csv(out / "case 7.cells.csv")
+    assert cells["intensity_class"].tolist() == [0, 1, 2, 3]
+    detections = read_geojson(out / "case 7.nuclei.geojson")
+    assert [d.classification for d in detections] == ["Negative", "Positive", "Positive", "Positive"]
+
+
+def test_thresholds_roi_pixel_size_and_area_limits(inputs, tmp_path):
+    image, labels = inputs
+    roi = tmp_path / "tumour.geojson"
+    # x from 0 to 30 covers the first three nuclei (centres at x = 7, 17, 27 in pixel corners)
+    square = [[0, 0], [30, 0], [30, 14], [0, 14], [0, 0]]
+    roi.write_text(json.dumps({"type": "Polygon", "coordinates": [square]}))
+    out = tmp_path / "o"
+    rc = run_score([image, "--labels", labels, "--stain", "ki67", "--thresholds", "0.4,0.6,0.7",
+                    "--roi", roi, "--pixel-size", "0.5", "--min-area", "5", "--out", out])
+    assert rc == 0
+    summary = read_summary_json(out / "case 7.summary.json")
+    assert summary["thresholds"] == [0.4, 0.6, 0.7]
+    assert (summary["n_nuclei"], summary["n_positive"]) == (3, 1)
+    assert summary["ki67_index"] == pytest.approx(100 / 3)
+    cells = read_cells_csv(out / "case 7.cells.csv")
+    assert cells["in_roi"].tolist() == [True, True, True, False]
+    assert cells["area_um2"].tolist() == [9.0] * 4
+    # 9 µm² nuclei: a 10 µm² minimum leaves none
+    rc = run_score([image, "--labels", labels, "--stain", "ki67", "--pixel-size", "0.5",
+                    "--min-area", "10", "--out", out])
+    assert rc == 0 and read_summary_json(out / "case 7.summary.json")["n_nuclei"] == 0
+
+
+def test_estimate_stains_reports_the_vectors(inputs, tmp_path, capsys):
+    image, labels = inputs
+    out = tmp_path / "o"
+    assert run_score([image, "--labels", labels, "--stain", "pr", "--estimate-stains", "--out", out]) == 0
+    captured = capsys.readouterr()
+    vectors = read_summary_json(out / "case 7.summary.json")["stain_vectors"]
+    # Too few stained pixels in this tiny image for an estimate: a warning and the reference.
+    assert "warning" in captured.err
+    assert vectors["name"].startswith("H-DAB")
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--thresholds", "0.5,0.4,0.6"], "increasing"),
+    (["--thresholds", "a,b,c"], "three numbers"),
+    (["--roi", "missing.geojson"], "missing.geojson"),
+    (["--min-area", "20", "--max-area", "10"], "larger"),
+])
+def test_bad_options_are_usage_errors(inputs, tmp_path, extra, match):
+    image, labels = inputs
+    with pytest.raises(CLIError, match=match) as info:
+        run_score([image, "--labels", labels, "--stain", "er", *extra, "--out", tmp_path / "o"])
+    assert info.value.exit_code == 2
+
+
+def test_unreadable_or_mismatched_inputs_name_the_file(inputs, tmp_path):
+    image, labels = inputs
+    with pytest.raises(CLIError, match="nothing.png"):
+        run_score([tmp_path / "nothing.png", "--labels", labels, "--stain", "er", "--out", tmp_path])
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.zeros((5, 5), np.uint32))
+    with pytest.raises(CLIError, match="do not match"):
+        run_score([image, "--labels", small, "--stain", "er", "--out", tmp_path])
+    assert not list(tmp_path.glob("*.summary.json"))
+
+
+def test_image_stem():
+    assert _score.image_stem("/a/b/slide.ome.tiff") == "slide"
+    assert _score.image_stem("x.y.png") == "x.y"
+
+
+def test_full_cli_in_process_and_as_subprocess(inputs, tmp_path, capsys):
+    main = full_cli()
+    image, labels = inputs
+    out = tmp_path / "out"
+    assert main(["score", str(image), "--labels", str(labels), "--stain", "er", "--out", str(out)]) == 0
+    assert main(["score", str(image), "--labels", str(labels), "--stain", "er",
+                 "--thresholds", "1,2", "--out", str(out)]) == 2
+    assert "ihcseg: error: --thresholds" in capsys.readouterr().err
+    launcher = "import sys; from napari_ihcseg.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", launcher, "score", str(image), "--labels",
+                           str(labels), "--stain", "ki67", "--out", str(tmp_path / "sub")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Ki-67 index" in proc.stdout
+    assert read_summary_json(tmp_path / "sub" / "case 7.summary.json")["ki67_index"] == 75.0

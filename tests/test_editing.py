@@ -1,0 +1,183 @@
+"""Label editing: the operations behind the correction key bindings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_ihcseg.editing import (
+    EditTracker,
+    LabelChange,
+    LabelDiffer,
+    delete_label,
+    label_at,
+    merge_labels,
+    next_free_label,
+    split_label_by_distance,
+    split_label_by_instances,
+    split_label_by_line,
+)
+
+
+def two_discs(gap: int = 0) -> np.ndarray:
+    """Two touching (or ``gap``-separated) discs, ids 3 and 5, plus a far nucleus 9."""
+    yy, xx = np.mgrid[:40, :60]
+    lab = np.zeros((40, 60), np.int32)
+    lab[(yy - 20) ** 2 + (xx - 18) ** 2 <= 81] = 3
+    lab[((yy - 20) ** 2 + (xx - (37 + gap)) ** 2 <= 81) & (lab == 0)] = 5
+    lab[2:6, 50:56] = 9
+    return lab
+
+
+def test_next_free_label():
+    assert next_free_label(np.zeros((3, 3), np.uint8)) == 1
+    assert next_free_label(two_discs()) == 10
+    with pytest.raises(ValueError, match="no free nucleus id"):
+        next_free_label(np.full((2, 2), 255, np.uint8))
+
+
+def test_label_at_rounds_and_clips():
+    lab = two_discs()
+    assert label_at(lab, (20.4, 17.6)) == 3
+    assert label_at(lab, (0, 20, 37)) == 5  # extra leading dims are ignored
+    assert label_at(lab, (-5, 3)) == 0
+
+
+def test_delete_only_removes_that_nucleus():
+    lab = two_discs()
+    before = lab.copy()
+    edit = delete_label(lab, 5)
+    assert np.array_equal(lab, before), "computing an edit must not change the labels"
+    assert edit.change == LabelChange(frozenset(), frozenset(), frozenset({5}))
+    edit.apply(lab)
+    assert not (lab == 5).any()
+    assert np.array_equal(lab[before != 5], before[before != 5])
+    assert edit.n_pixels == (before == 5).sum()
+    with pytest.raises(ValueError, match="nucleus 5 is not in the label image"):
+        delete_label(lab, 5)
+    with pytest.raises(ValueError, match="positive"):
+        delete_label(lab, 0)
+
+
+@pytest.mark.parametrize("gap", [0, 1])
+def test_merge_keeps_smallest_id_and_fills_small_gap(gap):
+    lab = two_discs(gap)
+    area = (lab == 3).sum() + (lab == 5).sum()
+    edit = merge_labels(lab, 5, 3)
+    assert edit.change.changed == {3} and edit.change.deleted == {5}
+    edit.apply(lab)
+    assert not (lab == 5).any()
+    assert (lab == 3).sum() >= area
+    from scipy import ndimage as ndi
+
+    assert ndi.label(lab == 3)[1] == 1, "the merged nucleus is one connected piece"
+    assert (lab == 9).sum() == 24, "other nuclei are untouched"
+
+
+def test_merge_into_and_errors():
+    lab = two_discs()
+    merge_labels(lab, 3, 5, 9, into=9, gap=0).apply(lab)
+    assert set(np.unique(lab)) == {0, 9}
+    with pytest.raises(ValueError, match="at least two"):
+        merge_labels(lab, 9, 9)
+    with pytest.raises(ValueError, match="into=4"):
+        merge_labels(two_discs(), 3, 5, into=4)
+    with pytest.raises(ValueError, match="nucleus 7 is not in"):
+        merge_labels(two_discs(), 3, 7)
+
+
+def test_split_by_line_cuts_across_and_keeps_every_pixel():
+    lab = two_discs()
+    merged = merge_labels(lab, 3, 5).apply(lab)
+    area = (merged == 3).sum()
+    # A short vertical stroke in the neck: the ends are extended through the nucleus.
+    edit = split_label_by_line(merged, 3, [(18, 27.5), (22, 27.5)])
+    assert edit.change.created == {10} and edit.change.changed == {3}
+    edit.apply(merged)
+    assert (merged == 3).sum() + (merged == 10).sum() == area
+    assert (merged == 3).sum() >= (merged == 10).sum(), "the larger side keeps the id"
+    assert merged[20, 10] != merged[20, 45], "the two sides are different nuclei"
+
+
+def test_split_by_line_polyline_and_new_label():
+    lab = np.zeros((30, 30), np.int32)
+    lab[5:25, 5:25] = 1
+    edit = split_label_by_line(lab, 1, [(0, 15), (15, 15), (15, 29)], new_label=40)
+    edit.apply(lab)
+    assert set(np.unique(lab)) == {0, 1, 40}
+    assert lab[6, 6] == 1 and lab[20, 20] == 1 and lab[8, 22] == 40  # the corner is the smaller side
+
+
+def test_split_by_line_that_misses_raises():
+    lab = two_discs()
+    with pytest.raises(ValueError, match="could not be cut"):
+        split_label_by_line(lab, 9, [(30, 0), (30, 10)])
+    with pytest.raises(ValueError, match=r"\(K, 2\)"):
+        split_label_by_line(lab, 9, [(3, 3)])
+
+
+def test_split_by_distance_separates_two_touching_discs():
+    lab = two_discs()
+    merge_labels(lab, 3, 5).apply(lab)
+    split_label_by_distance(lab, 3, min_distance=5).apply(lab)
+    assert lab[20, 18] != lab[20, 37] and {lab[20, 18], lab[20, 37]} == {3, 10}
+
+
+def test_split_by_instances_uses_the_probabilities():
+    truth = two_discs()
+    lab = truth.copy()
+    merge_labels(lab, 3, 5).apply(lab)
+    merged_area = (lab == 3).sum()
+    from napari_ihcseg.data.targets import labels_to_contour
+
+    mask_prob = (truth > 0).astype(np.float32) * 0.9
+    contour_prob = labels_to_contour(truth, width=2).astype(np.float32) * 0.8
+    edit = split_label_by_instances(lab, 3, mask_prob, contour_prob, min_size=10)
+    edit.apply(lab)
+    assert {lab[20, 18], lab[20, 37]} == {3, 10}
+    assert (lab == 9).sum() == 24
+    assert ((lab == 3) | (lab == 10)).sum() == merged_area, "no pixel of the nucleus is lost"
+    with pytest.raises(ValueError, match="shape"):
+        split_label_by_instances(lab, 3, mask_prob[:5], contour_prob)
+
+
+def test_differ_classifies_paint_fill_and_undo():
+    lab = two_discs()
+    differ = LabelDiffer(lab)
+    lab[30:35, 0:5] = 12  # a new nucleus painted by hand
+    lab[lab == 9] = 0  # erased
+    lab[20, 20] = 5  # 3 shrinks, 5 grows
+    change = differ.update(lab)
+    assert change.created == {12} and change.deleted == {9} and change.changed == {3, 5}
+    assert differ.area(12) == 25
+    assert differ.update(lab).touched == frozenset(), "nothing changed since"
+    lab[30:35, 0:5] = 0  # undo the new nucleus, reported inside a region hint
+    assert differ.update(lab, region=(slice(25, 40), slice(0, 10))).deleted == {12}
+    with pytest.raises(ValueError, match="shape"):
+        differ.update(lab[:10])
+
+
+def test_tracker_follows_each_ids_history():
+    t = EditTracker()
+    assert t.record("paint") is None, "an edit that touched nothing is not logged"
+    t.record("merge", changed=[3], deleted=[5], time="2024-01-01T10:00:00+00:00")
+    t.record("paint", created=[12], time="2024-01-01T10:01:00+00:00")
+    t.record("paint", changed=[12], time="2024-01-01T10:02:00+00:00")
+    t.record("new", created=[13])
+    t.record("delete", deleted=[13])
+    assert t.status(3) == "changed" and t.status(5) == "deleted" and t.status(12) == "created"
+    assert t.status(13) is None, "drawn then deleted again leaves no trace"
+    t.record("undo", created=[5], time="2024-01-01T10:03:00+00:00")
+    assert t.status(5) == "changed", "a model nucleus deleted then restored counts as changed"
+    t.record("delete", deleted=[5], time="2024-01-01T10:00:00+00:00")
+    assert t.edited == {3, 12}
+    assert t.edit_times() == {3: "2024-01-01T10:00:00+00:00", 12: "2024-01-01T10:02:00+00:00"}
+    copy = EditTracker.from_dict(t.to_dict())
+    assert copy.edit_times() == t.edit_times() and copy.deleted == t.deleted and copy.n_edits == 7
+
+
+def test_tracker_records_an_edit_change():
+    lab = two_discs()
+    t = EditTracker()
+    t.record_change("split", split_label_by_line(lab, 3, [(0, 18), (39, 18)]).change)
+    assert t.created == {10} and t.changed == {3}

@@ -1,0 +1,123 @@
+"""The headless pipeline: one file in, consistent labels, tables, overlay and summary out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_ihcseg import pipeline
+from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.io import ImageReadError, read_labels
+from napari_ihcseg.metrics import aggregated_jaccard_index
+from napari_ihcseg.pipeline import PipelineOptions, image_stem, output_paths, outputs_complete, process_image
+from napari_ihcseg.scoring import read_cells_csv, read_geojson
+
+from odnet import ODNet
+
+
+@pytest.fixture(scope="module")
+def field_png(tmp_path_factory):
+    sample = make_synthetic_ihc((256, 320), seed=3, density=0.3, positive_fraction=0.5)
+    path = tmp_path_factory.mktemp("in") / "field.png"
+    Image.fromarray(sample.image).save(path)
+    return path, sample
+
+
+def test_image_stem_drops_multi_part_suffixes():
+    assert image_stem("a/b/slide.ome.tiff") == "slide"
+    assert image_stem("x.svs") == "x"
+
+
+def test_scored_outputs_are_consistent(field_png, tmp_path):
+    path, sample = field_png
+    opts = PipelineOptions(stain="er", overlay=True, save_probabilities=True, tile=128, overlap=32)
+    summary = process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
+    paths = output_paths(tmp_path, "field")
+
+    labels = read_labels(paths["labels"])
+    assert labels.shape == sample.image.shape[:2]
+    assert tifffile.TiffFile(paths["labels"]).pages[0].dtype == np.uint32
+    n = len(np.unique(labels[labels > 0]))
+    assert n > 10
+    assert summary["n_nuclei"] == summary["n_nuclei_segmented"] == n
+
+    cells = read_cells_csv(paths["cells"])
+    assert len(cells) == n
+    assert set(cells["label"]) == set(np.unique(labels[labels > 0]))
+    assert summary["n_positive"] == int(cells["positive"].sum())
+    assert 0 <= summary["h_score"] <= 300
+
+    detections = read_geojson(paths["geojson"])
+    assert len(detections) == n
+
+    on_disk = json.loads(paths["summary"].read_text())
+    assert on_disk["n_nuclei"] == n and on_disk["model"]["name"] == "odnet" and on_disk["device"].startswith("cpu")
+    assert on_disk["seconds"] > 0
+    for key in ("overlay", "mask_prob", "contour_prob"):
+        assert paths[key].is_file()
+    prob = tifffile.imread(paths["mask_prob"])
+    assert prob.shape == labels.shape and 0 <= prob.min() and prob.max() <= 1
+    assert outputs_complete(tmp_path, "field", opts)
+
+
+def test_without_stain_cells_still_list_every_nucleus(field_png, tmp_path):
+    path, _ = field_png
+    summary = process_image(path, tmp_path, PipelineOptions(tile=128, overlap=32), model=ODNet(stains=(0, 1)))
+    cells = pd.read_csv(tmp_path / "field.cells.csv")
+    assert list(cells.columns) == ["label", "centroid_y", "centroid_x", "area_px"]
+    assert len(cells) == summary["n_nuclei"]
+    assert not (tmp_path / "field.nuclei.geojson").exists()
+    assert "positive_percent" not in summary
+
+
+def test_completion_needs_summary_and_every_listed_output(field_png, tmp_path):
+    path, _ = field_png
+    opts = PipelineOptions(tile=128, overlap=32)
+    process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)))
+    assert outputs_complete(tmp_path, "field", opts)
+    # A run asking for more outputs is not satisfied by this one.
+    assert not outputs_complete(tmp_path, "field", PipelineOptions(overlay=True))
+    assert not outputs_complete(tmp_path, "field", PipelineOptions(stain="ki67"))
+    (tmp_path / "field.cells.csv").unlink()
+    assert not outputs_complete(tmp_path, "field", opts)
+    assert not outputs_complete(tmp_path, "missing", opts)
+
+
+def test_unreadable_file_names_it(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        process_image(bad, tmp_path / "out", PipelineOptions(), model=ODNet())
+    assert not (tmp_path / "out" / "broken.summary.json").exists()
+
+
+def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
+    slide = make_synthetic_slide(tmp_path / "slide.tif", (1024, 1024), tile=256, seed=5,
+                                 tissue_fraction=0.6, compression="zlib")
+    model = ODNet(stains=(0, 1))
+    opts = PipelineOptions(stain="ki67", tile=128, overlap=32, block=512, overlay=True)
+    small = process_image(slide, tmp_path / "field", opts, model=model)
+    monkeypatch.setattr(pipeline, "LARGE_IMAGE_PIXELS", 256 * 256)
+    large = process_image(slide, tmp_path / "large", opts, model=model)
+    assert large["large"] and not small["large"]
+
+    a = read_labels(tmp_path / "field" / "slide.labels.tif")
+    b = read_labels(tmp_path / "large" / "slide.labels.tif")
+    assert a.shape == b.shape == (1024, 1024)
+    assert large["n_nuclei_segmented"] == len(np.unique(b[b > 0]))
+    assert aggregated_jaccard_index(b, a) >= 0.99
+    assert abs(large["n_nuclei"] - small["n_nuclei"]) <= max(2, 0.01 * small["n_nuclei"])
+    assert abs(large["positive_percent"] - small["positive_percent"]) < 1.0
+    cells = read_cells_csv(tmp_path / "large" / "slide.cells.csv")
+    assert len(cells) == large["n_nuclei_segmented"]
+    assert cells["label"].is_unique
+    assert len(read_geojson(tmp_path / "large" / "slide.nuclei.geojson")) == large["n_nuclei"]
+    assert outputs_complete(tmp_path / "large", "slide", opts)
+    # No temporary debris left beside the outputs.
+    assert sorted(p.name for p in (tmp_path / "large").iterdir()) == sorted(large["outputs"].values()) + [
+        "slide.summary.json"]

@@ -1,0 +1,311 @@
+"""Tiled prediction in memory: seams, batching, cancel, progress, devices, precision."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import Cancelled, InferenceConfig, plan_tiles, predict, segment_image
+from napari_ihcseg.inference.preprocess import PREPROCESSING, apply_preprocess, median3
+from napari_ihcseg.inference.runtime import (
+    DEFAULT_BATCH,
+    MAX_BATCH,
+    MEMORY_FRACTION,
+    choose_batch_size,
+    cpu_supports_bf16,
+    resolve_runtime,
+)
+from napari_ihcseg.metrics import aggregated_jaccard_index
+from napari_ihcseg.stain import H_DAB
+
+
+class ODNet(nn.Module):
+    """A fixed, translation-equivariant nucleus "model" for tests.
+
+    Hematoxylin optical density by colour deconvolution, smoothed by a 5×5
+    Gaussian, gives the mask logit; its Sobel gradient magnitude gives the
+    contour logit. Its receptive field is 7×7 pixels, so tiles that overlap by
+    more than that must reproduce the prediction of the whole image.
+    """
+
+    size_multiple = 32
+
+    def __init__(self, mask_at: float = 0.3, edge_at: float = 0.07) -> None:
+        super().__init__()
+        inv = np.linalg.inv(H_DAB.matrix).astype(np.float32)
+        self.register_buffer("h_vec", torch.from_numpy(inv[:, 0].copy()).view(1, 3, 1, 1))
+        g = np.exp(-0.5 * np.arange(-2, 3) ** 2)
+        g = np.outer(g, g) / np.outer(g, g).sum()
+        self.register_buffer("blur", torch.from_numpy(g.astype(np.float32)).view(1, 1, 5, 5))
+        sx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32) / 8
+        self.register_buffer("sobel", torch.from_numpy(np.stack([sx, sx.T])).view(2, 1, 3, 3))
+        self.mask_at, self.edge_at = mask_at, edge_at
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        od = -torch.log10(x.clamp_min(1 / 255))
+        h = F.conv2d((od * self.h_vec).sum(1, keepdim=True), self.blur, padding=2)
+        edge = F.conv2d(h, self.sobel, padding=1).pow(2).sum(1, keepdim=True).add(1e-6).sqrt()
+        return 12.0 * (h - self.mask_at), 40.0 * (edge - self.edge_at)
+
+
+class OOMNet(ODNet):
+    """Raises CUDA out-of-memory for batches larger than ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (fake, batch {x.shape[0]})")
+        return super().forward(x)
+
+
+@pytest.fixture(scope="module")
+def field():
+    # 352 x 416: not a multiple of the tile stride, nuclei everywhere.
+    return make_synthetic_ihc((352, 416), seed=7, density=0.35)
+
+
+def crosses_tile_edges(labels, plan) -> int:
+    """How many nuclei straddle an inner tile edge of ``plan``."""
+    edges_y = {b.y0 for b in plan.boxes if b.y0 > 0} | {b.y1 for b in plan.boxes if b.y1 < labels.shape[0]}
+    edges_x = {b.x0 for b in plan.boxes if b.x0 > 0} | {b.x1 for b in plan.boxes if b.x1 < labels.shape[1]}
+    ids = set()
+    for y in edges_y:
+        ids |= set(np.unique(labels[y - 1][labels[y - 1] == labels[y]]))
+    for x in edges_x:
+        ids |= set(np.unique(labels[:, x - 1][labels[:, x - 1] == labels[:, x]]))
+    return len(ids - {0})
+
+
+def test_tiles_give_the_same_instances_as_one_piece(field):
+    model = ODNet()
+    one, mask1, contour1 = segment_image(field.image, model, tile=448, overlap=64, device="cpu", amp=False,
+                                         return_probabilities=True)
+    assert len(model.batches) == 1  # one tile covers the whole field
+    plan = plan_tiles(field.image.shape, tile=128, overlap=32)
+    assert crosses_tile_edges(field.labels, plan) >= 20  # the test means something only with nuclei on seams
+    tiled, mask2, contour2 = segment_image(field.image, model, tile=128, overlap=32, device="cpu", amp=False,
+                                           return_probabilities=True)
+    assert np.abs(mask1 - mask2).max() < 1e-3 and np.abs(contour1 - contour2).max() < 1e-3
+    assert tiled.max() == one.max() >= 100
+    assert aggregated_jaccard_index(tiled, one) >= 0.99
+    # And the detector finds the painted nuclei reasonably, so the seams are tested on real instances.
+    assert aggregated_jaccard_index(tiled, field.labels) > 0.5
+
+
+def test_cropping_instead_of_blending_would_leave_seams(field):
+    # The same tiles without overlap differ at the seams: the blending is what removes them.
+    model, img = ODNet(), field.image[:256, :256]
+    whole, _ = predict(img, model, tile=256, overlap=0, device="cpu", amp=False)
+    no_overlap, _ = predict(img, model, tile=128, overlap=0, device="cpu", amp=False)
+    blended, _ = predict(img, model, tile=128, overlap=32, device="cpu", amp=False)
+    assert np.abs(no_overlap - whole).max() > 0.1
+    assert np.abs(blended - whole).max() < 1e-3
+
+
+def test_batch_size_does_not_change_the_result(field):
+    model = ODNet()
+    a = predict(field.image, model, tile=128, overlap=32, batch_size=1, device="cpu", amp=False)
+    b = predict(field.image, model, tile=128, overlap=32, batch_size=5, device="cpu", amp=False)
+    assert set(model.batches) == {1, 5, len(plan_tiles(field.image.shape, tile=128, overlap=32).boxes) % 5}
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+
+
+def test_progress_rises_to_the_number_of_tiles(field):
+    calls = []
+    predict(field.image, ODNet(), tile=128, overlap=32, batch_size=3, device="cpu",
+            progress=lambda done, total: calls.append((done, total)))
+    total = len(plan_tiles(field.image.shape, tile=128, overlap=32).boxes)
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert all(t == total for _, t in calls)
+    assert all(a <= b for (a, _), (b, _) in zip(calls, calls[1:]))
+
+
+def test_segment_image_progress_counts_the_instance_step(field):
+    calls = []
+    segment_image(field.image[:128, :160], ODNet(), tile=64, overlap=16, device="cpu",
+                  progress=lambda d, t: calls.append((d, t)))
+    n = len(plan_tiles((128, 160), tile=64, overlap=16).boxes)
+    assert calls[-1] == (n + 1, n + 1) and calls[-2] == (n, n + 1)
+
+
+@pytest.mark.parametrize("kind", ["event", "callable"])
+def test_cancel_stops_within_one_batch(field, kind):
+    model = ODNet()
+    event = threading.Event()
+    cancel = event if kind == "event" else event.is_set
+
+    def progress(done, total):
+        if done >= 2:  # the user clicks "cancel" while the first batch of two runs
+            event.set()
+
+    with pytest.raises(Cancelled):
+        predict(field.image, model, tile=128, overlap=32, batch_size=2, device="cpu", progress=progress,
+                cancel=cancel)
+    assert model.batches == [2]
+
+
+def test_cancel_before_the_instance_step(field):
+    model = ODNet()
+    event = threading.Event()
+
+    def progress(done, total):
+        if done == total - 1:  # all tiles done, the instance step is next
+            event.set()
+
+    with pytest.raises(Cancelled):
+        segment_image(field.image[:96, :96], model, tile=64, overlap=16, device="cpu", progress=progress,
+                      cancel=event)
+
+
+def test_auto_device_reports_the_device_it_used(field):
+    _, _, info = predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="auto", return_info=True)
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert info.device.startswith(expected)
+    assert expected in info.description and info.tiles == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_explicit_missing_device_fails_clearly(field):
+    with pytest.raises(ValueError, match="'cuda' was requested but is not available"):
+        predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="tpu")
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(field):
+    reference = predict(field.image, ODNet(), tile=128, overlap=32, batch_size=1, device="cpu", amp=False)
+    model = OOMNet(limit=2)
+    mask, contour, info = predict(field.image, model, tile=128, overlap=32, batch_size=8, device="cpu", amp=False,
+                                  return_info=True)
+    assert info.batch_size == 2
+    assert max(model.batches) == 2
+    np.testing.assert_allclose(mask, reference[0], atol=1e-6)
+    np.testing.assert_allclose(contour, reference[1], atol=1e-6)
+
+
+def test_out_of_memory_at_batch_one_is_raised(field):
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        predict(field.image[:96, :96], OOMNet(limit=0), tile=64, overlap=16, batch_size=4, device="cpu")
+
+
+def test_batch_size_from_free_memory():
+    rt = resolve_runtime("cpu", amp=False)
+    model = ODNet()
+    tile_bytes = 100 * 2**20
+    assert choose_batch_size(model, (512, 512), rt, free_bytes=10 * 2**30, tile_bytes=tile_bytes) == int(
+        MEMORY_FRACTION * 10 * 2**30 // tile_bytes)
+    assert choose_batch_size(model, (512, 512), rt, free_bytes=10 * 2**40, tile_bytes=tile_bytes) == MAX_BATCH
+    assert choose_batch_size(model, (512, 512), rt, free_bytes=2**20, tile_bytes=tile_bytes) == 1
+    assert choose_batch_size(model, (512, 512), rt, free_bytes=10 * 2**30, tile_bytes=tile_bytes, n_tiles=3) == 3
+    assert choose_batch_size(model, (512, 512), rt) == DEFAULT_BATCH["cpu"]
+
+
+def test_bf16_probabilities_match_fp32(field):
+    # The default on a CPU with native bf16; the accuracy is documented in docs/inference.md.
+    model = ODNet()
+    fp32 = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False)
+    bf16, _, info = predict(field.image, model, tile=128, overlap=32, device="cpu", amp="bf16", return_info=True)
+    assert info.precision == "bf16"
+    assert np.abs(bf16 - fp32[0]).max() < 0.03
+    assert np.abs(bf16 - fp32[0]).mean() < 2e-3
+
+
+def test_default_precision_on_this_cpu():
+    rt = resolve_runtime("cpu")
+    assert rt.precision == ("bf16" if cpu_supports_bf16() else "fp32")
+    assert resolve_runtime("cpu", amp=False).precision == "fp32"
+    assert resolve_runtime("cpu", amp="fp16").precision == "fp16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_runtime("cpu", amp="int8")
+
+
+def test_small_images_are_padded_and_cropped_back():
+    img = make_synthetic_ihc((40, 75), seed=2).image
+    mask, contour = predict(img, ODNet(), tile=512, device="cpu")
+    assert mask.shape == contour.shape == (40, 75) and mask.dtype == np.float32
+    assert 0 <= mask.min() and mask.max() <= 1
+
+
+def test_the_model_is_left_in_its_mode(field):
+    model = ODNet().train()
+    predict(field.image[:64, :64], model, tile=64, overlap=16, device="cpu")
+    assert model.training
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "match"),
+    [
+        (np.zeros((32, 32, 4), np.uint8), ValueError, "alpha"),
+        (np.zeros((32, 32), np.uint8), ValueError, r"\(H, W, 3\)"),
+        (np.zeros((32, 32, 3), np.float32), TypeError, "uint8"),
+    ],
+)
+def test_bad_images_are_explained(image, error, match):
+    with pytest.raises(error, match=match):
+        predict(image, ODNet(), tile=32, overlap=8, device="cpu")
+
+
+def test_models_that_break_the_contract_are_explained():
+    class OneOutput(nn.Module):
+        def forward(self, x):
+            return x[:, :1]
+
+    class WrongShape(nn.Module):
+        def forward(self, x):
+            return x[:, :1, ::2], x[:, :1]
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"\(mask_logits, contour_logits\)"):
+        predict(img, OneOutput(), tile=32, overlap=8, device="cpu")
+    with pytest.raises(ValueError, match="expected"):
+        predict(img, WrongShape(), tile=32, overlap=8, device="cpu")
+
+
+def test_segment_image_takes_a_config_and_overrides(field):
+    cfg = InferenceConfig(tile=128, overlap=32, device="cpu", min_size=40)
+    img = field.image[:192, :224]
+    small = segment_image(img, ODNet(), cfg)
+    smaller = segment_image(img, ODNet(), cfg, min_size=4)
+    assert small.dtype == np.int32 and smaller.max() > small.max()
+    sizes = np.bincount(small.ravel())[1:]
+    assert sizes.min() >= 40
+    with pytest.raises(TypeError, match="unknown inference option"):
+        segment_image(field.image, ODNet(), cfg, tiles=3)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [(dict(overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
+                                               (dict(preprocess="sharpen"), "unknown preprocessing"),
+                                               (dict(blend="box"), "blend")])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InferenceConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", list(PREPROCESSING))
+def test_preprocessing_is_applied_before_the_model(field, name):
+    img = field.image[:96, :128]
+    direct = predict(apply_preprocess(img, name), ODNet(), tile=64, overlap=16, device="cpu", amp=False)
+    via = predict(img, ODNet(), tile=64, overlap=16, device="cpu", amp=False, preprocess=name)
+    np.testing.assert_array_equal(direct[0], via[0])
+    assert apply_preprocess(img, name).dtype == np.uint8
+    assert not np.array_equal(apply_preprocess(img, name), img)
+
+
+def test_median3_removes_salt_noise():
+    img = np.full((9, 9, 3), 120, np.uint8)
+    img[4, 4] = 255
+    img[2, 6] = 0
+    assert (median3(img) == 120).all()
+    assert apply_preprocess(img, None) is img

@@ -1,0 +1,198 @@
+"""The scoring exports, written and read back: cells.csv, summary.json, GeoJSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from skimage.measure import points_in_poly
+
+from napari_ihcseg.scoring import (
+    CELL_COLUMNS,
+    SUMMARY_KEYS,
+    ScoringConfig,
+    export_paths,
+    label_outlines,
+    nuclei_feature_collection,
+    read_cells_csv,
+    read_geojson,
+    read_summary_json,
+    score_image,
+    write_exports,
+    write_summary_json,
+)
+from napari_ihcseg.stain import compose
+
+
+def _field(seed=0):
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+
+    return make_synthetic_ihc((96, 128), seed=seed)
+
+
+def _ring_area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def _rasterise(polygons, shape) -> np.ndarray:
+    """Pixels whose centre (c + .5, r + .5) lies in the polygons (holes removed)."""
+    rr, cc = np.mgrid[0:shape[0], 0:shape[1]]
+    centres = np.column_stack([cc.ravel() + 0.5, rr.ravel() + 0.5])
+    mask = np.zeros(len(centres), bool)
+    for rings in polygons:
+        inside = points_in_poly(centres, rings[0])
+        for hole in rings[1:]:
+            inside &= ~points_in_poly(centres, hole)
+        mask |= inside
+    return mask.reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def scored():
+    field = _field()
+    result = score_image(field.image, field.labels, config=ScoringConfig(stain="er", pixel_size_um=0.25))
+    return field, result
+
+
+def test_all_three_exports_are_written_and_read_back(tmp_path, scored):
+    field, result = scored
+    paths = write_exports(tmp_path, "slide 1", result.cells, result.summary, field.labels)
+    assert paths == export_paths(tmp_path, "slide 1")
+    assert [p.name for p in paths.values()] == [
+        "slide 1.cells.csv", "slide 1.summary.json", "slide 1.nuclei.geojson"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+    cells = read_cells_csv(paths["cells"])
+    assert list(cells.columns) == list(CELL_COLUMNS)
+    expected = result.cells.loc[:, list(CELL_COLUMNS)]
+    pd.testing.assert_frame_equal(cells, expected, check_dtype=False)
+
+    summary = read_summary_json(paths["summary"])
+    assert list(summary) == list(SUMMARY_KEYS)
+    assert summary == json.loads(json.dumps(result.summary))
+
+    detections = read_geojson(paths["geojson"])
+    assert len(detections) == int(result.cells["included"].sum())
+
+
+def test_cells_csv_is_plain_for_other_tools(tmp_path, scored):
+    field, result = scored
+    paths = write_exports(tmp_path, "a", result.cells, result.summary, field.labels)
+    header, first = paths["cells"].read_text().splitlines()[:2]
+    assert header == ",".join(CELL_COLUMNS)
+    values = dict(zip(CELL_COLUMNS, first.split(",")))
+    assert values["positive"] in {"0", "1"} and values["included"] in {"0", "1"}
+
+
+def test_geojson_is_a_qupath_detection_collection(tmp_path, scored):
+    field, result = scored
+    paths = write_exports(tmp_path, "a", result.cells, result.summary, field.labels)
+    obj = json.loads(paths["geojson"].read_text())
+    assert obj["type"] == "FeatureCollection"
+    cells = result.cells.set_index("label")
+    for feature in obj["features"]:
+        props = feature["properties"]
+        assert feature["type"] == "Feature"
+        assert props["objectType"] == "detection"
+        m = props["measurements"]
+        row = cells.loc[m["label"]]
+        assert props["classification"]["name"] == ("Positive" if row["positive"] else "Negative")
+        assert len(props["classification"]["color"]) == 3
+        assert m["dab_od_mean"] == pytest.approx(row["dab_od_mean"])
+        assert m["area_um2"] == pytest.approx(row["area_px"] * 0.0625)
+        assert feature["geometry"]["type"] in {"Polygon", "MultiPolygon"}
+        parts = ([feature["geometry"]["coordinates"]] if feature["geometry"]["type"] == "Polygon"
+                 else feature["geometry"]["coordinates"])
+        for part in parts:
+            for ring in part:
+                assert ring[0] == ring[-1] and len(ring) >= 5   # closed
+
+
+def test_geojson_polygons_cover_exactly_the_label_pixels(tmp_path, scored):
+    field, result = scored
+    paths = write_exports(tmp_path, "a", result.cells, result.summary, field.labels)
+    for det in read_geojson(paths["geojson"]):
+        mask = field.labels == det.label
+        area = sum(_ring_area(p[0][:-1]) + sum(_ring_area(h[:-1]) for h in p[1:]) for p in det.polygons)
+        assert area == mask.sum()
+        assert np.array_equal(_rasterise([[r[:-1] for r in p] for p in det.polygons], mask.shape), mask)
+
+
+def test_outlines_of_awkward_shapes():
+    labels = np.zeros((12, 12), np.int32)
+    labels[1:7, 1:7] = 1
+    labels[3:5, 3:5] = 0          # a hole
+    labels[3, 3] = 2              # an object inside the hole
+    labels[8, 8] = labels[9, 9] = 3   # touching only diagonally: two parts
+    labels[8:11, 1] = 4           # a one-pixel-wide line
+    out = label_outlines(labels)
+    assert len(out[1]) == 1 and len(out[1][0]) == 2                 # exterior + hole
+    assert _ring_area(out[1][0][0]) == 36 and _ring_area(out[1][0][1]) == -4
+    assert len(out[3]) == 2                                         # MultiPolygon
+    assert _ring_area(out[4][0][0]) == 3
+    for lab, polygons in out.items():
+        assert np.array_equal(_rasterise(polygons, labels.shape), labels == lab)
+    assert set(label_outlines(labels, [2, 4])) == {2, 4}
+
+
+def test_excluded_nuclei_are_left_out_of_the_geojson():
+    conc = np.zeros((20, 30, 3), np.float32)
+    conc[..., 0] = 0.3
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 2:8], labels[2:8, 20:26] = 1, 2
+    conc[2:8, 2:8, 1] = 0.5
+    result = score_image(compose(conc), labels, stain="ki67",
+                         roi=[np.array([[0, 0], [0, 12], [12, 12], [12, 0]], float)])
+    fc = nuclei_feature_collection(result.cells, labels)
+    assert [f["properties"]["measurements"]["label"] for f in fc["features"]] == [1]
+    assert fc["features"][0]["properties"]["classification"]["name"] == "Positive"
+    assert "area_um2" not in fc["features"][0]["properties"]["measurements"]   # NaN is left out
+    everything = nuclei_feature_collection(result.cells, labels, only_included=False)
+    assert len(everything["features"]) == 2
+
+
+def test_empty_image_exports(tmp_path):
+    image = np.full((16, 16, 3), 240, np.uint8)
+    labels = np.zeros((16, 16), np.int32)
+    result = score_image(image, labels, stain="pr")
+    paths = write_exports(tmp_path, "empty", result.cells, result.summary, labels)
+    assert len(read_cells_csv(paths["cells"])) == 0
+    assert read_summary_json(paths["summary"])["positive_percent"] is None
+    assert read_geojson(paths["geojson"]) == []
+
+
+def test_refusing_to_overwrite_writes_nothing(tmp_path, scored):
+    field, result = scored
+    paths = export_paths(tmp_path, "a")
+    paths["summary"].write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_exports(tmp_path, "a", result.cells, result.summary, field.labels, overwrite=False)
+    assert paths["summary"].read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.summary.json"]
+
+
+def test_summary_keys_are_enforced(tmp_path, scored):
+    _, result = scored
+    with pytest.raises(ValueError, match="keys"):
+        write_summary_json(tmp_path / "s.json", {**result.summary, "extra": 1})
+    (tmp_path / "other.json").write_text(json.dumps({"n_nuclei": 3}))
+    with pytest.raises(ValueError, match="not a scoring summary"):
+        read_summary_json(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize(("reader", "text", "match"), [
+    (read_cells_csv, "a,b\n1,2\n", "missing columns"),
+    (read_summary_json, "{oops", "not valid JSON"),
+    (read_geojson, json.dumps({"type": "Feature"}), "FeatureCollection"),
+    (read_geojson, json.dumps({"type": "FeatureCollection", "features": [{"geometry": None}]}),
+     "feature 0"),
+])
+def test_readers_name_the_file_on_bad_input(tmp_path, reader, text, match):
+    path = tmp_path / "bad.file"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        reader(path)
+    assert str(path) in str(info.value)

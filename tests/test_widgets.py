@@ -1,0 +1,319 @@
+"""The napari widgets, driven as a pathologist would: segment, correct, score, save pairs.
+
+Needs a display: run under ``xvfb-run -a env QT_QPA_PLATFORM=xcb python -m pytest tests/test_widgets.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _display():
+    """Skip the module cleanly when Qt, napari or a display is missing."""
+    pytest.importorskip("qtpy")
+    pytest.importorskip("napari")
+    pytest.importorskip("pytestqt")
+    headless = os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or headless):
+        pytest.skip("no display; run under xvfb-run")
+
+
+@pytest.fixture
+def ihc():
+    from skimage import data
+
+    return data.immunohistochemistry()[:256, :256]
+
+
+@pytest.fixture
+def store(tmp_path):
+    from napari_ihcseg.data.pairs import RecoveryStore
+
+    return RecoveryStore(tmp_path / "recovery")
+
+
+def nuclei_field():
+    """A small labelled field: two touching squares (1, 2) and a far one (3)."""
+    labels = np.zeros((256, 256), np.int32)
+    labels[40:80, 40:80] = 1
+    labels[40:80, 80:120] = 2
+    labels[150:190, 150:190] = 3
+    return labels
+
+
+def wait_worker(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+# ----------------------------------------------------------------- segment
+
+def test_one_click_segmentation_adds_the_nuclei_layer(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
+    qtbot.addWidget(widget)
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
+    widget.tile.setValue(256)
+    widget.overlap.setValue(32)
+    widget.keep_probs.setChecked(True)
+    widget.run()
+    assert widget.running and not widget.run_button.isEnabled(), "the run happens in the background"
+    wait_worker(qtbot, widget)
+    assert "nuclei" in viewer.layers, widget.status.text()
+    layer = viewer.layers["nuclei"]
+    assert layer.data.shape == (256, 256) and layer.data.dtype == np.int32
+    assert widget.device_used.text().startswith("cpu")
+    assert {"nucleus probability", "contour probability"} <= {lyr.name for lyr in viewer.layers}
+    meta = layer.metadata["ihcseg"]
+    assert meta["model"] == "harunet-lite" and meta["probabilities"][0].shape == (256, 256)
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_cancel_stops_the_run_without_adding_a_layer(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.tile(ihc, (2, 2, 1)), name="ihc", rgb=True)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
+    qtbot.addWidget(widget)
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
+    widget.tile.setValue(128)
+    widget.run()
+    widget.cancel()
+    wait_worker(qtbot, widget)
+    assert widget.status.text() == "Cancelled."
+    assert "nuclei" not in viewer.layers
+
+
+def test_bad_input_is_reported_not_raised(make_napari_viewer, qtbot, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64, 5), np.uint8), name="odd", rgb=False)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
+    qtbot.addWidget(widget)
+    widget.run()
+    assert not widget.running
+    assert "odd" in widget.status.text() and "RGB" in widget.status.text()
+
+
+# ----------------------------------------------------------------- correct
+
+def test_corrections_through_the_helpers_are_tracked_and_undoable(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei")
+    widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(widget)
+    assert widget.layer is layer
+
+    widget.merge_at((60, 60))  # first press marks nucleus 1
+    widget.merge_at((60, 100))  # second press merges 2 into it
+    assert set(np.unique(layer.data)) == {0, 1, 3}
+    widget.split_with_line([(30, 80), (90, 80)])
+    assert set(np.unique(layer.data)) == {0, 1, 3, 4} and layer.data[60, 100] == 4, "the new part gets a new id"
+    widget.delete_at((170, 170))
+    assert 3 not in layer.data
+    assert widget.new_nucleus() == 5 and layer.selected_label == 5 and layer.mode == "paint"
+
+    session = widget.session()
+    assert [r.action for r in session.tracker.log] == ["merge", "split", "delete"]
+    assert session.tracker.deleted == {3, 2} and session.tracker.edited == {1, 4}
+    assert "3 edit(s)" in widget.status.text()
+
+    layer.undo()  # napari's undo reverts the delete, and the log follows
+    qtbot.waitUntil(lambda: session.tracker.status(3) == "changed", timeout=3000)
+    layer.paint((220, 30), 5)  # napari's brush
+    qtbot.waitUntil(lambda: 5 in session.tracker.created, timeout=3000)
+
+
+def test_key_bindings_are_on_the_layer(make_napari_viewer, qtbot, store):
+    from napari_ihcseg._widgets.correct import BINDINGS, CorrectWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(nuclei_field(), name="nuclei")
+    widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(widget)
+    bound = {str(k).lower() for k in layer.keymap}
+    assert {key.lower() for key, _, _ in BINDINGS} <= bound
+    viewer.cursor.position = (170, 170)
+    layer.keymap[next(k for k in layer.keymap if str(k).lower() == "d")](layer)
+    assert 3 not in layer.data, "D deletes the nucleus under the cursor"
+
+
+def test_split_by_instance_step_uses_kept_probabilities(make_napari_viewer, qtbot, store):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg.data.targets import labels_to_contour
+
+    viewer = make_napari_viewer()
+    truth = nuclei_field()
+    merged = np.where(truth == 2, 1, truth).astype(np.int32)
+    probs = ((truth > 0) * 0.9).astype(np.float32), labels_to_contour(truth, width=2) * np.float32(0.8)
+    layer = viewer.add_labels(merged, name="nuclei", metadata={"ihcseg": {"probabilities": probs}})
+    widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(widget)
+    widget.split_at((60, 60))
+    assert layer.data[60, 60] != layer.data[60, 100] and layer.data[60, 100] > 0
+
+
+# ------------------------------------------------------------------- pairs
+
+def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napari_viewer, qtbot, ihc, store,
+                                                                       tmp_path):
+    import tifffile
+
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+
+    dataset = tmp_path / "dataset"
+    answers = []
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case7.tif",
+                                                                          "model": "harunet-lite"}})
+    correct = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(correct)
+    correct.delete_at((170, 170))
+    session = correct.session()
+    qtbot.waitUntil(lambda: store.pending(session.key) is not None, timeout=10_000)  # autosaved
+
+    # The window closes with unsaved corrections; the same image is opened again.
+    viewer.close()
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer2 = viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case7.tif",
+                                                                                   "model": "harunet-lite"}})
+    widget = SavePairsWidget(viewer, ask=lambda title, q: answers.append(title) or True, store=store)
+    qtbot.addWidget(widget)
+    widget.labels_choice.set_layer(layer2)
+    assert answers == ["Restore corrections"]
+    assert 3 not in layer2.data, "the corrections came back"
+
+    widget.folder.setText(str(dataset))
+    saved = widget.save()
+    assert [p.id for p in saved] == ["case7"] and saved[0].corrected
+    mask = tifffile.imread(dataset / "masks" / "case7.tif")
+    assert mask.dtype == np.uint32 and mask.max() == 2
+    assert store.pending(session.key) is None, "a successful save clears the recovery file"
+
+    # Saving again: the user is asked, says no, nothing changes.
+    before = (dataset / "masks" / "case7.tif").read_bytes()
+    widget.ask = lambda title, q: answers.append(title) or False
+    layer2.data = nuclei_field()
+    assert widget.save() == []
+    assert answers[-1] == "Replace training pairs?"
+    assert (dataset / "masks" / "case7.tif").read_bytes() == before
+    assert "Nothing saved" in widget.status.text()
+    widget.ask = lambda title, q: True
+    assert len(widget.save()) == 1
+    assert tifffile.imread(dataset / "masks" / "case7.tif").max() == 3
+
+
+def test_save_pairs_needs_an_absolute_folder(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei")
+    widget = SavePairsWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(widget)
+    widget.folder.setText("relative/data")
+    assert widget.save() == []
+    assert not os.path.exists("relative/data")
+
+
+def test_save_pairs_tiles_from_a_region(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.tile(ihc, (3, 3, 1)), name="ihc", rgb=True)
+    labels = np.zeros((768, 768), np.int32)
+    labels[100:120, 100:120] = 1
+    labels[600:620, 600:620] = 2
+    viewer.add_labels(labels, name="nuclei")
+    viewer.add_shapes([np.array([[0, 0], [0, 300], [300, 300], [300, 0]])], shape_type="rectangle", name="roi")
+    widget = SavePairsWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(widget)
+    widget.folder.setText(str(tmp_path / "ds"))
+    widget.mode.setCurrentIndex(widget.mode.findData("tiles"))
+    widget.region_choice.setCurrentText("roi")
+    widget.stride.setValue(128)
+    saved = widget.save()
+    assert saved and all(p.region[2] <= 301 and p.region[3] <= 301 for p in saved), [p.region for p in saved]
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["tile_size"] == 256 and meta["stride"] == 128 and meta["source"] is None
+
+
+# ------------------------------------------------------------------- score
+
+def test_live_table_follows_edits_and_thresholds(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei")
+    correct = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    qtbot.addWidget(correct)
+    qtbot.addWidget(score)
+    score.start()
+
+    def table():
+        return {score.table.item(r, 0).text(): score.table.item(r, 1).text() for r in range(score.table.rowCount())}
+
+    assert table()["Nuclei counted"] == "3"
+    correct.delete_at((170, 170))
+    qtbot.waitUntil(lambda: table()["Nuclei counted"] == "2", timeout=3000)
+    assert table()["Edited by hand"] == "0"  # the deleted nucleus is gone; the others are untouched
+    correct.split_with_line([(30, 60), (90, 60)])
+    qtbot.waitUntil(lambda: table()["Nuclei counted"] == "3", timeout=3000)
+    assert table()["Edited by hand"] == "2"
+
+    # Thresholds: everything is positive at 0, nothing above the largest DAB OD.
+    score.histogram.drag_to(0, 0.0)
+    qtbot.waitUntil(lambda: table()["Positive"] == "3", timeout=3000)
+    top = float(score.cells["dab_od_mean"].max())
+    score.set_thresholds((top + 0.1, top + 0.2, top + 0.3))
+    qtbot.waitUntil(lambda: table()["Positive"] == "0", timeout=3000)
+    assert score.histogram.thresholds[0] == pytest.approx(top + 0.1, abs=1e-3)
+
+    # The layer is coloured by class through its features.
+    assert set(layer.features["index"]) == {1, 2, 3}
+    assert type(layer.colormap).__name__ == "DirectLabelColormap"
+
+
+def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.score import ScoreWidget
+    from napari_ihcseg.scoring import read_cells_csv, read_geojson, read_summary_json
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei")
+    score = ScoreWidget(viewer, store=store, choose_path=lambda title, suggested, f: str(tmp_path / suggested.split("/")[-1]))
+    qtbot.addWidget(score)
+    score.start()
+    viewer.add_shapes([np.array([[0, 0], [0, 140], [140, 140], [140, 0]])], shape_type="polygon", name="tumour")
+    score.roi_choice.setCurrentText("tumour")
+    qtbot.waitUntil(lambda: score.summary["n_nuclei"] == 2, timeout=3000)
+
+    paths = {kind: score.export(kind) for kind in ("cells", "summary_json", "summary_csv", "geojson")}
+    assert all(p is not None and p.exists() for p in paths.values())
+    cells = read_cells_csv(paths["cells"])
+    assert len(cells) == 3 and cells["included"].sum() == 2
+    assert read_summary_json(paths["summary_json"])["n_nuclei"] == 2
+    assert len(read_geojson(paths["geojson"])) == 2
+    assert paths["summary_csv"].read_text().splitlines()[0].startswith("n_nuclei,")
