@@ -105,7 +105,8 @@ def touching_disks(shape=(96, 96), count=30, seed=0, band=2):
 def test_equals_literal_loop_on_noise(pair, min_size):
     mask, contour = pair
     mask = drop_seedless(mask, contour)
-    np.testing.assert_array_equal(contour_subtract_dilate(mask, contour, min_size=min_size), literal_loop(mask, contour))
+    expected = literal_loop(mask, contour)
+    np.testing.assert_array_equal(contour_subtract_dilate(mask, contour, min_size=min_size), expected)
 
 
 @PROPERTY
@@ -235,6 +236,17 @@ def test_bad_input():
         contour_subtract_dilate(ok, ok, min_size=-1)
     with pytest.raises(TypeError, match="min_size"):
         contour_subtract_dilate(ok, ok, min_size=2.5)
+
+
+def test_strided_and_fortran_inputs():
+    mask, contour = touching_disks(seed=6)
+    view_mask, view_contour = mask[::2, ::-1], contour[::2, ::-1]
+    expected = contour_subtract_dilate(view_mask.copy(), view_contour.copy())
+    np.testing.assert_array_equal(contour_subtract_dilate(view_mask, view_contour), expected)
+    np.testing.assert_array_equal(
+        contour_subtract_dilate(np.asfortranarray(mask), np.asfortranarray(contour)),
+        contour_subtract_dilate(mask, contour),
+    )
 
 
 def test_inputs_are_not_modified():

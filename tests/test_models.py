@@ -36,8 +36,14 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    # One intra-op thread: on a small shared CPU, two spinning OpenMP threads
+    # slow these tiny convolutions down many times over.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_registry_names():

@@ -285,9 +285,11 @@ def test_segment_image_takes_a_config_and_overrides(field):
         segment_image(field.image, ODNet(), cfg, tiles=3)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [(dict(overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
-                                               (dict(preprocess="sharpen"), "unknown preprocessing"),
-                                               (dict(blend="box"), "blend")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
+     (dict(preprocess="sharpen"), "unknown preprocessing"), (dict(blend="box"), "blend")],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         InferenceConfig(**kwargs)

@@ -228,6 +228,22 @@ def test_synthetic_field_classes_are_recovered():
     assert np.mean(cells["intensity_class"].to_numpy() == truth) >= 0.95
 
 
+def test_dense_and_sparse_label_images_measure_alike():
+    """Mostly-foreground and mostly-background images take different code paths."""
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+
+    field = make_synthetic_ihc((64, 64), density=0.5, seed=2)
+    assert np.count_nonzero(field.labels) > field.labels.size // 4       # dense
+    pad = ((40, 40), (50, 50))
+    image = np.pad(field.image, pad + ((0, 0),), constant_values=255)
+    labels = np.pad(field.labels, pad)
+    assert np.count_nonzero(labels) < labels.size // 4                   # sparse
+    dense, sparse = measure_nuclei(field.image, field.labels), measure_nuclei(image, labels)
+    sparse["centroid_y"] -= 40
+    sparse["centroid_x"] -= 50
+    pd.testing.assert_frame_equal(dense, sparse)
+
+
 @pytest.mark.parametrize("big", [1000, 2**40])
 def test_labels_need_not_be_consecutive(big):
     image, labels = grid_image([0.1, 0.5])

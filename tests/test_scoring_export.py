@@ -136,6 +136,9 @@ def test_outlines_of_awkward_shapes():
     for lab, polygons in out.items():
         assert np.array_equal(_rasterise(polygons, labels.shape), labels == lab)
     assert set(label_outlines(labels, [2, 4])) == {2, 4}
+    huge = labels.astype(np.int64) * 2**56   # corner keys would overflow int64
+    assert {k // 2**56: v[0][0].tolist() for k, v in label_outlines(huge).items()} == \
+        {k: v[0][0].tolist() for k, v in out.items()}
 
 
 def test_excluded_nuclei_are_left_out_of_the_geojson():

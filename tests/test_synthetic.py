@@ -150,7 +150,7 @@ def test_slide_is_a_tiled_pyramid(tmp_path):
         assert [lvl.shape[:2] for lvl in levels] == [(1536, 2560), (768, 1280), (384, 640), (192, 320), (96, 160)]
         level0 = levels[0].asarray()
         level1 = levels[1].asarray()
-    glass = np.all(level0 == GLASS_RGB, axis=-1)
+    glass = np.all(np.abs(level0.astype(int) - GLASS_RGB) <= 3, axis=-1)
     assert 0.4 < glass.mean() < 0.9  # empty glass to skip, and tissue
     halved = level0.reshape(768, 2, 1280, 2, 3).mean(axis=(1, 3))
     assert np.abs(halved - level1).mean() < 4  # level 1 is level 0 halved (JPEG both ways)

@@ -60,11 +60,11 @@ def test_one_click_segmentation_adds_the_nuclei_layer(make_napari_viewer, qtbot,
     from napari_ihcseg._widgets.segment import SegmentWidget
 
     viewer = make_napari_viewer()
-    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_image(ihc[:128, :128], name="ihc", rgb=True)  # one tile keeps the untrained model quick
     widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
     qtbot.addWidget(widget)
     widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
-    widget.tile.setValue(256)
+    widget.tile.setValue(128)
     widget.overlap.setValue(32)
     widget.keep_probs.setChecked(True)
     widget.run()
@@ -72,11 +72,11 @@ def test_one_click_segmentation_adds_the_nuclei_layer(make_napari_viewer, qtbot,
     wait_worker(qtbot, widget)
     assert "nuclei" in viewer.layers, widget.status.text()
     layer = viewer.layers["nuclei"]
-    assert layer.data.shape == (256, 256) and layer.data.dtype == np.int32
+    assert layer.data.shape == (128, 128) and layer.data.dtype == np.int32
     assert widget.device_used.text().startswith("cpu")
     assert {"nucleus probability", "contour probability"} <= {lyr.name for lyr in viewer.layers}
     meta = layer.metadata["ihcseg"]
-    assert meta["model"] == "harunet-lite" and meta["probabilities"][0].shape == (256, 256)
+    assert meta["model"] == "harunet-lite" and meta["probabilities"][0].shape == (128, 128)
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
 
@@ -94,6 +94,39 @@ def test_cancel_stops_the_run_without_adding_a_layer(make_napari_viewer, qtbot, 
     wait_worker(qtbot, widget)
     assert widget.status.text() == "Cancelled."
     assert "nuclei" not in viewer.layers
+
+
+@pytest.mark.slow
+def test_multiscale_field_of_view_and_whole_slide(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    slide = np.tile(ihc[:96, :96], (2, 2, 1))  # 192 x 192, two levels
+    image = viewer.add_image([slide, slide[::2, ::2]], name="slide", rgb=True, multiscale=True)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json",
+                           choose_path=lambda title, suggested, f: str(tmp_path / "slide.nuclei.zarr"))
+    qtbot.addWidget(widget)
+    widget.model.setCurrentIndex(widget.model.findData("r2unet-lite"))
+    widget.tile.setValue(64)
+    widget.overlap.setValue(16)
+    assert widget.scope.currentData() == "view", "a slide opens on the field-of-view choice"
+
+    viewer.camera.center = (140, 150)
+    viewer.camera.zoom = viewer.canvas.size[0] / 80  # about 80 pixels of the slide on screen
+    widget.run()
+    wait_worker(qtbot, widget)
+    fov = viewer.layers["nuclei"]
+    y0, x0 = fov.metadata["ihcseg"]["origin"]
+    assert 0 < y0 < 140 < y0 + fov.data.shape[0] and 0 < x0 < 150 < x0 + fov.data.shape[1]
+    assert fov.data.shape[0] < 192 and np.allclose(fov.translate[-2:], (y0, x0))
+
+    widget.scope.setCurrentIndex(widget.scope.findData("whole"))
+    widget.run()
+    wait_worker(qtbot, widget)
+    whole = viewer.layers["nuclei [1]"]
+    assert whole.multiscale and whole.data[0].shape == (192, 192), widget.status.text()
+    assert (tmp_path / "slide.nuclei.zarr").exists()
+    assert image.multiscale
 
 
 def test_bad_input_is_reported_not_raised(make_napari_viewer, qtbot, store, tmp_path):
@@ -317,3 +350,65 @@ def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, t
     assert read_summary_json(paths["summary_json"])["n_nuclei"] == 2
     assert len(read_geojson(paths["geojson"])) == 2
     assert paths["summary_csv"].read_text().splitlines()[0].startswith("n_nuclei,")
+
+
+# ------------------------------------------------------------------- train
+
+@pytest.mark.slow
+def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_viewer, qtbot, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg._widgets.train import TrainWidget
+    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+
+    dataset = tmp_path / "pairs"
+    for seed in (0, 1, 2):
+        field = make_synthetic_ihc((128, 128), seed=seed)
+        save_pairs(dataset, field.image, field.labels, name=f"field{seed}", stain="ki67")
+    catalog = tmp_path / "catalog.json"
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
+    trainer = TrainWidget(viewer, catalog=catalog)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    viewer.window.add_dock_widget(trainer, name="Train")
+    trainer.dataset.setText(str(dataset))
+    trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))
+    trainer.epochs.setValue(1)
+    trainer.tile.setCurrentText("128")
+    trainer.batch.setValue(2)
+    trainer.max_steps.setValue(2)
+    trainer.start()
+    assert trainer.running
+    qtbot.waitUntil(lambda: not trainer.running, timeout=180_000)
+    result = trainer.result
+    assert result is not None, trainer.status.text()
+    assert result.best_checkpoint is not None and (result.best_checkpoint / "weights.safetensors").exists()
+    assert result.out.parent == dataset / "models", "the run is written inside the chosen dataset folder"
+    assert len(trainer.plot.losses) == result.global_step >= 1, "one loss point per step"
+    assert segment.model.findData(str(result.best_checkpoint.resolve())) >= 0, "the new model is offered at once"
+
+
+def test_train_widget_refuses_a_relative_dataset(make_napari_viewer, qtbot, tmp_path):
+    from napari_ihcseg._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    trainer = TrainWidget(viewer, catalog=tmp_path / "catalog.json")
+    qtbot.addWidget(trainer)
+    trainer.dataset.setText("pairs")
+    trainer.start()
+    assert not trainer.running and "absolute" in trainer.status.text()
+
+
+def test_manifest_opens_every_widget(make_napari_viewer, qtbot):
+    from napari_ihcseg._widgets._session import session_for
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(nuclei_field(), name="nuclei")
+    widgets = {}
+    for name in ("Segment nuclei", "Correct nuclei", "Score nuclei", "Save training pairs", "Train a model"):
+        _dock, widgets[name] = viewer.window.add_plugin_dock_widget("napari-ihcseg", name)
+    assert type(widgets["Correct nuclei"]).__name__ == "CorrectWidget"
+    # napari hands plugins a proxy of the viewer; the widgets still share one session per layer.
+    a = widgets["Correct nuclei"].labels_choice.layer()
+    b = widgets["Save training pairs"].labels_choice.layer()
+    assert session_for(a, create=False) is session_for(b, create=False) is not None

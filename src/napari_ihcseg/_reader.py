@@ -51,7 +51,7 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
     reader : callable or None
         None for an empty list, folders, and file names without a supported
         ending (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, ``.svs``,
-        ``.btf``, ``.tf8``), so napari offers other readers.
+        ``.btf``), so napari offers other readers.
     """
     paths = _paths(path)
     if not paths or not all(_accepts(p) for p in paths):

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: File name endings the readers announce (content decides the format).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".ome.tif", ".ome.tiff")
 #: The most pixels :func:`read_image` loads into memory (16384 x 16384).
 MAX_READ_PIXELS = 2**28
 #: Target side of a dask chunk of a lazily opened image, in pixels.
@@ -69,8 +69,10 @@ _MAGIC = (
     (b"\xff\xd8\xff", "JPEG"),
 )
 _SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-                  ".svs": "TIFF", ".btf": "TIFF", ".tf8": "TIFF"}
-_PLAUSIBLE_UM = (0.01, 100.0)  # pixel sizes outside this range are scanner/editor defaults
+                  ".svs": "TIFF", ".btf": "TIFF"}
+# Microscopy pixel sizes; outside this range a resolution tag is an editor's
+# default (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
+_PLAUSIBLE_UM = (0.01, 20.0)
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0,
                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
@@ -173,7 +175,7 @@ def _plausible(um: float | None) -> float | None:
 # Conversion of any supported pixel layout to RGB uint8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Layout:
     """How to turn a raw array (as the file stores it) into ``(H, W, 3)`` RGB.
 
@@ -198,27 +200,43 @@ class _Layout:
         return tuple(slice(None) if k is None else k for k in key)
 
     def to_rgb8(self, raw: np.ndarray, path) -> np.ndarray:
-        """Convert a raw block (already indexed with :meth:`yx_key`) to RGB uint8."""
+        """Convert a raw block (already indexed with :meth:`yx_key`) to RGB uint8.
+
+        Large blocks are converted in strips of rows, so the temporary arrays
+        of the conversion stay small next to the result.
+        """
         block = np.transpose(raw, self.order)
         if self.colormap is not None:
             return self.colormap[block]
-        block = _to_uint8(block, path)
-        if block.shape[-1] == 4:
-            rgb = block[..., :3]
-            if self.alpha is None:
-                return np.ascontiguousarray(rgb)
-            a = block[..., 3:4].astype(np.float32) / np.float32(255)
-            white = np.float32(255) * (1 - a)
-            out = rgb * (a if self.alpha == "straight" else np.float32(1)) + white
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(block)
+        if block.dtype == np.uint8 and block.shape[-1] == 3:
+            return np.ascontiguousarray(block)
+        out = np.empty((*block.shape[:2], 3), np.uint8)
+        for top in range(0, block.shape[0], _STRIP_ROWS):
+            rows = slice(top, top + _STRIP_ROWS)
+            out[rows] = self._strip(_to_uint8(block[rows], path))
+        return out
+
+    def _strip(self, block: np.ndarray) -> np.ndarray:
+        if block.shape[-1] == 3 or self.alpha is None:
+            return block[..., :3]
+        rgb = block[..., :3].astype(np.float32)
+        a = block[..., 3:4].astype(np.float32) / np.float32(255)
+        white = np.float32(255) * (1 - a)
+        out = (rgb * a if self.alpha == "straight" else rgb) + white
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+_STRIP_ROWS = 1024
 
 
 def _to_uint8(a: np.ndarray, path) -> np.ndarray:
+    """Scale unsigned integers by their type's range, floats from [0, 1], to uint8."""
     if a.dtype == np.uint8:
         return a
     if a.dtype.kind == "u":
-        top = float(np.iinfo(a.dtype).max)
+        top = int(np.iinfo(a.dtype).max)
+        if a.dtype.itemsize <= 2:  # exact integer rounding, round(v * 255 / top)
+            return ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
         return np.rint(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
     if a.dtype.kind == "f":
         return np.rint(np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 255).astype(np.uint8)
@@ -294,9 +312,8 @@ def _tiff_layout(path: Path, series) -> _Layout:
         raise ImageReadError(path, "CMYK colour is not supported; save the image as RGB")
     colormap = None
     if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None:
-        cmap = np.asarray(page.colormap)
-        cmap = (cmap.T >> 8).astype(np.uint8) if cmap.dtype == np.uint16 and cmap.max() > 255 else cmap.T.astype(np.uint8)
-        colormap = cmap
+        cmap = np.asarray(page.colormap).T  # (entries, 3), 16-bit in TIFF
+        colormap = (cmap >> 8 if cmap.max() > 255 else cmap).astype(np.uint8)
     alpha = None
     extras = tuple(page.extrasamples or ())
     if extras:
@@ -369,11 +386,10 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
         layout = _tiff_layout(path, series)
         _check_size(path, *_yx_size(tuple(series.shape), layout), max_pixels)
         pixel_size = _tiff_pixel_size(tif)
-        with _tifffile_quiet():
-            try:
-                raw = series.asarray(level=0)
-            except Exception as exc:  # noqa: BLE001
-                raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+        try:
+            raw = series.asarray(level=0)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
     return layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path), pixel_size
 
 
@@ -453,7 +469,8 @@ def _dpi_to_um(dpi) -> float | None:
 def _read_any(path, max_pixels: int) -> tuple[np.ndarray, float | None]:
     path, kind = _sniff(path)
     if kind == "TIFF":
-        return _read_tiff(path, max_pixels)
+        with _tifffile_quiet():
+            return _read_tiff(path, max_pixels)
     return _read_pil(path, kind, max_pixels)
 
 
@@ -649,6 +666,7 @@ def open_image(path: str | os.PathLike) -> LazyImage:
     True (4096, 4096, 3) 0.5
     """
     import dask.array as da
+    from dask.base import tokenize
 
     path, kind = _sniff(path)
     if kind != "TIFF":
@@ -656,33 +674,34 @@ def open_image(path: str | os.PathLike) -> LazyImage:
         chunks = (min(CHUNK_SIDE * 2, image.shape[0]), min(CHUNK_SIDE * 2, image.shape[1]), 3)
         return LazyImage(path, [da.from_array(image, chunks=chunks)], pixel_size)
 
-    tif = _tiff_open(path)
-    with tif:
-        series = tif.series[0]
-        layout = _tiff_layout(path, series)
-        shapes = [_yx_size(tuple(level.shape), layout) for level in series.levels]
-        pixel_size = _tiff_pixel_size(tif)
-    source = _TiffSource(path, len(shapes))
-    st = path.stat()
-    levels = []
-    try:
-        for i, shape in enumerate(shapes):
-            view = _LazyLevel(source, i, layout, shape)
-            native = source.array(i).chunks
-            free = [k for k, v in enumerate(layout.index) if v is None]
-            cy = _chunk(native[free[layout.order[0]]], shape[0])
-            cx = _chunk(native[free[layout.order[1]]], shape[1])
-            name = f"ihc-image-{abs(hash((str(path), st.st_mtime_ns, st.st_size, i))):x}"
-            levels.append(da.from_array(view, chunks=(cy, cx, 3), name=name, lock=False,
-                                        asarray=False, fancy=False, meta=np.empty((0, 0, 0), np.uint8)))
-        # Decode one pixel of the smallest level now, so a corrupt file fails at opening.
-        _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])[slice(0, 1), slice(0, 1), slice(0, 3)]
-    except ImageReadError:
-        source.close()
-        raise
-    except Exception as exc:  # noqa: BLE001
-        source.close()
-        raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
+    with _tifffile_quiet():
+        tif = _tiff_open(path)
+        with tif:
+            series = tif.series[0]
+            layout = _tiff_layout(path, series)
+            shapes = [_yx_size(tuple(level.shape), layout) for level in series.levels]
+            pixel_size = _tiff_pixel_size(tif)
+        source = _TiffSource(path, len(shapes))
+        st = path.stat()
+        free = [k for k, v in enumerate(layout.index) if v is None]
+        levels = []
+        try:
+            for i, shape in enumerate(shapes):
+                native = source.array(i).chunks
+                chunks = (_chunk(native[free[layout.order[0]]], shape[0]),
+                          _chunk(native[free[layout.order[1]]], shape[1]), 3)
+                name = "ihc-image-" + tokenize(str(path.resolve()), st.st_mtime_ns, st.st_size, i)
+                levels.append(da.from_array(_LazyLevel(source, i, layout, shape), chunks=chunks, name=name,
+                                            lock=False, asarray=False, fancy=False,
+                                            meta=np.empty((0, 0, 0), np.uint8)))
+            # Decode one pixel of the smallest level now, so a corrupt file fails at opening.
+            _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])[slice(0, 1), slice(0, 1), slice(0, 3)]
+        except ImageReadError:
+            source.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            source.close()
+            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
     return LazyImage(path, levels, pixel_size, source)
 
 
@@ -714,12 +733,13 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     if kind == "JPEG":
         raise ImageReadError(path, "JPEG is lossy and cannot hold labels; use a PNG or TIFF label image")
     if kind == "TIFF":
-        tif = _tiff_open(path)
-        with tif, _tifffile_quiet():
-            try:
-                data = tif.series[0].asarray()
-            except Exception as exc:  # noqa: BLE001
-                raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+        with _tifffile_quiet():
+            tif = _tiff_open(path)
+            with tif:
+                try:
+                    data = tif.series[0].asarray()
+                except Exception as exc:  # noqa: BLE001
+                    raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
     else:
         from PIL import Image
 

@@ -38,6 +38,15 @@ def show_info(message: str) -> None:
     _show_info(message)
 
 
+def unwrap(obj):
+    """The napari object behind the proxy napari hands to plugin widgets (or ``obj`` itself).
+
+    Each access through the proxy makes a new wrapper, so anything keyed by a
+    layer (or held by weak reference) must use the layer itself.
+    """
+    return getattr(obj, "__wrapped__", obj)
+
+
 def describe_error(exc: BaseException) -> str:
     """One line naming the cause, e.g. ``"ValueError: tile must be ..."``."""
     text = str(exc).strip() or exc.__class__.__name__
@@ -162,6 +171,22 @@ class Debouncer:
         self._timer.stop()
 
 
+def check_absolute_folder(text, *, what: str = "folder") -> Path:
+    """A folder path typed or chosen by the user: absolute (``~`` expanded), never relative."""
+    text = str(text or "").strip()
+    if not text:
+        raise ValueError(f"choose a {what}")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{text}: the {what} must be an absolute path, not relative to the working folder")
+    return path
+
+
+def in_memory(layer) -> bool:
+    """Labels held in memory (not a whole-slide pyramid): the ones that can be edited and scored."""
+    return not getattr(layer, "multiscale", False)
+
+
 def layer_source(layer) -> str | None:
     """The file a layer was opened from, if napari knows it."""
     path = getattr(getattr(layer, "source", None), "path", None)
@@ -191,16 +216,29 @@ def image_level0(layer):
     return layer.data[0] if layer.multiscale else layer.data
 
 
-def field_of_view(layer) -> tuple[int, int, int, int]:
-    """The visible part of an image layer as ``(y0, x0, y1, x1)`` in full-resolution pixels."""
-    corners = np.asarray(layer.corner_pixels)
-    level = layer.data_level if layer.multiscale else 0
-    factors = np.asarray(layer.downsample_factors[level]) if layer.multiscale else np.ones(corners.shape[1])
-    ndim = corners.shape[1]
-    full = image_level0(layer).shape[ndim - 2:ndim]
-    y0, x0 = (int(np.floor(corners[0, a] * factors[a])) for a in (ndim - 2, ndim - 1))
-    y1, x1 = (int(np.ceil((corners[1, a] + 1) * factors[a])) for a in (ndim - 2, ndim - 1))
-    return max(y0, 0), max(x0, 0), min(y1, full[0]), min(x1, full[1])
+def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
+    """The part of an image layer on screen, as ``(y0, x0, y1, x1)`` in full-resolution pixels.
+
+    Computed from the camera (centre, zoom) and the canvas size, so it is the
+    view itself at any resolution level (a multiscale layer's own corner
+    pixels cover the loaded chunks, which can be much larger).
+    """
+    h, w = (float(v) for v in viewer.canvas.size)
+    zoom = float(viewer.camera.zoom)
+    cy, cx = (float(v) for v in viewer.camera.center[-2:])
+    point = np.asarray(viewer.dims.point, dtype=float)
+    corners = []
+    for dy, dx in ((-1, -1), (1, 1)):
+        p = point.copy()
+        p[-2:] = (cy + dy * h / 2 / zoom, cx + dx * w / 2 / zoom)
+        corners.append(np.asarray(layer.world_to_data(p), dtype=float)[-2:])
+    lo, hi = np.minimum(*corners), np.maximum(*corners)
+    full = image_level0(layer).shape[:2]
+    y0, x0 = (max(int(np.floor(v)), 0) for v in lo)
+    y1, x1 = min(int(np.ceil(hi[0])) + 1, full[0]), min(int(np.ceil(hi[1])) + 1, full[1])
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"{layer.name} is not in view; pan to the region to segment")
+    return y0, x0, y1, x1
 
 
 def labels_in_image(image_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:

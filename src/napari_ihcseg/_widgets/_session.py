@@ -20,7 +20,7 @@ from qtpy.QtCore import QObject, Signal
 from napari_ihcseg.data.pairs import RecoveryInfo, RecoveryStore, recovery_key
 from napari_ihcseg.editing import EditTracker, LabelChange, LabelDiffer, LabelEdit
 
-from ._common import Debouncer, layer_source, start_worker
+from ._common import Debouncer, layer_source, start_worker, unwrap
 
 #: Delay after the last edit before the change is looked at (ms).
 SYNC_DELAY_MS = 200
@@ -55,6 +55,7 @@ class CorrectionSession(QObject):
 
     def __init__(self, layer, *, store: RecoveryStore | None = None, autosave_ms: int = AUTOSAVE_DELAY_MS) -> None:
         super().__init__()
+        layer = unwrap(layer)
         self._layer = weakref.ref(layer)
         self.store = store if store is not None else RecoveryStore()
         self.source = layer_key_source(layer)
@@ -237,6 +238,7 @@ class CorrectionSession(QObject):
 def session_for(layer, *, store: RecoveryStore | None = None, autosave_ms: int = AUTOSAVE_DELAY_MS,
                 create: bool = True) -> CorrectionSession | None:
     """The session of ``layer``, created on first use."""
+    layer = unwrap(layer)
     session = _SESSIONS.get(layer)
     if session is None and create:
         session = CorrectionSession(layer, store=store, autosave_ms=autosave_ms)

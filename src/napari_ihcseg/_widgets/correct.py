@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 from napari_ihcseg import editing
 from napari_ihcseg.data.pairs import RecoveryStore
 
-from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, show_error, show_info
+from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, in_memory, show_error, show_info
 from ._session import CorrectionSession, offer_restore, session_for
 
 #: Name of the Shapes layer holding the cut lines.
@@ -59,7 +59,7 @@ class CorrectWidget(QWidget):
         self._merge_first: int | None = None
         self._bound: list = []
 
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), parent=self)
+        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
         self.split_contour = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
         self.split_contour.setToolTip("Contour threshold used when splitting by the instance step; lower "
                                       "than the one used to segment, so that a weak boundary separates.")

@@ -28,16 +28,17 @@ from ._common import (
     ask_with_dialog,
     describe_error,
     field_of_view,
+    in_memory,
     labels_in_image,
     layer_source,
     show_error,
     show_info,
-    to_rgb_uint8,
 )
 from ._session import offer_restore, session_for
 
 #: Modes offered, as (label shown, core mode).
-MODES = (("Whole image", "whole"), ("Region (shapes or current view)", "region"), ("Tiles", "tiles"))
+MODES = (("Whole image", "whole"), ("Region (shapes, else the current view)", "region"),
+         ("Tiles (of the shapes' region, else the whole image)", "tiles"))
 STAINS = ("ki67", "er", "pr", "H&E", "other")
 
 
@@ -62,7 +63,7 @@ class SavePairsWidget(QWidget):
         self.last_saved: list[SavedPair] = []
 
         self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), parent=self)
+        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
         self.region_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("choose a dataset folder…")
@@ -143,7 +144,7 @@ class SavePairsWidget(QWidget):
             pts = np.array([image_layer.world_to_data(p) for p in world])[:, -2:]
             lo, hi = np.floor(pts.min(axis=0)), np.ceil(pts.max(axis=0)) + 1
         else:
-            y0, x0, y1, x1 = field_of_view(image_layer)
+            y0, x0, y1, x1 = field_of_view(image_layer, self.viewer)
             lo, hi = np.array([y0, x0]), np.array([y1, x1])
         lo, hi = lo - origin, hi - origin
         return (int(max(lo[0], 0)), int(max(lo[1], 0)), int(min(hi[0], shape[0])), int(min(hi[1], shape[1])))
@@ -165,7 +166,8 @@ class SavePairsWidget(QWidget):
         session.sync()
         image, labels, origin = labels_in_image(image_layer, labels_layer)
         mode = self.mode.currentData()
-        region = self._region(image_layer, np.array(origin), labels.shape) if mode == "region" else None
+        use_region = mode == "region" or (mode == "tiles" and self.region_choice.layer() is not None)
+        region = self._region(image_layer, np.array(origin), labels.shape) if use_region else None
         meta = labels_layer.metadata.get("ihcseg", {})
         options = dict(
             mode=mode, region=region, tile=int(self.tile.currentData()), stride=int(self.stride.value()),

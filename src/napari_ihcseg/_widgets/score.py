@@ -37,7 +37,16 @@ from napari_ihcseg.scoring import (
     write_summary_json,
 )
 
-from ._common import Debouncer, LayerChoice, describe_error, labels_in_image, layer_source, show_error, show_info
+from ._common import (
+    Debouncer,
+    LayerChoice,
+    describe_error,
+    in_memory,
+    labels_in_image,
+    layer_source,
+    show_error,
+    show_info,
+)
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._livescore import LiveScore
 from ._session import session_for
@@ -135,7 +144,7 @@ class ScoreWidget(QWidget):
         self._roi_layer = None
 
         self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), parent=self)
+        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
         self.roi_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
         self.stain = QComboBox()
         for key, preset in PRESETS.items():

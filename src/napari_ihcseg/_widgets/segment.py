@@ -321,7 +321,7 @@ class SegmentWidget(QWidget):
             job = (_segment_slide, list(layer.data), source, spec, device, config, out, progress, self._cancel)
         else:
             if self.scope.currentData() == "view":
-                y0, x0, y1, x1 = field_of_view(layer)
+                y0, x0, y1, x1 = field_of_view(layer, self.viewer)
             else:
                 y0, x0 = 0, 0
                 y1, x1 = image_level0(layer).shape[:2]

@@ -36,7 +36,10 @@ such fields, tile by tile, for tests and benchmarks of whole-slide code.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -151,7 +154,7 @@ def _stroma(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarra
     vertical = _smooth_noise(rng, shape, (6.0, 0.8))
     mix = 1.0 / (1.0 + np.exp(-3.0 * _low_frequency(rng, shape, 40.0)))
     fibres = np.clip(mix * horizontal + (1.0 - mix) * vertical, 0.0, None)
-    h = 0.03 + density * (0.03 + 0.05 * fibres)  # always a little darker than glass
+    h = 0.06 + density * (0.03 + 0.05 * fibres)  # clearly darker than glass
     dab = 0.012 + 0.006 * _low_frequency(rng, shape, 30.0)
     return h.astype(np.float32), dab.astype(np.float32)
 
@@ -233,6 +236,8 @@ def _place_nuclei(rng, shape, n_target, radius_range, touching, max_overlap):
                 angle = rng.uniform(0.0, 2 * np.pi)
                 dist = (r + rj) * rng.uniform(0.75, 1.0)
                 cy, cx = cyj + dist * np.sin(angle), cxj + dist * np.cos(angle)
+                if not (0 <= cy < shape[0] and 0 <= cx < shape[1]):
+                    continue  # keep at least about a quarter of every nucleus in the field
             else:
                 cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
             drawn = _rasterise(shape, cy, cx, a, b, theta, coeffs)
@@ -413,7 +418,7 @@ def make_synthetic_ihc(
 # Large tiled pyramidal slides
 
 #: RGB of empty glass in synthetic slides.
-GLASS_RGB = (242, 241, 238)
+GLASS_RGB = (246, 246, 244)
 _MIN_LEVEL_SIDE = 1  # never make a level smaller than this
 
 
@@ -512,7 +517,7 @@ class _ChunkCache:
 
 
 def make_synthetic_slide(
-    path,
+    path: str | os.PathLike,
     shape: tuple[int, int] = (20000, 20000),
     *,
     tile: int = 512,
@@ -523,9 +528,9 @@ def make_synthetic_slide(
     pixel_size_um: float = 0.5,
     n_fields: int = 4,
     overwrite: bool = True,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
     **field_options,
-):
+) -> Path:
     """Write a large tiled pyramidal BigTIFF slide of synthetic IHC tissue.
 
     The slide is generated and written tile by tile, so memory stays at a few
@@ -587,8 +592,6 @@ def make_synthetic_slide(
     ...     [lvl.shape for lvl in tif.series[0].levels]
     [(2048, 3072, 3), (1024, 1536, 3), (512, 768, 3), (256, 384, 3)]
     """
-    from pathlib import Path
-
     import tifffile
 
     from napari_ihcseg._atomic import atomic_path

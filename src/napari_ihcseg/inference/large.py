@@ -21,9 +21,10 @@ nuclei it *owns* are written out:
 - Writes are read-modify-write of the block's region of the output and never
   overwrite a pixel already taken by a nucleus of an earlier block.
 
-Memory is that of one block with its halo (about 1 GB for the default
-4096-pixel blocks), whatever the slide size. Blocks without tissue
-(:func:`~napari_ihcseg.inference.tissue.detect_tissue`) are skipped and stay 0.
+Memory is that of one block with its halo, whatever the slide size
+(``docs/inference.md`` gives the measured figures). Blocks without tissue
+(:func:`~napari_ihcseg.inference.tissue.detect_tissue`) are skipped and stay
+0; inside a block, tiles without tissue are not run either.
 """
 
 from __future__ import annotations
@@ -73,13 +74,19 @@ class BlockReadError(ImageReadError):
 
 @dataclass(frozen=True)
 class LargeResult:
-    """What :func:`segment_large` wrote."""
+    """What :func:`segment_large` wrote.
+
+    ``blocks`` counts all blocks, ``skipped_blocks`` those without tissue,
+    ``tiles`` the model tiles run, ``halo_touching`` the nuclei that touched
+    the outer edge of their block's halo (0 when the halo is large enough).
+    """
 
     path: Path
     shape: tuple[int, int]
     n_nuclei: int
     blocks: int
     skipped_blocks: int
+    tiles: int
     halo: int
     halo_touching: int
     seconds: float
@@ -204,6 +211,15 @@ def zarr_to_tiff(array, path: Path, *, tile: int = TIFF_TILE, description: str |
     return Path(path)
 
 
+def _tissue_tiles(tissue: TissueMask, region: Box):
+    """``keep_tile`` for the tiles of a block: those that touch tissue."""
+
+    def keep(box: Box) -> bool:
+        return tissue.has_tissue(box.shift(region.y0, region.x0))
+
+    return keep
+
+
 def _resolve_tissue(tissue, image, base) -> TissueMask | None:
     if tissue is None or tissue is False:
         return None
@@ -308,10 +324,16 @@ def segment_large(
 
     tissue_mask = _resolve_tissue(tissue, image, base)
     grid = block_grid(shape, block, halo)
-    work = [(core, region) for core, region in grid if tissue_mask is None or tissue_mask.has_tissue(core)]
-    tiles_per = [len(plan_tiles(r.shape, tile=config.tile, overlap=config.overlap, size_multiple=multiple).boxes)
-                 for _, r in work]
-    total = sum(tiles_per)
+    work = []  # (core, region, keep_tile, tiles to run)
+    for core, region in grid:
+        if tissue_mask is not None and not tissue_mask.has_tissue(core):
+            continue
+        keep = None if tissue_mask is None else _tissue_tiles(tissue_mask, region)
+        boxes = plan_tiles(region.shape, tile=config.tile, overlap=config.overlap, size_multiple=multiple).boxes
+        n_tiles = len(boxes) if keep is None else sum(map(keep, boxes))
+        if n_tiles:
+            work.append((core, region, keep, n_tiles))
+    total = sum(w[-1] for w in work)
     if progress is not None:
         progress(0, total)
 
@@ -327,11 +349,11 @@ def segment_large(
             store_path = stack.enter_context(_atomic_directory(out, overwrite=overwrite))
         labels_out = _create_zarr(store_path, shape, chunk)
         done = 0
-        for (core, region), n_tiles in zip(work, tiles_per):
+        for core, region, keep, n_tiles in work:
             check_cancel(cancel, "segmentation")
             pixels = check_rgb_image(_read_region(base, region, source), name=f"{source} block at y={region.y0}, "
                                                                               f"x={region.x0}")
-            labels = segment_image(pixels, model, config, cancel=cancel,
+            labels = segment_image(pixels, model, config, cancel=cancel, keep_tile=keep,
                                    progress=OffsetProgress(progress, done, total, span=n_tiles) if progress else None)
             done += n_tiles
             owned, n_touch = _owned(labels, core, region, shape)
@@ -353,7 +375,7 @@ def segment_large(
     if touching:
         log.warning("%d nucleus/nuclei touch the halo edge of their block; a halo of %d px may cut them, "
                     "use a larger halo", touching, halo)
-    result = LargeResult(out, shape, n_written, len(grid), len(grid) - len(work), halo, touching,
+    result = LargeResult(out, shape, n_written, len(grid), len(grid) - len(work), total, halo, touching,
                          time.perf_counter() - started)
     log.info("segmented %s: %d nuclei in %d block(s) (%d without tissue) in %.1f s", source, n_written,
              len(grid), result.skipped_blocks, result.seconds)

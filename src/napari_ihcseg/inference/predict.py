@@ -146,6 +146,7 @@ def predict(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     preprocess: str | Callable | None = None,
+    keep_tile: Callable[[Box], bool] | None = None,
     return_info: bool = False,
 ):
     """Predict nucleus mask and contour probabilities tile by tile.
@@ -184,6 +185,11 @@ def predict(
         Checked before every batch; when set, :class:`Cancelled` is raised.
     preprocess : str or callable, optional
         A recipe of :mod:`~napari_ihcseg.inference.preprocess` (off by default).
+    keep_tile : callable, optional
+        ``keep_tile(box) -> bool`` for each tile :class:`Box` (image
+        coordinates); tiles it rejects are not run and pixels covered only by
+        rejected tiles get probability 0. Used to skip background on slides
+        (:meth:`TissueMask.has_tissue`).
     return_info : bool
         Also return a :class:`PredictionInfo`.
 
@@ -229,30 +235,35 @@ def predict(
     was_training = prepare_model(model, runtime)
     try:
         with torch.inference_mode():
-            probs, used_batch = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel)
+            probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel,
+                                                  keep_tile)
     finally:
         model.train(was_training)
     h, w = plan.shape
     probs = probs[:, :h, :w].cpu().numpy()
     mask_prob = np.ascontiguousarray(probs[0])
     contour_prob = np.ascontiguousarray(probs[1])
-    info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, len(plan.boxes), plan.tile_shape,
-                          time.perf_counter() - started)
+    info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, n_run,
+                          plan.tile_shape, time.perf_counter() - started)
     log.info("predicted %s", info.describe())
     if return_info:
         return mask_prob, contour_prob, info
     return mask_prob, contour_prob
 
 
-def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel):
-    """Run every tile of ``plan``; return blended probabilities (2, H, W) on the device."""
+def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel, keep_tile):
+    """Run the tiles of ``plan`` that ``keep_tile`` accepts.
+
+    Returns the blended probabilities (2, H, W) on the device, the final batch
+    size and the number of tiles run.
+    """
     dev = runtime.device
     stitcher = Stitcher(plan.padded_shape, channels=2, zeros=lambda s: torch.zeros(s, device=dev))
     windows: dict[tuple[bool, ...], torch.Tensor] = {}
-    boxes = plan.boxes
+    boxes = plan.boxes if keep_tile is None else tuple(b for b in plan.boxes if keep_tile(b))
     total = len(boxes)
     if batch_size is None:
-        batch_size = choose_batch_size(model, plan.tile_shape, runtime, n_tiles=total)
+        batch_size = choose_batch_size(model, plan.tile_shape, runtime, n_tiles=max(total, 1))
     if progress is not None:
         progress(0, total)
     done = 0
@@ -278,7 +289,7 @@ def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, 
         done += len(chunk)
         if progress is not None:
             progress(done, total)
-    return stitcher.result(), batch_size
+    return stitcher.result(), batch_size, total
 
 
 def segment_image(
@@ -289,6 +300,7 @@ def segment_image(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     return_probabilities: bool = False,
+    keep_tile: Callable[[Box], bool] | None = None,
     **options,
 ):
     """Segment the nuclei of an image in memory: :func:`predict`, then instances.
@@ -308,6 +320,8 @@ def segment_image(
         Checked before every batch and before the instance step.
     return_probabilities : bool
         Also return the mask and contour probabilities.
+    keep_tile : callable, optional
+        Run only the tiles it accepts (see :func:`predict`).
     **options
         Fields of :class:`InferenceConfig` that override ``config``, e.g.
         ``tile=256, min_size=30``.
@@ -337,15 +351,16 @@ def segment_image(
     config = (config or InferenceConfig()).replace(**options)
     validate_callbacks(progress, cancel)
     outer = progress
-    n_tiles = len(plan_tiles(np.shape(image), tile=config.tile, overlap=config.overlap,
-                             size_multiple=int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))).boxes)
+    n_tiles = 0
 
     def inner(done: int, total: int) -> None:
+        nonlocal n_tiles
+        n_tiles = total
         if outer is not None:
             outer(done, total + 1)
 
     mask_prob, contour_prob, info = predict(image, model, progress=inner, cancel=cancel, return_info=True,
-                                            **config.predict_options())
+                                            keep_tile=keep_tile, **config.predict_options())
     check_cancel(cancel)
     backend = config.instance_backend
     if backend == "auto":

@@ -217,7 +217,13 @@ def choose_batch_size(
     if free_bytes is None and runtime.device.type == "cuda":
         free_bytes = int(torch.cuda.mem_get_info(runtime.device)[0])
     if tile_bytes is None and free_bytes is not None:
-        tile_bytes = measure_tile_bytes(model, tile_shape, runtime)
+        try:
+            tile_bytes = measure_tile_bytes(model, tile_shape, runtime)
+        except torch.OutOfMemoryError:
+            free_cached_memory(runtime)
+            log.warning("one %d×%d tile does not fit in free memory on %s; trying batch size 1",
+                        tile_shape[0], tile_shape[1], runtime.device)
+            return 1
         if tile_bytes is None:
             tile_bytes = FALLBACK_BYTES_PER_PIXEL * tile_shape[0] * tile_shape[1]
     if free_bytes is None or tile_bytes is None:

@@ -76,7 +76,8 @@ def label_seedless(flat_index: np.ndarray, shape: tuple[int, int], *, first_id: 
     column = flat_index % width
     sources, targets = [], []
     # The four forward neighbours; with edges undirected they cover all eight.
-    for offset, valid in ((1, column < width - 1), (width - 1, column > 0), (width, None), (width + 1, column < width - 1)):
+    not_last, not_first = column < width - 1, column > 0
+    for offset, valid in ((1, not_last), (width - 1, not_first), (width, None), (width + 1, not_last)):
         neighbour = flat_index + offset
         position = np.minimum(np.searchsorted(flat_index, neighbour), count - 1)
         found = flat_index[position] == neighbour

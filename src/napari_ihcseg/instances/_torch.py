@@ -2,8 +2,8 @@
 
 Each sweep is one masked 3x3 minimum over the whole image on ``int32`` labels,
 with unlabelled and outside pixels held at ``INT32_MAX`` so that they never win
-the minimum, computed in preallocated buffers (no allocation per sweep). That is the sweep of the paper's loop, computed for every pixel
-at once, which suits a GPU. The seeds (connected components) and the seedless
+the minimum. That is the sweep of the paper's loop, computed for every pixel
+at once in buffers allocated once, which suits a GPU. The seeds (connected components) and the seedless
 regions are labelled on the CPU with scipy, exactly as in the numpy version,
 so both give identical output.
 """

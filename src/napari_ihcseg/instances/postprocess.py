@@ -113,10 +113,10 @@ def probabilities_to_instances(
        does not shrink the nuclei. Seeds that vanish leave a seedless region.
     3. :func:`contour_subtract_dilate` grows the seeds through ``mask``;
        seedless regions of at least ``min_size`` pixels get their own ids.
-    4. Instances with fewer than ``min_size`` pixels are removed.
+    4. Instances with fewer than ``min_size`` pixels are removed and the rest
+       renumbered 1..N, keeping their order.
     5. With ``fill_holes``, holes of each instance are filled with its id
        (see :func:`fill_instance_holes`).
-    6. Ids are renumbered 1..N, keeping their order.
 
     Parameters
     ----------

@@ -94,7 +94,8 @@ def save_checkpoint(
     Parameters
     ----------
     model : SegmentationModel
-        A model built by :func:`build_model` (it has ``.arch`` and ``.config``).
+        A model built by :func:`build_model` (it has ``.arch`` and ``.config``),
+        or the ``torch.compile`` wrapper of one.
     path : path-like
         The checkpoint folder; created if needed.
     training : dict, optional
@@ -123,6 +124,7 @@ def save_checkpoint(
     >>> sorted(p.name for p in folder.iterdir())
     ['config.json', 'weights.safetensors']
     """
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     if not isinstance(model, SegmentationModel) or not model.arch:
         raise TypeError("save_checkpoint needs a model built by napari_ihcseg.models.build_model")
     get_spec(model.arch)

@@ -84,14 +84,25 @@ def measure_nuclei(
     image, labels = check_image_labels(image, labels)
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um}")
-    rr, cc = np.nonzero(labels)
-    lab = labels[rr, cc]
-    if lab.size and lab.min() < 0:
-        raise ValueError(f"labels must be non-negative, found {int(lab.min())}")
-    if lab.size == 0:
+    n_fg = int(np.count_nonzero(labels))
+    if n_fg == 0:
         return _frame(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(6)))
+    h, w = labels.shape
+    if n_fg > labels.size // 4:
+        # Dense: whole-image passes (background in bin 0) beat gathering pixels.
+        lab = labels.reshape(-1).astype(np.int64)
+        rows = np.repeat(np.arange(h, dtype=np.float64), w)
+        cols = np.tile(np.arange(w, dtype=np.float64), h)
+        channels = [image[..., ch].reshape(-1) for ch in range(3)]
+    else:
+        rr, cc = np.nonzero(labels)
+        lab = labels[rr, cc].astype(np.int64)
+        rows, cols = rr.astype(np.float64), cc.astype(np.float64)
+        pixels = image[rr, cc]
+        channels = [pixels[:, ch] for ch in range(3)]
+    if int(lab.min()) < 0:
+        raise ValueError(f"labels must be non-negative, found {int(lab.min())}")
 
-    lab = lab.astype(np.int64, copy=False)
     if int(lab.max()) <= 4 * lab.size + 1024:
         index, bin_labels = lab, None       # bins are the labels themselves
     else:  # sparse, very large label values: compact them first
@@ -100,15 +111,14 @@ def measure_nuclei(
     counts = np.bincount(index, minlength=n_bins)
     present = np.flatnonzero(counts)
     label_ids = present if bin_labels is None else bin_labels[present]
+    present, label_ids = present[label_ids != 0], label_ids[label_ids != 0]
     area = counts[present].astype(np.float64)
 
     def mean_of(values: np.ndarray) -> np.ndarray:
         return np.bincount(index, weights=values, minlength=n_bins)[present] / area
 
-    cy = mean_of(rr.astype(np.float64))
-    cx = mean_of(cc.astype(np.float64))
-    pixels = image[rr, cc]
-    od_mean = np.stack([mean_of(_OD_LUT[pixels[:, ch]]) for ch in range(3)], axis=1)
+    cy, cx = mean_of(rows), mean_of(cols)
+    od_mean = np.stack([mean_of(_OD_LUT[values]) for values in channels], axis=1)
     conc = od_mean @ np.linalg.inv(stains.matrix)
     area_um2 = area * float(pixel_size_um) ** 2 if pixel_size_um is not None else np.full_like(area, np.nan)
     return _frame(label_ids.astype(np.int64), cy, cx, area, area_um2, conc[:, 0], conc[:, 1])

@@ -32,11 +32,12 @@ _END = np.array([(1, 0), (1, 1), (0, 1), (0, 0)], np.int64)
 def _boundary_edges(labels: np.ndarray):
     h, w = labels.shape
     padded = np.pad(labels, 1)
+    foreground = labels > 0
     rows, cols, sides, is_edge = [], [], [], np.zeros((4, h, w), bool)
     for side, (dr, dc) in enumerate(_NEIGHBOUR):
         neighbour = padded[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
         np.not_equal(labels, neighbour, out=is_edge[side])
-        is_edge[side] &= labels > 0
+        is_edge[side] &= foreground
         r, c = np.nonzero(is_edge[side])
         rows.append(r)
         cols.append(c)
@@ -44,10 +45,11 @@ def _boundary_edges(labels: np.ndarray):
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(sides), is_edge
 
 
-def _successors(labels, rows, cols, sides, is_edge) -> np.ndarray:
-    h, w = labels.shape
+def _successors(lab, shape, rows, cols, sides, is_edge) -> np.ndarray:
+    h, w = shape
     n_corners = (h + 1) * (w + 1)
-    lab = labels[rows, cols].astype(np.int64)
+    if int(lab.max()) > (2**62) // n_corners:   # keys would overflow: rank the labels
+        lab = np.unique(lab, return_inverse=True)[1].astype(np.int64)
     x0, y0 = cols + _START[sides, 0], rows + _START[sides, 1]
     x1, y1 = cols + _END[sides, 0], rows + _END[sides, 1]
     start_key = lab * n_corners + y0 * (w + 1) + x0
@@ -125,8 +127,8 @@ def label_outlines(labels: np.ndarray, label_ids=None) -> dict[int, list[list[np
     if labels.size == 0 or not labels.any():
         return {}
     rows, cols, sides, is_edge = _boundary_edges(labels)
-    succ = _successors(labels, rows, cols, sides, is_edge)
     lab = labels[rows, cols].astype(np.int64)
+    succ = _successors(lab, labels.shape, rows, cols, sides, is_edge)
     _, per_label = np.unique(lab, return_counts=True)
     cycle, to_end = _rings(succ, int(per_label.max()))
 

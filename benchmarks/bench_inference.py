@@ -1,0 +1,185 @@
+"""Inference speed: every model on the CPU (fp32 and bf16 side by side), a full field end to end, and the GPU.
+
+1. **CPU throughput** per registered model, on one 512 × 512 tile (the
+   default tile), float32 and bfloat16 autocast measured in the same run, with
+   the agreement of the two (largest and mean probability difference, share
+   of pixels whose mask decision flips). Untrained weights are fine for speed;
+   pass ``--model`` with a trained checkpoint for a meaningful agreement.
+2. **End to end on the CPU**: ``segment_image`` (tiles, blending, instances)
+   on a 4096 × 3286 field with the default model (the default shipped
+   checkpoint, else harunet-lite), at the default precision.
+3. **CUDA** (when present): the full HARU-Net at bf16 on the 4096 × 3286 field
+   end to end, including the instance step, with the achieved TFLOP/s
+   (FLOPs of one tile counted by ``torch.utils.flop_counter.FlopCounterMode``,
+   times the tiles run) beside the card's dense bf16 peak.
+
+Usage::
+
+    python benchmarks/bench_inference.py                  # all of it
+    python benchmarks/bench_inference.py --skip-models    # only the end-to-end runs
+    python benchmarks/bench_inference.py --field 2048x1643 --models harunet-lite r2unet-lite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import plan_tiles, predict, segment_image
+from napari_ihcseg.models import build_model, default_checkpoint_name, list_models, load_model
+
+#: Dense bf16 tensor-core peaks from the vendors' spec sheets, TFLOP/s.
+BF16_PEAK_TFLOPS = {"H200": 989.5, "H100 SXM": 989.5, "H100 PCIe": 756.0, "H100": 989.5, "A100": 312.0,
+                    "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2}
+
+
+def field_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A synthetic IHC field of ``shape``: a 1024 × 1024 field repeated (fast to make)."""
+    base = make_synthetic_ihc((1024, 1024), seed=seed).image
+    reps = (-(-shape[0] // 1024), -(-shape[1] // 1024), 1)
+    return np.ascontiguousarray(np.tile(base, reps)[: shape[0], : shape[1]])
+
+
+def tile_flops(model: torch.nn.Module, tile: int, device: torch.device, dtype: torch.dtype) -> int:
+    """FLOPs of one forward pass of one ``tile`` × ``tile`` input."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, tile, tile, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def timed_predict(image, model, **kwargs) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    started = time.perf_counter()
+    out = predict(image, model, **kwargs)
+    return time.perf_counter() - started, out
+
+
+def bench_models(names: list[str], image: np.ndarray, tile: int) -> None:
+    mpx = image.shape[0] * image.shape[1] / 1e6
+    print(f"\n== CPU throughput, {torch.get_num_threads()} thread(s), {image.shape[1]}x{image.shape[0]} image, "
+          f"tile {tile} ==")
+    print(f"{'model':<16} {'params M':>9} {'GFLOP/tile':>11} {'fp32 MP/s':>10} {'bf16 MP/s':>10} {'speed-up':>9} "
+          f"{'max |dp|':>9} {'mean |dp|':>10} {'mask flips':>11}")
+    for name in names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an untrained architecture warns
+            model = load_model(name, device="cpu")
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        flops = tile_flops(model, tile, torch.device("cpu"), torch.float32)
+        warm = image[:64, :64]
+        for amp in (False, "bf16"):
+            predict(warm, model, tile=64, overlap=16, device="cpu", amp=amp)
+        t32, (m32, _) = timed_predict(image, model, tile=tile, overlap=min(64, tile // 4), device="cpu", amp=False)
+        t16, (m16, _) = timed_predict(image, model, tile=tile, overlap=min(64, tile // 4), device="cpu", amp="bf16")
+        diff = np.abs(m16 - m32)
+        flips = np.mean((m16 > 0.5) != (m32 > 0.5))
+        print(f"{name:<16} {params:>9.1f} {flops / 1e9:>11.1f} {mpx / t32:>10.3f} {mpx / t16:>10.3f} "
+              f"{t32 / t16:>8.2f}x {diff.max():>9.4f} {diff.mean():>10.5f} {flips:>10.4%}", flush=True)
+
+
+def default_model(device: str):
+    name = default_checkpoint_name(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (name or "harunet-lite"), load_model(name or "harunet-lite", device=device)
+
+
+def bench_field_cpu(image: np.ndarray, spec: str | None) -> None:
+    if spec is None:
+        name, model = default_model("cpu")
+    else:
+        name = spec
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_model(spec, device="cpu")
+    print(f"\n== End to end on the CPU: {name}, {image.shape[1]}x{image.shape[0]} field ==")
+    predict(image[:128, :128], model, tile=128, overlap=32, device="cpu")  # warm up oneDNN
+    started = time.perf_counter()
+    labels, mask, contour = segment_image(image, model, device="cpu", return_probabilities=True)
+    total = time.perf_counter() - started
+    n_tiles = len(plan_tiles(image.shape, tile=512, overlap=64).boxes)
+    print(f"{n_tiles} tiles, {labels.max()} nuclei: {total:.1f} s end to end "
+          f"({image.shape[0] * image.shape[1] / 1e6 / total:.3f} MP/s)", flush=True)
+
+
+def peak_for(card: str) -> float | None:
+    for key, value in BF16_PEAK_TFLOPS.items():
+        if key.lower() in card.lower():
+            return value
+    return None
+
+
+def bench_cuda(image: np.ndarray, repeats: int) -> None:
+    device = torch.device("cuda")
+    card = torch.cuda.get_device_name(0)
+    torch.backends.cudnn.benchmark = True
+    model = build_model("harunet").to(device).eval()
+    print(f"\n== CUDA: harunet (full), bf16, {image.shape[1]}x{image.shape[0]} field, {card} ==")
+    segment_image(image, model, device="cuda", amp="bf16")  # warm up: cuDNN autotuning, batch-size probe
+    runs = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        _, _, info = predict(image, model, device="cuda", amp="bf16", return_info=True)
+        torch.cuda.synchronize()
+        t_predict = time.perf_counter() - started
+        started = time.perf_counter()
+        labels = segment_image(image, model, device="cuda", amp="bf16")
+        torch.cuda.synchronize()
+        runs.append((time.perf_counter() - started, t_predict, info, int(labels.max())))
+    total, t_predict, info, nuclei = min(runs, key=lambda r: r[0])
+    flops = tile_flops(model, 512, device, torch.bfloat16) * info.tiles
+    achieved = flops / t_predict / 1e12
+    peak = peak_for(card)
+    print(f"{info.tiles} tiles, batch {info.batch_size}, {nuclei} nuclei")
+    print(f"end to end (tiles + blending + instances): {total:.3f} s   target < 1 s: "
+          f"{'met' if total < 1 else 'NOT met'}")
+    print(f"prediction alone: {t_predict:.3f} s, {flops / 1e12:.2f} TFLOP -> {achieved:.1f} TFLOP/s achieved")
+    print(f"card bf16 dense peak: {peak if peak else 'unknown'} TFLOP/s"
+          + (f" -> {achieved / peak:.1%} of peak" if peak else ""), flush=True)
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    w, h = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    parser.add_argument("--models", nargs="+", default=None, help="models for the throughput table (default: all)")
+    parser.add_argument("--model", default=None,
+                        help="checkpoint for the CPU end-to-end run (default: the shipped default)")
+    parser.add_argument("--tile", type=int, default=512, help="tile size for the throughput table (default: 512)")
+    parser.add_argument("--field", type=parse_shape, default=(3286, 4096), help="field WxH (default: 4096x3286)")
+    parser.add_argument("--skip-models", action="store_true", help="skip the per-model throughput table")
+    parser.add_argument("--skip-field", action="store_true", help="skip the CPU end-to-end run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed CUDA runs (default: 3)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
+          f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    if not args.skip_models:
+        bench_models(args.models or list_models(), field_image((args.tile, args.tile), seed=1), args.tile)
+    field = field_image(args.field)
+    if not args.skip_field:
+        bench_field_cpu(field, args.model)
+    if torch.cuda.is_available():
+        bench_cuda(field, args.repeats)
+    else:
+        print("\nno CUDA device: the GPU figures need a machine with one")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

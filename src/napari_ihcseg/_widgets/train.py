@@ -1,0 +1,290 @@
+"""Fine-tune a model on saved training pairs, in the background, with a loss curve and cancel."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import (
+    check_absolute_folder,
+    describe_error,
+    known_checkpoints,
+    remember_checkpoint,
+    show_error,
+    show_info,
+    start_worker,
+)
+
+#: Weight of the newest loss in the smoothed curve.
+SMOOTHING = 0.1
+
+
+class LossPlot(QWidget):
+    """The training loss per step (raw, faint; smoothed, bold)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(120)
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+
+    def clear(self) -> None:
+        self.steps, self.losses = [], []
+        self.update()
+
+    def add(self, step: int, loss: float) -> None:
+        if math.isfinite(loss):
+            self.steps.append(int(step))
+            self.losses.append(float(loss))
+            self.update()
+
+    def smoothed(self) -> np.ndarray:
+        out, level = [], None
+        for v in self.losses:
+            level = v if level is None else (1 - SMOOTHING) * level + SMOOTHING * v
+            out.append(level)
+        return np.asarray(out)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), self.palette().base())
+        r = QRectF(34, 6, max(self.width() - 42, 10), max(self.height() - 22, 10))
+        text = self.palette().text().color()
+        p.setPen(QPen(text))
+        p.drawLine(QPointF(r.left(), r.bottom()), QPointF(r.right(), r.bottom()))
+        p.drawLine(QPointF(r.left(), r.top()), QPointF(r.left(), r.bottom()))
+        if len(self.losses) < 2:
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, "loss per step")
+            p.end()
+            return
+        lo, hi = min(self.losses), max(self.losses)
+        hi = hi if hi > lo else lo + 1e-6
+        s0, s1 = self.steps[0], max(self.steps[-1], self.steps[0] + 1)
+
+        def point(step, value):
+            return QPointF(r.left() + r.width() * (step - s0) / (s1 - s0),
+                           r.bottom() - r.height() * (value - lo) / (hi - lo))
+
+        for values, colour, width in ((self.losses, QColor(120, 150, 230, 110), 1.0),
+                                      (self.smoothed(), QColor(40, 80, 210), 2.0)):
+            pen = QPen(colour)
+            pen.setWidthF(width)
+            p.setPen(pen)
+            pts = [point(s, v) for s, v in zip(self.steps, values)]
+            for a, b in zip(pts[:-1], pts[1:]):
+                p.drawLine(a, b)
+        p.setPen(QPen(text))
+        p.drawText(QRectF(0, r.top() - 2, 32, 14), Qt.AlignmentFlag.AlignRight, f"{hi:.2f}")
+        p.drawText(QRectF(0, r.bottom() - 12, 32, 14), Qt.AlignmentFlag.AlignRight, f"{lo:.2f}")
+        p.end()
+
+
+class _Relay(QObject):
+    progressed = Signal(object)
+
+
+def format_eta(seconds: float) -> str:
+    """``"1 h 05 min"``, ``"4 min 10 s"`` or ``"12 s"``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+class TrainWidget(QWidget):
+    """Fine-tune or train a model on a dataset folder written by the Save-pairs widget.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    catalog : path, optional
+        The file listing the user's checkpoints (shared with the Segment widget).
+    """
+
+    def __init__(self, napari_viewer, *, catalog: Path | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.catalog = catalog
+        self.worker = None
+        self.result = None
+        self._cancel = threading.Event()
+        self._relay = _Relay()
+        self._relay.progressed.connect(self._progressed)
+
+        self.dataset = QLineEdit()
+        self.dataset.setPlaceholderText("folder with images/, masks/, dataset.json")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self.choose_dataset)
+        row = QHBoxLayout()
+        row.addWidget(self.dataset, 1)
+        row.addWidget(browse)
+        self.base = QComboBox()
+        self.epochs = QSpinBox(minimum=1, maximum=1000, value=20)
+        self.tile = QComboBox()
+        self.tile.addItems(["256", "512", "128"])
+        self.batch = QSpinBox(minimum=1, maximum=64, value=4)
+        self.max_steps = QSpinBox(minimum=0, maximum=100000, value=0)
+        self.max_steps.setSpecialValueText("all tiles")
+        self.device = QComboBox()
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("default: <dataset>/models/<model>-<date>")
+        self.start_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.plot = LossPlot()
+        self.bar = QProgressBar()
+        self.eta = QLabel("ETA –")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Dataset folder", row)
+        form.addRow("Start from", self.base)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Tile", self.tile)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Steps per epoch (max)", self.max_steps)
+        form.addRow("Device", self.device)
+        form.addRow("Output folder", self.out)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.eta)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self._fill()
+
+    def _fill(self) -> None:
+        from napari_ihcseg.device import available_devices
+        from napari_ihcseg.models import list_models, shipped_checkpoints
+
+        for name, folder in shipped_checkpoints().items():
+            self.base.addItem(f"{name} (shipped)", str(folder))
+        for folder in known_checkpoints(self.catalog):
+            self.base.addItem(f"{Path(folder).name} ({folder})", folder)
+        for name in list_models():
+            self.base.addItem(f"{name} (from scratch)", name)
+        self.device.addItem("auto")
+        self.device.addItems(available_devices())
+
+    def choose_dataset(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training-pair folder", self.dataset.text())
+        if folder:
+            self.dataset.setText(folder)
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def config(self):
+        from napari_ihcseg.data.datasets import read_dataset_json
+        from napari_ihcseg.training import TrainConfig
+
+        dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
+        read_dataset_json(dataset)  # a clear message when it is not a training-pair folder
+        base = self.base.currentData()
+        if self.out.text().strip():
+            out = check_absolute_folder(self.out.text(), what="output folder")
+        else:
+            out = dataset / "models" / f"{Path(base).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return TrainConfig(out=str(out), model=base, train_data=(f"pairs:{dataset}",), epochs=int(self.epochs.value()),
+                           batch_size=int(self.batch.value()), tile=int(self.tile.currentText()),
+                           device=self.device.currentText(), max_steps_per_epoch=int(self.max_steps.value()) or None,
+                           warmup_steps=min(100, max(1, int(self.max_steps.value()) or 100)))
+
+    def start(self) -> None:
+        """Start training in the background (returns at once)."""
+        if self.running:
+            return
+        from napari_ihcseg.training import train
+
+        try:
+            config = self.config()
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Training could not start: {describe_error(exc)}")
+            self.status.setText(f"Not started: {exc}")
+            return
+        self._cancel = threading.Event()
+        self.plot.clear()
+        self.bar.setValue(0)
+        self.status.setText(f"Training {config.model} → {config.out}")
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+        def job():
+            return train(config, progress=self._relay.progressed.emit, cancel=self._cancel)
+
+        self.worker = start_worker(job, on_result=self._finished, on_error=self._failed, on_finished=self._done)
+
+    def cancel(self) -> None:
+        """Stop after the current step; the state is saved so the run can resume."""
+        self._cancel.set()
+        self.status.setText("Cancelling after this step…")
+
+    def _progressed(self, event) -> None:
+        self.bar.setRange(0, max(event.total_steps, 1))
+        self.bar.setValue(event.global_step)
+        if event.phase == "train":
+            self.plot.add(event.global_step, event.loss)
+            self.eta.setText(f"Epoch {event.epoch + 1}/{event.epochs}, step {event.step}/{event.steps_per_epoch}, "
+                             f"loss {event.loss:.3f}, ETA {format_eta(event.eta_seconds)}")
+        elif event.phase == "validate" and event.metrics:
+            m = event.metrics
+            val = ", ".join(f"{k[4:]} {m[k]:.3f}" for k in ("val_dice", "val_aji", "val_pq") if k in m)
+            self.status.setText(f"Epoch {event.epoch}: train loss {m['train_loss']:.3f}" + (f"; {val}" if val else ""))
+
+    def _finished(self, result) -> None:
+        self.result = result
+        if result.best_checkpoint is None:
+            self.status.setText("Stopped before the first epoch ended; no checkpoint was written "
+                                f"(the state in {result.out} lets a later run resume).")
+            return
+        remember_checkpoint(result.best_checkpoint, self.catalog)
+        from .segment import SegmentWidget
+
+        for widget in self.window().findChildren(SegmentWidget):  # the new model shows up there at once
+            widget.refresh_models()
+        what = "Cancelled; kept" if result.cancelled else "Done;"
+        self.status.setText(f"{what} the best model after {result.epochs_completed} epoch(s) is "
+                            f"{result.best_checkpoint}. It is now in the Segment widget's model list.")
+        show_info(f"New model: {result.best_checkpoint}")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.setText(f"Failed: {describe_error(exc)}")
+        show_error(f"Training failed: {describe_error(exc)}")
+
+    def _done(self) -> None:
+        self.worker = None
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)

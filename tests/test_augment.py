@@ -1,0 +1,175 @@
+"""Tiles, crops, augmentation and the deterministic batch sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_ihcseg.data.datasets import Sample
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.stain import H_DAB, deconvolve
+from napari_ihcseg.training.augment import (
+    NO_AUGMENT,
+    AugmentConfig,
+    augment,
+    geometric,
+    he_to_ihc,
+    is_he,
+    nuclei_hsv_shift,
+    stain_jitter,
+)
+from napari_ihcseg.training.batches import BatchSampler, crop_targets
+from napari_ihcseg.training.tiles import Crop, Window, crop_window, grid_windows, random_crop, tile_origins
+
+
+@pytest.fixture(scope="module")
+def field():
+    f = make_synthetic_ihc((96, 96), seed=3)
+    return Sample(f.image, f.labels, name="syn", source="synthetic", stain="Ki-67")
+
+
+def _he_like(shape=(64, 64), seed=0):
+    """A pink background with purple nuclei and their labels."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((*shape, 3), np.uint8)
+    image[:] = (235, 170, 200)
+    labels = np.zeros(shape, np.int32)
+    for i, (y, x) in enumerate([(10, 10), (10, 40), (40, 15), (45, 45)], start=1):
+        labels[y:y + 10, x:x + 10] = i
+    image[labels > 0] = (90, 60, 150)
+    image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+    return image, labels
+
+
+@pytest.mark.parametrize(("length", "tile", "stride", "expected"), [
+    (600, 256, 256, [0, 256, 344]),
+    (512, 256, 256, [0, 256]),
+    (100, 256, 256, [0]),
+    (300, 256, 128, [0, 44]),
+])
+def test_tile_origins_cover_the_axis(length, tile, stride, expected):
+    origins = tile_origins(length, tile, stride)
+    assert origins == expected
+    assert origins[-1] + tile >= length
+
+
+def test_grid_drops_empty_tiles(field):
+    labels = np.zeros((128, 128), np.int32)
+    labels[10:20, 10:20] = 1                      # only the top-left tile has a nucleus
+    s = Sample(np.zeros((128, 128, 3), np.uint8), labels, name="a")
+    assert grid_windows([s], tile=64, stride=64) == [Window(0, 0, 0)]
+    assert len(grid_windows([s], tile=64, stride=64, drop_empty=False)) == 4
+
+
+def test_crop_pads_small_images_and_marks_padding_invalid():
+    s = Sample(np.full((40, 50, 3), 100, np.uint8), np.ones((40, 50), np.int32), name="small")
+    crop = crop_window(s, 0, 0, 64)
+    assert crop.image.shape == (64, 64, 3)
+    assert crop.valid[:40, :50].all() and not crop.valid[40:].any() and not crop.valid[:, 50:].any()
+    assert (crop.labels[40:] == 0).all()
+
+
+def test_scaled_crop_keeps_labels_aligned(field):
+    crop = crop_window(field, 0, 0, 48, 96)        # 2x zoom
+    assert crop.image.shape == (96, 96, 3) and crop.labels.shape == (96, 96)
+    small = field.labels[:48, :48]
+    assert np.array_equal(crop.labels[::2, ::2], small)
+
+
+def test_geometry_moves_image_and_labels_together(field):
+    crop = crop_window(field, 0, 0, 96)
+    for seed in range(8):
+        out = geometric(crop, np.random.default_rng(seed))
+        # Every nucleus keeps exactly its pixels' colours: check the mean colour per label.
+        for lab in np.unique(field.labels)[1:5]:
+            before = crop.image[crop.labels == lab].mean(0)
+            after = out.image[out.labels == lab].mean(0)
+            np.testing.assert_allclose(before, after, atol=1e-6)
+
+
+def test_augment_is_reproducible_and_leaves_targets_alone(field):
+    crop = random_crop(field, None, tile=64, stride=64, rng=np.random.default_rng(0))
+    a = augment(crop, np.random.default_rng(7), AugmentConfig(), stain="Ki-67")
+    b = augment(crop, np.random.default_rng(7), AugmentConfig(), stain="Ki-67")
+    c = augment(crop, np.random.default_rng(8), AugmentConfig(), stain="Ki-67")
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.dtype == np.uint8 and a.image.shape == (64, 64, 3)
+    # Colour changes never change the label set.
+    assert sorted(np.unique(a.labels)) == sorted(np.unique(crop.labels))
+    same = augment(crop, np.random.default_rng(7), NO_AUGMENT, stain="Ki-67")
+    assert np.array_equal(same.image, crop.image)
+
+
+def test_he_to_ihc_puts_dab_only_in_positive_nuclei():
+    image, labels = _he_like()
+    out = he_to_ihc(image, labels, np.random.default_rng(1), positive_fraction=(1.0, 1.0))
+    conc = deconvolve(out, H_DAB)
+    inside = labels > 0
+    from scipy import ndimage as ndi
+
+    background = ~ndi.binary_dilation(inside, iterations=3)
+    assert conc[..., 1][inside].mean() > 0.15            # brown nuclei (weak class or above)
+    assert conc[..., 1][background].mean() < 0.06         # background only faintly brown
+    assert conc[..., 0][inside].mean() > conc[..., 0][background].mean()   # hematoxylin kept in nuclei
+    # Eosin gone: the background is near white-blue, no longer pink (red >> green).
+    bg = out[background].astype(float).mean(0)
+    assert bg[0] - bg[1] < 20
+    none = he_to_ihc(image, labels, np.random.default_rng(1), positive_fraction=(0.0, 0.0))
+    assert deconvolve(none, H_DAB)[..., 1][inside].mean() < 0.06   # all negative: blue nuclei
+
+
+def test_stain_transfer_only_on_he(field):
+    image, labels = _he_like()
+    crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))
+    cfg = AugmentConfig(rot90=False, flips=False, p_stain_jitter=0, p_intensity=0, p_nuclei_hsv=0, p_blur=0,
+                        p_noise=0, p_stain_transfer=1.0, positive_fraction=(1.0, 1.0))
+    he = augment(crop, np.random.default_rng(0), cfg, stain="H&E")
+    ihc = augment(crop, np.random.default_rng(0), cfg, stain="Ki-67")
+    assert not np.array_equal(he.image, image) and np.array_equal(ihc.image, image)
+    assert is_he("H&E") and is_he("he") and not is_he("Ki-67")
+
+
+def test_nuclei_hsv_shift_changes_nuclei_only():
+    image, labels = _he_like()
+    out = nuclei_hsv_shift(image, labels, np.random.default_rng(0), hue=0.2, saturation=0.5, value=0.3)
+    from scipy import ndimage as ndi
+
+    far = ~ndi.binary_dilation(labels > 0, iterations=4)
+    assert np.array_equal(out[far], image[far])
+    assert np.abs(out[labels > 0].astype(int) - image[labels > 0]).mean() > 3
+
+
+def test_stain_jitter_changes_colour_but_not_much_structure():
+    image, labels = _he_like()
+    out = stain_jitter(image, np.random.default_rng(0), scale=0.2, shift=0.03)
+    assert not np.array_equal(out, image)
+    # Nuclei stay darker than the background.
+    assert out[labels > 0].mean() < out[labels == 0].mean()
+
+
+def test_mask_only_crops_have_no_contour_target():
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 10:30] = True
+    crop = Crop(image=np.zeros((64, 64, 3), np.uint8), labels=None, mask=mask, valid=np.ones((64, 64), bool))
+    m, c, w = crop_targets(crop)
+    assert w == 0.0 and not c.any() and np.array_equal(m, mask)
+    labels = mask.astype(np.int32)
+    m, c, w = crop_targets(Crop(crop.image, labels, mask, crop.valid))
+    assert w == 1.0 and c.any() and not (c & ~m).any()
+
+
+def test_batches_are_a_function_of_epoch_and_step(field):
+    sampler = BatchSampler([field], tile=64, stride=32, batch_size=3, seed=5, augment=AugmentConfig(),
+                           synthetic_fraction=0.3)
+    a, b = sampler.batch(1, 2), sampler.batch(1, 2)
+    c = sampler.batch(1, 3)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.contour, b.contour)
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.shape == (3, 3, 64, 64) and a.image.dtype == np.float32
+    assert 0.0 <= a.image.min() and a.image.max() <= 1.0
+    assert a.mask.shape == a.contour.shape == a.valid.shape == (3, 1, 64, 64)
+    assert (a.contour <= a.mask).all()
+    fresh = BatchSampler([field], tile=64, stride=32, batch_size=3, seed=5, augment=AugmentConfig(),
+                         synthetic_fraction=0.3)
+    assert np.array_equal(fresh.batch(1, 2).image, a.image), "a restarted run must see the same batches"

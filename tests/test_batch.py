@@ -1,0 +1,280 @@
+"""Batch scoring on Dask: cohort report, failed slides, resume after a kill, --force, slide lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_ihcseg.batch import COHORT_COLUMNS, SUMMARY_COLUMNS, find_slides, run_batch
+from napari_ihcseg.cli import main
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.io import read_labels
+from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
+
+from odnet import ODNet
+
+distributed = pytest.importorskip("distributed")
+
+OPTIONS = PipelineOptions(stain="ki67", tile=256, overlap=32)
+PIPELINE_ARGS = ["--stain", "ki67", "--tile", "256", "--overlap", "32"]
+#: Picklable by reference: the worker processes import ``odnet`` from tests/ (inherited sys.path).
+FACTORY = partial(ODNet, stains=(0, 1))
+
+
+def _save_field(path: Path, seed: int, size: int) -> None:
+    image = make_synthetic_ihc((size, size), seed=seed, density=0.25, positive_fraction=0.4).image
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, image, photometric="rgb")
+    else:
+        Image.fromarray(image).save(path)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two single-threaded worker processes, shared by the tests of this module."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       memory_limit="2GB", dashboard_address=":0")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def slides_dir(tmp_path_factory):
+    """Four synthetic fields (PNG, TIFF, JPEG), a broken TIFF, and a file that is no slide."""
+    folder = tmp_path_factory.mktemp("slides")
+    for i, name in enumerate(["a.png", "b.tif", "c.jpg", "d.png"]):
+        _save_field(folder / name, seed=i, size=(192, 224, 256, 192)[i])
+    (folder / "broken.tif").write_bytes(b"II*\x00 this is not really a TIFF")
+    (folder / "notes.txt").write_text("not a slide")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A real (untrained, very narrow) checkpoint folder, so the CLI runs its usual model path."""
+    from napari_ihcseg.models import build_model, save_checkpoint
+
+    model = build_model("harunet-lite", encoder_mid=(4,) * 6, encoder_out=(8,) * 6,
+                        decoder_mid=(4,) * 5, decoder_out=(8,) * 5)
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def _worker_state():
+    import os
+
+    from napari_ihcseg import batch
+    return os.getpid(), len(batch._WORKER_MODEL)
+
+
+def _cohort(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "cohort.csv", keep_default_na=False, na_values=[""])
+
+
+def _assert_rows_match_summaries(cohort: pd.DataFrame, out: Path) -> None:
+    for row in cohort[cohort["status"].isin(["ok", "skipped"])].itertuples():
+        summary = json.loads(output_paths(out, row.stem)["summary"].read_text())
+        for key in SUMMARY_COLUMNS:
+            expected, got = summary.get(key), getattr(row, key)
+            if expected is None:
+                assert pd.isna(got), (row.stem, key)
+            elif isinstance(expected, str):
+                assert got == expected, (row.stem, key)
+            else:
+                assert got == pytest.approx(expected, rel=0, abs=0), (row.stem, key)
+        assert row.model == summary["model"]["name"] and row.device == summary["device"]
+        assert row.seconds == pytest.approx(summary["seconds"])
+
+
+def _mtimes(out: Path, stems) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name.split(".")[0] in stems}
+
+
+def test_folder_with_a_broken_file_on_two_workers(client, slides_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    report = run_batch(find_slides(slides_dir), out, OPTIONS, scheduler=client, model_factory=FACTORY)
+
+    assert report.counts == {"ok": 4, "skipped": 0, "failed": 1, "cancelled": 0}
+    (broken,) = report.failed
+    assert broken.slide.name == "broken.tif" and "\n" not in broken.error and broken.error
+    # Real worker processes, each of which loaded the model once.
+    states = client.run(_worker_state)
+    assert len(states) == 2 and all(pid != os.getpid() and n == 1 for pid, n in states.values())
+
+    cohort = _cohort(out)
+    assert list(cohort.columns) == list(COHORT_COLUMNS)
+    assert list(cohort["stem"]) == ["a", "b", "broken", "c", "d"]
+    assert dict(zip(cohort["stem"], cohort["status"])) == {
+        "a": "ok", "b": "ok", "broken": "failed", "c": "ok", "d": "ok"}
+    failed = cohort.set_index("stem").loc["broken"]
+    assert failed["error"] == broken.error and pd.isna(failed["n_nuclei"])
+    _assert_rows_match_summaries(cohort, out)
+    rows = cohort.set_index("stem")
+    for stem in "abcd":
+        labels = read_labels(output_paths(out, stem)["labels"])
+        n = len(np.unique(labels[labels > 0]))
+        summary = json.loads(output_paths(out, stem)["summary"].read_text())
+        assert n == summary["n_nuclei_segmented"] and 5 < rows.loc[stem, "n_nuclei"] <= n
+        assert rows.loc[stem, "ki67_index"] == rows.loc[stem, "positive_percent"]
+    assert set(cohort["model"].dropna()) == {report.results[0].summary["model"]["name"]}
+
+    # The same folder through the CLI: the good slides are done, the broken one fails again.
+    before = _mtimes(out, "abcd")
+    code = main(["batch", str(slides_dir), "--out", str(out), "--scheduler", client.scheduler.address,
+                 *PIPELINE_ARGS])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.tif" in err and "Traceback" not in err
+    assert _mtimes(out, "abcd") == before
+    again = _cohort(out)
+    assert dict(zip(again["stem"], again["status"])) == {
+        "a": "skipped", "b": "skipped", "broken": "failed", "c": "skipped", "d": "skipped"}
+    _assert_rows_match_summaries(again, out)
+    numbers = list(SUMMARY_COLUMNS)
+    pd.testing.assert_frame_equal(again[numbers], cohort[numbers])
+
+
+@pytest.mark.slow
+def test_killed_batch_resumes_without_touching_finished_slides(client, tiny_checkpoint, tmp_path):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    stems = [f"k{i}" for i in range(6)]
+    for i, stem in enumerate(stems):
+        _save_field(slides / f"{stem}.png", seed=10 + i, size=192)
+    out = tmp_path / "out"
+    args = ["batch", str(slides), "--out", str(out), "--model", str(tiny_checkpoint), *PIPELINE_ARGS]
+
+    # The command with its own local cluster, in a process group of its own, killed outright
+    # (client, scheduler and worker) once a slide is done.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from napari_ihcseg.cli import main; sys.exit(main())",
+         *args, "--workers", "1", "--memory-limit", "2GB"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("*.summary.json")):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no slide finished in time"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert not (out / "cohort.csv").exists()
+
+    done = [s for s in stems if outputs_complete(out, s, OPTIONS)]
+    assert 1 <= len(done) < len(stems)
+    finished = _mtimes(out, done)
+
+    code = main([*args, "--scheduler", client.scheduler.address])
+    assert code == 0
+    assert all(outputs_complete(out, s, OPTIONS) for s in stems)
+    assert _mtimes(out, done) == finished
+    cohort = _cohort(out)
+    assert dict(zip(cohort["stem"], cohort["status"])) == {s: "skipped" if s in done else "ok" for s in stems}
+    _assert_rows_match_summaries(cohort, out)
+    # Nothing half-written is left behind by the killed run.
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_force_recomputes_and_a_plain_rerun_does_not(client, slides_dir, tmp_path):
+    slides = [slides_dir / "a.png", slides_dir / "d.png"]
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a.labels.tif.x1y2.part.tif"  # what a killed run may leave
+    other = out / ".ab.labels.tif.x1y2.part.tif"  # another slide's, not touched
+    stale.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+
+    first = run_batch(slides, out, OPTIONS, scheduler=client, model_factory=FACTORY)
+    assert first.counts["ok"] == 2 and not stale.exists() and other.exists()
+    made = _mtimes(out, {"a", "d"})
+    assert len(made) == 2 * 4  # labels, cells, geojson, summary
+
+    again = run_batch(slides, out, OPTIONS, scheduler=client, model_factory=FACTORY)
+    assert [r.status for r in again.results] == ["skipped", "skipped"]
+    assert _mtimes(out, {"a", "d"}) == made
+
+    forced = run_batch(slides, out, OPTIONS, scheduler=client, model_factory=FACTORY, force=True)
+    assert [r.status for r in forced.results] == ["ok", "ok"]
+    remade = _mtimes(out, {"a", "d"})
+    assert remade.keys() == made.keys() and all(remade[k] > made[k] for k in made)
+    assert [r.summary["n_nuclei"] for r in forced.results] == [r.summary["n_nuclei"] for r in first.results]
+
+    # Options that ask for more outputs make the old ones incomplete.
+    overlay = run_batch(slides, out, PipelineOptions(stain="ki67", tile=256, overlap=32, overlay=True),
+                        scheduler=client, model_factory=FACTORY)
+    assert [r.status for r in overlay.results] == ["ok", "ok"]
+    assert (out / "a.overlay.png").is_file()
+
+
+def test_slide_list_resolves_relative_paths_and_reports_missing_ones(client, slides_dir, tiny_checkpoint,
+                                                                     tmp_path, capsys):
+    listing = tmp_path / "lists" / "cohort.txt"
+    listing.parent.mkdir()
+    rel = os.path.relpath(slides_dir / "b.tif", listing.parent)
+    listing.write_text(f"# cohort 1\n{rel}\n\n  {slides_dir / 'c.jpg'}  \n# {slides_dir / 'a.png'}\n"
+                       f"{rel}\nmissing.svs\n")
+    assert find_slides(listing) == [slides_dir / "b.tif", slides_dir / "c.jpg", listing.parent / "missing.svs"]
+
+    out = tmp_path / "out"
+    code = main(["batch", str(listing), "--out", str(out), "--scheduler", client.scheduler.address,
+                 "--model", str(tiny_checkpoint), *PIPELINE_ARGS])
+    assert code == 1
+    assert "missing.svs: no such file" in capsys.readouterr().err
+    cohort = _cohort(out)
+    assert list(cohort["status"]) == ["ok", "ok", "failed"]
+    assert cohort["model"].iloc[0] == str(tiny_checkpoint)
+    assert output_paths(out, "b")["labels"].is_file() and output_paths(out, "c")["labels"].is_file()
+
+
+def test_folder_scan_leaves_out_hidden_files_and_earlier_outputs(tmp_path):
+    for name in ["z.svs", "y.ome.tif", "x.TIFF", "w.btf", ".hidden.png", "v.labels.tif", "v.overlay.png",
+                 "readme.md", "u.summary.json"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in find_slides(tmp_path)] == ["w.btf", "x.TIFF", "y.ome.tif", "z.svs"]
+    assert find_slides(tmp_path / "z.svs") == [tmp_path / "z.svs"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "no slide found"),
+    ("clash", "same outputs"),
+    ("scheduler", "scheduler 'not-an-address'"),
+    ("workers", "--workers"),
+    ("memory", "memory limit"),
+])
+def test_usage_errors_exit_2_with_one_line(case, message, slides_dir, tmp_path, capsys):
+    source, extra = str(slides_dir), []
+    if case == "empty":
+        source = str(tmp_path)
+    elif case == "clash":
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "a.svs").write_bytes(b"")
+        source = str(tmp_path / "list.txt")
+        Path(source).write_text(f"{slides_dir / 'a.png'}\n{other / 'a.svs'}\n")
+    elif case == "scheduler":
+        extra = ["--scheduler", "not-an-address"]
+    elif case == "workers":
+        extra = ["--workers", "0"]
+    else:
+        extra = ["--memory-limit", "lots"]
+    code = main(["batch", source, "--out", str(tmp_path / "out"), "--model", "harunet-lite", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("ihcseg: error:")
+    assert not (tmp_path / "out" / "cohort.csv").exists()

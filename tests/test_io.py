@@ -1,0 +1,331 @@
+"""Reading every supported image format as RGB uint8, lazily or not; labels."""
+
+import os
+import pickle
+
+import dask
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.io import ImageReadError, LazyImage, open_image, read_image, read_labels, write_labels
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    return make_synthetic_ihc((96, 128), seed=4).image
+
+
+def _svs(path, image, mpp=0.2520):
+    """An Aperio-style file: tiled baseline, stripped thumbnail, tiled reduced levels."""
+    header = "Aperio Image Library v12.0.5\r\n"
+    h, w = image.shape[:2]
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, tile=(32, 32), photometric="rgb", compression="jpeg", metadata=None,
+                  description=f"{header}{w}x{h} [0,0 {w}x{h}] (32x32) JPEG/RGB Q=90|AppMag = 40|MPP = {mpp}")
+        tif.write(np.ascontiguousarray(image[::4, ::4]), photometric="rgb", metadata=None,
+                  description=f"{header}thumbnail")
+        tif.write(np.ascontiguousarray(image[::2, ::2]), tile=(32, 32), photometric="rgb",
+                  compression="jpeg", metadata=None, description=f"{header}level 1")
+    return path
+
+
+# (writer, tolerance, pixel size in µm) per format
+def _png(p, a):
+    Image.fromarray(a).save(p)
+
+
+def _jpeg(p, a):
+    Image.fromarray(a).save(p, quality=95)
+
+
+def _tiff(p, a):
+    tifffile.imwrite(p, a, photometric="rgb", resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")
+
+
+def _bigtiff(p, a):
+    tifffile.imwrite(p, a, bigtiff=True, tile=(32, 32), compression="zlib", photometric="rgb")
+
+
+def _ome(p, a):
+    tifffile.imwrite(p, np.moveaxis(a, -1, 0), ome=True,
+                     metadata={"axes": "CYX", "PhysicalSizeX": 250, "PhysicalSizeXUnit": "nm"})
+
+
+def _planar(p, a):
+    tifffile.imwrite(p, np.moveaxis(a, -1, 0), photometric="rgb", planarconfig="separate")
+
+
+def _jpeg_tiles(p, a):
+    tifffile.imwrite(p, a, tile=(32, 32), compression="jpeg", photometric="rgb")
+
+
+def _pyramid(p, a):
+    with tifffile.TiffWriter(p, bigtiff=True) as tif:
+        tif.write(a, subifds=2, tile=(32, 32), photometric="rgb", compression="zlib")
+        tif.write(np.ascontiguousarray(a[::2, ::2]), subfiletype=1, tile=(32, 32), photometric="rgb")
+        tif.write(np.ascontiguousarray(a[::4, ::4]), subfiletype=1, tile=(16, 16), photometric="rgb")
+
+
+FORMATS = {
+    "png": ("a.png", _png, 0, None),
+    "jpeg": ("a.jpg", _jpeg, 40, None),
+    "tiff": ("a.tif", _tiff, 0, 0.5),
+    "bigtiff": ("a.btf", _bigtiff, 0, None),
+    "ome-tiff": ("a.ome.tif", _ome, 0, 0.25),
+    "planar-tiff": ("planar.tif", _planar, 0, None),
+    "jpeg-tiled-tiff": ("jt.tif", _jpeg_tiles, 40, None),
+    "pyramidal-tiff": ("pyr.tif", _pyramid, 0, None),
+    "svs": ("a.svs", _svs, 40, 0.252),
+}
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_every_format_reads_as_rgb_uint8(tmp_path, rgb, kind):
+    name, write, tolerance, pixel_size = FORMATS[kind]
+    path = tmp_path / name
+    write(path, rgb)
+    image = read_image(path)
+    assert image.shape == rgb.shape and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - rgb).max() <= tolerance
+    if tolerance:
+        assert np.abs(image.astype(int) - rgb).mean() < 4
+    with open_image(path) as lazy:
+        assert lazy.shape == rgb.shape
+        assert lazy.pixel_size_um == (pytest.approx(pixel_size) if pixel_size else None)
+        np.testing.assert_array_equal(lazy.levels[0].compute(), image)
+
+
+def test_pyramids_open_with_all_levels(tmp_path, rgb):
+    for name, write in (("pyr.tif", _pyramid), ("a.svs", _svs)):
+        write(tmp_path / name, rgb)
+        with open_image(tmp_path / name) as lazy:
+            assert lazy.is_multiscale
+            shapes = [lvl.shape for lvl in lazy.levels]
+            assert shapes[:2] == [(96, 128, 3), (48, 64, 3)]
+            assert all(lvl.dtype == np.uint8 for lvl in lazy.levels)
+            level1 = lazy.levels[1].compute()
+            assert np.abs(level1.astype(int) - rgb[::2, ::2]).mean() < 4
+    with tifffile.TiffFile(tmp_path / "a.svs") as tif:
+        assert tif.is_svs and tif.series[0].kind == "svs"
+
+
+def test_rgba_is_flattened_onto_white(tmp_path, rgb):
+    alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).round().astype(np.uint8), (rgb.shape[0], 1))
+    rgba = np.dstack([rgb, alpha])
+    a = alpha[..., None] / 255.0
+    expected = np.rint(rgb * a + 255 * (1 - a))
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    for name in ("rgba.png", "rgba.tif"):
+        image = read_image(tmp_path / name)
+        assert image.shape == rgb.shape
+        assert np.abs(image - expected).max() <= 1
+        assert (image[:, 0] == 255).all()  # fully transparent column is white
+        np.testing.assert_array_equal(open_image(tmp_path / name).levels[0].compute(), image)
+    premultiplied = np.dstack([np.rint(rgb * a).astype(np.uint8), alpha])
+    tifffile.imwrite(tmp_path / "pre.tif", premultiplied, photometric="rgb", extrasamples=["assocalpha"])
+    assert np.abs(read_image(tmp_path / "pre.tif") - expected).max() <= 2
+
+
+def test_16_bit_is_rescaled_by_the_full_range(tmp_path, rgb):
+    rgb16 = rgb.astype(np.uint16) * 257 + (np.arange(rgb.size).reshape(rgb.shape) % 100).astype(np.uint16)
+    rgb16 = np.minimum(rgb16, 65535)
+    expected = np.rint(rgb16 * (255 / 65535)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a16.tif", rgb16, photometric="rgb", tile=(32, 32))
+    (tmp_path / "a16.png").write_bytes(imagecodecs.png_encode(rgb16))
+    for name in ("a16.tif", "a16.png"):
+        np.testing.assert_array_equal(read_image(tmp_path / name), expected)
+    np.testing.assert_array_equal(open_image(tmp_path / "a16.tif").levels[0].compute(), expected)
+    dark = (rgb16 // 16).astype(np.uint16)  # 12-bit data stays dark: no stretching per image
+    tifffile.imwrite(tmp_path / "dark.tif", dark, photometric="rgb")
+    assert read_image(tmp_path / "dark.tif").max() <= 16
+
+
+def test_tall_images_convert_in_strips_like_small_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba16 = rng.integers(0, 65536, (2500, 6, 4), dtype=np.uint16)  # more rows than one strip
+    tifffile.imwrite(tmp_path / "tall.tif", rgba16, photometric="rgb", extrasamples=["unassalpha"])
+    rgba8 = np.rint(rgba16 * (255 / 65535))
+    a = rgba8[..., 3:] / 255
+    expected = np.clip(np.rint(rgba8[..., :3] * a + 255 * (1 - a)), 0, 255)
+    np.testing.assert_array_equal(read_image(tmp_path / "tall.tif"), expected)
+
+
+def test_float_images_are_taken_in_0_1(tmp_path, rgb):
+    tifffile.imwrite(tmp_path / "f.tif", (rgb / 255).astype(np.float32), photometric="rgb")
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), rgb)
+
+
+def test_palette_images_are_expanded(tmp_path, rgb):
+    pal = Image.fromarray(rgb).quantize(64)
+    expected = np.asarray(pal.convert("RGB"))
+    pal.save(tmp_path / "p.png")
+    colormap = np.array(pal.getpalette()[: 3 * 256] + [0] * (768 - len(pal.getpalette()))).reshape(-1, 3)
+    tifffile.imwrite(tmp_path / "p.tif", np.asarray(pal), photometric="palette",
+                     colormap=(colormap.T * 257).astype(np.uint16))
+    for name in ("p.png", "p.tif"):
+        np.testing.assert_array_equal(read_image(tmp_path / name), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("g.png", lambda p, a: Image.fromarray(a[..., 1]).save(p)),
+        ("g16.png", lambda p, a: p.write_bytes(imagecodecs.png_encode(a[..., 1].astype(np.uint16) * 200))),
+        ("la.png", lambda p, a: Image.fromarray(a[..., :2].copy(), "LA").save(p)),
+        ("g.jpg", lambda p, a: Image.fromarray(a[..., 1]).save(p)),
+        ("g.tif", lambda p, a: tifffile.imwrite(p, a[..., 1])),
+    ],
+)
+def test_grayscale_is_refused_because_scoring_needs_colour(tmp_path, rgb, name, write):
+    path = tmp_path / name
+    write(path, rgb)
+    for read in (read_image, open_image):
+        with pytest.raises(ImageReadError, match="grayscale.*colour") as info:
+            read(path)
+        assert str(info.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (np.zeros((2, 32, 32), np.uint8), "2 channels"),
+        (np.zeros((5, 32, 32), np.uint8), "5 channels"),
+        (np.zeros((4, 32, 32, 3), np.uint8), "stack"),
+        (np.zeros((32, 32, 3), np.int16), "pixel type"),
+    ],
+)
+def test_other_layouts_are_refused(tmp_path, data, match):
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    with pytest.raises(ImageReadError, match=match):
+        read_image(path)
+
+
+def test_read_image_refuses_too_large_and_points_to_open_image(tmp_path, rgb):
+    path = tmp_path / "a.tif"
+    _bigtiff(path, rgb)
+    with pytest.raises(ImageReadError, match="open_image"):
+        read_image(path, max_pixels=1000)
+    assert open_image(path).shape == rgb.shape
+
+
+def test_lazy_levels_pickle_and_survive_close(tmp_path, rgb):
+    path = tmp_path / "pyr.tif"
+    _pyramid(path, rgb)
+    lazy = open_image(path)
+    assert isinstance(lazy, LazyImage)
+    level = lazy.levels[0]
+    chunks = level.chunks
+    lazy.close()
+    np.testing.assert_array_equal(level[10:40, 20:70].compute(), rgb[10:40, 20:70])
+    clone = pickle.loads(pickle.dumps(level))  # what dask sends to other processes
+    assert clone.chunks == chunks
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(clone.compute(), rgb)
+
+
+def test_lazy_chunks_cover_whole_tiles(tmp_path):
+    path = make_synthetic_slide(tmp_path / "s.tif", (3000, 2600), tile=256, tissue_fraction=0.2)
+    with open_image(path) as lazy:
+        ys, xs, _ = lazy.levels[0].chunks
+        assert ys[0] == xs[0] == 1024  # four 256-pixel tiles a side
+        assert lazy.pixel_size_um == pytest.approx(0.5)
+        with tifffile.TiffFile(path) as tif:
+            np.testing.assert_array_equal(lazy.levels[0][1000:1300, 900:1400].compute(),
+                                          tif.series[0].levels[0].asarray()[1000:1300, 900:1400])
+
+
+def test_large_pyramid_opens_lazily(tmp_path):
+    """A 20000 x 20000 slide (1.2 GB of pixels) opens and serves a tile in a few MB."""
+    psutil = pytest.importorskip("psutil")
+    path = make_synthetic_slide(tmp_path / "big.tif", (20000, 20000), tile=512, tissue_fraction=0.03, seed=1)
+    assert os.path.getsize(path) < 100e6
+    size = 20000 * 20000 * 3
+    process = psutil.Process()
+    import zarr  # noqa: F401 - imported by open_image; not part of what is measured
+
+    before = process.memory_info().rss
+    lazy = open_image(path)
+    assert lazy.is_multiscale and lazy.shape == (20000, 20000, 3)
+    tile = lazy.levels[0][9000:9512, 9000:9512].compute()
+    overview = lazy.levels[-1].compute()
+    grown = process.memory_info().rss - before
+    assert tile.shape == (512, 512, 3) and overview.shape[:2] == (312, 312)
+    assert grown < size / 20, f"resident memory grew by {grown / 1e6:.0f} MB"
+    with pytest.raises(ImageReadError, match="open_image"):
+        read_image(path)
+    lazy.close()
+
+
+# ---------------------------------------------------------------------------
+# Labels
+
+
+def test_labels_round_trip_as_compressed_uint32(tmp_path):
+    labels = np.zeros((40, 50), np.int64)
+    labels[5:15, 5:20] = 1
+    labels[20:30, 10:40] = 2**31 - 1
+    path = write_labels(tmp_path / "sub" / "labels.tif", labels)
+    assert path.exists() and sorted(p.name for p in path.parent.iterdir()) == ["labels.tif"]
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        assert page.dtype == np.uint32
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    back = read_labels(path)
+    assert back.dtype == np.int32
+    np.testing.assert_array_equal(back, labels)
+
+
+def test_write_labels_options_and_refusals(tmp_path):
+    labels = np.eye(6, dtype=np.uint8)
+    path = write_labels(tmp_path / "l.tiff", labels)
+    with pytest.raises(FileExistsError):
+        write_labels(path, labels, overwrite=False)
+    write_labels(path, labels * 3)
+    assert read_labels(path).max() == 3
+    np.testing.assert_array_equal(read_labels(write_labels(tmp_path / "b.tif", labels.astype(bool))), labels)
+    with pytest.raises(ValueError, match=r"\.tif"):
+        write_labels(tmp_path / "l.png", labels)
+    with pytest.raises(TypeError, match="integer"):
+        write_labels(tmp_path / "f.tif", labels.astype(float))
+    with pytest.raises(ValueError, match="0.."):
+        write_labels(tmp_path / "n.tif", -labels.astype(int))
+    with pytest.raises(ValueError, match="2-D"):
+        write_labels(tmp_path / "3d.tif", np.zeros((2, 3, 4), int))
+
+
+def test_read_labels_from_png_and_refusals(tmp_path, rgb):
+    labels = (np.arange(30 * 40).reshape(30, 40) % 700).astype(np.uint16)
+    Image.fromarray(labels).save(tmp_path / "l.png")
+    np.testing.assert_array_equal(read_labels(tmp_path / "l.png"), labels)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    with pytest.raises(ImageReadError, match="single-channel"):
+        read_labels(tmp_path / "rgb.png")
+    Image.fromarray(rgb).save(tmp_path / "rgb.jpg")
+    with pytest.raises(ImageReadError, match="lossy"):
+        read_labels(tmp_path / "rgb.jpg")
+    tifffile.imwrite(tmp_path / "f.tif", np.zeros((4, 4), np.float32))
+    with pytest.raises(ImageReadError, match="integers"):
+        read_labels(tmp_path / "f.tif")
+
+
+# ---------------------------------------------------------------------------
+# Real files
+
+
+def test_real_images_and_labels(shared_data):
+    monuseg = sorted((shared_data / "monuseg-train" / "Tissue_Images").glob("*.png"))[0]
+    image = read_image(monuseg)
+    assert image.shape == (1000, 1000, 3) and image.dtype == np.uint8
+    cpm = shared_data / "cpm15"
+    tile = read_image(cpm / "image01.png")  # RGBA on disk
+    labels = read_labels(cpm / "image01_labels.png")  # uint16 on disk
+    assert tile.shape[:2] == labels.shape and tile.shape[2] == 3
+    assert labels.dtype == np.int32 and labels.max() > 50
+    ki67 = read_image(shared_data / "deepliif-ki67-sample" / "Bladder1.png")
+    assert ki67.shape == (512, 3072, 3)
