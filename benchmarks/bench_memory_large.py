@@ -4,7 +4,10 @@ Writes a synthetic tiled pyramidal TIFF (``make_synthetic_slide``) of each
 size in a child process, then segments it with :func:`segment_large` in a
 fresh child process that reports its peak resident set size
 (``resource.getrusage``) and the RSS before the slide was opened. If memory
-is bounded, the peak does not grow with the slide size.
+is bounded, the peak does not grow with the slide size. An untrained
+architecture (the default, harunet-lite) runs in full but its outputs are
+replaced by a fixed hematoxylin detector's, so that the instance step sees
+real nuclei (see ``bench_inference.NetworkWithDetector``).
 
 Usage::
 
@@ -25,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 
@@ -45,14 +47,12 @@ def write_slide(path: Path, size: int, tissue_fraction: float, seed: int) -> Non
 def segment(path: Path, out: Path, model_name: str, block: int, threads: int) -> dict:
     import torch
 
+    from bench_inference import load_for_pipeline
     from napari_ihcseg.inference import segment_large
     from napari_ihcseg.io import open_image
-    from napari_ihcseg.models import load_model
 
     torch.set_num_threads(threads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an untrained architecture warns; speed and memory are what we measure
-        model = load_model(model_name, device="cpu")
+    model_name, model = load_for_pipeline(model_name, "cpu")
     before = _rss_mb()
     started = time.perf_counter()
     with open_image(path) as img:

@@ -133,7 +133,9 @@ def main() -> None:
         return
     tf32 = torch.backends.cudnn.allow_tf32
     print(f"\nCUDA ({torch.cuda.get_device_name(0)}; cuDNN TF32 for fp32 convolutions: {tf32})")
-    print(f"{'model':<16}{'tile':>6}{'fp32 s':>9}{'bf16 s':>11}{'speed-up':>10}{'max|Δσ|':>10}{'max|Δz|/max|z|':>16}")
+    print(
+        f"{'model':<16}{'tile':>6}{'fp32 s':>9}{'bf16 s':>11}{'speed-up':>10}{'max|Δσ|':>10}{'max|Δz|/max|z|':>16}"
+    )
     for name in names:
         model = make_model(name).cuda().to(memory_format=torch.channels_last)
         for size in args.sizes:

@@ -99,7 +99,8 @@ def _assert_rows_match_summaries(cohort: pd.DataFrame, out: Path) -> None:
         assert row.seconds == pytest.approx(summary["seconds"])
 
 
-def _mtimes(out: Path, stems) -> dict[str, int]:
+def _mtimes(out: Path, stems: set[str]) -> dict[str, int]:
+    """Modification times of every output of these slides."""
     return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name.split(".")[0] in stems}
 
 
@@ -110,9 +111,10 @@ def test_folder_with_a_broken_file_on_two_workers(client, slides_dir, tmp_path, 
     assert report.counts == {"ok": 4, "skipped": 0, "failed": 1, "cancelled": 0}
     (broken,) = report.failed
     assert broken.slide.name == "broken.tif" and "\n" not in broken.error and broken.error
-    # Real worker processes, each of which loaded the model once.
+    # The work ran in separate worker processes, which keep their model for the next slide.
     states = client.run(_worker_state)
-    assert len(states) == 2 and all(pid != os.getpid() and n == 1 for pid, n in states.values())
+    assert len(states) == 2 and all(pid != os.getpid() for pid, _ in states.values())
+    assert {n for _, n in states.values()} <= {0, 1} and any(n == 1 for _, n in states.values())
 
     cohort = _cohort(out)
     assert list(cohort.columns) == list(COHORT_COLUMNS)
@@ -132,13 +134,13 @@ def test_folder_with_a_broken_file_on_two_workers(client, slides_dir, tmp_path, 
     assert set(cohort["model"].dropna()) == {report.results[0].summary["model"]["name"]}
 
     # The same folder through the CLI: the good slides are done, the broken one fails again.
-    before = _mtimes(out, "abcd")
+    before = _mtimes(out, set("abcd"))
     code = main(["batch", str(slides_dir), "--out", str(out), "--scheduler", client.scheduler.address,
                  *PIPELINE_ARGS])
     err = capsys.readouterr().err
     assert code == 1
     assert "broken.tif" in err and "Traceback" not in err
-    assert _mtimes(out, "abcd") == before
+    assert _mtimes(out, set("abcd")) == before
     again = _cohort(out)
     assert dict(zip(again["stem"], again["status"])) == {
         "a": "skipped", "b": "skipped", "broken": "failed", "c": "skipped", "d": "skipped"}
@@ -177,12 +179,12 @@ def test_killed_batch_resumes_without_touching_finished_slides(client, tiny_chec
 
     done = [s for s in stems if outputs_complete(out, s, OPTIONS)]
     assert 1 <= len(done) < len(stems)
-    finished = _mtimes(out, done)
+    finished = _mtimes(out, set(done))
 
     code = main([*args, "--scheduler", client.scheduler.address])
     assert code == 0
     assert all(outputs_complete(out, s, OPTIONS) for s in stems)
-    assert _mtimes(out, done) == finished
+    assert _mtimes(out, set(done)) == finished
     cohort = _cohort(out)
     assert dict(zip(cohort["stem"], cohort["status"])) == {s: "skipped" if s in done else "ok" for s in stems}
     _assert_rows_match_summaries(cohort, out)
@@ -278,3 +280,9 @@ def test_usage_errors_exit_2_with_one_line(case, message, slides_dir, tmp_path, 
     assert code == 2
     assert message in err[-1] and err[-1].startswith("ihcseg: error:")
     assert not (tmp_path / "out" / "cohort.csv").exists()
+
+
+def test_workers_and_scheduler_exclude_each_other(slides_dir, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", str(slides_dir), "--out", str(tmp_path), "--workers", "2", "--scheduler", "tcp://h:8786"])
+    assert exit_info.value.code == 2

@@ -106,7 +106,9 @@ def test_bad_input_is_rejected_clearly():
         model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize(("height", "width", "expected"), [(1, 1, (32, 32)), (32, 33, (32, 64)), (256, 250, (256, 256))])
+@pytest.mark.parametrize(
+    ("height", "width", "expected"), [(1, 1, (32, 32)), (32, 33, (32, 64)), (256, 250, (256, 256))]
+)
 def test_padded_size(height, width, expected):
     assert padded_size(height, width) == expected
 

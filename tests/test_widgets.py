@@ -107,12 +107,12 @@ def test_multiscale_field_of_view_and_whole_slide(make_napari_viewer, qtbot, ihc
                            choose_path=lambda title, suggested, f: str(tmp_path / "slide.nuclei.zarr"))
     qtbot.addWidget(widget)
     widget.model.setCurrentIndex(widget.model.findData("r2unet-lite"))
-    widget.tile.setValue(64)
-    widget.overlap.setValue(16)
+    widget.tile.setValue(192)  # one tile per run keeps the untrained model quick
+    widget.overlap.setValue(32)
     assert widget.scope.currentData() == "view", "a slide opens on the field-of-view choice"
 
-    viewer.camera.center = (140, 150)
-    viewer.camera.zoom = viewer.canvas.size[0] / 80  # about 80 pixels of the slide on screen
+    viewer.scene.camera.center = (140, 150)
+    viewer.scene.camera.zoom = viewer.canvas.size[0] / 80  # about 80 pixels of the slide on screen
     widget.run()
     wait_worker(qtbot, widget)
     fov = viewer.layers["nuclei"]
@@ -124,7 +124,7 @@ def test_multiscale_field_of_view_and_whole_slide(make_napari_viewer, qtbot, ihc
     widget.run()
     wait_worker(qtbot, widget)
     whole = viewer.layers["nuclei [1]"]
-    assert whole.multiscale and whole.data[0].shape == (192, 192), widget.status.text()
+    assert whole.data.shape == (192, 192) and whole.data.dtype == np.uint32, widget.status.text()
     assert (tmp_path / "slide.nuclei.zarr").exists()
     assert image.multiscale
 
@@ -185,6 +185,16 @@ def test_key_bindings_are_on_the_layer(make_napari_viewer, qtbot, store):
     viewer.cursor.position = (170, 170)
     layer.keymap[next(k for k in layer.keymap if str(k).lower() == "d")](layer)
     assert 3 not in layer.data, "D deletes the nucleus under the cursor"
+
+    # Draw a cut line across nucleus 2, press K on the cut-line layer.
+    widget.start_cut_line()
+    cuts = viewer.layers["cuts"]
+    assert viewer.layers.selection.active is cuts and cuts.mode == "add_line"
+    cuts.add_lines(np.array([[35, 100], [85, 100]]))
+    cuts.keymap[next(k for k in cuts.keymap if str(k).lower() == "k")](cuts)
+    assert layer.data[60, 90] != layer.data[60, 110] and {layer.data[60, 90], layer.data[60, 110]} == {2, 3}  # 3 was freed by D
+    assert len(cuts.data) == 0, "the used line is removed"
+    assert viewer.layers.selection.active is layer
 
 
 def test_split_by_instance_step_uses_kept_probabilities(make_napari_viewer, qtbot, store):
@@ -347,6 +357,7 @@ def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, t
     assert all(p is not None and p.exists() for p in paths.values())
     cells = read_cells_csv(paths["cells"])
     assert len(cells) == 3 and cells["included"].sum() == 2
+    assert "edit_status" in cells, "the table says which nuclei a human changed"
     assert read_summary_json(paths["summary_json"])["n_nuclei"] == 2
     assert len(read_geojson(paths["geojson"])) == 2
     assert paths["summary_csv"].read_text().splitlines()[0].startswith("n_nuclei,")

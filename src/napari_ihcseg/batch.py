@@ -515,8 +515,9 @@ def run_batch(
             record(i, SlideResult(slide, stem, "failed", error="no such file"))
         else:
             todo.append(i)
-    if len(results):
-        say(f"{len(results)} of {total} slides need no work (done before, or missing)")
+    skipped = sum(r.status == "skipped" for r in results.values())
+    if skipped:
+        say(f"{skipped} of {total} slides are already done and are skipped (--force redoes them)")
 
     address, link, interrupted = "", None, False
     if todo:
@@ -529,10 +530,13 @@ def run_batch(
             say(f"dashboard: {link}")
             if not client.scheduler_info().get("workers"):
                 say(f"no worker is connected to {address} yet; the slides wait for one")
-            run_id = uuid.uuid4().hex[:8]  # keys unique to this run on a shared scheduler
+            # Keys unique to this run on a shared scheduler, all in one task group
+            # ("ihcseg-slide"), so that the scheduler queues them and hands each
+            # to the next free worker.
+            run_id = uuid.uuid4().hex[:8]
             futures = {
                 client.submit(score_slide, str(slides[i]), str(out_dir), options, model_factory,
-                              key=f"ihcseg-{stems[i]}-{run_id}", pure=False): i
+                              key=f"ihcseg-slide-{run_id}-{i}", pure=False): i
                 for i in todo
             }
             pending = as_completed(futures)

@@ -183,8 +183,8 @@ def check_absolute_folder(text, *, what: str = "folder") -> Path:
 
 
 def in_memory(layer) -> bool:
-    """Labels held in memory (not a whole-slide pyramid): the ones that can be edited and scored."""
-    return not getattr(layer, "multiscale", False)
+    """Labels held in memory as a numpy array (not a lazy whole slide): they can be edited and scored."""
+    return not getattr(layer, "multiscale", False) and isinstance(unwrap(layer).data, np.ndarray)
 
 
 def layer_source(layer) -> str | None:
@@ -224,8 +224,10 @@ def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
     pixels cover the loaded chunks, which can be much larger).
     """
     h, w = (float(v) for v in viewer.canvas.size)
-    zoom = float(viewer.camera.zoom)
-    cy, cx = (float(v) for v in viewer.camera.center[-2:])
+    scene = getattr(viewer, "scene", None)
+    camera = scene.camera if scene is not None else viewer.camera  # napari >= 0.9 moved the camera
+    zoom = float(camera.zoom)
+    cy, cx = (float(v) for v in camera.center[-2:])
     point = np.asarray(viewer.dims.point, dtype=float)
     corners = []
     for dy, dx in ((-1, -1), (1, 1)):

@@ -123,8 +123,8 @@ class CorrectWidget(QWidget):
         if session is None:
             return
         t = session.tracker
-        parts = [f"{len(t.created)} nucleus/nuclei drawn, {len(t.changed)} changed, "
-                 f"{len(t.deleted)} deleted by hand ({t.n_edits} edit(s))."]
+        parts = [f"Edited by hand: {len(t.created)} drawn, {len(t.changed)} changed, {len(t.deleted)} deleted "
+                 f"({t.n_edits} edit(s))."]
         if t.n_edits:
             parts.append(f"Autosaved to {session.store.folder}.")
         self.status.setText(" ".join(parts))
@@ -207,15 +207,15 @@ class CorrectWidget(QWidget):
             return self.viewer.layers[CUTS_LAYER]
         if not create:
             return None
-        layer = self.viewer.add_shapes(name=CUTS_LAYER, edge_color="yellow", edge_width=1.5,
-                                       ndim=2, scale=self.layer.scale if self.layer is not None else None,
-                                       translate=self.layer.translate if self.layer is not None else None)
-        layer.bind_key("k", lambda _layer: self._run("split_with_line"), overwrite=True)
-        return layer
+        target = self.layer
+        return self.viewer.add_shapes(name=CUTS_LAYER, edge_color="yellow", edge_width=1.5, ndim=2,
+                                      scale=target.scale if target is not None else None,
+                                      translate=target.translate if target is not None else None)
 
     def start_cut_line(self) -> None:
-        """Add (or select) the cut-line layer in line-drawing mode."""
+        """Add (or select) the cut-line layer in line-drawing mode; K on it splits."""
         layer = self.cuts_layer(create=True)
+        layer.bind_key("k", lambda _layer: self._run("split_with_line"), overwrite=True)
         self.viewer.layers.selection.active = layer
         layer.mode = "add_line"
 

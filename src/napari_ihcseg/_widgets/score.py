@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg._atomic import atomic_path, write_text_atomic
 from napari_ihcseg.data.pairs import RecoveryStore
 from napari_ihcseg.scoring import (
     PRESETS,
@@ -165,11 +165,10 @@ class ScoreWidget(QWidget):
         self.score_button.clicked.connect(self.start)
         self.histogram = DabHistogram()
         self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["", "value"])
+        self.table.setHorizontalHeaderLabels(["Score", "Value"])
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setMinimumHeight(190)
         self.export_buttons = {}
         exports = QGridLayout()
         for i, (kind, text, _suffix, _filt) in enumerate(EXPORTS):
@@ -306,6 +305,8 @@ class ScoreWidget(QWidget):
             self.table.setItem(r, 0, QTableWidgetItem(name))
             self.table.setItem(r, 1, QTableWidgetItem(value))
         self.table.resizeColumnToContents(0)
+        header = self.table.horizontalHeader().height()
+        self.table.setMinimumHeight(header + sum(self.table.rowHeight(r) for r in range(len(rows))) + 6)
         included = cells["included"].to_numpy(bool)
         self.histogram.set_values(cells["dab_od_mean"].to_numpy()[included])
         for button in self.export_buttons.values():
@@ -319,6 +320,7 @@ class ScoreWidget(QWidget):
         from napari.utils.colormaps import DirectLabelColormap
 
         table = cells[["label", "dab_od_mean", "intensity_class", "included"]].rename(columns={"label": "index"})
+        table["dab_od_mean"] = table["dab_od_mean"].round(3)
         if "edit_status" in cells:
             table["edit_status"] = cells["edit_status"].to_numpy()
         layer.features = table.reset_index(drop=True)
@@ -378,17 +380,34 @@ class ScoreWidget(QWidget):
         cells["centroid_x"] += ox
         if kind == "cells":
             write_cells_csv(path, cells)
+            if "edit_status" in cells:  # which nuclei a human drew or changed, as a last column
+                _append_edit_column(path, cells["edit_status"])
         elif kind == "summary_json":
             write_summary_json(path, self.summary)
         elif kind == "summary_csv":
             write_text_atomic(path, summary_csv_text(self.summary))
         elif kind == "geojson":
             collection = nuclei_feature_collection(self.cells, np.asarray(self._layer.data))
+            if "edit_status" in self.cells:
+                edited = dict(zip(self.cells["label"].tolist(), (self.cells["edit_status"] != "").tolist()))
+                for feature in collection["features"]:
+                    m = feature["properties"]["measurements"]
+                    m["edited_by_hand"] = int(edited.get(int(m.get("label", -1)), False))
             if oy or ox:
                 _shift_features(collection, ox, oy)
             write_text_atomic(path, json.dumps(collection, separators=(",", ":"), allow_nan=False) + "\n")
         else:
             raise ValueError(f"unknown export {kind!r}")
+
+
+def _append_edit_column(path: Path, status) -> None:
+    """Add ``edit_status`` ("created", "changed" or empty) to a written cells table, atomically."""
+    import pandas as pd
+
+    table = pd.read_csv(path, keep_default_na=False)
+    table["edit_status"] = list(status)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def _shift_features(collection: dict, dx: float, dy: float) -> None:

@@ -354,6 +354,13 @@ class SegmentWidget(QWidget):
         self.progress.setValue(done)
 
     def _finished(self, result: SegmentResult, image_layer, spec: str) -> None:
+        try:
+            self._show(result, image_layer, spec)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            self.status.setText(f"Failed to show the result: {describe_error(exc)}")
+            show_error(f"Showing the nuclei failed: {describe_error(exc)}")
+
+    def _show(self, result: SegmentResult, image_layer, spec: str) -> None:
         self.last_result = result
         self.device_used.setText(result.device)
         for note in result.notes:
@@ -364,8 +371,9 @@ class SegmentWidget(QWidget):
         meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
                 "image_layer": image_layer.name, "instances": self.config().instance_options()}
         if result.path is not None:
-            labels = self.viewer.add_labels(open_labels_pyramid(result.path), name="nuclei", scale=scale,
-                                            translate=translate, metadata={"ihcseg": meta}, multiscale=True)
+            levels = open_labels_pyramid(result.path)
+            self.viewer.add_labels(levels if len(levels) > 1 else levels[0], name="nuclei", scale=scale,
+                                   translate=translate, metadata={"ihcseg": meta}, multiscale=len(levels) > 1)
             self.status.setText(f"Whole slide done: {result.path}. {' '.join(result.notes)}")
             return
         meta["probabilities"] = (result.mask_prob, result.contour_prob)
@@ -376,7 +384,7 @@ class SegmentWidget(QWidget):
         labels = self.viewer.add_labels(result.labels, name="nuclei", scale=scale, translate=translate,
                                         metadata={"ihcseg": meta}, opacity=0.5)
         n = int(result.labels.max()) if result.labels.size else 0
-        self.status.setText(f"Found {n} nuclei on {result.device}.")
+        self.status.setText(f"Found {n} {'nucleus' if n == 1 else 'nuclei'} on {result.device}.")
         offer_restore(session_for(labels, store=self.store), self.ask)
 
     def _failed(self, exc: BaseException) -> None:

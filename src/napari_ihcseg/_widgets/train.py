@@ -58,9 +58,11 @@ class LossPlot(QWidget):
             self.update()
 
     def smoothed(self) -> np.ndarray:
+        """Exponential moving average; short runs are smoothed less."""
+        alpha = max(SMOOTHING, 4.0 / max(len(self.losses), 1))
         out, level = [], None
         for v in self.losses:
-            level = v if level is None else (1 - SMOOTHING) * level + SMOOTHING * v
+            level = v if level is None else (1 - alpha) * level + alpha * v
             out.append(level)
         return np.asarray(out)
 

@@ -8,6 +8,9 @@ import sys
 from ._common import EXIT_OK, EXIT_SOME_FAILED, CLIError, output_dir, print_error, progress_bar
 from ._segment import add_pipeline_arguments, options_from_args
 
+#: Worker processes of the local cluster when --workers is not given.
+DEFAULT_WORKERS = 2
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +26,7 @@ def register(subparsers) -> None:
                              "with one slide path per line (relative to the file; # starts a comment)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=2, metavar="N",
+    where.add_argument("--workers", type=int, default=None, metavar="N",
                        help="worker processes of the local cluster, one thread each (default 2)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="use a running Dask scheduler, e.g. tcp://host:8786 (dask scheduler, "
@@ -75,15 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.batch import find_slides, run_batch
 
     options = options_from_args(args)
-    if args.workers < 1:
-        raise CLIError(f"--workers: must be at least 1, got {args.workers}")
+    workers = DEFAULT_WORKERS if args.workers is None else args.workers
+    if workers < 1:
+        raise CLIError(f"--workers: must be at least 1, got {workers}")
     try:
         slides = find_slides(args.input)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     out = output_dir(args.out)
     _check_model(options, local=args.scheduler is None)
-    where = f"scheduler {args.scheduler}" if args.scheduler else f"{args.workers} local worker(s)"
+    where = f"scheduler {args.scheduler}" if args.scheduler else f"{workers} local worker(s)"
     print(f"{len(slides)} slide(s) on {where}", file=sys.stderr)
 
     def on_slide(result) -> None:
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     try:
-        report = run_batch(slides, out, options, workers=args.workers, scheduler=args.scheduler,
+        report = run_batch(slides, out, options, workers=workers, scheduler=args.scheduler,
                            memory_limit=args.memory_limit, force=args.force,
                            progress=progress_bar(len(slides), "slides", unit="slide"),
                            on_slide=on_slide, notify=notify)

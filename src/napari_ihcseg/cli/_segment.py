@@ -124,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             unreadable += 1
             continue
-        except (OSError, ValueError, RuntimeError) as exc:
-            print(f"ihcseg: error: {path}: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one line per failed file, then the next file
+            print(f"ihcseg: error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
             continue
         line = f"{path}: {summary['n_nuclei']} nuclei"
-        if options.stain:
+        if options.stain and summary.get("positive_percent") is not None:
             line += f", {summary['positive_percent']:.1f} % positive, H-score {summary['h_score']:.0f}"
             if summary.get("allred_total_score") is not None:
                 line += f", Allred {summary['allred_total_score']}"

@@ -133,7 +133,9 @@ def save_checkpoint(
     if not overwrite:
         for existing in (weights_path, config_path):
             if existing.exists():
-                raise FileExistsError(f"{existing}: a checkpoint already exists here; pass overwrite=True to replace it")
+                raise FileExistsError(
+                    f"{existing}: a checkpoint already exists here; pass overwrite=True to replace it"
+                )
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: exists and is not a folder")
     training_dict = _json_dict(training, "training")

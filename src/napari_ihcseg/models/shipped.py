@@ -67,13 +67,25 @@ def _rank(name: str, folder: Path, device_type: str) -> tuple:
         tier = 1
     else:
         tier = 2
-    metrics = card.get("metrics") or {}
     scores = []
     for key in RANKING_METRICS:
-        value = metrics.get(key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        scores.append(-float(value) if ok else math.inf)
+        value = _metric(card, key)
+        scores.append(math.inf if value is None else -value)
     return (tier, *scores, name)
+
+
+def _metric(card: dict, key: str) -> float | None:
+    """A validation figure from the card: ``metrics`` (or ``validation.metrics``), as ``key`` or ``val_<key>``."""
+    validation = card.get("validation")
+    sources = [card.get("metrics"), validation.get("metrics") if isinstance(validation, dict) else None]
+    for metrics in sources:
+        if not isinstance(metrics, dict):
+            continue
+        for name in (key, f"val_{key}"):
+            value = metrics.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return float(value)
+    return None
 
 
 def default_checkpoint_name(device: str | torch.device = "auto") -> str | None:
@@ -81,8 +93,10 @@ def default_checkpoint_name(device: str | torch.device = "auto") -> str | None:
 
     Checkpoints whose card lists the device type under ``recommended_for``
     come first; then lite models on the CPU (and MPS) and full-size models on
-    CUDA; then the rest. Within a tier the card's validation ``metrics`` rank
-    them (``aji``, then ``dice``; higher is better), then the name.
+    CUDA; then the rest. Within a tier the card's validation figures rank
+    them (``aji``, then ``dice``, higher first, read from ``card["metrics"]``
+    or ``card["validation"]["metrics"]``, with or without a ``val_``
+    prefix), then the name.
 
     Parameters
     ----------

@@ -1,0 +1,117 @@
+"""``ihcseg segment`` and ``ihcseg models`` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from napari_ihcseg import pipeline
+from napari_ihcseg.cli import COMMANDS, main
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.io import read_labels
+
+from odnet import ODNet
+
+
+def _cli(*args, timeout=300):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="120")
+    return subprocess.run([sys.executable, "-m", "napari_ihcseg.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for i, seed in enumerate((1, 2)):
+        sample = make_synthetic_ihc((192, 224), seed=seed, density=0.3, positive_fraction=0.4)
+        Image.fromarray(sample.image).save(folder / f"field{i}.png")
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def odnet(monkeypatch):
+    monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (ODNet(stains=(0, 1)), "odnet"))
+
+
+def test_good_and_bad_files(inputs, tmp_path, odnet, capsys):
+    code = main(["segment", str(inputs / "field0.png"), str(inputs / "broken.tif"), str(inputs / "field1.png"),
+                 "--out", str(tmp_path), "--stain", "ki67", "--tile", "128", "--overlap", "32", "--overlay"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    bad_lines = [line for line in err.splitlines() if "broken.tif" in line]
+    assert len(bad_lines) == 1 and bad_lines[0].startswith("ihcseg: error:")
+    assert "Traceback" not in err
+    for stem in ("field0", "field1"):
+        labels = read_labels(tmp_path / f"{stem}.labels.tif")
+        summary = json.loads((tmp_path / f"{stem}.summary.json").read_text())
+        n = len(np.unique(labels[labels > 0]))
+        assert labels.shape == (192, 224)
+        assert summary["n_nuclei"] == n > 5
+        assert {"model", "device", "seconds", "ki67_index", "positive_percent"} <= set(summary)
+        assert summary["ki67_index"] == summary["positive_percent"]
+        assert len(pd.read_csv(tmp_path / f"{stem}.cells.csv")) == n
+        assert (tmp_path / f"{stem}.overlay.png").is_file()
+        assert f"{stem}.png: {n} nuclei" in out
+    assert not (tmp_path / "broken.summary.json").exists()
+
+
+def test_only_unreadable_inputs_exit_2(inputs, tmp_path, odnet, capsys):
+    assert main(["segment", str(inputs / "notes.txt"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--thresholds", "0.2,0.4,0.6"], "--thresholds needs --stain"),
+    (["--stain", "er", "--thresholds", "0.5,0.4,0.6"], "increasing"),
+    (["--tile", "100"], "multiple of 32"),
+    (["--roi", "missing.geojson"], "no such ROI file"),
+])
+def test_usage_errors(inputs, tmp_path, odnet, capsys, args, message):
+    assert main(["segment", str(inputs / "field0.png"), "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_is_a_usage_error(inputs, tmp_path, capsys):
+    assert main(["segment", str(inputs / "field0.png"), "--out", str(tmp_path), "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "harunet-lite" in err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"ihcseg {command}" in capsys.readouterr().out
+
+
+def test_subprocess_default_model_with_a_bad_file(inputs, tmp_path):
+    result = _cli("segment", inputs / "field0.png", inputs / "broken.tif", "--out", tmp_path, "--stain", "er")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sum("broken.tif" in line for line in result.stderr.splitlines()) == 1
+    labels = read_labels(tmp_path / "field0.labels.tif")
+    summary = json.loads((tmp_path / "field0.summary.json").read_text())
+    assert summary["n_nuclei_segmented"] == len(np.unique(labels[labels > 0]))
+    assert summary["interpretation"] in {"negative", "low positive", "positive", None}
+
+
+def test_subprocess_models_lists_architectures():
+    result = _cli("models")
+    assert result.returncode == 0, result.stderr
+    for name in ("r2unet", "r2unet-lite", "harunet", "harunet-lite", "unet-resnet50"):
+        assert name in result.stdout
+    info = json.loads(_cli("models", "--json").stdout)
+    assert {a["name"] for a in info["architectures"]} >= {"harunet-lite", "r2unet"}
+    for ckpt in info["checkpoints"]:
+        assert len(ckpt["sha256"]) == 64
