@@ -139,7 +139,7 @@ def bench_models(names: list[str], image: np.ndarray, tile: int) -> None:
         t16, (m16, _) = timed_predict(image, model, tile=tile, overlap=min(64, tile // 4), device="cpu", amp="bf16")
         diff = np.abs(m16 - m32)
         flips = np.mean((m16 > 0.5) != (m32 > 0.5))
-        print(f"{name:<16} {params:>9.1f} {flops / 1e9:>11.1f} {mpx / t32:>10.3f} {mpx / t16:>10.3f} "
+        print(f"{name:<16} {params:>9.1f} {flops / 1e9:>11.1f} {mpx / t32:>10.4f} {mpx / t16:>10.4f} "
               f"{t32 / t16:>8.2f}x {diff.max():>9.4f} {diff.mean():>10.5f} {flips:>10.4%}", flush=True)
 
 

@@ -19,9 +19,15 @@ and it continues from ``OUT/state``. Example (background, logging to a file)::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+# OpenMP threads that spin while waiting waste most of the CPU (and slow
+# every other process) on a shared machine: wait passively. This must be set
+# before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Validation images, fixed so every run and every model is judged on the same split.
 VAL_NAMES = (

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 from napari_ihcseg.batch import COHORT_COLUMNS, SUMMARY_COLUMNS, find_slides, run_batch
 from napari_ihcseg.cli import main
-from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
 from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
 
@@ -78,6 +79,16 @@ def _worker_state():
 
     from napari_ihcseg import batch
     return os.getpid(), len(batch._WORKER_MODEL)
+
+
+def _as_whole_slides(pixels: int | None, default_scheduler: str | None) -> None:
+    """In a worker: treat images above ``pixels`` as whole slides; set dask's default scheduler."""
+    import dask
+
+    from napari_ihcseg import pipeline
+
+    pipeline.LARGE_IMAGE_PIXELS = pixels or 64 * 2**20
+    dask.config.set(scheduler=default_scheduler)
 
 
 def _cohort(out: Path) -> pd.DataFrame:
@@ -223,6 +234,27 @@ def test_force_recomputes_and_a_plain_rerun_does_not(client, slides_dir, tmp_pat
     assert (out / "a.overlay.png").is_file()
 
 
+def test_whole_slides_are_read_block_by_block_on_the_workers(client, tmp_path):
+    slide = make_synthetic_slide(tmp_path / "slides" / "ws.ome.tif", (512, 768), tile=256, seed=5,
+                                 tissue_fraction=0.6, compression="zlib")
+    out = tmp_path / "out"
+    # Workers of a cluster started from a session with a default client inherit
+    # "dask.distributed" as dask's scheduler; the slide's blocks must still be read in the task.
+    client.run(_as_whole_slides, 256 * 256, "dask.distributed")
+    try:
+        report = run_batch([slide], out, PipelineOptions(stain="ki67", tile=128, overlap=32, block=256),
+                           scheduler=client, model_factory=FACTORY)
+    finally:
+        client.run(_as_whole_slides, None, None)
+    (result,) = report.results
+    assert result.status == "ok", result.error
+    assert result.stem == "ws" and result.summary["large"]
+    labels = read_labels(output_paths(out, "ws")["labels"])
+    assert labels.shape == (512, 768)
+    assert result.summary["n_nuclei_segmented"] == len(np.unique(labels[labels > 0])) > 10
+    assert _cohort(out)["n_nuclei"].tolist() == [result.summary["n_nuclei"]]
+
+
 def test_slide_list_resolves_relative_paths_and_reports_missing_ones(client, slides_dir, tiny_checkpoint,
                                                                      tmp_path, capsys):
     listing = tmp_path / "lists" / "cohort.txt"
@@ -258,6 +290,8 @@ def test_folder_scan_leaves_out_hidden_files_and_earlier_outputs(tmp_path):
     ("scheduler", "scheduler 'not-an-address'"),
     ("workers", "--workers"),
     ("memory", "memory limit"),
+    ("model", "--model: 'no-such-model' is not"),
+    ("device", "cuda"),
 ])
 def test_usage_errors_exit_2_with_one_line(case, message, slides_dir, tmp_path, capsys):
     source, extra = str(slides_dir), []
@@ -273,9 +307,14 @@ def test_usage_errors_exit_2_with_one_line(case, message, slides_dir, tmp_path, 
         extra = ["--scheduler", "not-an-address"]
     elif case == "workers":
         extra = ["--workers", "0"]
-    else:
+    elif case == "memory":
         extra = ["--memory-limit", "lots"]
-    code = main(["batch", source, "--out", str(tmp_path / "out"), "--model", "harunet-lite", *extra])
+    model = "no-such-model" if case == "model" else "harunet-lite"
+    if case == "device":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra = ["--device", "cuda"]
+    code = main(["batch", source, "--out", str(tmp_path / "out"), "--model", model, *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert message in err[-1] and err[-1].startswith("ihcseg: error:")

@@ -121,3 +121,12 @@ def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
     # No temporary debris left beside the outputs.
     assert sorted(p.name for p in (tmp_path / "large").iterdir()) == sorted(large["outputs"].values()) + [
         "slide.summary.json"]
+
+
+def test_changed_options_or_model_make_outputs_stale(field_png, tmp_path):
+    path, _ = field_png
+    opts = PipelineOptions(model="odnet", tile=128, overlap=32)
+    process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
+    assert outputs_complete(tmp_path, "field", opts)
+    assert not outputs_complete(tmp_path, "field", PipelineOptions(model="odnet", tile=128, overlap=32, min_size=40))
+    assert not outputs_complete(tmp_path, "field", PipelineOptions(model="other", tile=128, overlap=32))

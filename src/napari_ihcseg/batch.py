@@ -328,6 +328,8 @@ def score_slide(slide: str, out_dir: str, options: PipelineOptions,
         ``{"status": "ok", "summary": ..., "seconds": ...}`` or
         ``{"status": "failed", "error": <one line>, "seconds": ...}``.
     """
+    import dask
+
     from napari_ihcseg.io import open_image
     from napari_ihcseg.pipeline import process_image
 
@@ -336,10 +338,13 @@ def score_slide(slide: str, out_dir: str, options: PipelineOptions,
         out = Path(out_dir)
         # Without its summary the slide never looks finished while it is redone.
         _clear_previous(out, image_stem(slide))
-        with open_image(slide):  # an unreadable file fails before a model is loaded for it
-            pass
-        model, name = worker_model(options, model_factory)
-        summary = process_image(slide, out, options, model=model, model_name=name)
+        # The slide's lazy blocks are read in this task's thread, never sent
+        # back to the cluster as tasks of their own.
+        with dask.config.set(scheduler="synchronous"):
+            with open_image(slide):  # an unreadable file fails before a model is loaded for it
+                pass
+            model, name = worker_model(options, model_factory)
+            summary = process_image(slide, out, options, model=model, model_name=name)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a cohort row
         return {"status": "failed", "error": _one_line(exc), "seconds": round(time.perf_counter() - started, 3)}
     return {"status": "ok", "summary": summary, "seconds": summary.get("seconds")}

@@ -179,6 +179,12 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
             return False
         if (options.stain or None) != (summary.get("stain") or None):
             return False
+        # Any option that changes the result (tiling, thresholds, region, ...)
+        # or another model makes the old outputs stale.
+        if summary.get("options") != _jsonable(_option_record(options)):
+            return False
+        if options.model is not None and str(options.model) != summary.get("model", {}).get("name"):
+            return False
     return all((Path(out_dir) / name).is_file() for name in listed.values())
 
 
@@ -318,13 +324,18 @@ def process_image(
         "device": str(result.get("device") or resolve_device(options.device)),
         "seconds": round(time.perf_counter() - started, 3),
         "large": large,
-        "options": {k: v for k, v in asdict(options).items() if k != "model"},
+        "options": _option_record(options),
         "version": __version__,
         "status": "ok",
         "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
     })
     write_json_atomic(paths["summary"], _jsonable(summary))
     return summary
+
+
+def _option_record(options: PipelineOptions) -> dict:
+    """The options recorded in the summary (the model is recorded on its own)."""
+    return {k: v for k, v in asdict(options).items() if k != "model"}
 
 
 def _jsonable(obj):

@@ -120,11 +120,8 @@ class LayerChoice(QComboBox):
     def refresh(self, *_args) -> None:
         current = self.currentText()
         layers = self._matching()
-        for layer in layers:  # follow renames
-            try:
-                layer.events.name.connect(self.refresh, unique=True)
-            except TypeError:  # older event emitters have no ``unique``
-                layer.events.name.connect(self.refresh)
+        for layer in layers:  # follow renames (connecting twice is a no-op)
+            layer.events.name.connect(self.refresh)
         names = ([self.NONE_TEXT] if self._allow_none else []) + [layer.name for layer in layers]
         if names == [self.itemText(i) for i in range(self.count())]:
             return

@@ -39,7 +39,10 @@ from ._session import offer_restore, session_for
 #: Modes offered, as (label shown, core mode).
 MODES = (("Whole image", "whole"), ("Region (shapes, else the current view)", "region"),
          ("Tiles (of the shapes' region, else the whole image)", "tiles"))
-STAINS = ("ki67", "er", "pr", "H&E", "other")
+#: Stains offered; recorded in ``dataset.json`` as shown (the training readers' names).
+STAINS = ("Ki-67", "ER", "PR", "H&E", "other")
+#: Scoring preset keys (as the Score widget records them) to those names.
+_FROM_PRESET = {"ki67": "Ki-67", "er": "ER", "pr": "PR"}
 
 
 class SavePairsWidget(QWidget):
@@ -125,8 +128,9 @@ class SavePairsWidget(QWidget):
         if layer is None or isinstance(layer.data, list):
             return
         meta = layer.metadata.get("ihcseg", {})
-        if meta.get("stain") in STAINS:
-            self.stain.setCurrentText(meta["stain"])
+        stain = _FROM_PRESET.get(meta.get("stain"), meta.get("stain"))
+        if stain in STAINS:
+            self.stain.setCurrentText(stain)
         if meta.get("pixel_size_um"):
             self.pixel_size.setValue(float(meta["pixel_size_um"]))
         offer_restore(session_for(layer, store=self.store), self.ask)

@@ -46,6 +46,7 @@ from ._common import (
     layer_source,
     show_error,
     show_info,
+    unwrap,
 )
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._livescore import LiveScore
@@ -203,6 +204,8 @@ class ScoreWidget(QWidget):
             slider.valueChanged.connect(self._sliders_moved)
         self.histogram.thresholds_changed.connect(self.set_thresholds)
         self.roi_choice.currentIndexChanged.connect(self._roi_changed)
+        self.labels_choice.currentIndexChanged.connect(self._choice_changed)
+        self.image_choice.currentIndexChanged.connect(self._choice_changed)
         self.colour.toggled.connect(lambda *_: self._refresh.trigger())
         self._stain_changed()
 
@@ -252,16 +255,38 @@ class ScoreWidget(QWidget):
         except Exception as exc:  # noqa: BLE001 - reported to the user
             show_error(f"Scoring failed: {describe_error(exc)}")
             return
-        if self._layer is not None and self._layer is not layer:
-            self._restore_colormap()
+        layer = unwrap(layer)
         if self._layer is not layer:
-            session = session_for(layer, store=self.store)
-            session.changed.connect(self._labels_changed)
+            self._detach()
+            session_for(layer, store=self.store).changed.connect(self._labels_changed)
         self._layer, self._origin = layer, origin
         meta = layer.metadata.setdefault("ihcseg", {})
         meta["stain"] = self.stain.currentData()
         self._roi_changed()
         self.refresh()
+
+    def _detach(self) -> None:
+        """Stop following the layer scored so far and give it its colours back."""
+        if self._layer is None:
+            return
+        self._restore_colormap()
+        session = session_for(self._layer, create=False)
+        if session is not None:
+            session.changed.disconnect(self._labels_changed)
+        self._layer = None
+
+    def _choice_changed(self, *_args) -> None:
+        """Another image or nuclei layer: the old table no longer applies."""
+        chosen = self.labels_choice.layer()
+        if self.live is None or (chosen is not None and unwrap(chosen) is self._layer
+                                 and self.image_choice.layer() is not None):
+            return
+        self._detach()
+        self.live = self.cells = self.summary = None
+        self.table.setRowCount(0)
+        self.histogram.set_values([])
+        for button in self.export_buttons.values():
+            button.setEnabled(False)
 
     def _labels_changed(self, change) -> None:
         if self.live is None or self._layer is None:

@@ -314,10 +314,14 @@ class SegmentWidget(QWidget):
         progress = self._relay.progressed.emit
         source = layer_source(layer) or layer.name
         if self.scope.currentData() == "whole" and layer.multiscale:
-            out = self.choose_path("Write the whole-slide nuclei to", str(Path(source).with_suffix(".nuclei.zarr")),
+            folder = Path(source).parent if Path(source).is_absolute() else Path.home()
+            stem = Path(source).name.split(".")[0] or "slide"
+            out = self.choose_path("Write the whole-slide nuclei to", str(folder / f"{stem}.nuclei.zarr"),
                                    "Zarr (*.zarr)")
             if not out:
                 return
+            if not Path(out).expanduser().is_absolute():
+                raise ValueError(f"{out}: choose an absolute path for the whole-slide nuclei")
             job = (_segment_slide, list(layer.data), source, spec, device, config, out, progress, self._cancel)
         else:
             if self.scope.currentData() == "view":

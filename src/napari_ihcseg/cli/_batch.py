@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, CLIError, output_dir, print_error, progress_bar
 from ._segment import add_pipeline_arguments, options_from_args
@@ -58,8 +59,6 @@ def _check_model(options, local: bool) -> None:
         return
     if spec in shipped_checkpoints():
         return
-    from pathlib import Path
-
     if Path(spec).expanduser().is_dir():
         try:
             read_checkpoint_config(Path(spec).expanduser())
@@ -70,8 +69,9 @@ def _check_model(options, local: bool) -> None:
         print(f"ihcseg: warning: {spec!r} is an architecture, not a trained checkpoint: the model has "
               "random weights and its output is meaningless until it is trained", file=sys.stderr)
         return
-    raise CLIError(f"--model: {spec!r} is not a shipped checkpoint ({', '.join(shipped_checkpoints()) or 'none shipped'}), "
-                   f"a checkpoint folder or an architecture ({', '.join(list_models())})")
+    shipped = ", ".join(shipped_checkpoints()) or "none shipped"
+    raise CLIError(f"--model: {spec!r} is not a shipped checkpoint ({shipped}), a checkpoint folder "
+                   f"or an architecture ({', '.join(list_models())})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from .predict import DEFAULT_SIZE_MULTIPLE, check_rgb_image, plan_tiles, segment
 from .preprocess import preprocess_radius
 from .tiling import Box, round_up
 from .tissue import TissueMask, detect_tissue
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("napari_ihcseg.inference")
 
@@ -235,13 +239,13 @@ def _resolve_tissue(tissue, image, base) -> TissueMask | None:
 
 def segment_large(
     image,
-    model,
+    model: torch.nn.Module,
     *,
     out,
     config: InferenceConfig | None = None,
     block: int = DEFAULT_BLOCK,
     halo: int | None = None,
-    tissue="auto",
+    tissue: str | bool | TissueMask | np.ndarray = "auto",
     source: str | None = None,
     overwrite: bool = False,
     chunk: int = DEFAULT_CHUNK,
@@ -297,6 +301,25 @@ def segment_large(
     BlockReadError
         When a block cannot be decoded; the message names the file and the
         block position.
+    FileExistsError
+        When ``out`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np, torch, zarr
+    >>> class Dark(torch.nn.Module):  # "nucleus" wherever the image is dark
+    ...     size_multiple = 32
+    ...     def forward(self, x):
+    ...         m = 20 * (0.5 - x[:, :1])
+    ...         return m, m * 0 - 10
+    >>> img = np.full((300, 300, 3), 255, np.uint8)
+    >>> img[118:138, 118:138] = 0  # on the corner shared by four 128-pixel blocks
+    >>> out = segment_large(img, Dark(), out=pathlib.Path(tempfile.mkdtemp()) / "labels.zarr",
+    ...                     block=128, tissue=False, tile=64, overlap=16, device="cpu")
+    >>> labels = zarr.open_array(str(out), mode="r")[:]
+    >>> int(labels.max()), int((labels == 1).sum())
+    (1, 400)
     """
     started = time.perf_counter()
     config = (config or InferenceConfig()).replace(**options)

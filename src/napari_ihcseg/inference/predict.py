@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from .config import InferenceConfig
-from .control import ProgressCallback, CancelCheck, check_cancel, validate_callbacks
+from .control import CancelCheck, ProgressCallback, check_cancel, validate_callbacks
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
-from .tiling import Box, Stitcher, blend_window, round_up, tile_boxes
+from .tiling import BLEND_KINDS, Box, Stitcher, blend_window, round_up, tile_boxes
 
 log = logging.getLogger("napari_ihcseg.inference")
 
@@ -226,6 +226,8 @@ def predict(
     plan = plan_tiles(img.shape, tile=tile, overlap=overlap, size_multiple=multiple)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if blend not in BLEND_KINDS:
+        raise ValueError(f"unknown blend window {blend!r}; choose one of {', '.join(BLEND_KINDS)}")
     runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
     img = apply_preprocess(img, preprocess)
     if plan.padded_shape != plan.shape:
@@ -342,7 +344,7 @@ def segment_image(
     ...         m = 20 * (0.5 - x[:, :1])
     ...         return m, m * 0 - 10
     >>> img = np.full((64, 64, 3), 255, np.uint8); img[10:20, 10:20] = 0; img[40:50, 30:45] = 0
-    >>> labels = segment_image(img, Disk(), tile=64, device="cpu", amp=False)
+    >>> labels = segment_image(img, Disk(), tile=64, overlap=16, device="cpu", amp=False)
     >>> int(labels.max()), labels.dtype.name
     (2, 'int32')
     """

@@ -279,13 +279,20 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
     -------
     TrainResult
     """
+    threads = torch.get_num_threads()
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    try:
+        return _train(config, train_samples, val_samples, resume, progress, _as_cancel(cancel))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progress, is_cancelled) -> TrainResult:
     from napari_ihcseg.device import describe_device, resolve_device
 
     out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    is_cancelled = _as_cancel(cancel)
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
     device = resolve_device(config.device)
     resuming = resume and has_state(out)
     if resuming:

@@ -1,0 +1,189 @@
+"""The trainer on tiny synthetic data: learning, resume, cancel, CLI, fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+from skimage.io import imsave
+
+torch = pytest.importorskip("torch")
+
+from napari_ihcseg.data.datasets import Sample  # noqa: E402
+from napari_ihcseg.data.synthetic import make_synthetic_ihc  # noqa: E402
+from napari_ihcseg.models import load_checkpoint, read_checkpoint_config  # noqa: E402
+from napari_ihcseg.stain import compose, deconvolve  # noqa: E402
+from napari_ihcseg.training.augment import NO_AUGMENT  # noqa: E402
+from napari_ihcseg.training.trainer import TrainConfig, lr_at, train  # noqa: E402
+from napari_ihcseg.training.validate import evaluate_samples  # noqa: E402
+
+#: A narrow R2U-Net: learns 96-px synthetic fields in a few dozen steps on one thread.
+TINY = {"filters": (8, 16, 32, 64, 64, 64), "recur_num": 1}
+FAST = dict(model="r2unet-lite", model_options=TINY, batch_size=4, tile=64, stride=32, warmup_steps=5,
+            synthetic_fraction=0.0, augment=NO_AUGMENT, patience=None, num_threads=1, lr=1e-2)
+
+
+def fields(seeds, *, brown_background: float = 0.0) -> list[Sample]:
+    """Synthetic IHC fields; ``brown_background`` adds diffuse DAB outside nuclei (a domain shift)."""
+    out = []
+    for seed in seeds:
+        f = make_synthetic_ihc((96, 96), seed=seed, positive_fraction=0.0 if brown_background else 0.3)
+        image = f.image
+        if brown_background:
+            conc = deconvolve(image)
+            rng = np.random.default_rng(seed)
+            texture = 1 + 0.9 * ndi.gaussian_filter(rng.normal(0, 1, image.shape[:2]), 3)
+            conc[..., 1] += np.where(f.labels > 0, 0.0, brown_background * texture)
+            image = compose(conc)
+        out.append(Sample(image, f.labels, name=f"field{seed}", source="synthetic", stain="Ki-67"))
+    return out
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "weights.safetensors")
+
+
+def test_loss_decreases_on_a_tiny_overfit(tmp_path):
+    result = train(TrainConfig(out=str(tmp_path), epochs=3, max_steps_per_epoch=8, min_steps_per_epoch=8, **FAST),
+                   train_samples=fields([0, 1]), val_samples=[])
+    losses = [h["train_loss"] for h in result.history]
+    assert len(losses) == 3 and losses[-1] < 0.7 * losses[0]
+    assert result.best_checkpoint is not None and not result.cancelled
+
+
+def test_resume_continues_from_the_saved_step_with_the_same_state(tmp_path):
+    cfg = dict(epochs=2, max_steps_per_epoch=2, min_steps_per_epoch=2, **FAST)
+    data = fields([0, 1, 2])
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **cfg), train_samples=data, val_samples=[])
+
+    calls = []
+
+    def cancel():  # interrupt before the 4th step: mid-way through epoch 2
+        calls.append(1)
+        return len(calls) == 4
+
+    first = train(TrainConfig(out=str(tmp_path / "b"), **cfg), train_samples=data, val_samples=[], cancel=cancel)
+    assert first.cancelled and first.global_step == 3
+    state = json.loads((tmp_path / "b" / "state" / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 1, 3)
+
+    steps = []
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **cfg), train_samples=data, val_samples=[], resume=True,
+                    progress=lambda e: steps.append(e.global_step) if e.phase == "train" else None)
+    assert steps == [4], "the resumed run must run only the missing step"
+    assert resumed.global_step == straight.global_step == 4
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    a, b = _weights(tmp_path / "a" / "best"), _weights(tmp_path / "b" / "best")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    cfg = dict(epochs=1, max_steps_per_epoch=1, **FAST)
+    train(TrainConfig(out=str(tmp_path), **cfg), train_samples=fields([0]), val_samples=[])
+    changed = {**cfg, "lr": 0.5}
+    with pytest.raises(ValueError, match="lr changed"):
+        train(TrainConfig(out=str(tmp_path), **changed), train_samples=fields([0]), val_samples=[], resume=True)
+
+
+def test_cancel_stops_after_the_current_step_and_keeps_the_state(tmp_path):
+    stop = threading.Event()
+    events = []
+
+    def progress(event):
+        events.append(event)
+        if event.phase == "train" and event.global_step == 2:
+            stop.set()
+
+    result = train(TrainConfig(out=str(tmp_path), epochs=5, max_steps_per_epoch=10, min_steps_per_epoch=10, **FAST),
+                   train_samples=fields([0]), val_samples=[], progress=progress, cancel=stop)
+    assert result.cancelled and result.global_step == 2 and result.epochs_completed == 0
+    assert result.best_checkpoint is None
+    assert (tmp_path / "state" / "state.json").is_file()
+    train_events = [e for e in events if e.phase == "train"]
+    assert [e.global_step for e in train_events] == [1, 2]
+    assert all(e.total_steps == 50 and e.eta_seconds > 0 and np.isfinite(e.loss) for e in train_events)
+    assert events[-1].phase == "done"
+
+
+def _pairs_folder(root, seeds):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for s in fields(seeds):
+        pid = s.name
+        imsave(root / "images" / f"{pid}.png", s.image, check_contrast=False)
+        tifffile.imwrite(root / "masks" / f"{pid}.tif", s.labels.astype(np.uint32))
+    (root / "dataset.json").write_text(json.dumps({"format": "napari-ihcseg-pairs", "stain": "Ki-67",
+                                                   "tile_size": None, "stride": None}))
+    return root
+
+
+def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
+    from napari_ihcseg.cli import main
+
+    folder = _pairs_folder(tmp_path / "pairs", [0, 1, 2])
+    out = tmp_path / "run"
+    code = main(["train", str(folder), "--model", "r2unet-lite", "--epochs", "2", "--out", str(out), "--tile", "64",
+                 "--batch-size", "2", "--max-steps-per-epoch", "2", "--threads", "1", "--val-split", "0.3",
+                 "--synthetic-fraction", "0"])
+    assert code == 0
+    assert "checkpoint:" in capsys.readouterr().out
+    model = load_checkpoint(out / "best", device="cpu")
+    assert model.arch == "r2unet-lite"
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_loss", "val_dice", "val_aji", "val_pq"} <= set(rows[0])
+    document = read_checkpoint_config(out / "best")
+    split = document["training"]["split"]
+    assert len(split["val"]) == 1 and set(split["train"]).isdisjoint(split["val"])
+    assert any(d["name"] == "pairs" for d in document["card"]["data"])
+    assert "val_aji" in document["card"]["validation"]["metrics"]
+    # A missing data folder is a usage error, not a traceback.
+    assert main(["train", str(tmp_path / "nope"), "--model", "r2unet-lite", "--epochs", "1", "--out", str(out)]) == 2
+
+
+def test_fine_tuning_improves_a_shifted_domain(tmp_path):
+    """A model trained on one staining fails where the background is brown (diffuse DAB);
+    fine-tuning on four corrected fields of that domain fixes held-out fields of it, while
+    the same number of extra steps on the original domain does not."""
+    base_cfg = dict(epochs=1, max_steps_per_epoch=60, min_steps_per_epoch=60, **FAST)
+    train(TrainConfig(out=str(tmp_path / "base"), **base_cfg), train_samples=fields(range(6)), val_samples=[])
+    base = tmp_path / "base" / "best"
+    tune_cfg = {**base_cfg, "max_steps_per_epoch": 30, "min_steps_per_epoch": 30, "model": str(base)}
+    train(TrainConfig(out=str(tmp_path / "tuned"), **tune_cfg),
+          train_samples=fields(range(200, 204), brown_background=0.5), val_samples=[])
+    train(TrainConfig(out=str(tmp_path / "control"), **tune_cfg), train_samples=fields(range(6)), val_samples=[])
+
+    shifted_val = fields(range(300, 303), brown_background=0.5)
+    cpu = torch.device("cpu")
+
+    def score(path, samples):
+        return evaluate_samples(load_checkpoint(path, device="cpu"), samples, device=cpu)
+
+    assert score(base, fields([100, 101]))["aji"] > 0.5, "the base model must work on its own domain"
+    before = score(base, shifted_val)
+    control = score(tmp_path / "control" / "best", shifted_val)
+    after = score(tmp_path / "tuned" / "best", shifted_val)
+    assert after["aji"] > before["aji"] + 0.3
+    assert after["aji"] > control["aji"] + 0.3
+    assert after["dice"] > before["dice"] + 0.2
+    assert read_checkpoint_config(tmp_path / "tuned" / "best")["training"]["base_checkpoint"] == str(base.resolve())
+
+
+def test_config_round_trips_and_schedule_shape():
+    cfg = TrainConfig(out="x", val_names=("a", "b"), **FAST)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="multiple of 32"):
+        TrainConfig(out="x", tile=100)
+    lrs = [lr_at(s, total=100, base=1.0, warmup=10, min_ratio=0.1) for s in range(100)]
+    assert lrs[9] == pytest.approx(1.0) and max(lrs) <= 1.0
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] >= 0.1
