@@ -89,6 +89,8 @@ def test_resume_continues_from_the_saved_step_with_the_same_state(tmp_path):
 def test_resume_refuses_a_changed_configuration(tmp_path):
     cfg = dict(epochs=1, max_steps_per_epoch=1, **FAST)
     train(TrainConfig(out=str(tmp_path), **cfg), train_samples=fields([0]), val_samples=[])
+    with pytest.raises(ValueError, match="already holds a training run"):
+        train(TrainConfig(out=str(tmp_path), **cfg), train_samples=fields([0]), val_samples=[])
     changed = {**cfg, "lr": 0.5}
     with pytest.raises(ValueError, match="lr changed"):
         train(TrainConfig(out=str(tmp_path), **changed), train_samples=fields([0]), val_samples=[], resume=True)

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from ._common import EXIT_OK, CLIError, output_dir
 
+#: Default peak learning rates: training from scratch, and fine-tuning a checkpoint.
+SCRATCH_LR = 1e-3
+FINETUNE_LR = 2e-4
+
 DESCRIPTION = """\
 Train (or fine-tune) a nucleus model and write a checkpoint folder with a
 model card, metrics.csv and a resumable state.
@@ -41,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--tile", type=int, default=256, help="training tile size, multiple of 32 (default 256)")
     p.add_argument("--stride", type=int, default=None, help="tile grid step (default: the tile size)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (default {SCRATCH_LR:g} from scratch, {FINETUNE_LR:g} when fine-tuning)")
     p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps (default 100)")
     p.add_argument("--synthetic-fraction", type=float, default=0.1,
                    help="fraction of crops that are synthetic IHC fields (default 0.1)")
@@ -111,16 +116,21 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--tile must be a multiple of 32 and at least 64, got {args.tile}")
     if not 0 <= args.val_split < 1:
         raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
+    from napari_ihcseg.models import list_models
+
     model = args.model
-    if Path(model).expanduser().exists() and not Path(model).expanduser().is_dir():
-        raise CLIError(f"{model}: a checkpoint is a folder with weights.safetensors and config.json")
+    finetune = model not in list_models()
+    if finetune and not Path(model).expanduser().is_dir():
+        raise CLIError(f"--model {model!r}: neither a registered architecture ({', '.join(list_models())}) "
+                       "nor a checkpoint folder")
+    lr = args.lr if args.lr is not None else (FINETUNE_LR if finetune else SCRATCH_LR)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
     val_names = tuple(n.strip() for n in args.val_names.split(",") if n.strip()) if args.val_names else None
     try:
         config = TrainConfig(
             out=str(out), model=model, train_data=(_spec(args.dataset), *map(_spec, args.extra_data)),
             val_data=tuple(map(_spec, args.val_data)), val_fraction=args.val_split, val_names=val_names,
-            epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, stride=args.stride, lr=args.lr,
+            epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, stride=args.stride, lr=lr,
             warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
             seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
             patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment)

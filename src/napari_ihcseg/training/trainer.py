@@ -132,7 +132,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.monitor must be 'aji', 'pq' or 'dice', got {self.monitor!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        object.__setattr__(self, "model_options", dict(self.model_options))
+        object.__setattr__(self, "model_options", {k: tuple(v) if isinstance(v, list) else v
+                                                   for k, v in dict(self.model_options).items()})
         object.__setattr__(self, "train_data", tuple(self.train_data))
         object.__setattr__(self, "val_data", tuple(self.val_data))
         if self.val_names is not None:
@@ -270,6 +271,7 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
     resume : bool
         Continue from ``<out>/state`` if it exists (the configuration must be
         the same, except for ``epochs``, ``patience`` and the device).
+        Without it, a folder that already holds a run is refused.
     progress : callable, optional
         Receives a :class:`TrainProgress` after each step and validation.
     cancel : callable or threading.Event, optional
@@ -297,6 +299,8 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
     resuming = resume and has_state(out)
     if resuming:
         _check_resume_config(out, config)
+    elif has_state(out):
+        raise ValueError(f"{out}: already holds a training run; resume it or choose another output folder")
     torch.manual_seed(config.seed)
 
     model, base_checkpoint = _build_model(config.model, config.model_options)
@@ -335,7 +339,8 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
     step_times: list[float] = []
     val_seconds: list[float] = []
     last_save = time.monotonic()
-    cancelled = stopped_early = False
+    cancelled = False
+    stopped_early = config.patience is not None and info["bad_epochs"] >= config.patience
     best_metrics = next((h for h in info["history"] if h["epoch"] == info["best_epoch"]), None)
     lr = lr_at(info["global_step"], total=total_steps, base=config.lr, warmup=config.warmup_steps,
                min_ratio=config.min_lr_ratio)
