@@ -153,3 +153,23 @@ def test_real_monuseg_has_13_instance_and_17_mask_only_images(shared_data):
     counts = [int(s.labels.max()) for s in with_labels]
     assert min(counts) > 200 and max(counts) < 1200
     assert all(s.mask.any() for s in samples)
+
+
+def test_reads_what_the_pair_writer_saves(tmp_path):
+    from napari_ihcseg.data.pairs import save_pairs
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "pairs"
+    for name in ("slideA", "slideB"):
+        image = rng.integers(0, 255, (300, 280, 3), dtype=np.uint8)
+        labels = np.zeros((300, 280), np.int32)
+        labels[20:40, 20:40] = 7
+        labels[270:290, 250:270] = 9
+        save_pairs(folder, image, labels, mode="tiles", tile=256, source=f"/slides/{name}.svs", stain="ER")
+    samples = load_pairs_folder(folder)
+    assert len(samples) >= 4 and all(s.image.shape[:2] == s.labels.shape for s in samples)
+    assert {s.stain for s in samples} == {"ER"}
+    assert len({s.group for s in samples}) == 2, "tiles are grouped by their source slide"
+    assert all(set(np.unique(s.labels)) <= {0, 1, 2} for s in samples)
+    train, val = split_by_image(samples, 0.5, seed=0)
+    assert train and val and {s.group for s in train}.isdisjoint({s.group for s in val})

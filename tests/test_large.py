@@ -250,6 +250,9 @@ def test_tissue_detection_extremes():
     assert not detect_tissue(glass).mask.any()
     tissue = make_synthetic_ihc((256, 256), seed=3).image
     assert detect_tissue(tissue[::2, ::2]).fraction > 0.9
+    # Uniform images: Otsu is undefined; glass stays glass, stained tissue stays tissue.
+    assert not detect_tissue(np.full((64, 64, 3), 242, np.uint8)).mask.any()
+    assert detect_tissue(np.full((64, 64, 3), (150, 110, 160), np.uint8)).mask.all()
 
 
 def test_a_given_tissue_mask_is_scaled_to_the_slide():

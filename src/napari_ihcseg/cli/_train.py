@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.trainer import TrainConfig, train
 
     out = output_dir(args.out)
+    if (out / "state" / "state.json").is_file() and not args.resume:
+        raise CLIError(f"{out}: already holds a training run; add --resume to continue it, "
+                       "or choose another --out folder")
     if args.epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.tile % 32 or args.tile < 64:

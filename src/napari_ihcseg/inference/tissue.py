@@ -148,8 +148,8 @@ def tissue_threshold(od_sum: np.ndarray) -> float:
     from skimage.filters import threshold_otsu
 
     values = od_sum[np.isfinite(od_sum)]
-    if values.size == 0 or values.min() == values.max():
-        return MIN_TISSUE_OD if values.size == 0 or values.max() < MIN_TISSUE_OD else float(values.min())
+    if values.size == 0 or values.min() == values.max():  # one value: Otsu is undefined
+        return MIN_TISSUE_OD
     return float(np.clip(threshold_otsu(values), MIN_TISSUE_OD, MAX_TISSUE_OD))
 
 

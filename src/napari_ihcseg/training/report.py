@@ -72,8 +72,12 @@ def model_card(config, row: dict, split: dict, hardware: str, metrics: dict | No
               "use": "validation"} for k in val_kinds if k not in train_kinds]
     non_commercial = any(k in ("monuseg", "deepliif") for k in train_kinds + val_kinds)
     a = config.augment
+    licences = sorted({LICENCES.get(k, "see the data set") for k in train_kinds})
+    figures = {k: row[f"val_{k}"] for k in ("dice", "aji", "pq") if f"val_{k}" in row}
     return {
         "data": data,
+        "licence": "; ".join(licences),
+        "metrics": figures,
         "licence_note": ("weights trained on non-commercial data (MoNuSeg CC BY-NC-SA 4.0 / DeepLIIF "
                          "non-commercial): non-commercial research use only") if non_commercial else "",
         "preprocessing": (f"RGB in [0, 1], normalised inside the model; tiles of {config.tile} px every "
