@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="output folder (state, metrics.csv, best/)")
     parser.add_argument("--model", default="harunet-lite", help="architecture or checkpoint (default harunet-lite)")
     parser.add_argument("--data-root", default=str(default_data_root()), help="the shared data folder")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tile", type=int, default=256)

@@ -125,7 +125,8 @@ def test_rgba_is_flattened_onto_white(tmp_path, rgb):
         assert image.shape == rgb.shape
         assert np.abs(image - expected).max() <= 1
         assert (image[:, 0] == 255).all()  # fully transparent column is white
-        np.testing.assert_array_equal(open_image(tmp_path / name).levels[0].compute(), image)
+        with open_image(tmp_path / name) as lazy:
+            np.testing.assert_array_equal(lazy.levels[0].compute(), image)
     premultiplied = np.dstack([np.rint(rgb * a).astype(np.uint8), alpha])
     tifffile.imwrite(tmp_path / "pre.tif", premultiplied, photometric="rgb", extrasamples=["assocalpha"])
     assert np.abs(read_image(tmp_path / "pre.tif") - expected).max() <= 2
@@ -139,7 +140,8 @@ def test_16_bit_is_rescaled_by_the_full_range(tmp_path, rgb):
     (tmp_path / "a16.png").write_bytes(imagecodecs.png_encode(rgb16))
     for name in ("a16.tif", "a16.png"):
         np.testing.assert_array_equal(read_image(tmp_path / name), expected)
-    np.testing.assert_array_equal(open_image(tmp_path / "a16.tif").levels[0].compute(), expected)
+    with open_image(tmp_path / "a16.tif") as lazy:
+        np.testing.assert_array_equal(lazy.levels[0].compute(), expected)
     dark = (rgb16 // 16).astype(np.uint16)  # 12-bit data stays dark: no stretching per image
     tifffile.imwrite(tmp_path / "dark.tif", dark, photometric="rgb")
     assert read_image(tmp_path / "dark.tif").max() <= 16
@@ -211,7 +213,8 @@ def test_read_image_refuses_too_large_and_points_to_open_image(tmp_path, rgb):
     _bigtiff(path, rgb)
     with pytest.raises(ImageReadError, match="open_image"):
         read_image(path, max_pixels=1000)
-    assert open_image(path).shape == rgb.shape
+    with open_image(path) as lazy:
+        assert lazy.shape == rgb.shape
 
 
 def test_lazy_levels_pickle_and_survive_close(tmp_path, rgb):

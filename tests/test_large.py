@@ -132,7 +132,7 @@ def test_tiff_output_is_readable(field, tmp_path):
 
 
 def test_background_blocks_are_skipped(tmp_path):
-    path = make_synthetic_slide(tmp_path / "slide.tif", (512, 768), tile=256, tissue_fraction=0.3, seed=2,
+    path = make_synthetic_slide(tmp_path / "slide.tif", (384, 576), tile=256, tissue_fraction=0.3, seed=2,
                                 compression="zlib")
     with open_image(path) as img:
         tissue = detect_tissue(img)

@@ -170,6 +170,19 @@ def test_cancel_before_the_instance_step(field):
                       cancel=event)
 
 
+def test_rejected_tiles_are_not_run(field):
+    model = ODNet()
+    calls = []
+    full = predict(field.image, ODNet(), tile=128, overlap=32, device="cpu", amp=False)
+    mask, _, info = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False, return_info=True,
+                            keep_tile=lambda box: box.x1 <= 224, progress=lambda d, t: calls.append((d, t)))
+    plan = plan_tiles(field.image.shape, tile=128, overlap=32)
+    kept = [b for b in plan.boxes if b.x1 <= 224]
+    assert info.tiles == sum(model.batches) == len(kept) == calls[-1][1] < len(plan.boxes)
+    np.testing.assert_allclose(mask[:, :200], full[0][:, :200], atol=1e-5)  # fully inside kept tiles
+    assert (mask[:, 224:] == 0).all()  # covered by rejected tiles only
+
+
 def test_auto_device_reports_the_device_it_used(field):
     _, _, info = predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="auto", return_info=True)
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 #: The dock widgets opened by the demo, in order (display names in napari.yaml).
-DEMO_WIDGETS = ("Segment nuclei", "Score nuclei")
+DEMO_WIDGETS = ("Segment nuclei", "Correct nuclei", "Score nuclei")
 
 
 def _sample_path(folder: Path) -> Path:
