@@ -52,22 +52,37 @@ def segment(path: Path, out: Path, model_name: str, block: int, threads: int) ->
     from napari_ihcseg.io import open_image
 
     torch.set_num_threads(threads)
-    model_name, model = load_for_pipeline(model_name, "cpu")
+    if model_name == "detector":
+        from bench_inference import HematoxylinDetector
+
+        model = HematoxylinDetector()
+    else:
+        model_name, model = load_for_pipeline(model_name, "cpu")
     before = _rss_mb()
+    trace: list[float] = []  # resident memory at each progress report (every batch of tiles)
+
+    def progress(done: int, total: int) -> None:
+        trace.append(_rss_mb())
+
     started = time.perf_counter()
     with open_image(path) as img:
-        result = segment_large(img, model, out=out, block=block, overwrite=True, device="cpu", return_result=True)
+        result = segment_large(img, model, out=out, block=block, overwrite=True, device="cpu", return_result=True,
+                               progress=progress)
         shape = img.shape
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"shape": list(shape[:2]), "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
             "seconds": round(time.perf_counter() - started, 1), "blocks": result.blocks,
-            "skipped_blocks": result.skipped_blocks, "nuclei": result.n_nuclei}
+            "skipped_blocks": result.skipped_blocks, "nuclei": result.n_nuclei,
+            "rss_trace_mb": [round(v) for v in trace]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, nargs="+", default=[40000], help="slide side(s) in pixels")
-    parser.add_argument("--model", default="harunet-lite", help="checkpoint or architecture (default: harunet-lite)")
+    parser.add_argument("--model", default="harunet-lite",
+                        help="checkpoint, architecture, or 'detector' (the fixed hematoxylin detector alone, "
+                             "fast: memory without a network) (default: harunet-lite)")
+    parser.add_argument("--trace", action="store_true", help="print the resident memory during each run")
     parser.add_argument("--block", type=int, default=4096, help="block core size (default: 4096)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--tissue-fraction", type=float, default=0.3, help="tissue share of the slide (default: 0.3)")
@@ -105,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         tissue_blocks = r["blocks"] - r["skipped_blocks"]
         print(f"{size:>5}x{size:<6} {tissue_blocks:>6} of {r['blocks']:<5} {r['nuclei']:>9} {r['seconds']:>8.0f} "
               f"{r['rss_before_mb']:>14.0f} {r['peak_rss_mb']:>12.0f}", flush=True)
+        if args.trace:
+            trace = r["rss_trace_mb"]
+            step = max(1, len(trace) // 20)
+            print(f"{'':>12} resident MB through the run (every {step} batch(es)): {trace[::step]}", flush=True)
     return 0
 
 

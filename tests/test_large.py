@@ -22,7 +22,7 @@ from napari_ihcseg.inference import (
     segment_image,
     segment_large,
 )
-from napari_ihcseg.inference.large import block_grid
+from napari_ihcseg.inference.large import _new_ids, block_grid
 from napari_ihcseg.io import ImageReadError, open_image, read_labels
 from napari_ihcseg.metrics import aggregated_jaccard_index
 from napari_ihcseg.stain import H_DAB
@@ -220,6 +220,21 @@ def test_existing_output_and_bad_names_are_refused(field, tmp_path):
     out = segment_large(field.image[:64, :64], ODNet(), out=tmp_path / "taken.zarr", config=CONFIG, block=BLOCK,
                         tissue=False, overwrite=True)
     assert zarr.open_array(str(out), mode="r").shape == (64, 64)
+
+
+def test_a_nucleus_claimed_by_two_blocks_is_written_once():
+    # The earlier block wrote nucleus 5; this block's view of it (id 1) is shifted by a pixel.
+    current = np.zeros((20, 20), np.uint32)
+    current[2:10, 2:10] = 5
+    owned = np.zeros((20, 20), np.int32)
+    owned[3:11, 2:10] = 1  # 7 of its 8 rows are taken: the same nucleus
+    owned[12:18, 12:18] = 2  # a new nucleus
+    owned[9:12, 11:14] = 3  # touches nothing written
+    ids, dropped = _new_ids(owned, current, offset=5)
+    assert dropped == 1
+    assert (ids[owned == 1] == 0).all()
+    assert set(np.unique(ids)) == {0, 6, 7}
+    assert (ids[owned == 2] == 6).all() and (ids[owned == 3] == 7).all()
 
 
 def test_block_grid_cores_tile_the_image():

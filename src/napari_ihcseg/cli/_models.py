@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {c['name']}  ({c['arch']})" + (f"  default on {', '.join(default)}" if default else ""))
         print(f"    sha256   {c['sha256']}")
         if c["data"]:
-            data = c["data"] if isinstance(c["data"], str) else "; ".join(map(str, c["data"]))
+            data = c["data"] if isinstance(c["data"], str) else ", ".join(
+                f"{d.get('name')} ({d.get('use')})" if isinstance(d, dict) else str(d) for d in c["data"])
             print(f"    data     {data}")
         if c["licence"]:
             print(f"    licence  {c['licence']}")

@@ -19,7 +19,10 @@ nuclei it *owns* are written out:
 - Ids are the running count of nuclei written so far, so they are unique
   and consecutive (1..N) over the slide.
 - Writes are read-modify-write of the block's region of the output and never
-  overwrite a pixel already taken by a nucleus of an earlier block.
+  overwrite a pixel already taken by a nucleus of an earlier block. Should two
+  blocks both claim one nucleus (their masks of it differ, which a large
+  enough halo prevents), the later copy finds most of its pixels taken and is
+  dropped, so it is still counted once.
 
 Memory is that of one block with its halo, whatever the slide size
 (``docs/inference.md`` gives the measured figures). Blocks without tissue
@@ -159,6 +162,24 @@ def _owned(labels: np.ndarray, core: Box, region: Box, shape) -> tuple[np.ndarra
     lut = np.cumsum(keep).astype(np.int64)
     lut[~keep] = 0
     return lut[labels], int((touching & keep).sum())
+
+
+def _new_ids(owned: np.ndarray, current: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
+    """Global uint32 ids for a block's owned nuclei, and how many were dropped as duplicates.
+
+    A nucleus whose pixels are mostly written already (by an earlier block)
+    is the same nucleus seen from two blocks whose masks differ slightly, so
+    both placed its centroid in their own core; it is dropped. The rest are
+    numbered ``offset + 1, offset + 2, ...`` in order.
+    """
+    k = int(owned.max())
+    size = np.bincount(owned.ravel(), minlength=k + 1)
+    taken = np.bincount(owned[current > 0], minlength=k + 1)
+    keep = (size > 0) & (2 * taken <= size)
+    keep[0] = False
+    lut = np.zeros(k + 1, np.uint32)
+    lut[keep] = np.arange(offset + 1, offset + 1 + int(keep.sum()), dtype=np.uint32)
+    return lut[owned], int((size[1:] > 0).sum() - keep[1:].sum())
 
 
 @contextlib.contextmanager
@@ -362,6 +383,7 @@ def segment_large(
 
     n_written = 0
     touching = 0
+    duplicates = 0
     is_tiff = not out.name.lower().endswith(".zarr")
     with contextlib.ExitStack() as stack:
         if is_tiff:
@@ -378,16 +400,19 @@ def segment_large(
                                                                               f"x={region.x0}")
             labels = segment_image(pixels, model, config, cancel=cancel, keep_tile=keep,
                                    progress=OffsetProgress(progress, done, total, span=n_tiles) if progress else None)
+            del pixels
             done += n_tiles
             owned, n_touch = _owned(labels, core, region, shape)
+            del labels
             touching += n_touch
-            k = int(owned.max())
-            if k:
+            if owned.max():
                 current = np.asarray(labels_out[region.slices])
-                write = (owned > 0) & (current == 0)
-                current[write] = owned[write].astype(np.uint32) + np.uint32(n_written)
+                ids, n_dup = _new_ids(owned, current, n_written)
+                duplicates += n_dup
+                write = (ids > 0) & (current == 0)
+                current[write] = ids[write]
                 labels_out[region.slices] = current
-                n_written += k
+                n_written = max(n_written, int(ids.max()))
             if progress is not None:
                 progress(done, total)
         attrs = {"n_nuclei": n_written, "block": block, "halo": halo, "skipped_blocks": len(grid) - len(work),
@@ -395,9 +420,9 @@ def segment_large(
         labels_out.attrs.update(attrs)
         if is_tiff:
             zarr_to_tiff(labels_out, out, description=json.dumps(attrs))
-    if touching:
-        log.warning("%d nucleus/nuclei touch the halo edge of their block; a halo of %d px may cut them, "
-                    "use a larger halo", touching, halo)
+    if touching or duplicates:
+        log.warning("%d nucleus/nuclei touch the halo edge of their block and %d were claimed by two blocks; "
+                    "a halo of %d px is too small for them, use a larger halo", touching, duplicates, halo)
     result = LargeResult(out, shape, n_written, len(grid), len(grid) - len(work), total, halo, touching,
                          time.perf_counter() - started)
     log.info("segmented %s: %d nuclei in %d block(s) (%d without tissue) in %.1f s", source, n_written,

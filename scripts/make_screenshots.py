@@ -1,0 +1,156 @@
+"""Screenshots of each widget on the scikit-image IHC sample, for docs/user_guide.md.
+
+Run under a virtual display from the repository root:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
+        python scripts/make_screenshots.py --model NAME_OR_CHECKPOINT --out docs/images
+
+Writes segment.png, correct.png, score.png, pairs.png and train.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def wait(app, seconds: float = 0.5) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def wait_for(app, condition, timeout: float = 900) -> None:
+    end = time.time() + timeout
+    while not condition():
+        if time.time() > end:
+            raise TimeoutError("the widget did not finish")
+        app.processEvents()
+        time.sleep(0.05)
+
+
+def save(viewer, app, path: Path, width: int) -> None:
+    from PIL import Image
+
+    wait(app, 1.0)
+    img = viewer.screenshot(str(path), canvas_only=False, flash=False)
+    pil = Image.fromarray(np.asarray(img)[..., :3])
+    if pil.width > width:
+        pil = pil.resize((width, round(pil.height * width / pil.width)), Image.LANCZOS)
+    pil.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    print(path, pil.size, path.stat().st_size // 1024, "KiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out", default="docs/images")
+    parser.add_argument("--width", type=int, default=1400)
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ihcseg-shots-"))
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from skimage import data
+
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+    from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg._widgets.train import TrainWidget
+    from napari_ihcseg.data.pairs import RecoveryStore
+
+    store = RecoveryStore(work / "recovery")
+    catalog = work / "catalog.json"
+    viewer = napari.Viewer(title="napari-ihcseg")
+    app = QApplication.instance()
+    viewer.window._qt_window.resize(1500, 950)
+    image = viewer.add_image(data.immunohistochemistry(), name="IHC sample", rgb=True)
+
+    # Segment
+    seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
+    dock = viewer.window.add_dock_widget(seg, name="Segment nuclei", area="right")
+    index = seg.model.findData(args.model)
+    if index < 0:
+        seg.add_checkpoint(args.model)
+    else:
+        seg.model.setCurrentIndex(index)
+    seg.tile.setValue(256)
+    seg.run()
+    wait_for(app, lambda: not seg.running)
+    nuclei = viewer.layers["nuclei"]
+    viewer.reset_view()
+    save(viewer, app, out / "segment.png", args.width)
+    viewer.window.remove_dock_widget(dock)
+
+    # Correct: a cut line drawn across a nucleus, ready for K
+    corr = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    dock = viewer.window.add_dock_widget(corr, name="Correct nuclei", area="right")
+    labels = np.asarray(nuclei.data)
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    from scipy import ndimage as ndi
+
+    centres = np.array(ndi.center_of_mass(labels > 0, labels, ids))
+    inner = np.all((centres > 90) & (centres < np.array(labels.shape) - 90), axis=1)
+    sized = np.flatnonzero((counts >= 80) & (counts <= 400) & inner)  # a nucleus-sized object, not a blob
+    big = int(ids[sized[np.argmax(counts[sized])]] if sized.size else ids[np.argmax(counts)])
+    rr, cc = np.nonzero(labels == big)
+    cy, cx = rr.mean(), cc.mean()
+    half = (rr.max() - rr.min()) / 2 + 4
+    cuts = corr.cuts_layer(create=True)
+    cuts.add_lines(np.array([[cy - half, cx], [cy + half, cx]]))
+    viewer.scene.camera.center = (cy, cx)
+    viewer.scene.camera.zoom = 3
+    viewer.layers.selection.active = nuclei
+    nuclei.mode = "paint"
+    save(viewer, app, out / "correct.png", args.width)
+    corr.split_with_line()
+    viewer.window.remove_dock_widget(dock)
+    viewer.layers.remove(cuts)
+
+    # Score
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
+    score.stain.setCurrentIndex(score.stain.findData("ki67"))
+    score.start()
+    wait(app, 1.0)
+    viewer.reset_view()
+    nuclei.opacity = 0.6
+    save(viewer, app, out / "score.png", args.width)
+    viewer.window.remove_dock_widget(dock)
+
+    # Save pairs
+    pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=store)
+    dock = viewer.window.add_dock_widget(pairs, name="Save training pairs", area="right")
+    pairs.folder.setText(str(work / "ihc-pairs"))
+    pairs.mode.setCurrentIndex(pairs.mode.findData("tiles"))
+    pairs.stride.setValue(128)
+    pairs.save()
+    save(viewer, app, out / "pairs.png", args.width)
+    viewer.window.remove_dock_widget(dock)
+
+    # Train (a few steps, to show the curve)
+    train = TrainWidget(viewer, catalog=catalog)
+    dock = viewer.window.add_dock_widget(train, name="Train a model", area="right")
+    train.dataset.setText(str(work / "ihc-pairs"))
+    base = train.base.findData(args.model)
+    train.base.setCurrentIndex(base if base >= 0 else train.base.findData("r2unet-lite"))
+    train.epochs.setValue(2)
+    train.tile.setCurrentText("128")
+    train.batch.setValue(2)
+    train.max_steps.setValue(6)
+    train.start()
+    wait_for(app, lambda: not train.running, timeout=1800)
+    save(viewer, app, out / "train.png", args.width)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
