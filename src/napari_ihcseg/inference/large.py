@@ -206,6 +206,18 @@ def _new_ids(owned: np.ndarray, current: np.ndarray, offset: int) -> tuple[np.nd
     return lut[owned], int((size[1:] > 0).sum() - keep[1:].sum())
 
 
+def _write_block(labels_out, region: Box, owned: np.ndarray, n_written: int) -> tuple[int, int]:
+    """Merge a block's owned nuclei into the output; return the new count and the duplicates dropped."""
+    if not owned.max():
+        return n_written, 0
+    current = np.asarray(labels_out[region.slices])
+    ids, n_dup = _new_ids(owned, current, n_written)
+    write = (ids > 0) & (current == 0)
+    current[write] = ids[write]
+    labels_out[region.slices] = current
+    return max(n_written, int(ids.max())), n_dup
+
+
 @contextlib.contextmanager
 def _atomic_directory(path: Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; move it onto ``path`` on success."""
@@ -429,14 +441,8 @@ def segment_large(
             owned, n_touch = _owned(labels, core, region, shape)
             del labels
             touching += n_touch
-            if owned.max():
-                current = np.asarray(labels_out[region.slices])
-                ids, n_dup = _new_ids(owned, current, n_written)
-                duplicates += n_dup
-                write = (ids > 0) & (current == 0)
-                current[write] = ids[write]
-                labels_out[region.slices] = current
-                n_written = max(n_written, int(ids.max()))
+            n_written, n_dup = _write_block(labels_out, region, owned, n_written)
+            duplicates += n_dup
             del owned
             _trim_heap()
             if progress is not None:

@@ -33,7 +33,7 @@ from .tiling import Box
 #: Otsu's threshold on the OD sum is clipped to ``background + [MIN_MARGIN,
 #: MAX_MARGIN]``, the background being the 1st percentile of the OD sum. On two
 #: pale Ki-67 fields (``ki67-points``) margins up to 0.05 keep every annotated
-#: nucleus inside the mask; Otsu alone keeps half of them.
+#: nucleus inside the mask; Otsu alone leaves about half of them outside.
 MIN_MARGIN = 0.02
 MAX_MARGIN = 0.05
 #: Percentile of the low-resolution OD sum taken as the glass level.
