@@ -119,6 +119,38 @@ def test_he_to_ihc_puts_dab_only_in_positive_nuclei():
     assert deconvolve(none, H_DAB)[..., 1][inside].mean() < 0.06   # all negative: blue nuclei
 
 
+def test_he_to_ihc_pale_counterstain_scales_hematoxylin():
+    image, labels = _he_like()
+    inside = labels > 0
+    strong = he_to_ihc(image, labels, np.random.default_rng(2), positive_fraction=(0.0, 0.0),
+                       hematoxylin_scale=(1.0, 1.0))
+    pale = he_to_ihc(image, labels, np.random.default_rng(2), positive_fraction=(0.0, 0.0),
+                     hematoxylin_scale=(0.2, 0.2))
+    h_strong = deconvolve(strong, H_DAB)[..., 0][inside].mean()
+    h_pale = deconvolve(pale, H_DAB)[..., 0][inside].mean()
+    assert 0.1 < h_pale / h_strong < 0.35              # a fifth of the optical density, give or take the stains
+    assert deconvolve(pale, H_DAB)[..., 0][inside].mean() > deconvolve(pale, H_DAB)[..., 0][~inside].mean()
+
+
+def test_he_to_ihc_brown_rim_and_haze_stay_outside_the_truth():
+    from scipy import ndimage as ndi
+
+    image, labels = _he_like()
+    inside = labels > 0
+    ring = ndi.binary_dilation(inside, iterations=3) & ~inside
+    far = ~ndi.binary_dilation(inside, iterations=12)
+    kw = dict(positive_fraction=(1.0, 1.0), hematoxylin_scale=(1.0, 1.0))
+    plain = deconvolve(he_to_ihc(image, labels, np.random.default_rng(3), **kw), H_DAB)[..., 1]
+    rim = deconvolve(he_to_ihc(image, labels, np.random.default_rng(3), cytoplasm_dab=0.5, cytoplasm_width=4,
+                               **kw), H_DAB)[..., 1]
+    # The rim browns the cytoplasm next to positive nuclei, less than the nuclei, and not far away.
+    assert rim[ring].mean() > plain[ring].mean() + 0.05
+    assert rim[ring].mean() < rim[inside].mean()
+    assert abs(rim[far].mean() - plain[far].mean()) < 0.02
+    haze = deconvolve(he_to_ihc(image, labels, np.random.default_rng(3), background_dab=0.2, **kw), H_DAB)[..., 1]
+    assert haze[far].mean() > plain[far].mean() + 0.02 and haze[far].std() > plain[far].std()
+
+
 def test_stain_transfer_only_on_he(field):
     image, labels = _he_like()
     crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))

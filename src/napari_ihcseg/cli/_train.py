@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train or fine-tune a model", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", metavar="DATASET", help="training-pair folder, or KIND:PATH")
-    p.add_argument("--model", required=True, help="architecture name, or a checkpoint folder to fine-tune")
+    p.add_argument("--model", required=True,
+                   help="architecture name (trains from scratch), or a shipped checkpoint name or a checkpoint "
+                        "folder to fine-tune")
     p.add_argument("--epochs", type=int, required=True, help="number of epochs")
     p.add_argument("--out", required=True, help="output folder (checkpoint, metrics.csv, state)")
     p.add_argument("--extra-data", action="append", default=[], metavar="KIND:PATH",

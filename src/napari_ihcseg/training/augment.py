@@ -59,6 +59,16 @@ class AugmentConfig:
         Probability that an H&E crop is turned into an H-DAB (IHC) crop.
     positive_fraction : (float, float)
         Range of the fraction of nuclei made DAB-positive in a transfer.
+    hematoxylin_scale : (float, float)
+        Range (sampled log-uniformly) of the factor on the hematoxylin optical
+        density in a transfer. IHC counterstain is often far paler than H&E
+        hematoxylin: down to about a fifth on the Ki-67 fields we validate on.
+    p_background_dab, background_dab : float
+        Probability and largest optical density of a smooth brown haze over
+        the whole crop in a transfer (non-specific DAB in stroma).
+    p_cytoplasm_dab, cytoplasm_dab : float, (float, float)
+        Probability of a brown rim (cytoplasm) around positive nuclei in a
+        transfer, and its optical density relative to the nucleus.
     p_blur, blur_sigma : float, (float, float)
         Gaussian blur probability and sigma range in pixels.
     p_noise, noise_std : float, (float, float)
@@ -81,6 +91,11 @@ class AugmentConfig:
     nuclei_value: float = 0.15
     p_stain_transfer: float = 0.5
     positive_fraction: tuple[float, float] = (0.0, 0.8)
+    hematoxylin_scale: tuple[float, float] = (0.15, 1.1)
+    p_background_dab: float = 0.4
+    background_dab: float = 0.2
+    p_cytoplasm_dab: float = 0.3
+    cytoplasm_dab: tuple[float, float] = (0.15, 0.5)
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.4, 1.4)
     p_noise: float = 0.3
@@ -189,7 +204,9 @@ def random_ihc_stains(rng: np.random.Generator, *, spread: float = 0.06) -> Stai
 
 
 def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
-              positive_fraction: tuple[float, float] = (0.0, 0.8)) -> np.ndarray:
+              positive_fraction: tuple[float, float] = (0.0, 0.8),
+              hematoxylin_scale: tuple[float, float] = (0.55, 1.1), background_dab: float = 0.0,
+              cytoplasm_dab: float = 0.0, cytoplasm_width: int = 4) -> np.ndarray:
     """Turn an H&E image into a hematoxylin-DAB one with DAB-positive nuclei.
 
     Parameters
@@ -201,6 +218,18 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     rng : numpy.random.Generator
     positive_fraction : (float, float)
         Range of the fraction of nuclei that become DAB-positive.
+    hematoxylin_scale : (float, float)
+        Range of the factor on the hematoxylin optical density, sampled
+        log-uniformly (pale counterstain below 1).
+    background_dab : float
+        Largest optical density of a smooth, spatially varying brown haze
+        added everywhere (0: none beyond a faint uniform tint).
+    cytoplasm_dab : float
+        DAB of a rim ``cytoplasm_width`` pixels wide around each positive
+        nucleus, as a fraction of that nucleus's level (0: none). The rim is
+        outside every nucleus, so the instance truth does not change.
+    cytoplasm_width : int
+        Width of that rim in pixels.
 
     Returns
     -------
@@ -217,7 +246,8 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     (32, 32, 3)
     """
     c = deconvolve(image, H_E)
-    hema = np.clip(c[..., 0], 0.0, None) * rng.uniform(0.55, 1.1)
+    lo_h, hi_h = np.log(hematoxylin_scale[0]), np.log(hematoxylin_scale[1])
+    hema = np.clip(c[..., 0], 0.0, None) * float(np.exp(rng.uniform(lo_h, hi_h)))
     n = int(labels.max()) if labels.size else 0
     positive = _pick(labels, rng.uniform(*positive_fraction), rng)
     classes = rng.integers(0, len(DAB_CLASS_OD), n + 1)
@@ -225,9 +255,17 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     hi = np.array([DAB_CLASS_OD[k][1] for k in classes], np.float32)
     level = np.where(positive, rng.uniform(lo, hi).astype(np.float32), 0.0).astype(np.float32)
     level[0] = 0.0
-    inside = ndi.gaussian_filter(level[labels], 0.8)
+    nuclear = level[labels]
+    inside = ndi.gaussian_filter(nuclear, 0.8)
     texture = 1.0 + 0.15 * ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), 1.0) * 3
     dab = inside * np.clip(texture, 0.5, 1.5) + rng.uniform(0.0, 0.04)
+    if cytoplasm_dab > 0 and nuclear.any():
+        rim = ndi.grey_dilation(nuclear, size=2 * cytoplasm_width + 1) * (labels == 0)
+        dab = dab + cytoplasm_dab * ndi.gaussian_filter(rim, 1.5) * np.clip(texture, 0.5, 1.5)
+    if background_dab > 0:
+        haze = ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), 12.0)
+        haze = (haze - haze.min()) / max(float(np.ptp(haze)), 1e-6)
+        dab = dab + background_dab * rng.uniform(0.3, 1.0) * haze
     # Hematoxylin is partly masked by the brown chromogen in positive nuclei.
     covered = np.clip(inside / 0.6, 0, 1)
     hema = hema * (1.0 - rng.uniform(0.2, 0.6) * covered)
@@ -274,7 +312,11 @@ def augment(crop: Crop, rng: np.random.Generator, config: AugmentConfig = Augmen
     needs_instances = config.p_stain_transfer > 0 or config.p_nuclei_hsv > 0
     labels = _instances(crop) if needs_instances else None
     if is_he(stain) and rng.random() < config.p_stain_transfer:
-        image = he_to_ihc(image, labels, rng, positive_fraction=config.positive_fraction)
+        background = config.background_dab if rng.random() < config.p_background_dab else 0.0
+        rim = float(rng.uniform(*config.cytoplasm_dab)) if rng.random() < config.p_cytoplasm_dab else 0.0
+        image = he_to_ihc(image, labels, rng, positive_fraction=config.positive_fraction,
+                          hematoxylin_scale=config.hematoxylin_scale, background_dab=background,
+                          cytoplasm_dab=rim, cytoplasm_width=int(rng.integers(2, 7)))
     if rng.random() < config.p_stain_jitter:
         image = stain_jitter(image, rng, scale=config.stain_scale, shift=config.stain_shift)
     if rng.random() < config.p_nuclei_hsv:

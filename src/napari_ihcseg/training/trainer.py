@@ -214,14 +214,16 @@ def _as_cancel(cancel) -> Callable[[], bool]:
 
 def _build_model(spec: str, options: dict):
     from napari_ihcseg.models import build_model, list_models, load_checkpoint
+    from napari_ihcseg.models.shipped import shipped_checkpoints
 
     if spec in list_models():
         return build_model(spec, **options), None
-    path = Path(spec).expanduser()
+    shipped = shipped_checkpoints()
+    path = shipped[spec] if spec in shipped else Path(spec).expanduser()
     if path.is_dir():
         return load_checkpoint(path, device="cpu"), str(path.resolve())
-    raise ValueError(f"model {spec!r} is neither a registered architecture ({', '.join(list_models())}) "
-                     "nor a checkpoint folder")
+    raise ValueError(f"model {spec!r} is neither a registered architecture ({', '.join(list_models())}), "
+                     f"a shipped checkpoint ({', '.join(shipped) or 'none'}) nor a checkpoint folder")
 
 
 def _resolve_data(config: TrainConfig, train_samples, val_samples):
