@@ -23,7 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import open_image, read_image
 
 MB = 1e6

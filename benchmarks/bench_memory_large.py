@@ -38,7 +38,7 @@ def _rss_mb() -> float:
 
 
 def write_slide(path: Path, size: int, tissue_fraction: float, seed: int) -> None:
-    from napari_ihcseg.data.synthetic import make_synthetic_slide
+    from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 
     make_synthetic_slide(path, (size, size), tile=512, tissue_fraction=tissue_fraction, seed=seed,
                          compression="jpeg")

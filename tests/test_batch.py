@@ -20,7 +20,8 @@ from PIL import Image
 
 from napari_ihcseg.batch import COHORT_COLUMNS, SUMMARY_COLUMNS, find_slides, run_batch
 from napari_ihcseg.cli import main
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
 

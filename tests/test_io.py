@@ -10,7 +10,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import ImageReadError, LazyImage, open_image, read_image, read_labels, write_labels
 
 
@@ -332,3 +333,16 @@ def test_real_images_and_labels(shared_data):
     assert labels.dtype == np.int32 and labels.max() > 50
     ki67 = read_image(shared_data / "deepliif-ki67-sample" / "Bladder1.png")
     assert ki67.shape == (512, 3072, 3)
+
+
+def test_read_errors_survive_pickling(tmp_path):
+    """A Dask worker sends the error back pickled: it must arrive intact."""
+    import pickle
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError) as info:
+        read_image(bad)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is ImageReadError and str(again) == str(info.value)
+    assert again.path == str(bad) and again.reason == info.value.reason

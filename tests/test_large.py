@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import zarr
 from torch import nn
 
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.inference import (
     BlockReadError,
     Cancelled,

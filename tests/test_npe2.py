@@ -13,7 +13,8 @@ from PIL import Image
 from napari_ihcseg._reader import get_reader, read_ihc
 from napari_ihcseg._sample_data import ihc_sample, synthetic_sample
 from napari_ihcseg._writer import write_labels
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import ImageReadError, read_labels
 
 

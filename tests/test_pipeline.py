@@ -11,7 +11,8 @@ import tifffile
 from PIL import Image
 
 from napari_ihcseg import pipeline
-from napari_ihcseg.data.synthetic import make_synthetic_ihc, make_synthetic_slide
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import ImageReadError, read_labels
 from napari_ihcseg.metrics import aggregated_jaccard_index
 from napari_ihcseg.pipeline import PipelineOptions, image_stem, output_paths, outputs_complete, process_image

@@ -8,7 +8,8 @@ import tifffile
 from scipy import ndimage as ndi
 
 from napari_ihcseg.data import SyntheticIHC, labels_to_contour, make_synthetic_ihc, make_synthetic_slide
-from napari_ihcseg.data.synthetic import DAB_CLASS_RANGES, GLASS_RGB
+from napari_ihcseg.data.synthetic import DAB_CLASS_RANGES
+from napari_ihcseg.data.synthetic_slide import GLASS_RGB
 from napari_ihcseg.stain import deconvolve
 
 THRESHOLDS = (0.2, 0.4, 0.6)  # the default DAB OD cut-offs of scoring

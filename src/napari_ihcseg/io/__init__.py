@@ -1,0 +1,59 @@
+"""Read IHC images and label images; write label images.
+
+Every image comes out as RGB ``uint8`` of shape ``(H, W, 3)``, whatever the
+file holds:
+
+* **Formats**: PNG, JPEG and TIFF in all its forms that tifffile reads
+  (BigTIFF, OME-TIFF, tiled pyramidal TIFF, Aperio SVS, ...). The format is
+  recognised from the file's first bytes, not its name.
+* **Alpha** is composited onto white (``rgb * a + 255 * (1 - a)``;
+  premultiplied TIFF alpha as ``rgb + 255 * (1 - a)``).
+* **16-bit** (and other unsigned integer) images are rescaled by the type's
+  full range, ``round(v * 255 / 65535)``, not by the image's own range: the
+  mapping is the same for every block of a large image and for every image,
+  so optical densities (``I0 = 255``) keep their meaning. Floating-point
+  images are taken to lie in [0, 1].
+* **Planar** RGB (channels first, ``(3, H, W)``) is transposed.
+* **Palette** images are expanded through their colour map.
+* **Grayscale** images are refused: IHC scoring separates hematoxylin from
+  DAB by colour.
+
+:func:`read_image` loads the full-resolution level into memory (up to
+:data:`MAX_READ_PIXELS`); :func:`open_image` opens TIFFs lazily as a list of
+dask arrays, one per pyramid level, read tile by tile through
+``tifffile``'s Zarr store, so a whole slide never has to fit in memory.
+
+Any problem with a file (missing, a folder, empty, truncated, corrupt,
+unsupported) raises :class:`ImageReadError`, whose message is one line,
+``"<path>: <reason>"``; errors of the decoding libraries never escape as
+another type, also not from lazy reads.
+
+The names above are defined in these modules and importable from here:
+
+* :mod:`~napari_ihcseg.io.errors`: :class:`ImageReadError`; the checks of a
+  path and the recognition of its format;
+* :mod:`~napari_ihcseg.io.layout`: conversion of any supported pixel layout
+  to RGB ``uint8``;
+* :mod:`~napari_ihcseg.io.image`: :func:`read_image`, the TIFF, PNG and JPEG
+  readers and the pixel size a file records;
+* :mod:`~napari_ihcseg.io.lazy`: :func:`open_image` and :class:`LazyImage`;
+* :mod:`~napari_ihcseg.io.labels`: :func:`read_labels` and
+  :func:`write_labels`.
+"""
+
+from .errors import ImageReadError
+from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, read_image
+from .labels import read_labels, write_labels
+from .lazy import CHUNK_SIDE as CHUNK_SIDE  # a public setting, though not in __all__
+from .lazy import LazyImage, open_image
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_READ_PIXELS",
+    "ImageReadError",
+    "LazyImage",
+    "open_image",
+    "read_image",
+    "read_labels",
+    "write_labels",
+]

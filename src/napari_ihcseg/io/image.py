@@ -1,0 +1,263 @@
+"""Read a whole image into memory: TIFF, PNG (8- and 16-bit) and JPEG.
+
+Also reads the pixel size a file records (Aperio, OME, ImageJ or resolution
+tags for TIFF, the DPI of PNG and JPEG) and refuses images too large for
+memory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .layout import _check_dtype, _grayscale, _Layout, _layout, _yx_size
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
+
+#: File name endings the readers announce (content decides the format).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".ome.tif", ".ome.tiff")
+#: The most pixels :func:`read_image` loads into memory (16384 x 16384).
+MAX_READ_PIXELS = 2**28
+
+# Microscopy pixel sizes; outside this range a resolution tag is an editor's
+# default (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
+_PLAUSIBLE_UM = (0.01, 20.0)
+_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0,
+               "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _plausible(um: float | None) -> float | None:
+    if um is None or not np.isfinite(um):
+        return None
+    return float(um) if _PLAUSIBLE_UM[0] <= um <= _PLAUSIBLE_UM[1] else None
+
+
+# ---------------------------------------------------------------------------
+# TIFF
+
+
+def _tiff_open(path: Path):
+    import tifffile
+
+    with _tifffile_quiet() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
+            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
+        try:
+            if not tif.series or not tif.series[0].levels:
+                hint = f" ({log.messages[0]})" if log.messages else ""
+                raise ImageReadError(path, f"the TIFF file holds no image; it is truncated or corrupt{hint}")
+            return tif
+        except ImageReadError:
+            tif.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            tif.close()
+            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
+
+
+def _tiff_layout(path: Path, series) -> _Layout:
+    from tifffile import EXTRASAMPLE, PHOTOMETRIC
+
+    page = series.keyframe
+    _check_dtype(np.dtype(series.dtype), path)
+    if page.photometric == PHOTOMETRIC.SEPARATED:
+        raise ImageReadError(path, "CMYK colour is not supported; save the image as RGB")
+    colormap = None
+    if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None:
+        cmap = np.asarray(page.colormap).T  # (entries, 3), 16-bit in TIFF
+        colormap = (cmap >> 8 if cmap.max() > 255 else cmap).astype(np.uint8)
+    alpha = None
+    extras = tuple(page.extrasamples or ())
+    if extras:
+        if extras[0] == EXTRASAMPLE.UNASSALPHA:
+            alpha = "straight"
+        elif extras[0] == EXTRASAMPLE.ASSOCALPHA:
+            alpha = "premultiplied"
+    return _layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap)
+
+
+def _tiff_pixel_size(tif) -> float | None:
+    """Pixel size in micrometres from Aperio, OME, ImageJ or resolution tags."""
+    page = tif.pages.first
+    try:
+        if tif.is_svs:
+            # Aperio: "Aperio Image Library ...|AppMag = 20|MPP = 0.4990|..."
+            for item in page.description.split("|")[1:]:
+                key, _, value = item.partition("=")
+                if key.strip() == "MPP":
+                    return _plausible(float(value))
+        if tif.is_ome and tif.ome_metadata:
+            import xml.etree.ElementTree as ET
+
+            for el in ET.fromstring(tif.ome_metadata).iter():
+                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
+                    unit = el.attrib.get("PhysicalSizeXUnit", "µm")
+                    factor = _UNIT_TO_UM.get(unit)
+                    if factor is not None:
+                        return _plausible(float(el.attrib["PhysicalSizeX"]) * factor)
+                    break
+        tag = page.tags.get("XResolution")
+        unit_tag = page.tags.get("ResolutionUnit")
+        if tag is None:
+            return None
+        num, den = tag.value
+        if not num:
+            return None
+        unit = int(unit_tag.value) if unit_tag is not None else 2
+        if unit == 2:
+            per = 25400.0
+        elif unit == 3:
+            per = 10000.0
+        elif tif.is_imagej and str((tif.imagej_metadata or {}).get("unit", "")).lower() in {"micron", "um", "µm"}:
+            per = 1.0
+        else:
+            return None
+        return _plausible(per * den / num)
+    except Exception:  # noqa: BLE001 - metadata is optional; a bad tag means unknown
+        return None
+
+
+def _check_size(path, height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{height} x {width} pixels is more than read_image loads into memory ({max_pixels} pixels); "
+            "open it lazily with napari_ihcseg.io.open_image",
+        )
+
+
+def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    tif = _tiff_open(path)
+    with tif:
+        series = tif.series[0]
+        layout = _tiff_layout(path, series)
+        _check_size(path, *_yx_size(tuple(series.shape), layout), max_pixels)
+        pixel_size = _tiff_pixel_size(tif)
+        try:
+            raw = series.asarray(level=0)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+    return layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path), pixel_size
+
+
+# ---------------------------------------------------------------------------
+# PNG and JPEG
+
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """Bit depth and colour type from a PNG's IHDR chunk."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[12:16] != b"IHDR":
+        raise ImageReadError(path, "not a valid PNG file (no IHDR header; truncated or corrupt)")
+    return head[24], head[25]
+
+
+def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
+    import imagecodecs
+
+    try:
+        raw = imagecodecs.png_decode(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(path, f"cannot decode the PNG file ({_describe(exc)})") from None
+    _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
+    layout = _layout(path, "YXS", raw.shape, alpha="straight")
+    return layout.to_rgb8(raw, path)
+
+
+def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    from PIL import Image
+
+    if kind == "PNG":
+        depth, colour_type = _png_header(path)
+        if depth == 16 and colour_type in (2, 6):  # 16-bit RGB(A): Pillow would drop the low byte
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                try:
+                    with Image.open(path) as im:
+                        dpi = im.info.get("dpi")
+                except Exception:  # noqa: BLE001 - only the resolution is read here
+                    dpi = None
+            return _read_png16(path, max_pixels), _dpi_to_um(dpi)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                _check_size(path, height, width, max_pixels)
+                dpi = im.info.get("dpi")
+                if im.mode in _GRAY_MODES:
+                    raise _grayscale(path)
+                if im.mode in ("P", "PA"):
+                    im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+                elif im.mode not in ("RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                arr = np.asarray(im)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"image too large to decode ({_describe(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
+        raise ImageReadError(path, f"cannot decode the {kind} file ({_describe(exc)})") from None
+    layout = _layout(path, "YXS", arr.shape, alpha="straight")
+    return layout.to_rgb8(arr, path), _dpi_to_um(dpi)
+
+
+def _dpi_to_um(dpi) -> float | None:
+    try:
+        value = float(dpi[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _plausible(25400.0 / value) if value > 0 else None
+
+
+def _read_any(path, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    path, kind = _sniff(path)
+    if kind == "TIFF":
+        with _tifffile_quiet():
+            return _read_tiff(path, max_pixels)
+    return _read_pil(path, kind, max_pixels)
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
+    """Read an image file into memory as RGB uint8.
+
+    For pyramidal files the full-resolution level is read. See
+    :mod:`napari_ihcseg.io` for the conversions applied.
+
+    Parameters
+    ----------
+    path : path-like
+        A PNG, JPEG or TIFF (BigTIFF, OME-TIFF, SVS, ...) file.
+    max_pixels : int, optional
+        Refuse images with more pixels than this; use :func:`open_image` for
+        those.
+
+    Returns
+    -------
+    image : (H, W, 3) ndarray of uint8
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, empty, truncated, corrupt, grayscale, too
+        large or of an unsupported format.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, tifffile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "rgba16.tif"
+    >>> rgba = np.zeros((2, 2, 4), np.uint16); rgba[..., 0] = 65535  # transparent red
+    >>> tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    >>> read_image(path)[0, 0].tolist()  # flattened onto white
+    [255, 255, 255]
+    """
+    return _read_any(path, max_pixels)[0]

@@ -1,0 +1,117 @@
+"""Read and write instance label images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .image import _tiff_open
+
+__all__ = ["read_labels", "write_labels"]
+
+_LABEL_SUFFIXES = (".tif", ".tiff")
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read an instance label image (TIFF or PNG).
+
+    Parameters
+    ----------
+    path : path-like
+        A single-channel integer image: 0 background, 1..N objects.
+
+    Returns
+    -------
+    labels : (H, W) ndarray of int32
+
+    Raises
+    ------
+    ImageReadError
+        If the file cannot be read or does not hold a 2-D, non-negative
+        integer image with values below 2**31.
+    """
+    path, kind = _sniff(path)
+    if kind == "JPEG":
+        raise ImageReadError(path, "JPEG is lossy and cannot hold labels; use a PNG or TIFF label image")
+    if kind == "TIFF":
+        with _tifffile_quiet():
+            tif = _tiff_open(path)
+            with tif:
+                try:
+                    data = tif.series[0].asarray()
+                except Exception as exc:  # noqa: BLE001
+                    raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                if im.mode not in {"1", "L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N"}:
+                    raise ImageReadError(path, f"expected a single-channel label image, got mode {im.mode}")
+                data = np.asarray(im)
+        except ImageReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ImageReadError(path, f"cannot decode the PNG file ({_describe(exc)})") from None
+    data = np.squeeze(data)
+    if data.ndim != 2:
+        raise ImageReadError(path, f"expected a 2-D single-channel label image, got shape {data.shape}")
+    if data.dtype == bool:
+        return data.astype(np.int32)
+    if data.dtype.kind not in "ui":
+        raise ImageReadError(path, f"labels must be integers, got pixel type {data.dtype}")
+    if data.size and (data.min() < 0 or data.max() > np.iinfo(np.int32).max):
+        raise ImageReadError(path, f"label values must be in 0..{np.iinfo(np.int32).max}, "
+                                   f"got {data.min()}..{data.max()}")
+    return data.astype(np.int32)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = True) -> Path:
+    """Write instance labels as a zlib-compressed uint32 TIFF, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output ``.tif`` or ``.tiff`` file; its folder is created if needed.
+    labels : (H, W) array of int or bool
+        0 background, 1..N objects; values must fit in uint32.
+    overwrite : bool
+        If false and the file exists, raise :class:`FileExistsError`.
+
+    Returns
+    -------
+    path : Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> _ = write_labels(out, np.array([[0, 1], [2, 2]]))
+    >>> read_labels(out).tolist()
+    [[0, 1], [2, 2]]
+    """
+    import tifffile
+
+    from napari_ihcseg._atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() not in _LABEL_SUFFIXES:
+        raise ValueError(f"{path}: labels are written as TIFF; use a .tif or .tiff file name")
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{path}: labels must be a 2-D array (H, W), got shape {labels.shape}")
+    if labels.dtype != bool and labels.dtype.kind not in "ui":
+        raise TypeError(f"{path}: labels must be an integer array, got dtype {labels.dtype}")
+    if labels.size and labels.dtype != bool:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high > np.iinfo(np.uint32).max:
+            raise ValueError(f"{path}: label values must be in 0..{np.iinfo(np.uint32).max}, got {low}..{high}")
+    data = np.ascontiguousarray(labels, dtype=np.uint32)
+    tile = (512, 512) if max(data.shape) > 4096 else None
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib", predictor=True,
+                         tile=tile, metadata=None)
+    return path

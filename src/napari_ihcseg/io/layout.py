@@ -1,0 +1,123 @@
+"""Conversion of any supported pixel layout to RGB ``uint8``.
+
+A :class:`_Layout` records how an array, as a file stores it, becomes an
+``(H, W, 3)`` RGB image: which axes to drop and transpose, how to treat a
+fourth (alpha) channel, and the colour map of a palette image. The readers
+of whole images and the lazy per-block reads share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ImageReadError
+
+#: Rows converted at a time, so the temporaries of a conversion stay small.
+_STRIP_ROWS = 1024
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """How to turn a raw array (as the file stores it) into ``(H, W, 3)`` RGB.
+
+    ``index`` fixes singleton axes to 0; ``order`` transposes the remaining
+    axes to (y, x[, c]); ``alpha`` is "straight", "premultiplied" or None
+    (a fourth channel is dropped); ``colormap`` is a (256 or more, 3) uint8
+    table for palette images.
+    """
+
+    index: tuple
+    order: tuple[int, ...]
+    alpha: str | None = None
+    colormap: np.ndarray | None = None
+
+    def yx_key(self, y: slice, x: slice) -> tuple:
+        """The raw index of a (y, x) window."""
+        key = list(self.index)
+        free = [i for i, k in enumerate(key) if k is None]
+        # order maps output axes to the free raw axes
+        key[free[self.order[0]]] = y
+        key[free[self.order[1]]] = x
+        return tuple(slice(None) if k is None else k for k in key)
+
+    def to_rgb8(self, raw: np.ndarray, path) -> np.ndarray:
+        """Convert a raw block (already indexed with :meth:`yx_key`) to RGB uint8.
+
+        Large blocks are converted in strips of rows, so the temporary arrays
+        of the conversion stay small next to the result.
+        """
+        block = np.transpose(raw, self.order)
+        if self.colormap is not None:
+            return self.colormap[block]
+        if block.dtype == np.uint8 and block.shape[-1] == 3:
+            return np.ascontiguousarray(block)
+        out = np.empty((*block.shape[:2], 3), np.uint8)
+        for top in range(0, block.shape[0], _STRIP_ROWS):
+            rows = slice(top, top + _STRIP_ROWS)
+            out[rows] = self._strip(_to_uint8(block[rows], path))
+        return out
+
+    def _strip(self, block: np.ndarray) -> np.ndarray:
+        if block.shape[-1] == 3 or self.alpha is None:
+            return block[..., :3]
+        rgb = block[..., :3].astype(np.float32)
+        a = block[..., 3:4].astype(np.float32) / np.float32(255)
+        white = np.float32(255) * (1 - a)
+        out = (rgb * a if self.alpha == "straight" else rgb) + white
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _to_uint8(a: np.ndarray, path) -> np.ndarray:
+    """Scale unsigned integers by their type's range, floats from [0, 1], to uint8."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind == "u":
+        top = int(np.iinfo(a.dtype).max)
+        if a.dtype.itemsize <= 2:  # exact integer rounding, round(v * 255 / top)
+            return ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
+        return np.rint(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+    if a.dtype.kind == "f":
+        return np.rint(np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 255).astype(np.uint8)
+    raise ImageReadError(path, f"unsupported pixel type {a.dtype} (expected 8- or 16-bit unsigned, or float)")
+
+
+def _check_dtype(dtype: np.dtype, path) -> None:
+    if dtype == bool or dtype.kind not in "uf":
+        raise ImageReadError(path, f"unsupported pixel type {dtype} (expected 8- or 16-bit unsigned, or float)")
+
+
+def _grayscale(path) -> ImageReadError:
+    return ImageReadError(path, "grayscale image; IHC scoring separates hematoxylin from DAB by colour, "
+                                "so it needs an RGB image")
+
+
+def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None,
+            colormap: np.ndarray | None = None) -> _Layout:
+    """Work out the layout of a raw array with tifffile-style axis letters."""
+    keep = [i for i, n in enumerate(shape) if n > 1 or axes[i] in "YX"]
+    index = tuple(None if i in keep else 0 for i in range(len(shape)))
+    kept = "".join(axes[i] for i in keep)
+    sizes = [shape[i] for i in keep]
+    if "Y" not in kept or "X" not in kept:
+        raise ImageReadError(path, f"not a 2-D image (axes {axes!r}, shape {shape})")
+    others = [k for k in range(len(kept)) if kept[k] not in "YX"]
+    if not others:
+        if colormap is not None:
+            return _Layout(index, (kept.index("Y"), kept.index("X")), colormap=colormap)
+        raise _grayscale(path)
+    if len(others) > 1:
+        raise ImageReadError(path, f"holds a stack of images (axes {axes!r}, shape {shape}); "
+                                   "expected one 2-D RGB image")
+    c = others[0]
+    if sizes[c] not in (3, 4):
+        what = "grayscale-like" if sizes[c] == 2 else "multichannel"
+        raise ImageReadError(path, f"{what} image with {sizes[c]} channels (axes {axes!r}); expected RGB")
+    order = (kept.index("Y"), kept.index("X"), c)
+    return _Layout(index, order, alpha=alpha if sizes[c] == 4 else None)
+
+
+def _yx_size(shape: tuple[int, ...], layout: _Layout) -> tuple[int, int]:
+    free = [i for i, k in enumerate(layout.index) if k is None]
+    return int(shape[free[layout.order[0]]]), int(shape[free[layout.order[1]]])
