@@ -1,0 +1,52 @@
+"""Correcting nucleus labels by hand: delete, merge, split, and a record of what changed.
+
+Every operation here is computed, not applied: it returns a :class:`LabelEdit`
+holding the pixels that change, their new values and the nucleus ids it
+creates, changes and deletes. ``edit.apply(labels)`` writes it into the array;
+a napari widget instead passes ``edit.indices, edit.values`` to
+``Labels.data_setitem`` so that the edit joins the layer's undo history.
+
+:class:`LabelDiffer` finds what changed between two states of a label image
+(for edits made with the paint, fill and erase tools, and for undo), and
+:class:`EditTracker` keeps the record of which nuclei a human created, changed
+or deleted, and when, so that exports and training pairs can say so.
+
+The names above are defined in these modules and importable from here:
+
+* :mod:`~napari_ihcseg.editing.operations`: :class:`LabelChange`,
+  :class:`LabelEdit`, :func:`next_free_label`, :func:`label_at`,
+  :func:`delete_label`, :func:`merge_labels`, :func:`split_label_by_line`,
+  :func:`split_label_by_distance` and :func:`split_label_by_instances`;
+* :mod:`~napari_ihcseg.editing.tracking`: :class:`LabelDiffer`,
+  :class:`EditRecord` and :class:`EditTracker`.
+"""
+
+from __future__ import annotations
+
+from .operations import (
+    LabelChange,
+    LabelEdit,
+    delete_label,
+    label_at,
+    merge_labels,
+    next_free_label,
+    split_label_by_distance,
+    split_label_by_instances,
+    split_label_by_line,
+)
+from .tracking import EditRecord, EditTracker, LabelDiffer
+
+__all__ = [
+    "EditRecord",
+    "EditTracker",
+    "LabelChange",
+    "LabelDiffer",
+    "LabelEdit",
+    "delete_label",
+    "label_at",
+    "merge_labels",
+    "next_free_label",
+    "split_label_by_distance",
+    "split_label_by_instances",
+    "split_label_by_line",
+]

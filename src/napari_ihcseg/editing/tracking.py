@@ -1,0 +1,212 @@
+"""Tracking label edits: what changed in a label image, and the record of who changed it.
+
+:class:`LabelDiffer` finds what changed between two states of a label image
+(for edits made with the paint, fill and erase tools, and for undo), and
+:class:`EditTracker` keeps the record (a log of :class:`EditRecord`) of which
+nuclei a human created, changed or deleted, and when, so that exports and
+training pairs can say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .operations import LabelChange, _check_labels
+
+
+class LabelDiffer:
+    """Find which nuclei changed since the last look at a label image.
+
+    Keeps a copy of the labels and their pixel counts; :meth:`update` compares
+    the current array (or one region of it) with the copy and reports each id
+    as created (absent before), deleted (absent now) or changed. It catches
+    every kind of edit, including napari's paint, fill, erase and undo.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    """
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.reset(labels)
+
+    def reset(self, labels: np.ndarray) -> None:
+        """Start over from ``labels`` (copied)."""
+        labels = _check_labels(labels)
+        self._snapshot = np.array(labels, copy=True)
+        self.last_region: tuple[slice, ...] = (slice(None), slice(None))
+        self.last_diff = np.zeros(labels.shape, bool)
+        self._areas = np.bincount(np.clip(labels, 0, None).ravel()).astype(np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._snapshot.shape
+
+    def area(self, label: int) -> int:
+        """Pixel count of ``label`` at the last update."""
+        return int(self._areas[label]) if 0 <= label < self._areas.size else 0
+
+    def update(self, labels: np.ndarray, *, region: tuple[slice, ...] | None = None) -> LabelChange:
+        """Compare ``labels`` with the copy, take it as the new copy, and report the change.
+
+        Parameters
+        ----------
+        labels : (H, W) ndarray of int
+            The current labels, same shape as before.
+        region : tuple of slice, optional
+            Only this part can have changed (a speed-up); by default the whole image.
+
+        Notes
+        -----
+        The changed pixels are left in ``last_diff``, a boolean array over
+        ``labels[last_region]``.
+        """
+        labels = _check_labels(labels)
+        if labels.shape != self._snapshot.shape:
+            raise ValueError(f"labels changed shape from {self._snapshot.shape} to {labels.shape}; call reset()")
+        region = tuple(region) if region is not None else (slice(None), slice(None))
+        old, new = self._snapshot[region], labels[region]
+        diff = old != new
+        self.last_region, self.last_diff = region, diff
+        if not diff.any():
+            return LabelChange(frozenset(), frozenset(), frozenset())
+        was, now = old[diff].astype(np.int64), new[diff].astype(np.int64)
+        top = int(max(was.max(), now.max())) + 1
+        if top > self._areas.size:
+            self._areas = np.pad(self._areas, (0, top - self._areas.size))
+        before = self._areas.copy()
+        self._areas -= np.bincount(was, minlength=self._areas.size)
+        self._areas += np.bincount(now, minlength=self._areas.size)
+        old[diff] = now.astype(old.dtype)
+        ids = np.unique(np.concatenate([was, now]))
+        ids = ids[ids > 0]
+        created = frozenset(int(i) for i in ids if before[i] == 0 and self._areas[i] > 0)
+        deleted = frozenset(int(i) for i in ids if self._areas[i] == 0)
+        changed = frozenset(int(i) for i in ids) - created - deleted
+        return LabelChange(created, changed, deleted)
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One entry of the edit log: when, what, and which ids."""
+
+    time: str
+    action: str
+    created: tuple[int, ...] = ()
+    changed: tuple[int, ...] = ()
+    deleted: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "action": self.action, "created": list(self.created),
+                "changed": list(self.changed), "deleted": list(self.deleted)}
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class EditTracker:
+    """Which nuclei a human created, changed or deleted, and when.
+
+    The state of each id follows its history: a nucleus drawn by hand stays
+    ``"created"`` when it is later reshaped; one drawn and then deleted again
+    is forgotten; a model nucleus reshaped is ``"changed"``, removed is
+    ``"deleted"``, and back again (undo) is ``"changed"``.
+
+    Examples
+    --------
+    >>> t = EditTracker()
+    >>> _ = t.record("merge", changed=[3], deleted=[5])
+    >>> t.status(3), t.status(5), sorted(t.edited)
+    ('changed', 'deleted', [3])
+    """
+
+    def __init__(self) -> None:
+        self._log: list[EditRecord] = []
+        self._status: dict[int, str] = {}
+        self._when: dict[int, str] = {}
+
+    def record(self, action: str, *, created=(), changed=(), deleted=(), time: str | None = None) -> EditRecord | None:
+        """Add one edit to the log; returns it, or ``None`` when it touched no id."""
+        created, changed, deleted = (tuple(sorted({int(i) for i in ids if int(i) > 0}))
+                                     for ids in (created, changed, deleted))
+        if not (created or changed or deleted):
+            return None
+        rec = EditRecord(time or _now(), str(action), created, changed, deleted)
+        self._apply(rec)
+        self._log.append(rec)
+        return rec
+
+    def record_change(self, action: str, change: LabelChange, *, time: str | None = None) -> EditRecord | None:
+        """Add a :class:`LabelChange` (from an edit or from :class:`LabelDiffer`)."""
+        return self.record(action, created=change.created, changed=change.changed,
+                           deleted=change.deleted, time=time)
+
+    def _apply(self, rec: EditRecord) -> None:
+        for i in rec.created:
+            # An id the model made, deleted and now back (undo, or redrawn) counts as changed.
+            self._status[i] = "changed" if self._status.get(i) == "deleted" else "created"
+            self._when[i] = rec.time
+        for i in rec.changed:
+            if self._status.get(i) != "created":
+                self._status[i] = "changed"
+            self._when[i] = rec.time
+        for i in rec.deleted:
+            if self._status.get(i) == "created":
+                del self._status[i]
+                self._when.pop(i, None)
+            else:
+                self._status[i] = "deleted"
+                self._when[i] = rec.time
+
+    def status(self, label: int) -> str | None:
+        """``"created"``, ``"changed"``, ``"deleted"`` or ``None`` (untouched)."""
+        return self._status.get(int(label))
+
+    def _with(self, state: str) -> frozenset[int]:
+        return frozenset(i for i, s in self._status.items() if s == state)
+
+    @property
+    def created(self) -> frozenset[int]:
+        return self._with("created")
+
+    @property
+    def changed(self) -> frozenset[int]:
+        return self._with("changed")
+
+    @property
+    def deleted(self) -> frozenset[int]:
+        return self._with("deleted")
+
+    @property
+    def edited(self) -> frozenset[int]:
+        """Ids present in the labels that a human created or changed."""
+        return self.created | self.changed
+
+    def edit_times(self) -> dict[int, str]:
+        """Time (ISO 8601, UTC) of the last edit of each id created or changed by hand."""
+        return {i: self._when[i] for i in sorted(self.edited)}
+
+    @property
+    def log(self) -> tuple[EditRecord, ...]:
+        return tuple(self._log)
+
+    @property
+    def n_edits(self) -> int:
+        return len(self._log)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form; :meth:`from_dict` rebuilds the tracker from it."""
+        return {"log": [r.to_dict() for r in self._log]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EditTracker:
+        tracker = cls()
+        for entry in data.get("log", []):
+            tracker.record(entry["action"], created=entry.get("created", ()), changed=entry.get("changed", ()),
+                           deleted=entry.get("deleted", ()), time=entry["time"])
+        return tracker
