@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="name of the shipped checkpoint (its folder under napari_ihcseg/weights)")
     parser.add_argument("--evaluation", default=None, help="JSON from benchmarks/evaluate_models.py --json")
     parser.add_argument("--recommended-for", action="append", default=[], help="device types (cpu, cuda)")
+    parser.add_argument("--lineage", default=None,
+                        help="how the weights came about when they were fine-tuned from another checkpoint "
+                             "(goes into the card; replaces a local base_checkpoint path)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
@@ -60,9 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     card["metrics"] = metrics
     if args.recommended_for:
         card["recommended_for"] = args.recommended_for
+    training = dict(doc.get("training") or {})
+    if args.lineage:
+        card["lineage"] = args.lineage
+        if training.get("base_checkpoint"):
+            # A path on the training machine means nothing to a user: name the release instead.
+            training["base_checkpoint"] = args.lineage
     model = load_checkpoint(args.checkpoint, device="cpu")
     out = WEIGHTS / args.name
-    save_checkpoint(model, out, training=doc.get("training"), card=card, overwrite=args.overwrite)
+    save_checkpoint(model, out, training=training, card=card, overwrite=args.overwrite)
     size = (out / "weights.safetensors").stat().st_size
     if size > MAX_BYTES:
         raise SystemExit(f"{out}: weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
