@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lineage", default=None,
                         help="how the weights came about when they were fine-tuned from another checkpoint "
                              "(goes into the card; replaces a local base_checkpoint path)")
+    parser.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                        help="storage type of the weights (float16 halves the file; loading casts back)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
@@ -71,7 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             training["base_checkpoint"] = args.lineage
     model = load_checkpoint(args.checkpoint, device="cpu")
     out = WEIGHTS / args.name
-    save_checkpoint(model, out, training=training, card=card, overwrite=args.overwrite)
+    if args.weights_dtype != "float32":
+        card["weights_dtype"] = args.weights_dtype
+    size = sum(v.numel() * (2 if args.weights_dtype == "float16" and v.is_floating_point() else v.element_size())
+               for v in model.state_dict().values())
+    if size > MAX_BYTES:
+        raise SystemExit(f"{args.checkpoint}: weights would be {size / 2**20:.1f} MB as {args.weights_dtype}, over "
+                         f"the {MAX_BYTES / 2**20:.0f} MB limit" + ("" if args.weights_dtype == "float16" else
+                                                                  "; try --weights-dtype float16"))
+    save_checkpoint(model, out, training=training, card=card, overwrite=args.overwrite,
+                    weights_dtype=None if args.weights_dtype == "float32" else args.weights_dtype)
     size = (out / "weights.safetensors").stat().st_size
     if size > MAX_BYTES:
         raise SystemExit(f"{out}: weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")

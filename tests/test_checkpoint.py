@@ -68,6 +68,29 @@ def test_round_trip_gives_identical_outputs(tmp_path, name):
     assert info.card["licence"] == "CC-BY-4.0" and info.training == {"epochs": 3}
 
 
+def test_float16_storage_halves_the_file_and_loads_back_in_float32(tmp_path):
+    model = tiny("r2unet-lite")
+    full = save_checkpoint(model, tmp_path / "fp32")
+    half = save_checkpoint(model, tmp_path / "fp16", weights_dtype="float16")
+    size = lambda folder: (folder / "weights.safetensors").stat().st_size  # noqa: E731
+    float_bytes = sum(v.numel() * 4 for v in model.state_dict().values() if v.is_floating_point())
+    # every float in 2 bytes instead of 4 (the header differs by a little padding)
+    assert abs(size(full) - size(half) - float_bytes // 2) < 1024
+    loaded = load_checkpoint(half, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x)):
+            assert torch.allclose(torch.sigmoid(a), torch.sigmoid(b), atol=5e-3)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_checkpoint(model, tmp_path / "x", weights_dtype="int8")
+    big = tiny("r2unet-lite")
+    with torch.no_grad():
+        next(big.parameters()).fill_(1e6)   # beyond float16's range
+    with pytest.raises(ValueError, match="out of the range of float16"):
+        save_checkpoint(big, tmp_path / "y", weights_dtype="float16")
+
+
 def test_config_json_records_what_the_contract_promises(tmp_path):
     folder = saved(tmp_path, "r2unet-lite", card={"metrics": {"dice": 0.8}, "data": "synthetic"})
     document = json.loads((folder / "config.json").read_text())

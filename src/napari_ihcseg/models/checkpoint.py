@@ -88,6 +88,7 @@ def save_checkpoint(
     training: Mapping[str, Any] | None = None,
     card: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    weights_dtype: str | None = None,
 ) -> Path:
     """Save a registered model as a checkpoint folder.
 
@@ -108,6 +109,11 @@ def save_checkpoint(
     overwrite : bool
         Replace an existing checkpoint in ``path``. Otherwise an existing one
         raises :class:`FileExistsError` before anything is written.
+    weights_dtype : {None, "float32", "float16", "bfloat16"}
+        Store the floating-point tensors in this type (``None``: as they
+        are). ``"float16"`` halves the file for shipping; loading casts the
+        tensors back to the model's own type. A tensor that float16 cannot
+        hold (overflow) raises :class:`ValueError`.
 
     Returns
     -------
@@ -144,6 +150,8 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if weights_dtype is not None:
+        tensors = _cast_floating(tensors, weights_dtype)
     with atomic_path(weights_path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={"arch": model.arch, "format_version": str(FORMAT_VERSION)})
     document = {
@@ -270,6 +278,25 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
         training=document["training"],
     )
     return model.to(target).eval()
+
+
+_STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _cast_floating(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """Floating tensors in ``dtype`` (a storage type); others unchanged."""
+    if dtype not in _STORAGE_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(_STORAGE_DTYPES)}, not {dtype!r}")
+    target = _STORAGE_DTYPES[dtype]
+    out = {}
+    for key, value in tensors.items():
+        if value.is_floating_point():
+            cast = value.to(target)
+            if not torch.isfinite(cast).all() and torch.isfinite(value).all():
+                raise ValueError(f"{key}: values out of the range of {dtype}; store the weights in float32")
+            value = cast.contiguous()
+        out[key] = value
+    return out
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path, arch: str) -> None:
