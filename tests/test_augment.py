@@ -151,6 +151,21 @@ def test_he_to_ihc_brown_rim_and_haze_stay_outside_the_truth():
     assert haze[far].mean() > plain[far].mean() + 0.02 and haze[far].std() > plain[far].std()
 
 
+def test_he_to_ihc_cytoplasmic_marker_browns_cells_not_nuclei():
+    from scipy import ndimage as ndi
+
+    image, labels = _he_like()
+    inside = labels > 0
+    ring = ndi.binary_dilation(inside, iterations=3) & ~inside
+    out = he_to_ihc(image, labels, np.random.default_rng(4), positive_fraction=(0.0, 0.0),
+                    hematoxylin_scale=(1.0, 1.0), cytoplasmic_stain=0.6, cytoplasm_width=4)
+    dab = deconvolve(out, H_DAB)[..., 1]
+    # Every nucleus stays blue (none is positive) while the cytoplasm around each turns brown.
+    assert dab[inside].mean() < 0.08 and dab[ring].mean() > 0.25
+    per_nucleus = ndi.mean(dab, ndi.label(ring)[0], index=np.arange(1, ndi.label(ring)[1] + 1))
+    assert (np.asarray(per_nucleus) > 0.15).all()
+
+
 def test_stain_transfer_only_on_he(field):
     image, labels = _he_like()
     crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))

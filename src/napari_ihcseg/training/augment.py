@@ -69,6 +69,10 @@ class AugmentConfig:
     p_cytoplasm_dab, cytoplasm_dab : float, (float, float)
         Probability of a brown rim (cytoplasm) around positive nuclei in a
         transfer, and its optical density relative to the nucleus.
+    p_cytoplasmic_stain, cytoplasmic_stain : float, (float, float)
+        Probability of a cytoplasmic or membranous marker in a transfer: the
+        cytoplasm around *every* nucleus, positive or not, turns brown with an
+        optical density in this range, so blue nuclei sit in brown cells.
     p_blur, blur_sigma : float, (float, float)
         Gaussian blur probability and sigma range in pixels.
     p_noise, noise_std : float, (float, float)
@@ -96,6 +100,8 @@ class AugmentConfig:
     background_dab: float = 0.2
     p_cytoplasm_dab: float = 0.3
     cytoplasm_dab: tuple[float, float] = (0.15, 0.5)
+    p_cytoplasmic_stain: float = 0.15
+    cytoplasmic_stain: tuple[float, float] = (0.25, 0.9)
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.4, 1.4)
     p_noise: float = 0.3
@@ -206,7 +212,8 @@ def random_ihc_stains(rng: np.random.Generator, *, spread: float = 0.06) -> Stai
 def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
               positive_fraction: tuple[float, float] = (0.0, 0.8),
               hematoxylin_scale: tuple[float, float] = (0.55, 1.1), background_dab: float = 0.0,
-              cytoplasm_dab: float = 0.0, cytoplasm_width: int = 4) -> np.ndarray:
+              cytoplasm_dab: float = 0.0, cytoplasm_width: int = 4,
+              cytoplasmic_stain: float = 0.0) -> np.ndarray:
     """Turn an H&E image into a hematoxylin-DAB one with DAB-positive nuclei.
 
     Parameters
@@ -230,6 +237,11 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
         outside every nucleus, so the instance truth does not change.
     cytoplasm_width : int
         Width of that rim in pixels.
+    cytoplasmic_stain : float
+        DAB optical density of the cytoplasm next to every nucleus, positive
+        or negative, fading over about ``3 * cytoplasm_width`` pixels and
+        patchy (0: none): a cytoplasmic or membranous marker, where brown does
+        not mean nucleus.
 
     Returns
     -------
@@ -262,6 +274,13 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     if cytoplasm_dab > 0 and nuclear.any():
         rim = ndi.grey_dilation(nuclear, size=2 * cytoplasm_width + 1) * (labels == 0)
         dab = dab + cytoplasm_dab * ndi.gaussian_filter(rim, 1.5) * np.clip(texture, 0.5, 1.5)
+    if cytoplasmic_stain > 0 and n:
+        # Brown fading with the distance from the nearest nucleus, patchy like real cell bodies.
+        distance = ndi.distance_transform_edt(labels == 0).astype(np.float32)
+        patches = ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), 6.0)
+        patches = np.clip(0.75 + patches / max(float(patches.std()), 1e-6) * 0.25, 0.3, 1.0)
+        cytoplasm = np.exp(-distance / (3.0 * cytoplasm_width)) * (labels == 0)
+        dab = dab + cytoplasmic_stain * ndi.gaussian_filter(cytoplasm, 0.7) * patches * np.clip(texture, 0.5, 1.5)
     if background_dab > 0:
         haze = ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), 12.0)
         haze = (haze - haze.min()) / max(float(np.ptp(haze)), 1e-6)
@@ -314,9 +333,12 @@ def augment(crop: Crop, rng: np.random.Generator, config: AugmentConfig = Augmen
     if is_he(stain) and rng.random() < config.p_stain_transfer:
         background = config.background_dab if rng.random() < config.p_background_dab else 0.0
         rim = float(rng.uniform(*config.cytoplasm_dab)) if rng.random() < config.p_cytoplasm_dab else 0.0
+        cytoplasmic = (float(rng.uniform(*config.cytoplasmic_stain)) if rng.random() < config.p_cytoplasmic_stain
+                       else 0.0)
         image = he_to_ihc(image, labels, rng, positive_fraction=config.positive_fraction,
                           hematoxylin_scale=config.hematoxylin_scale, background_dab=background,
-                          cytoplasm_dab=rim, cytoplasm_width=int(rng.integers(2, 7)))
+                          cytoplasm_dab=rim, cytoplasm_width=int(rng.integers(2, 7)),
+                          cytoplasmic_stain=cytoplasmic)
     if rng.random() < config.p_stain_jitter:
         image = stain_jitter(image, rng, scale=config.stain_scale, shift=config.stain_shift)
     if rng.random() < config.p_nuclei_hsv:
