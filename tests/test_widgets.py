@@ -134,6 +134,34 @@ def test_multiscale_field_of_view_and_whole_slide(make_napari_viewer, qtbot, ihc
     assert image.multiscale
 
 
+def test_segment_scale_keeps_the_image_shape_and_is_refused_for_whole_slides(make_napari_viewer, qtbot, ihc, store,
+                                                                               tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc[:64, :64], name="ihc", rgb=True)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json",
+                           choose_path=lambda title, suggested, f: str(tmp_path / "slide.nuclei.zarr"))
+    qtbot.addWidget(widget)
+    assert widget.image_scale.value() == 1.0 and "magnification" in widget.image_scale.toolTip()
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
+    widget.tile.setValue(128)  # the 64-pixel field scaled by 2 is one tile
+    widget.overlap.setValue(32)
+    widget.image_scale.setValue(2.0)
+    assert widget.config().scale == 2.0
+    widget.run()
+    wait_worker(qtbot, widget)
+    assert viewer.layers["nuclei"].data.shape == (64, 64), widget.status.text()
+
+    slide = np.tile(ihc[:96, :96], (2, 2, 1))
+    viewer.add_image([slide, slide[::2, ::2]], name="slide", rgb=True, multiscale=True)
+    widget.image_choice.setCurrentIndex(widget.image_choice.findText("slide"))
+    widget.scope.setCurrentIndex(widget.scope.findData("whole"))
+    widget.run()
+    assert not widget.running and "Scale" in widget.status.text()
+    assert not (tmp_path / "slide.nuclei.zarr").exists()
+
+
 def test_bad_input_is_reported_not_raised(make_napari_viewer, qtbot, store, tmp_path):
     from napari_ihcseg._widgets.segment import SegmentWidget
 

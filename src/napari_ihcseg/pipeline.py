@@ -109,6 +109,11 @@ class PipelineOptions:
         Also write the QC overlay picture.
     block : int
         Block size for whole slides.
+    scale : float
+        Factor applied to the image before the network, 0.25 to 8: 2.0 for
+        images at half the magnification the model was trained at. Images
+        segmented in memory only; a whole slide with ``scale != 1`` is an
+        error.
     """
 
     model: str | None = None
@@ -126,6 +131,12 @@ class PipelineOptions:
     save_probabilities: bool = False
     overlay: bool = False
     block: int = 4096
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        from napari_ihcseg.inference.config import check_scale
+
+        object.__setattr__(self, "scale", check_scale(self.scale))
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:
         """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""
@@ -144,7 +155,7 @@ class PipelineOptions:
 
         return InferenceConfig(tile=self.tile, overlap=self.overlap, device=self.device,
                                mask_threshold=self.mask_threshold, contour_threshold=self.contour_threshold,
-                               min_size=self.min_size)
+                               min_size=self.min_size, scale=self.scale)
 
     def scoring_config(self, pixel_size_um: float | None):
         """The :class:`~napari_ihcseg.scoring.ScoringConfig`, or ``None`` without a stain."""
@@ -179,9 +190,13 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
             return False
         if (options.stain or None) != (summary.get("stain") or None):
             return False
-        # Any option that changes the result (tiling, thresholds, region, ...)
-        # or another model makes the old outputs stale.
-        if summary.get("options") != _jsonable(_option_record(options)):
+        # Any option that changes the result (tiling, thresholds, scale,
+        # region, ...) or another model makes the old outputs stale.
+        recorded = summary.get("options")
+        if isinstance(recorded, dict):
+            # Summaries written before the scale option were made at scale 1.
+            recorded = {"scale": 1.0, **recorded}
+        if recorded != _jsonable(_option_record(options)):
             return False
         if options.model is not None and str(options.model) != summary.get("model", {}).get("name"):
             return False
@@ -283,6 +298,8 @@ def process_image(
     ------
     napari_ihcseg.io.ImageReadError
         When the file cannot be read.
+    ValueError
+        For a whole slide with ``options.scale != 1``.
     """
     from napari_ihcseg.io import open_image
 
@@ -297,9 +314,12 @@ def process_image(
     with open_image(path) as lazy:
         h, w, _ = lazy.shape
         pixel_size = options.pixel_size_um or lazy.pixel_size_um
+        large = h * w > LARGE_IMAGE_PIXELS
+        if large and options.scale != 1.0:
+            raise ValueError(f"scale {options.scale:g} is supported for images segmented in memory only, "
+                             f"not for whole slides ({h}×{w} pixels); use scale 1")
         if model is None:
             model, model_name = resolve_model(options.model, options.device)
-        large = h * w > LARGE_IMAGE_PIXELS
         scoring = options.scoring_config(pixel_size)
         if large:
             result = _process_large(lazy, model, paths, options, scoring, progress, cancel)

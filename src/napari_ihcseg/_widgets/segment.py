@@ -171,6 +171,12 @@ class SegmentWidget(QWidget):
             self.scope.addItem(text, key)
         self.tile = QSpinBox(minimum=64, maximum=2048, singleStep=32, value=512)
         self.overlap = QSpinBox(minimum=0, maximum=512, singleStep=16, value=64)
+        self.image_scale = QDoubleSpinBox(minimum=0.25, maximum=8.0, singleStep=0.25, value=1.0)
+        self.image_scale.setDecimals(2)
+        self.image_scale.setToolTip(
+            "Factor applied to the image before the model: 2 for images at half the magnification of the "
+            "training data, e.g. 20x images with a 40x model; 0.5 for twice it. Labels keep the image's size. "
+            "Fields segmented in memory only, not whole slides written to disk.")
         self.mask_threshold = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5)
         self.contour_threshold = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5)
         self.min_size = QSpinBox(minimum=0, maximum=10000, value=16)
@@ -194,6 +200,7 @@ class SegmentWidget(QWidget):
         form.addRow("Segment", self.scope)
         form.addRow("Tile", self.tile)
         form.addRow("Overlap", self.overlap)
+        form.addRow("Scale", self.image_scale)
         form.addRow("Mask threshold", self.mask_threshold)
         form.addRow("Contour threshold", self.contour_threshold)
         form.addRow("Minimum size", self.min_size)
@@ -284,7 +291,7 @@ class SegmentWidget(QWidget):
                                device=self.device.currentText(),
                                mask_threshold=float(self.mask_threshold.value()),
                                contour_threshold=float(self.contour_threshold.value()),
-                               min_size=int(self.min_size.value()))
+                               min_size=int(self.min_size.value()), scale=float(self.image_scale.value()))
 
     # ------------------------------------------------------------------- run
     @property
@@ -314,6 +321,9 @@ class SegmentWidget(QWidget):
         progress = self._relay.progressed.emit
         source = layer_source(layer) or layer.name
         if self.scope.currentData() == "whole" and layer.multiscale:
+            if config.scale != 1.0:
+                raise ValueError(f"Scale {config.scale:g} works on fields segmented in memory only; set Scale to 1 "
+                                 "to segment the whole slide, or segment the current field of view")
             folder = Path(source).parent if Path(source).is_absolute() else Path.home()
             stem = Path(source).name.split(".")[0] or "slide"
             out = self.choose_path("Write the whole-slide nuclei to", str(folder / f"{stem}.nuclei.zarr"),
@@ -373,7 +383,8 @@ class SegmentWidget(QWidget):
         translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
         source = layer_source(image_layer) or image_layer.name
         meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
-                "image_layer": image_layer.name, "instances": self.config().instance_options()}
+                "image_layer": image_layer.name, "instances": self.config().instance_options(),
+                "scale": self.config().scale}
         if result.path is not None:
             levels = open_labels_pyramid(result.path)
             self.viewer.add_labels(levels if len(levels) > 1 else levels[0], name="nuclei", scale=scale,

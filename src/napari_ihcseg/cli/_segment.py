@@ -24,6 +24,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-threshold", type=float, default=0.5, help="nucleus probability threshold")
     parser.add_argument("--contour-threshold", type=float, default=0.5, help="contour probability threshold")
     parser.add_argument("--min-size", type=int, default=16, help="smallest nucleus kept, in pixels")
+    parser.add_argument("--scale", type=float, default=1.0, metavar="FACTOR",
+                        help="resize the image by FACTOR before the model, 0.25 to 8: 2 for images at half the "
+                             "magnification the model was trained at, e.g. 20x images with a 40x model "
+                             "(default 1; images segmented in memory only, not whole slides)")
     parser.add_argument("--stain", choices=STAINS, default=None,
                         help="score the nuclei for this stain (writes scores, GeoJSON)")
     parser.add_argument("--thresholds", default=None, metavar="A,B,C",
@@ -42,6 +46,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """Build :class:`~napari_ihcseg.pipeline.PipelineOptions` from parsed arguments."""
+    from napari_ihcseg.inference.config import check_scale
     from napari_ihcseg.pipeline import PipelineOptions
 
     if args.tile < 32 or args.tile % 32:
@@ -54,12 +59,16 @@ def options_from_args(args: argparse.Namespace):
     if args.roi is not None and not Path(args.roi).is_file():
         raise CLIError(f"{args.roi}: no such ROI file")
     try:
+        check_scale(args.scale)
+    except ValueError as exc:
+        raise CLIError(f"--scale: {exc}") from None
+    try:
         return PipelineOptions(
             model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
             mask_threshold=args.mask_threshold, contour_threshold=args.contour_threshold,
             min_size=args.min_size, stain=args.stain, thresholds=thresholds, roi=args.roi,
             pixel_size_um=args.pixel_size, estimate_stains=args.estimate_stains,
-            save_probabilities=args.save_probabilities, overlay=args.overlay,
+            save_probabilities=args.save_probabilities, overlay=args.overlay, scale=args.scale,
         )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None

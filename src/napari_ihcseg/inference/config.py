@@ -9,11 +9,29 @@ from typing import Any
 
 #: Instance back ends; ``"auto"`` is torch on CUDA, numpy elsewhere.
 INSTANCE_BACKENDS = ("auto", "numpy", "torch")
+#: Smallest and largest image scale factor (see :attr:`InferenceConfig.scale`).
+SCALE_RANGE = (0.25, 8.0)
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def check_scale(value: Any) -> float:
+    """Return ``value`` as a float if it is a valid image scale factor, else raise :class:`ValueError`.
+
+    Examples
+    --------
+    >>> check_scale(2)
+    2.0
+    """
+    lo, hi = SCALE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"scale must be a number in [{lo:g}, {hi:g}] (2.0 for images at half the "
+                         f"magnification the model was trained at), got {value!r}")
+    return float(value)
 
 
 def _probability(name: str, value: Any) -> None:
@@ -55,6 +73,13 @@ class InferenceConfig:
         Fill holes inside nuclei.
     instance_backend : str
         ``"auto"``, ``"numpy"`` or ``"torch"``.
+    scale : float
+        Factor applied to the image before the network: 2.0 for images at
+        half the magnification the model was trained at (e.g. 20x images
+        with a 40x model), 0.5 for images at twice it. The probabilities
+        are resized back, so labels keep the image's shape and ``min_size``
+        stays in the image's pixels. Between 0.25 and 8; 1.0 (default)
+        leaves the image as it is.
 
     Examples
     --------
@@ -79,6 +104,7 @@ class InferenceConfig:
     erode: int = 0
     fill_holes: bool = True
     instance_backend: str = "auto"
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         from .preprocess import get_preprocess
@@ -106,6 +132,7 @@ class InferenceConfig:
             raise ValueError(
                 f"unknown instance_backend {self.instance_backend!r}; choose one of {', '.join(INSTANCE_BACKENDS)}"
             )
+        object.__setattr__(self, "scale", check_scale(self.scale))
 
     def replace(self, **changes: Any) -> InferenceConfig:
         """A copy with some fields changed; unknown names raise :class:`TypeError`."""
@@ -128,7 +155,7 @@ class InferenceConfig:
         """Keyword arguments of :func:`~napari_ihcseg.inference.predict`."""
         return {"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size,
                 "device": self.device, "amp": self.amp, "channels_last": self.channels_last,
-                "blend": self.blend, "preprocess": self.preprocess}
+                "blend": self.blend, "preprocess": self.preprocess, "scale": self.scale}
 
     def instance_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`."""

@@ -326,6 +326,8 @@ def segment_large(
         ``*.tiff`` (a tiled BigTIFF, uint32, written from a temporary zarr).
     config : InferenceConfig, optional
         Tiling, device and instance options; ``**options`` override fields.
+        ``scale`` must be 1: resizing the image is supported in memory only
+        (:func:`~napari_ihcseg.inference.segment_image`).
     block : int
         Core size of a block, a multiple of the model's size multiple.
     halo : int, optional
@@ -360,6 +362,8 @@ def segment_large(
         block position.
     FileExistsError
         When ``out`` exists and ``overwrite`` is false.
+    ValueError
+        For a bad output name, block, halo or image, or ``scale != 1``.
 
     Examples
     --------
@@ -380,6 +384,9 @@ def segment_large(
     """
     started = time.perf_counter()
     config = (config or InferenceConfig()).replace(**options)
+    if config.scale != 1.0:
+        raise ValueError(f"scale={config.scale:g} is supported for images segmented in memory only "
+                         "(segment_image, predict), not block by block; use scale=1")
     validate_callbacks(progress, cancel)
     out = Path(out).expanduser()
     if not out.name.lower().endswith(OUTPUT_SUFFIXES):

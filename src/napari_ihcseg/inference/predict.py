@@ -6,6 +6,11 @@ tile predictions with a smooth window (:func:`blend_window`) into one mask and
 one contour probability map. :func:`segment_image` adds the instance step and
 returns labels. Blending runs on the device, so on a GPU only the two final
 probability maps travel back to the host.
+
+With ``scale != 1`` the image is resized by ``scale`` before the tiles are
+cut (bilinear, anti-aliased when shrinking) and the two probability maps are
+resized back to the image's shape, so a model trained at one magnification
+can segment images taken at another.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .config import InferenceConfig
+from .config import InferenceConfig, check_scale
 from .control import CancelCheck, ProgressCallback, check_cancel, validate_callbacks
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
@@ -36,6 +42,7 @@ class PredictionInfo:
 
     ``device`` is the torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``),
     ``description`` names it for people, e.g. ``"cpu (2 threads), bf16, channels_last"``.
+    ``tiles`` and ``tile_shape`` are those of the image resized by ``scale``.
     """
 
     device: str
@@ -45,9 +52,11 @@ class PredictionInfo:
     tiles: int
     tile_shape: tuple[int, int]
     seconds: float
+    scale: float = 1.0
 
     def describe(self) -> str:
-        return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]} on {self.description}, "
+        scaled = f" of the image scaled ×{self.scale:g}" if self.scale != 1.0 else ""
+        return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]}{scaled} on {self.description}, "
                 f"batch {self.batch_size}, in {self.seconds:.2f} s")
 
 
@@ -110,6 +119,45 @@ def check_rgb_image(image, *, name: str = "image") -> np.ndarray:
     return arr
 
 
+def scaled_shape(shape: Sequence[int], scale: float) -> tuple[int, int]:
+    """The height and width of an image of ``shape`` resized by ``scale`` (rounded, at least 1).
+
+    Examples
+    --------
+    >>> scaled_shape((100, 75), 2.0), scaled_shape((100, 75), 0.5)
+    ((200, 150), (50, 38))
+    """
+    return (max(1, round(int(shape[0]) * scale)), max(1, round(int(shape[1]) * scale)))
+
+
+def resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Resize a (H, W, 3) uint8 image to ``shape`` (bilinear, anti-aliased when shrinking)."""
+    size = (int(shape[0]), int(shape[1]))
+    if size == image.shape[:2]:
+        return image
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    shrink = size[0] < image.shape[0] or size[1] < image.shape[1]
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+
+
+def _resize_probabilities(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Resize (C, h, w) probabilities to ``shape`` (bilinear, anti-aliased when shrinking)."""
+    shrink = shape[0] < probs.shape[1] or shape[1] < probs.shape[2]
+    try:
+        out = F.interpolate(probs[None], size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    except (NotImplementedError, RuntimeError):  # e.g. anti-aliasing missing on this device
+        out = F.interpolate(probs[None].cpu(), size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0].clamp_(0.0, 1.0)
+
+
+def _box_in_image(box: Box, factors: tuple[float, float], shape: tuple[int, int]) -> Box:
+    """A tile box of the resized image mapped back onto the input image (rounded outwards, clipped)."""
+    fy, fx = factors
+    return Box(int(np.floor(box.y0 / fy)), int(np.floor(box.x0 / fx)),
+               int(np.ceil(box.y1 / fy)), int(np.ceil(box.x1 / fx))).clip(shape)
+
+
 def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime) -> torch.Tensor:
     """Probabilities (N, 2, h, w) float32 on the device for uint8 tiles (N, h, w, 3)."""
     x = torch.from_numpy(tiles).to(runtime.device, non_blocking=True)
@@ -148,6 +196,7 @@ def predict(
     preprocess: str | Callable | None = None,
     keep_tile: Callable[[Box], bool] | None = None,
     return_info: bool = False,
+    scale: float = 1.0,
 ):
     """Predict nucleus mask and contour probabilities tile by tile.
 
@@ -184,14 +233,24 @@ def predict(
     cancel : threading.Event or callable, optional
         Checked before every batch; when set, :class:`Cancelled` is raised.
     preprocess : str or callable, optional
-        A recipe of :mod:`~napari_ihcseg.inference.preprocess` (off by default).
+        A recipe of :mod:`~napari_ihcseg.inference.preprocess` (off by default),
+        applied after resizing by ``scale``.
     keep_tile : callable, optional
         ``keep_tile(box) -> bool`` for each tile :class:`Box` (image
         coordinates); tiles it rejects are not run and pixels covered only by
         rejected tiles get probability 0. Used to skip background on slides
-        (:meth:`TissueMask.has_tissue`).
+        (:meth:`TissueMask.has_tissue`). With ``scale != 1`` the box is the
+        part of ``image`` the tile covers: the tile of the resized image
+        mapped back to ``image`` coordinates, rounded outwards and clipped.
     return_info : bool
         Also return a :class:`PredictionInfo`.
+    scale : float
+        Factor applied to the image before the network, between 0.25 and 8:
+        2.0 for images at half the magnification the model was trained at.
+        The image is resized bilinearly (anti-aliased when shrinking), tiled
+        with ``tile`` and ``overlap`` in the resized image's pixels, and the
+        probabilities are resized back (bilinear) to the shape of ``image``.
+        ``progress`` counts the tiles of the resized image.
 
     Returns
     -------
@@ -221,14 +280,25 @@ def predict(
     """
     started = time.perf_counter()
     validate_callbacks(progress, cancel)
+    scale = check_scale(scale)
     img = check_rgb_image(image)
+    shape = (int(img.shape[0]), int(img.shape[1]))
+    net_shape = scaled_shape(shape, scale) if scale != 1.0 else shape
     multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
-    plan = plan_tiles(img.shape, tile=tile, overlap=overlap, size_multiple=multiple)
+    plan = plan_tiles(net_shape, tile=tile, overlap=overlap, size_multiple=multiple)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if blend not in BLEND_KINDS:
         raise ValueError(f"unknown blend window {blend!r}; choose one of {', '.join(BLEND_KINDS)}")
     runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
+    keep = keep_tile
+    if net_shape != shape:
+        img = resize_image(img, net_shape)
+        if keep_tile is not None:
+            factors = (net_shape[0] / shape[0], net_shape[1] / shape[1])
+
+            def keep(box: Box) -> bool:
+                return keep_tile(_box_in_image(box, factors, shape))
     img = apply_preprocess(img, preprocess)
     if plan.padded_shape != plan.shape:
         pad = ((0, plan.padded_shape[0] - plan.shape[0]), (0, plan.padded_shape[1] - plan.shape[1]), (0, 0))
@@ -238,15 +308,18 @@ def predict(
     try:
         with torch.inference_mode():
             probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel,
-                                                  keep_tile)
+                                                  keep)
+            h, w = plan.shape
+            probs = probs[:, :h, :w]
+            if net_shape != shape:
+                probs = _resize_probabilities(probs, shape)
     finally:
         model.train(was_training)
-    h, w = plan.shape
-    probs = probs[:, :h, :w].cpu().numpy()
+    probs = probs.cpu().numpy()
     mask_prob = np.ascontiguousarray(probs[0])
     contour_prob = np.ascontiguousarray(probs[1])
     info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, n_run,
-                          plan.tile_shape, time.perf_counter() - started)
+                          plan.tile_shape, time.perf_counter() - started, scale)
     log.info("predicted %s", info.describe())
     if return_info:
         return mask_prob, contour_prob, info
@@ -316,8 +389,8 @@ def segment_image(
     config : InferenceConfig, optional
         Tiling, device, precision and instance options; defaults otherwise.
     progress : callable, optional
-        ``progress(done, total)``: one unit per tile plus one for the
-        instance step.
+        ``progress(done, total)``: one unit per tile (of the image resized
+        by ``config.scale``) plus one for the instance step.
     cancel : threading.Event or callable, optional
         Checked before every batch and before the instance step.
     return_probabilities : bool
@@ -326,7 +399,7 @@ def segment_image(
         Run only the tiles it accepts (see :func:`predict`).
     **options
         Fields of :class:`InferenceConfig` that override ``config``, e.g.
-        ``tile=256, min_size=30``.
+        ``tile=256, min_size=30, scale=2.0``.
 
     Returns
     -------
@@ -334,6 +407,13 @@ def segment_image(
         0 background, nuclei 1..N.
     mask_prob, contour_prob : (H, W) ndarray of float32
         Only with ``return_probabilities=True``.
+
+    Notes
+    -----
+    With ``scale != 1`` the network sees the image resized by ``scale`` and
+    its probabilities are resized back before the instance step, so the
+    labels have the shape of ``image`` and ``min_size`` and ``erode`` are in
+    ``image`` pixels.
 
     Examples
     --------
