@@ -51,6 +51,7 @@ def test_good_and_bad_files(inputs, tmp_path, odnet, capsys):
     assert len(bad_lines) == 1 and bad_lines[0].startswith("ihcseg: error:")
     assert "Traceback" not in err
     for stem in ("field0", "field1"):
+        assert (tmp_path / f"{stem}.labels.tif").is_file(), err   # a good file next to a bad one is still done
         labels = read_labels(tmp_path / f"{stem}.labels.tif")
         summary = json.loads((tmp_path / f"{stem}.summary.json").read_text())
         n = len(np.unique(labels[labels > 0]))
