@@ -56,6 +56,29 @@ def default_data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def augment_config(overrides: list[str], *, no_stain_transfer: bool = False):
+    """The default :class:`AugmentConfig` with ``FIELD=VALUE`` overrides (numbers or comma-separated ranges)."""
+    from dataclasses import fields, replace
+
+    from napari_ihcseg.training.augment import AugmentConfig
+
+    config = AugmentConfig(p_stain_transfer=0.0) if no_stain_transfer else AugmentConfig()
+    known = {f.name: f for f in fields(AugmentConfig)}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in known or not value:
+            raise SystemExit(f"--augment {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(known)}")
+        current = getattr(config, name)
+        if isinstance(current, bool):
+            parsed = value.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            parsed = tuple(float(v) for v in value.split(","))
+        else:
+            parsed = type(current)(value)
+        config = replace(config, **{name: parsed})
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output folder (state, metrics.csv, best/)")
@@ -69,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=12)
     parser.add_argument("--synthetic-fraction", type=float, default=0.1)
     parser.add_argument("--no-stain-transfer", action="store_true")
+    parser.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one AugmentConfig field, e.g. p_cytoplasmic_stain=0 (repeatable)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
@@ -76,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from napari_ihcseg.training.augment import AugmentConfig
     from napari_ihcseg.training.trainer import TrainConfig, train
 
     root = Path(args.data_root)
@@ -93,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=min(100, args.steps_per_epoch * 2), device=args.device, num_threads=args.threads,
         seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
         patience=args.patience, max_steps_per_epoch=args.steps_per_epoch,
-        augment=AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig(),
+        augment=augment_config(args.augment, no_stain_transfer=args.no_stain_transfer),
     )
     start = time.time()
 

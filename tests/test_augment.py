@@ -220,3 +220,20 @@ def test_batches_are_a_function_of_epoch_and_step(field):
     fresh = BatchSampler([field], tile=64, stride=32, batch_size=3, seed=5, augment=AugmentConfig(),
                          synthetic_fraction=0.3)
     assert np.array_equal(fresh.batch(1, 2).image, a.image), "a restarted run must see the same batches"
+
+
+def test_training_recipe_overrides_augmentation_fields():
+    """``scripts/train_default.py --augment FIELD=VALUE`` reproduces runs made with other settings."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
+    spec = importlib.util.spec_from_file_location("train_default", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    config = recipe.augment_config(["p_cytoplasmic_stain=0", "hematoxylin_scale=0.3,1.0", "flips=false"])
+    assert config.p_cytoplasmic_stain == 0.0 and config.hematoxylin_scale == (0.3, 1.0) and config.flips is False
+    assert config.p_stain_transfer == AugmentConfig().p_stain_transfer
+    assert recipe.augment_config([], no_stain_transfer=True).p_stain_transfer == 0.0
+    with pytest.raises(SystemExit, match="no_such_field"):
+        recipe.augment_config(["no_such_field=1"])
