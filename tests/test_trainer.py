@@ -199,6 +199,21 @@ def test_training_starts_from_a_shipped_checkpoint_by_name(tmp_path):
               train_samples=fields([0]), val_samples=[])
 
 
+def test_cli_train_fine_tunes_a_shipped_checkpoint_by_name(tmp_path, capsys):
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.models.shipped import shipped_checkpoints
+
+    name, folder = next(iter(shipped_checkpoints().items()))
+    data = _pairs_folder(tmp_path / "pairs", [0, 1])
+    common = ["--epochs", "1", "--tile", "64", "--batch-size", "2", "--max-steps-per-epoch", "1", "--threads", "1",
+              "--val-split", "0", "--synthetic-fraction", "0"]
+    assert main(["train", str(data), "--model", name, "--out", str(tmp_path / "run"), *common]) == 0
+    assert read_checkpoint_config(tmp_path / "run" / "best")["training"]["base_checkpoint"] == str(folder.resolve())
+    capsys.readouterr()
+    assert main(["train", str(data), "--model", "no-such-model", "--out", str(tmp_path / "x"), *common]) == 2
+    assert "shipped checkpoint" in capsys.readouterr().err
+
+
 def test_config_round_trips_and_schedule_shape():
     cfg = TrainConfig(out="x", val_names=("a", "b"), **FAST)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -109,7 +109,7 @@ def _spec(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig
-    from napari_ihcseg.training.trainer import TrainConfig, train
+    from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint, train
 
     out = output_dir(args.out)
     if (out / "state" / "state.json").is_file() and not args.resume:
@@ -121,13 +121,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--tile must be a multiple of 32 and at least 64, got {args.tile}")
     if not 0 <= args.val_split < 1:
         raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
-    from napari_ihcseg.models import list_models
-
     model = args.model
-    finetune = model not in list_models()
-    if finetune and not Path(model).expanduser().is_dir():
-        raise CLIError(f"--model {model!r}: neither a registered architecture ({', '.join(list_models())}) "
-                       "nor a checkpoint folder")
+    try:
+        finetune = base_checkpoint(model) is not None
+    except ValueError as exc:
+        raise CLIError(f"--model: {exc}") from None
     lr = args.lr if args.lr is not None else (FINETUNE_LR if finetune else SCRATCH_LR)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
     val_names = tuple(n.strip() for n in args.val_names.split(",") if n.strip()) if args.val_names else None

@@ -212,18 +212,40 @@ def _as_cancel(cancel) -> Callable[[], bool]:
     return cancel
 
 
-def _build_model(spec: str, options: dict):
-    from napari_ihcseg.models import build_model, list_models, load_checkpoint
+def base_checkpoint(spec: str) -> Path | None:
+    """The checkpoint folder a training run starts from; ``None`` for a registered architecture.
+
+    Parameters
+    ----------
+    spec : str
+        A registered architecture (train from scratch), the name of a shipped
+        checkpoint or a checkpoint folder (fine-tune).
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is none of these.
+    """
+    from napari_ihcseg.models import list_models
     from napari_ihcseg.models.shipped import shipped_checkpoints
 
     if spec in list_models():
-        return build_model(spec, **options), None
+        return None
     shipped = shipped_checkpoints()
     path = shipped[spec] if spec in shipped else Path(spec).expanduser()
     if path.is_dir():
-        return load_checkpoint(path, device="cpu"), str(path.resolve())
+        return path
     raise ValueError(f"model {spec!r} is neither a registered architecture ({', '.join(list_models())}), "
                      f"a shipped checkpoint ({', '.join(shipped) or 'none'}) nor a checkpoint folder")
+
+
+def _build_model(spec: str, options: dict):
+    from napari_ihcseg.models import build_model, load_checkpoint
+
+    path = base_checkpoint(spec)
+    if path is None:
+        return build_model(spec, **options), None
+    return load_checkpoint(path, device="cpu"), str(path.resolve())
 
 
 def _resolve_data(config: TrainConfig, train_samples, val_samples):
