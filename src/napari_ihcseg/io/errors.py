@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["ImageReadError"]
@@ -57,6 +57,23 @@ class ImageReadError(ValueError):
 def _describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _as_read_error(path, what: str, *, cleanup: Callable[[], object] | None = None) -> Iterator[None]:
+    """Turn any failure inside into one :class:`ImageReadError` ``cannot read the {what} (...)``.
+
+    ``cleanup`` (e.g. closing the file) runs first on any error, including an
+    :class:`ImageReadError`, which passes through unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
+        if cleanup is not None:
+            cleanup()
+        if isinstance(exc, ImageReadError):
+            raise
+        raise ImageReadError(path, f"cannot read the {what} ({_describe(exc)})") from None
 
 
 class _Collect(logging.Handler):

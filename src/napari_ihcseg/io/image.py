@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
 from .layout import _check_dtype, _grayscale, _Layout, _layout, _yx_size
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
@@ -44,21 +44,13 @@ def _tiff_open(path: Path):
     import tifffile
 
     with _tifffile_quiet() as log:
-        try:
+        with _as_read_error(path, "TIFF file"):
             tif = tifffile.TiffFile(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
-        try:
+        with _as_read_error(path, "TIFF file", cleanup=tif.close):
             if not tif.series or not tif.series[0].levels:
                 hint = f" ({log.messages[0]})" if log.messages else ""
                 raise ImageReadError(path, f"the TIFF file holds no image; it is truncated or corrupt{hint}")
-            return tif
-        except ImageReadError:
-            tif.close()
-            raise
-        except Exception as exc:  # noqa: BLE001
-            tif.close()
-            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
+        return tif
 
 
 def _tiff_layout(path: Path, series) -> _Layout:

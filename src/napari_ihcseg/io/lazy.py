@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
 from .image import MAX_READ_PIXELS, _read_pil, _tiff_layout, _tiff_open, _tiff_pixel_size
 from .layout import _Layout, _yx_size
 
@@ -190,7 +190,7 @@ def open_image(path: str | os.PathLike) -> LazyImage:
         st = path.stat()
         free = [k for k, v in enumerate(layout.index) if v is None]
         levels = []
-        try:
+        with _as_read_error(path, "TIFF file", cleanup=source.close):
             for i, shape in enumerate(shapes):
                 native = source.array(i).chunks
                 chunks = (_chunk(native[free[layout.order[0]]], shape[0]),
@@ -201,10 +201,4 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                                             meta=np.empty((0, 0, 0), np.uint8)))
             # Decode one pixel of the smallest level now, so a corrupt file fails at opening.
             _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])[slice(0, 1), slice(0, 1), slice(0, 3)]
-        except ImageReadError:
-            source.close()
-            raise
-        except Exception as exc:  # noqa: BLE001
-            source.close()
-            raise ImageReadError(path, f"cannot read the TIFF file ({_describe(exc)})") from None
     return LazyImage(path, levels, pixel_size, source)
