@@ -82,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"the {MAX_BYTES / 2**20:.0f} MB limit" + ("" if args.weights_dtype == "float16" else
                                                                   "; try --weights-dtype float16"))
     save_checkpoint(model, out, training=training, card=card, overwrite=args.overwrite,
-                    weights_dtype=None if args.weights_dtype == "float32" else args.weights_dtype)
-    size = (out / "weights.safetensors").stat().st_size
-    if size > MAX_BYTES:
-        raise SystemExit(f"{out}: weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
-    print(f"shipped {out} ({size / 2**20:.1f} MB), metrics {metrics}")
+                    weights_dtype=args.weights_dtype)
+    print(f"shipped {out} ({(out / 'weights.safetensors').stat().st_size / 2**20:.1f} MB), metrics {metrics}")
     return 0
 
 

@@ -31,6 +31,13 @@ def _sample_path(folder: Path) -> Path:
 SAMPLE_SCALE = 2.0
 
 
+def _scale_for(image: str | None, scale: float | None) -> float:
+    """The scale asked for, else :data:`SAMPLE_SCALE` for the bundled sample and 1 for the user's image."""
+    if scale is not None:
+        return scale
+    return 1.0 if image else SAMPLE_SCALE
+
+
 def run_headless(image: str | None, out: str | None, stain: str, model: str | None, device: str,
                  scale: float | None = None) -> int:
     """Segment and score one image without a display; print the summary."""
@@ -42,8 +49,7 @@ def run_headless(image: str | None, out: str | None, stain: str, model: str | No
     out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="ihcseg-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     source = Path(image) if image else _sample_path(out_dir)
-    if scale is None:
-        scale = 1.0 if image else SAMPLE_SCALE
+    scale = _scale_for(image, scale)
     options = PipelineOptions(model=model, device=device, stain=stain, overlay=True, scale=scale)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -83,7 +89,7 @@ def run_gui(image: str | None, scale: float | None = None) -> int:  # pragma: no
     for name in DEMO_WIDGETS:
         _, widget = viewer.window.add_plugin_dock_widget("napari-ihcseg", name)
         if hasattr(widget, "image_scale"):
-            widget.image_scale.setValue(scale if scale is not None else 1.0 if image else SAMPLE_SCALE)
+            widget.image_scale.setValue(_scale_for(image, scale))
     napari.run()
     return 0
 

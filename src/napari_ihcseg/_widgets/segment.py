@@ -7,6 +7,7 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
@@ -43,6 +44,10 @@ from ._common import (
     to_rgb_uint8,
 )
 from ._session import offer_restore, session_for
+
+if TYPE_CHECKING:
+    from napari_ihcseg.inference import InferenceConfig
+
 
 LOAD_CHECKPOINT = "Load checkpoint folder…"
 #: Largest field of view segmented in memory (full-resolution pixels).
@@ -349,7 +354,8 @@ class SegmentWidget(QWidget):
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.status.setText(f"Segmenting {layer.name} with {self.model.currentText()}…")
-        self.worker = start_worker(*job, on_result=lambda result, lyr=layer, s=spec: self._finished(result, lyr, s),
+        self.worker = start_worker(*job, on_result=lambda result, lyr=layer, s=spec, c=config: self._finished(
+                                       result, lyr, s, c),
                                    on_error=self._failed, on_finished=self._done)
 
     def cancel(self) -> None:
@@ -367,14 +373,14 @@ class SegmentWidget(QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
-    def _finished(self, result: SegmentResult, image_layer, spec: str) -> None:
+    def _finished(self, result: SegmentResult, image_layer, spec: str, config: InferenceConfig) -> None:
         try:
-            self._show(result, image_layer, spec)
+            self._show(result, image_layer, spec, config)
         except Exception as exc:  # noqa: BLE001 - reported to the user
             self.status.setText(f"Failed to show the result: {describe_error(exc)}")
             show_error(f"Showing the nuclei failed: {describe_error(exc)}")
 
-    def _show(self, result: SegmentResult, image_layer, spec: str) -> None:
+    def _show(self, result: SegmentResult, image_layer, spec: str, config: InferenceConfig) -> None:
         self.last_result = result
         self.device_used.setText(result.device)
         for note in result.notes:
@@ -383,8 +389,7 @@ class SegmentWidget(QWidget):
         translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
         source = layer_source(image_layer) or image_layer.name
         meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
-                "image_layer": image_layer.name, "instances": self.config().instance_options(),
-                "scale": self.config().scale}
+                "image_layer": image_layer.name, "instances": config.instance_options(), "scale": config.scale}
         if result.path is not None:
             levels = open_labels_pyramid(result.path)
             self.viewer.add_labels(levels if len(levels) > 1 else levels[0], name="nuclei", scale=scale,
