@@ -33,6 +33,7 @@ Memory is that of one block with its halo, whatever the slide size
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -99,6 +100,18 @@ class LargeResult:
     seconds: float
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or ``None`` where the C library has none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _trim_heap() -> None:
     """Hand freed heap memory back to the system (glibc's ``malloc_trim``; elsewhere nothing).
 
@@ -107,20 +120,9 @@ def _trim_heap() -> None:
     them from a heap that fragments, so the resident set creeps up over
     hundreds of blocks. Trimming after each block keeps it flat.
     """
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = None
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def block_grid(shape, block: int, halo: int) -> list[tuple[Box, Box]]:

@@ -283,7 +283,7 @@ def predict(
     scale = check_scale(scale)
     img = check_rgb_image(image)
     shape = (int(img.shape[0]), int(img.shape[1]))
-    net_shape = scaled_shape(shape, scale) if scale != 1.0 else shape
+    net_shape = scaled_shape(shape, scale)
     multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
     plan = plan_tiles(net_shape, tile=tile, overlap=overlap, size_multiple=multiple)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
