@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/evaluate_models.py --model src/napari_ihcseg/weights/harunet-lite-ihc --baseline
     python benchmarks/evaluate_models.py --model harunet-lite-ihc --json results.json
+    python benchmarks/evaluate_models.py --model r2unet-lite-ihc --tta   # with and without flip TTA
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def classical_baseline(image: np.ndarray, *, min_size: int = 16, min_distance: i
     return labels.astype(np.int32)
 
 
-def _segmenter(spec: str, tile: int):
+def _segmenter(spec: str, tile: int, tta: bool = False):
     if spec == "baseline":
         return "classical watershed", classical_baseline
     from napari_ihcseg.inference import segment_image
@@ -84,7 +85,8 @@ def _segmenter(spec: str, tile: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = load_model(spec, device="cpu")
-    return spec, lambda image: segment_image(image, model, tile=tile, overlap=64, device="cpu")
+    name = f"{spec} (flip TTA)" if tta else spec
+    return name, lambda image: segment_image(image, model, tile=tile, overlap=64, device="cpu", tta=tta)
 
 
 def _held_out_he(data: Path, names: tuple[str, ...]):
@@ -104,14 +106,14 @@ def _centroids(labels: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids))
 
 
-def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int) -> dict:
+def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool = False) -> dict:
     from napari_ihcseg.data.annotations import read_points_csv
     from napari_ihcseg.data.datasets import load_deepliif
     from napari_ihcseg.io import read_image
     from napari_ihcseg.metrics import evaluate_instances, evaluate_points
     from napari_ihcseg.scoring import score_image
 
-    name, segment = _segmenter(spec, tile)
+    name, segment = _segmenter(spec, tile, tta)
     out: dict = {"model": name, "he": {}, "ki67": {}}
     started = time.perf_counter()
     per_source: dict[str, list[dict]] = {}
@@ -180,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also evaluate the classical watershed baseline")
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tta", action="store_true",
+                        help="also evaluate each model with flip test-time augmentation")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     data = Path(args.data_root)
@@ -189,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if not specs:
         parser.error("give --model and/or --baseline")
     names = _val_names()
-    results = [evaluate(spec, data, names, args.tile) for spec in specs]
+    runs = [(spec, False) for spec in specs] + [(spec, True) for spec in args.model if args.tta]
+    results = [evaluate(spec, data, names, args.tile, tta) for spec, tta in runs]
     _print(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

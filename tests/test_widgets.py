@@ -162,6 +162,26 @@ def test_segment_scale_keeps_the_image_shape_and_is_refused_for_whole_slides(mak
     assert not (tmp_path / "slide.nuclei.zarr").exists()
 
 
+def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc[:64, :64], name="ihc", rgb=True)
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
+    qtbot.addWidget(widget)
+    assert not widget.tta.isChecked() and not widget.config().tta
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
+    widget.tile.setValue(64)
+    widget.overlap.setValue(16)
+    widget.tta.setChecked(True)
+    assert widget.config().tta
+    widget.run()
+    wait_worker(qtbot, widget)
+    layer = viewer.layers["nuclei"]
+    assert layer.data.shape == (64, 64), widget.status.text()
+    assert layer.metadata["ihcseg"]["tta"] is True
+
+
 def test_bad_input_is_reported_not_raised(make_napari_viewer, qtbot, store, tmp_path):
     from napari_ihcseg._widgets.segment import SegmentWidget
 

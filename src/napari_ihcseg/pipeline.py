@@ -114,6 +114,9 @@ class PipelineOptions:
         images at half the magnification the model was trained at. Images
         segmented in memory only; a whole slide with ``scale != 1`` is an
         error.
+    tta : bool
+        Test-time augmentation: average each tile's prediction with those of
+        its three flips (four times the compute).
     """
 
     model: str | None = None
@@ -132,11 +135,13 @@ class PipelineOptions:
     overlay: bool = False
     block: int = 4096
     scale: float = 1.0
+    tta: bool = False
 
     def __post_init__(self) -> None:
         from napari_ihcseg.inference.config import check_scale
 
         object.__setattr__(self, "scale", check_scale(self.scale))
+        object.__setattr__(self, "tta", bool(self.tta))
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:
         """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""
@@ -155,7 +160,7 @@ class PipelineOptions:
 
         return InferenceConfig(tile=self.tile, overlap=self.overlap, device=self.device,
                                mask_threshold=self.mask_threshold, contour_threshold=self.contour_threshold,
-                               min_size=self.min_size, scale=self.scale)
+                               min_size=self.min_size, scale=self.scale, tta=self.tta)
 
     def scoring_config(self, pixel_size_um: float | None):
         """The :class:`~napari_ihcseg.scoring.ScoringConfig`, or ``None`` without a stain."""
@@ -194,8 +199,9 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
         # region, ...) or another model makes the old outputs stale.
         recorded = summary.get("options")
         if isinstance(recorded, dict):
-            # Summaries written before the scale option were made at scale 1.
-            recorded = {"scale": 1.0, **recorded}
+            # Summaries written before the scale and tta options were made
+            # at scale 1 without test-time augmentation.
+            recorded = {"scale": 1.0, "tta": False, **recorded}
         if recorded != _jsonable(_option_record(options)):
             return False
         if options.model is not None and str(options.model) != summary.get("model", {}).get("name"):

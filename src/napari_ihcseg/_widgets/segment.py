@@ -186,6 +186,9 @@ class SegmentWidget(QWidget):
         self.contour_threshold = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5)
         self.min_size = QSpinBox(minimum=0, maximum=10000, value=16)
         self.min_size.setSuffix(" px")
+        self.tta = QCheckBox("Test-time augmentation (4× slower)")
+        self.tta.setToolTip("Average each tile's prediction with those of its three flips: smoother outlines "
+                            "and fewer split or missed nuclei, at four times the compute.")
         self.keep_probs = QCheckBox("Add probability layers")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -209,6 +212,7 @@ class SegmentWidget(QWidget):
         form.addRow("Mask threshold", self.mask_threshold)
         form.addRow("Contour threshold", self.contour_threshold)
         form.addRow("Minimum size", self.min_size)
+        form.addRow("", self.tta)
         form.addRow("", self.keep_probs)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -296,7 +300,8 @@ class SegmentWidget(QWidget):
                                device=self.device.currentText(),
                                mask_threshold=float(self.mask_threshold.value()),
                                contour_threshold=float(self.contour_threshold.value()),
-                               min_size=int(self.min_size.value()), scale=float(self.image_scale.value()))
+                               min_size=int(self.min_size.value()), scale=float(self.image_scale.value()),
+                               tta=self.tta.isChecked())
 
     # ------------------------------------------------------------------- run
     @property
@@ -389,7 +394,8 @@ class SegmentWidget(QWidget):
         translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
         source = layer_source(image_layer) or image_layer.name
         meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
-                "image_layer": image_layer.name, "instances": config.instance_options(), "scale": config.scale}
+                "image_layer": image_layer.name, "instances": config.instance_options(), "scale": config.scale,
+                "tta": config.tta}
         if result.path is not None:
             levels = open_labels_pyramid(result.path)
             self.viewer.add_labels(levels if len(levels) > 1 else levels[0], name="nuclei", scale=scale,

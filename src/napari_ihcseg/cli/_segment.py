@@ -28,6 +28,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize the image by FACTOR before the model, 0.25 to 8: 2 for images at half the "
                              "magnification the model was trained at, e.g. 20x images with a 40x model "
                              "(default 1; images segmented in memory only, not whole slides)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average each tile's prediction with its three flips "
+                             "(four times slower; smoother outlines, fewer split nuclei)")
     parser.add_argument("--stain", choices=STAINS, default=None,
                         help="score the nuclei for this stain (writes scores, GeoJSON)")
     parser.add_argument("--thresholds", default=None, metavar="A,B,C",
@@ -69,6 +72,7 @@ def options_from_args(args: argparse.Namespace):
             min_size=args.min_size, stain=args.stain, thresholds=thresholds, roi=args.roi,
             pixel_size_um=args.pixel_size, estimate_stains=args.estimate_stains,
             save_probabilities=args.save_probabilities, overlay=args.overlay, scale=args.scale,
+            tta=args.tta,
         )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 #: Instance back ends; ``"auto"`` is torch on CUDA, numpy elsewhere.
 INSTANCE_BACKENDS = ("auto", "numpy", "torch")
 #: Smallest and largest image scale factor (see :attr:`InferenceConfig.scale`).
@@ -80,6 +82,9 @@ class InferenceConfig:
         are resized back, so labels keep the image's shape and ``min_size``
         stays in the image's pixels. Between 0.25 and 8; 1.0 (default)
         leaves the image as it is.
+    tta : bool
+        Test-time augmentation: average the predictions of each tile and its
+        three flips (four times the compute); off by default.
 
     Examples
     --------
@@ -105,6 +110,7 @@ class InferenceConfig:
     fill_holes: bool = True
     instance_backend: str = "auto"
     scale: float = 1.0
+    tta: bool = False
 
     def __post_init__(self) -> None:
         from .preprocess import get_preprocess
@@ -133,6 +139,9 @@ class InferenceConfig:
                 f"unknown instance_backend {self.instance_backend!r}; choose one of {', '.join(INSTANCE_BACKENDS)}"
             )
         object.__setattr__(self, "scale", check_scale(self.scale))
+        if not isinstance(self.tta, (bool, np.bool_)):
+            raise TypeError(f"tta must be True or False, got {self.tta!r}")
+        object.__setattr__(self, "tta", bool(self.tta))
 
     def replace(self, **changes: Any) -> InferenceConfig:
         """A copy with some fields changed; unknown names raise :class:`TypeError`."""
@@ -155,7 +164,8 @@ class InferenceConfig:
         """Keyword arguments of :func:`~napari_ihcseg.inference.predict`."""
         return {"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size,
                 "device": self.device, "amp": self.amp, "channels_last": self.channels_last,
-                "blend": self.blend, "preprocess": self.preprocess, "scale": self.scale}
+                "blend": self.blend, "preprocess": self.preprocess, "scale": self.scale,
+                "tta": self.tta}
 
     def instance_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`."""

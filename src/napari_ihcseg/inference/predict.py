@@ -53,11 +53,13 @@ class PredictionInfo:
     tile_shape: tuple[int, int]
     seconds: float
     scale: float = 1.0
+    tta: bool = False
 
     def describe(self) -> str:
         scaled = f" of the image scaled ×{self.scale:g}" if self.scale != 1.0 else ""
+        flips = " with flip test-time augmentation" if self.tta else ""
         return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]}{scaled} on {self.description}, "
-                f"batch {self.batch_size}, in {self.seconds:.2f} s")
+                f"batch {self.batch_size}{flips}, in {self.seconds:.2f} s")
 
 
 @dataclass(frozen=True)
@@ -158,26 +160,43 @@ def _box_in_image(box: Box, factors: tuple[float, float], shape: tuple[int, int]
                int(np.ceil(box.y1 / fy)), int(np.ceil(box.x1 / fx))).clip(shape)
 
 
-def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime) -> torch.Tensor:
-    """Probabilities (N, 2, h, w) float32 on the device for uint8 tiles (N, h, w, 3)."""
+#: The flips averaged by test-time augmentation, as tensor dims of an NCHW
+#: batch: none, left-right, up-down, both.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
+def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime, tta: bool = False) -> torch.Tensor:
+    """Probabilities (N, 2, h, w) float32 on the device for uint8 tiles (N, h, w, 3).
+
+    With ``tta`` the model also sees the tiles flipped left-right, up-down and
+    both, and the four probability maps, flipped back, are averaged.
+    """
     x = torch.from_numpy(tiles).to(runtime.device, non_blocking=True)
     # NHWC uint8 permuted to NCHW is already channels_last in memory.
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     x = x.contiguous(memory_format=runtime.memory_format)
-    with runtime.autocast():
-        out = model(x)
-    if not isinstance(out, (tuple, list)) or len(out) < 2:
-        raise TypeError(
-            f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
-        )
-    mask, contour = out[0], out[1]
-    expected = (x.shape[0], 1, x.shape[2], x.shape[3])
-    if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
-        raise ValueError(
-            f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
-            f"for an input of {tuple(x.shape)}; expected {expected} each"
-        )
-    return torch.sigmoid(torch.cat([mask, contour], dim=1).float())
+    flips = TTA_FLIPS if tta else ((),)
+    total = None
+    for dims in flips:
+        xi = x.flip(dims).contiguous(memory_format=runtime.memory_format) if dims else x
+        with runtime.autocast():
+            out = model(xi)
+        if not isinstance(out, (tuple, list)) or len(out) < 2:
+            raise TypeError(
+                f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
+            )
+        mask, contour = out[0], out[1]
+        expected = (x.shape[0], 1, x.shape[2], x.shape[3])
+        if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
+            raise ValueError(
+                f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
+                f"for an input of {tuple(x.shape)}; expected {expected} each"
+            )
+        probs = torch.sigmoid(torch.cat([mask, contour], dim=1).float())
+        if dims:
+            probs = probs.flip(dims)
+        total = probs if total is None else total.add_(probs)
+    return total.div_(len(flips)) if tta else total
 
 
 def predict(
@@ -197,6 +216,7 @@ def predict(
     keep_tile: Callable[[Box], bool] | None = None,
     return_info: bool = False,
     scale: float = 1.0,
+    tta: bool = False,
 ):
     """Predict nucleus mask and contour probabilities tile by tile.
 
@@ -251,6 +271,11 @@ def predict(
         with ``tile`` and ``overlap`` in the resized image's pixels, and the
         probabilities are resized back (bilinear) to the shape of ``image``.
         ``progress`` counts the tiles of the resized image.
+    tta : bool
+        Test-time augmentation: each tile also runs flipped left-right,
+        up-down and both, and the four predictions, flipped back, are
+        averaged. Four times the compute for smoother probabilities and
+        fewer split or missed nuclei; off by default.
 
     Returns
     -------
@@ -290,6 +315,8 @@ def predict(
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if blend not in BLEND_KINDS:
         raise ValueError(f"unknown blend window {blend!r}; choose one of {', '.join(BLEND_KINDS)}")
+    if not isinstance(tta, (bool, np.bool_)):
+        raise TypeError(f"tta must be True or False, got {tta!r}")
     runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
     keep = keep_tile
     if net_shape != shape:
@@ -308,7 +335,7 @@ def predict(
     try:
         with torch.inference_mode():
             probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel,
-                                                  keep)
+                                                  keep, bool(tta))
             h, w = plan.shape
             probs = probs[:, :h, :w]
             if net_shape != shape:
@@ -319,14 +346,15 @@ def predict(
     mask_prob = np.ascontiguousarray(probs[0])
     contour_prob = np.ascontiguousarray(probs[1])
     info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, n_run,
-                          plan.tile_shape, time.perf_counter() - started, scale)
+                          plan.tile_shape, time.perf_counter() - started, scale, bool(tta))
     log.info("predicted %s", info.describe())
     if return_info:
         return mask_prob, contour_prob, info
     return mask_prob, contour_prob
 
 
-def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel, keep_tile):
+def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel, keep_tile,
+               tta: bool = False):
     """Run the tiles of ``plan`` that ``keep_tile`` accepts.
 
     Returns the blended probabilities (2, H, W) on the device, the final batch
@@ -347,7 +375,7 @@ def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, 
         chunk = boxes[done:done + batch_size]
         tiles = np.stack([img[b.slices] for b in chunk])
         try:
-            probs = _forward(model, tiles, runtime)
+            probs = _forward(model, tiles, runtime, tta)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise

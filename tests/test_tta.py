@@ -1,0 +1,132 @@
+"""Test-time augmentation: each tile and its three flips, averaged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from napari_ihcseg import pipeline
+from napari_ihcseg.cli import main
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import InferenceConfig, predict, segment_image
+from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
+
+from odnet import ODNet
+
+CPU = {"device": "cpu", "amp": False}
+
+
+class LeaningNet(nn.Module):
+    """Not flip-equivariant: the mask logit is the optical density 4 px to the right."""
+
+    size_multiple = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        od = -torch.log10(x.clamp_min(1 / 255)).mean(1, keepdim=True)
+        shifted = F.pad(od[..., 4:], (0, 4))
+        return 10.0 * (shifted - 0.2), 10.0 * (od - shifted)
+
+
+@pytest.fixture(scope="module")
+def field():
+    return make_synthetic_ihc((160, 144), seed=5, radius_range=(6.0, 9.0), density=0.2, positive_fraction=0.3)
+
+
+def _flip_average(model: nn.Module, image: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    total = 0
+    for dims in ((), (3,), (2,), (2, 3)):
+        xi = x.flip(dims) if dims else x
+        p = torch.sigmoid(torch.cat(model(xi)[:2], 1))
+        total = total + (p.flip(dims) if dims else p)
+    return (total / 4)[0].numpy()
+
+
+def test_tta_averages_the_four_flips_of_a_tile(field):
+    image = np.ascontiguousarray(field.image[:64, :64])
+    model = LeaningNet()
+    mask, contour = predict(image, model, tile=64, overlap=16, tta=True, **CPU)
+    expected = _flip_average(model, image)
+    np.testing.assert_allclose(mask, expected[0], atol=1e-5)
+    np.testing.assert_allclose(contour, expected[1], atol=1e-5)
+    plain, _ = predict(image, model, tile=64, overlap=16, **CPU)
+    assert np.abs(plain - mask).max() > 0.1, "a model that leans one way must change under flips"
+
+
+def test_tta_leaves_a_flip_equivariant_model_unchanged_over_many_tiles(field):
+    image = field.image[:150, :130]
+    plain = predict(image, ODNet(), tile=64, overlap=16, **CPU)
+    flipped = predict(image, ODNet(), tile=64, overlap=16, tta=True, **CPU)
+    for a, b in zip(plain, flipped):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_tta_runs_four_passes_per_batch_and_says_so(field):
+    image = field.image[:64, :64]
+    model = LeaningNet()
+    *_, info = predict(image, model, tile=64, overlap=16, batch_size=1, return_info=True, tta=True, **CPU)
+    assert model.calls == 4
+    assert info.tta and "test-time augmentation" in info.describe()
+    *_, info = predict(image, model, tile=64, overlap=16, batch_size=1, return_info=True, **CPU)
+    assert model.calls == 5 and not info.tta and "augmentation" not in info.describe()
+
+
+def test_tta_reaches_segment_image_through_the_config(field):
+    image = field.image[:64, :64]
+    config = InferenceConfig(tile=64, overlap=16, device="cpu", amp=False, tta=True)
+    labels, mask, _ = segment_image(image, LeaningNet(), config, return_probabilities=True)
+    np.testing.assert_allclose(mask, _flip_average(LeaningNet(), np.ascontiguousarray(image))[0], atol=1e-5)
+    assert labels.shape == (64, 64)
+
+
+def test_tta_option_is_checked_and_round_trips():
+    cfg = InferenceConfig(tta=True)
+    assert cfg.predict_options()["tta"] is True
+    assert InferenceConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError, match="tta"):
+        InferenceConfig(tta="yes")
+    with pytest.raises(TypeError, match="tta"):
+        predict(np.zeros((32, 32, 3), np.uint8), LeaningNet(), tile=32, overlap=0, tta=1, **CPU)
+
+
+@pytest.fixture
+def png(tmp_path, field):
+    path = tmp_path / "in" / "field.png"
+    path.parent.mkdir()
+    Image.fromarray(field.image[:96, :80]).save(path)
+    return path
+
+
+def test_cli_tta_reaches_the_model_and_the_summary(png, tmp_path, monkeypatch):
+    model = LeaningNet()
+    monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (model, "leaning"))
+    out = tmp_path / "out"
+    assert main(["segment", str(png), "--out", str(out), "--tile", "128", "--overlap", "16", "--tta"]) == 0
+    assert model.calls == 4, "one tile, four flips"
+    summary = json.loads((out / "field.summary.json").read_text())
+    assert summary["options"]["tta"] is True
+    assert outputs_complete(out, "field", PipelineOptions(tile=128, overlap=16, tta=True))
+    assert not outputs_complete(out, "field", PipelineOptions(tile=128, overlap=16)), "a run without TTA is stale"
+
+
+def test_summaries_without_tta_were_made_without_it(png, tmp_path):
+    out = tmp_path / "out"
+    options = PipelineOptions(tile=64, overlap=16)
+    process_image(png, out, options, model=ODNet(), model_name="odnet")
+    path = out / "field.summary.json"
+    summary = json.loads(path.read_text())
+    del summary["options"]["tta"]
+    path.write_text(json.dumps(summary))
+    assert outputs_complete(out, "field", options)
+    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, tta=True))
