@@ -166,6 +166,29 @@ def test_he_to_ihc_cytoplasmic_marker_browns_cells_not_nuclei():
     assert (np.asarray(per_nucleus) > 0.15).all()
 
 
+def test_he_to_ihc_granular_dab_mottles_positive_nuclei_at_the_same_level():
+    from scipy import ndimage as ndi
+
+    image, labels = _he_like()
+    core = ndi.binary_erosion(labels > 0, iterations=2)
+    ids = np.arange(1, labels.max() + 1)
+
+    def per_nucleus_cv(out):
+        dab = deconvolve(out, H_DAB)[..., 1]
+        lab = np.where(core, labels, 0)
+        mean = np.asarray(ndi.mean(dab, lab, ids))
+        std = np.asarray(ndi.standard_deviation(dab, lab, ids))
+        return std / mean, mean
+
+    kw = dict(positive_fraction=(1.0, 1.0), hematoxylin_scale=(1.0, 1.0))
+    smooth_cv, smooth_mean = per_nucleus_cv(he_to_ihc(image, labels, np.random.default_rng(5), **kw))
+    grain_cv, grain_mean = per_nucleus_cv(he_to_ihc(image, labels, np.random.default_rng(5), dab_granularity=0.8,
+                                                    granule_sigma=1.2, **kw))
+    # Clumps and holes inside every nucleus, while each nucleus keeps its intensity class on average.
+    assert np.median(grain_cv) > 2 * np.median(smooth_cv)
+    np.testing.assert_allclose(np.median(grain_mean), np.median(smooth_mean), rtol=0.25)
+
+
 def test_stain_transfer_only_on_he(field):
     image, labels = _he_like()
     crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))
