@@ -85,7 +85,8 @@ def model_card(config, row: dict, split: dict, hardware: str, metrics: dict | No
                           "labels > 0, contour = 2 px inner boundary band"),
         "augmentation": (f"rot90 / flips, scale {a.scale_range[0]}-{a.scale_range[1]}, HED jitter, brightness / "
                          f"contrast / gamma, nucleus-targeted HSV shift (p={a.p_nuclei_hsv}), H&E to IHC stain "
-                         f"transfer (p={a.p_stain_transfer}), blur (p={a.p_blur}), noise (p={a.p_noise}); "
+                         f"transfer (p={a.p_stain_transfer}; granular DAB p={a.p_granular_dab}), blur (p={a.p_blur}, sigma "
+                         f"{a.blur_sigma[0]}-{a.blur_sigma[1]}), noise (p={a.p_noise}); "
                          f"synthetic IHC fraction {config.synthetic_fraction}"),
         "schedule": (f"AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, {config.warmup_steps} warm-up "
                      f"steps then cosine; batch {config.batch_size}; epoch {row.get('epoch')} of {config.epochs} "
