@@ -114,7 +114,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
     from napari_ihcseg.scoring import score_image
 
     name, segment = _segmenter(spec, tile, tta)
-    out: dict = {"model": name, "he": {}, "ki67": {}}
+    out: dict = {"model": name, "tta": tta, "he": {}, "ki67": {}}
     started = time.perf_counter()
     per_source: dict[str, list[dict]] = {}
     for sample in _held_out_he(data, names):
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = list(args.model) + (["baseline"] if args.baseline else [])
     if not specs:
         parser.error("give --model and/or --baseline")
+    if args.tta and not args.model:
+        parser.error("--tta needs --model (the baseline has no network to augment)")
     names = _val_names()
     runs = [(spec, False) for spec in specs] + [(spec, True) for spec in args.model if args.tta]
     results = [evaluate(spec, data, names, args.tile, tta) for spec, tta in runs]

@@ -53,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {k: validation[f"val_{k}"] for k in ("dice", "aji", "pq") if f"val_{k}" in validation}
     if args.evaluation:
         results = json.loads(Path(args.evaluation).read_text())
-        result = results[0] if isinstance(results, list) else results
+        if isinstance(results, dict):
+            results = [results]
+        # The model's own row: not the classical baseline, not the test-time-augmented run.
+        plain = [r for r in results if not r.get("tta") and "(flip TTA)" not in str(r.get("model"))
+                 and r.get("model") != "classical watershed"]
+        if not plain:
+            raise SystemExit(f"{args.evaluation}: no plain evaluation of a model in it")
+        result = plain[0]
         card["held_out_evaluation"] = {
             "command": f"python benchmarks/evaluate_models.py --model {args.name} --baseline",
             "he": result["he"], "ki67": result["ki67"],

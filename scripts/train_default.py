@@ -58,25 +58,13 @@ def default_data_root() -> Path:
 
 def augment_config(overrides: list[str], *, no_stain_transfer: bool = False):
     """The default :class:`AugmentConfig` with ``FIELD=VALUE`` overrides (numbers or comma-separated ranges)."""
-    from dataclasses import fields, replace
-
-    from napari_ihcseg.training.augment import AugmentConfig
+    from napari_ihcseg.training.augment import AugmentConfig, with_overrides
 
     config = AugmentConfig(p_stain_transfer=0.0) if no_stain_transfer else AugmentConfig()
-    known = {f.name: f for f in fields(AugmentConfig)}
-    for item in overrides:
-        name, _, value = item.partition("=")
-        if name not in known or not value:
-            raise SystemExit(f"--augment {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(known)}")
-        current = getattr(config, name)
-        if isinstance(current, bool):
-            parsed = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            parsed = tuple(float(v) for v in value.split(","))
-        else:
-            parsed = type(current)(value)
-        config = replace(config, **{name: parsed})
-    return config
+    try:
+        return with_overrides(config, overrides)
+    except ValueError as exc:
+        raise SystemExit(f"--{exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

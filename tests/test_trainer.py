@@ -96,6 +96,29 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
         train(TrainConfig(out=str(tmp_path), **changed), train_samples=fields([0]), val_samples=[], resume=True)
 
 
+def test_a_run_recorded_before_an_augmentation_existed_resumes_without_it(tmp_path):
+    from dataclasses import replace
+
+    from napari_ihcseg.training.augment import AugmentConfig
+
+    old_recipe = replace(NO_AUGMENT, p_granular_dab=0.0, p_cytoplasmic_stain=0.0)
+    cfg = dict(FAST, epochs=1, max_steps_per_epoch=1, augment=old_recipe)
+    train(TrainConfig(out=str(tmp_path), **cfg), train_samples=fields([0]), val_samples=[])
+    run = tmp_path / "run.json"
+    doc = json.loads(run.read_text())
+    for key in ("p_granular_dab", "granular_dab", "p_cytoplasmic_stain", "cytoplasmic_stain"):
+        del doc["config"]["augment"][key]          # as written before these options existed
+    run.write_text(json.dumps(doc))
+    assert TrainConfig.from_dict(doc["config"]).augment.p_granular_dab == 0.0, "the old run had none"
+    more = {**cfg, "epochs": 2}
+    resumed = train(TrainConfig(out=str(tmp_path), **more), train_samples=fields([0]), val_samples=[], resume=True)
+    assert resumed.global_step == 2
+    with_grains = {**more, "epochs": 3, "augment": replace(old_recipe, p_granular_dab=0.5)}
+    with pytest.raises(ValueError, match="augment changed"):
+        train(TrainConfig(out=str(tmp_path), **with_grains), train_samples=fields([0]), val_samples=[], resume=True)
+    assert AugmentConfig.from_dict(AugmentConfig().to_dict()) == AugmentConfig()
+
+
 def test_cancel_stops_after_the_current_step_and_keeps_the_state(tmp_path):
     stop = threading.Event()
     events = []
@@ -135,9 +158,11 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", str(folder), "--model", "r2unet-lite", "--epochs", "2", "--out", str(out), "--tile", "64",
                  "--batch-size", "2", "--max-steps-per-epoch", "2", "--threads", "1", "--val-split", "0.3",
-                 "--synthetic-fraction", "0"])
+                 "--synthetic-fraction", "0", "--augment", "p_granular_dab=0", "--augment", "blur_sigma=0.5,2"])
     assert code == 0
     assert "checkpoint:" in capsys.readouterr().out
+    recorded = json.loads((out / "run.json").read_text())["config"]["augment"]
+    assert recorded["p_granular_dab"] == 0.0 and recorded["blur_sigma"] == [0.5, 2.0]
     model = load_checkpoint(out / "best", device="cpu")
     assert model.arch == "r2unet-lite"
     with open(out / "metrics.csv", newline="") as fh:
@@ -151,6 +176,12 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     assert "val_aji" in document["card"]["validation"]["metrics"]
     # A missing data folder is a usage error, not a traceback.
     assert main(["train", str(tmp_path / "nope"), "--model", "r2unet-lite", "--epochs", "1", "--out", str(out)]) == 2
+    bad = ["train", str(folder), "--model", "r2unet-lite", "--epochs", "1", "--out", str(tmp_path / "run2")]
+    capsys.readouterr()
+    assert main([*bad, "--augment", "p_granularity=0"]) == 2
+    assert "p_granularity" in capsys.readouterr().err
+    assert main([*bad, "--augment", "blur_sigma=1"]) == 2
+    assert "blur_sigma takes 2 comma-separated numbers" in capsys.readouterr().err
 
 
 def test_fine_tuning_improves_a_shifted_domain(tmp_path):

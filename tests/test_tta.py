@@ -14,7 +14,7 @@ from torch import nn
 from napari_ihcseg import pipeline
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
-from napari_ihcseg.inference import InferenceConfig, predict, segment_image
+from napari_ihcseg.inference import InferenceConfig, predict, segment_image, segment_large
 from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
 
 from odnet import ODNet
@@ -72,6 +72,31 @@ def test_tta_leaves_a_flip_equivariant_model_unchanged_over_many_tiles(field):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("options", [{"amp": "bf16"}, {"amp": False, "channels_last": False}])
+def test_tta_under_bf16_autocast_and_without_channels_last(field, options):
+    image = np.ascontiguousarray(field.image[:64, :64])
+    mask, contour = predict(image, LeaningNet(), tile=64, overlap=16, device="cpu", tta=True, **options)
+    expected = _flip_average(LeaningNet(), image)
+    atol = 2e-2 if options["amp"] else 1e-5
+    np.testing.assert_allclose(mask, expected[0], atol=atol)
+    np.testing.assert_allclose(contour, expected[1], atol=atol)
+
+
+def test_tta_on_a_whole_slide_block_by_block(field, tmp_path):
+    import zarr
+
+    image = field.image[:128, :128]
+    config = InferenceConfig(tile=64, overlap=16, device="cpu", amp=False, tta=True)
+    model = LeaningNet()
+    result = segment_large(image, model, out=tmp_path / "tta.zarr", config=config, block=64, tissue=False,
+                           return_result=True)
+    plain = LeaningNet()
+    segment_large(image, plain, out=tmp_path / "plain.zarr", config=config.replace(tta=False), block=64,
+                  tissue=False)
+    assert model.calls == 4 * plain.calls > 0
+    assert zarr.open_array(str(result.path), mode="r").attrs["inference"]["tta"] is True
+
+
 def test_tta_runs_four_passes_per_batch_and_says_so(field):
     image = field.image[:64, :64]
     model = LeaningNet()
@@ -96,6 +121,8 @@ def test_tta_option_is_checked_and_round_trips():
     assert InferenceConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TypeError, match="tta"):
         InferenceConfig(tta="yes")
+    with pytest.raises(TypeError, match="tta"):
+        PipelineOptions(tta="false")
     with pytest.raises(TypeError, match="tta"):
         predict(np.zeros((32, 32, 3), np.uint8), LeaningNet(), tile=32, overlap=0, tta=1, **CPU)
 

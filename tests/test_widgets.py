@@ -162,8 +162,19 @@ def test_segment_scale_keeps_the_image_shape_and_is_refused_for_whole_slides(mak
     assert not (tmp_path / "slide.nuclei.zarr").exists()
 
 
-def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot, ihc, store, tmp_path):
+def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot, ihc, store, tmp_path,
+                                                       monkeypatch):
+    from napari_ihcseg import inference
     from napari_ihcseg._widgets.segment import SegmentWidget
+
+    seen = []
+    original = inference.predict
+
+    def spy(image, model, **kwargs):
+        seen.append(kwargs.get("tta"))
+        return original(image, model, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", spy)
 
     viewer = make_napari_viewer()
     viewer.add_image(ihc[:64, :64], name="ihc", rgb=True)
@@ -179,6 +190,7 @@ def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot
     wait_worker(qtbot, widget)
     layer = viewer.layers["nuclei"]
     assert layer.data.shape == (64, 64), widget.status.text()
+    assert seen == [True], "the box must reach the prediction"
     assert layer.metadata["ihcseg"]["tta"] is True
 
 

@@ -141,6 +141,8 @@ class PipelineOptions:
         from napari_ihcseg.inference.config import check_scale
 
         object.__setattr__(self, "scale", check_scale(self.scale))
+        if not isinstance(self.tta, (bool, np.bool_)):
+            raise TypeError(f"tta must be True or False, got {self.tta!r}")
         object.__setattr__(self, "tta", bool(self.tta))
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:

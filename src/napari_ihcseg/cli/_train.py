@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--synthetic-fraction", type=float, default=0.1,
                    help="fraction of crops that are synthetic IHC fields (default 0.1)")
     p.add_argument("--no-stain-transfer", action="store_true", help="disable H&E to IHC stain transfer")
+    p.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set one augmentation field, e.g. p_granular_dab=0 or blur_sigma=0.4,2.2 (repeatable; "
+                        "fields in docs/training.md)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
@@ -108,7 +111,7 @@ def _spec(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_ihcseg.training.augment import AugmentConfig
+    from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint, train
 
     out = output_dir(args.out)
@@ -128,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--model: {exc}") from None
     lr = args.lr if args.lr is not None else (FINETUNE_LR if finetune else SCRATCH_LR)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
+    try:
+        augment = with_overrides(augment, args.augment)
+    except ValueError as exc:
+        raise CLIError(f"--{exc}") from None
     val_names = tuple(n.strip() for n in args.val_names.split(",") if n.strip()) if args.val_names else None
     try:
         config = TrainConfig(

@@ -42,7 +42,8 @@ class PredictionInfo:
 
     ``device`` is the torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``),
     ``description`` names it for people, e.g. ``"cpu (2 threads), bf16, channels_last"``.
-    ``tiles`` and ``tile_shape`` are those of the image resized by ``scale``.
+    ``tiles`` and ``tile_shape`` are those of the image resized by ``scale``;
+    ``tta`` says whether each tile also ran flipped (test-time augmentation).
     """
 
     device: str

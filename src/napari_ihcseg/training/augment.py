@@ -18,6 +18,7 @@ training resumable step for step).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,7 @@ class AugmentConfig:
         Probability that the DAB of positive nuclei is granular in a transfer
         (clumps and pale holes, as Ki-67 often looks), and the range of the
         granularity: the standard deviation of the log of the DAB texture.
+        The clumps are 0.7-2 px across (Gaussian sigma, drawn per crop).
         A positive nucleus then stays one nucleus however mottled it is.
     p_blur, blur_sigma : float, (float, float)
         Gaussian blur probability and sigma range in pixels.
@@ -118,6 +120,76 @@ class AugmentConfig:
         from dataclasses import asdict
 
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AugmentConfig:
+        """Rebuild from :meth:`to_dict` output (e.g. a ``run.json``).
+
+        A field missing from ``data`` was recorded before that augmentation
+        existed, so it takes the value that turns it off
+        (:data:`ADDED_LATER_OFF`) rather than today's default: the config then
+        describes what the old run did, and resuming it keeps its recipe.
+
+        Examples
+        --------
+        >>> AugmentConfig.from_dict({"p_blur": 0.5}).p_granular_dab
+        0.0
+        >>> AugmentConfig.from_dict(AugmentConfig().to_dict()) == AugmentConfig()
+        True
+        """
+        values = {**ADDED_LATER_OFF, **data}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def with_overrides(config: AugmentConfig, overrides: Sequence[str]) -> AugmentConfig:
+    """``config`` with ``FIELD=VALUE`` overrides, as typed on a command line.
+
+    Booleans take ``true``/``false`` (or ``1``/``0``, ``yes``/``no``), ranges
+    two comma-separated numbers.
+
+    Raises
+    ------
+    ValueError
+        For an unknown field or a value that does not parse, naming both.
+
+    Examples
+    --------
+    >>> cfg = with_overrides(AugmentConfig(), ["p_granular_dab=0", "blur_sigma=0.4,2.2", "flips=false"])
+    >>> cfg.p_granular_dab, cfg.blur_sigma, cfg.flips
+    (0.0, (0.4, 2.2), False)
+    """
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(AugmentConfig)}
+    for item in overrides:
+        name, _, value = str(item).partition("=")
+        name, value = name.strip(), value.strip()
+        if name not in known or not value:
+            raise ValueError(f"augment {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
+        current = getattr(config, name)
+        try:
+            if isinstance(current, bool):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                parsed = value.lower() in ("1", "true", "yes")
+            elif isinstance(current, tuple):
+                parsed = tuple(float(v) for v in value.split(","))
+                if len(parsed) != len(current):
+                    raise ValueError(value)
+            else:
+                parsed = type(current)(value)
+        except ValueError:
+            kind = ("true or false" if isinstance(current, bool) else
+                    f"{len(current)} comma-separated numbers" if isinstance(current, tuple) else "a number")
+            raise ValueError(f"augment {item!r}: {name} takes {kind}") from None
+        config = replace(config, **{name: parsed})
+    return config
+
+
+#: Augmentations added after runs were first recorded, with the values that
+#: turn them off; :meth:`AugmentConfig.from_dict` reads a run recorded without
+#: them this way.
+ADDED_LATER_OFF: dict[str, float] = {"p_cytoplasmic_stain": 0.0, "p_granular_dab": 0.0}
 
 
 #: No augmentation at all (validation, or tests of the other parts).
@@ -253,7 +325,8 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     dab_granularity : float
         Granular DAB inside positive nuclei: the standard deviation of the
         log of a texture of clumps about ``granule_sigma`` pixels across,
-        scaled to mean 1 (0: the default mild texture). At 0.8 the DAB of a
+        log-normal with mean 1 before clipping to 0.1-4 (0: the default mild
+        texture). At 0.8 the DAB of a
         nucleus varies about fourfold between its dark clumps and pale holes.
     granule_sigma : float
         Size of the clumps (Gaussian sigma in pixels).

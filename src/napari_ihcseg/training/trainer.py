@@ -150,8 +150,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(sorted(unknown))}")
         data = dict(data)
-        data["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in data.get("augment", {}).items()})
+        data["augment"] = AugmentConfig.from_dict(data.get("augment", {}))
         data["loss"] = LossConfig(**data.get("loss", {}))
         return cls(**data)
 
@@ -273,6 +272,9 @@ def _check_resume_config(out: Path, config: TrainConfig) -> None:
     if not path.is_file():
         return
     saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    if isinstance(saved.get("augment"), dict):
+        # Runs recorded before an augmentation existed ran without it.
+        saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
     mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out"}
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
