@@ -19,7 +19,7 @@ from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.inference import InferenceConfig, plan_tiles, predict, segment_image, segment_large
 from napari_ihcseg.inference.predict import resize_image
 from napari_ihcseg.io import read_labels
-from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
+from napari_ihcseg.pipeline import PipelineOptions, outputs_complete
 
 from odnet import ODNet
 
@@ -178,18 +178,6 @@ def test_cli_scale_reaches_the_segmentation(png, tmp_path, odnet, monkeypatch, c
     assert summary["options"]["scale"] == 2.0
     assert outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, scale=2.0))
     assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16)), "another scale is stale"
-
-
-def test_summaries_without_a_scale_were_made_at_scale_1(png, tmp_path):
-    out = tmp_path / "out"
-    options = PipelineOptions(tile=64, overlap=16)
-    process_image(png, out, options, model=ODNet(), model_name="odnet")
-    path = out / "field.summary.json"
-    summary = json.loads(path.read_text())
-    del summary["options"]["scale"]
-    path.write_text(json.dumps(summary))
-    assert outputs_complete(out, "field", options)
-    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, scale=2.0))
 
 
 @pytest.mark.parametrize("value", ["0", "9", "nan"])

@@ -147,13 +147,15 @@ def test_cli_tta_reaches_the_model_and_the_summary(png, tmp_path, monkeypatch):
     assert not outputs_complete(out, "field", PipelineOptions(tile=128, overlap=16)), "a run without TTA is stale"
 
 
-def test_summaries_without_tta_were_made_without_it(png, tmp_path):
+@pytest.mark.parametrize("option, other", [("tta", True), ("scale", 2.0)])
+def test_summaries_from_before_an_option_existed_hold_its_default(png, tmp_path, option, other):
+    """A summary written before ``scale`` / ``tta`` existed was made at scale 1 without TTA."""
     out = tmp_path / "out"
     options = PipelineOptions(tile=64, overlap=16)
     process_image(png, out, options, model=ODNet(), model_name="odnet")
     path = out / "field.summary.json"
     summary = json.loads(path.read_text())
-    del summary["options"]["tta"]
+    del summary["options"][option]
     path.write_text(json.dumps(summary))
     assert outputs_complete(out, "field", options)
-    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, tta=True))
+    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, **{option: other}))
