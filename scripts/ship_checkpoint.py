@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(results, dict):
             results = [results]
         # The model's own row: not the classical baseline, not the test-time-augmented run.
-        plain = [r for r in results if not r.get("tta") and "(flip TTA)" not in str(r.get("model"))
-                 and r.get("model") != "classical watershed"]
+        plain = [r for r in results if not r.get("tta") and r.get("model") != "classical watershed"]
         if not plain:
             raise SystemExit(f"{args.evaluation}: no plain evaluation of a model in it")
         result = plain[0]

@@ -138,12 +138,10 @@ class PipelineOptions:
     tta: bool = False
 
     def __post_init__(self) -> None:
-        from napari_ihcseg.inference.config import check_scale
+        from napari_ihcseg.inference.config import check_scale, check_tta
 
         object.__setattr__(self, "scale", check_scale(self.scale))
-        if not isinstance(self.tta, (bool, np.bool_)):
-            raise TypeError(f"tta must be True or False, got {self.tta!r}")
-        object.__setattr__(self, "tta", bool(self.tta))
+        object.__setattr__(self, "tta", check_tta(self.tta))
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:
         """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""

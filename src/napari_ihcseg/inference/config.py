@@ -36,6 +36,19 @@ def check_scale(value: Any) -> float:
     return float(value)
 
 
+def check_tta(value: Any) -> bool:
+    """Return ``value`` as a bool if it is a valid ``tta`` switch, else raise :class:`TypeError`.
+
+    Examples
+    --------
+    >>> check_tta(True)
+    True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"tta must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _probability(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0.0 <= value <= 1.0:
@@ -139,9 +152,7 @@ class InferenceConfig:
                 f"unknown instance_backend {self.instance_backend!r}; choose one of {', '.join(INSTANCE_BACKENDS)}"
             )
         object.__setattr__(self, "scale", check_scale(self.scale))
-        if not isinstance(self.tta, (bool, np.bool_)):
-            raise TypeError(f"tta must be True or False, got {self.tta!r}")
-        object.__setattr__(self, "tta", bool(self.tta))
+        object.__setattr__(self, "tta", check_tta(self.tta))
 
     def replace(self, **changes: Any) -> InferenceConfig:
         """A copy with some fields changed; unknown names raise :class:`TypeError`."""

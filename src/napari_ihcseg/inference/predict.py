@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import InferenceConfig, check_scale
+from .config import InferenceConfig, check_scale, check_tta
 from .control import CancelCheck, ProgressCallback, check_cancel, validate_callbacks
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
@@ -176,28 +176,31 @@ def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime, tta: b
     # NHWC uint8 permuted to NCHW is already channels_last in memory.
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     x = x.contiguous(memory_format=runtime.memory_format)
-    flips = TTA_FLIPS if tta else ((),)
-    total = None
-    for dims in flips:
-        xi = x.flip(dims).contiguous(memory_format=runtime.memory_format) if dims else x
-        with runtime.autocast():
-            out = model(xi)
-        if not isinstance(out, (tuple, list)) or len(out) < 2:
-            raise TypeError(
-                f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
-            )
-        mask, contour = out[0], out[1]
-        expected = (x.shape[0], 1, x.shape[2], x.shape[3])
-        if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
-            raise ValueError(
-                f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
-                f"for an input of {tuple(x.shape)}; expected {expected} each"
-            )
-        probs = torch.sigmoid(torch.cat([mask, contour], dim=1).float())
-        if dims:
-            probs = probs.flip(dims)
-        total = probs if total is None else total.add_(probs)
-    return total.div_(len(flips)) if tta else total
+    if not tta:
+        return _probabilities(model, x, runtime)
+    total = _probabilities(model, x, runtime)
+    for dims in TTA_FLIPS[1:]:
+        flipped = x.flip(dims).contiguous(memory_format=runtime.memory_format)
+        total.add_(_probabilities(model, flipped, runtime).flip(dims))
+    return total.div_(len(TTA_FLIPS))
+
+
+def _probabilities(model: torch.nn.Module, x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """One forward pass: sigmoid of the model's two logit maps, (N, 2, h, w) float32."""
+    with runtime.autocast():
+        out = model(x)
+    if not isinstance(out, (tuple, list)) or len(out) < 2:
+        raise TypeError(
+            f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
+        )
+    mask, contour = out[0], out[1]
+    expected = (x.shape[0], 1, x.shape[2], x.shape[3])
+    if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
+        raise ValueError(
+            f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
+            f"for an input of {tuple(x.shape)}; expected {expected} each"
+        )
+    return torch.sigmoid(torch.cat([mask, contour], dim=1).float())
 
 
 def predict(
@@ -316,17 +319,14 @@ def predict(
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if blend not in BLEND_KINDS:
         raise ValueError(f"unknown blend window {blend!r}; choose one of {', '.join(BLEND_KINDS)}")
-    if not isinstance(tta, (bool, np.bool_)):
-        raise TypeError(f"tta must be True or False, got {tta!r}")
+    tta = check_tta(tta)
     runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
     keep = keep_tile
     if net_shape != shape:
         img = resize_image(img, net_shape)
         if keep_tile is not None:
             factors = (net_shape[0] / shape[0], net_shape[1] / shape[1])
-
-            def keep(box: Box) -> bool:
-                return keep_tile(_box_in_image(box, factors, shape))
+            keep = lambda box: keep_tile(_box_in_image(box, factors, shape))  # noqa: E731
     img = apply_preprocess(img, preprocess)
     if plan.padded_shape != plan.shape:
         pad = ((0, plan.padded_shape[0] - plan.shape[0]), (0, plan.padded_shape[1] - plan.shape[1]), (0, 0))
@@ -336,7 +336,7 @@ def predict(
     try:
         with torch.inference_mode():
             probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel,
-                                                  keep, bool(tta))
+                                                  keep, tta)
             h, w = plan.shape
             probs = probs[:, :h, :w]
             if net_shape != shape:
@@ -347,7 +347,7 @@ def predict(
     mask_prob = np.ascontiguousarray(probs[0])
     contour_prob = np.ascontiguousarray(probs[1])
     info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, n_run,
-                          plan.tile_shape, time.perf_counter() - started, scale, bool(tta))
+                          plan.tile_shape, time.perf_counter() - started, scale, tta)
     log.info("predicted %s", info.describe())
     if return_info:
         return mask_prob, contour_prob, info
