@@ -8,6 +8,7 @@ side outputs in training mode.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ def padded_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple
     return (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(nn.Module, abc.ABC):
     """Base of every registered model: input checks, normalisation, outputs.
 
     Subclasses implement :meth:`forward_normalised`, which receives the
@@ -265,9 +266,9 @@ class SegmentationModel(nn.Module):
             return mask.float(), contour.float(), [(m.float(), c.float()) for m, c in sides]
         return mask.float(), contour.float()
 
+    @abc.abstractmethod
     def forward_normalised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[SideOutput]]:
-        """Compute the logits from a normalised batch; subclasses implement it."""
-        raise NotImplementedError
+        """Compute the logits from a normalised batch; every architecture defines it."""
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}"
