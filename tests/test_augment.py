@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -187,6 +189,63 @@ def test_he_to_ihc_granular_dab_mottles_positive_nuclei_at_the_same_level():
     # Clumps and holes inside every nucleus, while each nucleus keeps its intensity class on average.
     assert np.median(grain_cv) > 2 * np.median(smooth_cv)
     np.testing.assert_allclose(np.median(grain_mean), np.median(smooth_mean), rtol=0.25)
+
+
+def test_he_to_ihc_faint_nuclei_barely_stand_out_from_the_cytoplasm():
+    from scipy import ndimage as ndi
+
+    image, labels = _he_like()
+    image[labels == 0] = (215, 160, 205)          # cytoplasm with some hematoxylin, as in H&E
+    core = ndi.binary_erosion(labels > 0, iterations=2)
+    far = ndi.distance_transform_edt(labels == 0) > 3
+    kw = dict(positive_fraction=(0.0, 0.0), hematoxylin_scale=(1.0, 1.0))
+
+    def nucleus_to_cytoplasm(out):
+        hema = deconvolve(out, H_DAB)[..., 0]
+        return hema[core].mean() / hema[far].mean(), hema[far].mean()
+
+    plain, plain_cyto = nucleus_to_cytoplasm(he_to_ihc(image, labels, np.random.default_rng(6), **kw))
+    faint, faint_cyto = nucleus_to_cytoplasm(he_to_ihc(image, labels, np.random.default_rng(6),
+                                                       nuclear_contrast=0.3, **kw))
+    same, _ = nucleus_to_cytoplasm(he_to_ihc(image, labels, np.random.default_rng(6), nuclear_contrast=1.0, **kw))
+    assert plain > 3.0 and same == pytest.approx(plain)
+    # The nuclei keep 30 % of their excess over the cytoplasm, which itself does not change.
+    assert faint - 1 == pytest.approx(0.3 * (plain - 1), rel=0.25)
+    assert faint_cyto == pytest.approx(plain_cyto, rel=0.05)
+
+
+def test_faint_nuclei_are_drawn_only_when_enabled():
+    image, labels = _he_like()
+    crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))
+    base = AugmentConfig(rot90=False, flips=False, p_stain_jitter=0, p_intensity=0, p_nuclei_hsv=0, p_blur=0,
+                         p_noise=0, p_stain_transfer=1.0, p_faint_nuclei=0.0)
+    off = augment(crop, np.random.default_rng(3), base, stain="H&E").image
+    other_range = augment(crop, np.random.default_rng(3), replace(base, nuclear_contrast=(0.1, 0.2)), stain="H&E")
+    on = augment(crop, np.random.default_rng(3), replace(base, p_faint_nuclei=1.0, nuclear_contrast=(0.2, 0.2)),
+                 stain="H&E")
+    # Off, its range is never drawn from, so older recipes keep their random stream; on, nuclei fade.
+    assert np.array_equal(off, other_range.image)
+    hema_off = deconvolve(off, H_DAB)[..., 0]
+    hema_on = deconvolve(on.image, H_DAB)[..., 0]
+    assert hema_on[labels > 0].mean() < 0.7 * hema_off[labels > 0].mean()
+
+
+def test_wider_stain_vector_spread_varies_the_counterstain_hue_more():
+    from napari_ihcseg.training.augment import random_ihc_stains
+
+    def median_angle(spread, which):
+        rng = np.random.default_rng(0)
+        ref = np.asarray(getattr(H_DAB, which)) / np.linalg.norm(getattr(H_DAB, which))
+        angles = []
+        for _ in range(400):
+            v = np.asarray(getattr(random_ihc_stains(rng, spread=spread), which))
+            angles.append(np.degrees(np.arccos(np.clip(v @ ref / np.linalg.norm(v), -1, 1))))
+        return np.median(angles)
+
+    narrow, wide = median_angle(0.06, "hematoxylin"), median_angle((0.15, 0.06), "hematoxylin")
+    assert 2 < narrow < 6 and 8 < wide < 13
+    # The DAB vector keeps its own, narrower spread.
+    assert median_angle((0.15, 0.06), "dab") == pytest.approx(median_angle(0.06, "dab"), rel=0.3)
 
 
 def test_stain_transfer_only_on_he(field):

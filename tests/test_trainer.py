@@ -101,15 +101,19 @@ def test_a_run_recorded_before_an_augmentation_existed_resumes_without_it(tmp_pa
 
     from napari_ihcseg.training.augment import AugmentConfig
 
-    old_recipe = replace(NO_AUGMENT, p_granular_dab=0.0, p_cytoplasmic_stain=0.0)
+    old_recipe = replace(NO_AUGMENT, p_granular_dab=0.0, p_cytoplasmic_stain=0.0, p_faint_nuclei=0.0,
+                         stain_vector_spread=(0.06, 0.06))
     cfg = dict(FAST, epochs=1, max_steps_per_epoch=1, augment=old_recipe)
     train(TrainConfig(out=str(tmp_path), **cfg), train_samples=fields([0]), val_samples=[])
     run = tmp_path / "run.json"
     doc = json.loads(run.read_text())
-    for key in ("p_granular_dab", "granular_dab", "p_cytoplasmic_stain", "cytoplasmic_stain"):
+    for key in ("p_granular_dab", "granular_dab", "p_cytoplasmic_stain", "cytoplasmic_stain", "p_faint_nuclei",
+                "nuclear_contrast", "stain_vector_spread"):
         del doc["config"]["augment"][key]          # as written before these options existed
     run.write_text(json.dumps(doc))
-    assert TrainConfig.from_dict(doc["config"]).augment.p_granular_dab == 0.0, "the old run had none"
+    old = TrainConfig.from_dict(doc["config"]).augment
+    assert old.p_granular_dab == 0.0 and old.p_faint_nuclei == 0.0, "the old run had none"
+    assert old.stain_vector_spread == (0.06, 0.06), "nor the wider counterstain hues"
     more = {**cfg, "epochs": 2}
     resumed = train(TrainConfig(out=str(tmp_path), **more), train_samples=fields([0]), val_samples=[], resume=True)
     assert resumed.global_step == 2

@@ -58,6 +58,12 @@ class AugmentConfig:
         Targeted HSV shift applied only inside a random subset of nuclei.
     p_stain_transfer : float
         Probability that an H&E crop is turned into an H-DAB (IHC) crop.
+    stain_vector_spread : (float, float)
+        Standard deviation of the Gaussian perturbation of each component of
+        the hematoxylin and the DAB colour vector in a transfer (counterstain,
+        chromogen and scanner variation). At 0.15 the hematoxylin hue strays
+        about 10° from Ruifrok and Johnston's (median), reaching the cyan of
+        Mayer's-type counterstains and the purple of Harris'.
     positive_fraction : (float, float)
         Range of the fraction of nuclei made DAB-positive in a transfer.
     hematoxylin_scale : (float, float)
@@ -80,6 +86,12 @@ class AugmentConfig:
         granularity: the standard deviation of the log of the DAB texture.
         The clumps are 0.7-2 px across (Gaussian sigma, drawn per crop).
         A positive nucleus then stays one nucleus however mottled it is.
+    p_faint_nuclei, nuclear_contrast : float, (float, float)
+        Probability that nuclei barely stand out from their surroundings in a
+        transfer, and the range of the factor on each nucleus's hematoxylin
+        above the local cytoplasm level. Under a pale IHC counterstain nuclei
+        can be only about 1.5 times as dark as the cytoplasm in hematoxylin,
+        against 2-5 times in H&E.
     p_blur, blur_sigma : float, (float, float)
         Gaussian blur probability and sigma range in pixels.
     p_noise, noise_std : float, (float, float)
@@ -101,6 +113,7 @@ class AugmentConfig:
     nuclei_saturation: float = 0.3
     nuclei_value: float = 0.15
     p_stain_transfer: float = 0.5
+    stain_vector_spread: tuple[float, float] = (0.15, 0.06)
     positive_fraction: tuple[float, float] = (0.0, 0.8)
     hematoxylin_scale: tuple[float, float] = (0.15, 1.1)
     p_background_dab: float = 0.4
@@ -111,6 +124,8 @@ class AugmentConfig:
     cytoplasmic_stain: tuple[float, float] = (0.25, 0.9)
     p_granular_dab: float = 0.5
     granular_dab: tuple[float, float] = (0.3, 0.9)
+    p_faint_nuclei: float = 0.3
+    nuclear_contrast: tuple[float, float] = (0.2, 0.7)
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.4, 1.4)
     p_noise: float = 0.3
@@ -187,9 +202,10 @@ def with_overrides(config: AugmentConfig, overrides: Sequence[str]) -> AugmentCo
 
 
 #: Augmentations added after runs were first recorded, with the values that
-#: turn them off; :meth:`AugmentConfig.from_dict` reads a run recorded without
-#: them this way.
-ADDED_LATER_OFF: dict[str, float] = {"p_cytoplasmic_stain": 0.0, "p_granular_dab": 0.0}
+#: turn them off (or, for a setting, the value runs used before it existed);
+#: :meth:`AugmentConfig.from_dict` reads a run recorded without them this way.
+ADDED_LATER_OFF: dict[str, float | tuple[float, float]] = {
+    "p_cytoplasmic_stain": 0.0, "p_granular_dab": 0.0, "p_faint_nuclei": 0.0, "stain_vector_spread": (0.06, 0.06)}
 
 
 #: No augmentation at all (validation, or tests of the other parts).
@@ -281,10 +297,15 @@ def nuclei_hsv_shift(image: np.ndarray, labels: np.ndarray, rng: np.random.Gener
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
-def random_ihc_stains(rng: np.random.Generator, *, spread: float = 0.06) -> StainVectors:
-    """H-DAB stain vectors perturbed around the Ruifrok–Johnston ones (scanner variation)."""
-    h = np.clip(np.asarray(H_DAB.hematoxylin) + rng.normal(0, spread, 3), 0.05, None)
-    d = np.clip(np.asarray(H_DAB.dab) + rng.normal(0, spread, 3), 0.05, None)
+def random_ihc_stains(rng: np.random.Generator, *, spread: float | tuple[float, float] = 0.06) -> StainVectors:
+    """H-DAB stain vectors perturbed around the Ruifrok–Johnston ones (scanner variation).
+
+    ``spread`` is the standard deviation of each component's perturbation,
+    one for both vectors or a (hematoxylin, DAB) pair.
+    """
+    h_spread, d_spread = (spread, spread) if np.isscalar(spread) else spread
+    h = np.clip(np.asarray(H_DAB.hematoxylin) + rng.normal(0, h_spread, 3), 0.05, None)
+    d = np.clip(np.asarray(H_DAB.dab) + rng.normal(0, d_spread, 3), 0.05, None)
     return StainVectors(hematoxylin=tuple(h), dab=tuple(d), name="H-DAB (random)")
 
 
@@ -293,7 +314,8 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
               hematoxylin_scale: tuple[float, float] = (0.55, 1.1), background_dab: float = 0.0,
               cytoplasm_dab: float = 0.0, cytoplasm_width: int = 4,
               cytoplasmic_stain: float = 0.0, dab_granularity: float = 0.0,
-              granule_sigma: float = 1.2) -> np.ndarray:
+              granule_sigma: float = 1.2, nuclear_contrast: float = 1.0,
+              stain_vector_spread: float | tuple[float, float] = 0.06) -> np.ndarray:
     """Turn an H&E image into a hematoxylin-DAB one with DAB-positive nuclei.
 
     Parameters
@@ -330,6 +352,14 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
         nucleus varies about fourfold between its dark clumps and pale holes.
     granule_sigma : float
         Size of the clumps (Gaussian sigma in pixels).
+    nuclear_contrast : float
+        Factor on the hematoxylin of nuclei above the local level of the
+        cytoplasm around them (1: unchanged; 0.3: a nucleus three times as
+        dark as its cytoplasm becomes 1.6 times as dark). Texture inside the
+        nucleus shrinks with it, as in pale, washed-out counterstain.
+    stain_vector_spread : float or (float, float)
+        Perturbation of the H-DAB colour vectors the result is mixed with
+        (see :func:`random_ihc_stains`).
 
     Returns
     -------
@@ -348,6 +378,8 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     c = deconvolve(image, H_E)
     lo_h, hi_h = np.log(hematoxylin_scale[0]), np.log(hematoxylin_scale[1])
     hema = np.clip(c[..., 0], 0.0, None) * float(np.exp(rng.uniform(lo_h, hi_h)))
+    if nuclear_contrast != 1.0 and labels.any():
+        hema = _compress_nuclear_contrast(hema, labels > 0, nuclear_contrast)
     n = int(labels.max()) if labels.size else 0
     positive = _pick(labels, rng.uniform(*positive_fraction), rng)
     classes = rng.integers(0, len(DAB_CLASS_OD), n + 1)
@@ -383,7 +415,19 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     covered = np.clip(inside / 0.6, 0, 1)
     hema = hema * (1.0 - rng.uniform(0.2, 0.6) * covered)
     conc = np.stack([hema, dab, np.zeros_like(hema)], axis=-1).astype(np.float32)
-    return compose(conc, random_ihc_stains(rng))
+    return compose(conc, random_ihc_stains(rng, spread=stain_vector_spread))
+
+
+def _compress_nuclear_contrast(hema: np.ndarray, nuclei: np.ndarray, factor: float) -> np.ndarray:
+    """Scale the hematoxylin of ``nuclei`` above the local non-nuclear level by ``factor``."""
+    outside = (~nuclei).astype(np.float32)
+    # Local cytoplasm level: a normalised (masked) Gaussian average of the non-nuclear pixels.
+    weight = ndi.gaussian_filter(outside, 8.0)
+    local = ndi.gaussian_filter(hema * outside, 8.0) / np.maximum(weight, 1e-3)
+    local = np.where(weight > 1e-3, local, float(np.median(hema[~nuclei])) if outside.any() else 0.0)
+    inside = ndi.gaussian_filter(nuclei.astype(np.float32), 0.8)
+    excess = np.clip(hema - local, 0.0, None)
+    return (hema - inside * (1.0 - factor) * excess).astype(np.float32)
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -429,15 +473,18 @@ def augment(crop: Crop, rng: np.random.Generator, config: AugmentConfig = Augmen
         rim = float(rng.uniform(*config.cytoplasm_dab)) if rng.random() < config.p_cytoplasm_dab else 0.0
         cytoplasmic = (float(rng.uniform(*config.cytoplasmic_stain)) if rng.random() < config.p_cytoplasmic_stain
                        else 0.0)
-        granular = {}
-        # Drawn only when enabled, so recipes without it keep their random stream.
+        extra = {}
+        # Drawn only when enabled, so recipes without them keep their random stream.
         if config.p_granular_dab > 0 and rng.random() < config.p_granular_dab:
-            granular = {"dab_granularity": float(rng.uniform(*config.granular_dab)),
-                        "granule_sigma": float(rng.uniform(0.7, 2.0))}
+            extra = {"dab_granularity": float(rng.uniform(*config.granular_dab)),
+                     "granule_sigma": float(rng.uniform(0.7, 2.0))}
+        if config.p_faint_nuclei > 0 and rng.random() < config.p_faint_nuclei:
+            extra["nuclear_contrast"] = float(rng.uniform(*config.nuclear_contrast))
         image = he_to_ihc(image, labels, rng, positive_fraction=config.positive_fraction,
                           hematoxylin_scale=config.hematoxylin_scale, background_dab=background,
                           cytoplasm_dab=rim, cytoplasm_width=int(rng.integers(2, 7)),
-                          cytoplasmic_stain=cytoplasmic, **granular)
+                          cytoplasmic_stain=cytoplasmic, stain_vector_spread=config.stain_vector_spread,
+                          **extra)
     if rng.random() < config.p_stain_jitter:
         image = stain_jitter(image, rng, scale=config.stain_scale, shift=config.stain_shift)
     if rng.random() < config.p_nuclei_hsv:
