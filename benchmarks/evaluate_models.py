@@ -107,6 +107,12 @@ def _centroids(labels: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids))
 
 
+def _detection(m: dict) -> dict:
+    """The detection counts and ratios of an :func:`evaluate_points` result."""
+    return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
+            **{k: int(m[k]) for k in ("tp", "fp", "fn")}}
+
+
 def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool = False) -> dict:
     from napari_ihcseg.data.annotations import read_points_csv
     from napari_ihcseg.data.datasets import load_deepliif
@@ -135,7 +141,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
         m = evaluate_points(cells[["centroid_y", "centroid_x"]].to_numpy(), cells["positive"].to_numpy(bool),
                             _centroids(sample.labels), truth_pos, radius=DEEPLIIF_RADIUS)
         inst = evaluate_instances(labels, sample.labels)
-        rows.append({"image": sample.name, "f1": m["f1"], "abs_delta_percent_positive": m["abs_delta_pct_positive"],
+        rows.append({"image": sample.name, **_detection(m), "abs_delta_percent_positive": m["abs_delta_pct_positive"],
                      "pred_percent_positive": m["pred_pct_positive"],
                      "truth_percent_positive": m["truth_pct_positive"], "dice": inst["dice"], "aji": inst["aji"]})
     for case in sorted(p for p in (data / "ki67-points").iterdir() if p.is_dir()):
@@ -149,7 +155,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
         inside = region[rows_, cols_]
         m = evaluate_points(centres[inside], cells["positive"].to_numpy(bool)[inside],
                             points, positive, radius=POINTS_RADIUS)
-        rows.append({"image": f"ki67-points/{case.name}", "f1": m["f1"],
+        rows.append({"image": f"ki67-points/{case.name}", **_detection(m),
                      "abs_delta_percent_positive": m["abs_delta_pct_positive"],
                      "pred_percent_positive": m["pred_pct_positive"],
                      "truth_percent_positive": m["truth_pct_positive"]})
@@ -168,12 +174,13 @@ def _print(results: list[dict]) -> None:
         cells = [f"{r['he'][s]['dice']:.3f}/{r['he'][s]['aji']:.3f}/{r['he'][s]['pq']:.3f}" if s in r["he"] else "-"
                  for s in sources]
         print(f"{r['model'][-40:]:<40}" + "".join(f"{c:>22}" for c in cells))
-    print("\nKi-67 IHC: detection F1 / |Δ % positive| (pred % vs truth %)")
+    print("\nKi-67 IHC: detection F1 (precision, recall) / |Δ % positive| (pred % vs truth %)")
     for r in results:
         print(f"{r['model'][-40:]:<40} mean F1 {r['ki67']['mean_f1']:.3f}, "
               f"mean |Δ| {r['ki67']['mean_abs_delta_percent_positive']:.1f} points")
         for row in r["ki67"]["images"]:
-            print(f"    {row['image']:<28} F1 {row['f1']:.3f}  |Δ| {row['abs_delta_percent_positive']:5.1f}  "
+            print(f"    {row['image']:<28} F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f})  "
+                  f"|Δ| {row['abs_delta_percent_positive']:5.1f}  "
                   f"({row['pred_percent_positive']:.1f} % vs {row['truth_percent_positive']:.1f} %)")
 
 

@@ -214,20 +214,71 @@ def test_he_to_ihc_faint_nuclei_barely_stand_out_from_the_cytoplasm():
     assert faint_cyto == pytest.approx(plain_cyto, rel=0.05)
 
 
+class _RecordingRng:
+    """A generator that records the name of every method called on it."""
+
+    def __init__(self, seed):
+        self._rng = np.random.default_rng(seed)
+        self.calls = []
+
+    def __getattr__(self, name):
+        method = getattr(self._rng, name)
+
+        def record(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+        return record
+
+
 def test_faint_nuclei_are_drawn_only_when_enabled():
     image, labels = _he_like()
     crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))
     base = AugmentConfig(rot90=False, flips=False, p_stain_jitter=0, p_intensity=0, p_nuclei_hsv=0, p_blur=0,
-                         p_noise=0, p_stain_transfer=1.0, p_faint_nuclei=0.0)
-    off = augment(crop, np.random.default_rng(3), base, stain="H&E").image
-    other_range = augment(crop, np.random.default_rng(3), replace(base, nuclear_contrast=(0.1, 0.2)), stain="H&E")
-    on = augment(crop, np.random.default_rng(3), replace(base, p_faint_nuclei=1.0, nuclear_contrast=(0.2, 0.2)),
-                 stain="H&E")
-    # Off, its range is never drawn from, so older recipes keep their random stream; on, nuclei fade.
-    assert np.array_equal(off, other_range.image)
+                         p_noise=0, p_stain_transfer=1.0, p_granular_dab=0.0, p_faint_nuclei=0.0,
+                         hematoxylin_scale=(1.0, 1.0), positive_fraction=(0.0, 0.0))
+    off_rng, on_rng = _RecordingRng(3), _RecordingRng(3)
+    off = augment(crop, off_rng, base, stain="H&E").image
+    on = augment(crop, on_rng, replace(base, p_faint_nuclei=1.0, nuclear_contrast=(0.2, 0.2)), stain="H&E")
+    # Off, not even its coin is tossed, so older recipes keep their random stream; on, one coin and one draw.
+    assert on_rng.calls.count("random") == off_rng.calls.count("random") + 1
+    assert on_rng.calls.count("uniform") == off_rng.calls.count("uniform") + 1
     hema_off = deconvolve(off, H_DAB)[..., 0]
     hema_on = deconvolve(on.image, H_DAB)[..., 0]
     assert hema_on[labels > 0].mean() < 0.7 * hema_off[labels > 0].mean()
+
+
+def test_the_transfer_mixes_with_the_configured_stain_vector_spread():
+    from napari_ihcseg.stain import rgb_to_od
+
+    image, labels = _he_like()
+    crop = Crop(image=image, labels=labels, mask=labels > 0, valid=np.ones(labels.shape, bool))
+    base = AugmentConfig(rot90=False, flips=False, p_stain_jitter=0, p_intensity=0, p_nuclei_hsv=0, p_blur=0,
+                         p_noise=0, p_stain_transfer=1.0, positive_fraction=(0.0, 0.0), p_background_dab=0.0,
+                         p_faint_nuclei=0.0, p_cytoplasmic_stain=0.0, hematoxylin_scale=(1.0, 1.0))
+    reference = np.asarray(H_DAB.hematoxylin)
+
+    def counterstain_angle(spread, seed):
+        out = augment(crop, np.random.default_rng(seed), replace(base, stain_vector_spread=spread), stain="H&E")
+        od = rgb_to_od(out.image)
+        direction = od[labels > 0].mean(axis=0) - od[labels == 0].mean(axis=0)   # the nuclei's hematoxylin
+        cos = direction @ reference / np.linalg.norm(direction) / np.linalg.norm(reference)
+        return np.degrees(np.arccos(min(cos, 1.0)))
+
+    fixed = [counterstain_angle((0.0, 0.0), seed) for seed in range(5)]
+    varied = [counterstain_angle((0.3, 0.06), seed) for seed in range(5)]
+    # Without spread every transfer has the reference hue; with it, the counterstain hue moves.
+    assert max(fixed) < 3.0
+    assert np.median(varied) > 8.0
+
+
+def test_random_stain_vectors_are_never_almost_parallel():
+    from napari_ihcseg.training.augment import MIN_STAIN_ANGLE_DEG, random_ihc_stains
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        stains = random_ihc_stains(rng, spread=(0.5, 0.5))      # wide enough to collide often
+        cos = np.dot(stains.hematoxylin, stains.dab)
+        assert np.degrees(np.arccos(min(cos, 1.0))) >= MIN_STAIN_ANGLE_DEG - 1e-6
 
 
 def test_wider_stain_vector_spread_varies_the_counterstain_hue_more():
