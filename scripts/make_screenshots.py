@@ -75,7 +75,7 @@ def main() -> None:
     viewer = napari.Viewer(title="napari-ihcseg")
     app = QApplication.instance()
     viewer.window._qt_window.resize(1500, 950)
-    image = viewer.add_image(data.immunohistochemistry(), name="IHC sample", rgb=True)
+    viewer.add_image(data.immunohistochemistry(), name="IHC sample", rgb=True)
 
     # Segment
     seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)

@@ -61,9 +61,10 @@ class AugmentConfig:
     stain_vector_spread : (float, float)
         Standard deviation of the Gaussian perturbation of each component of
         the hematoxylin and the DAB colour vector in a transfer (counterstain,
-        chromogen and scanner variation). At 0.15 the hematoxylin hue strays
-        about 10° from Ruifrok and Johnston's (median), reaching the cyan of
-        Mayer's-type counterstains and the purple of Harris'.
+        chromogen and scanner variation). At the default 0.06 the hematoxylin
+        hue strays about 4° from Ruifrok and Johnston's (median); at 0.15
+        about 10°, reaching the cyan of Mayer's-type counterstains (off by
+        default: it did not help on our Ki-67 fields, ``docs/models.md``).
     positive_fraction : (float, float)
         Range of the fraction of nuclei made DAB-positive in a transfer.
     hematoxylin_scale : (float, float)
@@ -91,7 +92,8 @@ class AugmentConfig:
         transfer, and the range of the factor on each nucleus's hematoxylin
         above the local cytoplasm level. Under a pale IHC counterstain nuclei
         can be only about 1.5 times as dark as the cytoplasm in hematoxylin,
-        against 2-5 times in H&E.
+        against 2-5 times in H&E. Off by default: it did not help on our Ki-67
+        fields (``docs/models.md``).
     p_blur, blur_sigma : float, (float, float)
         Gaussian blur probability and sigma range in pixels.
     p_noise, noise_std : float, (float, float)
@@ -113,7 +115,7 @@ class AugmentConfig:
     nuclei_saturation: float = 0.3
     nuclei_value: float = 0.15
     p_stain_transfer: float = 0.5
-    stain_vector_spread: tuple[float, float] = (0.15, 0.06)
+    stain_vector_spread: tuple[float, float] = (0.06, 0.06)
     positive_fraction: tuple[float, float] = (0.0, 0.8)
     hematoxylin_scale: tuple[float, float] = (0.15, 1.1)
     p_background_dab: float = 0.4
@@ -124,7 +126,7 @@ class AugmentConfig:
     cytoplasmic_stain: tuple[float, float] = (0.25, 0.9)
     p_granular_dab: float = 0.5
     granular_dab: tuple[float, float] = (0.3, 0.9)
-    p_faint_nuclei: float = 0.3
+    p_faint_nuclei: float = 0.0
     nuclear_contrast: tuple[float, float] = (0.2, 0.7)
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.4, 1.4)
@@ -298,9 +300,9 @@ def nuclei_hsv_shift(image: np.ndarray, labels: np.ndarray, rng: np.random.Gener
 
 
 #: Smallest angle between the random hematoxylin and DAB vectors of a
-#: transfer. Ruifrok–Johnston's are 37° apart; at the default spread about 0.1 %
-#: of the draws come closer than 10° and are drawn again (at the old spread of
-#: 0.06, none in two million draws: old recipes keep their random stream).
+#: transfer. Ruifrok–Johnston's are 37° apart; at a hematoxylin spread of 0.15
+#: about 0.1 % of the draws come closer than 10° and are drawn again (at the
+#: default 0.06, none in two million draws: recipes keep their random stream).
 MIN_STAIN_ANGLE_DEG = 10.0
 
 
