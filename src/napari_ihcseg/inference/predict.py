@@ -176,13 +176,13 @@ def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime, tta: b
     # NHWC uint8 permuted to NCHW is already channels_last in memory.
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     x = x.contiguous(memory_format=runtime.memory_format)
-    if not tta:
-        return _probabilities(model, x, runtime)
     total = _probabilities(model, x, runtime)
-    for dims in TTA_FLIPS[1:]:
-        flipped = x.flip(dims).contiguous(memory_format=runtime.memory_format)
-        total.add_(_probabilities(model, flipped, runtime).flip(dims))
-    return total.div_(len(TTA_FLIPS))
+    if tta:
+        for dims in TTA_FLIPS[1:]:
+            flipped = x.flip(dims).contiguous(memory_format=runtime.memory_format)
+            total.add_(_probabilities(model, flipped, runtime).flip(dims))
+        total.div_(len(TTA_FLIPS))
+    return total
 
 
 def _probabilities(model: torch.nn.Module, x: torch.Tensor, runtime: Runtime) -> torch.Tensor:

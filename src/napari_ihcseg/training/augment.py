@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_ihcseg.stain import DAB_RJ, EOSIN_RJ, H_DAB, HEMATOXYLIN_RJ, StainVectors, compose, deconvolve
+from napari_ihcseg.stain import (DAB_RJ, EOSIN_RJ, H_DAB, HEMATOXYLIN_RJ, StainVectors, _angle_deg, compose,
+                               deconvolve)
 
 from .tiles import Crop
 
@@ -316,11 +317,10 @@ def random_ihc_stains(rng: np.random.Generator, *, spread: float | tuple[float, 
     reference vectors are used.
     """
     h_spread, d_spread = (spread, spread) if np.ndim(spread) == 0 else spread
-    min_cos = np.cos(np.radians(MIN_STAIN_ANGLE_DEG))
     for _ in range(10):
         h = np.clip(np.asarray(H_DAB.hematoxylin) + rng.normal(0, h_spread, 3), 0.05, None)
         d = np.clip(np.asarray(H_DAB.dab) + rng.normal(0, d_spread, 3), 0.05, None)
-        if float(h @ d) / float(np.linalg.norm(h) * np.linalg.norm(d)) < min_cos:
+        if _angle_deg(h, d) >= MIN_STAIN_ANGLE_DEG:
             break
     else:
         return H_DAB
@@ -411,10 +411,10 @@ def he_to_ihc(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     if dab_granularity > 0:
         grains = ndi.gaussian_filter(rng.normal(0, 1, labels.shape).astype(np.float32), granule_sigma)
         grains /= max(float(grains.std()), 1e-6)
-        grain = np.exp(dab_granularity * grains - 0.5 * dab_granularity ** 2)
-        dab = inside * np.clip(grain, 0.1, 4.0) + rng.uniform(0.0, 0.04)
+        pattern = np.clip(np.exp(dab_granularity * grains - 0.5 * dab_granularity ** 2), 0.1, 4.0)
     else:
-        dab = inside * np.clip(texture, 0.5, 1.5) + rng.uniform(0.0, 0.04)
+        pattern = np.clip(texture, 0.5, 1.5)
+    dab = inside * pattern + rng.uniform(0.0, 0.04)
     if cytoplasm_dab > 0 and nuclear.any():
         rim = ndi.grey_dilation(nuclear, size=2 * cytoplasm_width + 1) * (labels == 0)
         dab = dab + cytoplasm_dab * ndi.gaussian_filter(rim, 1.5) * np.clip(texture, 0.5, 1.5)
