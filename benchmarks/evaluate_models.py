@@ -23,6 +23,12 @@ Usage::
     python benchmarks/evaluate_models.py --model src/napari_ihcseg/weights/harunet-lite-ihc --baseline
     python benchmarks/evaluate_models.py --model harunet-lite-ihc --json results.json
     python benchmarks/evaluate_models.py --model r2unet-lite-ihc --tta   # with and without flip TTA
+    python benchmarks/evaluate_models.py --model r2unet-lite-ihc --default-instances
+
+A checkpoint's instance settings (thresholds, ``min_size``) are those tuned
+for it on the validation split (``scripts/tune_instances.py``), which holds
+the held-out H&E images and the DeepLIIF tiles but not the point fields;
+``--default-instances`` adds rows with the untuned defaults, side by side.
 """
 
 from __future__ import annotations
@@ -77,17 +83,20 @@ def classical_baseline(image: np.ndarray, *, min_size: int = 16, min_distance: i
     return labels.astype(np.int32)
 
 
-def _segmenter(spec: str, tile: int, tta: bool = False):
+def _segmenter(spec: str, tile: int, tta: bool = False, default_instances: bool = False):
     if spec == "baseline":
         return "classical watershed", classical_baseline
     from napari_ihcseg.inference import segment_image
+    from napari_ihcseg.instances import INSTANCE_DEFAULTS
     from napari_ihcseg.models import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = load_model(spec, device="cpu")
-    name = f"{spec} (flip TTA)" if tta else spec
-    return name, lambda image: segment_image(image, model, tile=tile, overlap=64, device="cpu", tta=tta)
+    name = spec + (" (flip TTA)" if tta else "") + (" (default instance settings)" if default_instances else "")
+    settings = INSTANCE_DEFAULTS if default_instances else {}
+    return name, lambda image: segment_image(image, model, tile=tile, overlap=64, device="cpu", tta=tta,
+                                             **settings)
 
 
 def _held_out_he(data: Path, names: tuple[str, ...]):
@@ -113,15 +122,16 @@ def _detection(m: dict) -> dict:
             **{k: int(m[k]) for k in ("tp", "fp", "fn")}}
 
 
-def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool = False) -> dict:
+def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool = False,
+             default_instances: bool = False) -> dict:
     from napari_ihcseg.data.annotations import read_points_csv
     from napari_ihcseg.data.datasets import load_deepliif
     from napari_ihcseg.io import read_image
     from napari_ihcseg.metrics import evaluate_instances, evaluate_points
     from napari_ihcseg.scoring import score_image
 
-    name, segment = _segmenter(spec, tile, tta)
-    out: dict = {"model": name, "tta": tta, "he": {}, "ki67": {}}
+    name, segment = _segmenter(spec, tile, tta, default_instances)
+    out: dict = {"model": name, "tta": tta, "default_instances": default_instances, "he": {}, "ki67": {}}
     started = time.perf_counter()
     per_source: dict[str, list[dict]] = {}
     for sample in _held_out_he(data, names):
@@ -169,14 +179,16 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
 def _print(results: list[dict]) -> None:
     print("\nH&E held-out images (mean per image): Dice / AJI / PQ")
     sources = sorted({s for r in results for s in r["he"]} - {"all"}) + ["all"]
-    print(f"{'model':<40}" + "".join(f"{s:>22}" for s in sources))
+    # Long folder paths keep their tail, where the run's name is.
+    width = min(64, max(40, *(len(r["model"]) for r in results)))
+    print(f"{'model':<{width}}" + "".join(f"{s:>22}" for s in sources))
     for r in results:
         cells = [f"{r['he'][s]['dice']:.3f}/{r['he'][s]['aji']:.3f}/{r['he'][s]['pq']:.3f}" if s in r["he"] else "-"
                  for s in sources]
-        print(f"{r['model'][-40:]:<40}" + "".join(f"{c:>22}" for c in cells))
+        print(f"{r['model'][-width:]:<{width}}" + "".join(f"{c:>22}" for c in cells))
     print("\nKi-67 IHC: detection F1 (precision, recall) / |Δ % positive| (pred % vs truth %)")
     for r in results:
-        print(f"{r['model'][-40:]:<40} mean F1 {r['ki67']['mean_f1']:.3f}, "
+        print(f"{r['model'][-width:]:<{width}} mean F1 {r['ki67']['mean_f1']:.3f}, "
               f"mean |Δ| {r['ki67']['mean_abs_delta_percent_positive']:.1f} points")
         for row in r["ki67"]["images"]:
             print(f"    {row['image']:<28} F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f})  "
@@ -192,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--tta", action="store_true",
                         help="also evaluate each model with flip test-time augmentation")
+    parser.add_argument("--default-instances", action="store_true",
+                        help="also evaluate each model with the default instance settings, not those tuned for it")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     data = Path(args.data_root)
@@ -200,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     specs = list(args.model) + (["baseline"] if args.baseline else [])
     if not specs:
         parser.error("give --model and/or --baseline")
-    if args.tta and not args.model:
-        parser.error("--tta needs --model (the baseline has no network to augment)")
+    if (args.tta or args.default_instances) and not args.model:
+        parser.error("--tta and --default-instances need --model (the baseline has no network)")
     names = _val_names()
-    runs = [(spec, False) for spec in specs] + [(spec, True) for spec in args.model if args.tta]
-    results = [evaluate(spec, data, names, args.tile, tta) for spec, tta in runs]
+    runs = ([(spec, False, False) for spec in specs] + [(spec, True, False) for spec in args.model if args.tta]
+            + [(spec, False, True) for spec in args.model if args.default_instances])
+    results = [evaluate(spec, data, names, args.tile, tta, default) for spec, tta, default in runs]
     _print(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -5,7 +5,9 @@ the training run (``metrics``: dice, aji, pq on the held-out split), and, when
 given, the held-out evaluation written by ``benchmarks/evaluate_models.py
 --json`` (H&E per source, Ki-67 detection F1 and |Δ % positive|). The weights
 are re-saved through ``save_checkpoint``, so the sha256 in ``config.json`` is
-recomputed and checked on every load.
+recomputed and checked on every load; the instance settings tuned for the
+checkpoint (``scripts/tune_instances.py``, or the end of a training run) go
+with them.
 
 Usage::
 
@@ -55,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(Path(args.evaluation).read_text())
         if isinstance(results, dict):
             results = [results]
-        # The model's own row: not the classical baseline, not the test-time-augmented run.
-        plain = [r for r in results if not r.get("tta") and r.get("model") != "classical watershed"]
+        # The model's own row: not the classical baseline, not the test-time-augmented run,
+        # not the run with the default instance settings.
+        plain = [r for r in results if not r.get("tta") and not r.get("default_instances")
+                 and r.get("model") != "classical watershed"]
         if not plain:
             raise SystemExit(f"{args.evaluation}: no plain evaluation of a model in it")
         result = plain[0]
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"the {MAX_BYTES / 2**20:.0f} MB limit" + ("" if args.weights_dtype == "float16" else
                                                                   "; try --weights-dtype float16"))
     save_checkpoint(model, out, training=training, card=card, overwrite=args.overwrite,
-                    weights_dtype=args.weights_dtype)
+                    weights_dtype=args.weights_dtype, instances=doc["instances"])
     print(f"shipped {out} ({(out / 'weights.safetensors').stat().st_size / 2**20:.1f} MB), metrics {metrics}")
     return 0
 

@@ -164,7 +164,8 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
                  "--batch-size", "2", "--max-steps-per-epoch", "2", "--threads", "1", "--val-split", "0.3",
                  "--synthetic-fraction", "0", "--augment", "p_granular_dab=0", "--augment", "blur_sigma=0.5,2"])
     assert code == 0
-    assert "checkpoint:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "checkpoint:" in printed and "instance settings: mask_threshold" in printed
     recorded = json.loads((out / "run.json").read_text())["config"]["augment"]
     assert recorded["p_granular_dab"] == 0.0 and recorded["blur_sigma"] == [0.5, 2.0]
     model = load_checkpoint(out / "best", device="cpu")
@@ -178,6 +179,10 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     assert len(split["val"]) == 1 and set(split["train"]).isdisjoint(split["val"])
     assert any(d["name"] == "pairs" for d in document["card"]["data"])
     assert "val_aji" in document["card"]["validation"]["metrics"]
+    # The instance settings were tuned on the one validation image and reach the loaded model.
+    assert set(document["instances"]) == {"mask_threshold", "contour_threshold", "min_size"}
+    assert document["card"]["instances"]["images"] == 1
+    assert model.checkpoint_info.instances == document["instances"]
     # A missing data folder is a usage error, not a traceback.
     assert main(["train", str(tmp_path / "nope"), "--model", "r2unet-lite", "--epochs", "1", "--out", str(out)]) == 2
     bad = ["train", str(folder), "--model", "r2unet-lite", "--epochs", "1", "--out", str(tmp_path / "run2")]
@@ -186,6 +191,13 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     assert "p_granularity" in capsys.readouterr().err
     assert main([*bad, "--augment", "blur_sigma=1"]) == 2
     assert "blur_sigma takes 2 comma-separated numbers" in capsys.readouterr().err
+
+
+def test_tuning_the_instance_settings_can_be_turned_off(tmp_path):
+    config = TrainConfig(out=str(tmp_path), epochs=1, max_steps_per_epoch=2, tune_instances=False, **FAST)
+    result = train(config, train_samples=fields([0, 1]), val_samples=fields([2]))
+    assert result.instance_params is None
+    assert read_checkpoint_config(result.best_checkpoint)["instances"] == {}
 
 
 def test_fine_tuning_improves_a_shifted_domain(tmp_path):

@@ -462,6 +462,31 @@ def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_vi
     assert result.out.parent == dataset / "models", "the run is written inside the chosen dataset folder"
     assert len(trainer.plot.losses) == result.global_step >= 1, "one loss point per step"
     assert segment.model.findData(str(result.best_checkpoint.resolve())) >= 0, "the new model is offered at once"
+    assert result.instance_params is not None and "Instance settings tuned" in trainer.status.text()
+
+
+def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napari_viewer, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg.models import build_model, save_checkpoint
+
+    folder = save_checkpoint(build_model("r2unet-lite"), tmp_path / "tuned",
+                             instances={"mask_threshold": 0.4, "contour_threshold": 0.3, "min_size": 100})
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))
+    assert (widget.mask_threshold.value(), widget.contour_threshold.value(), widget.min_size.value()) == (0.5, 0.5, 16)
+    widget.add_checkpoint(folder)
+    assert (widget.mask_threshold.value(), widget.contour_threshold.value(), widget.min_size.value()) == (0.4, 0.3, 100)
+    assert widget.config().instance_options()["min_size"] == 100
+    widget.image_scale.setValue(2.0)  # the model's min_size counts the pixels it sees: a quarter at scale 2
+    assert widget.min_size.value() == 25
+    widget.image_scale.setValue(1.0)
+    widget.min_size.setValue(40)  # the user's own value survives the list being refreshed (each show)
+    widget.refresh_models()
+    widget.image_scale.setValue(2.0)
+    assert widget.min_size.value() == 40
+    widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))  # another model: its own value again
+    assert widget.min_size.value() == 4  # the default 16 model pixels, at scale 2
 
 
 def test_train_widget_refuses_a_relative_dataset(make_napari_viewer, qtbot, tmp_path):

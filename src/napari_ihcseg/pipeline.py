@@ -89,10 +89,12 @@ class PipelineOptions:
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     tile, overlap : int
         Tiling of the model's input.
-    mask_threshold, contour_threshold : float
-        Thresholds of the instance step.
-    min_size : int
-        Smallest nucleus kept, in pixels.
+    mask_threshold, contour_threshold : float or None
+        Thresholds of the instance step; ``None``: tuned for the model, else
+        0.5 (the summary records the values used under ``instances``).
+    min_size : int or None
+        Smallest nucleus kept, in pixels; ``None``: tuned for the model,
+        else 16.
     stain : {"er", "pr", "ki67"} or None
         Score the nuclei for this stain; ``None`` only segments.
     thresholds : (float, float, float) or None
@@ -123,9 +125,9 @@ class PipelineOptions:
     device: str = "auto"
     tile: int = 512
     overlap: int = 64
-    mask_threshold: float = 0.5
-    contour_threshold: float = 0.5
-    min_size: int = 16
+    mask_threshold: float | None = None
+    contour_threshold: float | None = None
+    min_size: int | None = None
     stain: str | None = None
     thresholds: tuple[float, float, float] | None = None
     roi: str | None = None
@@ -206,7 +208,25 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
             return False
         if options.model is not None and str(options.model) != summary.get("model", {}).get("name"):
             return False
+        # The same options give other nuclei once the checkpoint's tuned settings change.
+        expected = _expected_instances(options, summary.get("model", {}).get("name"))
+        if expected is not None and summary.get("instances") != _jsonable(expected):
+            return False
     return all((Path(out_dir) / name).is_file() for name in listed.values())
+
+
+def _expected_instances(options: PipelineOptions, model_name: str | None) -> dict | None:
+    """The instance settings a run with ``options`` would use now (``None``: unknown)."""
+    from types import SimpleNamespace
+
+    from napari_ihcseg.models import recommended_instance_params
+
+    try:
+        tuned = recommended_instance_params(options.model if options.model is not None else model_name)
+    except (TypeError, ValueError):
+        return None
+    stand_in = SimpleNamespace(checkpoint_info=SimpleNamespace(instances=tuned))
+    return options.inference_config().instance_options(stand_in)
 
 
 def resolve_model(spec: str | None, device: str = "auto"):
@@ -351,6 +371,7 @@ def process_image(
         "seconds": round(time.perf_counter() - started, 3),
         "large": large,
         "options": _option_record(options),
+        "instances": options.inference_config().instance_options(model),
         "version": __version__,
         "status": "ok",
         "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},

@@ -99,7 +99,7 @@ def _segment_field(image, spec, device, config, progress, cancel, origin) -> Seg
     backend = "torch" if info.device.startswith("cuda") else "numpy"
     labels = probabilities_to_instances(mask_prob, contour_prob, backend=backend,
                                         device=info.device if backend == "torch" else None,
-                                        **config.instance_options())
+                                        **config.instance_options(model))
     return SegmentResult(labels, mask_prob, contour_prob, info.description, origin, notes=notes)
 
 
@@ -225,6 +225,12 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
 
         self._fill_devices()
+        self._instances_for: str | None = None
+        self._model_min_size: int | None = None  # the model's min_size, in the pixels it sees
+        self._showing_model_min_size = False
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.min_size.valueChanged.connect(self._min_size_edited)
+        self.image_scale.valueChanged.connect(self._show_model_min_size)
         self.refresh_models()
         self.image_choice.currentIndexChanged.connect(self._image_changed)
         self._image_changed()
@@ -247,17 +253,23 @@ class SegmentWidget(QWidget):
         from napari_ihcseg.models import default_checkpoint_name, list_models, shipped_checkpoints
 
         current = self.model.currentData()
-        self.model.clear()
-        for name in shipped_checkpoints():
-            self.model.addItem(f"{name} (shipped)", name)
-        for folder in known_checkpoints(self.catalog):
-            self.model.addItem(f"{Path(folder).name} ({folder})", folder)
-        for name in list_models():
-            self.model.addItem(f"{name} (untrained)", name)
-        self.model.addItem(LOAD_CHECKPOINT, None)
-        preferred = current or default_checkpoint_name("auto") or "harunet-lite"
-        index = self.model.findData(preferred)
-        self.model.setCurrentIndex(max(index, 0))
+        # Rebuilding the list passes through other models; only the final choice counts.
+        self.model.blockSignals(True)
+        try:
+            self.model.clear()
+            for name in shipped_checkpoints():
+                self.model.addItem(f"{name} (shipped)", name)
+            for folder in known_checkpoints(self.catalog):
+                self.model.addItem(f"{Path(folder).name} ({folder})", folder)
+            for name in list_models():
+                self.model.addItem(f"{name} (untrained)", name)
+            self.model.addItem(LOAD_CHECKPOINT, None)
+            preferred = current or default_checkpoint_name("auto") or "harunet-lite"
+            index = self.model.findData(preferred)
+            self.model.setCurrentIndex(max(index, 0))
+        finally:
+            self.model.blockSignals(False)
+        self._model_changed()
 
     def add_checkpoint(self, folder) -> None:
         """Remember a checkpoint folder and select it."""
@@ -280,6 +292,48 @@ class SegmentWidget(QWidget):
         except ValueError as exc:
             show_error(f"Cannot use {folder} as a model: {exc}")
             self.refresh_models()
+
+    def _model_changed(self, *_args) -> None:
+        """Show the instance settings tuned for a newly chosen model.
+
+        Only a change of model sets them, so refreshing the list (each time
+        the widget is shown) keeps what the user typed.
+        """
+        from napari_ihcseg.models import recommended_instance_params
+
+        spec = self.model.currentData()
+        if spec is None or spec == self._instances_for:
+            return
+        try:
+            params = recommended_instance_params(spec)
+        except ValueError:
+            return  # a checkpoint that went missing: Run reports it
+        self._instances_for = spec
+        self.mask_threshold.setValue(params["mask_threshold"])
+        self.contour_threshold.setValue(params["contour_threshold"])
+        self._model_min_size = params["min_size"]
+        self._show_model_min_size()
+        tip = (f"Set for {Path(spec).name}: tuned on its validation images when its checkpoint has a tuned "
+               "value, the default otherwise. Change it to override.")
+        for box in (self.mask_threshold, self.contour_threshold):
+            box.setToolTip(tip)
+        self.min_size.setToolTip(tip + " In the image's pixels: the model's value follows Scale "
+                                       "(a quarter of it at Scale 2) until you change it.")
+
+    def _min_size_edited(self, _value: int) -> None:
+        if not self._showing_model_min_size:
+            self._model_min_size = None  # the user's own value: Scale no longer changes it
+
+    def _show_model_min_size(self, *_args) -> None:
+        from napari_ihcseg.inference.config import model_min_size
+
+        if self._model_min_size is None:
+            return
+        self._showing_model_min_size = True
+        try:
+            self.min_size.setValue(model_min_size(self._model_min_size, float(self.image_scale.value())))
+        finally:
+            self._showing_model_min_size = False
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API; picks up newly trained models
         self.refresh_models()

@@ -265,6 +265,8 @@ class TrainWidget(QWidget):
             m = event.metrics
             val = ", ".join(f"{k[4:]} {m[k]:.3f}" for k in ("val_dice", "val_aji", "val_pq") if k in m)
             self.status.setText(f"Epoch {event.epoch}: train loss {m['train_loss']:.3f}" + (f"; {val}" if val else ""))
+        elif event.phase == "tune":
+            self.eta.setText("Tuning the instance thresholds on the validation images…")
 
     def _finished(self, result) -> None:
         self.result = result
@@ -278,8 +280,12 @@ class TrainWidget(QWidget):
         for widget in self.window().findChildren(SegmentWidget):  # the new model shows up there at once
             widget.refresh_models()
         what = "Cancelled; kept" if result.cancelled else "Done;"
+        tuned = ""
+        if result.instance_params:
+            tuned = " Instance settings tuned on the validation images: " + ", ".join(
+                f"{k.replace('_', ' ')} {v:g}" for k, v in result.instance_params.items()) + "."
         self.status.setText(f"{what} the best model after {result.epochs_completed} epoch(s) is "
-                            f"{result.best_checkpoint}. It is now in the Segment widget's model list.")
+                            f"{result.best_checkpoint}. It is now in the Segment widget's model list.{tuned}")
         show_info(f"New model: {result.best_checkpoint}")
 
     def _failed(self, exc: BaseException) -> None:

@@ -41,6 +41,7 @@ def collect() -> dict:
             "data": card.get("data"),
             "licence": card.get("licence") or card.get("license"),
             "metrics": card.get("metrics", {}),
+            "instances": doc["instances"],
         })
     return {"architectures": archs, "checkpoints": checkpoints,
             "default": {"cpu": default_checkpoint_name("cpu"), "cuda": default_checkpoint_name("cuda")}}
@@ -71,4 +72,7 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in c["metrics"].items()
                               if not isinstance(v, (dict, list)))
             print(f"    metrics  {shown}")
+        if c["instances"]:
+            print("    instances " + ", ".join(f"{k} {v:g}" for k, v in c["instances"].items())
+                  + " (tuned; used unless set)")
     return EXIT_OK

@@ -21,9 +21,12 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (default: auto = CUDA, then MPS, then CPU)")
     parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
-    parser.add_argument("--mask-threshold", type=float, default=0.5, help="nucleus probability threshold")
-    parser.add_argument("--contour-threshold", type=float, default=0.5, help="contour probability threshold")
-    parser.add_argument("--min-size", type=int, default=16, help="smallest nucleus kept, in pixels")
+    parser.add_argument("--mask-threshold", type=float, default=None,
+                        help="nucleus probability threshold (default: tuned for the model, else 0.5)")
+    parser.add_argument("--contour-threshold", type=float, default=None,
+                        help="contour probability threshold (default: tuned for the model, else 0.5)")
+    parser.add_argument("--min-size", type=int, default=None,
+                        help="smallest nucleus kept, in pixels (default: tuned for the model, else 16)")
     parser.add_argument("--scale", type=float, default=1.0, metavar="FACTOR",
                         help="resize the image by FACTOR before the model, 0.25 to 8: 2 for images at half the "
                              "magnification the model was trained at, e.g. 20x images with a 40x model "

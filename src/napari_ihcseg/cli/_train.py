@@ -89,12 +89,17 @@ class _Bar:
             m = event.metrics or {}
             text = (f"epoch {event.epoch}/{event.epochs}: loss {m.get('train_loss', float('nan')):.4f}"
                     + "".join(f", val {k} {m[f'val_{k}']:.4f}" for k in ("dice", "aji", "pq") if f"val_{k}" in m))
-            if self.bar is not None:
-                self.bar.write(text, file=sys.stderr)
-            else:
-                print(text, file=sys.stderr, flush=True)
+            self._say(text)
+        elif event.phase == "tune":
+            self._say("tuning the instance thresholds and minimum size on the validation images")
         elif event.phase == "done" and self.bar is not None:
             self.bar.close()
+
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _hms(seconds: float) -> str:
@@ -153,5 +158,8 @@ def run(args: argparse.Namespace) -> int:
     best = result.best_metrics or {}
     figures = ", ".join(f"{k} {best[f'val_{k}']:.4f}" for k in ("dice", "aji", "pq") if f"val_{k}" in best)
     print(f"checkpoint: {result.best_checkpoint}" + (f" (epoch {best.get('epoch')}: {figures})" if figures else ""))
+    if result.instance_params:
+        print("instance settings: " + ", ".join(f"{k} {v:g}" for k, v in result.instance_params.items())
+              + " (tuned on the validation images; stored in the checkpoint)")
     print(f"metrics: {out / 'metrics.csv'}")
     return EXIT_OK

@@ -49,6 +49,15 @@ def check_tta(value: Any) -> bool:
     return bool(value)
 
 
+def model_min_size(min_size: int, scale: float) -> int:
+    """A ``min_size`` in the model's pixels, in the pixels of an image resized by ``scale`` for it.
+
+    >>> model_min_size(100, 2.0), model_min_size(100, 1.0), model_min_size(16, 0.5)
+    (25, 100, 64)
+    """
+    return int(round(min_size / (scale * scale)))
+
+
 def _probability(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0.0 <= value <= 1.0:
@@ -78,10 +87,14 @@ class InferenceConfig:
         ``"cosine"``, ``"gaussian"`` or ``"constant"``.
     preprocess : str or None
         ``None`` (default), ``"median3"`` or ``"gauss5-sharpen3-median3"``.
-    mask_threshold, contour_threshold : float
-        Probability thresholds of the instance step.
-    min_size : int
-        Smallest nucleus kept, in pixels.
+    mask_threshold, contour_threshold : float or None
+        Probability thresholds of the instance step. ``None`` (default): the
+        value tuned for the model's checkpoint, else 0.5 (see
+        :meth:`instance_options`).
+    min_size : int or None
+        Smallest nucleus kept, in the image's pixels; ``None`` (default): as
+        above, else 16, in the pixels the model sees (divided by
+        ``scale ** 2`` in the image's pixels).
     erode : int
         Seed erosion radius of the instance step (0: none).
     fill_holes : bool
@@ -106,6 +119,8 @@ class InferenceConfig:
     30
     >>> InferenceConfig.from_dict(cfg.to_dict()) == cfg
     True
+    >>> cfg.replace(min_size=30).instance_options()["min_size"], cfg.instance_options()["min_size"]
+    (30, 16)
     """
 
     tile: int = 512
@@ -116,9 +131,9 @@ class InferenceConfig:
     channels_last: bool = True
     blend: str = "cosine"
     preprocess: str | None = None
-    mask_threshold: float = 0.5
-    contour_threshold: float = 0.5
-    min_size: int = 16
+    mask_threshold: float | None = None
+    contour_threshold: float | None = None
+    min_size: int | None = None
     erode: int = 0
     fill_holes: bool = True
     instance_backend: str = "auto"
@@ -143,9 +158,12 @@ class InferenceConfig:
             raise TypeError("InferenceConfig.preprocess must be a recipe name or None; "
                             "pass a callable to predict(preprocess=...) instead")
         get_preprocess(self.preprocess)
-        _probability("mask_threshold", self.mask_threshold)
-        _probability("contour_threshold", self.contour_threshold)
-        _positive_int("min_size", self.min_size, minimum=0)
+        if self.mask_threshold is not None:
+            _probability("mask_threshold", self.mask_threshold)
+        if self.contour_threshold is not None:
+            _probability("contour_threshold", self.contour_threshold)
+        if self.min_size is not None:
+            _positive_int("min_size", self.min_size, minimum=0)
         _positive_int("erode", self.erode, minimum=0)
         if self.instance_backend not in INSTANCE_BACKENDS:
             raise ValueError(
@@ -178,7 +196,23 @@ class InferenceConfig:
                 "blend": self.blend, "preprocess": self.preprocess, "scale": self.scale,
                 "tta": self.tta}
 
-    def instance_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`."""
-        return {"mask_threshold": self.mask_threshold, "contour_threshold": self.contour_threshold,
-                "min_size": self.min_size, "erode": self.erode, "fill_holes": self.fill_holes}
+    def instance_options(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`.
+
+        Each threshold and ``min_size`` is, in order: the value set here, the
+        value tuned for ``model``'s checkpoint (``model.checkpoint_info.instances``),
+        the default of :data:`~napari_ihcseg.instances.INSTANCE_DEFAULTS`.
+        A ``min_size`` taken from the checkpoint or the defaults counts the
+        pixels the model sees, so with ``scale`` 2 it is a quarter of that in
+        the image's pixels (:func:`model_min_size`); one set here is in the
+        image's pixels.
+        """
+        from ..instances import INSTANCE_DEFAULTS
+
+        info = getattr(model, "checkpoint_info", None)
+        tuned = getattr(info, "instances", None) or {}
+        chosen = {key: getattr(self, key) if getattr(self, key) is not None else tuned.get(key, default)
+                  for key, default in INSTANCE_DEFAULTS.items()}
+        if self.min_size is None:
+            chosen["min_size"] = model_min_size(chosen["min_size"], self.scale)
+        return {**chosen, "erode": self.erode, "fill_holes": self.fill_holes}

@@ -457,7 +457,7 @@ def segment_large(
             if progress is not None:
                 progress(done, total)
         attrs = {"n_nuclei": n_written, "block": block, "halo": halo, "skipped_blocks": len(grid) - len(work),
-                 "source": source, "inference": config.to_dict()}
+                 "source": source, "inference": config.to_dict(), "instances": config.instance_options(model)}
         labels_out.attrs.update(attrs)
         if is_tiff:
             zarr_to_tiff(labels_out, out, description=json.dumps(attrs))

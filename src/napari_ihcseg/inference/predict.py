@@ -479,7 +479,7 @@ def segment_image(
     labels = probabilities_to_instances(
         mask_prob, contour_prob, backend=backend,
         device=info.device if backend == "torch" else None,
-        **config.instance_options(),
+        **config.instance_options(model),
     )
     if outer is not None:
         outer(n_tiles + 1, n_tiles + 1)

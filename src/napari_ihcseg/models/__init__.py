@@ -18,11 +18,11 @@ Examples
 """
 
 from ._base import SIZE_MULTIPLE, ModelConfig, SegmentationModel, padded_size
-from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_config, save_checkpoint
+from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_config, save_checkpoint, set_instance_params
 from .harunet import HARUNet, HARUNetConfig
 from .r2unet import R2UNet, R2UNetConfig
 from .registry import build_model, get_spec, list_models
-from .shipped import default_checkpoint_name, load_model, shipped_checkpoints
+from .shipped import default_checkpoint_name, load_model, recommended_instance_params, shipped_checkpoints
 from .unet_resnet import UNetResNet, UNetResNetConfig
 
 __all__ = [
@@ -44,6 +44,8 @@ __all__ = [
     "load_model",
     "padded_size",
     "read_checkpoint_config",
+    "recommended_instance_params",
     "save_checkpoint",
+    "set_instance_params",
     "shipped_checkpoints",
 ]

@@ -1,7 +1,8 @@
 """Checkpoints: a folder with ``weights.safetensors`` and ``config.json``.
 
 ``config.json`` records the architecture, its config, the sha256 of the weights
-file, training metadata and model-card fields. Loading verifies the checksum
+file, training metadata, model-card fields and the instance-step settings
+tuned for the model (``instances``, see :func:`set_instance_params`). Loading verifies the checksum
 before reading any tensor and reads tensors with safetensors only: nothing is
 ever unpickled.
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from .._atomic import atomic_path, write_json_atomic
 from ..device import resolve_device
+from ..instances.tuning import check_instance_params
 from ._base import SegmentationModel
 from .registry import build_from_config, config_for_loading, get_spec, list_models
 
@@ -51,6 +53,10 @@ class CheckpointInfo:
         Model-card fields: ``data``, ``licence``, ``metrics`` and any others.
     training : dict
         Training metadata as saved.
+    instances : dict
+        The instance-step settings tuned for the model (any of
+        ``mask_threshold``, ``contour_threshold``, ``min_size``); empty when
+        none were tuned.
     """
 
     name: str
@@ -59,6 +65,7 @@ class CheckpointInfo:
     sha256: str
     card: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    instances: dict[str, Any] = field(default_factory=dict)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -89,6 +96,7 @@ def save_checkpoint(
     card: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     weights_dtype: str | None = None,
+    instances: Mapping[str, Any] | None = None,
 ) -> Path:
     """Save a registered model as a checkpoint folder.
 
@@ -114,6 +122,9 @@ def save_checkpoint(
         are). ``"float16"`` halves the file for shipping; loading casts the
         tensors back to the model's own type. A tensor that float16 cannot
         hold (overflow) raises :class:`ValueError`.
+    instances : dict, optional
+        Instance-step settings tuned for the model (see
+        :func:`set_instance_params`).
 
     Returns
     -------
@@ -146,6 +157,7 @@ def save_checkpoint(
         raise ValueError(f"{folder}: exists and is not a folder")
     training_dict = _json_dict(training, "training")
     card_dict = {**CARD_DEFAULTS, **_json_dict(card, "card")}
+    instances_dict = check_instance_params(instances or {}, "instances")
 
     from safetensors.torch import save_file
 
@@ -162,6 +174,7 @@ def save_checkpoint(
         "weights": WEIGHTS_FILE,
         "training": training_dict,
         "card": card_dict,
+        "instances": instances_dict,
         "versions": {"napari_ihcseg": _package_version(), "torch": torch.__version__},
     }
     write_json_atomic(config_path, document, overwrite=overwrite)
@@ -208,11 +221,54 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{config_path}: unknown architecture {document['arch']!r}; valid names: {', '.join(list_models())}"
         )
-    for key in ("training", "card"):
+    for key in ("training", "card", "instances"):
         if not isinstance(document.setdefault(key, {}), dict):
             raise ValueError(f"{config_path}: {key!r} must be a JSON object")
     document["card"] = {**CARD_DEFAULTS, **document["card"]}
+    document["instances"] = check_instance_params(document["instances"], f"{config_path}: 'instances'")
     return document
+
+
+def set_instance_params(path: str | os.PathLike, params: Mapping[str, Any], *,
+                        tuning: Mapping[str, Any] | None = None) -> Path:
+    """Store tuned instance-step settings in a checkpoint's ``config.json``.
+
+    The weights and their checksum are untouched; the file is rewritten
+    atomically, so a crash leaves the old or the new version, never a mix.
+    Inference uses these settings wherever the user leaves them unset.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint folder.
+    params : dict
+        Any of ``mask_threshold``, ``contour_threshold``, ``min_size``; they
+        replace the settings stored before.
+    tuning : dict, optional
+        How they were chosen (objective, score, images), kept in the model
+        card under ``instances``.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from napari_ihcseg.models import build_model
+    >>> folder = save_checkpoint(build_model("r2unet-lite"), Path(tempfile.mkdtemp()) / "demo")
+    >>> _ = set_instance_params(folder, {"min_size": 60})
+    >>> read_checkpoint_config(folder)["instances"]
+    {'min_size': 60}
+    """
+    folder = Path(path).expanduser()
+    document = read_checkpoint_config(folder)
+    document["instances"] = check_instance_params(params, "instances")
+    if tuning is not None:
+        document["card"]["instances"] = _json_dict(tuning, "tuning")
+    write_json_atomic(folder / CONFIG_FILE, document, overwrite=True)
+    return folder
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto") -> SegmentationModel:
@@ -276,6 +332,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
         sha256=actual,
         card=document["card"],
         training=document["training"],
+        instances=document["instances"],
     )
     return model.to(target).eval()
 

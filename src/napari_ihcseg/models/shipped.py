@@ -172,3 +172,47 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "auto") -> 
         f"{text!r} is not a shipped checkpoint ({', '.join(shipped) or 'none shipped'}), "
         f"an existing checkpoint folder, or an architecture ({', '.join(list_models())})"
     )
+
+
+def recommended_instance_params(spec: str | os.PathLike) -> dict:
+    """The instance-step settings to use with a model, without loading its weights.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        As for :func:`load_model`: a shipped checkpoint name, a checkpoint
+        folder or an architecture.
+
+    Returns
+    -------
+    dict
+        ``mask_threshold``, ``contour_threshold`` and ``min_size``: those
+        tuned for the checkpoint where it has them, the defaults
+        (:data:`~napari_ihcseg.instances.INSTANCE_DEFAULTS`) otherwise.
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is none of these, or the checkpoint's ``config.json`` is
+        invalid.
+
+    Examples
+    --------
+    >>> recommended_instance_params("r2unet-lite")  # an untrained architecture
+    {'mask_threshold': 0.5, 'contour_threshold': 0.5, 'min_size': 16}
+    """
+    from ..instances import INSTANCE_DEFAULTS
+
+    shipped = shipped_checkpoints()
+    text = os.fspath(spec)
+    folder = shipped.get(text)
+    if folder is None and Path(text).expanduser().is_dir():
+        folder = Path(text).expanduser()
+    if folder is not None:
+        return {**INSTANCE_DEFAULTS, **read_checkpoint_config(folder)["instances"]}
+    if text in list_models():
+        return dict(INSTANCE_DEFAULTS)
+    raise ValueError(
+        f"{text!r} is not a shipped checkpoint ({', '.join(shipped) or 'none shipped'}), "
+        f"an existing checkpoint folder, or an architecture ({', '.join(list_models())})"
+    )

@@ -37,7 +37,7 @@ from .batches import BatchSampler
 from .losses import LossConfig, SegmentationLoss
 from .report import model_card, training_metadata, write_metrics_csv
 from .state import has_state, load_state, save_state
-from .validate import autocast, evaluate_samples
+from .validate import autocast, evaluate_samples, tune_checkpoint
 
 RUN_JSON = "run.json"
 BEST_DIR = "best"
@@ -87,6 +87,11 @@ class TrainConfig:
         Bounds on the steps of an epoch.
     val_min_size : int
         ``min_size`` of the instance step in validation.
+    tune_instances : bool
+        When the run ends, choose the instance-step thresholds and
+        ``min_size`` for the best checkpoint on the labelled validation
+        images and store them in it (see
+        :func:`~napari_ihcseg.training.validate.tune_checkpoint`).
     augment : AugmentConfig
     loss : LossConfig
     """
@@ -119,6 +124,7 @@ class TrainConfig:
     min_steps_per_epoch: int = 1
     max_steps_per_epoch: int | None = None
     val_min_size: int = 16
+    tune_instances: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -157,7 +163,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """One progress report: ``phase`` is ``"train"``, ``"validate"`` or ``"done"``."""
+    """One progress report: ``phase`` is ``"train"``, ``"validate"``, ``"tune"`` or ``"done"``.
+
+    ``"tune"`` comes once, when the run starts tuning the best checkpoint's
+    instance settings (see :attr:`TrainConfig.tune_instances`).
+    """
 
     phase: str
     epoch: int
@@ -184,6 +194,7 @@ class TrainResult:
     history: list
     cancelled: bool
     stopped_early: bool
+    instance_params: dict | None = None
 
 
 def lr_at(step: int, *, total: int, base: float, warmup: int, min_ratio: float) -> float:
@@ -275,7 +286,7 @@ def _check_resume_config(out: Path, config: TrainConfig) -> None:
     if isinstance(saved.get("augment"), dict):
         # Runs recorded before an augmentation existed ran without it.
         saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
-    mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out"}
+    mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
     if diff:
@@ -448,11 +459,19 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
     if cancelled:
         checkpoint()
     best = out / BEST_DIR
+    tuned = None
+    if (not cancelled and config.tune_instances and best.is_dir()
+            and any(s.labels is not None for s in val_set)):
+        emit(TrainProgress("tune", info["epoch"], config.epochs, info["step"], steps, info["global_step"],
+                           total_steps, float("nan"), 0.0, 0.0))
+        result = tune_checkpoint(best, val_set, device=device, amp=config.amp,
+                                 channels_last=config.channels_last, cancel=is_cancelled)
+        tuned = result.params if result is not None else None
     emit(TrainProgress("done", info["epoch"], config.epochs, info["step"], steps, info["global_step"], total_steps,
                        float("nan"), 0.0, 0.0, metrics=best_metrics))
     return TrainResult(out=out, best_checkpoint=best if best.is_dir() else None, best_metrics=best_metrics,
                        epochs_completed=info["epoch"], global_step=info["global_step"], history=info["history"],
-                       cancelled=cancelled, stopped_early=stopped_early)
+                       cancelled=cancelled, stopped_early=stopped_early, instance_params=tuned)
 
 
 def _step(model, optimizer, loss_fn, batch, *, device, amp, channels_last, clip) -> tuple[float, dict]:

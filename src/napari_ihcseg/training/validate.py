@@ -130,6 +130,60 @@ def evaluate_samples(model: torch.nn.Module, samples, *, device: torch.device, a
     return {**overall, "per_source": per_source, "per_image": per_image}
 
 
+def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp: bool = True,
+                    channels_last: bool = False, grid=None, cancel=None):
+    """Tune a checkpoint's instance settings on labelled images and store them in it.
+
+    The checkpoint's model predicts every sample with instance labels once;
+    :func:`~napari_ihcseg.instances.tune_instance_params` then picks the
+    thresholds and ``min_size`` with the best mean of AJI and PQ, and
+    :func:`~napari_ihcseg.models.set_instance_params` writes them, with how
+    they were chosen, into the checkpoint's ``config.json``.
+
+    Parameters
+    ----------
+    folder : path-like
+        A checkpoint folder.
+    samples : sequence of Sample
+        Validation images; those without instance labels are skipped.
+    device, amp, channels_last
+        As for :func:`predict_probabilities`.
+    grid : mapping, optional
+        The settings to try (default
+        :data:`~napari_ihcseg.instances.tuning.DEFAULT_GRID`).
+    cancel : callable, optional
+        Returns True to stop; nothing is written then.
+
+    Returns
+    -------
+    TuningResult or None
+        ``None`` when no sample has instance labels or the run was cancelled.
+    """
+    from napari_ihcseg.device import resolve_device
+    from napari_ihcseg.instances import tune_instance_params
+    from napari_ihcseg.models import load_checkpoint, set_instance_params
+
+    labelled = [s for s in samples if s.labels is not None]
+    if not labelled:
+        return None
+    device = resolve_device(device)
+    model = load_checkpoint(folder, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    predictions = []
+    for sample in labelled:
+        if cancel is not None and cancel():
+            return None
+        predictions.append(predict_probabilities(model, sample.image, device=device, amp=amp,
+                                                 channels_last=channels_last))
+    result = tune_instance_params(predictions, [s.labels for s in labelled], sources=[s.source for s in labelled],
+                                  grid=grid, cancel=cancel)
+    if cancel is not None and cancel():
+        return None
+    set_instance_params(folder, result.params, tuning=result.to_card())
+    return result
+
+
 def _nanmean(values) -> float:
     values = [v for v in values if v == v]
     return float(np.mean(values)) if values else float("nan")

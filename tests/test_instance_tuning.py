@@ -1,0 +1,179 @@
+"""Instance settings tuned per model: the search, the checkpoint field, and their use at inference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_ihcseg.instances import INSTANCE_DEFAULTS, check_instance_params, tune_instance_params
+
+torch = pytest.importorskip("torch")
+
+
+def _field(seed: int):
+    """Truth with two touching nuclei and a far one; probabilities with specks and a soft shared boundary."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((96, 96), np.int32)
+    truth[20:44, 10:34] = 1
+    truth[20:44, 34:58] = 2
+    truth[60:84, 60:84] = 3
+    mask = np.where(truth > 0, 0.9, 0.05)
+    contour = np.zeros((96, 96))
+    contour[20:44, 33:35] = 0.35  # the boundary between 1 and 2: split only below 0.35
+    for _ in range(6):  # 5x5 specks of foreground in the stroma: kept only with min_size < 25
+        y, x = rng.integers(48, 90), rng.integers(2, 50)
+        mask[y:y + 5, x:x + 5] = 0.9
+    mask[truth > 0] = 0.9
+    return mask, contour, truth
+
+
+def test_tuning_finds_the_settings_that_split_touching_nuclei_and_drop_specks():
+    fields = [_field(seed) for seed in range(3)]
+    result = tune_instance_params([(m, c) for m, c, _ in fields], [t for _, _, t in fields])
+    assert result.params["contour_threshold"] < 0.35
+    assert result.params["min_size"] >= 40
+    assert result.score > result.default_score + 0.2
+    assert result.images == 3 and len(result.table) == 60
+    card = result.to_card()
+    assert json.loads(json.dumps(card))["params"] == result.params
+
+
+def test_tuning_weighs_each_source_equally():
+    """Four images of one source that want min_size 16 do not outvote one image of another that needs 40."""
+    small = np.zeros((64, 64), np.int32)
+    small[10:14, 10:14] = 1  # two 16-px nuclei, lost at min_size 40
+    small[30:34, 30:34] = 2
+    small[40:50, 5:15] = 3
+    small[5:15, 40:50] = 4
+    few = [(np.where(small > 0, 0.9, 0.0), np.zeros((64, 64)))] * 4
+    m, c, t = _field(0)
+    grid = {"min_size": (16, 40), "contour_threshold": (0.3,)}
+    result = tune_instance_params([*few, (m, c)], [small] * 4 + [t], sources=["a"] * 4 + ["b"], grid=grid)
+    assert result.params["min_size"] == 40
+    pooled = tune_instance_params([*few, (m, c)], [small] * 4 + [t], grid=grid)
+    assert pooled.params["min_size"] == 16
+
+
+def test_tuning_rejects_bad_input():
+    m, c, t = _field(0)
+    with pytest.raises(ValueError, match="one truth per prediction"):
+        tune_instance_params([(m, c)], [])
+    with pytest.raises(ValueError, match="mask_threshold"):
+        tune_instance_params([(m, c)], [t], grid={"mask_threshold": (1.5,)})
+    with pytest.raises(ValueError, match="unknown instance setting 'erode'"):
+        check_instance_params({"erode": 2})
+    with pytest.raises(ValueError, match="min_size must be an integer"):
+        check_instance_params({"min_size": 2.5})
+
+
+def _checkpoint(tmp_path, instances=None):
+    from napari_ihcseg.models import build_model, save_checkpoint
+
+    return save_checkpoint(build_model("r2unet-lite"), tmp_path / "ckpt", instances=instances)
+
+
+def test_set_instance_params_keeps_the_weights_and_reaches_the_loaded_model(tmp_path):
+    from napari_ihcseg.models import (load_checkpoint, read_checkpoint_config, recommended_instance_params,
+                                      set_instance_params)
+
+    folder = _checkpoint(tmp_path)
+    assert read_checkpoint_config(folder)["instances"] == {}
+    assert recommended_instance_params(folder) == INSTANCE_DEFAULTS
+    weights = (folder / "weights.safetensors").read_bytes()
+    set_instance_params(folder, {"min_size": 60, "contour_threshold": 0.3}, tuning={"score": 0.7})
+    assert (folder / "weights.safetensors").read_bytes() == weights
+    document = read_checkpoint_config(folder)
+    assert document["instances"] == {"min_size": 60, "contour_threshold": 0.3}
+    assert document["card"]["instances"] == {"score": 0.7}
+    model = load_checkpoint(folder, device="cpu")  # the checksum still matches
+    assert model.checkpoint_info.instances == {"min_size": 60, "contour_threshold": 0.3}
+    assert recommended_instance_params(folder) == {"mask_threshold": 0.5, "contour_threshold": 0.3, "min_size": 60}
+    with pytest.raises(ValueError, match="not a shipped checkpoint"):
+        recommended_instance_params(tmp_path / "missing")
+
+
+def test_a_checkpoint_with_invalid_instance_settings_is_refused_naming_the_file(tmp_path):
+    from napari_ihcseg.models import load_checkpoint
+
+    folder = _checkpoint(tmp_path)
+    document = json.loads((folder / "config.json").read_text())
+    document["instances"] = {"min_size": -3}
+    (folder / "config.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"config\.json: 'instances': min_size must be an integer >= 0"):
+        load_checkpoint(folder, device="cpu")
+    del document["instances"]  # written before the field existed: no tuned settings
+    (folder / "config.json").write_text(json.dumps(document))
+    assert load_checkpoint(folder, device="cpu").checkpoint_info.instances == {}
+
+
+def test_inference_uses_the_tuned_settings_unless_the_user_sets_them(tmp_path):
+    """A model that finds a 10x10 nucleus: its checkpoint's min_size 150 drops it; min_size=16 keeps it."""
+    from napari_ihcseg.inference import InferenceConfig, segment_image
+    from napari_ihcseg.models import load_checkpoint
+
+    folder = _checkpoint(tmp_path, instances={"min_size": 150})
+    model = load_checkpoint(folder, device="cpu")
+    assert InferenceConfig().instance_options(model)["min_size"] == 150
+    assert InferenceConfig(min_size=16).instance_options(model)["min_size"] == 16
+    assert InferenceConfig().instance_options()["min_size"] == INSTANCE_DEFAULTS["min_size"]
+    # The checkpoint's min_size counts the model's pixels: at scale 2 the image's pixels are 4 times larger.
+    assert InferenceConfig(scale=2.0).instance_options(model)["min_size"] == 38  # round(150 / 4)
+    assert InferenceConfig(scale=2.0, min_size=150).instance_options(model)["min_size"] == 150
+
+    class Dark(torch.nn.Module):  # "nucleus" wherever the red channel is dark
+        size_multiple = 32
+        checkpoint_info = model.checkpoint_info
+
+        def forward(self, x):
+            m = 20 * (0.5 - x[:, :1])
+            return m, m * 0 - 10
+
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[10:20, 10:20] = 0  # 100 px
+    image[30:50, 30:50] = 0  # 400 px
+    opts = dict(tile=64, overlap=16, device="cpu", amp=False)
+    assert segment_image(image, Dark(), **opts).max() == 1
+    assert segment_image(image, Dark(), min_size=16, **opts).max() == 2
+
+
+def test_pipeline_summary_records_the_settings_used(tmp_path):
+    from skimage.io import imsave
+
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.pipeline import PipelineOptions, process_image
+
+    folder = _checkpoint(tmp_path, instances={"min_size": 40, "mask_threshold": 0.6})
+    image = tmp_path / "field.png"
+    imsave(image, make_synthetic_ihc((64, 64), seed=0).image)
+    summary = process_image(image, tmp_path / "out", PipelineOptions(model=str(folder), tile=64, overlap=16,
+                                                                     device="cpu"))
+    assert summary["instances"]["min_size"] == 40 and summary["instances"]["mask_threshold"] == 0.6
+    summary = process_image(image, tmp_path / "out2", PipelineOptions(model=str(folder), tile=64, overlap=16,
+                                                                      device="cpu", min_size=5))
+    assert summary["instances"]["min_size"] == 5 and summary["options"]["min_size"] == 5
+
+
+def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_path):
+    from skimage.io import imsave
+
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.models import set_instance_params
+    from napari_ihcseg.pipeline import PipelineOptions, image_stem, outputs_complete, process_image
+
+    folder = _checkpoint(tmp_path, instances={"min_size": 40})
+    image = tmp_path / "field.png"
+    imsave(image, make_synthetic_ihc((64, 64), seed=0).image)
+    options = PipelineOptions(model=str(folder), tile=64, overlap=16, device="cpu")
+    process_image(image, tmp_path / "out", options)
+    assert outputs_complete(tmp_path / "out", image_stem(image), options)
+    set_instance_params(folder, {"min_size": 60})
+    assert not outputs_complete(tmp_path / "out", image_stem(image), options)
+    # A value the user sets does not depend on the checkpoint.
+    fixed = PipelineOptions(model=str(folder), tile=64, overlap=16, device="cpu", min_size=60)
+    process_image(image, tmp_path / "out2", fixed)
+    set_instance_params(folder, {"min_size": 60, "contour_threshold": 0.3})
+    assert not outputs_complete(tmp_path / "out2", image_stem(image), fixed)
+    set_instance_params(folder, {"min_size": 20})  # the user's min_size wins; the thresholds are as before
+    assert outputs_complete(tmp_path / "out2", image_stem(image), fixed)
