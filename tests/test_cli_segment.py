@@ -116,5 +116,6 @@ def test_subprocess_models_lists_architectures():
     assert {a["name"] for a in info["architectures"]} >= {"harunet-lite", "r2unet"}
     for ckpt in info["checkpoints"]:
         assert len(ckpt["sha256"]) == 64
-        if ckpt["instances"]:  # the shipped models carry the settings tuned for them, and say so
-            assert f"instances mask_threshold {ckpt['instances']['mask_threshold']:g}" in result.stdout
+        # The shipped models carry the settings tuned for them, and say so.
+        assert set(ckpt["instances"]) == {"mask_threshold", "contour_threshold", "min_size"}
+        assert f"instances mask_threshold {ckpt['instances']['mask_threshold']:g}" in result.stdout

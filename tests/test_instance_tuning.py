@@ -56,6 +56,21 @@ def test_tuning_weighs_each_source_equally():
     assert pooled.params["min_size"] == 16
 
 
+def test_tuning_keeps_to_the_grid_and_skips_images_it_cannot_score():
+    m, c, t = _field(0)
+    result = tune_instance_params([(m, c)], [t], grid={"min_size": (60, 100), "contour_threshold": (0.3,)})
+    assert result.params["min_size"] in (60, 100) and result.params["contour_threshold"] == 0.3
+    assert result.default_score < result.score  # the defaults are scored for comparison only
+    # An empty validation tile predicted empty scores NaN under every setting; it must not decide.
+    empty = np.zeros_like(t)
+    nothing = (np.zeros_like(m), np.zeros_like(c))
+    result = tune_instance_params([nothing, (m, c)], [empty, t], sources=["a", "a"])
+    assert result.params["contour_threshold"] < 0.35 and result.params["min_size"] >= 40
+    assert json.loads(json.dumps(result.to_card(), allow_nan=False))["score"] == pytest.approx(result.score, abs=1e-4)
+    with pytest.raises(ValueError, match="no image could be scored"):
+        tune_instance_params([nothing], [empty])
+
+
 def test_tuning_rejects_bad_input():
     m, c, t = _field(0)
     with pytest.raises(ValueError, match="one truth per prediction"):
@@ -177,3 +192,21 @@ def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_pat
     assert not outputs_complete(tmp_path / "out2", image_stem(image), fixed)
     set_instance_params(folder, {"min_size": 20})  # the user's min_size wins; the thresholds are as before
     assert outputs_complete(tmp_path / "out2", image_stem(image), fixed)
+
+
+def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
+    from napari_ihcseg.batch.worker import worker_model
+    from napari_ihcseg.models import set_instance_params
+    from napari_ihcseg.pipeline import PipelineOptions
+
+    threads = torch.get_num_threads()
+    try:
+        folder = _checkpoint(tmp_path, instances={"min_size": 40})
+        options = PipelineOptions(model=str(folder), device="cpu")
+        first, _ = worker_model(options)
+        assert worker_model(options)[0] is first  # kept between slides
+        set_instance_params(folder, {"min_size": 60})
+        again, _ = worker_model(options)
+        assert again is not first and again.checkpoint_info.instances == {"min_size": 60}
+    finally:
+        torch.set_num_threads(threads)

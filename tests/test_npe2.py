@@ -18,6 +18,24 @@ from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import ImageReadError, read_labels
 
 
+@pytest.fixture
+def opened(monkeypatch):
+    """The images the reader opens, closed after the test (a napari layer would keep them open)."""
+    import napari_ihcseg._reader as reader
+
+    images = []
+
+    def open_and_keep(path):
+        images.append(original(path))
+        return images[-1]
+
+    original = reader.open_image
+    monkeypatch.setattr(reader, "open_image", open_and_keep)
+    yield images
+    for image in images:
+        image.close()
+
+
 @pytest.fixture(scope="module")
 def rgb() -> np.ndarray:
     return make_synthetic_ihc((64, 80), seed=9).image
@@ -83,7 +101,7 @@ def test_reader_returns_plain_rgb_layers(tmp_path, rgb):
     np.testing.assert_array_equal(ome, rgb)
 
 
-def test_reader_returns_a_lazy_multiscale_for_pyramids(tmp_path):
+def test_reader_returns_a_lazy_multiscale_for_pyramids(tmp_path, opened):
     path = str(make_synthetic_slide(tmp_path / "slide.tif", (2048, 1536), tile=256, pixel_size_um=0.25))
     [(data, meta, kind)] = read_ihc(path)
     assert kind == "image" and meta["multiscale"] is True and meta["rgb"] is True
@@ -97,7 +115,7 @@ def test_reader_returns_a_lazy_multiscale_for_pyramids(tmp_path):
     assert layer.multiscale and layer.rgb and tuple(layer.scale) == (0.25, 0.25)
 
 
-def test_reader_builds_a_pyramid_for_large_single_level_files(tmp_path, monkeypatch):
+def test_reader_builds_a_pyramid_for_large_single_level_files(tmp_path, monkeypatch, opened):
     import napari_ihcseg._reader as reader
 
     monkeypatch.setattr(reader, "LARGE_PIXELS", 100 * 100)

@@ -200,6 +200,30 @@ def test_tuning_the_instance_settings_can_be_turned_off(tmp_path):
     assert read_checkpoint_config(result.best_checkpoint)["instances"] == {}
 
 
+def test_a_fine_tuned_model_keeps_its_bases_settings_until_it_has_its_own(tmp_path):
+    from napari_ihcseg.models import set_instance_params
+
+    base = train(TrainConfig(out=str(tmp_path / "base"), epochs=1, max_steps_per_epoch=2, tune_instances=False,
+                             **FAST), train_samples=fields([0, 1]), val_samples=fields([2])).best_checkpoint
+    set_instance_params(base, {"min_size": 60, "contour_threshold": 0.3})
+    fast = {**FAST, "model": str(base), "model_options": {}}
+    untuned = train(TrainConfig(out=str(tmp_path / "ft"), epochs=1, max_steps_per_epoch=2, tune_instances=False,
+                                **fast), train_samples=fields([3]), val_samples=fields([4]))
+    assert read_checkpoint_config(untuned.best_checkpoint)["instances"] == {"min_size": 60, "contour_threshold": 0.3}
+
+    # Cancelled while tuning: the run says so, and the settings stay those of the base.
+    stop = threading.Event()
+
+    def progress(event):
+        if event.phase == "tune":
+            stop.set()
+
+    cancelled = train(TrainConfig(out=str(tmp_path / "ft2"), epochs=1, max_steps_per_epoch=2, **fast),
+                      train_samples=fields([3]), val_samples=fields([4]), progress=progress, cancel=stop)
+    assert cancelled.cancelled and cancelled.instance_params is None
+    assert read_checkpoint_config(cancelled.best_checkpoint)["instances"] == {"min_size": 60, "contour_threshold": 0.3}
+
+
 def test_fine_tuning_improves_a_shifted_domain(tmp_path):
     """A model trained on one staining fails where the background is brown (diffuse DAB);
     fine-tuning on four corrected fields of that domain fixes held-out fields of it, while

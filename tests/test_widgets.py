@@ -277,6 +277,23 @@ def test_split_by_instance_step_uses_kept_probabilities(make_napari_viewer, qtbo
     assert layer.data[60, 60] != layer.data[60, 100] and layer.data[60, 100] > 0
 
 
+def test_split_looks_below_the_contour_threshold_the_layer_was_segmented_with(make_napari_viewer, store):
+    """Nuclei merged at a tuned contour threshold of 0.3 (boundary at 0.25) still split."""
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg.data.targets import labels_to_contour
+
+    viewer = make_napari_viewer()
+    truth = nuclei_field()
+    merged = np.where(truth == 2, 1, truth).astype(np.int32)
+    probs = ((truth > 0) * 0.9).astype(np.float32), labels_to_contour(truth, width=2) * np.float32(0.25)
+    used = {"mask_threshold": 0.4, "contour_threshold": 0.3, "min_size": 100}
+    layer = viewer.add_labels(merged, name="nuclei", metadata={"ihcseg": {"probabilities": probs, "instances": used}})
+    widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    assert widget.split_contour.value() == pytest.approx(0.15)
+    widget.split_at((60, 60))
+    assert layer.data[60, 60] != layer.data[60, 100] and layer.data[60, 100] > 0
+
+
 # ------------------------------------------------------------------- pairs
 
 def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napari_viewer, qtbot, ihc, store,

@@ -93,8 +93,10 @@ class PipelineOptions:
         Thresholds of the instance step; ``None``: tuned for the model, else
         0.5 (the summary records the values used under ``instances``).
     min_size : int or None
-        Smallest nucleus kept, in pixels; ``None``: tuned for the model,
-        else 16.
+        Smallest nucleus kept, in the image's pixels; ``None``: tuned for the
+        model, else 16, in the pixels the model sees (divided by
+        ``scale ** 2``; see :meth:`InferenceConfig.instance_options
+        <napari_ihcseg.inference.InferenceConfig.instance_options>`).
     stain : {"er", "pr", "ki67"} or None
         Score the nuclei for this stain; ``None`` only segments.
     thresholds : (float, float, float) or None

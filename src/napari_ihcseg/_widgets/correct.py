@@ -38,6 +38,11 @@ BINDINGS = (
 )
 
 
+#: How far below the segmentation's contour threshold a split looks for a boundary.
+SPLIT_BELOW = 0.15
+#: The smallest part a split keeps, in pixels (a tuned min_size can be far larger).
+SPLIT_MIN_SIZE = 16
+
 class CorrectWidget(QWidget):
     """Correction helpers for a nucleus Labels layer.
 
@@ -61,8 +66,9 @@ class CorrectWidget(QWidget):
 
         self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
         self.split_contour = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
-        self.split_contour.setToolTip("Contour threshold used when splitting by the instance step; lower "
-                                      "than the one used to segment, so that a weak boundary separates.")
+        self.split_contour.setToolTip("Contour threshold used when splitting by the instance step; set "
+                                      f"{SPLIT_BELOW:g} below the one the layer was segmented with, so that a "
+                                      "weak boundary separates.")
         form = QFormLayout()
         form.addRow("Nuclei layer", self.labels_choice)
         form.addRow("Split contour threshold", self.split_contour)
@@ -115,6 +121,9 @@ class CorrectWidget(QWidget):
             self._bound.append(layer)
             session.changed.connect(self._show_status)
             session.autosaved.connect(self._show_status)
+        used = layer.metadata.get("ihcseg", {}).get("instances", {}).get("contour_threshold")
+        if used is not None:
+            self.split_contour.setValue(max(0.05, round(float(used) - SPLIT_BELOW, 2)))
         offer_restore(session, self.ask)
         self._show_status()
 
@@ -196,7 +205,8 @@ class CorrectWidget(QWidget):
             opts = meta.get("instances", {})
             edit = editing.split_label_by_instances(
                 data, label, probs[0], probs[1], mask_threshold=opts.get("mask_threshold", 0.5),
-                contour_threshold=float(self.split_contour.value()), min_size=opts.get("min_size", 16))
+                contour_threshold=float(self.split_contour.value()),
+                min_size=min(opts.get("min_size", SPLIT_MIN_SIZE), SPLIT_MIN_SIZE))
         else:
             edit = editing.split_label_by_distance(data, label)
         return self.session().apply(edit)

@@ -50,6 +50,17 @@ def _call_factory(factory: ModelFactory, device: str):
     return factory().to(resolve_device(device)).eval()
 
 
+def _tuned_stamp(options: PipelineOptions) -> tuple:
+    """The checkpoint's tuned instance settings: a worker reloads a checkpoint tuned again meanwhile."""
+    from napari_ihcseg.models import default_checkpoint_name, recommended_instance_params
+
+    spec = options.model if options.model is not None else default_checkpoint_name(options.device)
+    try:
+        return tuple(sorted(recommended_instance_params(spec).items())) if spec is not None else ()
+    except ValueError:
+        return ()  # loading reports the problem
+
+
 def worker_model(options: PipelineOptions, model_factory: ModelFactory | None = None):
     """The model of this process for ``options``, loaded on first use and then kept.
 
@@ -64,7 +75,8 @@ def worker_model(options: PipelineOptions, model_factory: ModelFactory | None = 
     """
     import torch
 
-    key = (None if model_factory is None else _factory_name(model_factory), options.model, options.device)
+    key = (None if model_factory is None else _factory_name(model_factory), options.model, options.device,
+           _tuned_stamp(options) if model_factory is None else None)
     with _MODEL_LOCK:
         if key not in _WORKER_MODEL:
             torch.set_num_threads(1)

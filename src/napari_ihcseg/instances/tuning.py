@@ -100,9 +100,16 @@ class TuningResult:
 
     def to_card(self) -> dict[str, Any]:
         """A JSON-ready summary for a model card."""
+        def number(x: float) -> float | None:
+            return round(x, 4) if x == x else None  # JSON has no NaN
+
         return {"params": dict(self.params), "objective": "mean of AJI and PQ, averaged per source",
-                "score": round(self.score, 4), "default_score": round(self.default_score, 4),
-                "images": self.images}
+                "score": number(self.score), "default_score": number(self.default_score), "images": self.images}
+
+
+def _nanmean(values) -> float:
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], truths: Sequence[np.ndarray], *,
@@ -112,7 +119,9 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
 
     Every combination of ``grid`` is run through
     :func:`~napari_ihcseg.instances.probabilities_to_instances` on every
-    image; the one with the highest mean of AJI and PQ wins. Images are
+    image; the one with the highest mean of AJI and PQ wins (the defaults are
+    scored too, for comparison, but win only when they are in the grid).
+    Images that cannot be scored (no nuclei, none predicted) are left out. Images are
     averaged within each source and the sources then weigh equally, as in
     training validation, so a few IHC images count as much as many H&E ones.
     Ties keep the earlier setting of the grid.
@@ -138,8 +147,8 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     Raises
     ------
     ValueError
-        Without images, with mismatched lengths or shapes, or a grid value
-        out of range.
+        Without images, with mismatched lengths or shapes, a grid value out
+        of range, or when no image can be scored.
 
     Examples
     --------
@@ -166,16 +175,16 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     for values in itertools.product(*(grid[k] for k in names)):
         check_instance_params(dict(zip(names, values)), "grid")
     combos = [dict(zip(names, values)) for values in itertools.product(*(grid[k] for k in names))]
-    if INSTANCE_DEFAULTS not in combos:
-        combos.append(dict(INSTANCE_DEFAULTS))
 
     def score_of(params: dict) -> dict[str, float]:
+        # An image without nuclei predicted empty scores NaN (nothing to match): it is left
+        # out of the means, as in training validation, rather than making its source NaN.
         by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for (mask_prob, contour_prob), truth, source in zip(predictions, truths, sources):
             m = evaluate_instances(probabilities_to_instances(mask_prob, contour_prob, **params), truth)
             by_source[source].append((float(m["aji"]), float(m["pq"])))
-        aji = float(np.mean([np.mean([a for a, _ in rows]) for rows in by_source.values()]))
-        pq = float(np.mean([np.mean([p for _, p in rows]) for rows in by_source.values()]))
+        aji = _nanmean([_nanmean([a for a, _ in rows]) for rows in by_source.values()])
+        pq = _nanmean([_nanmean([p for _, p in rows]) for rows in by_source.values()])
         return {"aji": aji, "pq": pq, "score": (aji + pq) / 2}
 
     table: list[dict[str, Any]] = []
@@ -183,7 +192,11 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
         if cancel is not None and cancel() and table:
             break
         table.append({**params, **score_of(params)})
-    best = max(table, key=lambda row: row["score"])  # max keeps the first of equal rows
+    scored = [row for row in table if row["score"] == row["score"]]
+    if not scored:
+        raise ValueError("no image could be scored (every image has no nuclei and none were predicted); "
+                         "tuning needs images with nuclei")
+    best = max(scored, key=lambda row: row["score"])  # max keeps the first of equal rows
     default = next((row for row in table if all(row[k] == v for k, v in INSTANCE_DEFAULTS.items())), None)
     default_score = default["score"] if default is not None else score_of(dict(INSTANCE_DEFAULTS))["score"]
     return TuningResult(params={k: best[k] for k in names}, score=best["score"], default_score=default_score,

@@ -91,7 +91,9 @@ class TrainConfig:
         When the run ends, choose the instance-step thresholds and
         ``min_size`` for the best checkpoint on the labelled validation
         images and store them in it (see
-        :func:`~napari_ihcseg.training.validate.tune_checkpoint`).
+        :func:`~napari_ihcseg.training.validate.tune_checkpoint`). Until
+        then (or without tuning) a fine-tuned checkpoint carries those of
+        the checkpoint it started from.
     augment : AugmentConfig
     loss : LossConfig
     """
@@ -341,6 +343,8 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
     torch.manual_seed(config.seed)
 
     model, base_checkpoint = _build_model(config.model, config.model_options)
+    # A fine-tuned model keeps the settings tuned for its base until its own are tuned.
+    base_instances = dict(getattr(model.checkpoint_info, "instances", None) or {})
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -444,7 +448,7 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
             info["best_epoch"] = epoch + 1
             info["bad_epochs"] = 0
             best_metrics = row
-            _save_best(out, model, config, row, split, hardware, base_checkpoint, metrics)
+            _save_best(out, model, config, row, split, hardware, base_checkpoint, metrics, base_instances)
         else:
             info["bad_epochs"] += 1
         info.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_parts={}, loss_count=0)
@@ -467,6 +471,7 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
         result = tune_checkpoint(best, val_set, device=device, amp=config.amp,
                                  channels_last=config.channels_last, cancel=is_cancelled)
         tuned = result.params if result is not None else None
+        cancelled = is_cancelled()  # a cancel while tuning leaves the settings as they were
     emit(TrainProgress("done", info["epoch"], config.epochs, info["step"], steps, info["global_step"], total_steps,
                        float("nan"), 0.0, 0.0, metrics=best_metrics))
     return TrainResult(out=out, best_checkpoint=best if best.is_dir() else None, best_metrics=best_metrics,
@@ -495,7 +500,7 @@ def _step(model, optimizer, loss_fn, batch, *, device, amp, channels_last, clip)
 
 
 def _save_best(out: Path, model, config: TrainConfig, row: dict, split: dict, hardware: str,
-               base_checkpoint: str | None, metrics: dict | None) -> None:
+               base_checkpoint: str | None, metrics: dict | None, instances: dict | None = None) -> None:
     from napari_ihcseg.models import save_checkpoint
 
     was_cl = config.channels_last
@@ -504,7 +509,7 @@ def _save_best(out: Path, model, config: TrainConfig, row: dict, split: dict, ha
     try:
         save_checkpoint(model, out / BEST_DIR, overwrite=True,
                         training=training_metadata(config, row, split, hardware, base_checkpoint),
-                        card=model_card(config, row, split, hardware, metrics))
+                        card=model_card(config, row, split, hardware, metrics), instances=instances)
     finally:
         if was_cl:
             model.to(memory_format=torch.channels_last)
