@@ -134,7 +134,10 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
                     channels_last: bool = False, grid=None, cancel=None):
     """Tune a checkpoint's instance settings on labelled images and store them in it.
 
-    The checkpoint's model predicts every sample with instance labels once;
+    The checkpoint's model predicts every sample with instance labels once,
+    through the inference path (:func:`~napari_ihcseg.inference.predict`
+    with its default tiling), so the settings are chosen on the
+    probabilities they will be applied to;
     :func:`~napari_ihcseg.instances.tune_instance_params` then picks the
     thresholds and ``min_size`` with the best mean of AJI and PQ, and
     :func:`~napari_ihcseg.models.set_instance_params` writes them, with how
@@ -147,7 +150,7 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
     samples : sequence of Sample
         Validation images; those without instance labels are skipped.
     device, amp, channels_last
-        As for :func:`predict_probabilities`.
+        As for :func:`~napari_ihcseg.inference.predict`.
     grid : mapping, optional
         The settings to try (default
         :data:`~napari_ihcseg.instances.tuning.DEFAULT_GRID`).
@@ -160,6 +163,7 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
         ``None`` when no sample has instance labels or the run was cancelled.
     """
     from napari_ihcseg.device import resolve_device
+    from napari_ihcseg.inference import predict
     from napari_ihcseg.instances import tune_instance_params
     from napari_ihcseg.models import load_checkpoint, set_instance_params
 
@@ -168,14 +172,11 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
         return None
     device = resolve_device(device)
     model = load_checkpoint(folder, device=device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     predictions = []
     for sample in labelled:
         if cancel is not None and cancel():
             return None
-        predictions.append(predict_probabilities(model, sample.image, device=device, amp=amp,
-                                                 channels_last=channels_last))
+        predictions.append(predict(sample.image, model, device=device, amp=amp, channels_last=channels_last))
     result = tune_instance_params(predictions, [s.labels for s in labelled], sources=[s.source for s in labelled],
                                   grid=grid, cancel=cancel)
     if cancel is not None and cancel():
