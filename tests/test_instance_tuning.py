@@ -210,3 +210,42 @@ def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
         assert again is not first and again.checkpoint_info.instances == {"min_size": 60}
     finally:
         torch.set_num_threads(threads)
+
+
+def _pairs(folder, seeds):
+    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+
+    for seed in seeds:
+        field = make_synthetic_ihc((128, 128), seed=seed)
+        save_pairs(folder, field.image, field.labels, name=f"field{seed}", stain="ki67")
+    return folder
+
+
+def test_cli_tune_updates_a_checkpoint_folder_and_copies_a_shipped_one(tmp_path, capsys):
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.models import read_checkpoint_config, shipped_checkpoints
+
+    pairs = _pairs(tmp_path / "pairs", [0, 1])
+    folder = _checkpoint(tmp_path)
+    weights = (folder / "weights.safetensors").read_bytes()
+    assert main(["tune", str(pairs), "--model", str(folder), "--device", "cpu"]) == 0
+    document = read_checkpoint_config(folder)
+    assert set(document["instances"]) == {"mask_threshold", "contour_threshold", "min_size"}
+    assert document["card"]["instances"]["images"] == 2
+    assert (folder / "weights.safetensors").read_bytes() == weights
+    assert f"min_size {document['instances']['min_size']}" in capsys.readouterr().out
+
+    name, shipped = next(iter(shipped_checkpoints().items()))
+    before = (shipped / "config.json").read_bytes()
+    assert main(["tune", str(pairs), "--model", name, "--device", "cpu"]) == 2
+    assert "give --out" in capsys.readouterr().err
+    copy = tmp_path / "lab-copy"
+    assert main(["tune", str(pairs), "--model", name, "--out", str(copy), "--device", "cpu"]) == 0
+    assert (shipped / "config.json").read_bytes() == before, "the package's checkpoint is never changed"
+    assert read_checkpoint_config(copy)["card"]["instances"]["images"] == 2
+    assert main(["tune", str(pairs), "--model", name, "--out", str(copy)]) == 2  # refuses to overwrite
+    assert "not an empty folder" in capsys.readouterr().err
+    assert main(["tune", str(pairs), "--model", "r2unet-lite"]) == 2
+    assert "untrained architecture" in capsys.readouterr().err
+    assert main(["tune", str(tmp_path / "nothing"), "--model", str(folder)]) == 2

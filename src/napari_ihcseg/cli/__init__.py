@@ -16,7 +16,7 @@ import sys
 from ._common import EXIT_USAGE, CLIError, print_error
 
 #: Sub-commands in the order ``ihcseg --help`` lists them.
-COMMANDS = ("segment", "score", "evaluate", "models", "train", "batch")
+COMMANDS = ("segment", "score", "evaluate", "models", "train", "tune", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
