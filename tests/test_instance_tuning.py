@@ -71,6 +71,13 @@ def test_tuning_keeps_to_the_grid_and_skips_images_it_cannot_score():
         tune_instance_params([nothing], [empty])
 
 
+def test_a_tie_keeps_the_defaults():
+    m, c, t = _field(0)
+    flat = np.full_like(m, 0.01)  # nothing predicted under any setting: every setting scores the same
+    result = tune_instance_params([(flat, np.zeros_like(c))], [t])
+    assert result.params == INSTANCE_DEFAULTS and result.score == result.default_score
+
+
 def test_tuning_rejects_bad_input():
     m, c, t = _field(0)
     with pytest.raises(ValueError, match="one truth per prediction"):
@@ -249,3 +256,26 @@ def test_cli_tune_updates_a_checkpoint_folder_and_copies_a_shipped_one(tmp_path,
     assert main(["tune", str(pairs), "--model", "r2unet-lite"]) == 2
     assert "untrained architecture" in capsys.readouterr().err
     assert main(["tune", str(tmp_path / "nothing"), "--model", str(folder)]) == 2
+    # The package's checkpoints are never changed, whatever they are called; nothing is made inside them.
+    assert main(["tune", str(pairs), "--model", str(shipped)]) == 2
+    assert main(["tune", str(pairs), "--model", name, "--out", str(shipped.parent / "lab")]) == 2
+    assert not (shipped.parent / "lab").exists()
+    assert (shipped / "config.json").read_bytes() == before
+
+
+def test_cli_tune_leaves_no_copy_when_it_fails(tmp_path, monkeypatch, capsys):
+    import napari_ihcseg.training.validate as validate
+    from napari_ihcseg.cli import main
+
+    pairs = _pairs(tmp_path / "pairs", [0])
+    folder = _checkpoint(tmp_path)
+    out = tmp_path / "copy"
+    assert main(["tune", str(pairs), "--model", str(folder), "--out", str(out), "--device", "cuda:7"]) == 2
+    assert "--device" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "tune_checkpoint", broken)
+    assert main(["tune", str(pairs), "--model", str(folder), "--out", str(out), "--device", "cpu"]) == 130
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".copy")] == []

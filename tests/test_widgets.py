@@ -290,8 +290,22 @@ def test_split_looks_below_the_contour_threshold_the_layer_was_segmented_with(ma
     layer = viewer.add_labels(merged, name="nuclei", metadata={"ihcseg": {"probabilities": probs, "instances": used}})
     widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
     assert widget.split_contour.value() == pytest.approx(0.15)
+    # A part of a split keeps at least 16 px, however large the layer's min_size: a 30 px piece survives.
+    small = np.zeros((64, 64), np.int32)
+    small[10:16, 10:20] = 1  # two 6x5 halves, merged
+    halves = np.zeros((64, 64), np.int32)
+    halves[10:16, 10:15], halves[10:16, 15:20] = 1, 2
+    small_probs = ((halves > 0) * 0.9).astype(np.float32), labels_to_contour(halves, width=1) * np.float32(0.25)
+    widget.split_contour.setValue(0.2)  # the user's value stays while the target stays
+    tiny = viewer.add_labels(small, name="tiny",
+                             metadata={"ihcseg": {"probabilities": small_probs, "instances": used}})
+    assert widget.layer is layer and widget.split_contour.value() == pytest.approx(0.2)
     widget.split_at((60, 60))
     assert layer.data[60, 60] != layer.data[60, 100] and layer.data[60, 100] > 0
+    widget.labels_choice.setCurrentIndex(widget.labels_choice.findText("tiny"))
+    assert widget.layer is tiny
+    widget.split_at((12, 11))
+    assert len(np.unique(tiny.data[tiny.data > 0])) == 2
 
 
 # ------------------------------------------------------------------- pairs

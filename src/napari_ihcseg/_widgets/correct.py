@@ -38,6 +38,8 @@ BINDINGS = (
 )
 
 
+#: The split contour threshold for a layer segmented elsewhere (nothing recorded).
+SPLIT_CONTOUR = 0.3
 #: How far below the segmentation's contour threshold a split looks for a boundary.
 SPLIT_BELOW = 0.15
 #: The smallest part a split keeps, in pixels (a tuned min_size can be far larger).
@@ -65,7 +67,8 @@ class CorrectWidget(QWidget):
         self._bound: list = []
 
         self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
-        self.split_contour = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
+        self._split_for = None
+        self.split_contour = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=SPLIT_CONTOUR)
         self.split_contour.setToolTip("Contour threshold used when splitting by the instance step; set "
                                       f"{SPLIT_BELOW:g} below the one the layer was segmented with, so that a "
                                       "weak boundary separates.")
@@ -121,9 +124,11 @@ class CorrectWidget(QWidget):
             self._bound.append(layer)
             session.changed.connect(self._show_status)
             session.autosaved.connect(self._show_status)
-        used = layer.metadata.get("ihcseg", {}).get("instances", {}).get("contour_threshold")
-        if used is not None:
-            self.split_contour.setValue(max(0.05, round(float(used) - SPLIT_BELOW, 2)))
+        if layer is not self._split_for:  # a new target; the user's value stays while it is the same
+            self._split_for = layer
+            used = layer.metadata.get("ihcseg", {}).get("instances", {}).get("contour_threshold")
+            self.split_contour.setValue(SPLIT_CONTOUR if used is None
+                                        else max(0.05, round(float(used) - SPLIT_BELOW, 2)))
         offer_restore(session, self.ask)
         self._show_status()
 

@@ -124,7 +124,8 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     Images that cannot be scored (no nuclei, none predicted) are left out. Images are
     averaged within each source and the sources then weigh equally, as in
     training validation, so a few IHC images count as much as many H&E ones.
-    Ties keep the earlier setting of the grid.
+    A tie goes to the defaults when they are in the grid, else to the
+    earlier setting of the grid.
 
     Parameters
     ----------
@@ -196,8 +197,12 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     if not scored:
         raise ValueError("no image could be scored (every image has no nuclei and none were predicted); "
                          "tuning needs images with nuclei")
-    best = max(scored, key=lambda row: row["score"])  # max keeps the first of equal rows
-    default = next((row for row in table if all(row[k] == v for k, v in INSTANCE_DEFAULTS.items())), None)
+    def is_default(row: dict) -> bool:
+        return all(row[k] == v for k, v in INSTANCE_DEFAULTS.items())
+
+    # Ties go to the defaults, then to the first row: no change without a gain.
+    best = max(scored, key=lambda row: (row["score"], is_default(row)))
+    default = next((row for row in table if is_default(row)), None)
     default_score = default["score"] if default is not None else score_of(dict(INSTANCE_DEFAULTS))["score"]
     return TuningResult(params={k: best[k] for k in names}, score=best["score"], default_score=default_score,
                         images=len(truths), table=table)
