@@ -520,6 +520,40 @@ def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napar
     assert widget.min_size.value() == 4  # the default 16 model pixels, at scale 2
 
 
+def test_train_widget_tunes_a_copy_of_the_model_on_the_pairs(make_napari_viewer, qtbot, store, tmp_path):
+    from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg._widgets.train import TrainWidget
+    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.models import read_checkpoint_config, shipped_checkpoints
+
+    dataset = tmp_path / "pairs"
+    for seed in (0, 1):
+        field = make_synthetic_ihc((128, 128), seed=seed)
+        save_pairs(dataset, field.image, field.labels, name=f"field{seed}", stain="ki67")
+    catalog = tmp_path / "catalog.json"
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
+    trainer = TrainWidget(viewer, catalog=catalog)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    viewer.window.add_dock_widget(trainer, name="Train")
+    trainer.dataset.setText(str(dataset))
+    name, shipped = next(iter(shipped_checkpoints().items()))
+    before = (shipped / "config.json").read_bytes()
+    trainer.base.setCurrentIndex(trainer.base.findData(str(shipped)))
+    trainer.tune()
+    assert trainer.running and not trainer.start_button.isEnabled()
+    qtbot.waitUntil(lambda: not trainer.running, timeout=120_000)
+    [copy] = (dataset / "models").iterdir()
+    assert copy.name.startswith(f"{name}-tuned-") and "Done" in trainer.status.text()
+    assert read_checkpoint_config(copy)["instances"] == trainer.tuned.params
+    assert (shipped / "config.json").read_bytes() == before, "the shipped model is never changed"
+    assert segment.model.findData(str(copy.resolve())) >= 0, "the tuned model is offered at once"
+    trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))  # an untrained architecture
+    trainer.tune()
+    assert not trainer.running and "untrained" in trainer.status.text()
+
+
 def test_train_widget_refuses_a_relative_dataset(make_napari_viewer, qtbot, tmp_path):
     from napari_ihcseg._widgets.train import TrainWidget
 

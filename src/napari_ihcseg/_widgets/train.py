@@ -133,6 +133,8 @@ class TrainWidget(QWidget):
         self.catalog = catalog
         self.worker = None
         self.result = None
+        self.tuned = None
+        self._job = "Training"
         self._cancel = threading.Event()
         self._relay = _Relay()
         self._relay.progressed.connect(self._progressed)
@@ -155,9 +157,15 @@ class TrainWidget(QWidget):
         self.out = QLineEdit()
         self.out.setPlaceholderText("default: <dataset>/models/<model>-<date>")
         self.start_button = QPushButton("Train")
+        self.tune_button = QPushButton("Tune settings only")
+        self.tune_button.setToolTip(
+            "Choose the mask and contour thresholds and the minimum size with which the model best reproduces "
+            "the pairs, without training (about a minute). Writes a tuned copy of the model; needs a trained "
+            "model in 'Start from'.")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.start_button.clicked.connect(self.start)
+        self.tune_button.clicked.connect(self.tune)
         self.cancel_button.clicked.connect(self.cancel)
         self.plot = LossPlot()
         self.bar = QProgressBar()
@@ -176,6 +184,7 @@ class TrainWidget(QWidget):
         form.addRow("Output folder", self.out)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
+        buttons.addWidget(self.tune_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -242,12 +251,75 @@ class TrainWidget(QWidget):
         self.bar.setValue(0)
         self.status.setText(f"Training {config.model} → {config.out}")
         self.start_button.setEnabled(False)
+        self.tune_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self._job = "Training"
 
         def job():
             return train(config, progress=self._relay.progressed.emit, cancel=self._cancel)
 
         self.worker = start_worker(job, on_result=self._finished, on_error=self._failed, on_finished=self._done)
+
+    def tune(self) -> None:
+        """Tune the chosen model's instance settings on the pairs, into a copy (returns at once)."""
+        if self.running:
+            return
+        from napari_ihcseg.data.datasets import load_dataset, read_dataset_json
+        from napari_ihcseg.models import list_models
+        from napari_ihcseg.models.shipped import is_shipped_path
+        from napari_ihcseg.training.validate import tune_checkpoint_copy
+
+        try:
+            dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
+            read_dataset_json(dataset)
+            base = self.base.currentData()
+            if base in list_models():
+                raise ValueError(f"{base} is untrained: choose a trained model in 'Start from' to tune")
+            if self.out.text().strip():
+                out = check_absolute_folder(self.out.text(), what="output folder")
+            else:
+                out = dataset / "models" / f"{Path(base).name}-tuned-{time.strftime('%Y%m%d-%H%M%S')}"
+            if is_shipped_path(out):
+                raise ValueError(f"{out}: inside the package's shipped models; choose a folder of your own")
+            samples = load_dataset(f"pairs:{dataset}")
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            show_error(f"Tuning could not start: {describe_error(exc)}")
+            self.status.setText(f"Not started: {exc}")
+            return
+        self._cancel = threading.Event()
+        self.bar.setRange(0, 0)  # busy: tuning reports no steps
+        self.eta.setText("Tuning the instance thresholds on the pairs…")
+        self.status.setText(f"Tuning {Path(base).name} → {out}")
+        self.start_button.setEnabled(False)
+        self.tune_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._job = "Tuning"
+        device = self.device.currentText()
+
+        def job():
+            return out, tune_checkpoint_copy(base, out, samples, device=device, cancel=self._cancel.is_set)
+
+        self.worker = start_worker(job, on_result=self._tuned, on_error=self._failed, on_finished=self._done)
+
+    def _tuned(self, outcome) -> None:
+        out, result = outcome
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.eta.setText("")
+        self.tuned = result
+        if result is None:
+            self.status.setText("Cancelled, or no pair has nuclei to tune on; nothing was written.")
+            return
+        remember_checkpoint(out, self.catalog)
+        from .segment import SegmentWidget
+
+        for widget in self.window().findChildren(SegmentWidget):
+            widget.refresh_models()
+        settings = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in result.params.items())
+        self.status.setText(f"Done: {out} has {settings} (mean of AJI and PQ on the pairs {result.score:.3f}, "
+                            f"{result.default_score:.3f} with the defaults). It is now in the Segment widget's "
+                            "model list.")
+        show_info(f"Tuned model: {out}")
 
     def cancel(self) -> None:
         """Stop after the current step; the state is saved so the run can resume."""
@@ -290,9 +362,12 @@ class TrainWidget(QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         self.status.setText(f"Failed: {describe_error(exc)}")
-        show_error(f"Training failed: {describe_error(exc)}")
+        show_error(f"{self._job} failed: {describe_error(exc)}")
 
     def _done(self) -> None:
         self.worker = None
+        if self.bar.maximum() == 0:  # a failed tuning run leaves the busy bar
+            self.bar.setRange(0, 1)
         self.start_button.setEnabled(True)
+        self.tune_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

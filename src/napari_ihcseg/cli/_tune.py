@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from ._common import EXIT_OK, CLIError
@@ -37,43 +34,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _staged_copy(source: Path, out: Path) -> Path:
-    """A copy of the checkpoint in a hidden folder beside ``out``, with the usual permissions."""
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise CLIError(f"{out}: already exists and is not an empty folder; choose another --out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    except OSError as exc:
-        raise CLIError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private
-        for name in ("weights.safetensors", "config.json"):
-            shutil.copy2(source / name, staging / name)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise CLIError(f"{out}: cannot copy the checkpoint there ({exc.strerror or exc})") from None
-        raise
-    return staging
-
-
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.data.datasets import load_dataset
     from napari_ihcseg.device import resolve_device
     from napari_ihcseg.models import list_models, read_checkpoint_config, shipped_checkpoints
-    from napari_ihcseg.models.shipped import WEIGHTS_DIR
-    from napari_ihcseg.training.validate import tune_checkpoint
+    from napari_ihcseg.models.shipped import is_shipped_path
+    from napari_ihcseg.training.validate import tune_checkpoint, tune_checkpoint_copy
 
     shipped = shipped_checkpoints()
     if args.model in list_models():
@@ -84,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
     out = Path(args.out).expanduser() if args.out is not None else None
-    if out is None and _inside(source, Path(WEIGHTS_DIR)):
+    if out is None and is_shipped_path(source):
         raise CLIError(f"--model {args.model} is a shipped checkpoint, which is never changed; "
                        "give --out DIR for a tuned copy")
-    if out is not None and _inside(out, Path(WEIGHTS_DIR)):
+    if out is not None and is_shipped_path(out):
         raise CLIError(f"--out {out}: inside the package's shipped checkpoints; choose a folder of your own")
     try:
         device = resolve_device(args.device)
@@ -99,24 +65,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     if not any(s.labels is not None and s.labels.max() > 0 for s in samples):
         raise CLIError(f"{args.dataset}: no image with annotated nuclei to tune on")
-
-    # A copy is tuned before it takes its name, so a failed or interrupted run leaves no half-made model.
-    folder = _staged_copy(source, out) if out is not None else source
     try:
-        result = tune_checkpoint(folder, samples, device=device)
-        if result is None:
-            raise ValueError(f"{args.dataset}: no image with instance labels to tune on")
-        if out is not None:
-            if out.exists():
-                out.rmdir()
-            os.replace(folder, out)
-            folder = out
-    except BaseException as exc:
-        if out is not None and folder != out:
-            shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(exc, ValueError):
-            raise CLIError(str(exc)) from None
-        raise
+        if out is None:
+            result, folder = tune_checkpoint(source, samples, device=device), source
+        else:
+            result, folder = tune_checkpoint_copy(source, out, samples, device=device), out
+    except FileExistsError as exc:
+        raise CLIError(f"{exc}; choose another --out") from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"{out or source}: cannot write the checkpoint ({exc.strerror or exc})") from None
     print(f"{folder}: " + ", ".join(f"{k} {v:g}" for k, v in result.params.items()))
     print(f"mean of AJI and PQ {result.score:.4f} on {result.images} image(s); "
           f"{result.default_score:.4f} with the defaults")

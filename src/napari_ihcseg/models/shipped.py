@@ -45,6 +45,19 @@ def shipped_checkpoints() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / CONFIG_FILE).is_file()}
 
 
+def is_shipped_path(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies in the package's own checkpoints, which are never to be changed.
+
+    >>> is_shipped_path(Path(WEIGHTS_DIR) / "anything"), is_shipped_path("/tmp/lab-model")
+    (True, False)
+    """
+    try:
+        Path(path).expanduser().resolve().relative_to(Path(WEIGHTS_DIR).resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def _device_type(device: str | torch.device) -> str:
     if isinstance(device, torch.device):
         return device.type

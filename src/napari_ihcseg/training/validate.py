@@ -185,6 +185,63 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
     return result
 
 
+def tune_checkpoint_copy(source, out, samples, *, device: torch.device | str = "cpu", amp: bool = True,
+                         grid=None, cancel=None):
+    """Tune a copy of a checkpoint (see :func:`tune_checkpoint`), written to ``out`` only once tuned.
+
+    The copy is made and tuned in a hidden folder beside ``out`` and renamed
+    to ``out`` at the end, so a failed, interrupted or cancelled run leaves
+    nothing behind and ``source`` is never changed.
+
+    Parameters
+    ----------
+    source : path-like
+        A checkpoint folder.
+    out : path-like
+        The new checkpoint folder; it must not exist, or be an empty folder.
+    samples, device, amp, grid, cancel
+        As for :func:`tune_checkpoint`.
+
+    Returns
+    -------
+    TuningResult or None
+        ``None`` (and no ``out``) when no sample has instance labels or the
+        run was cancelled.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` exists and is not an empty folder.
+    """
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    source, out = Path(source).expanduser(), Path(out).expanduser()
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise FileExistsError(f"{out}: already exists and is not an empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model is for others too
+        for name in ("weights.safetensors", "config.json"):
+            shutil.copy2(source / name, staging / name)
+        result = tune_checkpoint(staging, samples, device=device, amp=amp, grid=grid, cancel=cancel)
+        if result is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return None
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+        return result
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _nanmean(values) -> float:
     values = [v for v in values if v == v]
     return float(np.mean(values)) if values else float("nan")
