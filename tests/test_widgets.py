@@ -462,23 +462,28 @@ def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, t
 # ------------------------------------------------------------------- train
 
 @pytest.mark.slow
-def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_viewer, qtbot, store, tmp_path):
+def _segment_and_train(viewer, store, tmp_path, seeds):
+    """A pairs folder of synthetic fields, and the Segment and Train widgets docked on one viewer."""
     from napari_ihcseg._widgets.segment import SegmentWidget
     from napari_ihcseg._widgets.train import TrainWidget
     from napari_ihcseg.data.pairs import save_pairs
     from napari_ihcseg.data.synthetic import make_synthetic_ihc
 
     dataset = tmp_path / "pairs"
-    for seed in (0, 1, 2):
+    for seed in seeds:
         field = make_synthetic_ihc((128, 128), seed=seed)
         save_pairs(dataset, field.image, field.labels, name=f"field{seed}", stain="ki67")
     catalog = tmp_path / "catalog.json"
-    viewer = make_napari_viewer()
     segment = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
     trainer = TrainWidget(viewer, catalog=catalog)
     viewer.window.add_dock_widget(segment, name="Segment")
     viewer.window.add_dock_widget(trainer, name="Train")
     trainer.dataset.setText(str(dataset))
+    return dataset, segment, trainer
+
+
+def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_viewer, qtbot, store, tmp_path):
+    dataset, segment, trainer = _segment_and_train(make_napari_viewer(), store, tmp_path, seeds=(0, 1, 2))
     trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))
     trainer.epochs.setValue(1)
     trainer.tile.setCurrentText("128")
@@ -521,23 +526,9 @@ def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napar
 
 
 def test_train_widget_tunes_a_copy_of_the_model_on_the_pairs(make_napari_viewer, qtbot, store, tmp_path):
-    from napari_ihcseg._widgets.segment import SegmentWidget
-    from napari_ihcseg._widgets.train import TrainWidget
-    from napari_ihcseg.data.pairs import save_pairs
-    from napari_ihcseg.data.synthetic import make_synthetic_ihc
     from napari_ihcseg.models import read_checkpoint_config, shipped_checkpoints
 
-    dataset = tmp_path / "pairs"
-    for seed in (0, 1):
-        field = make_synthetic_ihc((128, 128), seed=seed)
-        save_pairs(dataset, field.image, field.labels, name=f"field{seed}", stain="ki67")
-    catalog = tmp_path / "catalog.json"
-    viewer = make_napari_viewer()
-    segment = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
-    trainer = TrainWidget(viewer, catalog=catalog)
-    viewer.window.add_dock_widget(segment, name="Segment")
-    viewer.window.add_dock_widget(trainer, name="Train")
-    trainer.dataset.setText(str(dataset))
+    dataset, segment, trainer = _segment_and_train(make_napari_viewer(), store, tmp_path, seeds=(0, 1))
     name, shipped = next(iter(shipped_checkpoints().items()))
     before = (shipped / "config.json").read_bytes()
     trainer.base.setCurrentIndex(trainer.base.findData(str(shipped)))
