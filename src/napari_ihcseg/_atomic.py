@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file beside the target, then a rename.
+"""Atomic file writes: a temporary file (or folder) beside the target, then a rename.
 
 A crash or a killed process never leaves a half-written file under the final
 name, and an existing file is replaced only when ``overwrite`` is true.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,32 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = T
 def write_json_atomic(path: str | os.PathLike, obj, *, overwrite: bool = True) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder path beside ``path`` (not yet created); move it onto ``path`` on success.
+
+    On any error, the temporary folder is removed and ``path`` is left as it
+    was. With ``overwrite`` an existing ``path`` is replaced, else it raises
+    :class:`FileExistsError`, also when it appears while writing.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.part-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path}: appeared while writing; refusing to overwrite it")
+            trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            path.rename(trash)
+            tmp.rename(path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -219,16 +219,13 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
 
 def _expected_instances(options: PipelineOptions, model_name: str | None) -> dict | None:
     """The instance settings a run with ``options`` would use now (``None``: unknown)."""
-    from types import SimpleNamespace
-
     from napari_ihcseg.models import recommended_instance_params
 
     try:
         tuned = recommended_instance_params(options.model if options.model is not None else model_name)
     except (TypeError, ValueError):
         return None
-    stand_in = SimpleNamespace(checkpoint_info=SimpleNamespace(instances=tuned))
-    return options.inference_config().instance_options(stand_in)
+    return options.inference_config().instance_options_for(tuned)
 
 
 def resolve_model(spec: str | None, device: str = "auto"):

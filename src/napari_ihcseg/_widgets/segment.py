@@ -227,7 +227,6 @@ class SegmentWidget(QWidget):
         self._fill_devices()
         self._instances_for: str | None = None
         self._model_min_size: int | None = None  # the model's min_size, in the pixels it sees
-        self._showing_model_min_size = False
         self.model.currentIndexChanged.connect(self._model_changed)
         self.min_size.valueChanged.connect(self._min_size_edited)
         self.image_scale.valueChanged.connect(self._show_model_min_size)
@@ -321,19 +320,18 @@ class SegmentWidget(QWidget):
                                        "(a quarter of it at Scale 2) until you change it.")
 
     def _min_size_edited(self, _value: int) -> None:
-        if not self._showing_model_min_size:
-            self._model_min_size = None  # the user's own value: Scale no longer changes it
+        self._model_min_size = None  # the user's own value: Scale no longer changes it
 
     def _show_model_min_size(self, *_args) -> None:
         from napari_ihcseg.inference.config import model_min_size
 
         if self._model_min_size is None:
             return
-        self._showing_model_min_size = True
+        self.min_size.blockSignals(True)  # not the user's edit
         try:
             self.min_size.setValue(model_min_size(self._model_min_size, float(self.image_scale.value())))
         finally:
-            self._showing_model_min_size = False
+            self.min_size.blockSignals(False)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API; picks up newly trained models
         self.refresh_models()

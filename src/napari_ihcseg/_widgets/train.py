@@ -218,9 +218,12 @@ class TrainWidget(QWidget):
     def running(self) -> bool:
         return self.worker is not None
 
-    def config(self):
+    def _dataset_base_out(self, suffix: str = "") -> tuple[Path, str, Path]:
+        """The pairs folder, the chosen model and the output folder.
+
+        The output folder defaults to ``<dataset>/models/<model><suffix>-<date>``.
+        """
         from napari_ihcseg.data.datasets import read_dataset_json
-        from napari_ihcseg.training import TrainConfig
 
         dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
         read_dataset_json(dataset)  # a clear message when it is not a training-pair folder
@@ -228,7 +231,13 @@ class TrainWidget(QWidget):
         if self.out.text().strip():
             out = check_absolute_folder(self.out.text(), what="output folder")
         else:
-            out = dataset / "models" / f"{Path(base).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            out = dataset / "models" / f"{Path(base).name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return dataset, base, out
+
+    def config(self):
+        from napari_ihcseg.training import TrainConfig
+
+        dataset, base, out = self._dataset_base_out()
         return TrainConfig(out=str(out), model=base, train_data=(f"pairs:{dataset}",), epochs=int(self.epochs.value()),
                            batch_size=int(self.batch.value()), tile=int(self.tile.currentText()),
                            device=self.device.currentText(), max_steps_per_epoch=int(self.max_steps.value()) or None,
@@ -264,21 +273,15 @@ class TrainWidget(QWidget):
         """Tune the chosen model's instance settings on the pairs, into a copy (returns at once)."""
         if self.running:
             return
-        from napari_ihcseg.data.datasets import load_dataset, read_dataset_json
+        from napari_ihcseg.data.datasets import load_dataset
         from napari_ihcseg.models import list_models
         from napari_ihcseg.models.shipped import is_shipped_path
         from napari_ihcseg.training.validate import tune_checkpoint_copy
 
         try:
-            dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
-            read_dataset_json(dataset)
-            base = self.base.currentData()
+            dataset, base, out = self._dataset_base_out("-tuned")
             if base in list_models():
                 raise ValueError(f"{base} is untrained: choose a trained model in 'Start from' to tune")
-            if self.out.text().strip():
-                out = check_absolute_folder(self.out.text(), what="output folder")
-            else:
-                out = dataset / "models" / f"{Path(base).name}-tuned-{time.strftime('%Y%m%d-%H%M%S')}"
             if is_shipped_path(out):
                 raise ValueError(f"{out}: inside the package's shipped models; choose a folder of your own")
             samples = load_dataset(f"pairs:{dataset}")

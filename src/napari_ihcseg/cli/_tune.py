@@ -37,15 +37,14 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.data.datasets import load_dataset
     from napari_ihcseg.device import resolve_device
-    from napari_ihcseg.models import list_models, read_checkpoint_config, shipped_checkpoints
-    from napari_ihcseg.models.shipped import is_shipped_path
+    from napari_ihcseg.models import read_checkpoint_config
+    from napari_ihcseg.models.shipped import checkpoint_folder, is_shipped_path
     from napari_ihcseg.training.validate import tune_checkpoint, tune_checkpoint_copy
 
-    shipped = shipped_checkpoints()
-    if args.model in list_models():
-        raise CLIError(f"--model {args.model} is an untrained architecture; tune a trained checkpoint")
-    source = Path(shipped.get(args.model, Path(args.model).expanduser()))
     try:
+        source = checkpoint_folder(args.model)
+        if source is None:
+            raise CLIError(f"--model {args.model} is an untrained architecture; tune a trained checkpoint")
         read_checkpoint_config(source)
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None

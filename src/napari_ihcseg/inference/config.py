@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ def check_tta(value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"tta must be True or False, got {value!r}")
     return bool(value)
+
+
+def tuned_instance_params(model: Any) -> dict[str, Any]:
+    """The instance settings tuned for ``model``'s checkpoint; empty for any other model."""
+    return dict(getattr(getattr(model, "checkpoint_info", None), "instances", None) or {})
 
 
 def model_min_size(min_size: int, scale: float) -> int:
@@ -197,20 +203,25 @@ class InferenceConfig:
                 "tta": self.tta}
 
     def instance_options(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances` for ``model``.
+
+        The settings tuned for ``model``'s checkpoint fill what is unset here
+        (see :meth:`instance_options_for`).
+        """
+        return self.instance_options_for(tuned_instance_params(model))
+
+    def instance_options_for(self, tuned: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances`.
 
         Each threshold and ``min_size`` is, in order: the value set here, the
-        value tuned for ``model``'s checkpoint (``model.checkpoint_info.instances``),
-        the default of :data:`~napari_ihcseg.instances.INSTANCE_DEFAULTS`.
-        A ``min_size`` taken from the checkpoint or the defaults counts the
-        pixels the model sees, so with ``scale`` 2 it is a quarter of that in
-        the image's pixels (:func:`model_min_size`); one set here is in the
-        image's pixels.
+        value in ``tuned`` (a checkpoint's tuned settings), the default of
+        :data:`~napari_ihcseg.instances.INSTANCE_DEFAULTS`. A ``min_size``
+        taken from ``tuned`` or the defaults counts the pixels the model sees,
+        so with ``scale`` 2 it is a quarter of that in the image's pixels
+        (:func:`model_min_size`); one set here is in the image's pixels.
         """
         from ..instances import INSTANCE_DEFAULTS
 
-        info = getattr(model, "checkpoint_info", None)
-        tuned = getattr(info, "instances", None) or {}
         chosen = {key: getattr(self, key) if getattr(self, key) is not None else tuned.get(key, default)
                   for key, default in INSTANCE_DEFAULTS.items()}
         if self.min_size is None:

@@ -36,18 +36,15 @@ import contextlib
 import functools
 import json
 import logging
-import shutil
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_directory, atomic_path
 from ..io import ImageReadError
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
@@ -218,29 +215,6 @@ def _write_block(labels_out, region: Box, owned: np.ndarray, n_written: int) -> 
     current[write] = ids[write]
     labels_out[region.slices] = current
     return max(n_written, int(ids.max())), n_dup
-
-
-@contextlib.contextmanager
-def _atomic_directory(path: Path, *, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; move it onto ``path`` on success."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.part-{uuid.uuid4().hex[:8]}"
-    try:
-        yield tmp
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path}: appeared while writing; refusing to overwrite it")
-            trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            path.rename(trash)
-            tmp.rename(path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _create_zarr(path: Path, shape, chunk: int):
@@ -436,7 +410,7 @@ def segment_large(
             tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)))
             store_path = tmpdir / "labels.zarr"
         else:
-            store_path = stack.enter_context(_atomic_directory(out, overwrite=overwrite))
+            store_path = stack.enter_context(atomic_directory(out, overwrite=overwrite))
         labels_out = _create_zarr(store_path, shape, chunk)
         done = 0
         for core, region, keep, n_tiles in work:

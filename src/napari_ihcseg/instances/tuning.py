@@ -107,11 +107,6 @@ class TuningResult:
                 "score": number(self.score), "default_score": number(self.default_score), "images": self.images}
 
 
-def _nanmean(values) -> float:
-    values = [v for v in values if v == v]
-    return float(np.mean(values)) if values else float("nan")
-
-
 def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], truths: Sequence[np.ndarray], *,
                          sources: Sequence[str] | None = None, grid: Mapping[str, Sequence] | None = None,
                          cancel=None) -> TuningResult:
@@ -161,7 +156,7 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     >>> result.params["mask_threshold"], result.score
     (0.5, 1.0)
     """
-    from napari_ihcseg.metrics import evaluate_instances
+    from napari_ihcseg.metrics import average_by_source, evaluate_instances
 
     from .postprocess import probabilities_to_instances
 
@@ -173,20 +168,18 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
         raise ValueError(f"need one source per image, got {len(sources)} for {len(truths)} images")
     grid = {**{k: (v,) for k, v in INSTANCE_DEFAULTS.items()}, **dict(grid if grid is not None else DEFAULT_GRID)}
     names = list(INSTANCE_DEFAULTS)
-    for values in itertools.product(*(grid[k] for k in names)):
-        check_instance_params(dict(zip(names, values)), "grid")
-    combos = [dict(zip(names, values)) for values in itertools.product(*(grid[k] for k in names))]
+    combos = [check_instance_params(dict(zip(names, values)), "grid")
+              for values in itertools.product(*(grid[k] for k in names))]
 
     def score_of(params: dict) -> dict[str, float]:
         # An image without nuclei predicted empty scores NaN (nothing to match): it is left
         # out of the means, as in training validation, rather than making its source NaN.
-        by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        by_source: dict[str, list[dict]] = defaultdict(list)
         for (mask_prob, contour_prob), truth, source in zip(predictions, truths, sources):
-            m = evaluate_instances(probabilities_to_instances(mask_prob, contour_prob, **params), truth)
-            by_source[source].append((float(m["aji"]), float(m["pq"])))
-        aji = _nanmean([_nanmean([a for a, _ in rows]) for rows in by_source.values()])
-        pq = _nanmean([_nanmean([p for _, p in rows]) for rows in by_source.values()])
-        return {"aji": aji, "pq": pq, "score": (aji + pq) / 2}
+            by_source[source].append(evaluate_instances(probabilities_to_instances(mask_prob, contour_prob, **params),
+                                                        truth))
+        overall, _ = average_by_source(by_source, ("aji", "pq"))
+        return {"aji": overall["aji"], "pq": overall["pq"], "score": (overall["aji"] + overall["pq"]) / 2}
 
     table: list[dict[str, Any]] = []
     for params in combos:
@@ -197,6 +190,7 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     if not scored:
         raise ValueError("no image could be scored (every image has no nuclei and none were predicted); "
                          "tuning needs images with nuclei")
+
     def is_default(row: dict) -> bool:
         return all(row[k] == v for k, v in INSTANCE_DEFAULTS.items())
 

@@ -47,6 +47,7 @@ __all__ = [
     "f1_at_iou",
     "match_instances",
     "evaluate_instances",
+    "average_by_source",
     "INSTANCE_METRICS",
 ]
 
@@ -419,3 +420,40 @@ def evaluate_instances(
         "fp": pq.fp,
         "fn": pq.fn,
     }
+
+
+def average_by_source(rows_by_source, keys) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Average per-image figures within each source, then over sources.
+
+    Each source then weighs the same however many images it has (two IHC
+    tiles as much as fifteen H&E images). ``nan`` figures (nothing to score)
+    are left out of the means; a mean over nothing is ``nan``.
+
+    Parameters
+    ----------
+    rows_by_source : mapping of str to sequence of mapping
+        Per-image figures, grouped by source.
+    keys : sequence of str
+        The figures to average.
+
+    Returns
+    -------
+    overall : dict
+        The mean over sources of each figure.
+    per_source : dict of dict
+        The mean of each figure within each source.
+
+    Examples
+    --------
+    >>> overall, _ = average_by_source({"he": [{"aji": 0.6}, {"aji": 0.8}], "ihc": [{"aji": 0.4}]}, ["aji"])
+    >>> round(overall["aji"], 3)
+    0.55
+    """
+    per_source = {src: {k: _nanmean([r[k] for r in rows]) for k in keys} for src, rows in rows_by_source.items()}
+    overall = {k: _nanmean([v[k] for v in per_source.values()]) for k in keys}
+    return overall, per_source
+
+
+def _nanmean(values) -> float:
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else float("nan")

@@ -165,22 +165,44 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "auto") -> 
     >>> model.training
     False
     """
+    folder = checkpoint_folder(spec)
+    if folder is not None:
+        return load_checkpoint(folder, device)
+    target = resolve_device(device)
+    warnings.warn(
+        f"{os.fspath(spec)!r} is an architecture, not a trained checkpoint: the model has random weights "
+        "and its output is meaningless until it is trained",
+        UserWarning,
+        stacklevel=2,
+    )
+    return build_model(os.fspath(spec)).to(target).eval()
+
+
+def checkpoint_folder(spec: str | os.PathLike) -> Path | None:
+    """The checkpoint folder ``spec`` names; ``None`` for an architecture.
+
+    Tried in order, as :func:`load_model` does: the name of a shipped
+    checkpoint, a checkpoint folder, a registered architecture.
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is none of these (the message lists what is available).
+
+    Examples
+    --------
+    >>> checkpoint_folder("r2unet-lite") is None
+    True
+    """
     shipped = shipped_checkpoints()
     text = os.fspath(spec)
     if text in shipped:
-        return load_checkpoint(shipped[text], device)
+        return shipped[text]
     path = Path(text).expanduser()
     if path.is_dir():
-        return load_checkpoint(path, device)
+        return path
     if text in list_models():
-        target = resolve_device(device)
-        warnings.warn(
-            f"{text!r} is an architecture, not a trained checkpoint: the model has random weights "
-            "and its output is meaningless until it is trained",
-            UserWarning,
-            stacklevel=2,
-        )
-        return build_model(text).to(target).eval()
+        return None
     raise ValueError(
         f"{text!r} is not a shipped checkpoint ({', '.join(shipped) or 'none shipped'}), "
         f"an existing checkpoint folder, or an architecture ({', '.join(list_models())})"
@@ -216,16 +238,5 @@ def recommended_instance_params(spec: str | os.PathLike) -> dict:
     """
     from ..instances import INSTANCE_DEFAULTS
 
-    shipped = shipped_checkpoints()
-    text = os.fspath(spec)
-    folder = shipped.get(text)
-    if folder is None and Path(text).expanduser().is_dir():
-        folder = Path(text).expanduser()
-    if folder is not None:
-        return {**INSTANCE_DEFAULTS, **read_checkpoint_config(folder)["instances"]}
-    if text in list_models():
-        return dict(INSTANCE_DEFAULTS)
-    raise ValueError(
-        f"{text!r} is not a shipped checkpoint ({', '.join(shipped) or 'none shipped'}), "
-        f"an existing checkpoint folder, or an architecture ({', '.join(list_models())})"
-    )
+    folder = checkpoint_folder(spec)
+    return {**INSTANCE_DEFAULTS, **(read_checkpoint_config(folder)["instances"] if folder is not None else {})}

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from napari_ihcseg._atomic import write_json_atomic
+from napari_ihcseg.inference.config import tuned_instance_params
 
 from .augment import AugmentConfig
 from .batches import BatchSampler
@@ -344,7 +345,7 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
 
     model, base_checkpoint = _build_model(config.model, config.model_options)
     # A fine-tuned model keeps the settings tuned for its base until its own are tuned.
-    base_instances = dict(getattr(model.checkpoint_info, "instances", None) or {})
+    base_instances = tuned_instance_params(model)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -99,7 +99,7 @@ def evaluate_samples(model: torch.nn.Module, samples, *, device: torch.device, a
         sources of the per-source means (NaN when nothing was scored).
     """
     from napari_ihcseg.instances import probabilities_to_instances
-    from napari_ihcseg.metrics import evaluate_instances
+    from napari_ihcseg.metrics import average_by_source, evaluate_instances
 
     was_training = model.training
     model.eval()
@@ -125,8 +125,7 @@ def evaluate_samples(model: torch.nn.Module, samples, *, device: torch.device, a
             by_source[sample.source].append(row)
     finally:
         model.train(was_training)
-    per_source = {src: {k: _nanmean([r[k] for r in rows]) for k in VAL_METRICS} for src, rows in by_source.items()}
-    overall = {k: _nanmean([v[k] for v in per_source.values()]) for k in VAL_METRICS}
+    overall, per_source = average_by_source(by_source, VAL_METRICS)
     return {**overall, "per_source": per_source, "per_image": per_image}
 
 
@@ -213,35 +212,26 @@ def tune_checkpoint_copy(source, out, samples, *, device: torch.device | str = "
     FileExistsError
         If ``out`` exists and is not an empty folder.
     """
-    import os
     import shutil
-    import tempfile
     from pathlib import Path
+
+    from napari_ihcseg._atomic import atomic_directory
 
     source, out = Path(source).expanduser(), Path(out).expanduser()
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise FileExistsError(f"{out}: already exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model is for others too
-        for name in ("weights.safetensors", "config.json"):
-            shutil.copy2(source / name, staging / name)
-        result = tune_checkpoint(staging, samples, device=device, amp=amp, grid=grid, cancel=cancel)
-        if result is None:
-            shutil.rmtree(staging, ignore_errors=True)
-            return None
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-        return result
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with atomic_directory(out, overwrite=out.exists()) as staging:  # an empty folder may be replaced
+            staging.mkdir()
+            for name in ("weights.safetensors", "config.json"):
+                shutil.copy2(source / name, staging / name)
+            result = tune_checkpoint(staging, samples, device=device, amp=amp, grid=grid, cancel=cancel)
+            if result is None:
+                raise _NothingTuned  # leaves no copy behind
+    except _NothingTuned:
+        return None
+    return result
 
 
-def _nanmean(values) -> float:
-    values = [v for v in values if v == v]
-    return float(np.mean(values)) if values else float("nan")
+class _NothingTuned(Exception):
+    """Nothing to tune on, or cancelled: the copy is dropped."""
