@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-stain-transfer", action="store_true")
     parser.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one AugmentConfig field, e.g. p_cytoplasmic_stain=0 (repeatable)")
+    parser.add_argument("--encoder-weights", default=None, metavar="FILE",
+                        help="ImageNet weights file for the encoder of unet-resnet50 (a torchvision ResNet-50 "
+                             "state dict)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(
         out=str(Path(args.out).expanduser().resolve()),
         model=args.model,
+        model_options={"encoder_weights": str(Path(args.encoder_weights).expanduser().resolve())}
+        if args.encoder_weights else {},
         train_data=(f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
                     f"gbm:{root / 'gbm-tcga-contours'}"),
         val_data=(f"deepliif:{root / 'deepliif-ki67-sample'}",),

@@ -193,6 +193,55 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     assert "blur_sigma takes 2 comma-separated numbers" in capsys.readouterr().err
 
 
+def _resnet_file(path, depths=(1, 1, 1, 1)):
+    """A torchvision-style ResNet state dict (as ImageNet weights would come) and the encoder it holds."""
+    from safetensors.torch import save_file
+
+    from napari_ihcseg.models.resnet import ResNetEncoder
+
+    torch.manual_seed(7)
+    source = ResNetEncoder(depths)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    save_file(state, str(path))
+    return source.state_dict()
+
+
+def test_unet_resnet50_trains_from_encoder_weights_in_a_file(tmp_path):
+    encoder = _resnet_file(tmp_path / "resnet50.safetensors")
+    options = dict(encoder_depths=(1, 1, 1, 1), decoder_channels=(16, 8, 8, 8, 8),
+                   encoder_weights=str(tmp_path / "resnet50.safetensors"))
+    config = TrainConfig(out=str(tmp_path / "run"), epochs=1, max_steps_per_epoch=1, tune_instances=False,
+                         **{**FAST, "model": "unet-resnet50", "model_options": options, "lr": 1e-4})
+    result = train(config, train_samples=fields([0, 1]), val_samples=fields([2]))
+    trained = load_checkpoint(result.best_checkpoint, device="cpu").encoder.state_dict()
+    fresh = type(load_checkpoint(result.best_checkpoint, device="cpu").encoder)((1, 1, 1, 1)).state_dict()
+    key = "layer1.0.conv2.weight"
+    # One AdamW step of lr 1e-4 from the file's weights stays within ~1e-4 of them; a random start is far off.
+    assert (trained[key] - encoder[key]).abs().max() < 1e-3
+    assert (fresh[key] - encoder[key]).abs().max() > 0.02
+
+
+def test_cli_train_passes_encoder_weights_and_refuses_them_where_they_do_not_apply(tmp_path, capsys):
+    from napari_ihcseg.cli import main
+
+    folder = _pairs_folder(tmp_path / "pairs", [0, 1])
+    small = tmp_path / "resnet-small.safetensors"
+    _resnet_file(small)
+    base = ["train", str(folder), "--epochs", "1", "--out", str(tmp_path / "run"), "--tile", "64"]
+    # The file reaches the model: a ResNet that is not a ResNet-50 is refused by name, before training.
+    assert main([*base, "--model", "unet-resnet50", "--encoder-weights", str(small)]) == 2
+    err = capsys.readouterr().err
+    assert "resnet-small.safetensors: not a ResNet state dict" in err
+    assert main([*base, "--model", "unet-resnet50", "--encoder-weights", str(tmp_path / "none.pth")]) == 2
+    assert "none.pth: encoder weights file not found" in capsys.readouterr().err
+    assert main([*base, "--model", "r2unet-lite", "--encoder-weights", str(small)]) == 2
+    assert "r2unet-lite has no pretrained encoder" in capsys.readouterr().err
+    assert main([*base, "--model", "r2unet-lite-ihc", "--encoder-weights", str(small)]) == 2
+    assert "fine-tuned from its own weights" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "state").exists()
+
+
 def test_tuning_the_instance_settings_can_be_turned_off(tmp_path):
     config = TrainConfig(out=str(tmp_path), epochs=1, max_steps_per_epoch=2, tune_instances=False, **FAST)
     result = train(config, train_samples=fields([0, 1]), val_samples=fields([2]))

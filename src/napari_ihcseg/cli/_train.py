@@ -22,7 +22,9 @@ of monuseg, cpm15, gbm, deepliif. More sets join with --extra-data; sets for
 validation only with --val-data. Validation images are held out by image.
 
 --model takes a registered architecture (harunet-lite, r2unet-lite, ...) to
-train from scratch, or a checkpoint folder to fine-tune.
+train from scratch, or a checkpoint folder to fine-tune. unet-resnet50 can
+start from ImageNet weights for its encoder, read from a file you give with
+--encoder-weights (nothing is downloaded).
 """
 
 
@@ -35,6 +37,10 @@ def register(subparsers) -> None:
                    help="architecture name (trains from scratch), or a shipped checkpoint name or a checkpoint "
                         "folder to fine-tune")
     p.add_argument("--epochs", type=int, required=True, help="number of epochs")
+    p.add_argument("--encoder-weights", default=None, metavar="FILE",
+                   help="ImageNet weights for the encoder of an architecture that has one (unet-resnet50): a "
+                        "torchvision-style ResNet-50 state dict, .safetensors or .pth (read without unpickling "
+                        "code)")
     p.add_argument("--out", required=True, help="output folder (checkpoint, metrics.csv, state)")
     p.add_argument("--extra-data", action="append", default=[], metavar="KIND:PATH",
                    help="more training data (repeatable)")
@@ -115,6 +121,25 @@ def _spec(text: str) -> str:
     return text
 
 
+def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) -> dict:
+    """The ``model_options`` that make ``model`` start from the encoder weights in a file."""
+    if encoder_weights is None:
+        return {}
+    import dataclasses
+
+    from napari_ihcseg.models.registry import get_spec
+
+    if finetune:
+        raise CLIError("--encoder-weights: a checkpoint is fine-tuned from its own weights; give an "
+                       "architecture to train from scratch (unet-resnet50)")
+    if "encoder_weights" not in {f.name for f in dataclasses.fields(get_spec(model).config_class)}:
+        raise CLIError(f"--encoder-weights: {model} has no pretrained encoder; it applies to unet-resnet50")
+    path = Path(encoder_weights).expanduser()
+    if not path.is_file():
+        raise CLIError(f"{path}: encoder weights file not found")
+    return {"encoder_weights": str(path.resolve())}
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint, train
@@ -134,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         finetune = base_checkpoint(model) is not None
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
+    model_options = _encoder_options(model, args.encoder_weights, finetune)
     lr = args.lr if args.lr is not None else (FINETUNE_LR if finetune else SCRATCH_LR)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
     try:
@@ -143,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     val_names = tuple(n.strip() for n in args.val_names.split(",") if n.strip()) if args.val_names else None
     try:
         config = TrainConfig(
-            out=str(out), model=model, train_data=(_spec(args.dataset), *map(_spec, args.extra_data)),
+            out=str(out), model=model, model_options=model_options, train_data=(_spec(args.dataset), *map(_spec, args.extra_data)),
             val_data=tuple(map(_spec, args.val_data)), val_fraction=args.val_split, val_names=val_names,
             epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, stride=args.stride, lr=lr,
             warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
