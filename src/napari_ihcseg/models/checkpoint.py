@@ -140,6 +140,9 @@ def save_checkpoint(
     True
     >>> sorted(p.name for p in folder.iterdir())
     ['config.json', 'weights.safetensors']
+
+    The weights file is reproducible: the same tensors and dtype give the
+    same bytes, hence the same sha256.
     """
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     if not isinstance(model, SegmentationModel) or not model.arch:
@@ -165,7 +168,7 @@ def save_checkpoint(
     if weights_dtype is not None:
         tensors = _cast_floating(tensors, weights_dtype)
     with atomic_path(weights_path, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata={"arch": model.arch, "format_version": str(FORMAT_VERSION)})
+        save_file(tensors, str(tmp), metadata=_weights_metadata(model.arch))
     document = {
         "format_version": FORMAT_VERSION,
         "arch": model.arch,
@@ -179,6 +182,16 @@ def save_checkpoint(
     }
     write_json_atomic(config_path, document, overwrite=overwrite)
     return folder
+
+
+def _weights_metadata(arch: str) -> dict[str, str]:
+    """The header metadata of ``weights.safetensors``: one key, so the file's bytes are reproducible.
+
+    safetensors writes its metadata map in hash order, which changes from
+    call to call; with two keys the same tensors could give two different
+    files (and sha256s). One key holding sorted JSON always gives one.
+    """
+    return {"napari_ihcseg": json.dumps({"arch": arch, "format_version": FORMAT_VERSION}, sort_keys=True)}
 
 
 def _package_version() -> str:
