@@ -67,7 +67,8 @@ def augment_config(overrides: list[str], *, no_stain_transfer: bool = False):
         raise SystemExit(f"--{exc}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None):
+    """The recipe's command line, parsed and checked; returns ``(args, TrainConfig)``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output folder (state, metrics.csv, best/)")
     parser.add_argument("--model", default="harunet-lite", help="architecture or checkpoint (default harunet-lite)")
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-stain-transfer", action="store_true")
     parser.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one AugmentConfig field, e.g. p_cytoplasmic_stain=0 (repeatable)")
+    parser.add_argument("--ihc-train-repeat", type=int, default=0, metavar="N",
+                        help="train on the two DeepLIIF Ki-67 tiles too, each N times per pass over the data "
+                             "(default 0: they are for validation only)")
     parser.add_argument("--encoder-weights", default=None, metavar="FILE",
                         help="ImageNet weights file for the encoder of unet-resnet50 (a torchvision ResNet-50 "
                              "state dict)")
@@ -92,19 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from napari_ihcseg.training.trainer import TrainConfig, train
+    from napari_ihcseg.training.trainer import TrainConfig
 
     root = Path(args.data_root)
     if not root.is_dir():
         parser.error(f"{root}: the shared data folder was not found (use --data-root)")
+    if args.ihc_train_repeat < 0:
+        parser.error("--ihc-train-repeat must be 0 or more")
+    deepliif = f"deepliif:{root / 'deepliif-ki67-sample'}"
     config = TrainConfig(
         out=str(Path(args.out).expanduser().resolve()),
         model=args.model,
         model_options={"encoder_weights": str(Path(args.encoder_weights).expanduser().resolve())}
         if args.encoder_weights else {},
         train_data=(f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
-                    f"gbm:{root / 'gbm-tcga-contours'}"),
-        val_data=(f"deepliif:{root / 'deepliif-ki67-sample'}",),
+                    f"gbm:{root / 'gbm-tcga-contours'}", *[deepliif] * args.ihc_train_repeat),
+        val_data=() if args.ihc_train_repeat else (deepliif,),
         val_names=VAL_NAMES,
         epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, lr=args.lr,
         warmup_steps=min(100, args.steps_per_epoch * 2), device=args.device, num_threads=args.threads,
@@ -112,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         patience=args.patience, max_steps_per_epoch=args.steps_per_epoch,
         augment=augment_config(args.augment, no_stain_transfer=args.no_stain_transfer),
     )
+    return args, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, config = parse_args(argv)
+    from napari_ihcseg.training.trainer import train
+
     start = time.time()
 
     def log(event) -> None:

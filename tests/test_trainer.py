@@ -342,3 +342,30 @@ def test_config_round_trips_and_schedule_shape():
     lrs = [lr_at(s, total=100, base=1.0, warmup=10, min_ratio=0.1) for s in range(100)]
     assert lrs[9] == pytest.approx(1.0) and max(lrs) <= 1.0
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] >= 0.1
+
+
+def _recipe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
+    spec = importlib.util.spec_from_file_location("train_default", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def test_training_recipe_moves_the_ihc_tiles_into_training_only_when_asked(tmp_path):
+    recipe = _recipe()
+    deepliif = f"deepliif:{tmp_path / 'deepliif-ki67-sample'}"
+    _, config = recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path)])
+    assert config.val_data == (deepliif,) and deepliif not in config.train_data
+    assert set(recipe.VAL_NAMES) == set(config.val_names)
+    _, config = recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--ihc-train-repeat", "3"])
+    assert config.val_data == () and config.train_data.count(deepliif) == 3
+    encoder = tmp_path / "resnet50.safetensors"
+    _, config = recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--model", "unet-resnet50",
+                                   "--encoder-weights", str(encoder)])
+    assert config.model_options == {"encoder_weights": str(encoder.resolve())}
+    with pytest.raises(SystemExit):
+        recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--ihc-train-repeat", "-1"])
