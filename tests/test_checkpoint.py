@@ -257,3 +257,17 @@ def test_load_model_from_name_folder_or_architecture(weights_dir, tmp_path):
     assert untrained.checkpoint_info is None and not untrained.training
     with pytest.raises(ValueError, match=r"'nope' is not a shipped checkpoint \(harunet-lite-v1\).*r2unet-lite"):
         load_model("nope", device="cpu")
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    # A model folder on a shared lab server must be readable by colleagues: safetensors
+    # writes its file as 0600, the atomic write gives it the permissions of the umask.
+    import os
+
+    old = os.umask(0o022)
+    try:
+        folder = save_checkpoint(tiny("r2unet-lite"), tmp_path / "shared")
+    finally:
+        os.umask(old)
+    for name in ("weights.safetensors", "config.json"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o644, name

@@ -41,12 +41,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    # mkstemp creates 0600; give the final file the usual permissions.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        # mkstemp creates 0600, and some writers (safetensors) create the file anew as 0600:
+        # give the final file the usual permissions, after the writer is done.
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
