@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -17,6 +18,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set IHCSEG_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def train_recipe():
+    """``scripts/train_default.py``, the recipe of the shipped weights, as a module."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
+    spec = importlib.util.spec_from_file_location("train_default", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def torchvision_resnet_state(depths=(1, 1, 1, 1)):
+    """A ResNet encoder and its state dict as torchvision writes it (with the ``fc`` classifier).
+
+    Returns ``(encoder, state)``: what ImageNet weights in a file look like, and the encoder they hold.
+    """
+    import torch
+
+    from napari_ihcseg.models.resnet import ResNetEncoder
+
+    encoder = ResNetEncoder(depths)
+    state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    return encoder, state
 
 
 def pytest_collection_modifyitems(config, items):

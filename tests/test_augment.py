@@ -355,15 +355,9 @@ def test_batches_are_a_function_of_epoch_and_step(field):
     assert np.array_equal(fresh.batch(1, 2).image, a.image), "a restarted run must see the same batches"
 
 
-def test_training_recipe_overrides_augmentation_fields():
+def test_training_recipe_overrides_augmentation_fields(train_recipe):
     """``scripts/train_default.py --augment FIELD=VALUE`` reproduces runs made with other settings."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
-    spec = importlib.util.spec_from_file_location("train_default", path)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = train_recipe
     config = recipe.augment_config(["p_cytoplasmic_stain=0", "hematoxylin_scale=0.3,1.0", "flips=false"])
     assert config.p_cytoplasmic_stain == 0.0 and config.hematoxylin_scale == (0.3, 1.0) and config.flips is False
     assert config.p_stain_transfer == AugmentConfig().p_stain_transfer

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import torchvision_resnet_state
 
 from napari_ihcseg.models import (
     HARUNetConfig,
@@ -215,10 +216,7 @@ def test_bfloat16_autocast_channels_last_matches_float32(name):
 def test_resnet_encoder_loads_torchvision_style_weights(tmp_path):
     from safetensors.torch import save_file
 
-    source = ResNetEncoder((1, 1, 1, 1))
-    state = {k: v.clone() for k, v in source.state_dict().items()}
-    state["fc.weight"] = torch.zeros(1000, 2048)  # the classifier of a torchvision file is ignored
-    state["fc.bias"] = torch.zeros(1000)
+    source, state = torchvision_resnet_state((1, 1, 1, 1))  # its classifier (fc.*) is ignored
     save_file(state, str(tmp_path / "resnet.safetensors"))
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "resnet.pth")
     for file in ("resnet.safetensors", "resnet.pth"):

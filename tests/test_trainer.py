@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import tifffile
+from conftest import torchvision_resnet_state
 from scipy import ndimage as ndi
 from skimage.io import imsave
 
@@ -17,6 +18,7 @@ torch = pytest.importorskip("torch")
 from napari_ihcseg.data.datasets import Sample  # noqa: E402
 from napari_ihcseg.data.synthetic import make_synthetic_ihc  # noqa: E402
 from napari_ihcseg.models import load_checkpoint, read_checkpoint_config  # noqa: E402
+from napari_ihcseg.models.resnet import ResNetEncoder  # noqa: E402
 from napari_ihcseg.stain import compose, deconvolve  # noqa: E402
 from napari_ihcseg.training.augment import NO_AUGMENT  # noqa: E402
 from napari_ihcseg.training.trainer import TrainConfig, lr_at, train  # noqa: E402
@@ -193,18 +195,14 @@ def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
     assert "blur_sigma takes 2 comma-separated numbers" in capsys.readouterr().err
 
 
-def _resnet_file(path, depths=(1, 1, 1, 1)):
-    """A torchvision-style ResNet state dict (as ImageNet weights would come) and the encoder it holds."""
+def _resnet_file(path):
+    """A small torchvision-style ResNet file (as ImageNet weights would come); returns the encoder's state."""
     from safetensors.torch import save_file
 
-    from napari_ihcseg.models.resnet import ResNetEncoder
-
     torch.manual_seed(7)
-    source = ResNetEncoder(depths)
-    state = {k: v.clone() for k, v in source.state_dict().items()}
-    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    encoder, state = torchvision_resnet_state()
     save_file(state, str(path))
-    return source.state_dict()
+    return encoder.state_dict()
 
 
 def test_unet_resnet50_trains_from_encoder_weights_in_a_file(tmp_path):
@@ -215,7 +213,7 @@ def test_unet_resnet50_trains_from_encoder_weights_in_a_file(tmp_path):
                          **{**FAST, "model": "unet-resnet50", "model_options": options, "lr": 1e-4})
     result = train(config, train_samples=fields([0, 1]), val_samples=fields([2]))
     trained = load_checkpoint(result.best_checkpoint, device="cpu").encoder.state_dict()
-    fresh = type(load_checkpoint(result.best_checkpoint, device="cpu").encoder)((1, 1, 1, 1)).state_dict()
+    fresh = ResNetEncoder((1, 1, 1, 1)).state_dict()
     key = "layer1.0.conv2.weight"
     # One AdamW step of lr 1e-4 from the file's weights stays within ~1e-4 of them; a random start is far off.
     assert (trained[key] - encoder[key]).abs().max() < 1e-3
@@ -344,19 +342,8 @@ def test_config_round_trips_and_schedule_shape():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] >= 0.1
 
 
-def _recipe():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
-    spec = importlib.util.spec_from_file_location("train_default", path)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
-
-
-def test_training_recipe_moves_the_ihc_tiles_into_training_only_when_asked(tmp_path):
-    recipe = _recipe()
+def test_training_recipe_moves_the_ihc_tiles_into_training_only_when_asked(tmp_path, train_recipe):
+    recipe = train_recipe
     deepliif = f"deepliif:{tmp_path / 'deepliif-ki67-sample'}"
     _, config = recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path)])
     assert config.val_data == (deepliif,) and deepliif not in config.train_data

@@ -134,10 +134,8 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
                        "architecture to train from scratch (unet-resnet50)")
     if "encoder_weights" not in {f.name for f in dataclasses.fields(get_spec(model).config_class)}:
         raise CLIError(f"--encoder-weights: {model} has no pretrained encoder; it applies to unet-resnet50")
-    path = Path(encoder_weights).expanduser()
-    if not path.is_file():
-        raise CLIError(f"{path}: encoder weights file not found")
-    return {"encoder_weights": str(path.resolve())}
+    # A missing or wrong file is refused by the model itself, before training starts.
+    return {"encoder_weights": str(Path(encoder_weights).expanduser().resolve())}
 
 
 def run(args: argparse.Namespace) -> int:
