@@ -13,7 +13,9 @@ optionally score them, and write
 - ``<stem>.summary.json``: written last, listing every output, so that its
   presence marks a finished image (the batch runner's resume relies on it).
 
-Every file is written atomically. The same function runs in the CLI, in the
+The files are written into a staging folder and replace the image's old
+outputs as one unit (:class:`~napari_ihcseg.output_set.OutputSet`): a failed
+run leaves the old set, never a mix. The same function runs in the CLI, in the
 Dask batch runner and in ``python -m napari_ihcseg --headless``.
 """
 
@@ -146,6 +148,10 @@ class PipelineOptions:
 
         object.__setattr__(self, "scale", check_scale(self.scale))
         object.__setattr__(self, "tta", check_tta(self.tta))
+        if self.pixel_size_um is not None and not (
+                isinstance(self.pixel_size_um, (int, float)) and np.isfinite(self.pixel_size_um)
+                and self.pixel_size_um > 0):
+            raise ValueError(f"pixel size must be a positive number of micrometres, got {self.pixel_size_um!r}")
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:
         """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""
@@ -181,10 +187,17 @@ class PipelineOptions:
 def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | None = None) -> bool:
     """True when a finished summary and every output it lists exist.
 
-    The summary is written last, so a killed run never looks finished. With
-    ``options``, the summary must also have been made with the same outputs
-    requested (e.g. a run without ``--overlay`` does not satisfy one with it).
+    The summary is written last, so a killed run never looks finished; a set
+    whose replacement was killed half-way is first restored to the old one
+    (:func:`~napari_ihcseg.output_set.recover`). With ``options``, the
+    summary must also have been made with the same outputs requested (e.g. a
+    run without ``--overlay`` does not satisfy one with it) and by the same
+    model: the same weights (sha256), so a checkpoint retrained in place
+    makes the old outputs stale.
     """
+    from napari_ihcseg.output_set import recover
+
+    recover(out_dir, stem, OUTPUT_SUFFIXES.values())
     paths = output_paths(out_dir, stem)
     try:
         summary = json.loads(paths["summary"].read_text())
@@ -208,7 +221,11 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
             recorded = {"scale": 1.0, "tta": False, **recorded}
         if recorded != _jsonable(_option_record(options)):
             return False
-        if options.model is not None and str(options.model) != summary.get("model", {}).get("name"):
+        model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
+        if options.model is not None and str(options.model) != model.get("name"):
+            return False
+        if _current_sha256(options.model if options.model is not None else model.get("name")) \
+                != model.get("sha256"):
             return False
         # The same options give other nuclei once the checkpoint's tuned settings change.
         expected = _expected_instances(options, summary.get("model", {}).get("name"))
@@ -226,6 +243,16 @@ def _expected_instances(options: PipelineOptions, model_name: str | None) -> dic
     except (TypeError, ValueError):
         return None
     return options.inference_config().instance_options_for(tuned)
+
+
+def _current_sha256(spec) -> str | None:
+    """The sha256 a checkpoint's ``config.json`` records now (``None``: an architecture or unknown)."""
+    from napari_ihcseg.models import checkpoint_sha256
+
+    try:
+        return checkpoint_sha256(spec)
+    except (TypeError, ValueError):
+        return None
 
 
 def resolve_model(spec: str | None, device: str = "auto"):
@@ -272,8 +299,9 @@ def _write_float_tiff(path: Path, array: np.ndarray) -> None:
 
 def _write_unscored_cells(path: Path, cells) -> None:
     """The four geometric columns of every nucleus, when no stain is scored."""
-    with atomic_path(path) as tmp:
-        cells[["label", "centroid_y", "centroid_x", "area_px"]].to_csv(tmp, index=False, float_format="%.3f")
+    from napari_ihcseg._csv import write_table_csv
+
+    write_table_csv(path, cells[["label", "centroid_y", "centroid_x", "area_px"]], float_format="%.3f")
 
 
 def _cells_without_stain(labels: np.ndarray):
@@ -326,17 +354,22 @@ def process_image(
     ValueError
         For a whole slide with ``options.scale != 1``.
     """
-    from napari_ihcseg.io import open_image
+    from napari_ihcseg.io import ImageWarning, open_image
+    from napari_ihcseg.output_set import OutputSet
 
     options = options or PipelineOptions()
     started = time.perf_counter()
     path = Path(path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = image_stem(path)
-    paths = output_paths(out_dir, stem)
+    # What the reader warns about (a blank image, another series) goes into the summary too.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImageWarning)
+        lazy = open_image(path)
+    for w in caught:
+        warnings.warn(w.message, stacklevel=2)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
 
-    with open_image(path) as lazy:
+    with lazy, OutputSet(out_dir, image_stem(path), OUTPUT_SUFFIXES) as paths:
         h, w, _ = lazy.shape
         pixel_size = options.pixel_size_um or lazy.pixel_size_um
         large = h * w > LARGE_IMAGE_PIXELS
@@ -351,31 +384,32 @@ def process_image(
         else:
             result = _process_field(lazy, model, paths, options, scoring, progress, cancel)
 
-    from napari_ihcseg.device import resolve_device
+        from napari_ihcseg.device import resolve_device
 
-    summary = {
-        "image": str(path),
-        "height": int(h),
-        "width": int(w),
-        "pixel_size_um": pixel_size,
-        "n_nuclei": int(result["n_nuclei"]),
-        "n_nuclei_segmented": int(result["n_nuclei"]),
-    }
-    # With a stain, n_nuclei is the scoring's count (inside the region and
-    # the size limits); n_nuclei_segmented stays the number of labels.
-    summary.update(result.get("scores", {}))
-    summary.update({
-        "model": _model_record(model, model_name or getattr(model, "arch", "model")),
-        "device": str(result.get("device") or resolve_device(options.device)),
-        "seconds": round(time.perf_counter() - started, 3),
-        "large": large,
-        "options": _option_record(options),
-        "instances": options.inference_config().instance_options(model),
-        "version": __version__,
-        "status": "ok",
-        "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
-    })
-    write_json_atomic(paths["summary"], _jsonable(summary))
+        summary = {
+            "image": str(path),
+            "height": int(h),
+            "width": int(w),
+            "pixel_size_um": pixel_size,
+            "n_nuclei": int(result["n_nuclei"]),
+            "n_nuclei_segmented": int(result["n_nuclei"]),
+        }
+        # With a stain, n_nuclei is the scoring's count (inside the region and
+        # the size limits); n_nuclei_segmented stays the number of labels.
+        summary.update(result.get("scores", {}))
+        summary.update({
+            "model": _model_record(model, model_name or getattr(model, "arch", "model")),
+            "device": str(result.get("device") or resolve_device(options.device)),
+            "seconds": round(time.perf_counter() - started, 3),
+            "large": large,
+            "options": _option_record(options),
+            "instances": options.inference_config().instance_options(model),
+            "version": __version__,
+            "status": "ok",
+            "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
+            "warnings": notes,
+        })
+        write_json_atomic(paths["summary"], _jsonable(summary))
     return summary
 
 

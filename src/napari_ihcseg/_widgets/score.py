@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +24,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_ihcseg._atomic import atomic_path, write_text_atomic
+from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg._csv import csv_text, write_table_csv
 from napari_ihcseg.data.pairs import RecoveryStore
 from napari_ihcseg.scoring import (
     PRESETS,
@@ -101,10 +100,7 @@ def summary_rows(summary: dict, cells) -> list[tuple[str, str]]:
 
 def summary_csv_text(summary: dict) -> str:
     """One header row and one value row; lists are joined with ``;``."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
     keys = list(summary)
-    writer.writerow(keys)
     values = []
     for k in keys:
         v = summary[k]
@@ -113,8 +109,7 @@ def summary_csv_text(summary: dict) -> str:
         elif isinstance(v, dict):
             v = v.get("name", "")
         values.append("" if v is None else v)
-    writer.writerow(values)
-    return out.getvalue()
+    return csv_text(keys, [values])
 
 
 class ScoreWidget(QWidget):
@@ -431,8 +426,7 @@ def _append_edit_column(path: Path, status) -> None:
 
     table = pd.read_csv(path, keep_default_na=False)
     table["edit_status"] = list(status)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n")
+    write_table_csv(path, table)
 
 
 def _shift_features(collection: dict, dx: float, dy: float) -> None:

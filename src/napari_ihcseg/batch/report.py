@@ -9,13 +9,12 @@ per slide (:data:`COHORT_COLUMNS`). Errors are kept to one line of at most
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_ihcseg._atomic import atomic_path
+from napari_ihcseg._csv import write_csv
 
 #: Name of the cohort report in the output folder.
 COHORT_NAME = "cohort.csv"
@@ -123,13 +122,7 @@ def write_cohort(path: str | os.PathLike, results: Iterable[SlideResult]) -> Pat
     Missing values (no stain, a failed slide, Ki-67's interpretation) are
     empty cells; floats are written at full precision.
     """
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COHORT_COLUMNS)
-        for result in results:
-            writer.writerow([_cell(v) for v in result.row().values()])
-    return path
+    return write_csv(path, COHORT_COLUMNS, ([_cell(v) for v in result.row().values()] for result in results))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_ihcseg.pipeline import OUTPUT_SUFFIXES, image_stem
+from napari_ihcseg.pipeline import OUTPUT_SUFFIXES
 
 #: File endings (lower case) taken as slides when a folder is scanned.
 SLIDE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".ome.tif", ".ome.tiff")
@@ -88,13 +88,6 @@ def find_slides(input: str | os.PathLike) -> list[Path]:
 
 
 def _check_stems(slides: Sequence[Path]) -> list[str]:
-    seen: dict[str, Path] = {}
-    clashes = []
-    for slide in slides:
-        stem = image_stem(slide)
-        if stem in seen:
-            clashes.append(f"{seen[stem]} and {slide} (stem {stem!r})")
-        seen.setdefault(stem, slide)
-    if clashes:
-        raise ValueError("slides would write the same outputs: " + "; ".join(clashes))
-    return list(seen)
+    from napari_ihcseg.output_set import check_stems
+
+    return check_stems(slides)

@@ -10,14 +10,13 @@ module when they unpickle a task.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_ihcseg.pipeline import OUTPUT_SUFFIXES, PipelineOptions, image_stem, output_paths
+from napari_ihcseg.pipeline import PipelineOptions
 
 from .report import _one_line
 
@@ -51,12 +50,15 @@ def _call_factory(factory: ModelFactory, device: str):
 
 
 def _tuned_stamp(options: PipelineOptions) -> tuple:
-    """The checkpoint's tuned instance settings: a worker reloads a checkpoint tuned again meanwhile."""
-    from napari_ihcseg.models import default_checkpoint_name, recommended_instance_params
+    """The checkpoint's weights (sha256) and tuned instance settings: a worker reloads a checkpoint
+    retrained or tuned again meanwhile."""
+    from napari_ihcseg.models import checkpoint_sha256, default_checkpoint_name, recommended_instance_params
 
     spec = options.model if options.model is not None else default_checkpoint_name(options.device)
     try:
-        return tuple(sorted(recommended_instance_params(spec).items())) if spec is not None else ()
+        if spec is None:
+            return ()
+        return (checkpoint_sha256(spec), *sorted(recommended_instance_params(spec).items()))
     except ValueError:
         return ()  # loading reports the problem
 
@@ -93,18 +95,6 @@ def worker_model(options: PipelineOptions, model_factory: ModelFactory | None = 
         return _WORKER_MODEL[key]
 
 
-def _clear_previous(out_dir: Path, stem: str) -> None:
-    """Remove the slide's summary and any temporary file a killed run left behind."""
-    output_paths(out_dir, stem)["summary"].unlink(missing_ok=True)
-    prefixes = tuple(f".{stem}{suffix}." for suffix in OUTPUT_SUFFIXES.values())
-    for entry in out_dir.iterdir() if out_dir.is_dir() else ():
-        if entry.name.startswith(prefixes):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
 def score_slide(slide: str, out_dir: str, options: PipelineOptions,
                 model_factory: ModelFactory | None = None) -> dict:
     """The task run on a worker for one slide; never raises.
@@ -123,8 +113,6 @@ def score_slide(slide: str, out_dir: str, options: PipelineOptions,
     started = time.perf_counter()
     try:
         out = Path(out_dir)
-        # Without its summary the slide never looks finished while it is redone.
-        _clear_previous(out, image_stem(slide))
         # The slide's lazy blocks are read in this task's thread, never sent
         # back to the cluster as tasks of their own.
         with dask.config.set(scheduler="synchronous"):

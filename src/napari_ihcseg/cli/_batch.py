@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     def on_slide(result) -> None:
         if result.status == "failed":
             print_error(f"{result.slide}: {result.error}")
+        elif result.status == "ok":
+            for note in (result.summary or {}).get("warnings") or ():
+                print(f"ihcseg: warning: {note}", file=sys.stderr)
 
     def notify(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

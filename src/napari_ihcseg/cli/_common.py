@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,14 +40,27 @@ def parse_thresholds(text: str | None) -> tuple[float, float, float] | None:
 
 
 def output_dir(path: str | Path) -> Path:
-    """Create the output folder (and parents) and return it."""
+    """Create the output folder (and parents), check that a file can be written there, and return it.
+
+    Run before any expensive work, so that a read-only or full disk, or a
+    file where the folder should be, fails at once with one line.
+    """
     out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out}: exists and is not a folder; give a folder for the outputs")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     if not out.is_dir():
         raise CLIError(f"{out}: not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ihcseg-write-test-") as probe:
+            probe.write(b"\0")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise CLIError(f"{out}: cannot write into the output folder ({exc.strerror or exc})") from None
     return out
 
 

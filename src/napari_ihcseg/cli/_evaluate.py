@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -254,13 +253,12 @@ def _format_table(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "pred_file", "truth_file", *columns])
-    for r in rows:
-        values = [r[c] if isinstance(r[c], (int, np.integer)) else f"{float(r[c]):.6f}" for c in columns]
-        writer.writerow([r["image"], r.get("pred_file", ""), r.get("truth_file", ""), *values])
-    return buffer.getvalue()
+    from napari_ihcseg._csv import csv_text
+
+    body = ([r["image"], r.get("pred_file", ""), r.get("truth_file", ""),
+             *(r[c] if isinstance(r[c], (int, np.integer)) else f"{float(r[c]):.6f}" for c in columns)]
+            for r in rows)
+    return csv_text(["image", "pred_file", "truth_file", *columns], body)
 
 
 def run(args: argparse.Namespace) -> int:

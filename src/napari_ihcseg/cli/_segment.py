@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,15 @@ def options_from_args(args: argparse.Namespace):
         raise CLIError("--thresholds needs --stain")
     if args.roi is not None and not Path(args.roi).is_file():
         raise CLIError(f"{args.roi}: no such ROI file")
+    if args.roi is not None:
+        from napari_ihcseg.scoring.regions import region_from_geojson
+
+        try:
+            region_from_geojson(args.roi)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"--roi: {exc}") from None
+    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
+        raise CLIError(f"--pixel-size: must be a positive number of micrometres, got {args.pixel_size:g}")
     try:
         check_scale(args.scale)
     except ValueError as exc:
@@ -113,11 +123,19 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.device import describe_device, resolve_device
-    from napari_ihcseg.io import ImageReadError
+    import warnings
+
+    from napari_ihcseg.io import ImageReadError, ImageWarning
     from napari_ihcseg.pipeline import process_image
+
+    from napari_ihcseg.output_set import check_stems
 
     options = options_from_args(args)
     out = output_dir(args.out)
+    try:
+        check_stems(args.images)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     missing = [p for p in args.images if not Path(p).exists()]
     if missing and len(missing) == len(args.images):
         raise CLIError(f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
@@ -134,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         bar = progress_bar(1, Path(path).name)
         try:
-            summary = process_image(path, out, options, model=model, model_name=name, progress=bar)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ImageWarning)
+                summary = process_image(path, out, options, model=model, model_name=name, progress=bar)
         except ImageReadError as exc:
             print(f"ihcseg: error: {exc}", file=sys.stderr)
             failed += 1
@@ -144,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"ihcseg: error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
             continue
+        for w in caught:
+            print(f"ihcseg: warning: {w.message}", file=sys.stderr)
         line = f"{path}: {summary['n_nuclei']} nuclei"
         if options.stain and summary.get("positive_percent") is not None:
             line += f", {summary['positive_percent']:.1f} % positive, H-score {summary['h_score']:.0f}"

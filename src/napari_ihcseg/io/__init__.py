@@ -12,7 +12,12 @@ file holds:
   full range, ``round(v * 255 / 65535)``, not by the image's own range: the
   mapping is the same for every block of a large image and for every image,
   so optical densities (``I0 = 255``) keep their meaning. Floating-point
-  images are taken to lie in [0, 1].
+  images are scaled by the range they use, [0, 1], [0, 255] or [0, 65535]
+  (read from the smallest level); other ranges are refused.
+* **Several images** in one TIFF: the largest is read, with an
+  :class:`ImageWarning` when it is not the first.
+* **Blank** images, every pixel one colour (e.g. fully transparent), are
+  read with an :class:`ImageWarning`: no nucleus can be found in them.
 * **Planar** RGB (channels first, ``(3, H, W)``) is transposed.
 * **Palette** images are expanded through their colour map.
 * **Grayscale** images are refused: IHC scoring separates hematoxylin from
@@ -41,7 +46,7 @@ The names above are defined in these modules and importable from here:
   :func:`write_labels`.
 """
 
-from .errors import ImageReadError
+from .errors import ImageReadError, ImageWarning
 from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, read_image
 from .labels import read_labels, write_labels
 from .lazy import CHUNK_SIDE as CHUNK_SIDE  # a public setting, though not in __all__
@@ -51,6 +56,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_READ_PIXELS",
     "ImageReadError",
+    "ImageWarning",
     "LazyImage",
     "open_image",
     "read_image",

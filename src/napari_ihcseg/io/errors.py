@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["ImageReadError"]
+__all__ = ["ImageReadError", "ImageWarning"]
 
 _MAGIC = (
     (b"II*\x00", "TIFF"),
@@ -26,6 +26,16 @@ _MAGIC = (
 )
 _SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
                   ".svs": "TIFF", ".btf": "TIFF"}
+
+
+class ImageWarning(UserWarning):
+    """A file was read, but what it gave may not be what it was meant to hold.
+
+    For example every pixel has the same colour (a fully transparent or blank
+    image), or the file holds several images and another one than the first
+    was read. The message names the file. The CLI, the batch report and
+    napari's notifications show it.
+    """
 
 
 class ImageReadError(ValueError):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .content import MAX_FLOAT_RANGE_PIXELS, float_range_top, main_series, warn_if_uniform
 from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
 from .layout import _check_dtype, _grayscale, _Layout, _layout, _yx_size
 
@@ -71,7 +72,18 @@ def _tiff_layout(path: Path, series) -> _Layout:
             alpha = "straight"
         elif extras[0] == EXTRASAMPLE.ASSOCALPHA:
             alpha = "premultiplied"
-    return _layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap)
+    float_top = 1.0
+    if np.dtype(series.dtype).kind == "f":
+        # The range is read from the smallest level, so that every block of a slide is scaled alike.
+        level = series.levels[-1]
+        if int(np.prod(level.shape, dtype=np.int64)) > MAX_FLOAT_RANGE_PIXELS:
+            raise ImageReadError(path, "floating-point whole slides are not supported; save it as 8-bit RGB")
+        try:
+            raw = level.asarray()
+        except Exception as exc:  # noqa: BLE001
+            raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+        float_top = float_range_top(raw, path)
+    return _layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, float_top=float_top)
 
 
 def _tiff_pixel_size(tif) -> float | None:
@@ -127,7 +139,7 @@ def _check_size(path, height: int, width: int, max_pixels: int) -> None:
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
     tif = _tiff_open(path)
     with tif:
-        series = tif.series[0]
+        series = main_series(tif, path)
         layout = _tiff_layout(path, series)
         _check_size(path, *_yx_size(tuple(series.shape), layout), max_pixels)
         pixel_size = _tiff_pixel_size(tif)
@@ -135,7 +147,9 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
             raw = series.asarray(level=0)
         except Exception as exc:  # noqa: BLE001
             raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
-    return layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path), pixel_size
+    image = layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path)
+    warn_if_uniform(image, path)
+    return image, pixel_size
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +176,9 @@ def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
         raise ImageReadError(path, f"cannot decode the PNG file ({_describe(exc)})") from None
     _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
     layout = _layout(path, "YXS", raw.shape, alpha="straight")
-    return layout.to_rgb8(raw, path)
+    image = layout.to_rgb8(raw, path)
+    warn_if_uniform(image, path, transparent=_transparent(raw))
+    return image
 
 
 def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float | None]:
@@ -200,7 +216,14 @@ def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
         raise ImageReadError(path, f"cannot decode the {kind} file ({_describe(exc)})") from None
     layout = _layout(path, "YXS", arr.shape, alpha="straight")
-    return layout.to_rgb8(arr, path), _dpi_to_um(dpi)
+    image = layout.to_rgb8(arr, path)
+    warn_if_uniform(image, path, transparent=_transparent(arr))
+    return image, _dpi_to_um(dpi)
+
+
+def _transparent(raw: np.ndarray) -> bool:
+    """True for an RGBA array whose every pixel is fully transparent."""
+    return raw.ndim == 3 and raw.shape[-1] == 4 and not raw[..., 3].any()
 
 
 def _dpi_to_um(dpi) -> float | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .content import main_series
 from .image import _tiff_open
 
 __all__ = ["read_labels", "write_labels"]
@@ -41,7 +42,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
             tif = _tiff_open(path)
             with tif:
                 try:
-                    data = tif.series[0].asarray()
+                    data = main_series(tif, path).asarray()
                 except Exception as exc:  # noqa: BLE001
                     raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
     else:

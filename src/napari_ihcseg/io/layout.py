@@ -25,13 +25,16 @@ class _Layout:
     ``index`` fixes singleton axes to 0; ``order`` transposes the remaining
     axes to (y, x[, c]); ``alpha`` is "straight", "premultiplied" or None
     (a fourth channel is dropped); ``colormap`` is a (256 or more, 3) uint8
-    table for palette images.
+    table for palette images; ``float_top`` is the top of the range a
+    floating-point image uses (1, 255 or 65535, see
+    :func:`~napari_ihcseg.io.content.float_range_top`).
     """
 
     index: tuple
     order: tuple[int, ...]
     alpha: str | None = None
     colormap: np.ndarray | None = None
+    float_top: float = 1.0
 
     def yx_key(self, y: slice, x: slice) -> tuple:
         """The raw index of a (y, x) window."""
@@ -56,7 +59,7 @@ class _Layout:
         out = np.empty((*block.shape[:2], 3), np.uint8)
         for top in range(0, block.shape[0], _STRIP_ROWS):
             rows = slice(top, top + _STRIP_ROWS)
-            out[rows] = self._strip(_to_uint8(block[rows], path))
+            out[rows] = self._strip(_to_uint8(block[rows], path, self.float_top))
         return out
 
     def _strip(self, block: np.ndarray) -> np.ndarray:
@@ -69,8 +72,8 @@ class _Layout:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _to_uint8(a: np.ndarray, path) -> np.ndarray:
-    """Scale unsigned integers by their type's range, floats from [0, 1], to uint8."""
+def _to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
+    """Scale unsigned integers by their type's range, floats by ``float_top``, to uint8."""
     if a.dtype == np.uint8:
         return a
     if a.dtype.kind == "u":
@@ -79,7 +82,8 @@ def _to_uint8(a: np.ndarray, path) -> np.ndarray:
             return ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
         return np.rint(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
     if a.dtype.kind == "f":
-        return np.rint(np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 255).astype(np.uint8)
+        scaled = np.nan_to_num(a.astype(np.float32)) * np.float32(255.0 / float_top)
+        return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
     raise ImageReadError(path, f"unsupported pixel type {a.dtype} (expected 8- or 16-bit unsigned, or float)")
 
 
@@ -94,7 +98,7 @@ def _grayscale(path) -> ImageReadError:
 
 
 def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None,
-            colormap: np.ndarray | None = None) -> _Layout:
+            colormap: np.ndarray | None = None, float_top: float = 1.0) -> _Layout:
     """Work out the layout of a raw array with tifffile-style axis letters."""
     keep = [i for i, n in enumerate(shape) if n > 1 or axes[i] in "YX"]
     index = tuple(None if i in keep else 0 for i in range(len(shape)))
@@ -115,7 +119,7 @@ def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None
         what = "grayscale-like" if sizes[c] == 2 else "multichannel"
         raise ImageReadError(path, f"{what} image with {sizes[c]} channels (axes {axes!r}); expected RGB")
     order = (kept.index("Y"), kept.index("X"), c)
-    return _Layout(index, order, alpha=alpha if sizes[c] == 4 else None)
+    return _Layout(index, order, alpha=alpha if sizes[c] == 4 else None, float_top=float_top)
 
 
 def _yx_size(shape: tuple[int, ...], layout: _Layout) -> tuple[int, int]:

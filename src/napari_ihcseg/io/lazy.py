@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .content import main_series, warn_if_uniform
 from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
 from .image import MAX_READ_PIXELS, _read_pil, _tiff_layout, _tiff_open, _tiff_pixel_size
 from .layout import _Layout, _yx_size
@@ -17,6 +18,8 @@ __all__ = ["CHUNK_SIDE", "LazyImage", "open_image"]
 
 #: Target side of a dask chunk of a lazily opened image, in pixels.
 CHUNK_SIDE = 1024
+#: Opening decodes the smallest level in full, to warn about a blank image, up to this size.
+UNIFORM_CHECK_PIXELS = 2048 * 2048
 
 
 class _TiffSource:
@@ -26,9 +29,10 @@ class _TiffSource:
     the file itself.
     """
 
-    def __init__(self, path: Path, n_levels: int) -> None:
+    def __init__(self, path: Path, n_levels: int, series: int = 0) -> None:
         self.path = path
         self.n_levels = n_levels
+        self.series = series
         self._lock = threading.Lock()
         self._tif = None
         self._stores: list = []
@@ -42,7 +46,7 @@ class _TiffSource:
 
                 tif = tifffile.TiffFile(self.path)
                 try:
-                    series = tif.series[0]
+                    series = tif.series[self.series]
                     stores = [series.aszarr(level=i) for i in range(self.n_levels)]
                     arrays = [zarr.open(store, mode="r") for store in stores]
                 except BaseException:
@@ -60,10 +64,10 @@ class _TiffSource:
             self._tif, self._stores, self._arrays = None, [], None
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "n_levels": self.n_levels}
+        return {"path": self.path, "n_levels": self.n_levels, "series": self.series}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["n_levels"])
+        self.__init__(state["path"], state["n_levels"], state.get("series", 0))
 
 
 class _LazyLevel:
@@ -182,11 +186,12 @@ def open_image(path: str | os.PathLike) -> LazyImage:
     with _tifffile_quiet():
         tif = _tiff_open(path)
         with tif:
-            series = tif.series[0]
+            series = main_series(tif, path)
+            index = next(i for i, s in enumerate(tif.series) if s is series)
             layout = _tiff_layout(path, series)
             shapes = [_yx_size(tuple(level.shape), layout) for level in series.levels]
             pixel_size = _tiff_pixel_size(tif)
-        source = _TiffSource(path, len(shapes))
+        source = _TiffSource(path, len(shapes), index)
         st = path.stat()
         free = [k for k, v in enumerate(layout.index) if v is None]
         levels = []
@@ -199,6 +204,11 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                 levels.append(da.from_array(_LazyLevel(source, i, layout, shape), chunks=chunks, name=name,
                                             lock=False, asarray=False, fancy=False,
                                             meta=np.empty((0, 0, 0), np.uint8)))
-            # Decode one pixel of the smallest level now, so a corrupt file fails at opening.
-            _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])[slice(0, 1), slice(0, 1), slice(0, 3)]
+            # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
+            # at opening and a blank one is announced.
+            smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])
+            if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:
+                warn_if_uniform(smallest[slice(0, shapes[-1][0]), slice(0, shapes[-1][1]), slice(0, 3)], path)
+            else:
+                smallest[slice(0, 1), slice(0, 1), slice(0, 3)]
     return LazyImage(path, levels, pixel_size, source)

@@ -22,7 +22,13 @@ from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_config,
 from .harunet import HARUNet, HARUNetConfig
 from .r2unet import R2UNet, R2UNetConfig
 from .registry import build_model, get_spec, list_models
-from .shipped import default_checkpoint_name, load_model, recommended_instance_params, shipped_checkpoints
+from .shipped import (
+    checkpoint_sha256,
+    default_checkpoint_name,
+    load_model,
+    recommended_instance_params,
+    shipped_checkpoints,
+)
 from .unet_resnet import UNetResNet, UNetResNetConfig
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "UNetResNet",
     "UNetResNetConfig",
     "build_model",
+    "checkpoint_sha256",
     "default_checkpoint_name",
     "get_spec",
     "list_models",

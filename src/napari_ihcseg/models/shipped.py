@@ -209,6 +209,26 @@ def checkpoint_folder(spec: str | os.PathLike) -> Path | None:
     )
 
 
+def checkpoint_sha256(spec: str | os.PathLike) -> str | None:
+    """The sha256 of the weights that ``spec`` names now, from its ``config.json`` (weights unread).
+
+    ``None`` for an architecture. Retraining a checkpoint in place changes
+    it, so outputs that record another sha256 were made by other weights.
+
+    Raises
+    ------
+    ValueError
+        As :func:`checkpoint_folder`, or for an invalid ``config.json``.
+
+    Examples
+    --------
+    >>> checkpoint_sha256("r2unet-lite") is None
+    True
+    """
+    folder = checkpoint_folder(spec)
+    return None if folder is None else str(read_checkpoint_config(folder)["sha256"])
+
+
 def recommended_instance_params(spec: str | os.PathLike) -> dict:
     """The instance-step settings to use with a model, without loading its weights.
 

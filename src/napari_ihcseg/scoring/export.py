@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_ihcseg._atomic import atomic_path, write_text_atomic
+from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg._csv import write_table_csv
 from napari_ihcseg.scoring.outlines import label_outlines
 from napari_ihcseg.scoring.summary import SUMMARY_KEYS
 
@@ -59,9 +60,7 @@ def write_cells_csv(path: str | os.PathLike, cells: pd.DataFrame, *, overwrite: 
     table = cells.loc[:, list(CELL_COLUMNS)].copy()
     for col in _INT_COLUMNS:
         table[col] = table[col].astype(np.int64)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n")
-    return Path(path)
+    return write_table_csv(path, table, overwrite=overwrite)
 
 
 def read_cells_csv(path: str | os.PathLike) -> pd.DataFrame:

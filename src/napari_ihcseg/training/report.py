@@ -3,13 +3,11 @@ metadata and the model card stored in the checkpoint's ``config.json``."""
 
 from __future__ import annotations
 
-import csv
-import io
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg._csv import write_csv
 
 #: Public data sets, for the card: what they are and where they come from.
 DATA_DESCRIPTIONS = {
@@ -29,12 +27,10 @@ def write_metrics_csv(path: str | Path, history: list[dict]) -> Path:
         for key in row:
             if key not in columns:
                 columns.append(key)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return write_text_atomic(path, buffer.getvalue())
+    def cell(value):
+        return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else value)
+
+    return write_csv(path, columns, ([cell(row.get(k)) for k in columns] for row in history))
 
 
 def _sources(split: dict) -> tuple[list[str], list[str]]:
