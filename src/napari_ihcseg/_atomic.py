@@ -7,6 +7,7 @@ name, and an existing file is replaced only when ``overwrite`` is true.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,19 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+#: errno values of a full disk or an exceeded quota.
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def disk_full_error(path: str | os.PathLike, error: OSError) -> OSError:
+    """An :class:`OSError` for a full disk that names the file that could not be written.
+
+    The file is also in its ``path`` attribute.
+    """
+    named = OSError(error.errno, f"{path}: cannot write it, the disk is full")
+    named.path = str(path)
+    return named
 
 
 @contextlib.contextmanager
@@ -54,9 +68,11 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         if not overwrite and path.exists():
             raise FileExistsError(f"{path}: appeared while writing; refusing to overwrite it")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL and not hasattr(exc, "path"):
+            raise disk_full_error(path, exc) from exc
         raise
 
 

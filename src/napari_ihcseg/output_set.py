@@ -25,12 +25,13 @@ Errors that the disk is full name the output file that could not be written.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from napari_ihcseg._atomic import DISK_FULL, disk_full_error
 
 #: Hidden folder of a set being written: ``.<stem>`` + this + a random part.
 STAGE_TAG = ".ihcseg-new-"
@@ -38,8 +39,6 @@ STAGE_TAG = ".ihcseg-new-"
 BACKUP_TAG = ".ihcseg-old-"
 #: File in the backup folder once every old file is in it.
 _MOVED = ".moved"
-#: errno values of a full disk or quota.
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def check_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -175,19 +174,21 @@ class OutputSet:
             if exc is None:
                 self._commit()
         except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
             raise self._naming_output(error) from error
         finally:
             shutil.rmtree(self.stage, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
             raise self._naming_output(exc) from exc
 
     def _naming_output(self, error: OSError) -> OSError:
         """A full-disk error naming the output file (not its staging copy); other errors as they are."""
-        if error.errno not in _DISK_FULL:
+        if error.errno not in DISK_FULL:
             return error
-        name = Path(error.filename).name if error.filename else ""
-        target = self.out_dir / name if name.startswith(self.stem) else self.out_dir
-        return OSError(error.errno, f"{target}: cannot write it, the disk is full", str(target))
+        written = getattr(error, "path", None) or error.filename
+        name = Path(written).name if written else ""
+        return disk_full_error(self.out_dir / name if name.startswith(self.stem) else self.out_dir, error)
 
     def _commit(self) -> None:
         names = _names(self.stem, self.suffixes.values())

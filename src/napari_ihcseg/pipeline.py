@@ -152,6 +152,7 @@ class PipelineOptions:
                 isinstance(self.pixel_size_um, (int, float)) and np.isfinite(self.pixel_size_um)
                 and self.pixel_size_um > 0):
             raise ValueError(f"pixel size must be a positive number of micrometres, got {self.pixel_size_um!r}")
+        self.inference_config()  # tile, overlap, thresholds and sizes are checked now, not per image
 
     def expected_outputs(self, *, large: bool = False) -> list[str]:
         """Keys of :data:`OUTPUT_SUFFIXES` this configuration writes."""

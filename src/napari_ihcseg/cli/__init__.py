@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from ._common import EXIT_USAGE, CLIError, print_error
+from ._common import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, print_error
 
 #: Sub-commands in the order ``ihcseg --help`` lists them.
 COMMANDS = ("segment", "score", "evaluate", "models", "train", "tune", "batch")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print_error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

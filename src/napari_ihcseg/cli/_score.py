@@ -45,6 +45,22 @@ def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
     return image, labels
 
 
+def _binary_mask_check(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
+    """Warn about a binary 0/1 mask (it would score as one nucleus), or split it with --split-components."""
+    from napari_ihcseg.io import binary_mask_regions, split_components
+
+    regions = binary_mask_regions(labels)
+    if args.split_components:
+        labels = split_components(labels)
+        print(f"ihcseg: note: {args.labels}: each of its {int(labels.max())} connected regions is scored as a "
+              "nucleus (touching nuclei stay one)", file=sys.stderr)
+    elif regions:
+        print(f"ihcseg: warning: {args.labels}: holds a single label in {regions} separate regions, as a binary "
+              "0/1 mask does; it is scored as ONE nucleus. Add --split-components to score each region as a "
+              "nucleus", file=sys.stderr)
+    return labels
+
+
 def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
     """The one-screen report printed by ``ihcseg score``."""
     from napari_ihcseg.scoring import get_preset
@@ -109,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
     image, labels = _read_inputs(args.image, args.labels)
     out = output_dir(args.out)
+    labels = _binary_mask_check(labels, args)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StainEstimationWarning)
@@ -159,6 +176,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--estimate-stains", action="store_true",
                         help="estimate the stain vectors from the image (Macenko) instead of the "
                              "Ruifrok-Johnston defaults")
+    parser.add_argument("--split-components", action="store_true",
+                        help="score each connected region of LABELS as a nucleus: for a binary 0/1 mask, "
+                             "which would otherwise count as one nucleus (touching nuclei stay one)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.set_defaults(func=run)
     return parser

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import EXIT_OK, CLIError, output_dir
+from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, output_dir, print_error
 
 #: Default peak learning rates: training from scratch, and fine-tuning a checkpoint.
 SCRATCH_LR = 1e-3
@@ -140,7 +140,7 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
 
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
-    from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint, train
+    from napari_ihcseg.training.trainer import TrainConfig, TrainingInterrupted, base_checkpoint, train
 
     out = output_dir(args.out)
     if (out / "state" / "state.json").is_file() and not args.resume:
@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, resume=args.resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
+    except TrainingInterrupted as stop:
+        print_error(f"interrupted at step {stop.global_step}; the training state is saved in "
+                    f"{stop.out / 'state'}; to continue, run the same command with --resume "
+                    f"(ihcseg train ... --out {stop.out} --resume)")
+        return EXIT_INTERRUPTED
     if result.best_checkpoint is None:
         raise CLIError("training stopped before the first epoch ended; no checkpoint was written "
                        f"(resume with --resume --out {out})", exit_code=1)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,7 @@ class Sample:
             labels = np.asarray(self.labels)
             if labels.shape != image.shape[:2]:
                 raise ValueError(f"{self.name}: labels shape {labels.shape} differs from image {image.shape[:2]}")
+            _check_label_ids(labels, self.name)
             object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
             object.__setattr__(self, "mask", labels > 0)
         else:
@@ -110,6 +112,14 @@ class Sample:
             if mask.shape != image.shape[:2]:
                 raise ValueError(f"{self.name}: mask shape {mask.shape} differs from image {image.shape[:2]}")
             object.__setattr__(self, "mask", mask.astype(bool, copy=False))
+
+
+def _check_label_ids(labels: np.ndarray, where) -> None:
+    """Refuse negative label ids: 0 is background and nuclei are 1..N, so they would be lost silently."""
+    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+        negative = int(np.count_nonzero(labels < 0))
+        raise ValueError(f"{where}: {negative} pixels have negative label ids (smallest {int(labels.min())}); "
+                         "labels must be 0 for background and 1..N for nuclei")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -142,6 +152,7 @@ def _read_label_image(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: expected a 2-D integer label image, got shape {labels.shape} {labels.dtype}")
     if labels.max(initial=0) > np.iinfo(np.int32).max:
         raise ValueError(f"{path}: label ids exceed the int32 range")
+    _check_label_ids(labels, path)
     return labels.astype(np.int32)
 
 
@@ -193,6 +204,20 @@ def read_dataset_json(root: str | Path) -> dict:
     return meta
 
 
+def _inside(root: Path, relative, what: str) -> Path:
+    """``root / relative``, refused unless it stays inside ``root`` (no absolute path, no ``..`` out of it).
+
+    The check is on the path as written, so a folder the user links into
+    the dataset still works.
+    """
+    text = str(relative)
+    normal = os.path.normpath(text)
+    if not text or os.path.isabs(text) or Path(text).drive or normal == ".." or normal.startswith(".." + os.sep):
+        raise ValueError(f"{root / 'dataset.json'}: {what} {text!r} points outside the dataset folder; "
+                         "paths in dataset.json must stay inside it")
+    return root / normal
+
+
 def load_pairs_folder(path: str | Path) -> list[Sample]:
     """Read a training-pair folder written by the napari widget.
 
@@ -222,8 +247,8 @@ def load_pairs_folder(path: str | Path) -> list[Sample]:
     meta = read_dataset_json(root)
     image_suffix = meta.get("image_suffix") or ".png"
     mask_suffix = meta.get("mask_suffix") or ".tif"
-    images_dir = root / (meta.get("images_dir") or "images")
-    masks_dir = root / (meta.get("masks_dir") or "masks")
+    images_dir = _inside(root, meta.get("images_dir") or "images", "images_dir")
+    masks_dir = _inside(root, meta.get("masks_dir") or "masks", "masks_dir")
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise ValueError(f"{d}: missing; a training-pair folder needs images/ and masks/")
@@ -242,8 +267,10 @@ def load_pairs_folder(path: str | Path) -> list[Sample]:
     samples = []
     for pid in sorted(pairs):
         entry = pairs[pid]
-        image_path = root / entry["image"] if entry.get("image") else images_dir / f"{pid}{image_suffix}"
-        mask_path = root / entry["mask"] if entry.get("mask") else masks_dir / f"{pid}{mask_suffix}"
+        image_path = _inside(root, entry["image"] if entry.get("image") else
+                             images_dir.relative_to(root) / f"{pid}{image_suffix}", f"pair {pid!r} image")
+        mask_path = _inside(root, entry["mask"] if entry.get("mask") else
+                            masks_dir.relative_to(root) / f"{pid}{mask_suffix}", f"pair {pid!r} mask")
         for p in (image_path, mask_path):
             if not p.is_file():
                 raise ValueError(f"{p}: listed in {root / 'dataset.json'} but missing")

@@ -48,7 +48,7 @@ The names above are defined in these modules and importable from here:
 
 from .errors import ImageReadError, ImageWarning
 from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, read_image
-from .labels import read_labels, write_labels
+from .labels import binary_mask_regions, read_labels, split_components, write_labels
 from .lazy import CHUNK_SIDE as CHUNK_SIDE  # a public setting, though not in __all__
 from .lazy import LazyImage, open_image
 
@@ -58,8 +58,10 @@ __all__ = [
     "ImageReadError",
     "ImageWarning",
     "LazyImage",
+    "binary_mask_regions",
     "open_image",
     "read_image",
     "read_labels",
+    "split_components",
     "write_labels",
 ]

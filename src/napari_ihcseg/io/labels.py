@@ -11,7 +11,7 @@ from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
 from .content import main_series
 from .image import _tiff_open
 
-__all__ = ["read_labels", "write_labels"]
+__all__ = ["binary_mask_regions", "read_labels", "split_components", "write_labels"]
 
 _LABEL_SUFFIXES = (".tif", ".tiff")
 
@@ -68,6 +68,39 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, f"label values must be in 0..{np.iinfo(np.int32).max}, "
                                    f"got {data.min()}..{data.max()}")
     return data.astype(np.int32)
+
+
+def binary_mask_regions(labels: np.ndarray) -> int:
+    """How many separate regions share the one label of a binary 0/1 mask; 0 for an instance image.
+
+    A label image with a single id spread over several separate regions is
+    almost surely a binary mask, not one nucleus: scoring it as it is counts
+    one nucleus.
+
+    Examples
+    --------
+    >>> mask = np.zeros((5, 5), int); mask[0, 0] = mask[3:, 3:] = 1
+    >>> binary_mask_regions(mask), binary_mask_regions(split_components(mask))
+    (2, 0)
+    """
+    from scipy import ndimage as ndi
+
+    labels = np.asarray(labels)
+    ids = np.unique(labels[labels != 0])
+    if ids.size != 1:
+        return 0
+    n = int(ndi.label(labels == ids[0])[1])
+    return n if n > 1 else 0
+
+
+def split_components(labels: np.ndarray) -> np.ndarray:
+    """Label each connected region (4-connected, as the outlines are traced) of a mask as its own nucleus.
+
+    Touching nuclei stay one region; this is for masks without instances.
+    """
+    from scipy import ndimage as ndi
+
+    return ndi.label(np.asarray(labels) != 0)[0].astype(np.int32)
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = True) -> Path:

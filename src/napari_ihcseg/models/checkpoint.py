@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._atomic import atomic_path, write_json_atomic
+from .._atomic import atomic_directory, atomic_path, write_json_atomic
 from ..device import resolve_device
 from ..instances.tuning import check_instance_params
 from ._base import SegmentationModel
@@ -116,7 +116,11 @@ def save_checkpoint(
         :func:`default_checkpoint_name` uses to rank checkpoints.
     overwrite : bool
         Replace an existing checkpoint in ``path``. Otherwise an existing one
-        raises :class:`FileExistsError` before anything is written.
+        raises :class:`FileExistsError` before anything is written. The two
+        files are written into a new folder that then replaces ``path`` in one
+        rename (other files in ``path`` are kept), so a crash leaves the old
+        checkpoint or the new one, never new weights beside an old
+        ``config.json``.
     weights_dtype : {None, "float32", "float16", "bfloat16"}
         Store the floating-point tensors in this type (``None``: as they
         are). ``"float16"`` halves the file for shipping; loading casts the
@@ -167,21 +171,49 @@ def save_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if weights_dtype is not None:
         tensors = _cast_floating(tensors, weights_dtype)
-    with atomic_path(weights_path, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata=_weights_metadata(model.arch))
-    document = {
-        "format_version": FORMAT_VERSION,
-        "arch": model.arch,
-        "config": model.config.to_dict(),
-        "sha256": sha256_file(weights_path),
-        "weights": WEIGHTS_FILE,
-        "training": training_dict,
-        "card": card_dict,
-        "instances": instances_dict,
-        "versions": {"napari_ihcseg": _package_version(), "torch": torch.__version__},
-    }
-    write_json_atomic(config_path, document, overwrite=overwrite)
+    with atomic_directory(folder, overwrite=True) as staging:
+        staging.mkdir()
+        _carry_over(folder, staging)
+        with atomic_path(staging / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata=_weights_metadata(model.arch))
+        document = {
+            "format_version": FORMAT_VERSION,
+            "arch": model.arch,
+            "config": model.config.to_dict(),
+            "sha256": sha256_file(staging / WEIGHTS_FILE),
+            "weights": WEIGHTS_FILE,
+            "training": training_dict,
+            "card": card_dict,
+            "instances": instances_dict,
+            "versions": {"napari_ihcseg": _package_version(), "torch": torch.__version__},
+        }
+        write_json_atomic(staging / CONFIG_FILE, document)
     return folder
+
+
+def _carry_over(folder: Path, staging: Path) -> None:
+    """Link (or copy) the files of ``folder`` other than the checkpoint's own into ``staging``."""
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name in (WEIGHTS_FILE, CONFIG_FILE):
+            continue
+        target = staging / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(source, target) -> None:
+    import shutil
+
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def _weights_metadata(arch: str) -> dict[str, str]:
@@ -332,6 +364,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    # The sizes config.json declares are checked against the weights file's header on a
+    # model without memory, so a wrong or hostile config never allocates.
+    _check_sizes(arch, config, weights_path)
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -369,11 +404,34 @@ def _cast_floating(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, to
     return out
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path, arch: str) -> None:
-    own = model.state_dict()
+def _header_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in a safetensors file, from its header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as fh:
+            return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+
+
+def _check_sizes(arch: str, config, weights_path: Path) -> None:
+    """Refuse a config whose model would not fit the weights, before any memory is allocated."""
+    file_shapes = _header_shapes(weights_path)
+    try:
+        with torch.device("meta"):
+            skeleton = build_from_config(arch, config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{weights_path.parent / CONFIG_FILE}: cannot build {arch!r} from its config "
+                         f"({' '.join(str(exc).split())})") from None
+    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    _compare_shapes(own, file_shapes, weights_path, arch)
+
+
+def _compare_shapes(own: dict, state: dict, weights_path: Path, arch: str) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k]) != tuple(state[k]))
     if missing or unexpected or wrong:
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
@@ -383,4 +441,9 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: 
             f"{weights_path}: the weights do not match architecture {arch!r} and the config in "
             f"{CONFIG_FILE}: {'; '.join(parts)}"
         )
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path, arch: str) -> None:
+    _compare_shapes({k: v.shape for k, v in model.state_dict().items()},
+                    {k: v.shape for k, v in state.items()}, weights_path, arch)
     model.load_state_dict(state, strict=True)

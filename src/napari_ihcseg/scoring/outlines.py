@@ -10,7 +10,12 @@ All objects are traced at once, without a Python loop over pixels or edges:
    label; where two diagonal pixels of one object meet at a corner the ring
    stays on its own pixel, so diagonal-only contacts make separate parts;
 3. rings are found and ordered by pointer doubling (cycle minimum, then list
-   ranking), and vertices where the direction does not change are dropped.
+   ranking), and vertices where the direction does not change are dropped;
+4. a ring that passes twice through one corner (an object that pinches
+   there, around background or between two lobes) is cut there into simple
+   rings, each an exterior or a hole by its orientation, so that every
+   polygon is valid as OGC, shapely/JTS and QuPath define it: rings never
+   touch themselves; parts and holes meet at single points only.
 
 The polygon of an object covers exactly its pixels: its area is the pixel
 count. Coordinates are GeoJSON/QuPath pixel coordinates, origin at the top-left
@@ -93,6 +98,39 @@ def _rings(succ: np.ndarray, max_len: int):
     return cycle, to_end
 
 
+def _ring_area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def _simple_rings(ring: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Cut a ring that passes through a corner more than once into simple rings, with their signed areas.
+
+    Each loop between two visits of a corner is cut off as a ring of its own;
+    its orientation says whether it bounds the object (positive area) or a hole.
+    """
+    stack: list[int] = []
+    seen: dict[tuple[int, int], int] = {}
+    loops = []
+    for i, vertex in enumerate(map(tuple, ring.tolist())):
+        if vertex in seen:
+            at = seen[vertex]
+            loops.append(stack[at:])
+            for j in stack[at + 1:]:
+                del seen[tuple(ring[j].tolist())]
+            stack = stack[:at + 1]
+        else:
+            seen[vertex] = len(stack)
+            stack.append(i)
+    loops.append(stack)
+    out = []
+    for loop in loops:
+        part = ring[loop]
+        if len(part) >= 3:
+            out.append((_ring_area(part), part))
+    return out
+
+
 def label_outlines(labels: np.ndarray, label_ids=None) -> dict[int, list[list[np.ndarray]]]:
     """Outline every object of a label image as polygons along pixel edges.
 
@@ -155,10 +193,13 @@ def label_outlines(labels: np.ndarray, label_ids=None) -> dict[int, list[list[np
     for a, b, label, area in zip(starts.tolist(), ends.tolist(), ring_label.tolist(), areas.tolist()):
         if wanted is not None and label not in wanted:
             continue
-        if area > 0:
-            exteriors.setdefault(label, []).append((area, verts[a:b]))
-        else:
-            holes.setdefault(label, []).append(verts[a:b])
+        ring = verts[a:b]
+        parts = _simple_rings(ring) if len(np.unique(ring, axis=0)) < len(ring) else [(area, ring)]
+        for part_area, part in parts:
+            if part_area > 0:
+                exteriors.setdefault(label, []).append((part_area, part))
+            else:
+                holes.setdefault(label, []).append(part)
 
     out = {}
     for label, rings in exteriors.items():

@@ -37,7 +37,7 @@ from .augment import AugmentConfig
 from .batches import BatchSampler
 from .losses import LossConfig, SegmentationLoss
 from .report import model_card, training_metadata, write_metrics_csv
-from .state import has_state, load_state, save_state
+from .state import STATE_DIR, has_state, load_state, save_state
 from .validate import autocast, evaluate_samples, tune_checkpoint
 
 RUN_JSON = "run.json"
@@ -200,6 +200,24 @@ class TrainResult:
     instance_params: dict | None = None
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or another :class:`KeyboardInterrupt`) stopped a run after its state was saved.
+
+    Attributes
+    ----------
+    out : Path
+        The run's folder; ``train(..., resume=True)`` (``ihcseg train
+        --resume``) continues from ``<out>/state``.
+    global_step : int
+        The last step the saved state holds.
+    """
+
+    def __init__(self, out: Path, global_step: int) -> None:
+        super().__init__(f"training interrupted at step {global_step}; its state is saved in {out / STATE_DIR}")
+        self.out = out
+        self.global_step = global_step
+
+
 def lr_at(step: int, *, total: int, base: float, warmup: int, min_ratio: float) -> float:
     """Learning rate at ``step``: linear warm-up, then cosine decay.
 
@@ -320,17 +338,30 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C (:class:`KeyboardInterrupt`) once training has started: the
+        state is saved first, so ``resume=True`` continues from there.
     """
     threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
+    on_interrupt: list[Callable[[], None]] = []
     try:
-        return _train(config, train_samples, val_samples, resume, progress, _as_cancel(cancel))
+        return _train(config, train_samples, val_samples, resume, progress, _as_cancel(cancel), on_interrupt)
+    except KeyboardInterrupt as exc:
+        if not on_interrupt or isinstance(exc, TrainingInterrupted):
+            raise
+        save = on_interrupt[0]
+        raise TrainingInterrupted(Path(config.out).expanduser(), save()) from None
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progress, is_cancelled) -> TrainResult:
+def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progress, is_cancelled,
+           on_interrupt: list) -> TrainResult:
     from napari_ihcseg.device import describe_device, resolve_device
 
     out = Path(config.out).expanduser()
@@ -373,6 +404,13 @@ def _train(config: TrainConfig, train_samples, val_samples, resume: bool, progre
 
     def checkpoint() -> None:
         save_state(out, model=model, optimizer=optimizer, info=info)
+
+    def save_on_interrupt() -> int:
+        # Ctrl-C takes the cancel path: the state is saved as it is, and the run can resume.
+        checkpoint()
+        return int(info["global_step"])
+
+    on_interrupt.append(save_on_interrupt)
 
     def emit(event: TrainProgress) -> None:
         if progress is not None:
@@ -516,4 +554,4 @@ def _save_best(out: Path, model, config: TrainConfig, row: dict, split: dict, ha
             model.to(memory_format=torch.channels_last)
 
 
-__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "lr_at", "train"]
+__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "TrainingInterrupted", "lr_at", "train"]
