@@ -93,13 +93,38 @@ def write_json_atomic(path: str | os.PathLike, obj, *, overwrite: bool = True) -
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite=overwrite)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EPERM):  # file system or kernel without it
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary folder path beside ``path`` (not yet created); move it onto ``path`` on success.
 
     On any error, the temporary folder is removed and ``path`` is left as it
     was. With ``overwrite`` an existing ``path`` is replaced, else it raises
-    :class:`FileExistsError`, also when it appears while writing.
+    :class:`FileExistsError`, also when it appears while writing. On Linux
+    the old and the new folder are swapped in one step, so that ``path``
+    always holds one of them; elsewhere the old folder is moved aside and
+    the new one moved in (and the old one moved back should that fail).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -111,9 +136,16 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Pa
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"{path}: appeared while writing; refusing to overwrite it")
+            if _exchange(tmp, path):
+                shutil.rmtree(tmp, ignore_errors=True)  # now the old folder
+                return
             trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             path.rename(trash)
-            tmp.rename(path)
+            try:
+                tmp.rename(path)
+            except BaseException:
+                trash.rename(path)
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             tmp.rename(path)

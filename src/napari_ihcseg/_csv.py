@@ -7,7 +7,9 @@ is opened. Following the OWASP guidance on CSV injection, :func:`safe_cell`
 prefixes such text with a single quote, which spreadsheets show as text;
 numbers, also negative ones and numbers already formatted as text
 (``"-0.125"``), stay numbers. Every CSV file the package writes goes through
-:func:`csv_text`, :func:`write_csv` or :func:`write_table_csv`.
+:func:`csv_text`, :func:`write_csv` or :func:`write_table_csv`, which also
+turn a carriage return inside text into a line break, so that the cell is
+quoted and the row stays one row.
 """
 
 from __future__ import annotations
@@ -51,8 +53,16 @@ def safe_cell(value):
     return value
 
 
+def _cell(value):
+    """:func:`safe_cell`, with carriage returns in text made line breaks (which the writer quotes)."""
+    value = safe_cell(value)
+    if isinstance(value, str) and "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
+
+
 def _row(values: Iterable) -> list:
-    return [safe_cell(v) for v in values]
+    return [_cell(v) for v in values]
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
@@ -73,11 +83,13 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 
 def safe_table(table):
     """A copy of a pandas DataFrame whose text cells and column names are safe; numbers untouched."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     table = table.copy()
     for column in table.columns:
-        if table[column].dtype == object or str(table[column].dtype) in ("string", "category"):
-            table[column] = table[column].astype(object).map(safe_cell)
-    table.columns = [safe_cell(c) if isinstance(c, str) else c for c in table.columns]
+        if not (is_numeric_dtype(table[column]) or is_bool_dtype(table[column])):
+            table[column] = table[column].astype(object).map(_cell)
+    table.columns = [_cell(c) if isinstance(c, str) else c for c in table.columns]
     return table
 
 
