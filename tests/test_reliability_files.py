@@ -20,16 +20,25 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_ihcseg._csv import FORMULA_START, csv_text, safe_cell, write_table_csv
 from napari_ihcseg.batch.report import SlideResult, write_cohort
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
-from napari_ihcseg.io import ImageReadError, ImageWarning, read_image, read_labels
+from napari_ihcseg.io import ImageReadError, read_image, read_labels
 
 from geometry import invalid_reason
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "napari_ihcseg"
 HOSTILE = ['=HYPERLINK("http://example.com/x")+cmd', "+1+1", "@SUM(1+1)", "-2+3", "\tx", "\rx"]
+#: What a spreadsheet reads as the start of a formula (OWASP).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture
+def image_warning():
+    """:class:`napari_ihcseg.io.ImageWarning`, imported per test, so that each test fails on its own without it."""
+    from napari_ihcseg.io import ImageWarning
+
+    return ImageWarning
 
 
 def _dangerous(cell: str) -> bool:
@@ -55,6 +64,8 @@ def _cells(path: Path) -> list[str]:
     ("case 1", "case 1"), ("", ""), (-3.5, -3.5), (7, 7), ("-3.5", "-3.5"), ("+2e3", "+2e3"), (None, None),
 ])
 def test_formula_cells_are_neutralised_and_numbers_stay_numbers(value, expected):
+    from napari_ihcseg._csv import safe_cell
+
     assert safe_cell(value) == expected
 
 
@@ -87,6 +98,8 @@ def test_evaluation_csv_with_hostile_file_names_is_safe(tmp_path, capsys):
 
 
 def test_a_table_keeps_its_numbers_and_neutralises_its_text(tmp_path):
+    from napari_ihcseg._csv import csv_text, write_table_csv
+
     table = pd.DataFrame({"label": [1, 2], "x": [-1.25, 3.0], "note": ["=1+1", "fine"]})
     read = pd.read_csv(write_table_csv(tmp_path / "t.csv", table))
     assert read["label"].tolist() == [1, 2] and read["x"].tolist() == [-1.25, 3.0]
@@ -234,17 +247,17 @@ def test_a_float_tiff_in_no_known_range_is_refused(tmp_path, rgb, values):
     assert str(path) in str(caught.value)
 
 
-def test_the_largest_series_of_a_tiff_is_read_and_announced(tmp_path, rgb):
+def test_the_largest_series_of_a_tiff_is_read_and_announced(tmp_path, rgb, image_warning):
     path = tmp_path / "multi.tif"
     with tifffile.TiffWriter(path) as tif:
         tif.write(np.full((16, 16, 3), 255, np.uint8), photometric="rgb")   # a blank thumbnail first
         tif.write(rgb, photometric="rgb")
-    with pytest.warns(ImageWarning, match="largest"):
+    with pytest.warns(image_warning, match="largest"):
         image = read_image(path)
     np.testing.assert_array_equal(image, rgb)
     from napari_ihcseg.io import open_image
 
-    with pytest.warns(ImageWarning, match="largest"), open_image(path) as lazy:
+    with pytest.warns(image_warning, match="largest"), open_image(path) as lazy:
         np.testing.assert_array_equal(np.asarray(lazy.levels[0].compute()), rgb)
 
 
@@ -257,15 +270,15 @@ def transparent_png(tmp_path) -> Path:
     return path
 
 
-def test_a_fully_transparent_or_uniform_image_is_announced(transparent_png, tmp_path):
-    with pytest.warns(ImageWarning, match="fully transparent"):
+def test_a_fully_transparent_or_uniform_image_is_announced(transparent_png, tmp_path, image_warning):
+    with pytest.warns(image_warning, match="fully transparent"):
         read_image(transparent_png)
     blank = tmp_path / "blank.tif"
     tifffile.imwrite(blank, np.full((40, 40, 3), 200, np.uint8), photometric="rgb")
-    with pytest.warns(ImageWarning, match="one colour"):
+    with pytest.warns(image_warning, match="one colour"):
         read_image(blank)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ImageWarning)
+        warnings.simplefilter("error", image_warning)
         read_image(_save(tmp_path / "fine.png", make_synthetic_ihc((40, 40), seed=1).image))
 
 
@@ -275,7 +288,7 @@ def _save(path: Path, image: np.ndarray) -> Path:
 
 
 def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparent_png, tmp_path, monkeypatch,
-                                                                      capsys):
+                                                                      image_warning, capsys):
     from napari_ihcseg import pipeline
     from napari_ihcseg.batch.worker import score_slide
     from napari_ihcseg.pipeline import PipelineOptions
@@ -293,7 +306,7 @@ def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparen
     # The task a batch worker runs records it; the batch command prints it.
     factory = "odnet:ODNet"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ImageWarning)
+        warnings.simplefilter("ignore", image_warning)
         result = score_slide(str(transparent_png), str(tmp_path / "batch"),
                              PipelineOptions(tile=64, overlap=16), factory)
     assert result["status"] == "ok" and any("fully transparent" in w for w in result["summary"]["warnings"])
@@ -309,10 +322,10 @@ def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparen
     assert "fully transparent" in capsys.readouterr().err
 
 
-def test_blank_image_warnings_reach_napari_through_the_reader(transparent_png):
+def test_blank_image_warnings_reach_napari_through_the_reader(transparent_png, image_warning):
     from napari_ihcseg._reader import read_ihc
 
-    with pytest.warns(ImageWarning, match="fully transparent"):
+    with pytest.warns(image_warning, match="fully transparent"):
         read_ihc(str(transparent_png))
 
 

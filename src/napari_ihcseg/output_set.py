@@ -56,10 +56,10 @@ def check_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     --------
     >>> check_stems(["a/x.png", "b/y.tif"])
     ['x', 'y']
-    >>> check_stems(["a/x.png", "b/x.tif"])
+    >>> check_stems(["a/x.png", "b/x.tif"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: inputs would write the same outputs: a/x.png and b/x.tif (stem 'x'); rename one, or give each its own output folder
+    ValueError: inputs would write the same outputs: a/x.png and b/x.tif (stem 'x'); rename one, ...
     """
     from napari_ihcseg.pipeline import image_stem
 
