@@ -27,7 +27,6 @@ from napari_ihcseg.io import ImageReadError, read_image, read_labels
 
 from geometry import invalid_reason
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "napari_ihcseg"
 HOSTILE = ['=HYPERLINK("http://example.com/x")+cmd', "+1+1", "@SUM(1+1)", "-2+3", "\tx", "\rx"]
 #: What a spreadsheet reads as the start of a formula (OWASP).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -109,8 +108,11 @@ def test_a_table_keeps_its_numbers_and_neutralises_its_text(tmp_path):
 
 def test_every_csv_export_goes_through_the_one_writer():
     """No module writes CSV but :mod:`napari_ihcseg._csv`, so the rule holds for every export."""
+    import napari_ihcseg
+
+    package = Path(napari_ihcseg.__file__).parent
     writers = re.compile(r"\.to_csv\(|csv\.writer\(|csv\.DictWriter\(")
-    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
                  if p.name != "_csv.py" and writers.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 

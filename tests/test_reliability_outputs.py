@@ -79,8 +79,8 @@ def test_a_rerun_that_fails_late_leaves_the_old_set(field, tmp_path):
     old = _first_set(field, out)
     bad_roi = tmp_path / "roi.geojson"
     bad_roi.write_text('{"type": "FeatureCollection", "features": []}')   # no polygon: fails while scoring
-    with pytest.raises(ValueError, match="no Polygon"):
-        process_image(field, out, PipelineOptions(tile=128, overlap=32, stain="ki67", roi=str(bad_roi)),
+    with pytest.raises(ValueError, match="no Polygon"):   # other nuclei (min_size), then a bad region
+        process_image(field, out, PipelineOptions(tile=128, overlap=32, stain="ki67", roi=str(bad_roi), min_size=150),
                       model=ODNet(stains=(0, 1)), model_name="odnet")
     assert _files(out) == old
     assert outputs_complete(out, "x", OPTIONS)
@@ -99,7 +99,8 @@ def test_a_full_disk_while_writing_leaves_the_old_set_and_names_the_file(field, 
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError, match="disk is full") as caught:
-        process_image(field, out, OPTIONS, model=ODNet(stains=(0, 1)), model_name="odnet")
+        process_image(field, out, PipelineOptions(tile=128, overlap=32, stain="ki67", min_size=150),
+                      model=ODNet(stains=(0, 1)), model_name="odnet")
     assert caught.value.errno == errno.ENOSPC
     assert str(out / "x.cells.csv") in str(caught.value)
     monkeypatch.setattr(os, "fsync", real_fsync)
@@ -120,7 +121,7 @@ def test_a_rename_that_fails_mid_replacement_moves_the_old_set_back(field, tmp_p
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    overlay = PipelineOptions(tile=128, overlap=32, stain="ki67", overlay=True)
+    overlay = PipelineOptions(tile=128, overlap=32, stain="ki67", overlay=True, min_size=150)  # other nuclei
     with pytest.raises(OSError, match="simulated"):
         process_image(field, out, overlay, model=ODNet(stains=(0, 1)), model_name="odnet")
     monkeypatch.setattr(os, "replace", real_replace)
