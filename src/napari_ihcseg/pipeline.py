@@ -355,22 +355,29 @@ def process_image(
     ValueError
         For a whole slide with ``options.scale != 1``.
     """
-    from napari_ihcseg.io import ImageWarning, open_image
     from napari_ihcseg.output_set import OutputSet
 
     options = options or PipelineOptions()
+    # Written into a staging folder, the new outputs replace the old ones only once all are there.
+    with OutputSet(out_dir, image_stem(path), OUTPUT_SUFFIXES) as paths:
+        return _process_into(paths, Path(path), options, model, model_name, progress, cancel)
+
+
+def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, model, model_name,
+                  progress, cancel) -> dict:
+    """:func:`process_image` writing its outputs to ``paths``."""
+    from napari_ihcseg.io import ImageWarning, open_image
+
     started = time.perf_counter()
-    path = Path(path)
-    out_dir = Path(out_dir)
     # What the reader warns about (a blank image, another series) goes into the summary too.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
         lazy = open_image(path)
     for w in caught:
-        warnings.warn(w.message, stacklevel=2)
+        warnings.warn(w.message, stacklevel=3)
     notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
 
-    with lazy, OutputSet(out_dir, image_stem(path), OUTPUT_SUFFIXES) as paths:
+    with lazy:
         h, w, _ = lazy.shape
         pixel_size = options.pixel_size_um or lazy.pixel_size_um
         large = h * w > LARGE_IMAGE_PIXELS
@@ -385,32 +392,32 @@ def process_image(
         else:
             result = _process_field(lazy, model, paths, options, scoring, progress, cancel)
 
-        from napari_ihcseg.device import resolve_device
+    from napari_ihcseg.device import resolve_device
 
-        summary = {
-            "image": str(path),
-            "height": int(h),
-            "width": int(w),
-            "pixel_size_um": pixel_size,
-            "n_nuclei": int(result["n_nuclei"]),
-            "n_nuclei_segmented": int(result["n_nuclei"]),
-        }
-        # With a stain, n_nuclei is the scoring's count (inside the region and
-        # the size limits); n_nuclei_segmented stays the number of labels.
-        summary.update(result.get("scores", {}))
-        summary.update({
-            "model": _model_record(model, model_name or getattr(model, "arch", "model")),
-            "device": str(result.get("device") or resolve_device(options.device)),
-            "seconds": round(time.perf_counter() - started, 3),
-            "large": large,
-            "options": _option_record(options),
-            "instances": options.inference_config().instance_options(model),
-            "version": __version__,
-            "status": "ok",
-            "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
-            "warnings": notes,
-        })
-        write_json_atomic(paths["summary"], _jsonable(summary))
+    summary = {
+        "image": str(path),
+        "height": int(h),
+        "width": int(w),
+        "pixel_size_um": pixel_size,
+        "n_nuclei": int(result["n_nuclei"]),
+        "n_nuclei_segmented": int(result["n_nuclei"]),
+    }
+    # With a stain, n_nuclei is the scoring's count (inside the region and
+    # the size limits); n_nuclei_segmented stays the number of labels.
+    summary.update(result.get("scores", {}))
+    summary.update({
+        "model": _model_record(model, model_name or getattr(model, "arch", "model")),
+        "device": str(result.get("device") or resolve_device(options.device)),
+        "seconds": round(time.perf_counter() - started, 3),
+        "large": large,
+        "options": _option_record(options),
+        "instances": options.inference_config().instance_options(model),
+        "version": __version__,
+        "status": "ok",
+        "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
+        "warnings": notes,
+    })
+    write_json_atomic(paths["summary"], _jsonable(summary))
     return summary
 
 

@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
@@ -63,13 +64,13 @@ def options_from_args(args: argparse.Namespace):
     thresholds = parse_thresholds(args.thresholds)
     if thresholds is not None and args.stain is None:
         raise CLIError("--thresholds needs --stain")
-    if args.roi is not None and not Path(args.roi).is_file():
-        raise CLIError(f"{args.roi}: no such ROI file")
     if args.roi is not None:
         from napari_ihcseg.scoring.regions import region_from_geojson
 
+        if not Path(args.roi).is_file():
+            raise CLIError(f"{args.roi}: no such ROI file")
         try:
-            region_from_geojson(args.roi)
+            region_from_geojson(args.roi)  # read now: a bad file must not wait for the first image's model run
         except (OSError, ValueError) as exc:
             raise CLIError(f"--roi: {exc}") from None
     if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
@@ -123,12 +124,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.device import describe_device, resolve_device
-    import warnings
-
     from napari_ihcseg.io import ImageReadError, ImageWarning
-    from napari_ihcseg.pipeline import process_image
-
     from napari_ihcseg.output_set import check_stems
+    from napari_ihcseg.pipeline import process_image
 
     options = options_from_args(args)
     out = output_dir(args.out)

@@ -62,10 +62,14 @@ def float_range_top(raw: np.ndarray, path) -> float:
     (1.0, 255.0)
     """
     values = np.asarray(raw)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise ImageReadError(path, "floating-point image without a finite value")
-    low, high = float(finite.min()), float(finite.max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if not (np.isfinite(low) and np.isfinite(high)):  # infinities (or only NaN): look at the finite values
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            raise ImageReadError(path, "floating-point image without a finite value")
+        low, high = float(finite.min()), float(finite.max())
     top = next((t for t in FLOAT_RANGES if high <= t), None)
     if low < 0 or top is None:
         raise ImageReadError(path, f"floating-point values from {low:g} to {high:g}; expected the range "
@@ -76,7 +80,9 @@ def float_range_top(raw: np.ndarray, path) -> float:
 def warn_if_uniform(image: np.ndarray, path, *, transparent: bool = False) -> None:
     """Warn (:class:`ImageWarning`) when every pixel of ``image`` has the same colour."""
     flat = image.reshape(-1, image.shape[-1])
-    if flat.shape[0] and (flat == flat[0]).all():
+    if not flat.shape[0] or not (flat[:: max(1, flat.shape[0] // 1024)] == flat[0]).all():
+        return  # most images differ within a thousand evenly spread pixels
+    if (flat.min(axis=0) == flat.max(axis=0)).all():
         what = ("is fully transparent, so it reads as" if transparent else "reads as one colour,")
         warnings.warn(ImageWarning(
             f"{path}: the image {what} RGB {tuple(int(v) for v in flat[0])} everywhere; "
