@@ -207,8 +207,14 @@ def open_image(path: str | os.PathLike) -> LazyImage:
             # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
             # at opening and a blank one is announced.
             smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])
+            whole = None
             if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:
-                warn_if_uniform(smallest[slice(0, shapes[-1][0]), slice(0, shapes[-1][1]), slice(0, 3)], path)
+                try:
+                    whole = smallest[slice(0, shapes[-1][0]), slice(0, shapes[-1][1]), slice(0, 3)]
+                except ImageReadError:
+                    pass  # a corrupt block is reported, naming it, where it is read
+            if whole is not None:
+                warn_if_uniform(whole, path)
             else:
                 smallest[slice(0, 1), slice(0, 1), slice(0, 3)]
     return LazyImage(path, levels, pixel_size, source)
