@@ -193,7 +193,7 @@ def test_the_validity_check_catches_a_ring_that_touches_itself():
 def test_every_outline_of_random_labels_is_a_valid_polygon_of_its_pixels():
     rng = np.random.default_rng(0)
     problems = []
-    for t in range(1500):
+    for t in range(600):
         labels = (rng.random((8, 8)) < rng.uniform(0.4, 0.7)).astype(np.int32)
         if t % 2:
             labels *= rng.integers(1, 4, labels.shape).astype(np.int32)
@@ -201,18 +201,19 @@ def test_every_outline_of_random_labels_is_a_valid_polygon_of_its_pixels():
     assert problems == []
 
 
+@pytest.mark.slow
 def test_pinched_nuclei_of_real_annotations_export_valid_geojson(shared_data, tmp_path):
     from napari_ihcseg.scoring import score_image, write_geojson
 
     problems, n = [], 0
-    paths = sorted((shared_data / "cpm15").glob("image*_labels.png"))[:4]
-    paths += sorted((shared_data / "ki67-glioma-polygons").glob("*/labels.png"))[:6]
-    assert paths
+    # Fields in which today's tracing met pinched nuclei (main gave 44 invalid rings in all 20).
+    paths = [shared_data / "cpm15" / "image01_labels.png",
+             *sorted((shared_data / "ki67-glioma-polygons").glob("*/labels.png"))[:4]]
     for path in paths:
         labels = read_labels(path)
         n += len(np.unique(labels)) - 1
         problems += [f"{path}: {p}" for p in _check_outlines(labels)]
-    assert n > 1000 and problems == []
+    assert n > 500 and problems == []
 
     # The written GeoJSON itself, as QuPath would read it.
     labels = read_labels(paths[0])
