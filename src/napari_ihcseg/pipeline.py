@@ -541,7 +541,8 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
             img = (np.asarray(base[ry0:ry1, rx0:rx1].compute()) if scoring is not None
                    else np.zeros(lab.shape + (3,), np.uint8))
             cells = measure_nuclei(img, lab, stains=vectors,
-                                   pixel_size_um=scoring.pixel_size_um if scoring else None)
+                                   pixel_size_um=scoring.pixel_size_um if scoring else None,
+                                   ring="auto" if scoring is not None else None)
             cy = cells["centroid_y"].to_numpy() + ry0
             cx = cells["centroid_x"].to_numpy() + rx0
             ry, rx = np.floor(cy + 0.5), np.floor(cx + 0.5)

@@ -39,11 +39,12 @@ class LiveScore:
         else:
             self.stain_vectors = config.stain_vectors
         self.region: Region | None = None
-        self._cells = self._measure(np.asarray(labels)).set_index("label", drop=False)
+        cells = measure_nuclei(self.image, np.asarray(labels), stains=self.stain_vectors,
+                               pixel_size_um=config.pixel_size_um, ring="auto")
+        #: ``(gap, width)`` of the DAB ring around nuclei, kept for re-measuring edited nuclei.
+        self.ring = cells.attrs["ring"]
+        self._cells = cells.set_index("label", drop=False)
         self._cells.index.name = None
-
-    def _measure(self, labels: np.ndarray) -> pd.DataFrame:
-        return measure_nuclei(self.image, labels, stains=self.stain_vectors, pixel_size_um=self.config.pixel_size_um)
 
     @property
     def n_nuclei(self) -> int:
@@ -58,12 +59,15 @@ class LiveScore:
         mask = np.isin(labels, ids)
         keep = self._cells.drop(index=[i for i in ids if i in self._cells.index])
         if mask.any():
+            # The box around the nuclei and their DAB ring; neighbours in it are measured and dropped.
+            pad = sum(self.ring)
             rows = np.flatnonzero(mask.any(axis=1))
             cols = np.flatnonzero(mask.any(axis=0))
-            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            part = np.where(mask[box], labels[box], 0)
-            fresh = measure_nuclei(self.image[box], part, stains=self.stain_vectors,
-                                   pixel_size_um=self.config.pixel_size_um)
+            box = (slice(max(rows[0] - pad, 0), rows[-1] + 1 + pad),
+                   slice(max(cols[0] - pad, 0), cols[-1] + 1 + pad))
+            fresh = measure_nuclei(self.image[box], labels[box], stains=self.stain_vectors,
+                                   pixel_size_um=self.config.pixel_size_um, ring=self.ring)
+            fresh = fresh[np.isin(fresh["label"].to_numpy(), ids)]
             fresh["centroid_y"] += box[0].start
             fresh["centroid_x"] += box[1].start
             fresh.index = fresh["label"].to_numpy()

@@ -46,6 +46,7 @@ def measure_nuclei(
     *,
     stains: StainVectors = H_DAB,
     pixel_size_um: float | None = None,
+    ring: tuple[int, int] | str | None = None,
 ) -> pd.DataFrame:
     """Measure position, size and mean stain optical densities of each nucleus.
 
@@ -60,13 +61,19 @@ def measure_nuclei(
         Colour-deconvolution vectors.
     pixel_size_um : float, optional
         Pixel side in µm; ``area_um2`` is NaN when it is not given.
+    ring : (int, int) or "auto", optional
+        Also measure ``dab_od_ring``, the mean DAB OD in a ring
+        ``(gap, width)`` pixels around each nucleus, for the stain-pattern
+        check (:mod:`napari_ihcseg.scoring.stain_pattern`); ``"auto"`` takes
+        :func:`~napari_ihcseg.scoring.stain_pattern.ring_for` of the nuclei's
+        areas. The ring used is ``cells.attrs["ring"]``.
 
     Returns
     -------
     cells : pandas.DataFrame
         One row per label present, sorted by label, with the columns
-        :data:`MEASUREMENT_COLUMNS`. Centroids are in pixel-index coordinates
-        (the centre of pixel ``(r, c)`` is ``(r, c)``), as in napari and
+        :data:`MEASUREMENT_COLUMNS` (and ``dab_od_ring`` with ``ring``).
+        Centroids are in pixel-index coordinates (the centre of pixel ``(r, c)`` is ``(r, c)``), as in napari and
         scikit-image. Optical densities follow QuPath's convention.
 
     Examples
@@ -86,7 +93,8 @@ def measure_nuclei(
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um}")
     n_fg = int(np.count_nonzero(labels))
     if n_fg == 0:
-        return _frame(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(6)))
+        return _with_ring(_frame(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(6))),
+                          image, labels, stains, ring)
     h, w = labels.shape
     if n_fg > labels.size // 4:
         # Dense: whole-image passes (background in bin 0) beat gathering pixels.
@@ -121,7 +129,23 @@ def measure_nuclei(
     od_mean = np.stack([mean_of(_OD_LUT[values]) for values in channels], axis=1)
     conc = od_mean @ np.linalg.inv(stains.matrix)
     area_um2 = area * float(pixel_size_um) ** 2 if pixel_size_um is not None else np.full_like(area, np.nan)
-    return _frame(label_ids.astype(np.int64), cy, cx, area, area_um2, conc[:, 0], conc[:, 1])
+    cells = _frame(label_ids.astype(np.int64), cy, cx, area, area_um2, conc[:, 0], conc[:, 1])
+    return _with_ring(cells, image, labels, stains, ring)
+
+
+def _with_ring(cells: pd.DataFrame, image, labels, stains, ring) -> pd.DataFrame:
+    if ring is None:
+        return cells
+    from napari_ihcseg.scoring.stain_pattern import check_ring, ring_dab_od, ring_for
+
+    if isinstance(ring, str):
+        if ring != "auto":
+            raise ValueError(f"ring must be (gap, width) in pixels or 'auto', got {ring!r}")
+        ring = ring_for(cells["area_px"].to_numpy())
+    ring = check_ring(ring)
+    cells["dab_od_ring"] = ring_dab_od(image, labels, cells["label"].to_numpy(), ring=ring, stains=stains)
+    cells.attrs["ring"] = ring
+    return cells
 
 
 def _frame(label, cy, cx, area, area_um2, hema, dab) -> pd.DataFrame:

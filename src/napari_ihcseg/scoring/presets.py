@@ -121,6 +121,20 @@ class ScoringConfig:
         Nucleus area limits in µm² (inclusive); they need ``pixel_size_um``.
     pixel_size_um : float, optional
         Pixel side length in micrometres.
+    min_cells : int
+        Fewer counted cells draw a warning (default 500, the IKWG's advice).
+    ki67_cutoff : float, optional
+        A Ki-67 index cut-off in percent (e.g. 20); the summary calls the
+        index "high" or "low" against it, and "uncertain" when the cut lies
+        inside the 95 % interval.
+    hotspot_diameter_um : float
+        Diameter of the Ki-67 hot-spot circle when the pixel size is known
+        (default 500 µm, a high-power field).
+    hotspot_cells : int
+        Without a pixel size, the hot spot is the ``hotspot_cells`` nearest
+        cells of a point (default 500).
+    hotspot_min_cells : int
+        Fewest cells a hot-spot circle may hold (default 100).
 
     Examples
     --------
@@ -139,6 +153,11 @@ class ScoringConfig:
     min_area_um2: float | None = None
     max_area_um2: float | None = None
     pixel_size_um: float | None = None
+    min_cells: int = 500
+    ki67_cutoff: float | None = None
+    hotspot_diameter_um: float = 500.0
+    hotspot_cells: int = 500
+    hotspot_min_cells: int = 100
 
     def __post_init__(self) -> None:
         preset = get_preset(self.stain)
@@ -163,6 +182,20 @@ class ScoringConfig:
         elif self.min_area_um2 is not None or self.max_area_um2 is not None:
             raise ValueError("min_area_um2/max_area_um2 need pixel_size_um; "
                              "give the pixel size or use min_area_px/max_area_px")
+        for name in ("min_cells", "hotspot_cells", "hotspot_min_cells"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.ki67_cutoff is not None:
+            cut = float(self.ki67_cutoff)
+            if not 0.0 < cut < 100.0:
+                raise ValueError(f"ki67_cutoff must be a percentage between 0 and 100, got {self.ki67_cutoff}")
+            object.__setattr__(self, "ki67_cutoff", cut)
+        diameter = float(self.hotspot_diameter_um)
+        if not (math.isfinite(diameter) and diameter > 0):
+            raise ValueError(f"hotspot_diameter_um must be a positive number, got {self.hotspot_diameter_um}")
+        object.__setattr__(self, "hotspot_diameter_um", diameter)
         for lo, hi in (("min_area_px", "max_area_px"), ("min_area_um2", "max_area_um2")):
             a, b = getattr(self, lo), getattr(self, hi)
             if a is not None and b is not None and a > b:
@@ -187,6 +220,12 @@ class ScoringConfig:
             if self.max_area_um2 is not None:
                 hi = min(hi, self.max_area_um2 / px_area)
         return lo, hi
+
+    def hotspot_size(self) -> dict:
+        """The hot-spot search: ``{"radius": pixels}`` with a pixel size, else ``{"n_cells": N}``."""
+        if self.pixel_size_um is not None:
+            return {"radius": self.hotspot_diameter_um / 2.0 / self.pixel_size_um}
+        return {"n_cells": self.hotspot_cells}
 
     def replace(self, **changes) -> ScoringConfig:
         """A copy with ``changes`` applied (validated again).

@@ -24,7 +24,8 @@ class ScoreResult:
         One row per nucleus: ``label``, ``centroid_y``, ``centroid_x``,
         ``area_px``, ``area_um2``, ``hematoxylin_od_mean``, ``dab_od_mean``,
         ``intensity_class``, ``positive``, ``in_roi`` and ``included`` (inside
-        the region and the area limits, i.e. counted in the summary).
+        the region and the area limits, i.e. counted in the summary), and
+        ``dab_od_ring`` (DAB around the nucleus, for the stain-pattern check).
     summary : dict
         The image scores (see ``docs/scoring.md``).
     config : ScoringConfig
@@ -125,7 +126,7 @@ def score_image(
         vectors = estimate_stain_vectors(image)
     else:
         vectors = config.stain_vectors
-    cells = measure_nuclei(image, labels, stains=vectors, pixel_size_um=config.pixel_size_um)
+    cells = measure_nuclei(image, labels, stains=vectors, pixel_size_um=config.pixel_size_um, ring="auto")
     cells["in_roi"] = (True if region is None
                        else region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy()))
     cells = classify(cells, config)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from napari_ihcseg.scoring.confidence import assess, percent_interval
+from napari_ihcseg.scoring.hotspot import find_hotspot
 from napari_ihcseg.scoring.presets import ScoringConfig
+from napari_ihcseg.scoring.stain_pattern import NON_NUCLEAR, NON_NUCLEAR_WARNING, pattern_of_cells
 from napari_ihcseg.stain import StainVectors
 
 #: The keys of an image summary, in order (see ``docs/scoring.md``).
@@ -20,6 +23,15 @@ SUMMARY_KEYS = (
     "n_nuclei", "n_positive", "positive_percent", "h_score",
     "allred_proportion_score", "allred_intensity_score", "allred_total_score",
     "interpretation", "ki67_index", "stain", "thresholds", "stain_vectors",
+    # How sure (scoring.confidence)
+    "positive_percent_ci", "ki67_index_ci", "hotspot_ki67_index", "hotspot_ki67_index_ci",
+    "allred_proportion_range", "min_cells", "enough_cells", "ki67_cutoff", "ki67_call",
+    "uncertain_calls",
+    # Where the DAB is (scoring.stain_pattern)
+    "stain_pattern", "dab_nuclear_share", "n_stained_cells",
+    # The Ki-67 hot spot (scoring.hotspot)
+    "hotspot_n_cells", "hotspot_center_yx", "hotspot_radius_px", "hotspot_mode",
+    "warnings",
 )
 
 #: ER/PR readings (ASCO/CAP 2020).
@@ -176,7 +188,7 @@ def summarize(
         stain_vectors = (config.stain_vectors if isinstance(config.stain_vectors, StainVectors)
                          else cells.attrs.get("stain_vectors"))
     vectors = stain_vectors.to_dict() if isinstance(stain_vectors, StainVectors) else None
-    return {
+    summary = {
         "n_nuclei": n,
         "n_positive": n_pos,
         "positive_percent": percent,
@@ -189,4 +201,41 @@ def summarize(
         "stain": preset.name,
         "thresholds": [float(t) for t in config.thresholds],
         "stain_vectors": vectors,
+        **_trust(cells, keep, n_pos, n, config),
     }
+    return {key: summary[key] for key in SUMMARY_KEYS}
+
+
+def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None,
+                     *, return_map: bool = False):
+    """:func:`~napari_ihcseg.scoring.hotspot.find_hotspot` of the counted cells of a scored table.
+
+    The size comes from ``config`` (:meth:`ScoringConfig.hotspot_size`).
+    """
+    keep = included_mask(cells, config) if keep is None else keep
+    positive = intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[keep], config.thresholds) >= 1
+    return find_hotspot(cells["centroid_y"].to_numpy(np.float64)[keep],
+                        cells["centroid_x"].to_numpy(np.float64)[keep], positive,
+                        min_cells=config.hotspot_min_cells, return_map=return_map, **config.hotspot_size())
+
+
+def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: ScoringConfig) -> dict:
+    """The confidence, stain-pattern and hot-spot keys of the summary."""
+    ki67 = config.preset.name == "ki67"
+    out = assess(n_pos, n, stain=config.preset.name, ki67_cutoff=config.ki67_cutoff,
+                 min_cells=config.min_cells)
+    out["ki67_index_ci"] = out["positive_percent_ci"] if ki67 else None
+    pattern = pattern_of_cells(cells, keep)
+    out.update(pattern)
+    if pattern["stain_pattern"] == NON_NUCLEAR:
+        out["warnings"].insert(0, NON_NUCLEAR_WARNING)
+    spot = hotspot_of_cells(cells, config, keep) if ki67 and "centroid_y" in cells and n else None
+    out.update({
+        "hotspot_ki67_index": spot.index if spot else None,
+        "hotspot_ki67_index_ci": percent_interval(spot.n_positive, spot.n_cells) if spot else None,
+        "hotspot_n_cells": spot.n_cells if spot else None,
+        "hotspot_center_yx": list(spot.center) if spot else None,
+        "hotspot_radius_px": spot.radius if spot else None,
+        "hotspot_mode": spot.mode if spot else None,
+    })
+    return out
