@@ -6,15 +6,19 @@ field, about 0.5 mm across, needs the pixel size) or around the nearest
 cells in it [Nielsen 2021]. Only places with enough cells count.
 
 The search works on cell centroids alone, so whole slides cost what their
-cell table costs (about a second for a million cells, ``benchmarks/bench_hotspot.py``):
+cell table costs (``benchmarks/bench_hotspot.py``: about a second for a million cells):
 
 1. the cells are binned on a square grid of spacing ``radius / GRID_STEPS``;
 2. all and positive counts are summed over a disk of bins around every
    node (a small convolution): the local index at every node, the heat map
    (:class:`LocalIndexMap`); nodes with fewer than ``min_cells`` cells are NaN;
-3. the :data:`CANDIDATES` best nodes are counted again exactly, with a k-d
-   tree of the centroids (cells within the radius, or the ``N`` nearest), and
-   the best exact one is the hot spot.
+3. the :data:`CANDIDATES` best nodes are counted again exactly from the
+   centroids (cells within the radius, or the ``N`` nearest, among the rows
+   near the node), and the best exact one is the hot spot.
+
+In nearest-``N`` mode the grid's disk has the radius that holds ``N`` cells
+where the tissue is typical (:func:`nearest_radius`), and nodes whose disk
+holds at least ``N / 2`` cells are candidates.
 
 The grid is coarse by design (a node every quarter radius); the exact count
 of step 3 is what is reported.
@@ -36,6 +40,8 @@ MAX_GRID_NODES = 4_000_000
 CANDIDATES = 32
 #: Cells sampled to estimate the radius holding ``N`` cells (nearest-``N`` mode).
 RADIUS_SAMPLE = 2000
+#: Cells among which their neighbours are looked up for that estimate.
+TREE_SAMPLE = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,15 +109,21 @@ def _check_points(y, x, positive) -> tuple[np.ndarray, np.ndarray]:
 def nearest_radius(y, x, n_cells: int, *, seed: int = 0) -> float:
     """Median distance from a cell to its ``n_cells``-th nearest cell (itself included).
 
-    Estimated on at most :data:`RADIUS_SAMPLE` cells; the radius of a circle
-    that holds about ``n_cells`` cells where the tissue is typical.
+    The radius of a circle that holds about ``n_cells`` cells where the
+    tissue is typical. Estimated on at most :data:`RADIUS_SAMPLE` cells; on
+    large tables the neighbours are looked up among a random
+    :data:`TREE_SAMPLE` of the cells (the ``k``-th neighbour among a fraction
+    ``f`` of the cells lies as far as the ``k / f``-th among all).
     """
     pts = np.column_stack([np.asarray(y, np.float64), np.asarray(x, np.float64)])
-    if len(pts) < n_cells:
-        raise ValueError(f"{len(pts)} cells, fewer than the {n_cells} asked for")
+    n = len(pts)
+    if n < n_cells:
+        raise ValueError(f"{n} cells, fewer than the {n_cells} asked for")
     rng = np.random.default_rng(seed)
-    sample = pts if len(pts) <= RADIUS_SAMPLE else pts[rng.choice(len(pts), RADIUS_SAMPLE, replace=False)]
-    dist, _ = cKDTree(pts).query(sample, k=[n_cells])
+    pool = pts if n <= TREE_SAMPLE else pts[rng.choice(n, TREE_SAMPLE, replace=False)]
+    k = max(1, int(round(n_cells * len(pool) / n)))
+    sample = pool if len(pool) <= RADIUS_SAMPLE else pool[rng.choice(len(pool), RADIUS_SAMPLE, replace=False)]
+    dist, _ = cKDTree(pool).query(sample, k=[k])
     return float(np.median(dist))
 
 
@@ -211,7 +223,9 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
     if len(pts) < max(min_cells, 1):
         return (None, None) if return_map else None
     search_radius = nearest_radius(pts[:, 0], pts[:, 1], n_cells) if n_cells else float(radius)
-    heat = local_index_map(pts[:, 0], pts[:, 1], pos, radius=search_radius, min_cells=min_cells)
+    # Nearest-N circles hold N cells exactly; on the grid, any node with half of them is a candidate.
+    heat = local_index_map(pts[:, 0], pts[:, 1], pos, radius=search_radius,
+                           min_cells=(n_cells + 1) // 2 if n_cells else min_cells)
     valid = np.isfinite(heat.index)
     hotspot = None
     if valid.any():
@@ -219,24 +233,42 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
         top = np.argsort(scores)[::-1][:CANDIDATES]
         top = top[np.isfinite(scores[top])]
         centres = np.column_stack(np.unravel_index(top, heat.index.shape)) * heat.spacing + np.array(heat.origin)
-        tree = cKDTree(pts)
-        if n_cells:
-            dist, idx = tree.query(centres, k=n_cells)
-            dist, idx = dist.reshape(len(centres), -1), idx.reshape(len(centres), -1)
-            n_all = np.full(len(centres), n_cells)
-            n_pos = pos[idx].sum(axis=1)
-            radii = dist[:, -1]
-        else:
-            n_all = tree.query_ball_point(centres, search_radius, return_length=True)
-            n_pos = (cKDTree(pts[pos]).query_ball_point(centres, search_radius, return_length=True)
-                     if pos.any() else np.zeros(len(centres), int))
-            radii = np.full(len(centres), search_radius)
+        n_all, n_pos, radii = _exact_counts(pts, pos, centres, radius=None if n_cells else search_radius,
+                                            n_cells=n_cells, band=search_radius * (2.0 if n_cells else 1.0))
         ok = n_all >= min_cells
         if ok.any():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                exact = np.where(ok, n_pos / np.maximum(n_all, 1), -1.0)
+            exact = np.where(ok, n_pos / np.maximum(n_all, 1), -1.0)
             best = int(np.lexsort((-n_all, -exact))[0])
             hotspot = HotSpot((float(centres[best, 0]), float(centres[best, 1])), float(radii[best]),
                               int(n_all[best]), int(n_pos[best]), 100.0 * float(n_pos[best]) / float(n_all[best]),
                               "nearest" if n_cells else "circle")
     return (hotspot, heat) if return_map else hotspot
+
+
+def _exact_counts(pts, pos, centres, *, radius: float | None, n_cells: int | None, band: float):
+    """All and positive cells within ``radius`` of each centre, or among its ``n_cells`` nearest.
+
+    Cells are sorted by row once; each centre looks only at the band of rows
+    within ``band`` of it (for nearest-``N``, the whole table again when its
+    ``N``-th cell lies beyond the band). Returns ``(n_all, n_positive, radius)``.
+    """
+    order = np.argsort(pts[:, 0], kind="stable")
+    ys, xs, ps = pts[order, 0], pts[order, 1], pos[order]
+    n_all = np.zeros(len(centres), np.int64)
+    n_pos = np.zeros(len(centres), np.int64)
+    radii = np.zeros(len(centres))
+    for i, (cy, cx) in enumerate(centres):
+        lo, hi = np.searchsorted(ys, [cy - band, cy + band], side="left")
+        for part in (slice(lo, hi), slice(None)):
+            d2 = (ys[part] - cy) ** 2 + (xs[part] - cx) ** 2
+            if not n_cells:
+                inside = d2 <= radius * radius
+                n_all[i], n_pos[i], radii[i] = int(inside.sum()), int((inside & ps[part]).sum()), radius
+                break
+            if len(d2) >= n_cells:
+                nearest = np.argpartition(d2, n_cells - 1)[:n_cells]
+                reach = float(np.sqrt(d2[nearest].max()))
+                if reach <= band or part == slice(None):
+                    n_all[i], n_pos[i], radii[i] = n_cells, int(ps[part][nearest].sum()), reach
+                    break
+    return n_all, n_pos, radii
