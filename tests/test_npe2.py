@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from napari_ihcseg._reader import get_reader, read_ihc
-from napari_ihcseg._sample_data import ihc_sample, synthetic_sample
+from napari_ihcseg._sample_data import ihc_sample, ki67_sample, synthetic_sample
 from napari_ihcseg._writer import write_labels
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
@@ -62,7 +62,7 @@ def test_manifest_declares_reader_writer_and_samples():
     [writer] = contributions.writers
     assert commands[writer.command] == "napari_ihcseg._writer:write_labels"
     assert [t.value if hasattr(t, "value") else t for t in writer.layer_types] == ["labels"]
-    assert {s.key for s in contributions.sample_data} == {"ihc", "synthetic"}
+    assert {s.key for s in contributions.sample_data} == {"ki67", "ihc", "synthetic"}
     manifest.validate_imports()
 
 
@@ -168,3 +168,21 @@ def test_synthetic_sample_has_image_and_truth():
     napari.layers.Image(image, **image_meta)  # the metadata is valid layer keyword arguments
     layer = napari.layers.Labels(labels, **labels_meta)
     assert list(layer.features["index"])[:3] == [0, 1, 2]
+
+
+def test_ki67_sample_is_a_nuclear_stain_with_its_truth():
+    import napari.layers
+
+    from napari_ihcseg.scoring import score_image
+
+    (image, image_meta, image_kind), (labels, labels_meta, labels_kind) = ki67_sample()
+    assert (image_kind, labels_kind) == ("image", "labels")
+    truth = image_meta["metadata"]["ihcseg_truth"]
+    assert truth["n_nuclei"] == int(labels.max()) > 400
+    napari.layers.Image(image, **image_meta)
+    assert napari.layers.Labels(labels, **labels_meta).visible is False
+    # Scored on its own truth, the field gives back the true index and reads as a nuclear stain.
+    summary = score_image(image, labels, stain="ki67").summary
+    assert summary["ki67_index"] == pytest.approx(truth["ki67_index"], abs=0.01)
+    assert summary["stain_pattern"] == "nuclear" and not summary["warnings"]
+    assert truth["hotspot_ki67_index"] > truth["ki67_index"] + 10

@@ -1,8 +1,10 @@
-"""``python -m napari_ihcseg``: open napari on the IHC sample with the plugin docked.
+"""``python -m napari_ihcseg``: open napari on a Ki-67 field with the plugin docked.
 
-With ``--headless`` (what ``scripts/run.sh`` does on a machine without a
-display) the same sample goes through the headless pipeline and the score
-summary is printed instead.
+The demo's field is the project's synthetic Ki-67 field (nuclear DAB in a
+fraction of nuclei, a hot spot, and the truth), so the scores it shows mean
+something and can be compared with the answer. With ``--headless`` (what
+``scripts/run.sh`` does on a machine without a display) the same field goes
+through the headless pipeline and the scores are printed beside the truth.
 """
 
 from __future__ import annotations
@@ -16,26 +18,16 @@ from pathlib import Path
 DEMO_WIDGETS = ("Segment nuclei", "Correct nuclei", "Score nuclei")
 
 
-def _sample_path(folder: Path) -> Path:
-    """Write scikit-image's IHC sample (it ships with the package) to a PNG."""
+def _sample_path(folder: Path) -> tuple[Path, dict]:
+    """Write the demo's synthetic Ki-67 field to a PNG; return it and its truth."""
     from PIL import Image
-    from skimage import data
 
-    path = folder / "ihc_sample.png"
-    Image.fromarray(data.immunohistochemistry()).save(path)
-    return path
+    from napari_ihcseg._sample_data import ki67_sample
 
-
-#: The bundled sample's nuclei are about half the size of those the shipped models were trained on
-#: (40x), so it is segmented with the image scaled ×2.
-SAMPLE_SCALE = 2.0
-
-
-def _scale_for(image: str | None, scale: float | None) -> float:
-    """The scale asked for, else :data:`SAMPLE_SCALE` for the bundled sample and 1 for the user's image."""
-    if scale is not None:
-        return scale
-    return 1.0 if image else SAMPLE_SCALE
+    (image, meta, _), _truth_labels = ki67_sample()
+    path = folder / "ki67_sample.png"
+    Image.fromarray(image).save(path)
+    return path, meta["metadata"]["ihcseg_truth"]
 
 
 def run_headless(image: str | None, out: str | None, stain: str, model: str | None, device: str,
@@ -43,14 +35,16 @@ def run_headless(image: str | None, out: str | None, stain: str, model: str | No
     """Segment and score one image without a display; print the summary."""
     import warnings
 
+    from napari_ihcseg._sample_data import KI67_SAMPLE_HOTSPOT_CELLS
     from napari_ihcseg.io import ImageReadError
     from napari_ihcseg.pipeline import PipelineOptions, process_image
 
     out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="ihcseg-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = Path(image) if image else _sample_path(out_dir)
-    scale = _scale_for(image, scale)
-    options = PipelineOptions(model=model, device=device, stain=stain, overlay=True, scale=scale)
+    source, truth = (Path(image), None) if image else _sample_path(out_dir)
+    scale = 1.0 if scale is None else scale
+    options = PipelineOptions(model=model, device=device, stain=stain, overlay=True, scale=scale,
+                              **({} if image else {"hotspot_cells": KI67_SAMPLE_HOTSPOT_CELLS}))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -72,7 +66,19 @@ def run_headless(image: str | None, out: str | None, stain: str, model: str | No
         if s.get("interpretation"):
             print(f"ER/PR      {s['interpretation']}")
         if s.get("ki67_index") is not None:
-            print(f"Ki-67      {s['ki67_index']:.1f} %")
+            low, high = s["ki67_index_ci"]
+            print(f"Ki-67      {s['ki67_index']:.1f} %   (95 % CI {low:.1f}–{high:.1f} %)"
+                  + (f"   truth {truth['ki67_index']:.1f} % of {truth['n_nuclei']} nuclei" if truth else ""))
+        if s.get("hotspot_ki67_index") is not None:
+            y, x = s["hotspot_center_yx"]
+            print(f"hot spot   {s['hotspot_ki67_index']:.1f} % of {s['hotspot_n_cells']} cells at row {y:.0f}, "
+                  f"column {x:.0f}" + (f"   truth {truth['hotspot_ki67_index']:.1f} % at row "
+                                       f"{truth['hotspot_center_yx'][0]:.0f}, column "
+                                       f"{truth['hotspot_center_yx'][1]:.0f}" if truth else ""))
+        if s.get("stain_pattern"):
+            print(f"DAB        {s['stain_pattern']}")
+        for warning in s.get("warnings") or []:
+            print(f"WARNING    {warning}")
     print(f"outputs    {out_dir}")
     return 0
 
@@ -85,11 +91,22 @@ def run_gui(image: str | None, scale: float | None = None) -> int:  # pragma: no
     if image:
         viewer.open(image, plugin="napari-ihcseg")
     else:
-        viewer.open_sample("napari-ihcseg", "ihc")
+        viewer.open_sample("napari-ihcseg", "ki67")
     for name in DEMO_WIDGETS:
         _, widget = viewer.window.add_plugin_dock_widget("napari-ihcseg", name)
         if hasattr(widget, "image_scale"):
-            widget.image_scale.setValue(_scale_for(image, scale))
+            widget.image_scale.setValue(1.0 if scale is None else scale)
+        if hasattr(widget, "trust") and not image:
+            from napari_ihcseg._sample_data import KI67_SAMPLE_HOTSPOT_CELLS
+
+            widget.trust.hotspot_cells.setValue(KI67_SAMPLE_HOTSPOT_CELLS)
+    if not image:
+        truth = viewer.layers["synthetic Ki-67"].metadata["ihcseg_truth"]
+        from napari.utils.notifications import show_info
+
+        show_info(f"Synthetic Ki-67 field: the true index is {truth['ki67_index']:.1f} % of "
+                  f"{truth['n_nuclei']} nuclei, the true hot spot {truth['hotspot_ki67_index']:.1f} %. "
+                  "Segment, then Score to compare.")
     napari.run()
     return 0
 
@@ -97,13 +114,13 @@ def run_gui(image: str | None, scale: float | None = None) -> int:  # pragma: no
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_ihcseg", description=__doc__.splitlines()[0])
     parser.add_argument("--headless", action="store_true", help="no window: run the pipeline and print the scores")
-    parser.add_argument("--image", default=None, help="an image to open instead of the bundled IHC sample")
+    parser.add_argument("--image", default=None, help="an image to open instead of the synthetic Ki-67 field")
     parser.add_argument("--stain", default="ki67", choices=("er", "pr", "ki67"), help="stain to score (headless)")
     parser.add_argument("--out", default=None, help="output folder (headless; default: a new temporary folder)")
     parser.add_argument("--model", default=None, help="checkpoint name or folder (default: the best shipped one)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--scale", type=float, default=None,
-                        help=f"image scale before the model (default: {SAMPLE_SCALE:g} for the sample, 1 otherwise)")
+                        help="image scale before the model (default 1)")
     args = parser.parse_args(argv)
     if args.headless:
         return run_headless(args.image, args.out, args.stain, args.model, args.device, args.scale)

@@ -55,6 +55,8 @@ OUTPUT_SUFFIXES = {
 _MULTI_SUFFIXES = (".ome.tiff", ".ome.tif")
 
 ProgressCallback = Callable[[int, int], None]
+#: The confidence and hot-spot options at their defaults (older summaries lack them).
+_CONFIDENCE_DEFAULTS = {"min_cells": 500, "ki67_cutoff": None, "hotspot_diameter_um": 500.0, "hotspot_cells": 500}
 
 
 def image_stem(path: str | Path) -> str:
@@ -123,6 +125,9 @@ class PipelineOptions:
     tta : bool
         Test-time augmentation: average each tile's prediction with those of
         its three flips (four times the compute).
+    min_cells, ki67_cutoff, hotspot_diameter_um, hotspot_cells : optional
+        The confidence and hot-spot settings of
+        :class:`~napari_ihcseg.scoring.ScoringConfig` (same defaults).
     """
 
     model: str | None = None
@@ -142,6 +147,10 @@ class PipelineOptions:
     block: int = 4096
     scale: float = 1.0
     tta: bool = False
+    min_cells: int = 500
+    ki67_cutoff: float | None = None
+    hotspot_diameter_um: float = 500.0
+    hotspot_cells: int = 500
 
     def __post_init__(self) -> None:
         from napari_ihcseg.inference.config import check_scale, check_tta
@@ -179,7 +188,9 @@ class PipelineOptions:
             return None
         from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
 
-        kwargs = {"stain": self.stain, "thresholds": self.thresholds, "pixel_size_um": pixel_size_um}
+        kwargs = {"stain": self.stain, "thresholds": self.thresholds, "pixel_size_um": pixel_size_um,
+                  "min_cells": self.min_cells, "ki67_cutoff": self.ki67_cutoff,
+                  "hotspot_diameter_um": self.hotspot_diameter_um, "hotspot_cells": self.hotspot_cells}
         if self.estimate_stains:
             kwargs["stain_vectors"] = ESTIMATE
         return ScoringConfig(**kwargs)
@@ -217,9 +228,9 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
         # region, ...) or another model makes the old outputs stale.
         recorded = summary.get("options")
         if isinstance(recorded, dict):
-            # Summaries written before the scale and tta options were made
-            # at scale 1 without test-time augmentation.
-            recorded = {"scale": 1.0, "tta": False, **recorded}
+            # Summaries written before the scale, tta and confidence options
+            # were made with their defaults.
+            recorded = {"scale": 1.0, "tta": False, **_CONFIDENCE_DEFAULTS, **recorded}
         if recorded != _jsonable(_option_record(options)):
             return False
         model = summary.get("model") if isinstance(summary.get("model"), dict) else {}

@@ -49,6 +49,7 @@ from ._common import (
 )
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._livescore import LiveScore
+from ._trust import TrustPanel, trust_rows
 from ._session import session_for
 
 #: Delay between the last threshold move or edit and the table update (ms).
@@ -95,7 +96,7 @@ def summary_rows(summary: dict, cells) -> list[tuple[str, str]]:
         rows.append(("Reading (ASCO/CAP)", summary["interpretation"]))
     if "edit_status" in cells:
         rows.append(("Edited by hand", fmt(int((cells["edit_status"] != "").sum()))))
-    return rows
+    return rows + trust_rows(summary)
 
 
 def summary_csv_text(summary: dict) -> str:
@@ -157,6 +158,7 @@ class ScoreWidget(QWidget):
         self.pixel_size.setSuffix(" µm")
         self.colour = QCheckBox("Colour nuclei by intensity class")
         self.colour.setChecked(True)
+        self.trust = TrustPanel(napari_viewer)
         self.score_button = QPushButton("Score")
         self.score_button.clicked.connect(self.start)
         self.histogram = DabHistogram()
@@ -188,6 +190,7 @@ class ScoreWidget(QWidget):
         layout.addWidget(self.score_button)
         layout.addWidget(QLabel("Nuclei by mean DAB optical density (drag a line to move a threshold):"))
         layout.addWidget(self.histogram)
+        layout.addWidget(self.trust)
         layout.addWidget(self.table)
         layout.addWidget(QLabel("Export"))
         layout.addLayout(exports)
@@ -202,12 +205,13 @@ class ScoreWidget(QWidget):
         self.labels_choice.currentIndexChanged.connect(self._choice_changed)
         self.image_choice.currentIndexChanged.connect(self._choice_changed)
         self.colour.toggled.connect(lambda *_: self._refresh.trigger())
+        self.trust.connect(self._sliders_moved)
         self._stain_changed()
 
     # --------------------------------------------------------------- config
     def config(self) -> ScoringConfig:
         return ScoringConfig(stain=self.stain.currentData(), thresholds=self.thresholds(),
-                             pixel_size_um=self.pixel_size.value() or None)
+                             pixel_size_um=self.pixel_size.value() or None, **self.trust.config_changes())
 
     def thresholds(self) -> tuple[float, float, float]:
         return tuple(round(float(s.value()), 3) for s in self.sliders)
@@ -332,6 +336,7 @@ class ScoreWidget(QWidget):
         for button in self.export_buttons.values():
             button.setEnabled(True)
         self._colour(cells)
+        self.trust.show(summary, cells, self.live.config, layer)
 
     def _colour(self, cells) -> None:
         layer = self._layer

@@ -23,9 +23,13 @@ COHORT_COLUMNS = (
     "slide", "stem", "status", "error", "seconds", "n_nuclei", "n_positive", "positive_percent",
     "ki67_index", "h_score", "allred_proportion_score", "allred_intensity_score", "allred_total_score",
     "interpretation", "model", "device",
+    "ki67_index_ci_low", "ki67_index_ci_high", "hotspot_ki67_index", "positive_percent_ci_low",
+    "positive_percent_ci_high", "enough_cells", "uncertain_calls", "stain_pattern", "dab_nuclear_share",
+    "warnings",
 )
 #: Summary keys copied into the cohort report as they are.
-SUMMARY_COLUMNS = COHORT_COLUMNS[5:14]
+SUMMARY_COLUMNS = COHORT_COLUMNS[5:14] + ("hotspot_ki67_index", "enough_cells", "stain_pattern",
+                                          "dab_nuclear_share")
 #: Longest error text kept in the report.
 MAX_ERROR_CHARS = 300
 
@@ -65,6 +69,11 @@ class SlideResult:
                "seconds": self.seconds, "model": model.get("name") if isinstance(model, dict) else model,
                "device": summary.get("device")}
         row.update({key: summary.get(key) for key in SUMMARY_COLUMNS})
+        for key in ("ki67_index_ci", "positive_percent_ci"):  # an interval becomes two columns
+            low, high = summary.get(key) or (None, None)
+            row[f"{key}_low"], row[f"{key}_high"] = low, high
+        for key in ("uncertain_calls", "warnings"):  # lists become one cell, "; "-separated
+            row[key] = "; ".join(summary.get(key) or []) or None
         return {key: row[key] for key in COHORT_COLUMNS}
 
 

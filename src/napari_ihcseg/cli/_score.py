@@ -68,6 +68,9 @@ def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
     def pct(v):
         return "n/a" if v is None else f"{v:.1f} %"
 
+    def ci(interval):
+        return "" if not interval else f"   (95 % CI {interval[0]:.1f}–{interval[1]:.1f} %)"
+
     preset = get_preset(summary["stain"])
     n_all = len(cells)
     excluded = n_all - summary["n_nuclei"]
@@ -80,23 +83,48 @@ def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
         f"nuclei scored       {summary['n_nuclei']}" + (f"   ({excluded} excluded by region/size)"
                                                        if excluded else ""),
         f"classes 0/1+/2+/3+  {counts[0]} / {counts[1]} / {counts[2]} / {counts[3]}",
-        f"positive            {summary['n_positive']}   ({pct(summary['positive_percent'])})",
+        f"positive            {summary['n_positive']}   ({pct(summary['positive_percent'])})"
+        + ci(summary.get("positive_percent_ci")),
     ]
     if summary["ki67_index"] is not None or preset.name == "ki67":
-        lines.append(f"Ki-67 index         {pct(summary['ki67_index'])}")
+        lines.append(f"Ki-67 index         {pct(summary['ki67_index'])}" + ci(summary.get("ki67_index_ci")))
+        lines.append(_hotspot_line(summary))
+        if summary.get("ki67_call"):
+            lines.append(f"Ki-67 call          {summary['ki67_call']} (cut-off {summary['ki67_cutoff']:g} %)"
+                         + ("   UNCERTAIN" if "ki67_call" in summary.get("uncertain_calls", []) else ""))
     hs = summary["h_score"]
     lines.append(f"H-score             {'n/a' if hs is None else f'{hs:.1f}'}")
     if summary["allred_total_score"] is None:
         lines.append("Allred              n/a (no nuclei)")
     else:
+        span = summary.get("allred_proportion_range")
         lines.append(f"Allred              {summary['allred_total_score']} "
                      f"(proportion {summary['allred_proportion_score']} + "
-                     f"intensity {summary['allred_intensity_score']})")
+                     f"intensity {summary['allred_intensity_score']})"
+                     + (f"   UNCERTAIN: proportion {span[0]}–{span[1]} across the 95 % CI"
+                        if "allred_proportion_score" in summary.get("uncertain_calls", []) else ""))
     if preset.interpretation:
         lines.append(f"ASCO/CAP 2020       {summary['interpretation'] or 'n/a (no nuclei)'}"
-                     f"   (Allred {summary['allred_total_score']})")
+                     f"   (Allred {summary['allred_total_score']})"
+                     + ("   UNCERTAIN" if "interpretation" in summary.get("uncertain_calls", []) else ""))
+    if summary.get("stain_pattern"):
+        share = summary.get("dab_nuclear_share")
+        lines.append(f"DAB pattern         {summary['stain_pattern']}"
+                     + ("" if share is None else f"   (nuclear DAB share {share:.2f})"))
+    lines += [f"WARNING             {w}" for w in summary.get("warnings", [])]
     lines.append("written             " + "\n                    ".join(str(p) for p in paths.values()))
     return "\n".join(lines)
+
+
+def _hotspot_line(summary: dict) -> str:
+    if summary.get("hotspot_ki67_index") is None:
+        return "hot spot            n/a (no place with enough cells)"
+    size = (f"nearest {summary['hotspot_n_cells']} cells" if summary.get("hotspot_mode") == "nearest"
+            else f"{summary['hotspot_n_cells']} cells within {summary['hotspot_radius_px']:.0f} px")
+    y, x = summary["hotspot_center_yx"]
+    low, high = summary["hotspot_ki67_index_ci"]
+    return (f"hot spot            {summary['hotspot_ki67_index']:.1f} %   (95 % CI {low:.1f}–{high:.1f} %; "
+            f"{size} of row {y:.0f}, column {x:.0f})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             max_area_px=args.max_area if args.pixel_size is None else None,
             min_area_um2=args.min_area if args.pixel_size is not None else None,
             max_area_um2=args.max_area if args.pixel_size is not None else None,
+            min_cells=args.min_cells, ki67_cutoff=args.ki67_cutoff,
+            hotspot_diameter_um=args.hotspot_diameter, hotspot_cells=args.hotspot_cells,
         )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
@@ -179,6 +209,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split-components", action="store_true",
                         help="score each connected region of LABELS as a nucleus: for a binary 0/1 mask, "
                              "which would otherwise count as one nucleus (touching nuclei stay one)")
+    parser.add_argument("--min-cells", type=int, default=500, metavar="N",
+                        help="warn when fewer cells are counted (default 500, the IKWG's advice)")
+    parser.add_argument("--ki67-cutoff", type=float, default=None, metavar="PCT",
+                        help="Ki-67 index cut-off in percent: call high/low, uncertain inside the 95%% CI")
+    parser.add_argument("--hotspot-diameter", type=float, default=500.0, metavar="UM",
+                        help="Ki-67 hot-spot circle diameter in micrometres, with --pixel-size (default 500)")
+    parser.add_argument("--hotspot-cells", type=int, default=500, metavar="N",
+                        help="without --pixel-size, the hot spot is the N nearest cells of a point (default 500)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.set_defaults(func=run)
     return parser

@@ -126,6 +126,23 @@ def _class_probabilities(positive_fraction: float, class_probabilities) -> np.nd
     return probs / probs.sum()
 
 
+def _classes_from_map(rng, labels: np.ndarray, n: int, positive_map, probs: np.ndarray) -> np.ndarray:
+    """Classes drawn from a map of the probability of being positive, at each nucleus's centroid."""
+    positive_map = np.asarray(positive_map, np.float64)
+    if positive_map.shape != labels.shape:
+        raise ValueError(f"positive_map must have the field's shape {labels.shape}, got {positive_map.shape}")
+    if not (np.isfinite(positive_map).all() and positive_map.min() >= 0 and positive_map.max() <= 1):
+        raise ValueError("positive_map must hold probabilities in [0, 1]")
+    flat = labels.ravel()
+    counts = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    rows, cols = np.divmod(np.arange(flat.size), labels.shape[1])
+    cy = np.rint(np.bincount(flat, weights=rows, minlength=n + 1) / counts).astype(np.int64)[1:]
+    cx = np.rint(np.bincount(flat, weights=cols, minlength=n + 1) / counts).astype(np.int64)[1:]
+    positive = rng.random(n) < positive_map[cy, cx]
+    grades = probs[1:] / probs[1:].sum() if probs[1:].sum() > 0 else np.full(3, 1 / 3)
+    return np.where(positive, 1 + rng.choice(3, size=n, p=grades), 0).astype(np.int32)
+
+
 def _smooth_noise(rng: np.random.Generator, shape, sigma) -> np.ndarray:
     """Gaussian-filtered white noise scaled to zero mean and unit variance."""
     field = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
@@ -285,6 +302,8 @@ def make_synthetic_ihc(
     blur_sigma: float = 0.8,
     noise_std: float = 2.0,
     stains: StainVectors = H_DAB,
+    hematoxylin_range: tuple[float, float] = _HEMATOXYLIN_RANGE,
+    positive_map: np.ndarray | None = None,
 ) -> SyntheticIHC:
     """Generate a synthetic IHC field (hematoxylin + DAB) with exact truth.
 
@@ -320,6 +339,14 @@ def make_synthetic_ihc(
         Standard deviation of the noise on 8-bit intensities (0 for none).
     stains : StainVectors
         Stain vectors used for mixing.
+    hematoxylin_range : (float, float)
+        Hematoxylin OD range of a negative nucleus (paler for a Ki-67
+        counterstain, e.g. ``(0.3, 0.55)``).
+    positive_map : (H, W) array of float, optional
+        Probability of being positive at each pixel: a nucleus is positive
+        with the value at its centroid, and then 1+, 2+ or 3+ in the
+        proportions of ``class_probabilities`` (or equally). Overrides
+        ``positive_fraction``; lets a field have hot spots.
 
     Returns
     -------
@@ -357,11 +384,13 @@ def make_synthetic_ihc(
     n = len(weights)
 
     klass = rng.choice(4, size=n, p=probs).astype(np.int32)
+    if positive_map is not None:
+        klass = _classes_from_map(rng, labels, n, positive_map, probs)
     lows = np.array([DAB_CLASS_RANGES[k][0] for k in klass])
     highs = np.array([DAB_CLASS_RANGES[k][1] for k in klass])
     dab_od = np.concatenate([[0.0], rng.uniform(lows, highs)]).astype(np.float32)
     # DAB masks the counterstain: strongly positive nuclei take up less hematoxylin.
-    h_od = rng.uniform(*_HEMATOXYLIN_RANGE, size=n) * (1.0 - 0.45 * dab_od[1:] / 0.9)
+    h_od = rng.uniform(*hematoxylin_range, size=n) * (1.0 - 0.45 * dab_od[1:] / 0.9)
 
     hema = np.zeros((h, w), np.float32)
     for (box, inside, rim), h_i in zip(weights, h_od):

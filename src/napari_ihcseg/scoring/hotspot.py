@@ -258,7 +258,7 @@ def _exact_counts(pts, pos, centres, *, radius: float | None, n_cells: int | Non
     n_pos = np.zeros(len(centres), np.int64)
     radii = np.zeros(len(centres))
     for i, (cy, cx) in enumerate(centres):
-        lo, hi = np.searchsorted(ys, [cy - band, cy + band], side="left")
+        lo, hi = np.searchsorted(ys, cy - band, side="left"), np.searchsorted(ys, cy + band, side="right")
         for part in (slice(lo, hi), slice(None)):
             d2 = (ys[part] - cy) ** 2 + (xs[part] - cx) ** 2
             if not n_cells:
