@@ -114,6 +114,10 @@ def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
     assert aggregated_jaccard_index(b, a) >= 0.99
     assert abs(large["n_nuclei"] - small["n_nuclei"]) <= max(2, 0.01 * small["n_nuclei"])
     assert abs(large["positive_percent"] - small["positive_percent"]) < 1.0
+    # The stain pattern is pooled over the blocks; the hot spot comes from the pooled cell table.
+    assert large["stain_pattern"] == small["stain_pattern"] == "nuclear"
+    assert large["dab_nuclear_share"] == pytest.approx(small["dab_nuclear_share"], abs=0.02)
+    assert large["hotspot_ki67_index"] == pytest.approx(small["hotspot_ki67_index"], abs=5)
     cells = read_cells_csv(tmp_path / "large" / "slide.cells.csv")
     assert len(cells) == large["n_nuclei_segmented"]
     assert cells["label"].is_unique
