@@ -1,11 +1,16 @@
-"""Screenshots of each widget on the scikit-image IHC sample, for docs/user_guide.md.
+"""Screenshots of the demo and of each widget, for README.md and docs/user_guide.md.
 
-Run under a virtual display from the repository root:
+The field is the demo's synthetic Ki-67 field (nuclear DAB, a hot spot; the
+``ki67`` sample), as ``scripts/run.sh`` opens it; the last picture scores the
+scikit-image sample (FHL2, cytoplasmic) to show the stain-pattern warning.
+Run under a virtual display from the repository root, in one command:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
-        python scripts/make_screenshots.py --model NAME_OR_CHECKPOINT --out docs/images [--scale 2]
+        python scripts/make_screenshots.py [--model NAME_OR_CHECKPOINT] [--out docs/images]
 
-Writes segment.png, correct.png, score.png, pairs.png and train.png.
+Without ``--model`` the default shipped model is used. Writes run.png,
+segment.png, correct.png, score.png, score_cytoplasmic.png, pairs.png and
+train.png.
 """
 
 from __future__ import annotations
@@ -48,11 +53,9 @@ def save(viewer, app, path: Path, width: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default=None, help="checkpoint name or folder (default: the shipped default)")
     parser.add_argument("--out", default="docs/images")
-    parser.add_argument("--scale", type=float, default=2.0,
-                        help="the Segment widget's Scale (default 2: the sample's nuclei are about half the size of "
-                             "those the models were trained on)")
+    parser.add_argument("--scale", type=float, default=1.0, help="the Segment widget's Scale on the Ki-67 field")
     parser.add_argument("--width", type=int, default=1400)
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -63,26 +66,31 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
     from skimage import data
 
+    from napari_ihcseg._sample_data import KI67_SAMPLE_HOTSPOT_CELLS, ki67_sample
     from napari_ihcseg._widgets.correct import CorrectWidget
     from napari_ihcseg._widgets.pairs import SavePairsWidget
     from napari_ihcseg._widgets.score import ScoreWidget
     from napari_ihcseg._widgets.segment import SegmentWidget
     from napari_ihcseg._widgets.train import TrainWidget
     from napari_ihcseg.data.pairs import RecoveryStore
+    from napari_ihcseg.models import default_checkpoint_name
+
+    model = args.model or default_checkpoint_name("cpu")
 
     store = RecoveryStore(work / "recovery")
     catalog = work / "catalog.json"
     viewer = napari.Viewer(title="napari-ihcseg")
     app = QApplication.instance()
     viewer.window._qt_window.resize(1500, 950)
-    viewer.add_image(data.immunohistochemistry(), name="IHC sample", rgb=True)
+    for layer_data, meta, kind in ki67_sample():
+        getattr(viewer, f"add_{kind}")(layer_data, **meta)
 
     # Segment
     seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
     dock = viewer.window.add_dock_widget(seg, name="Segment nuclei", area="right")
-    index = seg.model.findData(args.model)
+    index = seg.model.findData(model)
     if index < 0:
-        seg.add_checkpoint(args.model)
+        seg.add_checkpoint(model)
     else:
         seg.model.setCurrentIndex(index)
     seg.tile.setValue(256)
@@ -123,12 +131,27 @@ def main() -> None:
     score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
     dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
     score.stain.setCurrentIndex(score.stain.findData("ki67"))
+    score.trust.hotspot_cells.setValue(KI67_SAMPLE_HOTSPOT_CELLS)
     score.start()
     wait(app, 1.0)
     viewer.reset_view()
     nuclei.opacity = 0.6
     save(viewer, app, out / "score.png", args.width)
-    viewer.window.remove_dock_widget(dock)
+    print("scored:", {k: score.summary[k] for k in ("n_nuclei", "ki67_index", "ki67_index_ci",
+                                                     "hotspot_ki67_index", "stain_pattern")},
+          "truth:", viewer.layers["synthetic Ki-67"].metadata["ihcseg_truth"])
+
+    # What scripts/run.sh opens, once segmented and scored: the three widgets docked side by side.
+    seg_dock = viewer.window.add_dock_widget(SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog),
+                                             name="Segment nuclei", area="right")
+    corr_dock = viewer.window.add_dock_widget(CorrectWidget(viewer, ask=lambda *a: False, store=store),
+                                              name="Correct nuclei", area="right")
+    viewer.window._qt_window.tabifyDockWidget(seg_dock, corr_dock)
+    viewer.window._qt_window.tabifyDockWidget(corr_dock, dock)
+    dock.raise_()
+    save(viewer, app, out / "run.png", args.width)
+    for d in (seg_dock, corr_dock, dock):
+        viewer.window.remove_dock_widget(d)
 
     # Save pairs
     pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=store)
@@ -144,7 +167,7 @@ def main() -> None:
     train = TrainWidget(viewer, catalog=catalog)
     dock = viewer.window.add_dock_widget(train, name="Train a model", area="right")
     train.dataset.setText(str(work / "ihc-pairs"))
-    base = train.base.findData(args.model)
+    base = train.base.findData(model)
     train.base.setCurrentIndex(base if base >= 0 else train.base.findData("r2unet-lite"))
     train.epochs.setValue(2)
     train.tile.setCurrentText("128")
@@ -153,6 +176,26 @@ def main() -> None:
     train.start()
     wait_for(app, lambda: not train.running, timeout=1800)
     save(viewer, app, out / "train.png", args.width)
+    viewer.window.remove_dock_widget(dock)
+
+    # The scikit-image sample (FHL2, cytoplasmic): scored, it shows the stain-pattern warning.
+    viewer.layers.clear()
+    viewer.add_image(data.immunohistochemistry(), name="IHC sample (FHL2)", rgb=True)
+    seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
+    dock = viewer.window.add_dock_widget(seg, name="Segment nuclei", area="right")
+    seg.model.setCurrentIndex(max(seg.model.findData(model), 0))
+    seg.image_scale.setValue(2.0)  # its nuclei are about half the size the models were trained on
+    seg.run()
+    wait_for(app, lambda: not seg.running)
+    viewer.window.remove_dock_widget(dock)
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
+    score.stain.setCurrentIndex(score.stain.findData("ki67"))
+    score.start()
+    wait(app, 1.0)
+    viewer.reset_view()
+    save(viewer, app, out / "score_cytoplasmic.png", args.width)
+    print("FHL2 sample:", score.summary["stain_pattern"], score.summary["warnings"][:1])
     viewer.close()
 
 
