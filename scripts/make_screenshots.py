@@ -152,6 +152,7 @@ def main() -> None:
     save(viewer, app, out / "run.png", args.width)
     for d in (seg_dock, corr_dock, dock):
         viewer.window.remove_dock_widget(d)
+    score.trust.clear_layers()
 
     # Save pairs
     pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=store)

@@ -84,8 +84,15 @@ def start_worker(func, *args, on_result: Callable, on_error: Callable, on_finish
     return worker
 
 
+#: Metadata key of the layers the plugin draws only to show a result (a heat map, a
+#: hot-spot circle): no layer picker offers them as input.
+DISPLAY_ONLY = "ihcseg_display_only"
+
+
 class LayerChoice(QComboBox):
     """A combo box listing the viewer's layers of some types, kept up to date.
+
+    Layers marked :data:`DISPLAY_ONLY` in their metadata are never listed.
 
     Parameters
     ----------
@@ -115,7 +122,8 @@ class LayerChoice(QComboBox):
 
     def _matching(self) -> list:
         return [layer for layer in self._viewer.layers
-                if type(layer).__name__ in self._kinds and (self._accept is None or self._accept(layer))]
+                if type(layer).__name__ in self._kinds and not layer.metadata.get(DISPLAY_ONLY)
+                and (self._accept is None or self._accept(layer))]
 
     def refresh(self, *_args) -> None:
         current = self.currentText()

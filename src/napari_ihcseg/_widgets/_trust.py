@@ -14,6 +14,8 @@ from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QLabel, QSpin
 
 from napari_ihcseg.scoring.summary import hotspot_of_cells
 
+from ._common import DISPLAY_ONLY
+
 #: Names of the layers this panel adds.
 HOTSPOT_LAYER, HEATMAP_LAYER = "Ki-67 hot spot", "local Ki-67 index"
 #: Vertices of the drawn hot-spot circle.
@@ -135,7 +137,8 @@ class TrustPanel(QWidget):
         else:
             layer = self.viewer.add_shapes([circle], shape_type="polygon", name=HOTSPOT_LAYER,
                                            edge_color="yellow", face_color="transparent", edge_width=3,
-                                           scale=labels_layer.scale[-2:], translate=labels_layer.translate[-2:])
+                                           scale=labels_layer.scale[-2:], translate=labels_layer.translate[-2:],
+                                           metadata={DISPLAY_ONLY: True})
         layer.metadata["ihcseg_hotspot"] = {"index": spot.index, "n_cells": spot.n_cells,
                                             "center": list(spot.center), "radius": spot.radius}
         layer.features = {"label": [text]}
@@ -155,7 +158,8 @@ class TrustPanel(QWidget):
         else:
             layer = self.viewer.add_image(heat.index, name=HEATMAP_LAYER, colormap="inferno", opacity=0.45,
                                           blending="translucent", contrast_limits=(0.0, 100.0),
-                                          scale=scale * heat.spacing, translate=translate, interpolation2d="linear")
+                                          scale=scale * heat.spacing, translate=translate, interpolation2d="linear",
+                                          metadata={DISPLAY_ONLY: True})
             layer.visible = self.show_heatmap.isChecked()
 
     def _heatmap_toggled(self, checked: bool) -> None:
