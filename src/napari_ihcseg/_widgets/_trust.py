@@ -104,7 +104,7 @@ class TrustPanel(QWidget):
         for box in (self.min_cells, self.ki67_cutoff, self.hotspot_diameter, self.hotspot_cells):
             box.valueChanged.connect(lambda *_: callback())
 
-    def show(self, summary: dict, cells, config, labels_layer) -> None:
+    def show_result(self, summary: dict, cells, config, labels_layer) -> None:
         """Update the banner and, for Ki-67, the hot-spot and heat-map layers."""
         warnings = summary.get("warnings") or []
         self.warning.setText("\n".join(f"⚠ {w}" for w in warnings))
@@ -115,6 +115,11 @@ class TrustPanel(QWidget):
         spot, heat = hotspot_of_cells(cells, config, cells["included"].to_numpy(bool), return_map=True)
         self._show_heatmap(heat, labels_layer)
         self._show_circle(spot, labels_layer)
+
+    def reset(self) -> None:
+        """Nothing scored: no banner, no hot-spot layers."""
+        self.warning.setVisible(False)
+        self.clear_layers()
 
     def clear_layers(self) -> None:
         """Remove the hot-spot layers."""

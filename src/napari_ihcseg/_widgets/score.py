@@ -283,6 +283,7 @@ class ScoreWidget(QWidget):
         self._detach()
         self.live = self.cells = self.summary = None
         self.table.setRowCount(0)
+        self.trust.reset()
         self.histogram.set_values([])
         for button in self.export_buttons.values():
             button.setEnabled(False)
@@ -336,7 +337,7 @@ class ScoreWidget(QWidget):
         for button in self.export_buttons.values():
             button.setEnabled(True)
         self._colour(cells)
-        self.trust.show(summary, cells, self.live.config, layer)
+        self.trust.show_result(summary, cells, self.live.config, layer)
 
     def _colour(self, cells) -> None:
         layer = self._layer

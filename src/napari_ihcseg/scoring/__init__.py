@@ -4,7 +4,11 @@ The entry point is :func:`score_image` (image + instance labels →
 :class:`ScoreResult`); :func:`summarize` recomputes the image scores from the
 per-nucleus table alone, for live threshold changes; :func:`write_exports`
 writes ``<stem>.cells.csv``, ``<stem>.summary.json`` and a QuPath-importable
-``<stem>.nuclei.geojson``. Definitions and references: ``docs/scoring.md``.
+``<stem>.nuclei.geojson``. The summary also says how far to trust it:
+:mod:`~napari_ihcseg.scoring.confidence` (Wilson intervals, the minimum count,
+uncertain calls), :mod:`~napari_ihcseg.scoring.stain_pattern` (is the DAB in
+the nuclei?) and :mod:`~napari_ihcseg.scoring.hotspot` (the Ki-67 hot spot).
+Definitions and references: ``docs/scoring.md``.
 """
 
 from napari_ihcseg.scoring.export import (
