@@ -29,7 +29,7 @@ from napari_ihcseg.stain import I0, H_DAB, StainVectors
 #: A cell counts as stained when its nucleus or its ring reaches this DAB OD.
 STAINED_OD = 0.15
 #: Below this nuclear DAB share the stain is called cytoplasmic/membranous.
-NUCLEAR_SHARE_CUT = 0.65
+NUCLEAR_SHARE_CUT = 0.63
 #: Fewer stained cells than this: no call (e.g. a Ki-67-negative field).
 MIN_STAINED_CELLS = 10
 #: Ring gap and width as fractions of the median equivalent radius of the nuclei.
