@@ -3,7 +3,8 @@
 :class:`LiveScore` holds the per-nucleus table of an image (DAB and
 hematoxylin optical density, area, centroid). After an edit only the touched
 nuclei are measured again, on the bounding box around them; a threshold or
-region change re-reads no pixel at all. This keeps the Score widget's table
+region change re-reads no pixel at all. Classes set by hand (count mode) are
+applied after every classification. This keeps the Score widget's table
 live on images with thousands of nuclei. No Qt here.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from napari_ihcseg.scoring import ScoringConfig, classify, measure_nuclei, summarize
+from napari_ihcseg.scoring import ScoringConfig, apply_class_overrides, classify, measure_nuclei, summarize
 from napari_ihcseg.scoring.presets import ESTIMATE
 from napari_ihcseg.scoring.regions import Region
 from napari_ihcseg.stain import StainVectors, estimate_stain_vectors
@@ -39,6 +40,7 @@ class LiveScore:
         else:
             self.stain_vectors = config.stain_vectors
         self.region: Region | None = None
+        self.overrides: dict[int, str] = {}
         self._cells = self._measure(np.asarray(labels)).set_index("label", drop=False)
         self._cells.index.name = None
 
@@ -74,6 +76,10 @@ class LiveScore:
         """Count only nuclei whose centroid lies in ``region`` (``None``: all)."""
         self.region = region
 
+    def set_overrides(self, overrides) -> None:
+        """Classes set by hand (id → ``"positive"``, ``"negative"``, ``"0"`` .. ``"3"``)."""
+        self.overrides = dict(overrides or {})
+
     def set_config(self, config: ScoringConfig) -> bool:
         """Change thresholds, stain or area limits. Returns ``False`` (and keeps the
         old config) when the change needs measuring again (other stain vectors or pixel size)."""
@@ -84,13 +90,14 @@ class LiveScore:
         return True
 
     def cells(self) -> pd.DataFrame:
-        """The scored table: measurements, ``in_roi``, ``intensity_class``, ``positive``, ``included``."""
+        """The scored table: measurements, ``in_roi``, ``intensity_class``, ``positive``, ``included``,
+        ``class_source``."""
         cells = self._cells.reset_index(drop=True)
         if self.region is None:
             cells["in_roi"] = True
         else:
             cells["in_roi"] = self.region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy())
-        cells = classify(cells, self.config)
+        cells = apply_class_overrides(classify(cells, self.config), self.overrides)
         cells.attrs["stain_vectors"] = self.stain_vectors
         return cells
 

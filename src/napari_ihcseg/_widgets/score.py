@@ -312,9 +312,11 @@ class ScoreWidget(QWidget):
         """Update the table, the histogram and the colours now."""
         if self.live is None:
             return
-        cells, summary = self.live.result()
         layer = self._layer
         session = session_for(layer, create=False) if layer is not None else None
+        if session is not None:  # classes set by hand in count mode
+            self.live.set_overrides(session.tracker.class_overrides)
+        cells, summary = self.live.result()
         if session is not None:
             status = np.array([session.tracker.status(i) or "" for i in cells["label"].to_numpy()], dtype=object)
             cells["edit_status"] = status
