@@ -155,6 +155,15 @@ class CorrectionSession(QObject):
         self._edited(edit.change)
         return edit.change
 
+    def set_class(self, label: int, value: str | None) -> LabelChange:
+        """Give nucleus ``label`` a class by hand (``None``: back to the model's), and log it."""
+        if self._sync.pending:
+            self.sync()
+        self.tracker.set_class(label, value)
+        change = LabelChange(frozenset(), frozenset({int(label)}), frozenset())
+        self._edited(change)
+        return change
+
     def _edited(self, change: LabelChange) -> None:
         self.changed.emit(change)
         if self._autosave is not None:

@@ -20,7 +20,8 @@ The names above are defined in these modules and importable from here:
 * :mod:`~napari_ihcseg.editing.tracking`: :class:`LabelDiffer`,
   :class:`EditRecord`, :class:`EditTracker` and :data:`CLASS_VALUES`;
 * :mod:`~napari_ihcseg.editing.count`: :func:`grow_nucleus_at` (a nucleus
-  grown where a person clicked) and :func:`typical_diameter`.
+  grown where a person clicked), :func:`typical_diameter` and
+  :func:`compare_counts` (nuclei against a person's point counts).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .operations import (
     split_label_by_instances,
     split_label_by_line,
 )
-from .count import grow_nucleus_at, typical_diameter
+from .count import compare_counts, grow_nucleus_at, typical_diameter
 from .tracking import CLASS_VALUES, EditRecord, EditTracker, LabelDiffer
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "LabelChange",
     "LabelDiffer",
     "LabelEdit",
+    "compare_counts",
     "delete_label",
     "grow_nucleus_at",
     "label_at",

@@ -22,6 +22,11 @@ How the nucleus is found, in order of preference:
 Whatever the method, the nucleus never covers another nucleus and never
 reaches farther than :data:`MAX_REACH` diameters from the click; one smaller
 than :data:`MIN_AREA_FRACTION` of a typical nucleus becomes the disk.
+
+:func:`compare_counts` checks the nuclei against a person's point counts
+(matched, missed and extra nuclei, and the difference in positive index)
+with the point matching of the Ki-67 evaluation
+(:func:`~napari_ihcseg.metrics.evaluate_points`).
 """
 
 from __future__ import annotations
@@ -201,3 +206,50 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     label = int(new_label) if new_label is not None else next_free_label(labels)
     new_crop = np.where(region, label, crop).astype(labels.dtype, copy=False)
     return _edit("grow", labels, box, new_crop, LabelChange(frozenset({label}), frozenset(), frozenset()))
+
+
+def compare_counts(labels: np.ndarray, points, positive, *, radius: float,
+                   nucleus_positive: dict | None = None) -> dict:
+    """Compare the nuclei of ``labels`` with a person's point counts.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+    points : array_like, shape (M, 2)
+        The counted nuclei, (row, col) in pixels of ``labels``.
+    positive : array_like of bool, shape (M,)
+    radius : float
+        A nucleus centroid and a point within this many pixels match.
+    nucleus_positive : dict, optional
+        Nucleus id → positive; without it only detection is compared.
+
+    Returns
+    -------
+    dict
+        The figures of :func:`~napari_ihcseg.metrics.evaluate_points`, plus
+        ``matched``, ``missed`` (counted, not found), ``extra`` (found, not
+        counted) and ``delta_index`` (the nuclei's % positive minus the
+        counts', signed; NaN without classes).
+
+    Examples
+    --------
+    >>> lab = np.zeros((20, 40), np.int32); lab[2:6, 2:6] = 1; lab[2:6, 20:24] = 2
+    >>> r = compare_counts(lab, [[3.5, 3.5], [15, 30]], [True, False], radius=3,
+    ...                    nucleus_positive={1: True, 2: False})
+    >>> r["matched"], r["missed"], r["extra"], r["delta_index"]
+    (1, 1, 1, 0.0)
+    """
+    from napari_ihcseg.metrics import evaluate_points
+
+    labels = _check_labels(labels)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    centroids = (np.asarray(ndi.center_of_mass(np.ones(labels.shape, np.float32), labels, ids)).reshape(-1, 2)
+                 if ids.size else np.zeros((0, 2)))
+    pred_positive = None
+    if nucleus_positive is not None:
+        pred_positive = np.array([bool(nucleus_positive.get(int(i), False)) for i in ids], bool)
+    result = evaluate_points(centroids, pred_positive, points, positive, radius=radius)
+    result.update(matched=result["tp"], missed=result["fn"], extra=result["fp"],
+                  delta_index=result["pred_pct_positive"] - result["truth_pct_positive"])
+    return result

@@ -50,6 +50,11 @@ class LabelDiffer:
     def shape(self) -> tuple[int, ...]:
         return self._snapshot.shape
 
+    @property
+    def areas(self) -> np.ndarray:
+        """Pixel count of every id at the last update (index = id; a view, do not modify)."""
+        return self._areas
+
     def area(self, label: int) -> int:
         """Pixel count of ``label`` at the last update."""
         return int(self._areas[label]) if 0 <= label < self._areas.size else 0
