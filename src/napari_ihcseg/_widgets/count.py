@@ -60,6 +60,8 @@ POINT_COLORS = {"positive": (0.85, 0.2, 0.15, 1.0), "negative": (0.25, 0.45, 0.9
 MATCH_RADIUS = 10.0
 #: A press and release farther apart than this many screen pixels is a drag (pan), not a click.
 CLICK_SLOP_PX = 4.0
+#: Key of ``labels.metadata["ihcseg"]`` naming the counts layer of a nuclei layer.
+COUNTS_KEY = "counts_layer"
 #: ``choose(title, suggested, filter) -> path or None``; injectable for tests.
 ChoosePath = Callable[[str, str, str], "str | None"]
 
@@ -80,6 +82,45 @@ def _open_dialog(parent) -> ChoosePath:
 
 def _colour(value: str) -> tuple:
     return POINT_COLORS["positive" if value in POSITIVE_CLASSES else "negative" if value else ""]
+
+
+def scored_positive(labels_layer) -> dict | None:
+    """Nucleus id → positive, from the Score widget's table on the layer (``None`` if not scored)."""
+    features = getattr(labels_layer, "features", None)
+    if features is None or "intensity_class" not in features or "index" not in features:
+        return None
+    return dict(zip(features["index"].astype(int).tolist(), (features["intensity_class"] >= 1).tolist()))
+
+
+def counts_layer_of(viewer, labels_layer):
+    """The counts (Points) layer tied to a nuclei layer in count mode, or ``None``."""
+    name = labels_layer.metadata.get("ihcseg", {}).get(COUNTS_KEY) if labels_layer is not None else None
+    return viewer.layers[name] if name and name in viewer.layers else None
+
+
+def counted_points(points_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The points in the nuclei layer's pixels, whether each is positive, and whether its class is known.
+
+    A point's class is its own (``features["class"]``) or, when it has none,
+    that of the scored nucleus under it.
+    """
+    coords = np.asarray(points_layer.data, float).reshape(-1, 2)[:, -2:]
+    if labels_layer is not None and (np.any(points_layer.scale[-2:] != labels_layer.scale[-2:])
+                                     or np.any(points_layer.translate[-2:] != labels_layer.translate[-2:])):
+        coords = np.array([labels_layer.world_to_data(points_layer.data_to_world(p)) for p in coords])
+        coords = coords.reshape(-1, 2)[:, -2:]
+    features = points_layer.features
+    classes = list(features["class"]) if "class" in features else [""] * len(coords)
+    positive = np.array([c in POSITIVE_CLASSES for c in classes], bool)
+    known = np.array([c != "" for c in classes], bool)
+    if not known.all() and labels_layer is not None:
+        scored = scored_positive(labels_layer) or {}
+        data = np.asarray(labels_layer.data)
+        for k in np.flatnonzero(~known):
+            label = editing.label_at(data, coords[k])
+            if label in scored:
+                positive[k], known[k] = scored[label], True
+    return coords, positive, known
 
 
 class CountWidget(QWidget):
@@ -222,6 +263,7 @@ class CountWidget(QWidget):
                                             border_color="white", scale=labels.scale[-2:],
                                             translate=labels.translate[-2:])
             self.counts_choice.set_layer(points)
+        labels.metadata.setdefault("ihcseg", {})[COUNTS_KEY] = points.name
         if "class" not in points.features:
             points.features = points.features.assign(**{"class": [""] * len(points.data)})
         if points not in self._bound:
@@ -371,42 +413,20 @@ class CountWidget(QWidget):
         """The counted points (row, col in the nuclei layer) and whether each is positive.
 
         A point without a class of its own takes the class of the scored
-        nucleus under it (the Score widget's table); one on no scored nucleus
-        is an error naming how many.
+        nucleus under it (see :func:`counted_points`); one on no scored
+        nucleus is an error naming how many.
         """
         points = points_layer if points_layer is not None else self.counts
         if points is None or not len(points.data):
             raise ValueError("there are no counted points; start counting or open a points file")
-        coords = np.asarray(points.data, float)[:, -2:]
-        labels_layer = self.layer
-        if labels_layer is not None and (np.any(points.scale[-2:] != labels_layer.scale[-2:])
-                                         or np.any(points.translate[-2:] != labels_layer.translate[-2:])):
-            coords = np.array([labels_layer.world_to_data(points.data_to_world(p)) for p in coords])[:, -2:]
-        classes = list(points.features["class"]) if "class" in points.features else [""] * len(coords)
-        positive = np.array([c in POSITIVE_CLASSES for c in classes], bool)
-        unknown = np.array([c == "" for c in classes], bool)
-        if unknown.any():
-            scored = self._scored_positive()
-            data = np.asarray(labels_layer.data) if labels_layer is not None else None
-            missing = 0
-            for k in np.flatnonzero(unknown):
-                label = editing.label_at(data, coords[k]) if data is not None else 0
-                if scored is None or label not in scored:
-                    missing += 1
-                else:
-                    positive[k] = scored[label]
-            if missing:
-                raise ValueError(f"{missing} counted point(s) have no class and lie on no scored nucleus; "
-                                 "classify them (U / J) or score the nuclei first")
+        coords, positive, known = counted_points(points, self.layer)
+        if not known.all():
+            raise ValueError(f"{int((~known).sum())} counted point(s) have no class and lie on no scored "
+                             "nucleus; classify them (U / J) or score the nuclei first")
         return coords, positive
 
     def _scored_positive(self) -> dict | None:
-        """Nucleus id → positive, from the Score widget's table on the nuclei layer (``None`` if not scored)."""
-        layer = self.layer
-        features = getattr(layer, "features", None)
-        if features is None or "intensity_class" not in features or "index" not in features:
-            return None
-        return dict(zip(features["index"].astype(int).tolist(), (features["intensity_class"] >= 1).tolist()))
+        return scored_positive(self.layer)
 
     def save_points(self, path=None) -> Path | None:
         """Write the counts as a marker CSV (``type,x,y``) or QuPath GeoJSON (by the file ending)."""
@@ -444,6 +464,8 @@ class CountWidget(QWidget):
                                        scale=labels.scale[-2:] if labels is not None else None,
                                        translate=labels.translate[-2:] if labels is not None else None)
         self.counts_choice.set_layer(layer)
+        if labels is not None:
+            labels.metadata.setdefault("ihcseg", {})[COUNTS_KEY] = layer.name
         self.status.setText(f"Opened {len(coords)} points ({int(positive.sum())} positive) from {path.name}.")
         return layer
 
