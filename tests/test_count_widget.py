@@ -62,6 +62,11 @@ def counting(make_napari_viewer, qtbot, ihc, store):
     return viewer, layer, count, score
 
 
+def _drawn(qtbot, count):
+    """Wait for the clicks' points (drawn just after the nuclei and the table)."""
+    qtbot.waitUntil(lambda: not count.points_pending, timeout=3000)
+
+
 def _table(score):
     return {score.table.item(r, 0).text(): score.table.item(r, 1).text() for r in range(score.table.rowCount())}
 
@@ -76,6 +81,7 @@ def test_clicks_grow_classify_and_delete_undoably_and_reach_the_live_table(count
     assert count.click((220, 40)) == "grow"
     new = int(layer.data[220, 40])
     assert new == 4 and 20 < (layer.data == new).sum() < 2000
+    _drawn(qtbot, count)
     assert session.tracker.status(new) == "created" and len(points.data) == 1
     qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "4", timeout=3000)
     layer.undo()
@@ -94,6 +100,7 @@ def test_clicks_grow_classify_and_delete_undoably_and_reach_the_live_table(count
     score.set_thresholds((0.0, 0.01, 0.02))
     qtbot.waitUntil(lambda: _table(score)["Positive"] == "2", timeout=3000)  # 2 stays negative by hand
     assert session.tracker.class_overrides == {1: "positive", 2: "negative"}
+    _drawn(qtbot, count)
     # One point per counted nucleus; the undone nucleus's click stays a count (the points are the person's).
     assert sorted(points.features["class"]) == ["", "negative", "positive"]
 
@@ -151,6 +158,7 @@ def test_counts_save_open_and_compare_with_the_nuclei(counting, qtbot, tmp_path)
     count.set_action("negative")
     count.click((170, 170))
     count.click((230, 230))  # a nucleus the model missed, counted negative
+    _drawn(qtbot, count)
     path = count.save_points(tmp_path / "counts.csv")
     lines = path.read_text().splitlines()
     assert lines[0] == "type,x,y" and sorted(line.split(",")[0] for line in lines[1:]) == ["1", "2", "2"]
@@ -172,6 +180,7 @@ def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
     count.set_action("positive")
     count.click((60, 60))
     count.click((230, 230))
+    _drawn(qtbot, count)
     pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=count.store)
     qtbot.addWidget(pairs)
     pairs.folder.setText(str(tmp_path / "dataset"))

@@ -139,7 +139,7 @@ def test_an_unknown_folder_lists_the_layouts_and_what_it_holds(tmp_path):
 
 def test_samples_check_their_points():
     image = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(ValueError, match="labels, a mask or points"):
+    with pytest.raises(ValueError, match=r"labels or a mask \(or points\)"):
         Sample(image, None, name="x")
     with pytest.raises(ValueError, match="one 0 or 1 per point"):
         Sample(image, None, name="x", points=[[1, 2]], point_classes=[1, 0])

@@ -42,7 +42,8 @@ def test_train_widget_names_the_layout_and_trains_from_a_cellpose_folder(make_na
     qtbot.addWidget(trainer)
     trainer.dataset.setText(str(tmp_path))  # nothing there fits
     assert trainer.show_layout() is None
-    assert "no known training layout" in trainer.layout_label.text() and LAYOUTS["cellpose"] in trainer.layout_label.text()
+    text = trainer.layout_label.text()
+    assert "no known training layout" in text and LAYOUTS["cellpose"] in text
     trainer.dataset.setText(str(folder))
     assert trainer.show_layout() == "cellpose" and LAYOUTS["cellpose"] in trainer.layout_label.text()
 

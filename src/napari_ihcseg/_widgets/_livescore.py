@@ -51,23 +51,34 @@ class LiveScore:
     def n_nuclei(self) -> int:
         return len(self._cells)
 
-    def update(self, labels: np.ndarray, ids: Iterable[int]) -> None:
-        """Measure the nuclei ``ids`` again (new, reshaped or gone) from ``labels``."""
+    def update(self, labels: np.ndarray, ids: Iterable[int], *, region: tuple[slice, slice] | None = None) -> None:
+        """Measure the nuclei ``ids`` again (new, reshaped or gone) from ``labels``.
+
+        ``region``, when given, holds every pixel of those nuclei (a speed-up:
+        only it is searched), e.g. the box of an edit that only created or
+        deleted nuclei.
+        """
         ids = np.array(sorted({int(i) for i in ids if int(i) > 0}), dtype=np.int64)
         if ids.size == 0:
             return
         labels = np.asarray(labels)
+        r0 = c0 = 0
+        if region is not None:
+            region = tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(region, labels.shape))
+            r0, c0 = region[0].start, region[1].start
+            labels = labels[region]
         mask = np.isin(labels, ids)
         keep = self._cells.drop(index=[i for i in ids if i in self._cells.index])
         if mask.any():
             rows = np.flatnonzero(mask.any(axis=1))
             cols = np.flatnonzero(mask.any(axis=0))
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            image_box = (slice(r0 + rows[0], r0 + rows[-1] + 1), slice(c0 + cols[0], c0 + cols[-1] + 1))
             part = np.where(mask[box], labels[box], 0)
-            fresh = measure_nuclei(self.image[box], part, stains=self.stain_vectors,
+            fresh = measure_nuclei(self.image[image_box], part, stains=self.stain_vectors,
                                    pixel_size_um=self.config.pixel_size_um)
-            fresh["centroid_y"] += box[0].start
-            fresh["centroid_x"] += box[1].start
+            fresh["centroid_y"] += image_box[0].start
+            fresh["centroid_x"] += image_box[1].start
             fresh.index = fresh["label"].to_numpy()
             keep = pd.concat([keep[fresh.columns], fresh]).sort_index()
         self._cells = keep

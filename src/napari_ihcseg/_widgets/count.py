@@ -34,7 +34,16 @@ from napari_ihcseg import editing
 from napari_ihcseg.data.pairs import RecoveryStore
 from napari_ihcseg.io.points import read_points, write_points
 
-from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, in_memory, labels_in_image, show_error, show_info
+from ._common import (
+    Ask,
+    LayerChoice,
+    ask_with_dialog,
+    describe_error,
+    in_memory,
+    labels_in_image,
+    show_error,
+    show_info,
+)
 from ._session import offer_restore, session_for
 
 #: (key, what clicks on a nucleus then do, action). Free in napari's Labels, Points and viewer keymaps.
@@ -149,6 +158,7 @@ class CountWidget(QWidget):
         self.action = "grow"
         self.last_comparison: dict | None = None
         self._image_cache: tuple | None = None
+        self._points_pending = 0
         self._bound: list = []
 
         self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
@@ -324,11 +334,11 @@ class CountWidget(QWidget):
             value = action if action in editing.CLASS_VALUES else ""
             if value:
                 session.set_class(label, value)
-            self._put_point(position, label, value, data=np.asarray(self.layer.data))
+            self._later_point(position, label, value)
             done = "grow"
         elif action == "delete":
             self._drop_points(label, data)
-            session.apply(editing.delete_label(data, label))
+            session.apply(editing.delete_label(data, label, region=self._window(data, position, label, session)))
             done = "delete"
         elif action == "grow":
             raise ValueError(f"nucleus {label} is already here; press U (positive), J (negative) or H "
@@ -336,7 +346,7 @@ class CountWidget(QWidget):
         else:
             value = None if action == "model" else action
             session.set_class(label, value)
-            self._put_point(position, label, value or "", data=data)
+            self._later_point(position, label, value or "")
             done = "class"
         self.status.setText(self._tally())
         return done
@@ -356,22 +366,65 @@ class CountWidget(QWidget):
             data, position, mask_prob=mask_prob, contour_prob=contour_prob,
             image=self._image() if mask_prob is None else None,
             diameter=editing.typical_diameter(data, areas=session.differ.areas),
+            new_label=int(np.flatnonzero(session.differ.areas)[-1]) + 1,  # no pass over the whole image
             mask_threshold=opts.get("mask_threshold", 0.5), contour_threshold=opts.get("contour_threshold", 0.5))
         session.apply(edit)
         return next(iter(edit.change.created))
 
+    @staticmethod
+    def _window(data: np.ndarray, position, label: int, session):
+        """A box around the click holding the whole nucleus ``label``, or ``None`` (search the image)."""
+        d = editing.typical_diameter(data, areas=session.differ.areas)
+        half = int(4 * d)
+        r, c = (int(round(float(v))) for v in tuple(position)[-2:])
+        box = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))
+        inside = int(np.count_nonzero(data[box] == label))
+        return box if inside == session.differ.area(label) else None
+
     # ---------------------------------------------------------------- points
+    def _later_point(self, position, label: int, value: str) -> None:
+        """Mark the counted nucleus on the counts layer right after the click (the nuclei and table come first)."""
+        from qtpy.QtCore import QTimer
+
+        position = np.asarray(position, float)
+        self._points_pending += 1
+
+        def put() -> None:
+            self._points_pending -= 1
+            self._run(self._put_point, position, label, value, data=np.asarray(self.layer.data))
+            self.status.setText(self._tally())
+
+        QTimer.singleShot(0, put)
+
+    @property
+    def points_pending(self) -> bool:
+        """Whether a click's point is still to be drawn."""
+        return self._points_pending > 0
+
     def _put_point(self, position, label: int, value: str, *, data: np.ndarray) -> None:
-        """One point per counted nucleus: move the nucleus' point here with its class, or add one."""
+        """One point per counted nucleus: set the class of the nucleus' point, or add one at the click."""
         points = self.counts if self.counts is not None else self.start()
         coords = np.asarray(points.data, float).reshape(-1, 2)
-        classes = list(points.features["class"]) if len(coords) else []
         mine = self._points_on(label, coords, data)
-        keep = np.ones(len(coords), bool)
-        keep[mine] = False
-        coords = np.vstack([coords[keep], np.asarray(position, float)[None, -2:]])
-        classes = [c for c, k in zip(classes, keep) if k] + [value]
-        self._set_points(points, coords, classes)
+        if mine.size:  # the nucleus has its point already: give it the new class, in place
+            k = int(mine[0])
+            points.features.loc[k, "class"] = value
+            colors = np.array(points.face_color)
+            colors[k] = _colour(value)
+            points.face_color = colors
+            if mine.size > 1:
+                self._remove_points(points, mine[1:])
+            return
+        if points.selected_data:
+            points.selected_data = set()
+        points.feature_defaults = {"class": value}
+        points.current_face_color = _colour(value)
+        points.add(np.asarray(position, float)[None, -2:])
+
+    @staticmethod
+    def _remove_points(points, indices) -> None:
+        points.selected_data = {int(i) for i in indices}
+        points.remove_selected()
 
     @staticmethod
     def _points_on(label: int, coords: np.ndarray, data: np.ndarray) -> np.ndarray:
@@ -387,18 +440,9 @@ class CountWidget(QWidget):
         points = self.counts
         if points is None or not len(points.data):
             return
-        coords = np.asarray(points.data, float)
-        keep = np.ones(len(coords), bool)
-        keep[self._points_on(label, coords, data)] = False
-        if not keep.all():
-            self._set_points(points, coords[keep], [c for c, k in zip(points.features["class"], keep) if k])
-
-    @staticmethod
-    def _set_points(points, coords: np.ndarray, classes: list[str]) -> None:
-        points.data = coords.reshape(-1, 2)
-        points.features = pd.DataFrame({"class": pd.Series(classes, dtype=object)})
-        if len(classes):
-            points.face_color = np.array([_colour(c) for c in classes])
+        mine = self._points_on(label, np.asarray(points.data, float), data)
+        if mine.size:
+            self._remove_points(points, mine)
 
     def _tally(self) -> str:
         session = session_for(self.layer, create=False) if self.layer is not None else None

@@ -110,7 +110,7 @@ class Sample:
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"{self.name}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         if self.labels is None and self.mask is None and self.points is None:
-            raise ValueError(f"{self.name}: a sample needs labels, a mask or points")
+            raise ValueError(f"{self.name}: a sample needs labels or a mask (or points)")
         self._check_points(image.shape[:2])
         if self.labels is not None:
             labels = np.asarray(self.labels)

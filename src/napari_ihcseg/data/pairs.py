@@ -12,23 +12,24 @@ existing pair is never replaced unless the caller passes ``overwrite=True``.
 
 ``dataset.json``
 ----------------
-``format`` (``"napari-ihcseg-pairs"``), ``version`` (1), ``images_dir``,
-``masks_dir``, ``image_suffix`` (``".png"``), ``mask_suffix`` (``".tif"``),
-``mask_dtype`` (``"uint32"``), ``created``, ``updated`` and ``pairs``, a list
-with one entry per pair: ``id``, ``image`` and ``mask`` (paths relative to the
-folder), ``region`` (``[y0, x0, y1, x1]`` in pixels of the source image),
-``mode`` (``"whole"``, ``"region"`` or ``"tiles"``), ``tile_size`` and
-``stride`` (``null`` unless tiled), ``n_nuclei``, ``corrected`` (a person
-drew, changed or deleted a nucleus in it), ``n_corrected``, ``corrected_at``
-(ISO 8601, UTC), ``source``, ``stain``, ``pixel_size_um``, ``model``,
-``saved_at``, and, where a person counted nuclei by clicking (count mode),
-``points`` (``points/<id>.csv``, a marker CSV ``type,x,y`` in the pair's own
-pixels; ``null`` without counts), ``n_points`` and ``points_region`` (the
-part of the source image, ``[y0, x0, y1, x1]``, that the points cover). The keys ``mode``, ``tile_size``, ``stride``, ``source``,
-``stain``, ``pixel_size_um``, ``model`` and ``drop_empty`` are repeated at the
-top level when every pair agrees, and are ``null`` there when they differ; the
-per-pair values are authoritative. The ``pairs`` list, written last, is the
-list of complete pairs.
+``format`` (``"napari-ihcseg-pairs"``),
+``version`` (1), ``images_dir``, ``masks_dir``, ``image_suffix`` (``".png"``),
+``mask_suffix`` (``".tif"``), ``mask_dtype`` (``"uint32"``), ``created``,
+``updated`` and ``pairs``, a list with one entry per pair: ``id``, ``image``
+and ``mask`` (paths relative to the folder), ``region`` (``[y0, x0, y1, x1]``
+in pixels of the source image), ``mode`` (``"whole"``, ``"region"`` or
+``"tiles"``), ``tile_size`` and ``stride`` (``null`` unless tiled),
+``n_nuclei``, ``corrected`` (a person drew, changed or deleted a nucleus in
+it), ``n_corrected``, ``corrected_at`` (ISO 8601, UTC), ``source``, ``stain``,
+``pixel_size_um``, ``model``, ``saved_at``, and, where a person counted nuclei
+by clicking (count mode), ``points`` (``points/<id>.csv``, a marker CSV
+``type,x,y`` in the pair's own pixels; ``null`` without counts), ``n_points``
+and ``points_region`` (the part of the source image, ``[y0, x0, y1, x1]``,
+that the points cover). The keys ``mode``, ``tile_size``, ``stride``,
+``source``, ``stain``, ``pixel_size_um``, ``model`` and ``drop_empty`` are
+repeated at the top level when every pair agrees, and are ``null`` there when
+they differ; the per-pair values are authoritative. The ``pairs`` list,
+written last, is the list of complete pairs.
 
 Examples
 --------

@@ -209,6 +209,11 @@ class EditTracker:
         """``"created"``, ``"changed"``, ``"deleted"`` or ``None`` (untouched)."""
         return self._status.get(int(label))
 
+    @property
+    def states(self) -> dict[int, str]:
+        """The state of every id a human touched (:meth:`status` for all at once)."""
+        return dict(self._status)
+
     def _with(self, state: str) -> frozenset[int]:
         return frozenset(i for i, s in self._status.items() if s == state)
 
