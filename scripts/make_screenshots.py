@@ -5,7 +5,8 @@ Run under a virtual display from the repository root:
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
         python scripts/make_screenshots.py --model NAME_OR_CHECKPOINT --out docs/images [--scale 2]
 
-Writes segment.png, correct.png, score.png, pairs.png and train.png.
+Writes segment.png, correct.png, count.png, score.png, pairs.png and train.png; ``--only count``
+(for instance) writes just those named (the segmentation runs first whatever is asked).
 """
 
 from __future__ import annotations
@@ -46,6 +47,64 @@ def save(viewer, app, path: Path, width: int) -> None:
     print(path, pil.size, path.stat().st_size // 1024, "KiB")
 
 
+def count_shot(viewer, app, nuclei, store, path: Path, width: int) -> None:
+    """Count mode on the segmented sample: a nucleus grown back where it was missed, two classified by hand,
+    scored live; the nuclei layer is left as it was."""
+    from scipy import ndimage as ndi
+
+    from napari_ihcseg._widgets._session import session_for
+    from napari_ihcseg._widgets.count import CountWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+    from napari_ihcseg.editing import EditTracker
+
+    before = np.array(nuclei.data, copy=True)
+    labels = before.copy()
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    centres = np.array(ndi.center_of_mass(labels > 0, labels, ids))
+    middle = np.array(labels.shape) / 2
+    order = np.argsort(np.hypot(*(centres - middle).T))
+    near = [k for k in order if 60 <= sizes[k] <= 600][:4]
+    # The model's nucleus nearest the middle is taken out, as if it had been missed (not a human edit)...
+    labels[labels == ids[near[0]]] = 0
+    nuclei.data = labels
+    session = session_for(nuclei, store=store)
+    session.sync()
+    session.tracker = EditTracker()
+    session.edited_mask[:] = False
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    count = CountWidget(viewer, ask=lambda *a: False, store=store)
+    score_dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
+    dock = viewer.window.add_dock_widget(count, name="Count nuclei", area="right")
+    score.stain.setCurrentIndex(score.stain.findData("ki67"))
+    score.start()
+    count.image_choice.set_layer(viewer.layers["IHC sample"])
+    count.start()
+    # ... and grown back by a click; two more are classified by hand.
+    count.set_action("grow")
+    count.click(centres[near[0]])
+    count.set_action("positive")
+    count.click(centres[near[1]])
+    count.set_action("negative")
+    count.click(centres[near[2]])
+    wait_for(app, lambda: not count.points_pending)
+    score.refresh()
+    cy, cx = centres[near[0]]
+    viewer.scene.camera.center = (cy, cx)
+    viewer.scene.camera.zoom = 2.5
+    viewer.layers.selection.active = count.counts
+    nuclei.opacity = 0.6
+    save(viewer, app, path, width)
+    viewer.window.remove_dock_widget(dock)
+    viewer.window.remove_dock_widget(score_dock)
+    viewer.layers.remove(count.counts)
+    nuclei.data = before
+    session.sync()
+    session.tracker = EditTracker()
+    session.edited_mask[:] = False
+    nuclei.opacity = 0.7
+    viewer.reset_view()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -54,7 +113,11 @@ def main() -> None:
                         help="the Segment widget's Scale (default 2: the sample's nuclei are about half the size of "
                              "those the models were trained on)")
     parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--only", nargs="+", default=None, metavar="SHOT",
+                        choices=("segment", "correct", "count", "score", "pairs", "train"),
+                        help="write only these screenshots")
     args = parser.parse_args()
+    wanted = set(args.only or ("segment", "correct", "count", "score", "pairs", "train"))
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ihcseg-shots-"))
@@ -91,8 +154,14 @@ def main() -> None:
     wait_for(app, lambda: not seg.running)
     nuclei = viewer.layers["nuclei"]
     viewer.reset_view()
-    save(viewer, app, out / "segment.png", args.width)
+    if "segment" in wanted:
+        save(viewer, app, out / "segment.png", args.width)
     viewer.window.remove_dock_widget(dock)
+    if "count" in wanted:
+        count_shot(viewer, app, nuclei, store, out / "count.png", args.width)
+    if not wanted - {"segment", "count"}:
+        viewer.close()
+        return
 
     # Correct: a cut line drawn across a nucleus, ready for K
     corr = CorrectWidget(viewer, ask=lambda *a: False, store=store)
@@ -114,7 +183,8 @@ def main() -> None:
     viewer.scene.camera.zoom = 3
     viewer.layers.selection.active = nuclei
     nuclei.mode = "paint"
-    save(viewer, app, out / "correct.png", args.width)
+    if "correct" in wanted:
+        save(viewer, app, out / "correct.png", args.width)
     corr.split_with_line()
     viewer.window.remove_dock_widget(dock)
     viewer.layers.remove(cuts)
@@ -127,7 +197,8 @@ def main() -> None:
     wait(app, 1.0)
     viewer.reset_view()
     nuclei.opacity = 0.6
-    save(viewer, app, out / "score.png", args.width)
+    if "score" in wanted:
+        save(viewer, app, out / "score.png", args.width)
     viewer.window.remove_dock_widget(dock)
 
     # Save pairs
@@ -137,10 +208,14 @@ def main() -> None:
     pairs.mode.setCurrentIndex(pairs.mode.findData("tiles"))
     pairs.stride.setValue(128)
     pairs.save()
-    save(viewer, app, out / "pairs.png", args.width)
+    if "pairs" in wanted:
+        save(viewer, app, out / "pairs.png", args.width)
     viewer.window.remove_dock_widget(dock)
 
     # Train (a few steps, to show the curve)
+    if "train" not in wanted:
+        viewer.close()
+        return
     train = TrainWidget(viewer, catalog=catalog)
     dock = viewer.window.add_dock_widget(train, name="Train a model", area="right")
     train.dataset.setText(str(work / "ihc-pairs"))
