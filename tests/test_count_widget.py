@@ -193,3 +193,33 @@ def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
     sample = load_pairs_folder(tmp_path / "dataset")[0]
     assert sample.points.shape == (2, 2) and sample.point_classes.tolist() == [1, 1]
     assert sample.labels[230, 230] > 0, "the grown nucleus is in the mask"
+
+
+def test_a_mouse_click_on_the_counts_layer_counts_and_a_drag_pans(counting, qtbot):
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+    from vispy.util.keys import SHIFT
+
+    _viewer, layer, count, _score = counting
+    points = count.counts
+
+    def gesture(start, end=None, modifiers=()):
+        def event(kind, position):
+            from types import SimpleNamespace
+
+            return ReadOnlyWrapper(SimpleNamespace(type=kind, is_dragging=kind == "mouse_move", modifiers=list(modifiers),
+                                         position=position, button=1, view_direction=None, dims_displayed=[0, 1],
+                                         pos=(0, 0), delta=(0, 0)))
+        mouse_press_callbacks(points, event("mouse_press", start))
+        if end is not None:
+            mouse_move_callbacks(points, event("mouse_move", end))
+        mouse_release_callbacks(points, event("mouse_release", end or start))
+
+    gesture((220, 40), end=(120, 200))  # a drag: napari pans, nothing is counted
+    assert not layer.data[220, 40] and not layer.data[120, 200]
+    gesture((220, 40))  # a click on empty tissue grows a nucleus
+    assert layer.data[220, 40] == 4
+    gesture((60, 60), modifiers=(SHIFT,))  # Shift+click: positive
+    assert count._session().tracker.class_overrides == {1: "positive"}
+    _drawn(qtbot, count)
+    assert len(points.data) == 2

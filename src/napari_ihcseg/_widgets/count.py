@@ -252,9 +252,8 @@ class CountWidget(QWidget):
 
     def set_action(self, action: str) -> str:
         """What the next clicks on nuclei do (one of :data:`BINDINGS`' actions; ``"intensity"`` steps)."""
-        if action == "intensity":
-            action = str((int(self.action) + 1) % 4) if self.action in ("0", "1", "2") else (
-                "0" if self.action != "3" else "0")
+        if action == "intensity":  # 0 → 1+ → 2+ → 3+ → 0
+            action = str((int(self.action) + 1) % 4) if self.action in ("0", "1", "2", "3") else "0"
         if action not in ACTION_TEXT:
             raise ValueError(f"unknown count-mode action {action!r}")
         self.action = action
@@ -296,7 +295,8 @@ class CountWidget(QWidget):
         while event.type == "mouse_move":
             end = np.asarray(event.position, float)
             yield
-        zoom = float(getattr(self.viewer.camera, "zoom", 1.0)) or 1.0
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera
+        zoom = float((scene.camera if scene is not None else self.viewer.camera).zoom) or 1.0
         if np.hypot(*(end - start)[-2:]) * zoom > CLICK_SLOP_PX:
             return  # a drag: napari pans
         position = np.asarray(self.layer.world_to_data(start))[-2:]
