@@ -319,7 +319,7 @@ def load_pairs_folder(path: str | Path) -> list[Sample]:
         if entry.get("points"):  # counts kept beside the mask (count mode)
             from napari_ihcseg.io.points import read_points_csv
 
-            points, positive = read_points_csv(root / entry["points"])
+            points, positive = read_points_csv(_inside(root, entry["points"], "points"))
             classes = positive.astype(np.int8)
         samples.append(Sample(image, labels, name=f"{root.name}/{pid}", source="pairs", stain=stain,
                               group=f"{root.name}:{group}", points=points, point_classes=classes))
