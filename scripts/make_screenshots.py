@@ -9,8 +9,9 @@ Run under a virtual display from the repository root, in one command:
         python scripts/make_screenshots.py [--model NAME_OR_CHECKPOINT] [--out docs/images]
 
 Without ``--model`` the default shipped model is used. Writes run.png,
-segment.png, correct.png, score.png, score_cytoplasmic.png, pairs.png and
-train.png.
+segment.png, correct.png, count.png, score.png, score_cytoplasmic.png,
+pairs.png and train.png; ``--only count`` (for instance) writes just those
+named (the segmentation runs first whatever is asked).
 """
 
 from __future__ import annotations
@@ -51,13 +52,79 @@ def save(viewer, app, path: Path, width: int) -> None:
     print(path, pil.size, path.stat().st_size // 1024, "KiB")
 
 
+def count_shot(viewer, app, nuclei, store, path: Path, width: int) -> None:
+    """Count mode on the segmented sample: a nucleus grown back where it was missed, two classified by hand,
+    scored live; the nuclei layer is left as it was."""
+    from scipy import ndimage as ndi
+
+    from napari_ihcseg._widgets._session import session_for
+    from napari_ihcseg._widgets.count import CountWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+    from napari_ihcseg.editing import EditTracker
+
+    before = np.array(nuclei.data, copy=True)
+    labels = before.copy()
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    centres = np.array(ndi.center_of_mass(labels > 0, labels, ids))
+    middle = np.array(labels.shape) / 2
+    order = np.argsort(np.hypot(*(centres - middle).T))
+    near = [k for k in order if 60 <= sizes[k] <= 600][:4]
+    # The model's nucleus nearest the middle is taken out, as if it had been missed (not a human edit)...
+    labels[labels == ids[near[0]]] = 0
+    nuclei.data = labels
+    session = session_for(nuclei, store=store)
+    session.sync()
+    session.tracker = EditTracker()
+    session.edited_mask[:] = False
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    count = CountWidget(viewer, ask=lambda *a: False, store=store)
+    score_dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
+    dock = viewer.window.add_dock_widget(count, name="Count nuclei", area="right")
+    score.stain.setCurrentIndex(score.stain.findData("ki67"))
+    score.start()
+    count.image_choice.set_layer(viewer.layers["synthetic Ki-67"])
+    count.start()
+    # ... and grown back by a click; two more are classified by hand.
+    count.set_action("grow")
+    count.click(centres[near[0]])
+    count.set_action("positive")
+    count.click(centres[near[1]])
+    count.set_action("negative")
+    count.click(centres[near[2]])
+    wait_for(app, lambda: not count.points_pending)
+    score.refresh()
+    cy, cx = centres[near[0]]
+    viewer.scene.camera.center = (cy, cx)
+    viewer.scene.camera.zoom = 2.5
+    viewer.layers.selection.active = count.counts
+    nuclei.opacity = 0.6
+    save(viewer, app, path, width)
+    viewer.window.remove_dock_widget(dock)
+    viewer.window.remove_dock_widget(score_dock)
+    viewer.layers.remove(count.counts)
+    nuclei.data = before
+    session.sync()
+    session.tracker = EditTracker()
+    session.edited_mask[:] = False
+    nuclei.opacity = 0.7
+    viewer.reset_view()
+
+
+#: The pictures, in the order they are taken.
+SHOTS = ("segment", "count", "correct", "score", "run", "pairs", "train", "cytoplasmic")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None, help="checkpoint name or folder (default: the shipped default)")
     parser.add_argument("--out", default="docs/images")
     parser.add_argument("--scale", type=float, default=1.0, help="the Segment widget's Scale on the Ki-67 field")
     parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--only", nargs="+", default=None, metavar="SHOT",
+                        choices=SHOTS,
+                        help="write only these screenshots")
     args = parser.parse_args()
+    wanted = set(args.only or SHOTS)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ihcseg-shots-"))
@@ -99,8 +166,14 @@ def main() -> None:
     wait_for(app, lambda: not seg.running)
     nuclei = viewer.layers["nuclei"]
     viewer.reset_view()
-    save(viewer, app, out / "segment.png", args.width)
+    if "segment" in wanted:
+        save(viewer, app, out / "segment.png", args.width)
     viewer.window.remove_dock_widget(dock)
+    if "count" in wanted:
+        count_shot(viewer, app, nuclei, store, out / "count.png", args.width)
+    if not wanted - {"segment", "count"}:
+        viewer.close()
+        return
 
     # Correct: a cut line drawn across a nucleus, ready for K
     corr = CorrectWidget(viewer, ask=lambda *a: False, store=store)
@@ -122,7 +195,8 @@ def main() -> None:
     viewer.scene.camera.zoom = 3
     viewer.layers.selection.active = nuclei
     nuclei.mode = "paint"
-    save(viewer, app, out / "correct.png", args.width)
+    if "correct" in wanted:
+        save(viewer, app, out / "correct.png", args.width)
     corr.split_with_line()
     viewer.window.remove_dock_widget(dock)
     viewer.layers.remove(cuts)
@@ -136,7 +210,8 @@ def main() -> None:
     wait(app, 1.0)
     viewer.reset_view()
     nuclei.opacity = 0.6
-    save(viewer, app, out / "score.png", args.width)
+    if "score" in wanted:
+        save(viewer, app, out / "score.png", args.width)
     print("scored:", {k: score.summary[k] for k in ("n_nuclei", "ki67_index", "ki67_index_ci",
                                                      "hotspot_ki67_index", "stain_pattern")},
           "truth:", viewer.layers["synthetic Ki-67"].metadata["ihcseg_truth"])
@@ -149,7 +224,8 @@ def main() -> None:
     viewer.window._qt_window.tabifyDockWidget(seg_dock, corr_dock)
     viewer.window._qt_window.tabifyDockWidget(corr_dock, dock)
     dock.raise_()
-    save(viewer, app, out / "run.png", args.width)
+    if "run" in wanted:
+        save(viewer, app, out / "run.png", args.width)
     for d in (seg_dock, corr_dock, dock):
         viewer.window.remove_dock_widget(d)
     score.trust.clear_layers()
@@ -161,42 +237,45 @@ def main() -> None:
     pairs.mode.setCurrentIndex(pairs.mode.findData("tiles"))
     pairs.stride.setValue(128)
     pairs.save()
-    save(viewer, app, out / "pairs.png", args.width)
+    if "pairs" in wanted:
+        save(viewer, app, out / "pairs.png", args.width)
     viewer.window.remove_dock_widget(dock)
 
     # Train (a few steps, to show the curve)
-    train = TrainWidget(viewer, catalog=catalog)
-    dock = viewer.window.add_dock_widget(train, name="Train a model", area="right")
-    train.dataset.setText(str(work / "ihc-pairs"))
-    base = train.base.findData(model)
-    train.base.setCurrentIndex(base if base >= 0 else train.base.findData("r2unet-lite"))
-    train.epochs.setValue(2)
-    train.tile.setCurrentText("128")
-    train.batch.setValue(2)
-    train.max_steps.setValue(6)
-    train.start()
-    wait_for(app, lambda: not train.running, timeout=1800)
-    save(viewer, app, out / "train.png", args.width)
-    viewer.window.remove_dock_widget(dock)
+    if "train" in wanted:
+        train = TrainWidget(viewer, catalog=catalog)
+        dock = viewer.window.add_dock_widget(train, name="Train a model", area="right")
+        train.dataset.setText(str(work / "ihc-pairs"))
+        base = train.base.findData(model)
+        train.base.setCurrentIndex(base if base >= 0 else train.base.findData("r2unet-lite"))
+        train.epochs.setValue(2)
+        train.tile.setCurrentText("128")
+        train.batch.setValue(2)
+        train.max_steps.setValue(6)
+        train.start()
+        wait_for(app, lambda: not train.running, timeout=1800)
+        save(viewer, app, out / "train.png", args.width)
+        viewer.window.remove_dock_widget(dock)
 
-    # The scikit-image sample (FHL2, cytoplasmic): scored, it shows the stain-pattern warning.
-    viewer.layers.clear()
-    viewer.add_image(data.immunohistochemistry(), name="IHC sample (FHL2)", rgb=True)
-    seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
-    dock = viewer.window.add_dock_widget(seg, name="Segment nuclei", area="right")
-    seg.model.setCurrentIndex(max(seg.model.findData(model), 0))
-    seg.image_scale.setValue(2.0)  # its nuclei are about half the size the models were trained on
-    seg.run()
-    wait_for(app, lambda: not seg.running)
-    viewer.window.remove_dock_widget(dock)
-    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
-    dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
-    score.stain.setCurrentIndex(score.stain.findData("ki67"))
-    score.start()
-    wait(app, 1.0)
-    viewer.reset_view()
-    save(viewer, app, out / "score_cytoplasmic.png", args.width)
-    print("FHL2 sample:", score.summary["stain_pattern"], score.summary["warnings"][:1])
+    if "cytoplasmic" in wanted:
+        # The scikit-image sample (FHL2, cytoplasmic): scored, it shows the stain-pattern warning.
+        viewer.layers.clear()
+        viewer.add_image(data.immunohistochemistry(), name="IHC sample (FHL2)", rgb=True)
+        seg = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=catalog)
+        dock = viewer.window.add_dock_widget(seg, name="Segment nuclei", area="right")
+        seg.model.setCurrentIndex(max(seg.model.findData(model), 0))
+        seg.image_scale.setValue(2.0)  # its nuclei are about half the size the models were trained on
+        seg.run()
+        wait_for(app, lambda: not seg.running)
+        viewer.window.remove_dock_widget(dock)
+        score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+        dock = viewer.window.add_dock_widget(score, name="Score nuclei", area="right")
+        score.stain.setCurrentIndex(score.stain.findData("ki67"))
+        score.start()
+        wait(app, 1.0)
+        viewer.reset_view()
+        save(viewer, app, out / "score_cytoplasmic.png", args.width)
+        print("FHL2 sample:", score.summary["stain_pattern"], score.summary["warnings"][:1])
     viewer.close()
 
 

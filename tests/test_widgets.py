@@ -562,7 +562,8 @@ def test_manifest_opens_every_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_labels(nuclei_field(), name="nuclei")
     widgets = {}
-    for name in ("Segment nuclei", "Correct nuclei", "Score nuclei", "Save training pairs", "Train a model"):
+    for name in ("Segment nuclei", "Correct nuclei", "Count nuclei", "Score nuclei", "Save training pairs",
+                 "Train a model"):
         _dock, widgets[name] = viewer.window.add_plugin_dock_widget("napari-ihcseg", name)
     assert type(widgets["Correct nuclei"]).__name__ == "CorrectWidget"
     # napari hands plugins a proxy of the viewer; the widgets still share one session per layer.

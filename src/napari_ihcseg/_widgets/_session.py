@@ -64,6 +64,10 @@ class CorrectionSession(QObject):
         self.differ = LabelDiffer(np.asarray(layer.data))
         self.edited_mask = np.zeros(np.shape(layer.data), bool)
         self.recovery_offered = False
+        #: Where the last edit changed pixels: a box, ``()`` for none (a class set by hand), ``None`` if unknown.
+        self.last_edit_box: tuple | None = None
+        #: Whether the last edit was one discrete action (a helper key, a count-mode click), not a brush stroke.
+        self.last_edit_discrete = False
         self._region: tuple[slice, slice] | None = None
         self._full = False
         self._applying = False
@@ -130,6 +134,8 @@ class CorrectionSession(QObject):
         region = None if self._full else self._region
         self._region, self._full = None, False
         change = self.differ.update(np.asarray(layer.data), region=region)
+        self.last_edit_box = None if region is None else tuple(region)
+        self.last_edit_discrete = False
         if change.touched:
             self.edited_mask[self.differ.last_region] |= self.differ.last_diff
             self.tracker.record_change("edit", change)
@@ -151,9 +157,22 @@ class CorrectionSession(QObject):
             box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
             self.differ.update(np.asarray(layer.data), region=box)
             self.edited_mask[rr, cc] = True
+        self.last_edit_box = box if edit.n_pixels else ()
+        self.last_edit_discrete = True
         self.tracker.record_change(edit.action, edit.change)
         self._edited(edit.change)
         return edit.change
+
+    def set_class(self, label: int, value: str | None) -> LabelChange:
+        """Give nucleus ``label`` a class by hand (``None``: back to the model's), and log it."""
+        if self._sync.pending:
+            self.sync()
+        self.tracker.set_class(label, value)
+        self.last_edit_box = ()
+        self.last_edit_discrete = True
+        change = LabelChange(frozenset(), frozenset({int(label)}), frozenset())
+        self._edited(change)
+        return change
 
     def _edited(self, change: LabelChange) -> None:
         self.changed.emit(change)
@@ -221,6 +240,7 @@ class CorrectionSession(QObject):
         finally:
             self._applying = False
         self.differ.reset(labels)
+        self.last_edit_box = None
         self.tracker = tracker
         self.changed.emit(LabelChange(frozenset(), frozenset(int(i) for i in np.unique(labels) if i), frozenset()))
         return info

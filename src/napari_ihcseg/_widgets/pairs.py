@@ -153,6 +153,19 @@ class SavePairsWidget(QWidget):
         lo, hi = lo - origin, hi - origin
         return (int(max(lo[0], 0)), int(max(lo[1], 0)), int(min(hi[0], shape[0])), int(min(hi[1], shape[1])))
 
+    def _counts(self, labels_layer) -> dict:
+        """The nuclei counted in count mode (with a known class), kept beside the masks."""
+        from .count import counted_points, counts_layer_of
+
+        counts = counts_layer_of(self.viewer, labels_layer)
+        if counts is None or not len(counts.data):
+            return {}
+        coords, positive, known = counted_points(counts, labels_layer)
+        if not known.all():
+            show_info(f"{int((~known).sum())} counted point(s) without a class are left out of the pairs; "
+                      "classify them or score the nuclei first")
+        return {"points": coords[known], "point_positive": positive[known]}
+
     def save(self) -> list[SavedPair]:
         """Save with the current settings; asks before replacing existing pairs."""
         try:
@@ -180,7 +193,7 @@ class SavePairsWidget(QWidget):
             stain=self.stain.currentText(), pixel_size_um=self.pixel_size.value() or None,
             model=meta.get("model"), corrected_labels=session.tracker.edit_times(),
             edited_mask=session.edited_mask if session.edited_mask.shape == labels.shape else None,
-            origin=origin)
+            origin=origin, **self._counts(labels_layer))
         try:
             saved = writer.save(image, labels, **options)
         except FileExistsError:
@@ -196,6 +209,8 @@ class SavePairsWidget(QWidget):
         session.saved()
         self.last_saved = saved
         n_fixed = sum(p.corrected for p in saved)
-        self.status.setText(f"Saved {len(saved)} pair(s) ({n_fixed} corrected by hand) to {writer.folder}.")
+        n_points = sum(p.n_points for p in saved)
+        self.status.setText(f"Saved {len(saved)} pair(s) ({n_fixed} corrected by hand"
+                            + (f", {n_points} counted nuclei" if n_points else "") + f") to {writer.folder}.")
         show_info(f"Saved {len(saved)} training pair(s) to {Path(writer.folder)}")
         return saved

@@ -52,8 +52,11 @@ from ._livescore import LiveScore
 from ._trust import TrustPanel, trust_rows
 from ._session import session_for
 
-#: Delay between the last threshold move or edit and the table update (ms).
+#: Delay between the last threshold move or brush stroke and the table update (ms).
 REFRESH_DELAY_MS = 200
+#: After a discrete edit (a helper key, a count-mode click) the table updates at once and the
+#: colours this long after the last one: recolouring thousands of nuclei redraws the whole layer.
+RECOLOUR_DELAY_MS = 300
 #: Largest DAB OD offered by the threshold sliders.
 SLIDER_MAX = 2.0
 #: Colour of nuclei that do not count (outside the region or the area limits).
@@ -197,6 +200,7 @@ class ScoreWidget(QWidget):
         layout.addStretch(1)
 
         self._refresh = Debouncer(self.refresh, REFRESH_DELAY_MS)
+        self._recolour = Debouncer(self._draw, RECOLOUR_DELAY_MS)
         self.stain.currentIndexChanged.connect(self._stain_changed)
         for slider in self.sliders:
             slider.valueChanged.connect(self._sliders_moved)
@@ -291,8 +295,18 @@ class ScoreWidget(QWidget):
     def _labels_changed(self, change) -> None:
         if self.live is None or self._layer is None:
             return
-        self.live.update(np.asarray(self._layer.data), change.touched)
-        self._refresh.trigger()
+        session = session_for(self._layer, create=False)
+        box = getattr(session, "last_edit_box", None)
+        if box != ():  # () : no pixel changed (a class set by hand)
+            # Nuclei only created or deleted lie wholly in the edit's box; a changed one may reach beyond it.
+            region = box if box is not None and not change.changed else None
+            self.live.update(np.asarray(self._layer.data), change.touched, region=region)
+        if getattr(session, "last_edit_discrete", False):  # one click: the numbers now, the colours just after
+            self._refresh.cancel()
+            self.refresh(colour=False)
+            self._recolour.trigger()
+        else:
+            self._refresh.trigger()
 
     def _roi_changed(self, *_args) -> None:
         if self._roi_layer is not None:
@@ -313,16 +327,18 @@ class ScoreWidget(QWidget):
         self.live.set_region(region)
         self._refresh.trigger()
 
-    def refresh(self) -> None:
-        """Update the table, the histogram and the colours now."""
+    def refresh(self, *, colour: bool = True) -> None:
+        """Update the table, the histogram and (unless ``colour`` is false) the colours now."""
         if self.live is None:
             return
-        cells, summary = self.live.result()
         layer = self._layer
         session = session_for(layer, create=False) if layer is not None else None
+        if session is not None:  # classes set by hand in count mode
+            self.live.set_overrides(session.tracker.class_overrides)
+        cells, summary = self.live.result()
         if session is not None:
-            status = np.array([session.tracker.status(i) or "" for i in cells["label"].to_numpy()], dtype=object)
-            cells["edit_status"] = status
+            states = session.tracker.states
+            cells["edit_status"] = np.array([states.get(i, "") for i in cells["label"].tolist()], dtype=object)
         self.cells, self.summary = cells, summary
         rows = summary_rows(summary, cells)
         self.table.setRowCount(len(rows))
@@ -336,8 +352,16 @@ class ScoreWidget(QWidget):
         self.histogram.set_values(cells["dab_od_mean"].to_numpy()[included])
         for button in self.export_buttons.values():
             button.setEnabled(True)
-        self._colour(cells)
-        self.trust.show_result(summary, cells, self.live.config, layer)
+        if colour:
+            self._recolour.cancel()
+            self._draw()
+
+    def _draw(self) -> None:
+        """Colour the nuclei by class and update the warning banner and hot-spot layers."""
+        if self.cells is None or self.live is None:
+            return
+        self._colour(self.cells)
+        self.trust.show_result(self.summary, self.cells, self.live.config, self._layer)
 
     def _colour(self, cells) -> None:
         layer = self._layer

@@ -118,7 +118,8 @@ def format_eta(seconds: float) -> str:
 
 
 class TrainWidget(QWidget):
-    """Fine-tune or train a model on a dataset folder written by the Save-pairs widget.
+    """Fine-tune or train a model on a dataset folder: the Save-pairs widget's, or any layout labs have
+    (see :mod:`napari_ihcseg.data.layouts`); the layout found is named before training starts.
 
     Parameters
     ----------
@@ -134,13 +135,14 @@ class TrainWidget(QWidget):
         self.worker = None
         self.result = None
         self.tuned = None
+        self.folder_data = None
         self._job = "Training"
         self._cancel = threading.Event()
         self._relay = _Relay()
         self._relay.progressed.connect(self._progressed)
 
         self.dataset = QLineEdit()
-        self.dataset.setPlaceholderText("folder with images/, masks/, dataset.json")
+        self.dataset.setPlaceholderText("training pairs, images/ + masks/, Cellpose, QuPath or point CSVs")
         browse = QPushButton("Choose…")
         browse.clicked.connect(self.choose_dataset)
         row = QHBoxLayout()
@@ -172,9 +174,13 @@ class TrainWidget(QWidget):
         self.eta = QLabel("ETA –")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.layout_label = QLabel("")
+        self.layout_label.setWordWrap(True)
+        self.dataset.editingFinished.connect(self.show_layout)
 
         form = QFormLayout()
         form.addRow("Dataset folder", row)
+        form.addRow("", self.layout_label)
         form.addRow("Start from", self.base)
         form.addRow("Epochs", self.epochs)
         form.addRow("Tile", self.tile)
@@ -213,6 +219,19 @@ class TrainWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Training-pair folder", self.dataset.text())
         if folder:
             self.dataset.setText(folder)
+            self.show_layout()
+
+    def show_layout(self) -> str | None:
+        """Say which training layout the dataset folder follows (or why none fits)."""
+        from napari_ihcseg.data.layouts import LAYOUTS, detect_layout
+
+        try:
+            layout = detect_layout(check_absolute_folder(self.dataset.text(), what="dataset folder"))
+        except ValueError as exc:
+            self.layout_label.setText(str(exc))
+            return None
+        self.layout_label.setText(f"Found: {LAYOUTS[layout]}")
+        return layout
 
     @property
     def running(self) -> bool:
@@ -223,10 +242,11 @@ class TrainWidget(QWidget):
 
         The output folder defaults to ``<dataset>/models/<model><suffix>-<date>``.
         """
-        from napari_ihcseg.data.datasets import read_dataset_json
+        from napari_ihcseg.data.layouts import detect_layout
 
         dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
-        read_dataset_json(dataset)  # a clear message when it is not a training-pair folder
+        detect_layout(dataset)  # a clear message, listing the known layouts, when none fits
+        self.show_layout()
         base = self.base.currentData()
         if self.out.text().strip():
             out = check_absolute_folder(self.out.text(), what="output folder")
@@ -238,7 +258,7 @@ class TrainWidget(QWidget):
         from napari_ihcseg.training import TrainConfig
 
         dataset, base, out = self._dataset_base_out()
-        return TrainConfig(out=str(out), model=base, train_data=(f"pairs:{dataset}",), epochs=int(self.epochs.value()),
+        return TrainConfig(out=str(out), model=base, train_data=(f"folder:{dataset}",), epochs=int(self.epochs.value()),
                            batch_size=int(self.batch.value()), tile=int(self.tile.currentText()),
                            device=self.device.currentText(), max_steps_per_epoch=int(self.max_steps.value()) or None,
                            warmup_steps=min(100, max(1, int(self.max_steps.value()) or 100)))
@@ -265,7 +285,11 @@ class TrainWidget(QWidget):
         self._job = "Training"
 
         def job():
-            return train(config, progress=self._relay.progressed.emit, cancel=self._cancel)
+            from napari_ihcseg.data.layouts import load_folder
+
+            self.folder_data = load_folder(config.train_data[0].partition(":")[2])
+            return train(config, train_samples=self.folder_data.samples, progress=self._relay.progressed.emit,
+                         cancel=self._cancel)
 
         self.worker = start_worker(job, on_result=self._finished, on_error=self._failed, on_finished=self._done)
 
@@ -284,7 +308,7 @@ class TrainWidget(QWidget):
                 raise ValueError(f"{base} is untrained: choose a trained model in 'Start from' to tune")
             if is_shipped_path(out):
                 raise ValueError(f"{out}: inside the package's shipped models; choose a folder of your own")
-            samples = load_dataset(f"pairs:{dataset}")
+            samples = load_dataset(f"folder:{dataset}")
         except Exception as exc:  # noqa: BLE001 - reported to the user
             show_error(f"Tuning could not start: {describe_error(exc)}")
             self.status.setText(f"Not started: {exc}")
@@ -359,8 +383,16 @@ class TrainWidget(QWidget):
         if result.instance_params:
             tuned = " Instance settings tuned on the validation images: " + ", ".join(
                 f"{k.replace('_', ' ')} {v:g}" for k, v in result.instance_params.items()) + "."
+        data = ""
+        if self.folder_data is not None:
+            data = f" Trained on {self.folder_data.summary()}."
+            if self.folder_data.skipped:
+                data += " Skipped: " + "; ".join(self.folder_data.skipped[:5]) + (
+                    " …" if len(self.folder_data.skipped) > 5 else "")
+            if self.folder_data.warnings:
+                data += " " + " ".join(self.folder_data.warnings)
         self.status.setText(f"{what} the best model after {result.epochs_completed} epoch(s) is "
-                            f"{result.best_checkpoint}. It is now in the Segment widget's model list.{tuned}")
+                            f"{result.best_checkpoint}. It is now in the Segment widget's model list.{tuned}{data}")
         show_info(f"New model: {result.best_checkpoint}")
 
     def _failed(self, exc: BaseException) -> None:

@@ -16,8 +16,12 @@ DESCRIPTION = """\
 Train (or fine-tune) a nucleus model and write a checkpoint folder with a
 model card, metrics.csv and a resumable state.
 
-DATASET is a training-pair folder written by the napari widget
-(images/, masks/, dataset.json), or a public set named KIND:PATH with KIND one
+DATASET is a folder in one of the layouts labs already have, found from its
+files and named when training starts: the napari widget's training pairs
+(images/, masks/, dataset.json); images/ + masks/ matched by file stem;
+Cellpose style X.png + X_masks.png|tif; QuPath exports X.png + X.geojson of
+nucleus polygons; point counts X.png + X.csv. Pairs with a problem are skipped
+with a message naming the file. Or a public set named KIND:PATH with KIND one
 of monuseg, cpm15, gbm, deepliif. More sets join with --extra-data; sets for
 validation only with --val-data. Validation images are held out by image.
 
@@ -32,7 +36,7 @@ def register(subparsers) -> None:
     """Add the ``train`` sub-command."""
     p = subparsers.add_parser("train", help="train or fine-tune a model", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="DATASET", help="training-pair folder, or KIND:PATH")
+    p.add_argument("dataset", metavar="DATASET", help="training folder (any known layout), or KIND:PATH")
     p.add_argument("--model", required=True,
                    help="architecture name (trains from scratch), or a shipped checkpoint name or a checkpoint "
                         "folder to fine-tune")
@@ -121,6 +125,27 @@ def _spec(text: str) -> str:
     return text
 
 
+def _load(specs) -> list:
+    """Read the training data, saying which layout each folder follows and what was skipped."""
+    from napari_ihcseg.data.datasets import load_dataset
+    from napari_ihcseg.data.layouts import load_folder
+
+    samples = []
+    for spec in specs:
+        kind, sep, path = spec.partition(":")
+        if sep and len(kind) > 1 and kind != "folder":
+            samples.extend(load_dataset(spec))
+            continue
+        data = load_folder(path if sep and len(kind) > 1 else spec)
+        print(f"found {data.summary()}")
+        for message in data.skipped:
+            print(f"skipped: {message}", file=sys.stderr)
+        for message in data.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        samples.extend(data.samples)
+    return samples
+
+
 def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) -> dict:
     """The ``model_options`` that make ``model`` start from the encoder weights in a file."""
     if encoder_weights is None:
@@ -173,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
             seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
             patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment)
-        result = train(config, resume=args.resume, progress=_Bar())
+        result = train(config, train_samples=_load(config.train_data), resume=args.resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     except TrainingInterrupted as stop:

@@ -26,12 +26,12 @@ returned as ``(row, col)``. Rasterisation uses :func:`skimage.draw.polygon`:
 a pixel belongs to a polygon when its centre (integer coordinates) lies inside.
 
 Points: the Ki-67 marker CSV (``type,x,y``; type 1 a positive nucleus, 2 a
-negative one).
+negative one) is read and written by :mod:`napari_ihcseg.io.points`;
+``read_points_csv`` is re-exported here.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -41,12 +41,13 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
+# The marker CSV has one module that reads and writes it; re-exported here for the readers of data sets.
+from napari_ihcseg.io.points import POINT_NEGATIVE, POINT_POSITIVE, read_points_csv  # noqa: F401
+
 __all__ = ["read_polygons", "polygons_to_labels", "read_annotation_labels", "read_points_csv"]
 
 #: Vertices used to approximate an ellipse.
 _ELLIPSE_VERTICES = 64
-#: Marker types of the Ki-67 point CSV.
-POINT_POSITIVE, POINT_NEGATIVE = 1, 2
 
 
 def _float_attr(elem: ET.Element, name: str, path: Path) -> float:
@@ -270,50 +271,3 @@ def read_annotation_labels(path: str | os.PathLike, shape: tuple[int, ...]) -> n
     ``polygons_to_labels(read_polygons(path), shape)``; see both.
     """
     return polygons_to_labels(read_polygons(path), shape)
-
-
-def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a Ki-67 marker CSV with columns ``type,x,y``.
-
-    Parameters
-    ----------
-    path : path-like
-        A CSV with a header naming ``type``, ``x`` and ``y`` (other columns
-        are ignored); ``type`` 1 marks a positive nucleus, 2 a negative one.
-
-    Returns
-    -------
-    points : ndarray of float64, shape (N, 2)
-        (row, col) = (y, x) in pixels.
-    positive : ndarray of bool, shape (N,)
-
-    Raises
-    ------
-    ValueError
-        For a missing column, a non-numeric value or an unknown type; the
-        message names the file and line.
-    """
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
-        missing = [c for c in ("type", "x", "y") if c not in fields]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected a header 'type,x,y'")
-        points, positive = [], []
-        for row in reader:
-            line = reader.line_num
-            values = [(row.get(fields[c]) or "").strip() for c in ("type", "x", "y")]
-            if not any(values):
-                continue
-            try:
-                kind, x, y = int(float(values[0])), float(values[1]), float(values[2])
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: expected numbers, got {','.join(values)!r}") from None
-            if kind not in (POINT_POSITIVE, POINT_NEGATIVE):
-                raise ValueError(f"{path}, line {line}: type must be 1 (positive) or 2 (negative), got {values[0]}")
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise ValueError(f"{path}, line {line}: non-finite coordinates")
-            points.append((y, x))
-            positive.append(kind == POINT_POSITIVE)
-    return np.asarray(points, dtype=np.float64).reshape(-1, 2), np.asarray(positive, dtype=bool)

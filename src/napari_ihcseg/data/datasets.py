@@ -55,7 +55,7 @@ DEEPLIIF_MIN_SIZE = 16
 DEEPLIIF_TILE = 512
 DEEPLIIF_SEG_INDEX = 5
 
-DATASET_KINDS = ("pairs", "monuseg", "cpm15", "gbm", "deepliif")
+DATASET_KINDS = ("pairs", "monuseg", "cpm15", "gbm", "deepliif", "folder")
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +81,14 @@ class Sample:
         Samples of one group always fall on the same side of a train /
         validation split: tiles of one source image, or quarters of one
         field. Defaults to ``name``.
+    points : (N, 2) float64 or None
+        Nuclei annotated by a point, (row, col) in pixels (marker CSVs,
+        QuPath points, count mode). A sample may have points and no mask.
+    point_classes : (N,) int8 or None
+        1 for a positive nucleus, 0 for a negative one, one per point.
+    region : (H, W) bool or None
+        Where the points are complete (every nucleus there has one); ``None``
+        for the whole image.
     """
 
     image: np.ndarray
@@ -91,6 +99,9 @@ class Sample:
     stain: str = ""
     classes: dict | None = field(default=None, repr=False)
     group: str = ""
+    points: np.ndarray | None = field(default=None, repr=False)
+    point_classes: np.ndarray | None = field(default=None, repr=False)
+    region: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -98,8 +109,9 @@ class Sample:
         image = np.asarray(self.image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"{self.name}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-        if self.labels is None and self.mask is None:
-            raise ValueError(f"{self.name}: a sample needs labels or a mask")
+        if self.labels is None and self.mask is None and self.points is None:
+            raise ValueError(f"{self.name}: a sample needs labels or a mask (or points)")
+        self._check_points(image.shape[:2])
         if self.labels is not None:
             labels = np.asarray(self.labels)
             if labels.shape != image.shape[:2]:
@@ -107,11 +119,34 @@ class Sample:
             _check_label_ids(labels, self.name)
             object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
             object.__setattr__(self, "mask", labels > 0)
-        else:
+        elif self.mask is not None:
             mask = np.asarray(self.mask)
             if mask.shape != image.shape[:2]:
                 raise ValueError(f"{self.name}: mask shape {mask.shape} differs from image {image.shape[:2]}")
             object.__setattr__(self, "mask", mask.astype(bool, copy=False))
+
+    @property
+    def points_only(self) -> bool:
+        """Annotated by points alone (no labels, no mask)."""
+        return self.labels is None and self.mask is None
+
+    def _check_points(self, shape) -> None:
+        if self.points is None:
+            if self.point_classes is not None or self.region is not None:
+                raise ValueError(f"{self.name}: point_classes and region need points")
+            return
+        points = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+        object.__setattr__(self, "points", points)
+        if self.point_classes is not None:
+            classes = np.asarray(self.point_classes, dtype=np.int8).reshape(-1)
+            if classes.size != len(points) or not np.isin(classes, (0, 1)).all():
+                raise ValueError(f"{self.name}: point_classes must be one 0 or 1 per point")
+            object.__setattr__(self, "point_classes", classes)
+        if self.region is not None:
+            region = np.asarray(self.region, dtype=bool)
+            if region.shape != tuple(shape):
+                raise ValueError(f"{self.name}: region shape {region.shape} differs from image {tuple(shape)}")
+            object.__setattr__(self, "region", region)
 
 
 def _check_label_ids(labels: np.ndarray, where) -> None:
@@ -280,8 +315,14 @@ def load_pairs_folder(path: str | Path) -> list[Sample]:
             raise ValueError(f"{mask_path}: shape {labels.shape} differs from its image {image.shape[:2]}")
         stain = str(entry.get("stain") or meta.get("stain") or "")
         group = str(entry.get("source") or meta.get("source") or pid)
+        points = classes = None
+        if entry.get("points"):  # counts kept beside the mask (count mode)
+            from napari_ihcseg.io.points import read_points_csv
+
+            points, positive = read_points_csv(_inside(root, entry["points"], "points"))
+            classes = positive.astype(np.int8)
         samples.append(Sample(image, labels, name=f"{root.name}/{pid}", source="pairs", stain=stain,
-                              group=f"{root.name}:{group}"))
+                              group=f"{root.name}:{group}", points=points, point_classes=classes))
     return samples
 
 
@@ -418,9 +459,11 @@ _LOADERS = {"pairs": load_pairs_folder, "monuseg": load_monuseg, "cpm15": load_c
 
 
 def load_dataset(spec: str) -> list[Sample]:
-    """Load data named by a spec string ``"kind:path"`` (a bare path is a pairs folder).
+    """Load data named by a spec string ``"kind:path"``.
 
-    Kinds are ``pairs``, ``monuseg``, ``cpm15``, ``gbm`` and ``deepliif``.
+    Kinds are ``pairs``, ``monuseg``, ``cpm15``, ``gbm``, ``deepliif`` and
+    ``folder`` (any layout :mod:`napari_ihcseg.data.layouts` recognises; a
+    bare path means ``folder``).
 
     Examples
     --------
@@ -430,7 +473,11 @@ def load_dataset(spec: str) -> list[Sample]:
     """
     kind, sep, path = spec.partition(":")
     if not sep or (len(kind) == 1 and path.startswith("\\")):  # no kind, or a Windows drive letter
-        kind, path = "pairs", spec
+        kind, path = "folder", spec
+    if kind == "folder":  # any layout of napari_ihcseg.data.layouts, found from the files
+        from .layouts import load_folder
+
+        return load_folder(path).samples
     if kind not in _LOADERS:
         raise ValueError(f"unknown data set kind {kind!r} in {spec!r}; choose one of {', '.join(DATASET_KINDS)}")
     return _LOADERS[kind](path)

@@ -12,20 +12,24 @@ existing pair is never replaced unless the caller passes ``overwrite=True``.
 
 ``dataset.json``
 ----------------
-``format`` (``"napari-ihcseg-pairs"``), ``version`` (1), ``images_dir``,
-``masks_dir``, ``image_suffix`` (``".png"``), ``mask_suffix`` (``".tif"``),
-``mask_dtype`` (``"uint32"``), ``created``, ``updated`` and ``pairs``, a list
-with one entry per pair: ``id``, ``image`` and ``mask`` (paths relative to the
-folder), ``region`` (``[y0, x0, y1, x1]`` in pixels of the source image),
-``mode`` (``"whole"``, ``"region"`` or ``"tiles"``), ``tile_size`` and
-``stride`` (``null`` unless tiled), ``n_nuclei``, ``corrected`` (a person
-drew, changed or deleted a nucleus in it), ``n_corrected``, ``corrected_at``
-(ISO 8601, UTC), ``source``, ``stain``, ``pixel_size_um``, ``model`` and
-``saved_at``. The keys ``mode``, ``tile_size``, ``stride``, ``source``,
-``stain``, ``pixel_size_um``, ``model`` and ``drop_empty`` are repeated at the
-top level when every pair agrees, and are ``null`` there when they differ; the
-per-pair values are authoritative. The ``pairs`` list, written last, is the
-list of complete pairs.
+``format`` (``"napari-ihcseg-pairs"``),
+``version`` (1), ``images_dir``, ``masks_dir``, ``image_suffix`` (``".png"``),
+``mask_suffix`` (``".tif"``), ``mask_dtype`` (``"uint32"``), ``created``,
+``updated`` and ``pairs``, a list with one entry per pair: ``id``, ``image``
+and ``mask`` (paths relative to the folder), ``region`` (``[y0, x0, y1, x1]``
+in pixels of the source image), ``mode`` (``"whole"``, ``"region"`` or
+``"tiles"``), ``tile_size`` and ``stride`` (``null`` unless tiled),
+``n_nuclei``, ``corrected`` (a person drew, changed or deleted a nucleus in
+it), ``n_corrected``, ``corrected_at`` (ISO 8601, UTC), ``source``, ``stain``,
+``pixel_size_um``, ``model``, ``saved_at``, and, where a person counted nuclei
+by clicking (count mode), ``points`` (``points/<id>.csv``, a marker CSV
+``type,x,y`` in the pair's own pixels; ``null`` without counts), ``n_points``
+and ``points_region`` (the part of the source image, ``[y0, x0, y1, x1]``,
+that the points cover). The keys ``mode``, ``tile_size``, ``stride``,
+``source``, ``stain``, ``pixel_size_um``, ``model`` and ``drop_empty`` are
+repeated at the top level when every pair agrees, and are ``null`` there when
+they differ; the per-pair values are authoritative. The ``pairs`` list,
+written last, is the list of complete pairs.
 
 Examples
 --------
@@ -54,7 +58,7 @@ from napari_ihcseg._atomic import atomic_path, write_json_atomic
 FORMAT = "napari-ihcseg-pairs"
 FORMAT_VERSION = 1
 MANIFEST = "dataset.json"
-IMAGES_DIR, MASKS_DIR = "images", "masks"
+IMAGES_DIR, MASKS_DIR, POINTS_DIR = "images", "masks", "points"
 IMAGE_SUFFIX, MASK_SUFFIX = ".png", ".tif"
 MODES = ("whole", "region", "tiles")
 TILE_SIZES = (256, 512)
@@ -83,10 +87,14 @@ class SavedPair:
     pixel_size_um: float | None
     model: str | None
     saved_at: str
+    points: str | None = None
+    n_points: int = 0
+    points_region: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["region"] = list(self.region)
+        d["points_region"] = list(self.points_region) if self.points_region is not None else None
         return d
 
 
@@ -219,10 +227,13 @@ class TrainingPairWriter:
     def _paths(self, pid: str) -> tuple[Path, Path]:
         return self.folder / IMAGES_DIR / f"{pid}{IMAGE_SUFFIX}", self.folder / MASKS_DIR / f"{pid}{MASK_SUFFIX}"
 
+    def _points_path(self, pid: str) -> Path:
+        return self.folder / POINTS_DIR / f"{pid}.csv"
+
     def conflicts(self, ids) -> list[str]:
         """Which of ``ids`` already exist (in ``dataset.json`` or as files)."""
         known = set(self.pair_ids())
-        return [i for i in ids if i in known or any(p.exists() for p in self._paths(i))]
+        return [i for i in ids if i in known or any(p.exists() for p in (*self._paths(i), self._points_path(i)))]
 
     def plan(self, image_shape, *, mode="whole", region=None, tile=256, stride=None, source=None,
              name=None, origin=(0, 0)) -> list[tuple[str, tuple[int, int, int, int]]]:
@@ -241,7 +252,8 @@ class TrainingPairWriter:
              tile: int = 256, stride: int | None = None, drop_empty: bool = True, source=None,
              stain: str | None = None, pixel_size_um: float | None = None, model: str | None = None,
              corrected_labels: Mapping[int, str] | Collection[int] = (), edited_mask: np.ndarray | None = None,
-             name: str | None = None, origin=(0, 0), overwrite: bool = False) -> list[SavedPair]:
+             name: str | None = None, origin=(0, 0), points=None, point_positive=None,
+             overwrite: bool = False) -> list[SavedPair]:
         """Cut pairs from ``image`` and ``labels`` and write them.
 
         Parameters
@@ -268,6 +280,11 @@ class TrainingPairWriter:
         origin : (int, int)
             Where ``image[0, 0]`` lies in the source image (a field of view cut
             from a slide); recorded regions and ids are in source pixels.
+        points : (N, 2) array_like of float, optional
+            Nuclei a person counted, (row, col) in pixels of the arrays; each
+            pair keeps those inside it in ``points/<id>.csv``.
+        point_positive : (N,) array_like of bool, optional
+            Whether each counted nucleus is positive (required with ``points``).
         overwrite : bool
             Replace existing pairs of the same id. Ask the user first.
 
@@ -288,6 +305,11 @@ class TrainingPairWriter:
             raise ValueError(f"labels must be integers of shape {image.shape[:2]}, got {labels.dtype} {labels.shape}")
         if edited_mask is not None and np.shape(edited_mask) != labels.shape:
             raise ValueError(f"edited_mask has shape {np.shape(edited_mask)}, the labels {labels.shape}")
+        if points is not None:
+            points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+            if point_positive is None or np.size(point_positive) != len(points):
+                raise ValueError("point_positive must give one positive flag per point")
+            point_positive = np.asarray(point_positive, dtype=bool).reshape(-1)
         times = (dict(corrected_labels) if isinstance(corrected_labels, Mapping)
                  else {int(i): None for i in corrected_labels})
         planned = self.plan(image.shape, mode=mode, region=region, tile=tile, stride=stride,
@@ -322,16 +344,36 @@ class TrainingPairWriter:
                 if not overwrite:  # do not leave an image without its mask
                     img_path.unlink(missing_ok=True)
                 raise
+            kept = None
+            if points is not None:
+                kept = self._write_points(pid, points, point_positive, (y0, x0, y1, x1), overwrite=overwrite)
             saved.append(SavedPair(
                 pid, f"{IMAGES_DIR}/{img_path.name}", f"{MASKS_DIR}/{mask_path.name}",
                 (y0 + oy, x0 + ox, y1 + oy, x1 + ox), mode,
                 tile if mode == "tiles" else None, (stride or tile) if mode == "tiles" else None,
                 int((present > 0).sum()), touched, len(fixed), when,
                 str(source) if source is not None else None, stain,
-                float(pixel_size_um) if pixel_size_um is not None else None, model, _now()))
+                float(pixel_size_um) if pixel_size_um is not None else None, model, _now(),
+                f"{POINTS_DIR}/{pid}.csv" if kept is not None else None, kept or 0,
+                (y0 + oy, x0 + ox, y1 + oy, x1 + ox) if kept is not None else None))
         if saved:
             self._update_manifest(saved, drop_empty=drop_empty)
         return saved
+
+    def _write_points(self, pid: str, points: np.ndarray, positive: np.ndarray, box, *, overwrite: bool) -> int:
+        """Write the points inside ``box`` to ``points/<id>.csv`` (pair pixels); returns how many."""
+        from napari_ihcseg.io.points import write_points_csv
+
+        y0, x0, y1, x1 = box
+        inside = (points[:, 0] >= y0) & (points[:, 0] < y1) & (points[:, 1] >= x0) & (points[:, 1] < x1)
+        try:
+            write_points_csv(self._points_path(pid), points[inside] - [y0, x0], positive[inside], overwrite=overwrite)
+        except BaseException:
+            if not overwrite:  # do not leave a pair without the points it was saved with
+                for path in self._paths(pid):
+                    path.unlink(missing_ok=True)
+            raise
+        return int(inside.sum())
 
     def _update_manifest(self, saved: list[SavedPair], *, drop_empty: bool) -> None:
         data = self.manifest()

@@ -18,7 +18,10 @@ The names above are defined in these modules and importable from here:
   :func:`delete_label`, :func:`merge_labels`, :func:`split_label_by_line`,
   :func:`split_label_by_distance` and :func:`split_label_by_instances`;
 * :mod:`~napari_ihcseg.editing.tracking`: :class:`LabelDiffer`,
-  :class:`EditRecord` and :class:`EditTracker`.
+  :class:`EditRecord`, :class:`EditTracker` and :data:`CLASS_VALUES`;
+* :mod:`~napari_ihcseg.editing.count`: :func:`grow_nucleus_at` (a nucleus
+  grown where a person clicked), :func:`typical_diameter` and
+  :func:`compare_counts` (nuclei against a person's point counts).
 """
 
 from __future__ import annotations
@@ -34,19 +37,24 @@ from .operations import (
     split_label_by_instances,
     split_label_by_line,
 )
-from .tracking import EditRecord, EditTracker, LabelDiffer
+from .count import compare_counts, grow_nucleus_at, typical_diameter
+from .tracking import CLASS_VALUES, EditRecord, EditTracker, LabelDiffer
 
 __all__ = [
+    "CLASS_VALUES",
     "EditRecord",
     "EditTracker",
     "LabelChange",
     "LabelDiffer",
     "LabelEdit",
+    "compare_counts",
     "delete_label",
+    "grow_nucleus_at",
     "label_at",
     "merge_labels",
     "next_free_label",
     "split_label_by_distance",
     "split_label_by_instances",
     "split_label_by_line",
+    "typical_diameter",
 ]

@@ -118,8 +118,17 @@ def _bbox(mask: np.ndarray, pad: int, shape) -> tuple[slice, slice]:
             slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, shape[1])))
 
 
-def _nucleus_crop(labels: np.ndarray, label: int, pad: int) -> tuple[tuple[slice, slice], np.ndarray]:
-    """The padded bounding box of ``label`` and its mask inside it."""
+def _nucleus_crop(labels: np.ndarray, label: int, pad: int,
+                  region: tuple[slice, slice] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The padded bounding box of ``label`` and its mask inside it (searched in ``region`` only, if given)."""
+    if region is not None:
+        region = tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(region, labels.shape))
+        part = labels[region] == label
+        if part.any():
+            inner = _bbox(part, 0, part.shape)
+            box = tuple(slice(max(r.start + i.start - pad, 0), min(r.start + i.stop + pad, n))
+                        for r, i, n in zip(region, inner, labels.shape))
+            return box, labels[box] == label
     mask = labels == label
     if not mask.any():
         raise ValueError(f"nucleus {label} is not in the label image")
@@ -135,8 +144,11 @@ def _edit(action: str, labels: np.ndarray, box, new_crop: np.ndarray, change: La
     return LabelEdit(action, indices, new_crop[diff].astype(labels.dtype, copy=False), change)
 
 
-def delete_label(labels: np.ndarray, label: int) -> LabelEdit:
+def delete_label(labels: np.ndarray, label: int, *, region: tuple[slice, slice] | None = None) -> LabelEdit:
     """Remove one nucleus (its pixels become background).
+
+    ``region``, when given, is a part of the image known to hold the whole
+    nucleus: only it is searched (a speed-up on large fields).
 
     Examples
     --------
@@ -147,7 +159,7 @@ def delete_label(labels: np.ndarray, label: int) -> LabelEdit:
     """
     labels = _check_labels(labels)
     label = _check_id(labels, label)
-    box, mask = _nucleus_crop(labels, label, 0)
+    box, mask = _nucleus_crop(labels, label, 0, region)
     new = np.where(mask, 0, labels[box])
     return _edit("delete", labels, box, new, LabelChange(frozenset(), frozenset(), frozenset({label})))
 

@@ -15,6 +15,12 @@ import numpy as np
 
 from .operations import LabelChange, _check_labels
 
+#: Classes a person can give a nucleus by hand: positive / negative, or an intensity class 0 / 1+ / 2+ / 3+.
+CLASS_VALUES = ("positive", "negative", "0", "1", "2", "3")
+#: Name of the edit that sets a class (``"class=positive"``); ``"class=model"`` gives it back to the model.
+CLASS_ACTION = "class="
+MODEL_CLASS = "model"
+
 
 class LabelDiffer:
     """Find which nuclei changed since the last look at a label image.
@@ -43,6 +49,11 @@ class LabelDiffer:
     @property
     def shape(self) -> tuple[int, ...]:
         return self._snapshot.shape
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Pixel count of every id at the last update (index = id; a view, do not modify)."""
+        return self._areas
 
     def area(self, label: int) -> int:
         """Pixel count of ``label`` at the last update."""
@@ -123,12 +134,16 @@ class EditTracker:
     >>> _ = t.record("merge", changed=[3], deleted=[5])
     >>> t.status(3), t.status(5), sorted(t.edited)
     ('changed', 'deleted', [3])
+    >>> _ = t.set_class(3, "positive")
+    >>> t.class_overrides
+    {3: 'positive'}
     """
 
     def __init__(self) -> None:
         self._log: list[EditRecord] = []
         self._status: dict[int, str] = {}
         self._when: dict[int, str] = {}
+        self._classes: dict[int, str] = {}
 
     def record(self, action: str, *, created=(), changed=(), deleted=(), time: str | None = None) -> EditRecord | None:
         """Add one edit to the log; returns it, or ``None`` when it touched no id."""
@@ -146,7 +161,34 @@ class EditTracker:
         return self.record(action, created=change.created, changed=change.changed,
                            deleted=change.deleted, time=time)
 
+    def set_class(self, label: int, value: str | None, *, time: str | None = None) -> EditRecord:
+        """Give nucleus ``label`` a class by hand; ``None`` or ``"model"`` gives it back to the model.
+
+        The nucleus counts as changed by hand (it reaches the training pairs
+        and the "edited by hand" count).
+        """
+        value = MODEL_CLASS if value is None else str(value)
+        if value != MODEL_CLASS and value not in CLASS_VALUES:
+            raise ValueError(f"unknown class {value!r}; choose one of {', '.join(CLASS_VALUES)} or {MODEL_CLASS!r}")
+        if int(label) <= 0:
+            raise ValueError(f"nucleus id must be positive, got {label}")
+        return self.record(f"{CLASS_ACTION}{value}", changed=[label], time=time)
+
+    @property
+    def class_overrides(self) -> dict[int, str]:
+        """The class set by hand for each nucleus that has one (id → a :data:`CLASS_VALUES` entry)."""
+        return dict(sorted(self._classes.items()))
+
     def _apply(self, rec: EditRecord) -> None:
+        if rec.action.startswith(CLASS_ACTION):
+            value = rec.action[len(CLASS_ACTION):]
+            for i in rec.changed:
+                if value == MODEL_CLASS:
+                    self._classes.pop(i, None)
+                else:
+                    self._classes[i] = value
+        for i in rec.deleted:
+            self._classes.pop(i, None)
         for i in rec.created:
             # An id the model made, deleted and now back (undo, or redrawn) counts as changed.
             self._status[i] = "changed" if self._status.get(i) == "deleted" else "created"
@@ -166,6 +208,11 @@ class EditTracker:
     def status(self, label: int) -> str | None:
         """``"created"``, ``"changed"``, ``"deleted"`` or ``None`` (untouched)."""
         return self._status.get(int(label))
+
+    @property
+    def states(self) -> dict[int, str]:
+        """The state of every id a human touched (:meth:`status` for all at once)."""
+        return dict(self._status)
 
     def _with(self, state: str) -> frozenset[int]:
         return frozenset(i for i, s in self._status.items() if s == state)

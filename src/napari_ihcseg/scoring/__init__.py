@@ -26,6 +26,7 @@ from napari_ihcseg.scoring.export import (
 )
 from napari_ihcseg.scoring.measure import MEASUREMENT_COLUMNS, measure_nuclei
 from napari_ihcseg.scoring.outlines import label_outlines
+from napari_ihcseg.scoring.overrides import apply_class_overrides
 from napari_ihcseg.scoring.presets import ESTIMATE, PRESETS, ScoringConfig, StainPreset, get_preset
 from napari_ihcseg.scoring.regions import (
     Polygon,
@@ -46,7 +47,7 @@ from napari_ihcseg.scoring.summary import (
 __all__ = [
     "CELL_COLUMNS", "ESTIMATE", "MEASUREMENT_COLUMNS", "PRESETS", "SUMMARY_KEYS",
     "Detection", "Polygon", "Region", "ScoreResult", "ScoringConfig", "StainPreset",
-    "allred_proportion_score", "asco_cap_interpretation", "classify", "export_paths",
+    "allred_proportion_score", "apply_class_overrides", "asco_cap_interpretation", "classify", "export_paths",
     "get_preset", "intensity_classes", "label_outlines", "measure_nuclei",
     "nuclei_feature_collection", "read_cells_csv", "read_geojson", "read_summary_json",
     "region_from_geojson", "region_from_shapes", "score_image", "summarize",

@@ -5,7 +5,11 @@
 - ``<stem>.nuclei.geojson``: a QuPath-importable FeatureCollection with one
   Polygon *detection* per scored nucleus, classified ``Positive`` or
   ``Negative``, its measurements under ``properties.measurements`` (QuPath
-  ≥ 0.4 layout; coordinates in pixels, origin at the image's top-left corner).
+  ≥ 0.4 layout; coordinates in pixels, origin at the image's top-left corner)
+  and ``properties.class_source``.
+
+Both per-nucleus exports say whose class each nucleus has: ``class_source`` is
+``"human"`` where a person set it in count mode, ``"model"`` otherwise.
 
 Every file is written atomically (:mod:`napari_ihcseg._atomic`).
 """
@@ -23,12 +27,13 @@ import pandas as pd
 from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import write_table_csv
 from napari_ihcseg.scoring.outlines import label_outlines
+from napari_ihcseg.scoring.overrides import MODEL
 from napari_ihcseg.scoring.summary import SUMMARY_KEYS
 
 #: Columns of ``<stem>.cells.csv``, in order.
 CELL_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "area_um2",
                 "hematoxylin_od_mean", "dab_od_mean", "intensity_class", "positive",
-                "in_roi", "included")
+                "in_roi", "included", "class_source")
 _INT_COLUMNS = ("label", "area_px", "intensity_class", "positive", "in_roi", "included")
 
 #: File-name suffixes of the three exports.
@@ -54,9 +59,11 @@ def export_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
 
 def write_cells_csv(path: str | os.PathLike, cells: pd.DataFrame, *, overwrite: bool = True) -> Path:
     """Write the per-nucleus table (:data:`CELL_COLUMNS`, booleans as 0/1)."""
-    missing = [c for c in CELL_COLUMNS if c not in cells]
+    missing = [c for c in CELL_COLUMNS if c not in cells and c != "class_source"]
     if missing:
         raise ValueError(f"cells table lacks the columns {missing}; score it first")
+    if "class_source" not in cells:  # a table no person classified: every class is the model's
+        cells = cells.assign(class_source=MODEL)
     table = cells.loc[:, list(CELL_COLUMNS)].copy()
     for col in _INT_COLUMNS:
         table[col] = table[col].astype(np.int64)
@@ -72,9 +79,11 @@ def read_cells_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: no such cells table") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable CSV table ({exc})") from None
-    missing = [c for c in CELL_COLUMNS if c not in table]
+    missing = [c for c in CELL_COLUMNS if c not in table and c != "class_source"]
     if missing:
         raise ValueError(f"{path}: not a cells table; missing columns {missing}")
+    if "class_source" not in table:  # written before hand classes existed
+        table["class_source"] = MODEL
     for col in ("label", "area_px"):
         table[col] = table[col].astype(np.int64)
     for col in ("intensity_class", "positive"):
@@ -165,6 +174,7 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
     columns = [c for c in GEOJSON_MEASUREMENTS if c in table]
     values = [_column_values(table[c]) for c in columns]
     positive = table["positive"].to_numpy().astype(bool).tolist()
+    source = table["class_source"].tolist() if "class_source" in table else [MODEL] * len(table)
     features = []
     for i, lab in enumerate(labels_list):
         polygons = outlines.get(lab)
@@ -178,6 +188,7 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
             "properties": {
                 "objectType": "detection",
                 "classification": {"name": name, "color": CLASS_COLORS[name]},
+                "class_source": source[i],
                 "measurements": measurements,
             },
         })

@@ -14,6 +14,7 @@ import pandas as pd
 
 from napari_ihcseg.scoring.confidence import assess, percent_interval
 from napari_ihcseg.scoring.hotspot import find_hotspot
+from napari_ihcseg.scoring.overrides import MODEL, human_classes
 from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.stain_pattern import NON_NUCLEAR, NON_NUCLEAR_WARNING, pattern_of_cells
 from napari_ihcseg.stain import StainVectors
@@ -67,7 +68,10 @@ def included_mask(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
 
 
 def classify(cells: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
-    """A copy of ``cells`` with ``intensity_class``, ``positive`` and ``included``.
+    """A copy of ``cells`` with ``intensity_class``, ``positive``, ``included`` and ``class_source``.
+
+    Rows whose ``class_source`` is ``"human"`` keep their class (see
+    :mod:`~napari_ihcseg.scoring.overrides`); the others are ``"model"``.
 
     ``positive`` is 1 when the class is at least 1. ``included`` is false for
     nuclei outside the region of interest or the area limits; they keep their
@@ -75,6 +79,11 @@ def classify(cells: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     """
     out = cells.copy()
     cls = intensity_classes(out["dab_od_mean"].to_numpy(), config.thresholds)
+    human = human_classes(out)
+    if human.any():  # classes set by hand stay as set
+        cls[human] = out["intensity_class"].to_numpy(np.int8)[human]
+    else:
+        out["class_source"] = MODEL
     out["intensity_class"] = cls
     out["positive"] = (cls >= 1).astype(np.int8)
     if "in_roi" not in out:
@@ -141,7 +150,8 @@ def summarize(
     """Score an image from its per-nucleus table.
 
     The intensity classes are recomputed from ``dab_od_mean`` with
-    ``config.thresholds``, and the nuclei that count from ``in_roi`` and the
+    ``config.thresholds`` (except on rows whose ``class_source`` is
+    ``"human"``: see :mod:`~napari_ihcseg.scoring.overrides`), and the nuclei that count from ``in_roi`` and the
     area limits of ``config``, so this is all a threshold change needs.
 
     Parameters
@@ -165,6 +175,9 @@ def summarize(
     keep = included_mask(cells, config)
     dab = cells["dab_od_mean"].to_numpy(np.float64)[keep]
     cls = intensity_classes(dab, config.thresholds)
+    human = human_classes(cells)[keep]
+    if human.any():  # classes set by hand stay as set, whatever the thresholds
+        cls[human] = cells["intensity_class"].to_numpy(np.int8)[keep][human]
     counts = np.bincount(cls, minlength=4)
     n = int(keep.sum())
     n_pos = int(counts[1:].sum())

@@ -296,7 +296,17 @@ def _resolve_data(config: TrainConfig, train_samples, val_samples):
         else:
             train_samples, val_samples = split_by_image(train_samples, config.val_fraction, config.seed)
         val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
+    _refuse_points_only([*train_samples, *val_samples])
     return train_samples, list(val_samples)
+
+
+def _refuse_points_only(samples) -> None:
+    """This trainer learns from masks and outlines; a sample with points alone gives it nothing to learn."""
+    only = [s.name for s in samples if getattr(s, "points_only", False)]
+    if only:
+        raise ValueError(f"{len(only)} sample(s) are annotated with points only (e.g. {only[0]}); training "
+                         "needs nucleus masks or outlines: outline the nuclei (Correct widget, QuPath polygons) "
+                         "or segment and correct them in count mode, then save training pairs")
 
 
 def _check_resume_config(out: Path, config: TrainConfig) -> None:

@@ -1,0 +1,288 @@
+"""Training folders as labs already have them: find the layout, read the good pairs, name the bad ones.
+
+:func:`detect_layout` says which of :data:`LAYOUTS` a folder follows, and
+:func:`load_folder` reads it into :class:`~napari_ihcseg.data.datasets.Sample`
+objects:
+
+``pairs``
+    The plugin's own training-pair folder (``images/``, ``masks/``,
+    ``dataset.json``), read by :func:`~napari_ihcseg.data.datasets.load_pairs_folder`.
+``images-masks``
+    ``images/`` and ``masks/`` matched by file stem (``masks/X.tif`` or
+    ``masks/X_mask(s).png`` for ``images/X.png``), no ``dataset.json``.
+``cellpose``
+    Cellpose style: ``X.png`` and ``X_masks.png`` (or ``.tif``) in one folder.
+``qupath``
+    QuPath exports: ``X.png`` and ``X.geojson`` (or ``X.png.geojson``) of
+    nucleus polygons (instance samples) or of points classified Positive /
+    Negative (point samples).
+``points-csv``
+    Point counts beside images: ``X.png`` and ``X.csv`` (``type,x,y``).
+
+Masks are instance label images. A binary mask (one value besides 0) is split
+into connected components, with a warning: touching nuclei then merge. A pair
+with a problem (an unreadable file, a floating-point or colour mask, shapes
+that differ, a missing partner) is skipped with a message naming the file;
+the good pairs are still used. When nothing fits, the error lists the known
+layouts and what the folder holds.
+
+Point samples carry ``points`` and ``point_classes`` and no mask; the trainer
+refuses them until it learns from points (see ``docs/training.md``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .datasets import Sample, _read_rgb, load_pairs_folder
+
+#: The layouts known, in the order they are looked for, with how a person would describe them.
+LAYOUTS = {
+    "pairs": "napari-ihcseg training pairs (images/, masks/ and dataset.json)",
+    "images-masks": "images/ + masks/ matched by file stem (instance label images)",
+    "cellpose": "Cellpose style: X.png + X_masks.png|tif in one folder",
+    "qupath": "QuPath export: X.png + X.geojson of nucleus polygons or classified points",
+    "points-csv": "point counts beside images: X.png + X.csv (type,x,y)",
+}
+#: File endings read as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: File endings read as masks.
+MASK_SUFFIXES = (".tif", ".tiff", ".png")
+#: Endings of a mask's stem that name its image's stem (``X_masks.png`` for ``X.png``).
+MASK_ENDINGS = ("_masks", "_mask")
+
+
+@dataclass
+class FolderData:
+    """What :func:`load_folder` found: the layout, the samples, and what it skipped and why."""
+
+    folder: Path
+    layout: str
+    samples: list = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return LAYOUTS[self.layout]
+
+    def summary(self) -> str:
+        """One line: the layout, the samples read and how many pairs were skipped."""
+        kinds = Counter("points" if s.labels is None and s.mask is None else "masks" for s in self.samples)
+        text = f"{self.folder}: {self.description}; {len(self.samples)} sample(s)"
+        if kinds.get("points"):
+            text += f" ({kinds['points']} with points only)"
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped"
+        return text
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _images(files) -> list[Path]:
+    return [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            and not p.stem.lower().endswith(MASK_ENDINGS)]
+
+
+def _partner(image: Path, candidates: dict[str, Path], endings, suffixes) -> Path | None:
+    """The file among ``candidates`` (lower-case name → path) named after ``image``."""
+    for stem in (image.stem, image.name):
+        for ending in endings:
+            for suffix in suffixes:
+                hit = candidates.get(f"{stem}{ending}{suffix}".lower())
+                if hit is not None and hit != image:
+                    return hit
+    return None
+
+
+def _flat_partners(folder: Path) -> dict[str, dict[Path, Path | None]]:
+    files = _visible(folder)
+    by_name = {p.name.lower(): p for p in files if p.is_file()}
+    images = _images(files)
+    return {
+        "cellpose": {i: _partner(i, by_name, MASK_ENDINGS, MASK_SUFFIXES) for i in images},
+        "qupath": {i: _partner(i, by_name, ("",), (".geojson", ".json")) for i in images},
+        "points-csv": {i: _partner(i, by_name, ("",), (".csv",)) for i in images},
+    }
+
+
+def _found(folder: Path) -> str:
+    files = _visible(folder)
+    dirs = [p.name + "/" for p in files if p.is_dir()]
+    suffixes = Counter(p.suffix.lower() or "(no ending)" for p in files if p.is_file())
+    parts = [f"{n} {s}" for s, n in suffixes.most_common()]
+    text = f"{sum(suffixes.values())} file(s)" + (f" ({', '.join(parts)})" if parts else "")
+    return text + (f", folders {', '.join(dirs[:8])}" if dirs else "")
+
+
+def detect_layout(folder) -> str:
+    """Which of :data:`LAYOUTS` ``folder`` follows.
+
+    Raises
+    ------
+    ValueError
+        When none fits: the message lists the known layouts and what the folder holds.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    if (folder / "dataset.json").is_file():
+        return "pairs"
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        return "images-masks"
+    counts = {k: sum(v is not None for v in pairs.values()) for k, pairs in _flat_partners(folder).items()}
+    best = max(counts, key=counts.get)  # ties: cellpose, then qupath, then points (dict order)
+    if counts[best]:
+        return best
+    known = "; ".join(LAYOUTS.values())
+    raise ValueError(f"{folder}: no known training layout (found {_found(folder)}). Known layouts: {known}")
+
+
+# --------------------------------------------------------------------------- reading
+
+def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
+    """Instance labels from a mask file, and whether it was binary (split into components)."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            mask = np.asarray(tifffile.imread(path))
+        else:
+            from skimage.io import imread
+
+            mask = np.asarray(imread(path))
+    except Exception as exc:  # noqa: BLE001 - any decoder error becomes one message
+        raise ValueError(f"{path}: cannot read the mask ({exc})") from None
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        if not (mask[..., :3] == mask[..., :1]).all():
+            raise ValueError(f"{path}: a colour mask; expected one channel of instance labels")
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D mask, got shape {mask.shape}")
+    if np.issubdtype(mask.dtype, np.floating):
+        raise ValueError(f"{path}: a floating-point mask ({mask.dtype}); expected integer instance labels "
+                         "(one id per nucleus, 0 background)")
+    if mask.dtype == bool:
+        mask = mask.astype(np.uint8)
+    if not np.issubdtype(mask.dtype, np.integer) or mask.min(initial=0) < 0:
+        raise ValueError(f"{path}: expected non-negative integer instance labels, got {mask.dtype}")
+    if mask.max(initial=0) > np.iinfo(np.int32).max:
+        raise ValueError(f"{path}: label ids exceed the int32 range")
+    values = np.unique(mask)
+    binary = values.size == 2 and values[0] == 0
+    if binary:
+        return ndi.label(mask > 0)[0].astype(np.int32), True
+    return mask.astype(np.int32), False
+
+
+def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data: FolderData, binary: list) -> None:
+    try:
+        image = _read_rgb(image_path)
+        labels, was_binary = _read_mask(mask_path)
+    except ValueError as exc:
+        data.skipped.append(str(exc))
+        return
+    if labels.shape != image.shape[:2]:
+        data.skipped.append(f"{mask_path}: shape {labels.shape} differs from its image {image_path.name} "
+                            f"{image.shape[:2]}")
+        return
+    if was_binary:
+        binary.append(mask_path.name)
+    data.samples.append(Sample(image, labels, name=name, source=layout))
+
+
+def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path, data: FolderData) -> None:
+    from napari_ihcseg.io.points import read_points
+
+    try:
+        image = _read_rgb(image_path)
+        if layout == "qupath":
+            from .annotations import polygons_to_labels, read_polygons
+
+            polygons = read_polygons(ann_path)
+            if polygons:
+                data.samples.append(Sample(image, polygons_to_labels(polygons, image.shape[:2]),
+                                           name=name, source=layout))
+                return
+        points, positive = read_points(ann_path)
+    except (ValueError, OSError) as exc:
+        data.skipped.append(str(exc) if str(ann_path) in str(exc) or str(image_path) in str(exc)
+                            else f"{ann_path}: {exc}")
+        return
+    h, w = image.shape[:2]
+    outside = (points[:, 0] < 0) | (points[:, 0] >= h) | (points[:, 1] < 0) | (points[:, 1] >= w)
+    if outside.any():
+        data.skipped.append(f"{ann_path}: {int(outside.sum())} point(s) lie outside its image "
+                            f"{image_path.name} ({h} x {w})")
+        return
+    if not len(points):
+        data.skipped.append(f"{ann_path}: no points")
+        return
+    data.samples.append(Sample(image, None, name=name, source=layout, points=points,
+                               point_classes=positive.astype(np.int8)))
+
+
+def load_folder(folder) -> FolderData:
+    """Read a training folder in any of :data:`LAYOUTS`.
+
+    Returns
+    -------
+    FolderData
+        The layout, the samples (named ``<folder name>/<image stem>``), the
+        skipped pairs (one message each, naming the file) and warnings.
+
+    Raises
+    ------
+    ValueError
+        When no layout fits, or no pair at all could be read (the message
+        then gives the first problems).
+    """
+    folder = Path(folder).expanduser()
+    layout = detect_layout(folder)
+    data = FolderData(folder, layout)
+    if layout == "pairs":
+        data.samples = load_pairs_folder(folder)
+        return data
+    binary: list[str] = []
+    if layout == "images-masks":
+        images = _images(_visible(folder / "images"))
+        masks = {p.name.lower(): p for p in _visible(folder / "masks") if p.is_file()}
+        used = set()
+        for image in images:
+            mask = _partner(image, masks, ("", *MASK_ENDINGS), MASK_SUFFIXES)
+            if mask is None:
+                data.skipped.append(f"{image}: no mask of the same name in masks/")
+                continue
+            used.add(mask)
+            _mask_sample(f"{folder.name}/{image.stem}", layout, image, mask, data, binary)
+        stems = {i.stem.lower() for i in images}
+        for mask in sorted(set(masks.values()) - used):
+            if mask.stem.lower() not in stems:
+                data.skipped.append(f"{mask}: a mask without an image in images/")
+    else:
+        partners = _flat_partners(folder)[layout]
+        for image, partner in partners.items():
+            if partner is None:
+                continue
+            name = f"{folder.name}/{image.stem}"
+            if layout == "cellpose":
+                _mask_sample(name, layout, image, partner, data, binary)
+            else:
+                _annotation_sample(name, layout, image, partner, data)
+        missing = [i for i, p in partners.items() if p is None]
+        what = {"cellpose": "X_masks.png|tif", "qupath": "X.geojson", "points-csv": "X.csv"}[layout]
+        data.skipped.extend(f"{i}: no partner beside it (expected {what})" for i in missing)
+    if binary:
+        data.warnings.append(f"{len(binary)} binary mask(s) (e.g. {binary[0]}) were split into connected "
+                             "components: touching nuclei in them count as one")
+    if not data.samples:
+        first = "; ".join(data.skipped[:3])
+        raise ValueError(f"{folder}: {LAYOUTS[layout]}, but no pair could be read ({first})")
+    return data

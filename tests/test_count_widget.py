@@ -1,0 +1,225 @@
+"""Count mode in napari: clicks that grow, classify and delete nuclei, and reach the exports and pairs.
+
+Needs a display: run under ``xvfb-run -a env QT_QPA_PLATFORM=xcb python -m pytest tests/test_count_widget.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+pytest.importorskip("qtpy")
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                             or os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")):
+    pytest.skip("no display; run under xvfb-run", allow_module_level=True)
+
+
+@pytest.fixture
+def ihc():
+    from skimage import data
+
+    return data.immunohistochemistry()[:256, :256]
+
+
+@pytest.fixture
+def store(tmp_path):
+    from napari_ihcseg.data.pairs import RecoveryStore
+
+    return RecoveryStore(tmp_path / "recovery")
+
+
+def nuclei_field():
+    labels = np.zeros((256, 256), np.int32)
+    labels[40:80, 40:80] = 1
+    labels[40:80, 80:120] = 2
+    labels[150:190, 150:190] = 3
+    return labels
+
+
+@pytest.fixture
+def counting(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.count import CountWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case9.tif"}})
+    count = CountWidget(viewer, ask=lambda *a: True, store=store)
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    qtbot.addWidget(count)
+    qtbot.addWidget(score)
+    count.image_choice.set_layer(viewer.layers["ihc"])
+    count.start()
+    score.start()
+    return viewer, layer, count, score
+
+
+def _drawn(qtbot, count):
+    """Wait for the clicks' points (drawn just after the nuclei and the table)."""
+    qtbot.waitUntil(lambda: not count.points_pending, timeout=3000)
+
+
+def _table(score):
+    return {score.table.item(r, 0).text(): score.table.item(r, 1).text() for r in range(score.table.rowCount())}
+
+
+def test_clicks_grow_classify_and_delete_undoably_and_reach_the_live_table(counting, qtbot, tmp_path):
+    viewer, layer, count, score = counting
+    session = count._session()
+    points = count.counts
+    assert viewer.layers.selection.active is points and points.mode == "pan_zoom"
+
+    # A click on empty tissue grows one nucleus there, one undoable edit.
+    assert count.click((220, 40)) == "grow"
+    new = int(layer.data[220, 40])
+    assert new == 4 and 20 < (layer.data == new).sum() < 2000
+    _drawn(qtbot, count)
+    assert session.tracker.status(new) == "created" and len(points.data) == 1
+    qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "4", timeout=3000)
+    layer.undo()
+    assert not (layer.data == new).any()
+    qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "3", timeout=3000)
+
+    # Classes by hand: they survive a threshold move and count as edited by hand.
+    top = float(score.cells["dab_od_mean"].max())
+    score.set_thresholds((top + 0.1, top + 0.2, top + 0.3))
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "0", timeout=3000)
+    count.set_action("positive")
+    assert count.click((60, 60)) == "class"
+    assert count.click((60, 100), modifiers={"Control"}) == "class"  # Ctrl+click: negative, whatever the key
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "1", timeout=3000)
+    assert _table(score)["Edited by hand"] == "2"
+    score.set_thresholds((0.0, 0.01, 0.02))
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "2", timeout=3000)  # 2 stays negative by hand
+    assert session.tracker.class_overrides == {1: "positive", 2: "negative"}
+    _drawn(qtbot, count)
+    # One point per counted nucleus; the undone nucleus's click stays a count (the points are the person's).
+    assert sorted(points.features["class"]) == ["", "negative", "positive"]
+
+    # Every per-nucleus export says whose class it is.
+    cells_csv = score.export("cells", tmp_path / "case9.cells.csv")
+    import pandas as pd
+
+    table = pd.read_csv(cells_csv).set_index("label")
+    assert table.loc[1, "class_source"] == "human" and table.loc[3, "class_source"] == "model"
+    geo = json.loads(score.export("geojson", tmp_path / "case9.nuclei.geojson").read_text())
+    sources = {f["properties"]["measurements"]["label"]: f["properties"]["class_source"] for f in geo["features"]}
+    assert sources == {1: "human", 2: "human", 3: "model"}
+
+    # W gives a nucleus back to the model; D then a click deletes a false one, undoably.
+    count.set_action("model")
+    count.click((60, 100))
+    assert session.tracker.class_overrides == {1: "positive"}
+    count.set_action("delete")
+    assert count.click((170, 170)) == "delete"
+    assert 3 not in layer.data and session.tracker.status(3) == "deleted"
+    layer.undo()
+    assert (layer.data == 3).sum() == 40 * 40
+
+
+def test_keys_are_listed_bound_on_the_counts_layer_and_free_in_napari(counting):
+    from napari.utils.shortcuts import default_shortcuts
+
+    from napari_ihcseg._widgets.count import BINDINGS
+
+    _viewer, _layer, count, _score = counting
+    keys = {key.lower() for key, _, _ in BINDINGS}
+    bound = {str(k).lower() for k in count.counts.keymap}
+    assert keys <= bound
+    # napari's Labels and Points shortcuts, and the viewer's own; those of other layer kinds do not apply.
+    other_layers = ("shapes", "image_", "tracks", "surface", "vectors", "direct_mode", "activate_select_mode",
+                    "vertex", "activate_add_", "orient_plane", "auto_contrast", "polygon", "paste_shape",
+                    "finish_drawing", "select_all", "select_append")
+    taken = {str(s).lower() for name, shortcuts in default_shortcuts.items()
+             if "labels" in name or "points" in name or not any(k in name for k in other_layers)
+             for s in shortcuts}
+    assert {"p", "e", "f", "l", "z", "m", "2", "delete"} <= taken  # the filter keeps what it should
+    assert not keys & taken, f"clash with napari's shortcuts: {keys & taken}"
+    for key, text, action in BINDINGS:  # each key is listed in the widget with what it does
+        assert count.buttons[action].text().lower() == text.lower()
+    count.counts.keymap[next(k for k in count.counts.keymap if str(k).lower() == "h")](count.counts)
+    assert count.action == "0"
+    count.counts.keymap[next(k for k in count.counts.keymap if str(k).lower() == "h")](count.counts)
+    assert count.action == "1"
+
+
+def test_counts_save_open_and_compare_with_the_nuclei(counting, qtbot, tmp_path):
+    viewer, layer, count, score = counting
+    count.set_action("positive")
+    count.click((60, 60))
+    count.set_action("negative")
+    count.click((170, 170))
+    count.click((230, 230))  # a nucleus the model missed, counted negative
+    _drawn(qtbot, count)
+    path = count.save_points(tmp_path / "counts.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "type,x,y" and sorted(line.split(",")[0] for line in lines[1:]) == ["1", "2", "2"]
+
+    opened = count.open_points(path)
+    assert opened.name == "counts" and count.counts is opened and len(opened.data) == 3
+    layer.undo()  # the grown nucleus goes again: the counts now have one the nuclei lack
+    qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "3", timeout=3000)
+    result = count.compare()
+    assert (result["matched"], result["missed"], result["extra"]) == (2, 1, 1)
+    assert np.isfinite(result["delta_index"]) and "Δ" in count.status.text()
+
+
+def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+    from napari_ihcseg.data.datasets import load_pairs_folder
+
+    viewer, layer, count, _score = counting
+    count.set_action("positive")
+    count.click((60, 60))
+    count.click((230, 230))
+    _drawn(qtbot, count)
+    pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=count.store)
+    qtbot.addWidget(pairs)
+    pairs.folder.setText(str(tmp_path / "dataset"))
+    saved = pairs.save()
+    assert len(saved) == 1 and saved[0].corrected and saved[0].n_corrected == 2
+    manifest = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    entry = manifest["pairs"][0]
+    assert entry["points"] == f"points/{entry['id']}.csv" and entry["n_points"] == 2
+    assert entry["points_region"] == [0, 0, 256, 256]
+    sample = load_pairs_folder(tmp_path / "dataset")[0]
+    assert sample.points.shape == (2, 2) and sample.point_classes.tolist() == [1, 1]
+    assert sample.labels[230, 230] > 0, "the grown nucleus is in the mask"
+
+
+def test_a_mouse_click_on_the_counts_layer_counts_and_a_drag_pans(counting, qtbot):
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+    from vispy.util.keys import SHIFT
+
+    _viewer, layer, count, _score = counting
+    points = count.counts
+
+    def gesture(start, end=None, modifiers=()):
+        def event(kind, position):
+            from types import SimpleNamespace
+
+            return ReadOnlyWrapper(SimpleNamespace(type=kind, is_dragging=kind == "mouse_move", modifiers=list(modifiers),
+                                         position=position, button=1, view_direction=None, dims_displayed=[0, 1],
+                                         pos=(0, 0), delta=(0, 0)))
+        mouse_press_callbacks(points, event("mouse_press", start))
+        if end is not None:
+            mouse_move_callbacks(points, event("mouse_move", end))
+        mouse_release_callbacks(points, event("mouse_release", end or start))
+
+    gesture((220, 40), end=(120, 200))  # a drag: napari pans, nothing is counted
+    assert not layer.data[220, 40] and not layer.data[120, 200]
+    gesture((220, 40))  # a click on empty tissue grows a nucleus
+    assert layer.data[220, 40] == 4
+    gesture((60, 60), modifiers=(SHIFT,))  # Shift+click: positive
+    assert count._session().tracker.class_overrides == {1: "positive"}
+    _drawn(qtbot, count)
+    assert len(points.data) == 2

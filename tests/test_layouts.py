@@ -1,0 +1,203 @@
+"""Training folders as labs have them: each layout is found, read, and trains; bad pairs are named and skipped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+from skimage.io import imsave
+
+from napari_ihcseg.data.datasets import Sample, load_dataset
+from napari_ihcseg.data.layouts import LAYOUTS, detect_layout, load_folder
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.io.points import write_points, write_points_geojson
+
+
+def _fields(n=3, size=96):
+    return [make_synthetic_ihc((size, size), seed=s, positive_fraction=0.3) for s in range(n)]
+
+
+def _centroids(labels):
+    ids = np.unique(labels)[1:]
+    return np.array(ndi.center_of_mass(labels > 0, labels, ids))
+
+
+def _polygon_geojson(labels):
+    from skimage.measure import find_contours
+
+    features = []
+    for i in np.unique(labels)[1:]:
+        contour = max(find_contours(np.pad(labels == i, 1).astype(float), 0.5), key=len) - 1
+        ring = [[float(c), float(r)] for r, c in contour]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                         "properties": {"objectType": "detection"}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def make_layout(root, layout, fields):
+    root.mkdir(parents=True)
+    if layout == "pairs":
+        from napari_ihcseg.data.pairs import save_pairs
+
+        for k, f in enumerate(fields):
+            save_pairs(root, f.image, f.labels, name=f"f{k}")
+        return root
+    if layout == "images-masks":
+        (root / "images").mkdir()
+        (root / "masks").mkdir()
+        for k, f in enumerate(fields):
+            imsave(root / "images" / f"f{k}.png", f.image, check_contrast=False)
+            tifffile.imwrite(root / "masks" / f"f{k}.tif", f.labels.astype(np.uint16))
+        return root
+    for k, f in enumerate(fields):
+        imsave(root / f"f{k}.png", f.image, check_contrast=False)
+        if layout == "cellpose":
+            imsave(root / f"f{k}_masks.png", f.labels.astype(np.uint16), check_contrast=False)
+        elif layout == "qupath":
+            (root / f"f{k}.geojson").write_text(json.dumps(_polygon_geojson(f.labels)))
+        elif layout == "qupath-points":
+            write_points_geojson(root / f"f{k}.geojson", _centroids(f.labels), np.arange(f.labels.max()) % 3 == 0)
+        elif layout == "points-csv":
+            write_points(root / f"f{k}.csv", _centroids(f.labels), np.arange(f.labels.max()) % 3 == 0)
+    return root
+
+
+@pytest.mark.parametrize("layout", ["pairs", "images-masks", "cellpose", "qupath"])
+def test_each_mask_layout_is_found_and_read_as_instances(tmp_path, layout):
+    fields = _fields()
+    root = make_layout(tmp_path / layout, layout, fields)
+    assert detect_layout(root) == layout
+    data = load_folder(root)
+    assert data.layout == layout and not data.skipped and len(data.samples) == 3
+    assert LAYOUTS[layout] in data.summary()
+    for sample, f in zip(sorted(data.samples, key=lambda s: s.name), fields):
+        np.testing.assert_array_equal(sample.image, f.image)
+        n = len(np.unique(f.labels)) - 1
+        assert len(np.unique(sample.labels)) - 1 == pytest.approx(n, abs=0 if layout != "qupath" else 1)
+    assert [s.name for s in load_dataset(str(root))] == [s.name for s in data.samples]  # a bare path
+
+
+@pytest.mark.parametrize("layout", ["qupath-points", "points-csv"])
+def test_point_layouts_give_point_samples(tmp_path, layout):
+    fields = _fields()
+    root = make_layout(tmp_path / layout, layout, fields)
+    data = load_folder(root)
+    assert data.layout == ("qupath" if layout == "qupath-points" else "points-csv")
+    assert len(data.samples) == 3 and all(s.points_only for s in data.samples)
+    sample = data.samples[0]
+    truth = _centroids(fields[0].labels)
+    np.testing.assert_allclose(np.sort(sample.points, axis=0), np.sort(truth, axis=0), atol=1e-6)
+    assert sample.point_classes.sum() == (np.arange(len(truth)) % 3 == 0).sum()
+    assert "with points only" in data.summary()
+
+
+def test_binary_masks_are_split_with_a_warning(tmp_path):
+    f = _fields(1)[0]
+    root = make_layout(tmp_path / "cp", "cellpose", [f])
+    separate = ndi.binary_erosion(f.labels > 0, iterations=1) & (ndi.grey_dilation(f.labels, 3) == f.labels)
+    imsave(root / "f0_masks.png", (separate * 255).astype(np.uint8), check_contrast=False)
+    data = load_folder(root)
+    assert data.warnings and "split into connected components" in data.warnings[0]
+    assert data.samples[0].labels.max() > 3
+
+
+def test_bad_pairs_are_named_and_skipped_and_the_good_ones_kept(tmp_path):
+    fields = _fields(6)
+    root = make_layout(tmp_path / "im", "images-masks", fields)
+    tifffile.imwrite(root / "masks" / "f1.tif", fields[1].labels.astype(np.float32))  # float mask
+    tifffile.imwrite(root / "masks" / "f2.tif", fields[2].labels[:50].astype(np.uint16))  # wrong shape
+    (root / "masks" / "f3.tif").unlink()  # missing partner
+    (root / "images" / "f4.png").write_bytes(b"not a png")  # unreadable
+    tifffile.imwrite(root / "masks" / "extra.tif", fields[0].labels.astype(np.uint16))  # mask without image
+    data = load_folder(root)
+    assert [s.name for s in data.samples] == ["im/f0", "im/f5"]
+    text = "\n".join(data.skipped)
+    assert len(data.skipped) == 5
+    assert "f1.tif: a floating-point mask" in text
+    assert "f2.tif: shape (50, 96) differs from its image f2.png" in text
+    assert "f3.png: no mask of the same name" in text
+    assert "f4.png: cannot read the image" in text
+    assert "extra.tif: a mask without an image" in text
+    assert "5 skipped" in data.summary()
+
+
+def test_an_unknown_folder_lists_the_layouts_and_what_it_holds(tmp_path):
+    root = tmp_path / "odd"
+    (root / "raw").mkdir(parents=True)
+    (root / "notes.txt").write_text("x")
+    imsave(root / "a.png", np.zeros((8, 8, 3), np.uint8), check_contrast=False)
+    with pytest.raises(ValueError) as info:
+        detect_layout(root)
+    message = str(info.value)
+    assert "no known training layout" in message and "2 file(s) (1 .png, 1 .txt)" in message and "raw/" in message
+    for description in LAYOUTS.values():
+        assert description in message
+
+
+def test_samples_check_their_points():
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"labels or a mask \(or points\)"):
+        Sample(image, None, name="x")
+    with pytest.raises(ValueError, match="one 0 or 1 per point"):
+        Sample(image, None, name="x", points=[[1, 2]], point_classes=[1, 0])
+    with pytest.raises(ValueError, match="region shape"):
+        Sample(image, None, name="x", points=[[1, 2]], region=np.ones((4, 4), bool))
+
+
+# --------------------------------------------------------------------------- training
+
+TINY = {"filters": (8, 16, 32, 64, 64, 64), "recur_num": 1}
+
+
+def _tiny_config(out, root, **extra):
+    from napari_ihcseg.training.augment import NO_AUGMENT
+    from napari_ihcseg.training.trainer import TrainConfig
+
+    return TrainConfig(out=str(out), model="r2unet-lite", model_options=TINY, train_data=(str(root),), epochs=1,
+                       batch_size=2, tile=64, stride=64, warmup_steps=1, synthetic_fraction=0.0, augment=NO_AUGMENT,
+                       patience=None, num_threads=1, max_steps_per_epoch=1, val_fraction=0.34,
+                       tune_instances=False, **extra)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "images-masks", "cellpose", "qupath"])
+def test_each_mask_layout_trains(tmp_path, layout):
+    pytest.importorskip("torch")
+    from napari_ihcseg.training.trainer import train
+
+    root = make_layout(tmp_path / layout, layout, _fields())
+    result = train(_tiny_config(tmp_path / "run", root))
+    assert result.best_checkpoint is not None and (tmp_path / "run" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("layout", ["qupath-points", "points-csv"])
+def test_point_only_layouts_are_refused_by_the_trainer_with_the_reason(tmp_path, layout):
+    pytest.importorskip("torch")
+    from napari_ihcseg.training.trainer import train
+
+    root = make_layout(tmp_path / layout, layout, _fields())
+    with pytest.raises(ValueError, match="annotated with points only .*needs nucleus masks or outlines"):
+        train(_tiny_config(tmp_path / "run", root))
+
+
+def test_cli_trains_from_images_and_masks_without_dataset_json_and_names_the_layout(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from napari_ihcseg.cli import main
+
+    fields = _fields(4)
+    root = make_layout(tmp_path / "lab", "images-masks", fields)
+    tifffile.imwrite(root / "masks" / "f3.tif", fields[3].labels.astype(np.float64))
+    code = main(["train", str(root), "--model", "r2unet-lite", "--epochs", "1", "--out", str(tmp_path / "run"),
+                 "--tile", "64", "--batch-size", "2", "--max-steps-per-epoch", "1", "--threads", "1",
+                 "--val-split", "0.34", "--synthetic-fraction", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"found {root}: {LAYOUTS['images-masks']}; 3 sample(s); 1 skipped" in captured.out
+    assert "skipped: " in captured.err and "f3.tif: a floating-point mask" in captured.err
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "readme.txt").write_text("x")
+    assert main(["train", str(odd), "--model", "r2unet-lite", "--epochs", "1", "--out", str(tmp_path / "r2")]) == 2
+    assert "no known training layout" in capsys.readouterr().err
