@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from napari_ihcseg.scoring.classifier import NucleusClassifier
 from napari_ihcseg.stain import H_DAB, StainVectors
 
 #: Value of :attr:`ScoringConfig.stain_vectors` that asks for per-image estimation.
@@ -121,6 +122,11 @@ class ScoringConfig:
         Nucleus area limits in µm² (inclusive); they need ``pixel_size_um``.
     pixel_size_um : float, optional
         Pixel side length in micrometres.
+    classifier : NucleusClassifier, optional
+        A calibrated per-nucleus classifier (usually the checkpoint's, see
+        :mod:`napari_ihcseg.scoring.classifier`). When given it decides which
+        nuclei are positive (and which detections are left out); the
+        thresholds then only grade positive nuclei 1+/2+/3+.
 
     Examples
     --------
@@ -139,6 +145,7 @@ class ScoringConfig:
     min_area_um2: float | None = None
     max_area_um2: float | None = None
     pixel_size_um: float | None = None
+    classifier: NucleusClassifier | None = None
 
     def __post_init__(self) -> None:
         preset = get_preset(self.stain)
@@ -163,6 +170,8 @@ class ScoringConfig:
         elif self.min_area_um2 is not None or self.max_area_um2 is not None:
             raise ValueError("min_area_um2/max_area_um2 need pixel_size_um; "
                              "give the pixel size or use min_area_px/max_area_px")
+        if self.classifier is not None and not isinstance(self.classifier, NucleusClassifier):
+            raise TypeError(f"classifier must be a NucleusClassifier or None, got {type(self.classifier).__name__}")
         for lo, hi in (("min_area_px", "max_area_px"), ("min_area_um2", "max_area_um2")):
             a, b = getattr(self, lo), getattr(self, hi)
             if a is not None and b is not None and a > b:
@@ -192,8 +201,11 @@ class ScoringConfig:
         """A copy with ``changes`` applied (validated again).
 
         Changing the stain without giving thresholds takes the new stain's
-        preset thresholds.
+        preset thresholds. Setting thresholds drops the classifier (the
+        user's cuts decide) unless ``classifier`` is given too.
         """
         if "stain" in changes and "thresholds" not in changes:
             changes["thresholds"] = None
+        if changes.get("thresholds") is not None and "classifier" not in changes:
+            changes["classifier"] = None
         return replace(self, **changes)
