@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from napari_ihcseg.scoring import get_preset, measure_nuclei
 from napari_ihcseg.stain import deconvolve
@@ -118,12 +119,8 @@ def fmt(a: dict) -> str:
             f"%pos {a['pct_pred']:5.1f} (truth {a['pct_true']:4.1f})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=default_data(), help="the shared data folder")
-    parser.add_argument("--radius", type=float, default=5.0, help="disk radius around points (px)")
-    parser.add_argument("--round", type=float, default=0.05, help="round the chosen cut to this step")
-    args = parser.parse_args(argv)
+def deepliif_main(args: argparse.Namespace) -> int:
+    """The DeepLIIF cut report (``--deepliif``): how the preset's 1+ cut was chosen."""
 
     deep_dir, points_dir = args.data / "deepliif-ki67-sample", args.data / "ki67-points"
     if not deep_dir.is_dir():
@@ -175,6 +172,187 @@ def main(argv: list[str] | None = None) -> int:
             parts = [f"{name} acc {a['acc']:.3f} %pos {a['pct_pred']:4.1f}/{a['pct_true']:4.1f}"
                      for name, a in ((n, agreement(v, t, cut)) for n, (v, t) in points.items())]
             print(f"  {cut:.3f}  " + "   ".join(parts))
+    return 0
+
+
+# ------------------------------------------- the classifier on point-annotated cases
+
+def point_cases(data: Path) -> list[dict]:
+    """Every ki67-immunoratio case (field scale 2 for a 40x model) and ki67-points field (scale 1)."""
+    from napari_ihcseg.data.ki67_split import is_held_out
+
+    cases = []
+    for folder in sorted((data / "ki67-immunoratio").glob("*/field.jpg")):
+        case = folder.parent
+        cases.append({"name": case.name, "source": "immunoratio", "image": folder, "scale": 2.0,
+                      "markers": case / "markers.csv", "region": case / "region.png",
+                      "held_out": is_held_out("immunoratio", case.name)})
+    for folder in sorted((data / "ki67-points").glob("*/base.png")):
+        case = folder.parent
+        cases.append({"name": case.name, "source": "ki67-points", "image": folder, "scale": 1.0,
+                      "markers": case / "markers.csv", "region": case / "mask-gt.png",
+                      "held_out": is_held_out("ki67-points", case.name)})
+    return cases
+
+
+def load_case(case: dict, crop: int | None) -> dict:
+    """Image, region and points of a case, cut to a ``crop``-pixel window centred on its region."""
+    from skimage import io
+
+    image = read_rgb(case["image"])
+    region = np.asarray(io.imread(case["region"]))
+    region = (region if region.ndim == 2 else region[..., 0]) > 0
+    marks = np.genfromtxt(case["markers"], delimiter=",", names=True)
+    points = np.column_stack([marks["y"], marks["x"]])
+    top = left = 0
+    if crop is not None:
+        rows, cols = np.nonzero(region)
+        h, w = region.shape
+        top = int(np.clip(rows.mean() - crop / 2, 0, max(h - crop, 0)))
+        left = int(np.clip(cols.mean() - crop / 2, 0, max(w - crop, 0)))
+        image = image[top:top + crop, left:left + crop]
+        region = region[top:top + crop, left:left + crop]
+        points = points - [top, left]
+    return {**case, "rgb": np.ascontiguousarray(image), "region_mask": region, "points": points,
+            "positive": marks["type"] == 1, "window": (top, left, crop)}
+
+
+def segment_case(case: dict, model, model_name: str, cache: Path | None) -> np.ndarray:
+    """The model's labels of a (cut) case at the field's own scale (cached as .npy when asked)."""
+    from napari_ihcseg.inference import InferenceConfig, segment_image
+
+    top, left, crop = case["window"]
+    window = f"_{top}_{left}_{crop}" if crop else ""
+    path = (cache / f"{model_name}_{case['source']}_{case['name']}_s{case['scale']:g}{window}.npy"
+            if cache else None)
+    if path is not None and path.exists():
+        return np.load(path)
+    labels = segment_image(case["rgb"], model, InferenceConfig(scale=case["scale"]))
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + ".partial.npy")
+        np.save(partial, labels.astype(np.int32))
+        os.replace(partial, path)  # another run reading the cache never sees half a file
+    print(f"  segmented {case['name']} {case['rgb'].shape[:2]} at scale {case['scale']:g}: "
+          f"{int(labels.max())} nuclei", file=sys.stderr, flush=True)
+    return labels
+
+
+def labelled_case(case: dict, labels: np.ndarray):
+    from napari_ihcseg.scoring.calibrate import labelled_nuclei
+
+    return labelled_nuclei(case["name"], case["rgb"], labels, case["points"], case["positive"],
+                           region=case["region_mask"])
+
+
+def evaluate(fields, name: str, call) -> list[dict]:
+    """Per-field figures of one way of calling nuclei; ``call(cells) -> (positive, counted)``."""
+    from napari_ihcseg.scoring.calibrate import classification_figures
+
+    return [{"field": f.name, "method": name, **classification_figures(f, *call(f.cells))} for f in fields]
+
+
+def report(rows: list[dict]) -> None:
+    table = pd.DataFrame(rows)
+    print(f"{'method':28s} {'fields':>6s} {'agreement':>9s} {'mean |d index|':>14s} {'precision':>9s}")
+    for method, group in table.groupby("method", sort=False):
+        print(f"{method:28s} {len(group):6d} {group.agreement.mean():9.3f} "
+              f"{group.abs_delta_index.mean():14.2f} {group.precision.mean():9.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Calibrate the Ki-67 positive/negative call: a per-nucleus "
+                                     "classifier and a DAB cut fitted on the ki67-immunoratio training cases, "
+                                     "compared with the preset on the held-out cases.")
+    parser.add_argument("--data", type=Path, default=default_data(), help="the shared data folder")
+    parser.add_argument("--model", default="r2unet-lite-ihc", help="shipped checkpoint name or folder")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the model's labels here (.npy)")
+    parser.add_argument("--crop", type=int, default=None, metavar="PX",
+                        help="calibrate on a PX-pixel window of each training case, centred on its region "
+                             "(default: whole fields)")
+    parser.add_argument("--crop-eval", type=int, default=None, metavar="PX",
+                        help="evaluate on such a window of each held-out field (default: whole fields)")
+    parser.add_argument("--write", type=Path, default=None, metavar="CHECKPOINT",
+                        help="store the better classifier in this checkpoint folder's config.json")
+    parser.add_argument("--deepliif", action="store_true",
+                        help="instead: the DeepLIIF report that chose the preset's 1+ cut")
+    parser.add_argument("--radius", type=float, default=5.0, help="(--deepliif) disk radius around points")
+    parser.add_argument("--round", type=float, default=0.05, help="(--deepliif) round the chosen cut")
+    args = parser.parse_args(argv)
+    if args.deepliif:
+        return deepliif_main(args)
+
+    from napari_ihcseg.models import load_model
+    from napari_ihcseg.scoring.calibrate import best_dab_cut, calibrate_classifier
+
+    cases = point_cases(args.data)
+    if not cases:
+        print(f"{args.data}: no ki67-immunoratio or ki67-points cases (set --data)", file=sys.stderr)
+        return 2
+    model = load_model(args.model, device="cpu")
+    name = Path(str(args.model)).name
+    fields = {}
+    for case in sorted(cases, key=lambda c: not c["held_out"]):
+        case = load_case(case, args.crop_eval if case["held_out"] else args.crop)
+        fields[case["name"]] = labelled_case(case, segment_case(case, model, name, args.cache))
+    train = [fields[c["name"]] for c in cases if c["source"] == "immunoratio" and not c["held_out"]]
+    held = [fields[c["name"]] for c in cases if c["source"] == "immunoratio" and c["held_out"]]
+    points = [fields[c["name"]] for c in cases if c["source"] == "ki67-points"]
+    n_train = sum(int((f.cells.truth >= 0).sum()) for f in train)
+    print(f"calibration: {len(train)} training cases, {n_train} detections matched to points; "
+          f"held out: {len(held)} ki67-immunoratio cases and {len(points)} ki67-points fields")
+
+    preset = get_preset("ki67").thresholds[0]
+
+    def fit(cases):
+        cut = best_dab_cut(cases)
+        plain, with_reject = calibrate_classifier(cases), calibrate_classifier(cases, reject=True)
+        return {
+            f"preset DAB cut {preset:g}": lambda c: (c.dab_od_mean.to_numpy() >= preset, None),
+            "fitted DAB cut": lambda c: (c.dab_od_mean.to_numpy() >= cut, None),
+            "classifier": lambda c: (plain.positive.predict(c), None),
+            "classifier + reject": lambda c: (with_reject.positive.predict(c), ~with_reject.reject.predict(c)),
+        }, (cut, plain, with_reject)
+
+    # Leave one training case out: each case is called by a fit on the others.
+    rows = []
+    for i, case in enumerate(train):
+        methods, _ = fit(train[:i] + train[i + 1:])
+        rows += [row for method, call in methods.items() for row in evaluate([case], method, call)]
+    print("\ntraining cases, each called by a fit on the other cases (leave one case out):")
+    report(rows)
+    table = pd.DataFrame(rows).groupby("method", sort=False)[["abs_delta_index", "agreement"]].mean()
+    best = table.abs_delta_index.idxmin()
+    chosen = {"method": best, "loco_abs_delta_index": round(float(table.abs_delta_index[best]), 3),
+              "loco_agreement": round(float(table.agreement[best]), 4)}
+
+    methods, (cut, plain, with_reject) = fit(train)
+    print(f"\nfitted on all {len(train)} training cases: DAB cut {cut:g}; classifier features "
+          f"{', '.join(plain.positive.features)}")
+    for label, group in (("held-out ki67-immunoratio", held), ("ki67-points (held out)", points)):
+        rows = [row for method, call in methods.items() for row in evaluate(group, method, call)]
+        print(f"\n{label}:")
+        report(rows)
+        for row in rows:
+            print(f"    {row['field']:10s} {row['method']:28s} agreement {row['agreement']:.3f} "
+                  f"index {row['index']:5.1f} (truth {row['truth_index']:5.1f})")
+    print(f"\nchosen on the training cases (smallest leave-one-case-out mean |d index|): {chosen['method']}")
+    if args.write is not None:
+        from napari_ihcseg.models import set_classifier
+
+        classifier = with_reject if chosen["method"] == "classifier + reject" else plain
+        if not chosen["method"].startswith("classifier"):
+            print("a DAB cut won; the checkpoint keeps no classifier (the preset decides)")
+            classifier = None
+        calibration = {"data": "ki67-immunoratio training cases (napari_ihcseg.data.ki67_split)",
+                       "cases": len(train), "matched_nuclei": n_train, **chosen,
+                       "window_px": args.crop,
+                       "command": "python benchmarks/calibrate_ki67.py"
+                                  + (f" --crop {args.crop}" if args.crop else "")
+                                  + (f" --crop-eval {args.crop_eval}" if args.crop_eval else "")
+                                  + " --write CHECKPOINT"}
+        set_classifier(args.write, "ki67", classifier, calibration=calibration)
+        print(f"written: {args.write}")
     return 0
 
 

@@ -149,7 +149,7 @@ def test_full_cli_in_process_and_as_subprocess(inputs, tmp_path, capsys):
     assert "ihcseg: error: --thresholds" in capsys.readouterr().err
     launcher = "import sys; from napari_ihcseg.cli import main; sys.exit(main())"
     proc = subprocess.run([sys.executable, "-c", launcher, "score", str(image), "--labels",
-                           str(labels), "--stain", "ki67", "--out", str(tmp_path / "sub")],
+                           str(labels), "--stain", "ki67", "--model", "r2unet-lite", "--out", str(tmp_path / "sub")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Ki-67 index" in proc.stdout

@@ -151,7 +151,8 @@ def test_cli_tta_reaches_the_model_and_the_summary(png, tmp_path, monkeypatch):
 def test_summaries_from_before_an_option_existed_hold_its_default(png, tmp_path, option, other):
     """A summary written before ``scale`` / ``tta`` existed was made at scale 1 without TTA."""
     out = tmp_path / "out"
-    options = PipelineOptions(tile=64, overlap=16)
+    # Scale 1 as then (the default is now "auto", which such a summary does not satisfy).
+    options = PipelineOptions(tile=64, overlap=16, scale=1.0)
     process_image(png, out, options, model=ODNet(), model_name="odnet")
     path = out / "field.summary.json"
     summary = json.loads(path.read_text())

@@ -117,11 +117,14 @@ class PipelineOptions:
         Also write the QC overlay picture.
     block : int
         Block size for whole slides.
-    scale : float
+    scale : float or "auto"
         Factor applied to the image before the network, 0.25 to 8: 2.0 for
         images at half the magnification the model was trained at. Images
         segmented in memory only; a whole slide with ``scale != 1`` is an
-        error.
+        error. ``"auto"`` (the default) takes it from the file's pixel size
+        or from a first pass that measures the nuclei
+        (:func:`~napari_ihcseg.inference.autoscale.estimate_scale`); whole
+        slides then stay at 1.
     tta : bool
         Test-time augmentation: average each tile's prediction with those of
         its three flips (four times the compute).
@@ -145,7 +148,7 @@ class PipelineOptions:
     save_probabilities: bool = False
     overlay: bool = False
     block: int = 4096
-    scale: float = 1.0
+    scale: float | str = "auto"
     tta: bool = False
     min_cells: int = 500
     ki67_cutoff: float | None = None
@@ -153,9 +156,10 @@ class PipelineOptions:
     hotspot_cells: int = 500
 
     def __post_init__(self) -> None:
+        from napari_ihcseg.inference.autoscale import AUTO, is_auto
         from napari_ihcseg.inference.config import check_scale, check_tta
 
-        object.__setattr__(self, "scale", check_scale(self.scale))
+        object.__setattr__(self, "scale", AUTO if is_auto(self.scale) else check_scale(self.scale))
         object.__setattr__(self, "tta", check_tta(self.tta))
         if self.pixel_size_um is not None and not (
                 isinstance(self.pixel_size_um, (int, float)) and np.isfinite(self.pixel_size_um)
@@ -174,16 +178,26 @@ class PipelineOptions:
             keys += ["mask_prob", "contour_prob"]
         return keys + ["summary"]
 
-    def inference_config(self):
-        """The :class:`~napari_ihcseg.inference.InferenceConfig` of these options."""
-        from napari_ihcseg.inference import InferenceConfig
+    def inference_config(self, scale: float | None = None):
+        """The :class:`~napari_ihcseg.inference.InferenceConfig` of these options.
 
+        ``scale`` replaces an ``"auto"`` scale once it is resolved (1 if not given).
+        """
+        from napari_ihcseg.inference import InferenceConfig
+        from napari_ihcseg.inference.autoscale import is_auto
+
+        if scale is None:
+            scale = 1.0 if is_auto(self.scale) else self.scale
         return InferenceConfig(tile=self.tile, overlap=self.overlap, device=self.device,
                                mask_threshold=self.mask_threshold, contour_threshold=self.contour_threshold,
-                               min_size=self.min_size, scale=self.scale, tta=self.tta)
+                               min_size=self.min_size, scale=scale, tta=self.tta)
 
-    def scoring_config(self, pixel_size_um: float | None):
-        """The :class:`~napari_ihcseg.scoring.ScoringConfig`, or ``None`` without a stain."""
+    def scoring_config(self, pixel_size_um: float | None, model=None):
+        """The :class:`~napari_ihcseg.scoring.ScoringConfig`, or ``None`` without a stain.
+
+        Unless thresholds are set, the nuclei are classified by the classifier
+        ``model``'s checkpoint calibrated for the stain, when it has one.
+        """
         if not self.stain:
             return None
         from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
@@ -191,6 +205,9 @@ class PipelineOptions:
         kwargs = {"stain": self.stain, "thresholds": self.thresholds, "pixel_size_um": pixel_size_um,
                   "min_cells": self.min_cells, "ki67_cutoff": self.ki67_cutoff,
                   "hotspot_diameter_um": self.hotspot_diameter_um, "hotspot_cells": self.hotspot_cells}
+        info = getattr(model, "checkpoint_info", None)
+        if self.thresholds is None and info is not None:
+            kwargs["classifier"] = info.classifier(self.stain)
         if self.estimate_stains:
             kwargs["stain_vectors"] = ESTIMATE
         return ScoringConfig(**kwargs)
@@ -240,21 +257,35 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
                 != model.get("sha256"):
             return False
         # The same options give other nuclei once the checkpoint's tuned settings change.
-        expected = _expected_instances(options, summary.get("model", {}).get("name"))
+        used = summary.get("scale")
+        expected = _expected_instances(options, summary.get("model", {}).get("name"),
+                                       used.get("scale") if isinstance(used, dict) else None)
         if expected is not None and summary.get("instances") != _jsonable(expected):
             return False
     return all((Path(out_dir) / name).is_file() for name in listed.values())
 
 
-def _expected_instances(options: PipelineOptions, model_name: str | None) -> dict | None:
-    """The instance settings a run with ``options`` would use now (``None``: unknown)."""
+def _expected_instances(options: PipelineOptions, model_name: str | None,
+                        used_scale: float | None = None) -> dict | None:
+    """The instance settings a run with ``options`` would use now (``None``: unknown).
+
+    With an ``"auto"`` scale, ``min_size`` depends on the scale the image
+    resolved to, ``used_scale`` (recorded in its summary).
+    """
+    from napari_ihcseg.inference.autoscale import is_auto
     from napari_ihcseg.models import recommended_instance_params
+
+    scale = None
+    if is_auto(options.scale):
+        if not isinstance(used_scale, (int, float)) or isinstance(used_scale, bool):
+            return None
+        scale = float(used_scale)
 
     try:
         tuned = recommended_instance_params(options.model if options.model is not None else model_name)
     except (TypeError, ValueError):
         return None
-    return options.inference_config().instance_options_for(tuned)
+    return options.inference_config(scale).instance_options_for(tuned)
 
 
 def _current_sha256(spec) -> str | None:
@@ -392,12 +423,13 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
         h, w, _ = lazy.shape
         pixel_size = options.pixel_size_um or lazy.pixel_size_um
         large = h * w > LARGE_IMAGE_PIXELS
+        if model is None:
+            model, model_name = resolve_model(options.model, options.device)
+        options, scale = _resolve_scale(lazy, model, options, pixel_size, large)
         if large and options.scale != 1.0:
             raise ValueError(f"scale {options.scale:g} is supported for images segmented in memory only, "
                              f"not for whole slides ({h}×{w} pixels); use scale 1")
-        if model is None:
-            model, model_name = resolve_model(options.model, options.device)
-        scoring = options.scoring_config(pixel_size)
+        scoring = options.scoring_config(pixel_size, model)
         if large:
             result = _process_large(lazy, model, paths, options, scoring, progress, cancel)
         else:
@@ -421,7 +453,8 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
         "device": str(result.get("device") or resolve_device(options.device)),
         "seconds": round(time.perf_counter() - started, 3),
         "large": large,
-        "options": _option_record(options),
+        "options": _option_record(scale["options"]),
+        "scale": {k: v for k, v in scale.items() if k != "options"},
         "instances": options.inference_config().instance_options(model),
         "version": __version__,
         "status": "ok",
@@ -430,6 +463,24 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
     })
     write_json_atomic(paths["summary"], _jsonable(summary))
     return summary
+
+
+def _resolve_scale(lazy, model, options: PipelineOptions, pixel_size, large: bool):
+    """Options with a numeric scale, and the record of how it was chosen."""
+    from dataclasses import replace
+
+    from napari_ihcseg.inference.autoscale import resolve_scale
+
+    def read_probe(size: int) -> np.ndarray:
+        level = lazy.levels[0]
+        h, w = level.shape[:2]
+        top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        return np.asarray(level[top:top + size, left:left + size].compute())
+
+    estimate = resolve_scale(options.scale, read_probe, model, pixel_size_um=pixel_size,
+                             config=options.inference_config(1.0), whole_slide=large)
+    log.info("%s", estimate.reason)
+    return replace(options, scale=estimate.scale), {"options": options, **estimate.to_dict()}
 
 
 def _option_record(options: PipelineOptions) -> dict:
@@ -522,6 +573,7 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
 
     from napari_ihcseg.scoring import measure_nuclei, nuclei_feature_collection, write_cells_csv
     from napari_ihcseg.scoring.regions import as_region
+    from napari_ihcseg.scoring.classifier import nucleus_features
     from napari_ihcseg.scoring.summary import classify, summarize
     from napari_ihcseg.stain import H_DAB
 
@@ -554,6 +606,8 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
             cells = measure_nuclei(img, lab, stains=vectors,
                                    pixel_size_um=scoring.pixel_size_um if scoring else None,
                                    ring="auto" if scoring is not None else None)
+            if scoring is not None and scoring.classifier is not None:
+                cells = nucleus_features(img, lab, cells, stains=vectors)
             cy = cells["centroid_y"].to_numpy() + ry0
             cx = cells["centroid_x"].to_numpy() + rx0
             ry, rx = np.floor(cy + 0.5), np.floor(cx + 0.5)
@@ -581,6 +635,8 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
         return
     if not tables:
         cells["in_roi"] = np.zeros(0, bool)
+        if scoring.classifier is not None:
+            cells = nucleus_features(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), cells)
         cells = classify(cells, scoring)
     write_cells_csv(paths["cells"], cells)
     out["scores"] = summarize(cells, scoring, stain_vectors=vectors)

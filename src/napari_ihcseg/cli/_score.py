@@ -61,8 +61,8 @@ def _binary_mask_check(labels: np.ndarray, args: argparse.Namespace) -> np.ndarr
     return labels
 
 
-def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
-    """The one-screen report printed by ``ihcseg score``."""
+def format_summary(summary: dict, cells, paths: dict[str, Path], *, classifier: bool = False) -> str:
+    """The one-screen report printed by ``ihcseg score`` (``classifier``: a classifier called the nuclei)."""
     from napari_ihcseg.scoring import get_preset
 
     def pct(v):
@@ -78,7 +78,8 @@ def format_summary(summary: dict, cells, paths: dict[str, Path]) -> str:
                          minlength=4)
     t1, t2, t3 = summary["thresholds"]
     lines = [
-        f"stain               {preset.title}   (DAB OD thresholds {t1:g} / {t2:g} / {t3:g}; "
+        f"stain               {preset.title}   ({'calibrated classifier; ' if classifier else ''}"
+        f"DAB OD thresholds {t1:g} / {t2:g} / {t3:g}; "
         f"{summary['stain_vectors']['name'] if summary['stain_vectors'] else 'stain vectors n/a'})",
         f"nuclei scored       {summary['n_nuclei']}" + (f"   ({excluded} excluded by region/size)"
                                                        if excluded else ""),
@@ -133,8 +134,17 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.stain import StainEstimationWarning
 
     thresholds = parse_thresholds(args.thresholds)
+    classifier = None
+    if thresholds is None:
+        from napari_ihcseg.models import recommended_classifier
+
+        try:
+            classifier = recommended_classifier(args.model, args.stain)
+        except ValueError as exc:
+            raise CLIError(f"--model: {exc}") from None
     try:
         config = ScoringConfig(
+            classifier=classifier,
             stain=args.stain, thresholds=thresholds,
             stain_vectors=ESTIMATE if args.estimate_stains else ScoringConfig().stain_vectors,
             pixel_size_um=args.pixel_size,
@@ -173,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{out}: cannot write the results ({exc.strerror or exc})") from None
     if result.summary["n_nuclei"] == 0:
         print(f"ihcseg: warning: {args.labels}: no nucleus to score"
-              + (" inside the region / size limits" if len(result.cells) else ""), file=sys.stderr)
-    print(format_summary(result.summary, result.cells, paths))
+              + (" inside the region / size limits" if len(result.cells) else "")
+              + (" or kept by the calibrated classifier (--thresholds scores without it)"
+                 if classifier is not None and len(result.cells) else ""),
+              file=sys.stderr)
+    print(format_summary(result.summary, result.cells, paths, classifier=classifier is not None))
     return EXIT_OK
 
 
@@ -193,7 +206,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--stain", required=True, type=str.lower,
                         choices=("er", "pr", "ki67"), help="stain preset: thresholds and interpretation")
     parser.add_argument("--thresholds", metavar="T1,T2,T3", default=None,
-                        help="DAB OD cuts of 1+, 2+, 3+ (default: the stain's preset)")
+                        help="DAB OD cuts of 1+, 2+, 3+ (default: the classifier calibrated for the "
+                             "stain in the --model checkpoint, else the stain's preset)")
+    parser.add_argument("--model", default=None, metavar="MODEL",
+                        help="the checkpoint (shipped name or folder) whose calibrated classifier calls "
+                             "nuclei positive; use the one that made the labels (default: the default "
+                             "shipped checkpoint)")
     parser.add_argument("--roi", metavar="ROI.geojson", default=None,
                         help="score only nuclei whose centroid lies in these polygons "
                              "(e.g. QuPath annotations)")

@@ -29,17 +29,19 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="contour probability threshold (default: tuned for the model, else 0.5)")
     parser.add_argument("--min-size", type=int, default=None,
                         help="smallest nucleus kept, in pixels (default: tuned for the model, else 16)")
-    parser.add_argument("--scale", type=float, default=1.0, metavar="FACTOR",
+    parser.add_argument("--scale", default="auto", metavar="FACTOR",
                         help="resize the image by FACTOR before the model, 0.25 to 8: 2 for images at half the "
                              "magnification the model was trained at, e.g. 20x images with a 40x model "
-                             "(default 1; images segmented in memory only, not whole slides)")
+                             "(default auto: from the file's pixel size, else from the size of the nuclei "
+                             "a first pass finds; 1 for whole slides)")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average each tile's prediction with its three flips "
                              "(four times slower; smoother outlines, fewer split nuclei)")
     parser.add_argument("--stain", choices=STAINS, default=None,
                         help="score the nuclei for this stain (writes scores, GeoJSON)")
     parser.add_argument("--thresholds", default=None, metavar="A,B,C",
-                        help="DAB OD cuts of 1+, 2+, 3+ (default: the stain's preset)")
+                        help="DAB OD cuts of 1+, 2+, 3+ (default: the model's calibrated classifier for "
+                             "the stain, else the stain's preset)")
     parser.add_argument("--roi", default=None, metavar="ROI.geojson",
                         help="count only nuclei inside these polygons")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
@@ -54,6 +56,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """Build :class:`~napari_ihcseg.pipeline.PipelineOptions` from parsed arguments."""
+    from napari_ihcseg.inference.autoscale import is_auto
     from napari_ihcseg.inference.config import check_scale
     from napari_ihcseg.pipeline import PipelineOptions
 
@@ -75,17 +78,20 @@ def options_from_args(args: argparse.Namespace):
             raise CLIError(f"--roi: {exc}") from None
     if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
         raise CLIError(f"--pixel-size: must be a positive number of micrometres, got {args.pixel_size:g}")
-    try:
-        check_scale(args.scale)
-    except ValueError as exc:
-        raise CLIError(f"--scale: {exc}") from None
+    scale = args.scale
+    if not is_auto(scale):
+        try:
+            scale = check_scale(float(scale))
+        except ValueError:
+            raise CLIError(f"--scale: expected 'auto' or a number from 0.25 to 8 (2 for images at half "
+                           f"the model's magnification), got {args.scale!r}") from None
     try:
         return PipelineOptions(
             model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
             mask_threshold=args.mask_threshold, contour_threshold=args.contour_threshold,
             min_size=args.min_size, stain=args.stain, thresholds=thresholds, roi=args.roi,
             pixel_size_um=args.pixel_size, estimate_stains=args.estimate_stains,
-            save_probabilities=args.save_probabilities, overlay=args.overlay, scale=args.scale,
+            save_probabilities=args.save_probabilities, overlay=args.overlay, scale=scale,
             tta=args.tta,
         )
     except (TypeError, ValueError) as exc:

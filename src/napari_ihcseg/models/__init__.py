@@ -18,7 +18,7 @@ Examples
 """
 
 from ._base import SIZE_MULTIPLE, ModelConfig, SegmentationModel, padded_size
-from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_config, save_checkpoint, set_instance_params
+from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_config, save_checkpoint, set_classifier, set_instance_params
 from .harunet import HARUNet, HARUNetConfig
 from .r2unet import R2UNet, R2UNetConfig
 from .registry import build_model, get_spec, list_models
@@ -26,6 +26,7 @@ from .shipped import (
     checkpoint_sha256,
     default_checkpoint_name,
     load_model,
+    recommended_classifier,
     recommended_instance_params,
     shipped_checkpoints,
 )
@@ -51,8 +52,10 @@ __all__ = [
     "load_model",
     "padded_size",
     "read_checkpoint_config",
+    "recommended_classifier",
     "recommended_instance_params",
     "save_checkpoint",
+    "set_classifier",
     "set_instance_params",
     "shipped_checkpoints",
 ]

@@ -2,7 +2,8 @@
 
 ``config.json`` records the architecture, its config, the sha256 of the weights
 file, training metadata, model-card fields and the instance-step settings
-tuned for the model (``instances``, see :func:`set_instance_params`). Loading verifies the checksum
+tuned for the model (``instances``, see :func:`set_instance_params`) and the per-nucleus classifiers
+calibrated for it (``classifiers``, see :func:`set_classifier`). Loading verifies the checksum
 before reading any tensor and reads tensors with safetensors only: nothing is
 ever unpickled.
 """
@@ -23,6 +24,7 @@ from torch import nn
 from .._atomic import atomic_directory, atomic_path, write_json_atomic
 from ..device import resolve_device
 from ..instances.tuning import check_instance_params
+from ..scoring.classifier import NucleusClassifier, check_classifiers
 from ._base import SegmentationModel
 from .registry import build_from_config, config_for_loading, get_spec, list_models
 
@@ -57,6 +59,9 @@ class CheckpointInfo:
         The instance-step settings tuned for the model (any of
         ``mask_threshold``, ``contour_threshold``, ``min_size``); empty when
         none were tuned.
+    classifiers : dict
+        Stain -> positive/negative classifier calibrated for the model (the
+        JSON of :class:`~napari_ihcseg.scoring.classifier.NucleusClassifier`).
     """
 
     name: str
@@ -66,6 +71,14 @@ class CheckpointInfo:
     card: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     instances: dict[str, Any] = field(default_factory=dict)
+    classifiers: dict[str, Any] = field(default_factory=dict)
+
+    def classifier(self, stain: str) -> NucleusClassifier | None:
+        """The classifier calibrated for ``stain``, or ``None``."""
+        from ..scoring.presets import get_preset
+
+        data = self.classifiers.get(get_preset(stain).name)
+        return None if data is None else NucleusClassifier.from_dict(data)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -266,11 +279,12 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{config_path}: unknown architecture {document['arch']!r}; valid names: {', '.join(list_models())}"
         )
-    for key in ("training", "card", "instances"):
+    for key in ("training", "card", "instances", "classifiers"):
         if not isinstance(document.setdefault(key, {}), dict):
             raise ValueError(f"{config_path}: {key!r} must be a JSON object")
     document["card"] = {**CARD_DEFAULTS, **document["card"]}
     document["instances"] = check_instance_params(document["instances"], f"{config_path}: 'instances'")
+    document["classifiers"] = check_classifiers(document["classifiers"], f"{config_path}: classifiers")
     return document
 
 
@@ -312,6 +326,29 @@ def set_instance_params(path: str | os.PathLike, params: Mapping[str, Any], *,
     document["instances"] = check_instance_params(params, "instances")
     if tuning is not None:
         document["card"]["instances"] = _json_dict(tuning, "tuning")
+    write_json_atomic(folder / CONFIG_FILE, document, overwrite=True)
+    return folder
+
+
+def set_classifier(path: str | os.PathLike, stain: str, classifier: NucleusClassifier | None, *,
+                   calibration: Mapping[str, Any] | None = None) -> Path:
+    """Store (or with ``None`` remove) a stain's nucleus classifier in a checkpoint's ``config.json``.
+
+    Written atomically like :func:`set_instance_params`; the weights are
+    untouched. ``calibration`` (data, figures) goes to the card under
+    ``classifiers``. Scoring uses the classifier unless the user sets thresholds.
+    """
+    from ..scoring.presets import get_preset
+
+    folder = Path(path).expanduser()
+    document = read_checkpoint_config(folder)
+    key = get_preset(stain).name
+    document["classifiers"].pop(key, None)
+    document["card"].setdefault("classifiers", {}).pop(key, None)
+    if classifier is not None:
+        document["classifiers"][key] = classifier.to_dict()
+        if calibration is not None:
+            document["card"]["classifiers"][key] = _json_dict(calibration, "calibration")
     write_json_atomic(folder / CONFIG_FILE, document, overwrite=True)
     return folder
 
@@ -381,6 +418,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
         card=document["card"],
         training=document["training"],
         instances=document["instances"],
+        classifiers=document["classifiers"],
     )
     return model.to(target).eval()
 

@@ -260,3 +260,29 @@ def recommended_instance_params(spec: str | os.PathLike) -> dict:
 
     folder = checkpoint_folder(spec)
     return {**INSTANCE_DEFAULTS, **(read_checkpoint_config(folder)["instances"] if folder is not None else {})}
+
+
+def recommended_classifier(spec: str | os.PathLike | None, stain: str):
+    """The nucleus classifier a checkpoint has for ``stain``, without loading its weights.
+
+    ``spec`` as for :func:`load_model`; ``None`` takes the default shipped
+    checkpoint (for the CPU). Returns ``None`` for an architecture, a
+    checkpoint without one, or when nothing is shipped.
+
+    Examples
+    --------
+    >>> recommended_classifier("r2unet-lite", "ki67") is None  # an untrained architecture
+    True
+    """
+    from ..scoring.classifier import NucleusClassifier
+    from ..scoring.presets import get_preset
+
+    if spec is None:
+        spec = default_checkpoint_name("cpu")
+        if spec is None:
+            return None
+    folder = checkpoint_folder(spec)
+    if folder is None:
+        return None
+    data = read_checkpoint_config(folder)["classifiers"].get(get_preset(stain).name)
+    return None if data is None else NucleusClassifier.from_dict(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from napari_ihcseg.scoring.classifier import NucleusClassifier
 from napari_ihcseg.stain import H_DAB, StainVectors
 
 #: Value of :attr:`ScoringConfig.stain_vectors` that asks for per-image estimation.
@@ -135,6 +136,11 @@ class ScoringConfig:
         cells of a point (default 500).
     hotspot_min_cells : int
         Fewest cells a hot-spot circle may hold (default 100).
+    classifier : NucleusClassifier, optional
+        A calibrated per-nucleus classifier (usually the checkpoint's, see
+        :mod:`napari_ihcseg.scoring.classifier`). When given it decides which
+        nuclei are positive (and which detections are left out); the
+        thresholds then only grade positive nuclei 1+/2+/3+.
 
     Examples
     --------
@@ -158,6 +164,7 @@ class ScoringConfig:
     hotspot_diameter_um: float = 500.0
     hotspot_cells: int = 500
     hotspot_min_cells: int = 100
+    classifier: NucleusClassifier | None = None
 
     def __post_init__(self) -> None:
         preset = get_preset(self.stain)
@@ -196,6 +203,8 @@ class ScoringConfig:
         if not (math.isfinite(diameter) and diameter > 0):
             raise ValueError(f"hotspot_diameter_um must be a positive number, got {self.hotspot_diameter_um}")
         object.__setattr__(self, "hotspot_diameter_um", diameter)
+        if self.classifier is not None and not isinstance(self.classifier, NucleusClassifier):
+            raise TypeError(f"classifier must be a NucleusClassifier or None, got {type(self.classifier).__name__}")
         for lo, hi in (("min_area_px", "max_area_px"), ("min_area_um2", "max_area_um2")):
             a, b = getattr(self, lo), getattr(self, hi)
             if a is not None and b is not None and a > b:
@@ -231,8 +240,11 @@ class ScoringConfig:
         """A copy with ``changes`` applied (validated again).
 
         Changing the stain without giving thresholds takes the new stain's
-        preset thresholds.
+        preset thresholds. Setting thresholds drops the classifier (the
+        user's cuts decide) unless ``classifier`` is given too.
         """
         if "stain" in changes and "thresholds" not in changes:
             changes["thresholds"] = None
+        if changes.get("thresholds") is not None and "classifier" not in changes:
+            changes["classifier"] = None
         return replace(self, **changes)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from napari_ihcseg.scoring.classifier import nucleus_features
 from napari_ihcseg.scoring.measure import check_image_labels, measure_nuclei
 from napari_ihcseg.scoring.presets import ESTIMATE, ScoringConfig
 from napari_ihcseg.scoring.regions import Region, as_region
@@ -24,8 +25,10 @@ class ScoreResult:
         One row per nucleus: ``label``, ``centroid_y``, ``centroid_x``,
         ``area_px``, ``area_um2``, ``hematoxylin_od_mean``, ``dab_od_mean``,
         ``intensity_class``, ``positive``, ``in_roi`` and ``included`` (inside
-        the region and the area limits, i.e. counted in the summary), and
-        ``dab_od_ring`` (DAB around the nucleus, for the stain-pattern check).
+        the region and the area limits and not rejected by a classifier,
+        i.e. counted in the summary), ``dab_od_ring`` (DAB around the
+        nucleus, for the stain-pattern check) and, with a classifier in the
+        config, its features (:data:`~napari_ihcseg.scoring.classifier.FEATURES`).
     summary : dict
         The image scores (see ``docs/scoring.md``).
     config : ScoringConfig
@@ -87,7 +90,7 @@ def score_image(
     stain : {"er", "pr", "ki67"}, optional
         The stain, which chooses the preset thresholds.
     thresholds : (float, float, float), optional
-        DAB OD cuts of 1+, 2+, 3+.
+        DAB OD cuts of 1+, 2+, 3+; giving them drops ``config``'s classifier.
     roi : Region, path, or napari Shapes data, optional
         Only nuclei whose centroid lies inside count (GeoJSON file path, a
         list of ``(N, 2)`` ``(row, col)`` vertex arrays, or a :class:`Region`).
@@ -127,6 +130,8 @@ def score_image(
     else:
         vectors = config.stain_vectors
     cells = measure_nuclei(image, labels, stains=vectors, pixel_size_um=config.pixel_size_um, ring="auto")
+    if config.classifier is not None:
+        cells = nucleus_features(image, labels, cells, stains=vectors)
     cells["in_roi"] = (True if region is None
                        else region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy()))
     cells = classify(cells, config)

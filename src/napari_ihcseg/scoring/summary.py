@@ -56,10 +56,31 @@ def intensity_classes(dab_od, thresholds) -> np.ndarray:
     return cls
 
 
+def cell_classes(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
+    """The intensity class of every nucleus of a table under ``config``.
+
+    Without a classifier, the class of ``dab_od_mean`` (:func:`intensity_classes`).
+    With one (:attr:`ScoringConfig.classifier`), negative nuclei are class 0
+    and positive ones keep their DAB class, at least 1+.
+    """
+    cls = intensity_classes(cells["dab_od_mean"].to_numpy(), config.thresholds)
+    if config.classifier is not None:
+        positive = config.classifier.positive.predict(cells)
+        cls = np.where(positive, np.maximum(cls, 1), 0).astype(np.int8)
+    return cls
+
+
+def rejected_mask(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
+    """Detections the classifier's ``reject`` model leaves out (none without one)."""
+    reject = config.classifier.reject if config.classifier is not None else None
+    return np.zeros(len(cells), bool) if reject is None else reject.predict(cells)
+
+
 def included_mask(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
-    """Which nuclei count: inside the region (``in_roi``) and within the area limits."""
+    """Which nuclei count: inside the region (``in_roi``), within the area limits, not rejected."""
     n = len(cells)
     keep = np.ones(n, bool) if "in_roi" not in cells else cells["in_roi"].to_numpy(bool)
+    keep = keep & ~(rejected_mask(cells, config) & ~human_classes(cells))  # a class set by hand is never rejected
     lo, hi = config.area_limits_px()
     if lo > 0 or np.isfinite(hi):
         area = cells["area_px"].to_numpy(np.float64)
@@ -78,7 +99,7 @@ def classify(cells: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     class but do not count in the summary.
     """
     out = cells.copy()
-    cls = intensity_classes(out["dab_od_mean"].to_numpy(), config.thresholds)
+    cls = cell_classes(out, config)
     human = human_classes(out)
     if human.any():  # classes set by hand stay as set
         cls[human] = out["intensity_class"].to_numpy(np.int8)[human]
@@ -174,10 +195,11 @@ def summarize(
     """
     keep = included_mask(cells, config)
     dab = cells["dab_od_mean"].to_numpy(np.float64)[keep]
-    cls = intensity_classes(dab, config.thresholds)
-    human = human_classes(cells)[keep]
-    if human.any():  # classes set by hand stay as set, whatever the thresholds
-        cls[human] = cells["intensity_class"].to_numpy(np.int8)[keep][human]
+    cls = cell_classes(cells, config)
+    human = human_classes(cells)
+    if human.any():  # classes set by hand stay as set, whatever the thresholds or classifier
+        cls[human] = cells["intensity_class"].to_numpy(np.int8)[human]
+    cls = cls[keep]
     counts = np.bincount(cls, minlength=4)
     n = int(keep.sum())
     n_pos = int(counts[1:].sum())

@@ -1,0 +1,140 @@
+"""Automatic image scale: from the file's pixel size, or from the nuclei of a first pass."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_ihcseg import pipeline
+from napari_ihcseg.cli import main
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import InferenceConfig, segment_image
+from napari_ihcseg.inference.autoscale import estimate_scale, nucleus_diameters, resolve_scale
+from napari_ihcseg.inference.predict import resize_image
+from napari_ihcseg.pipeline import PipelineOptions, outputs_complete
+
+from test_scale import SizedODNet
+
+CONFIG = InferenceConfig(tile=128, overlap=32, device="cpu", amp=False)
+
+
+@pytest.fixture(scope="module")
+def field():
+    return make_synthetic_ihc((512, 512), seed=5, radius_range=(8.0, 11.0), density=0.2, touching=0.0,
+                              positive_fraction=0.3)
+
+
+@pytest.fixture(scope="module")
+def model(field):
+    """A model whose checkpoint records its own median nucleus diameter at full resolution."""
+    net = SizedODNet()
+    diameter = float(np.median(nucleus_diameters(segment_image(field.image, net, CONFIG))))
+    net.checkpoint_info = SimpleNamespace(training={"nucleus_diameter_px": diameter, "pixel_size_um": 0.25})
+    return net
+
+
+def half(image: np.ndarray) -> np.ndarray:
+    return resize_image(image, (image.shape[0] // 2, image.shape[1] // 2))
+
+
+def test_full_resolution_keeps_scale_one(field, model):
+    estimate = estimate_scale(field.image, model, config=CONFIG)
+    assert (estimate.scale, estimate.source) == (1.0, "nuclei")
+    assert estimate.n_nuclei >= 30
+
+
+def test_half_resolution_picks_about_two(field, model):
+    small = half(field.image)
+    # At scale 1 the model loses most nuclei of half their size: the guess comes from a pass at 2.
+    assert len(nucleus_diameters(segment_image(small, model, CONFIG))) < 30
+    estimate = estimate_scale(small, model, config=CONFIG)
+    assert estimate.source == "nuclei"
+    assert estimate.scale == 2.0, estimate
+    raw = float(estimate.reason.split("factor ")[1].split(",")[0])
+    assert 1.6 <= raw <= 2.4, estimate.reason
+    # A quarter of the resolution is outside what the passes can see: it refuses rather than guesses.
+    tiny = half(small)
+    refused = estimate_scale(tiny, model, config=CONFIG)
+    assert refused.scale == 1.0 and refused.source == "none"
+
+
+def test_upsampled_image_picks_about_a_half(field, model):
+    big = resize_image(field.image[:256, :256], (512, 512))
+    estimate = estimate_scale(big, model, config=CONFIG)
+    assert (estimate.source, estimate.scale) == ("nuclei", 0.5), estimate
+
+
+@pytest.mark.parametrize("raw, step", [(1.29, 1.0), (1.4, 1.0), (1.45, 2.0), (1.55, 2.0), (2.07, 2.0),
+                                       (0.7, 0.5), (0.75, 1.0), (3.2, 4.0), (20.0, 8.0)])
+def test_a_factor_from_nuclei_is_taken_to_the_nearest_magnification_step(raw, step):
+    from napari_ihcseg.inference.autoscale import _nearest_magnification
+
+    assert _nearest_magnification(raw) == step
+
+
+def test_refuses_without_nuclei(model):
+    blank = np.full((256, 256, 3), 245, np.uint8)
+    estimate = estimate_scale(blank, model, config=CONFIG)
+    assert (estimate.scale, estimate.source) == (1.0, "none")
+    assert "too few nuclei" in estimate.reason and estimate.n_nuclei < 30
+
+
+def test_refuses_when_the_checkpoint_records_no_scale(field):
+    estimate = estimate_scale(half(field.image), SizedODNet(), config=CONFIG)
+    assert (estimate.scale, estimate.source) == (1.0, "none")
+    assert "records no training" in estimate.reason
+
+
+class Untouchable(SizedODNet):
+    def forward(self, x):
+        raise AssertionError("the pixel size alone decides; the model must not run")
+
+
+def test_pixel_size_from_metadata_needs_no_pass(field):
+    net = Untouchable()
+    net.checkpoint_info = SimpleNamespace(training={"pixel_size_um": 0.25, "nucleus_diameter_px": 19.0})
+    assert estimate_scale(field.image, net, pixel_size_um=0.5).scale == 2.0
+    assert estimate_scale(field.image, net, pixel_size_um=0.26).scale == 1.0  # within the snap
+    estimate = estimate_scale(field.image, net, pixel_size_um=0.125)
+    assert (estimate.scale, estimate.source) == (0.5, "metadata")
+
+
+def test_resolve_scale_passes_numbers_and_keeps_whole_slides_at_one(field, model):
+    def never(size):
+        raise AssertionError("a set scale reads nothing")
+
+    assert resolve_scale(2.0, never, model).scale == 2.0
+    small = half(field.image)
+    whole = resolve_scale("auto", lambda size: small[:size, :size], model, config=CONFIG, whole_slide=True)
+    assert whole.scale == 1.0 and "whole slide" in whole.reason
+
+
+def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path, monkeypatch):
+    assert PipelineOptions().scale == "auto"
+    monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (model, "sized"))
+    path = tmp_path / "half.png"
+    Image.fromarray(half(field.image)).save(path)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "--out", str(out), "--tile", "128", "--overlap", "32",
+                 "--device", "cpu"]) == 0
+    summary = json.loads((out / "half.summary.json").read_text())
+    assert summary["options"]["scale"] == "auto"
+    assert (summary["scale"]["source"], summary["scale"]["scale"]) == ("nuclei", 2.0)
+    n_auto = summary["n_nuclei"]
+    assert main(["segment", str(path), "--out", str(tmp_path / "one"), "--tile", "128", "--overlap", "32",
+                 "--device", "cpu", "--scale", "1"]) == 0
+    n_one = json.loads((tmp_path / "one" / "half.summary.json").read_text())["n_nuclei"]
+    assert n_auto > 2 * n_one, (n_auto, n_one)
+    assert outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu"))
+    assert not outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu", scale=2.0))
+
+
+def test_cli_refuses_a_bad_scale_word(tmp_path, capsys):
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
+    assert main(["segment", str(path), "--out", str(tmp_path / "o"), "--scale", "automatic"]) == 2
+    assert "--scale" in capsys.readouterr().err
