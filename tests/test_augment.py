@@ -21,7 +21,7 @@ from napari_ihcseg.training.augment import (
     stain_jitter,
 )
 from napari_ihcseg.training.batches import BatchSampler, crop_targets
-from napari_ihcseg.training.tiles import Crop, Window, crop_window, grid_windows, random_crop, tile_origins
+from napari_ihcseg.training.tiles import Crop, Window, crop_window, grid_windows, random_crop
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +41,6 @@ def _he_like(shape=(64, 64), seed=0):
     image[labels > 0] = (90, 60, 150)
     image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
     return image, labels
-
-
-@pytest.mark.parametrize(("length", "tile", "stride", "expected"), [
-    (600, 256, 256, [0, 256, 344]),
-    (512, 256, 256, [0, 256]),
-    (100, 256, 256, [0]),
-    (300, 256, 128, [0, 44]),
-])
-def test_tile_origins_cover_the_axis(length, tile, stride, expected):
-    origins = tile_origins(length, tile, stride)
-    assert origins == expected
-    assert origins[-1] + tile >= length
 
 
 def test_grid_drops_empty_tiles(field):

@@ -17,7 +17,7 @@ from napari_ihcseg import pipeline
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.inference import InferenceConfig, plan_tiles, predict, segment_image, segment_large
-from napari_ihcseg.inference.predict import resize_image
+from napari_ihcseg.inference.tiled import resize_image
 from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, outputs_complete
 

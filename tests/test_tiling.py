@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_ihcseg.inference.predict import plan_tiles
 from napari_ihcseg.inference.tiling import (
+    DEFAULT_TILE,
     Box,
     Stitcher,
     batched,
     blend_window,
+    fit_axis,
     pad_to_multiple,
+    plan_tiles,
     round_up,
     tile_boxes,
     tile_starts,
@@ -36,13 +38,17 @@ def coverage(shape, boxes) -> np.ndarray:
         (513, 512, 64, [0, 1]),  # one pixel too many: the last tile shifts by one
         (896, 512, 128, [0, 384]),  # exact fit of a regular grid
         (7, 3, 0, [0, 3, 4]),  # no overlap requested, odd size
+        (600, 256, 0, [0, 256, 344]),  # a training grid with stride 256
+        (512, 256, 0, [0, 256]),
+        (300, 256, 128, [0, 44]),  # stride 128
+        (1000, 256, -44, [0, 300, 600, 744]),  # stride 300: gaps, the last tile still flush
     ],
 )
 def test_tile_starts_table(size, tile, overlap, expected):
     assert tile_starts(size, tile, overlap) == expected
 
 
-@pytest.mark.parametrize(("size", "tile", "overlap"), [(0, 8, 2), (10, 0, 0), (10, 8, 8), (10, 8, -1)])
+@pytest.mark.parametrize(("size", "tile", "overlap"), [(0, 8, 2), (10, 0, 0), (10, 8, 8), (10, 8, 9)])
 def test_tile_starts_rejects_bad_arguments(size, tile, overlap):
     with pytest.raises(ValueError):
         tile_starts(size, tile, overlap)
@@ -195,12 +201,69 @@ def test_pad_to_multiple_returns_the_same_array_when_nothing_to_do():
 
 @pytest.mark.parametrize(
     ("shape", "tile_shape", "padded"),
-    [((4096, 3286), (512, 512), (4096, 3286)), ((100, 1000), (128, 512), (128, 1000)), ((1, 1), (32, 32), (32, 32))],
+    [((4096, 3286), (512, 480), (4096, 3286)), ((100, 1000), (128, 1024), (128, 1024)), ((1, 1), (32, 32), (32, 32)),
+     ((500, 500), (512, 512), (512, 512)), ((640, 640), (352, 640), (640, 640))],
 )
-def test_plan_tiles_pads_only_axes_shorter_than_a_tile(shape, tile_shape, padded):
+def test_plan_tiles_pads_only_axes_one_tile_covers(shape, tile_shape, padded):
     plan = plan_tiles(shape, tile=512, overlap=64)
     assert plan.tile_shape == tile_shape and plan.padded_shape == padded
     assert coverage(padded, plan.boxes)[: shape[0], : shape[1]].min() >= 1
+
+
+#: Fields from a 256² crop to the block segment_large reads from a whole slide (4096 + 2 × 128 halo).
+FIELDS = [(256, 256), (512, 512), (640, 640), (1000, 1000), (1024, 1024), (1100, 1100), (1500, 1200), (2048, 2048),
+          (3000, 4000), (4096, 3286), (4352, 4352), (8192, 6000), (20000, 30000)]
+
+
+@pytest.mark.parametrize("shape", FIELDS)
+def test_plan_computes_little_more_than_the_image(shape):
+    plan = plan_tiles(shape)
+    assert plan.computed_ratio <= 1.2, (plan.tile_shape, len(plan.boxes))
+    th, tw = plan.tile_shape
+    assert th * tw <= DEFAULT_TILE**2 and max(th, tw) <= 2 * DEFAULT_TILE and th % 32 == 0 and tw % 32 == 0
+    assert plan.computed_ratio == len(plan.boxes) * th * tw / (shape[0] * shape[1])
+    count = coverage(plan.padded_shape, plan.boxes)
+    assert count[: shape[0], : shape[1]].min() >= 1
+    assert all(b.shape == plan.tile_shape and b.y0 >= 0 and b.x0 >= 0 for b in plan.boxes)
+    # Neighbours overlap by the least overlap or more, and the blend band is the smallest overlap.
+    ys = sorted({b.y0 for b in plan.boxes})
+    xs = sorted({b.x0 for b in plan.boxes})
+    for starts, tile, band in ((ys, th, plan.overlap[0]), (xs, tw, plan.overlap[1])):
+        gaps = [tile - (b - a) for a, b in zip(starts, starts[1:])]
+        assert band == (min(gaps) if gaps else 0)
+        assert not gaps or band >= 64
+
+
+def test_a_field_up_to_the_largest_tile_is_one_tile():
+    for shape in [(256, 256), (640, 640), (1024, 1024), (700, 1000)]:
+        plan = plan_tiles(shape)
+        assert len(plan.boxes) == 1
+        assert plan.padded_shape == plan.tile_shape == (round_up(shape[0], 32), round_up(shape[1], 32))
+    # The old fixed grid ran 2 × 2 tiles of 512 for a 640² field: 2.56 times its pixels; a budget
+    # of 512² pixels per tile now runs two tiles of 352 × 640.
+    assert plan_tiles((640, 640)).computed_ratio == 1.0
+    assert plan_tiles((640, 640), tile=512).computed_ratio == 2 * 352 * 640 / 640**2
+
+
+@given(size=st.integers(1, 20000), max_tile=st.sampled_from([32, 64, 256, 512, 1024]), data=st.data())
+@settings(max_examples=100, deadline=None)
+def test_fit_axis_covers_with_the_fewest_pixels(size, max_tile, data):
+    overlap = data.draw(st.integers(0, max_tile - 1))
+    plan = fit_axis(size, max_tile, overlap, 32)
+    assert plan.tile % 32 == 0 and plan.tile <= max_tile
+    n = len(plan.starts)
+    if n == 1:
+        assert plan.starts == (0,) and plan.tile == plan.padded == round_up(size, 32)
+        return
+    assert plan.padded == size and plan.starts[0] == 0 and plan.starts[-1] + plan.tile == size
+    steps = [b - a for a, b in zip(plan.starts, plan.starts[1:])]
+    assert max(steps) - min(steps) <= 1  # spread evenly
+    assert plan.overlap == plan.tile - max(steps) >= overlap
+    # No other tile count with tiles that fit computes fewer pixels.
+    for m in range(1, n + 3):
+        t = round_up(-(-(size + (m - 1) * overlap) // m), 32)
+        if (m == 1 and t <= max_tile) or (m > 1 and t <= min(max_tile, size)):
+            assert m * t >= n * plan.tile
 
 
 @pytest.mark.parametrize(("tile", "overlap", "match"), [(500, 64, "tile=512"), (512, 512, "overlap"), (0, 0, "tile")])

@@ -35,6 +35,7 @@ import numpy as np
 
 from napari_ihcseg import __version__
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
+from napari_ihcseg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class PipelineOptions:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     tile, overlap : int
-        Tiling of the model's input.
+        The largest tile side and the least overlap; the tiles are fitted
+        to each image (:func:`~napari_ihcseg.inference.tiling.plan_tiles`).
     mask_threshold, contour_threshold : float or None
         Thresholds of the instance step; ``None``: tuned for the model, else
         0.5 (the summary records the values used under ``instances``).
@@ -135,8 +137,8 @@ class PipelineOptions:
 
     model: str | None = None
     device: str = "auto"
-    tile: int = 512
-    overlap: int = 64
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
     mask_threshold: float | None = None
     contour_threshold: float | None = None
     min_size: int | None = None

@@ -174,7 +174,9 @@ class SegmentWidget(QWidget):
         self.scope = QComboBox()
         for text, key in SCOPES:
             self.scope.addItem(text, key)
-        self.tile = QSpinBox(minimum=64, maximum=2048, singleStep=32, value=512)
+        self.tile = QSpinBox(minimum=64, maximum=2048, singleStep=32, value=1024)
+        self.tile.setToolTip("Largest tile side: tiles are fitted to the image, so a field up to this size "
+                             "runs as one tile. Lower it if memory runs out.")
         self.overlap = QSpinBox(minimum=0, maximum=512, singleStep=16, value=64)
         self.image_scale = QDoubleSpinBox(minimum=0.25, maximum=8.0, singleStep=0.25, value=1.0)
         self.image_scale.setDecimals(2)

@@ -9,6 +9,8 @@ import time
 import warnings
 from pathlib import Path
 
+from napari_ihcseg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+
 from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
 
 STAINS = ("er", "pr", "ki67")
@@ -21,8 +23,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the best shipped checkpoint for the device)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (default: auto = CUDA, then MPS, then CPU)")
-    parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
-    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help="largest tile side in pixels: tiles hold at most tile² pixels and are fitted to "
+                             f"each image (default {DEFAULT_TILE})")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"least overlap of neighbouring tiles in pixels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="nucleus probability threshold (default: tuned for the model, else 0.5)")
     parser.add_argument("--contour-threshold", type=float, default=None,

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
+from napari_ihcseg.inference.tiling import tile_starts
 
 #: ``dataset.json`` identifies itself with these.
 FORMAT = "napari-ihcseg-pairs"
@@ -115,16 +116,6 @@ def check_folder(folder) -> Path:
     return path
 
 
-def _origins(length: int, tile: int, stride: int) -> list[int]:
-    """Window starts every ``stride``; the last one flush with the end (one at 0 if short)."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
-
-
 def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
                  stride: int | None = None) -> list[tuple[int, int, int, int]]:
     """The ``(y0, x0, y1, x1)`` boxes a save cuts from an image of ``shape``.
@@ -159,8 +150,9 @@ def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
     if not 0 < stride <= tile:
         raise ValueError(f"stride must be between 1 and the tile size {tile}, got {stride}")
     y0, x0, y1, x1 = box
+    ys, xs = tile_starts(y1 - y0, tile, tile - stride), tile_starts(x1 - x0, tile, tile - stride)
     return [(y0 + oy, x0 + ox, y0 + min(oy + tile, y1 - y0), x0 + min(ox + tile, x1 - x0))
-            for oy in _origins(y1 - y0, tile, stride) for ox in _origins(x1 - x0, tile, stride)]
+            for oy in ys for ox in xs]
 
 
 def _stem(name: str | None, source) -> str:

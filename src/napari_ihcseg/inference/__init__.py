@@ -14,37 +14,52 @@
 Long runs take ``progress(done, total)`` and ``cancel`` (a
 :class:`threading.Event` or a callable); cancelling raises :class:`Cancelled`.
 See ``docs/inference.md``.
+
+torch loads with the names that run a model; the pure parts (``tiling``,
+``config``, ``control``) import without it.
 """
 
-from .config import InferenceConfig
-from .control import Cancelled
-from .large import BlockReadError, LargeResult, segment_large
-from .predict import PredictionInfo, plan_tiles, predict, segment_image
-from .preprocess import PREPROCESSING, apply_preprocess
-from .runtime import Runtime, resolve_runtime
-from .tiling import Box, Stitcher, batched, blend_window, pad_to_multiple, tile_boxes
-from .tissue import TissueMask, detect_tissue
+from __future__ import annotations
 
-__all__ = [
-    "PREPROCESSING",
-    "BlockReadError",
-    "Box",
-    "Cancelled",
-    "InferenceConfig",
-    "LargeResult",
-    "PredictionInfo",
-    "Runtime",
-    "Stitcher",
-    "TissueMask",
-    "apply_preprocess",
-    "batched",
-    "blend_window",
-    "detect_tissue",
-    "pad_to_multiple",
-    "plan_tiles",
-    "predict",
-    "resolve_runtime",
-    "segment_image",
-    "segment_large",
-    "tile_boxes",
-]
+#: Where each public name lives; the module is imported on first use.
+_WHERE = {
+    "PREPROCESSING": "preprocess",
+    "apply_preprocess": "preprocess",
+    "BlockReadError": "large",
+    "LargeResult": "large",
+    "segment_large": "large",
+    "Box": "tiling",
+    "Stitcher": "tiling",
+    "TilePlan": "tiling",
+    "batched": "tiling",
+    "blend_window": "tiling",
+    "pad_to_multiple": "tiling",
+    "plan_tiles": "tiling",
+    "tile_boxes": "tiling",
+    "Cancelled": "control",
+    "InferenceConfig": "config",
+    "PredictionInfo": "tiled",
+    "predict": "tiled",
+    "segment_image": "tiled",
+    "Runtime": "runtime",
+    "resolve_runtime": "runtime",
+    "TissueMask": "tissue",
+    "detect_tissue": "tissue",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

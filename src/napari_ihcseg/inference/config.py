@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .tiling import BLEND_KINDS, DEFAULT_OVERLAP, DEFAULT_TILE
+
 #: Instance back ends; ``"auto"`` is torch on CUDA, numpy elsewhere.
 INSTANCE_BACKENDS = ("auto", "numpy", "torch")
 #: Smallest and largest image scale factor (see :attr:`InferenceConfig.scale`).
@@ -77,7 +79,10 @@ class InferenceConfig:
     Parameters
     ----------
     tile : int
-        Tile size in pixels, a multiple of the model's size multiple (32).
+        The largest tile side in pixels, a multiple of the model's size
+        multiple (32); its square bounds the memory of one tile. The tiles
+        are fitted to each image (:func:`~napari_ihcseg.inference.tiling.plan_tiles`):
+        a field up to ``tile`` on a side is one tile.
     overlap : int
         Least overlap of neighbouring tiles, blended with the window ``blend``.
     batch_size : int or None
@@ -129,8 +134,8 @@ class InferenceConfig:
     (30, 16)
     """
 
-    tile: int = 512
-    overlap: int = 64
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
     batch_size: int | None = None
     device: str = "auto"
     amp: bool | str = True
@@ -148,7 +153,6 @@ class InferenceConfig:
 
     def __post_init__(self) -> None:
         from .preprocess import get_preprocess
-        from .tiling import BLEND_KINDS
 
         _positive_int("tile", self.tile)
         _positive_int("overlap", self.overlap, minimum=0)

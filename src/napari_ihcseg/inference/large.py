@@ -48,9 +48,9 @@ from .._atomic import atomic_directory, atomic_path
 from ..io import ImageReadError
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
-from .predict import DEFAULT_SIZE_MULTIPLE, check_rgb_image, plan_tiles, segment_image
+from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
 from .preprocess import preprocess_radius
-from .tiling import Box, round_up
+from .tiling import Box, plan_tiles, round_up
 from .tissue import TissueMask, detect_tissue
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ tile is run once to measure its peak memory (the *per-tile* cost,
 ``MEMORY_FRACTION * free / per_tile``, at most :data:`MAX_BATCH`. On MPS the
 free memory is the recommended maximum less what the driver holds, and the
 per-tile cost is :data:`FALLBACK_BYTES_PER_PIXEL` times the tile area. On the
-CPU the batch is :data:`DEFAULT_BATCH`.
+CPU the batch is :data:`CPU_BATCH_PIXELS` over the tile area.
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ log = logging.getLogger("napari_ihcseg.inference")
 
 #: Precision names accepted for ``amp`` besides ``True`` / ``False``.
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-#: Batch sizes where free memory is not queried. On a CPU oneDNN already
-#: spreads one tile over every thread; small batches keep the working memory
-#: low (one 512 × 512 tile of harunet-lite in bf16 needs about 0.4 GB) and
-#: cancellation quick.
-DEFAULT_BATCH = {"cpu": 2, "mps": 4}
+#: Batch sizes where free memory is not queried (the CPU has its pixel budget).
+DEFAULT_BATCH = {"cpu": 1, "mps": 4}
+#: Pixels per forward pass on the CPU: the batch is this over the tile area
+#: (4 tiles of 512 × 512, 1 of 1024 × 1024). oneDNN already spreads one tile
+#: over every thread; the budget bounds the working memory (a megapixel of
+#: harunet-lite needs about 1.6 GB in bf16, 3.3 GB in float32) and keeps
+#: cancellation quick. It is the square of the default largest tile.
+CPU_BATCH_PIXELS = 1024 * 1024
 #: Upper bound for a batch chosen from free memory.
 MAX_BATCH = 128
 #: Share of the free device memory a batch may use; the rest is left for the
@@ -218,8 +221,8 @@ def choose_batch_size(
     Returns
     -------
     int
-        At least 1. On the CPU: :data:`DEFAULT_BATCH` unless ``free_bytes``
-        is given.
+        At least 1. On the CPU: :data:`CPU_BATCH_PIXELS` over the tile area
+        unless ``free_bytes`` is given.
     """
     if free_bytes is None and runtime.device.type == "cuda":
         free_bytes = int(torch.cuda.mem_get_info(runtime.device)[0])
@@ -235,7 +238,9 @@ def choose_batch_size(
             return 1
         if tile_bytes is None:
             tile_bytes = FALLBACK_BYTES_PER_PIXEL * tile_shape[0] * tile_shape[1]
-    if free_bytes is None or tile_bytes is None:
+    if (free_bytes is None or tile_bytes is None) and runtime.device.type == "cpu":
+        batch = CPU_BATCH_PIXELS // (tile_shape[0] * tile_shape[1])
+    elif free_bytes is None or tile_bytes is None:
         batch = DEFAULT_BATCH.get(runtime.device.type, 1)
     else:
         batch = int(MEMORY_FRACTION * free_bytes // max(tile_bytes, 1))

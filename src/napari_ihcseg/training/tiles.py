@@ -16,40 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..inference.tiling import tile_starts
+
 #: Smallest training tile; 256 as in the R2U-Net configuration for IHC.
 MIN_TILE = 32
-
-
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of windows of size ``tile`` every ``stride`` pixels.
-
-    The last window ends exactly at ``length`` so the whole axis is covered;
-    an axis shorter than ``tile`` gets the single origin 0.
-
-    Parameters
-    ----------
-    length : int
-        Length of the axis.
-    tile, stride : int
-        Window size and step, both positive.
-
-    Returns
-    -------
-    origins : list of int
-
-    Examples
-    --------
-    >>> tile_origins(600, 256, 256)
-    [0, 256, 344]
-    """
-    if tile <= 0 or stride <= 0:
-        raise ValueError(f"tile and stride must be positive, got tile={tile}, stride={stride}")
-    if length <= tile:
-        return [0]
-    origins = list(range(0, length - tile + 1, stride))
-    if origins[-1] + tile < length:
-        origins.append(length - tile)
-    return origins
 
 
 @dataclass(frozen=True)
@@ -80,12 +50,14 @@ def grid_windows(samples, *, tile: int, stride: int, drop_empty: bool = True) ->
     """
     if tile < MIN_TILE:
         raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
+    if stride < 1:
+        raise ValueError(f"stride must be positive, got {stride}")
     windows = []
     for i, sample in enumerate(samples):
         h, w = sample.image.shape[:2]
         mask = sample.mask
-        for y in tile_origins(h, tile, stride):
-            for x in tile_origins(w, tile, stride):
+        for y in tile_starts(h, tile, tile - stride):
+            for x in tile_starts(w, tile, tile - stride):
                 if drop_empty and mask is not None and not mask[y:y + tile, x:x + tile].any():
                     continue
                 windows.append(Window(i, y, x))

@@ -69,14 +69,14 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, device: 
 
 
 def _predict_tiled(model, image, *, device, amp, channels_last, tile: int = 1024, overlap: int = 128):
-    from .tiles import tile_origins
+    from ..inference.tiling import tile_starts
 
     h, w = image.shape[:2]
     mask = np.zeros((h, w), np.float32)
     contour = np.zeros((h, w), np.float32)
     count = np.zeros((h, w), np.float32)
-    for y in tile_origins(h, tile, tile - overlap):
-        for x in tile_origins(w, tile, tile - overlap):
+    for y in tile_starts(h, tile, overlap):
+        for x in tile_starts(w, tile, overlap):
             part = image[y:y + tile, x:x + tile]
             m, c = predict_probabilities(model, part, device=device, amp=amp, channels_last=channels_last)
             mask[y:y + part.shape[0], x:x + part.shape[1]] += m

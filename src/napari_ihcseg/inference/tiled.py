@@ -1,6 +1,7 @@
 """Tiled prediction of nucleus probabilities for an image held in memory.
 
-:func:`predict` cuts the image into overlapping tiles (:func:`tile_boxes`),
+:func:`predict` cuts the image into overlapping tiles fitted to it
+(:func:`~napari_ihcseg.inference.tiling.plan_tiles`),
 runs them through the model in batches on the chosen device, and blends the
 tile predictions with a smooth window (:func:`blend_window`) into one mask and
 one contour probability map. :func:`segment_image` adds the instance step and
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 
 from .config import InferenceConfig, check_scale, check_tta
 from .control import CancelCheck, ProgressCallback, check_cancel, validate_callbacks
+from .forward import forward_tiles
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
-from .tiling import BLEND_KINDS, Box, Stitcher, blend_window, round_up, tile_boxes
+from .tiling import BLEND_KINDS, DEFAULT_OVERLAP, DEFAULT_TILE, Box, Stitcher, TilePlan, blend_window, plan_tiles
 
 log = logging.getLogger("napari_ihcseg.inference")
 
@@ -61,52 +63,6 @@ class PredictionInfo:
         flips = " with flip test-time augmentation" if self.tta else ""
         return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]}{scaled} on {self.description}, "
                 f"batch {self.batch_size}{flips}, in {self.seconds:.2f} s")
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """The tiles that cover an image, after padding axes shorter than a tile."""
-
-    shape: tuple[int, int]
-    padded_shape: tuple[int, int]
-    tile_shape: tuple[int, int]
-    overlap: int
-    boxes: tuple[Box, ...]
-
-
-def plan_tiles(shape: Sequence[int], *, tile: int = 512, overlap: int = 64,
-               size_multiple: int = DEFAULT_SIZE_MULTIPLE) -> TilePlan:
-    """The tiles :func:`predict` runs for an image of ``shape``.
-
-    An axis at least ``tile`` long is tiled as is; a shorter axis is padded to
-    the next multiple of ``size_multiple`` and covered by one tile.
-
-    Examples
-    --------
-    >>> p = plan_tiles((4096, 3286), tile=512, overlap=64)
-    >>> len(p.boxes), p.tile_shape
-    (72, (512, 512))
-    >>> plan_tiles((100, 1000), tile=512).tile_shape
-    (128, 512)
-    """
-    if len(shape) < 2 or min(int(shape[0]), int(shape[1])) < 1:
-        raise ValueError(f"cannot tile an image of shape {tuple(shape)}")
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
-        raise ValueError(f"tile must be a positive int, got {tile!r}")
-    if tile % size_multiple:
-        raise ValueError(
-            f"tile={tile} is not a multiple of the model's size multiple {size_multiple}; "
-            f"use tile={round_up(tile, size_multiple)}"
-        )
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be an int in [0, tile) = [0, {tile}), got {overlap!r}; "
-                         f"e.g. overlap={tile // 4}")
-    h, w = int(shape[0]), int(shape[1])
-    th = tile if h >= tile else round_up(h, size_multiple)
-    tw = tile if w >= tile else round_up(w, size_multiple)
-    padded = (max(h, th), max(w, tw))
-    boxes = tile_boxes(padded, (th, tw), (min(overlap, th - 1), min(overlap, tw - 1)))
-    return TilePlan((h, w), padded, (th, tw), int(overlap), tuple(boxes))
 
 
 def check_rgb_image(image, *, name: str = "image") -> np.ndarray:
@@ -161,54 +117,12 @@ def _box_in_image(box: Box, factors: tuple[float, float], shape: tuple[int, int]
                int(np.ceil(box.y1 / fy)), int(np.ceil(box.x1 / fx))).clip(shape)
 
 
-#: The flips averaged by test-time augmentation, as tensor dims of an NCHW
-#: batch: none, left-right, up-down, both.
-TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
-
-
-def _forward(model: torch.nn.Module, tiles: np.ndarray, runtime: Runtime, tta: bool = False) -> torch.Tensor:
-    """Probabilities (N, 2, h, w) float32 on the device for uint8 tiles (N, h, w, 3).
-
-    With ``tta`` the model also sees the tiles flipped left-right, up-down and
-    both, and the four probability maps, flipped back, are averaged.
-    """
-    x = torch.from_numpy(tiles).to(runtime.device, non_blocking=True)
-    # NHWC uint8 permuted to NCHW is already channels_last in memory.
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    x = x.contiguous(memory_format=runtime.memory_format)
-    total = _probabilities(model, x, runtime)
-    if tta:
-        for dims in TTA_FLIPS[1:]:
-            flipped = x.flip(dims).contiguous(memory_format=runtime.memory_format)
-            total.add_(_probabilities(model, flipped, runtime).flip(dims))
-        total.div_(len(TTA_FLIPS))
-    return total
-
-
-def _probabilities(model: torch.nn.Module, x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """One forward pass: sigmoid of the model's two logit maps, (N, 2, h, w) float32."""
-    with runtime.autocast():
-        out = model(x)
-    if not isinstance(out, (tuple, list)) or len(out) < 2:
-        raise TypeError(
-            f"the model must return (mask_logits, contour_logits) in eval mode, got {type(out).__name__}"
-        )
-    mask, contour = out[0], out[1]
-    expected = (x.shape[0], 1, x.shape[2], x.shape[3])
-    if tuple(mask.shape) != expected or tuple(contour.shape) != expected:
-        raise ValueError(
-            f"the model returned logits of shapes {tuple(mask.shape)} and {tuple(contour.shape)} "
-            f"for an input of {tuple(x.shape)}; expected {expected} each"
-        )
-    return torch.sigmoid(torch.cat([mask, contour], dim=1).float())
-
-
 def predict(
     image,
     model: torch.nn.Module,
     *,
-    tile: int = 512,
-    overlap: int = 64,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
     batch_size: int | None = None,
     device: str | torch.device = "auto",
     amp: bool | str = True,
@@ -234,14 +148,20 @@ def predict(
         each N×1×h×w. It is put in eval mode and moved to ``device``; its
         ``size_multiple`` (default 32) constrains ``tile``.
     tile : int
-        Tile height and width, a multiple of the model's size multiple.
+        The largest tile side, a multiple of the model's size multiple: the
+        memory budget of one tile. The tiles are fitted to the image by
+        :func:`~napari_ihcseg.inference.tiling.plan_tiles`: a field up to
+        ``tile`` on a side runs as one tile, a larger one in the evenly
+        spread tiles that compute the fewest pixels.
     overlap : int
-        Least overlap of neighbouring tiles. Predictions are blended over it,
-        so it should cover the border band where the model lacks context.
+        Least overlap of neighbouring tiles. Predictions are blended over the
+        overlap, so it should cover the border band where the model lacks
+        context.
     batch_size : int, optional
         Tiles per forward pass. Default: chosen from free memory on CUDA
-        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`),
-        2 on the CPU. On CUDA out-of-memory the batch is halved and retried.
+        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`), a
+        megapixel per pass on the CPU. On CUDA out-of-memory the batch is
+        halved and retried.
     device : str or torch.device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
         or ``"mps"``; a missing device raises :class:`ValueError`.
@@ -376,7 +296,7 @@ def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, 
         chunk = boxes[done:done + batch_size]
         tiles = np.stack([img[b.slices] for b in chunk])
         try:
-            probs = _forward(model, tiles, runtime, tta)
+            probs = forward_tiles(model, tiles, runtime, tta)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
