@@ -104,11 +104,13 @@ def field_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.tile(base, reps)[: shape[0], : shape[1]])
 
 
-def tile_flops(model: torch.nn.Module, tile: int, device: torch.device, dtype: torch.dtype) -> int:
-    """FLOPs of one forward pass of one ``tile`` × ``tile`` input."""
+def tile_flops(model: torch.nn.Module, tile: int | tuple[int, int], device: torch.device,
+               dtype: torch.dtype) -> int:
+    """FLOPs of one forward pass of one ``tile`` × ``tile`` (or ``(h, w)``) input."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.rand(1, 3, tile, tile, device=device)
+    h, w = (tile, tile) if isinstance(tile, int) else tile
+    x = torch.rand(1, 3, h, w, device=device)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), counter:
         model(x)
@@ -164,8 +166,8 @@ def load_for_pipeline(spec: str | None, device: str) -> tuple[str, nn.Module]:
 def bench_field_cpu(image: np.ndarray, spec: str | None) -> None:
     name, model = load_for_pipeline(spec, "cpu")
     print(f"\n== End to end on the CPU: {name}, {image.shape[1]}x{image.shape[0]} field ==")
-    predict(image[:512, :512], model, device="cpu")  # warm up oneDNN for the 512 x 512 tiles
-    n_tiles = len(plan_tiles(image.shape, tile=512, overlap=64).boxes)
+    predict(image[:512, :512], model, device="cpu")  # warm up oneDNN
+    n_tiles = len(plan_tiles(image.shape).boxes)
     tiles_done_at = []
 
     def progress(done: int, total: int) -> None:
@@ -209,7 +211,7 @@ def bench_cuda(image: np.ndarray, repeats: int) -> None:
         torch.cuda.synchronize()
         runs.append((time.perf_counter() - started, t_predict, info, int(labels.max())))
     total, t_predict, info, nuclei = min(runs, key=lambda r: r[0])
-    flops = tile_flops(net, 512, device, torch.bfloat16) * info.tiles
+    flops = tile_flops(net, info.tile_shape, device, torch.bfloat16) * info.tiles
     achieved = flops / t_predict / 1e12
     peak = peak_for(card)
     print(f"{info.tiles} tiles, batch {info.batch_size}, {nuclei} nuclei")

@@ -174,14 +174,18 @@ def test_cancel_before_the_instance_step(field):
 def test_rejected_tiles_are_not_run(field):
     model = ODNet()
     calls = []
+    plan = plan_tiles(field.image.shape, tile=128, overlap=32)
+    xs = sorted({b.x0 for b in plan.boxes})
+    assert len(xs) >= 3
+    cut = xs[1] + plan.tile_shape[1]  # keep the first two columns of tiles
     full = predict(field.image, ODNet(), tile=128, overlap=32, device="cpu", amp=False)
     mask, _, info = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False, return_info=True,
-                            keep_tile=lambda box: box.x1 <= 224, progress=lambda d, t: calls.append((d, t)))
-    plan = plan_tiles(field.image.shape, tile=128, overlap=32)
-    kept = [b for b in plan.boxes if b.x1 <= 224]
+                            keep_tile=lambda box: box.x1 <= cut, progress=lambda d, t: calls.append((d, t)))
+    kept = [b for b in plan.boxes if b.x1 <= cut]
     assert info.tiles == sum(model.batches) == len(kept) == calls[-1][1] < len(plan.boxes)
-    np.testing.assert_allclose(mask[:, :200], full[0][:, :200], atol=1e-5)  # fully inside kept tiles
-    assert (mask[:, 224:] == 0).all()  # covered by rejected tiles only
+    # Left of the third column only kept tiles cover the pixels; right of the kept ones, nothing does.
+    np.testing.assert_allclose(mask[:, :xs[2]], full[0][:, :xs[2]], atol=1e-5)
+    assert (mask[:, cut:] == 0).all()
 
 
 def test_auto_device_reports_the_device_it_used(field):
@@ -316,7 +320,7 @@ def test_segment_image_takes_a_config_and_overrides(field):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [(dict(overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
+    [(dict(tile=512, overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
      (dict(preprocess="sharpen"), "unknown preprocessing"), (dict(blend="box"), "blend")],
 )
 def test_config_validation(kwargs, match):
