@@ -228,12 +228,12 @@ def test_batch_size_from_free_memory():
     assert choose_batch_size(model, (512, 512), rt, free_bytes=10 * 2**40, tile_bytes=tile_bytes) == MAX_BATCH
     assert choose_batch_size(model, (512, 512), rt, free_bytes=2**20, tile_bytes=tile_bytes) == 1
     assert choose_batch_size(model, (512, 512), rt, free_bytes=10 * 2**30, tile_bytes=tile_bytes, n_tiles=3) == 3
-    # The CPU's pixel budget: one megapixel per forward pass, at least one tile.
-    assert CPU_BATCH_PIXELS == 1024 * 1024
-    assert choose_batch_size(model, (512, 512), rt) == 4
+    # The CPU's pixel budget per forward pass: two 512² tiles, at least one tile.
+    assert CPU_BATCH_PIXELS == 2 * 512 * 512
+    assert choose_batch_size(model, (512, 512), rt) == 2
+    assert choose_batch_size(model, (256, 256), rt) == 8
     assert choose_batch_size(model, (1024, 1024), rt) == 1
-    assert choose_batch_size(model, (2048, 1024), rt) == 1
-    assert choose_batch_size(model, (512, 512), rt, n_tiles=3) == 3
+    assert choose_batch_size(model, (256, 256), rt, n_tiles=3) == 3
     # Free memory known but the tile not measured: the documented per-pixel estimate.
     assert choose_batch_size(model, (512, 512), rt, free_bytes=20 * 2**30) == int(
         MEMORY_FRACTION * 20 * 2**30 // (FALLBACK_BYTES_PER_PIXEL * 512 * 512))

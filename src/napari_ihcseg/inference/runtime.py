@@ -9,7 +9,7 @@ Precision, with ``amp=True``:
 
 - CUDA: bfloat16 autocast where the card supports it, else float16.
 - CPU: bfloat16 autocast when oneDNN reports native bf16 support (AVX512-BF16
-  or AMX); with channels_last and batches of two it runs the registered
+  or AMX); with channels_last and batches of two 512² tiles it ran the registered
   models 1.1–1.7× faster than float32 on an AVX512-BF16 CPU, and moves
   probabilities by at most a few hundredths (``tests/test_predict.py`` checks
   the agreement, ``docs/inference.md`` gives the figures). CPUs without it
@@ -42,12 +42,13 @@ log = logging.getLogger("napari_ihcseg.inference")
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: Batch sizes where free memory is not queried (the CPU has its pixel budget).
 DEFAULT_BATCH = {"cpu": 1, "mps": 4}
-#: Pixels per forward pass on the CPU: the batch is this over the tile area
-#: (4 tiles of 512 × 512, 1 of 1024 × 1024). oneDNN already spreads one tile
-#: over every thread; the budget bounds the working memory (a megapixel of
-#: harunet-lite needs about 1.6 GB in bf16, 3.3 GB in float32) and keeps
-#: cancellation quick. It is the square of the default largest tile.
-CPU_BATCH_PIXELS = 1024 * 1024
+#: Pixels per forward pass on the CPU: the batch is this over the tile area,
+#: at least one tile (2 tiles of 512 × 512; one of the default plan's larger
+#: tiles, which hold up to 1024² pixels). oneDNN already spreads one tile over
+#: every thread; the budget bounds the working memory (a megapixel of
+#: harunet-lite needs about 1.6 GB in bf16, 3.3 GB in float32), so
+#: ``tile=512`` keeps the memory of a pass at what two 512² tiles need.
+CPU_BATCH_PIXELS = 2 * 512 * 512
 #: Upper bound for a batch chosen from free memory.
 MAX_BATCH = 128
 #: Share of the free device memory a batch may use; the rest is left for the

@@ -159,8 +159,8 @@ def predict(
         context.
     batch_size : int, optional
         Tiles per forward pass. Default: chosen from free memory on CUDA
-        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`), a
-        megapixel per pass on the CPU. On CUDA out-of-memory the batch is
+        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`), on
+        the CPU as many tiles as fit in two 512² tiles' pixels (at least one). On CUDA out-of-memory the batch is
         halved and retried.
     device : str or torch.device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
