@@ -177,14 +177,15 @@ def fit_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 32) -> 
     Examples
     --------
     A 640-pixel axis is one tile; a 1100-pixel one two tiles of 608 (1216
-    pixels computed), not three of 512 with the last one shifted back:
+    pixels computed), not three of 512 with the last one shifted back; with
+    tiles of at most 512, three of 416, evenly spread:
 
     >>> fit_axis(640, 1024, 64)
     AxisPlan(tile=640, starts=(0,), padded=640, overlap=0)
     >>> fit_axis(1100, 1024, 64)
     AxisPlan(tile=608, starts=(0, 492), padded=1100, overlap=116)
     >>> fit_axis(1100, 512, 64).starts
-    (0, 294, 588)
+    (0, 342, 684)
     """
     size, max_tile, min_overlap, multiple = int(size), int(max_tile), int(min_overlap), int(multiple)
     if size < 1:
@@ -277,7 +278,7 @@ def plan_tiles(shape: Sequence[int], *, tile: int = DEFAULT_TILE, overlap: int =
     --------
     >>> p = plan_tiles((4096, 3286))
     >>> len(p.boxes), p.tile_shape, round(p.computed_ratio, 2)
-    (20, (1088, 864), 1.14)
+    (18, (736, 1152), 1.13)
     >>> plan_tiles((640, 640)).tile_shape, plan_tiles((100, 1000)).padded_shape
     ((640, 640), (128, 1024))
     """
