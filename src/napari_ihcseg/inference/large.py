@@ -2,7 +2,7 @@
 
 The slide is split into square *cores* of ``block`` pixels. Each core is read
 with a *halo* around it (clipped at the slide border), segmented in memory
-with :func:`~napari_ihcseg.inference.predict.segment_image`, and only the
+with :func:`~napari_ihcseg.inference.segment_image`, and only the
 nuclei it *owns* are written out:
 
 - A nucleus is owned by the core that contains its centroid. The centroid of
