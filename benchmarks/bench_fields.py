@@ -4,7 +4,7 @@ For each field, measured side by side in one run with the shipped default
 model at the default precision of the device:
 
 - **computed / image**: pixels the network computes (tiles × tile area, from
-  :func:`~napari_ihcseg.inference.tiling.plan_tiles`) over the field's own
+  :func:`~napari_ihcseg.inference.planning.plan_tiles`) over the field's own
   pixels, beside the same ratio for the former fixed grid of 512-pixel tiles;
 - **e2e / forward**: ``segment_image`` (tiling, blending, the instance step)
   over the time of one forward pass over the field's own pixels. Up to a

@@ -7,15 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from napari_ihcseg.inference.planning import DEFAULT_TILE, fit_axis, plan_tiles
 from napari_ihcseg.inference.tiling import (
-    DEFAULT_TILE,
     Box,
     Stitcher,
     batched,
     blend_window,
-    fit_axis,
     pad_to_multiple,
-    plan_tiles,
     round_up,
     tile_boxes,
     tile_starts,

@@ -35,7 +35,7 @@ import numpy as np
 
 from napari_ihcseg import __version__
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
-from napari_ihcseg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class PipelineOptions:
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     tile, overlap : int
         The largest tile side and the least overlap; the tiles are fitted
-        to each image (:func:`~napari_ihcseg.inference.tiling.plan_tiles`).
+        to each image (:func:`~napari_ihcseg.inference.planning.plan_tiles`).
     mask_threshold, contour_threshold : float or None
         Thresholds of the instance step; ``None``: tuned for the model, else
         0.5 (the summary records the values used under ``instances``).

@@ -9,7 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
-from napari_ihcseg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
 

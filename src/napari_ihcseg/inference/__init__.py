@@ -16,7 +16,7 @@ Long runs take ``progress(done, total)`` and ``cancel`` (a
 See ``docs/inference.md``.
 
 torch loads with the names that run a model; the pure parts (``tiling``,
-``config``, ``control``) import without it.
+``planning``, ``config``, ``control``) import without it.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ _WHERE = {
     "segment_large": "large",
     "Box": "tiling",
     "Stitcher": "tiling",
-    "TilePlan": "tiling",
+    "TilePlan": "planning",
     "batched": "tiling",
     "blend_window": "tiling",
     "pad_to_multiple": "tiling",
-    "plan_tiles": "tiling",
+    "plan_tiles": "planning",
     "tile_boxes": "tiling",
     "Cancelled": "control",
     "InferenceConfig": "config",

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .tiling import BLEND_KINDS, DEFAULT_OVERLAP, DEFAULT_TILE
+from .planning import DEFAULT_OVERLAP, DEFAULT_TILE
+from .tiling import BLEND_KINDS
 
 #: Instance back ends; ``"auto"`` is torch on CUDA, numpy elsewhere.
 INSTANCE_BACKENDS = ("auto", "numpy", "torch")
@@ -81,7 +82,7 @@ class InferenceConfig:
     tile : int
         The largest tile side in pixels, a multiple of the model's size
         multiple (32); its square bounds the memory of one tile. The tiles
-        are fitted to each image (:func:`~napari_ihcseg.inference.tiling.plan_tiles`):
+        are fitted to each image (:func:`~napari_ihcseg.inference.planning.plan_tiles`):
         a field up to ``tile`` on a side is one tile.
     overlap : int
         Least overlap of neighbouring tiles, blended with the window ``blend``.

@@ -50,7 +50,8 @@ from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
 from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
 from .preprocess import preprocess_radius
-from .tiling import Box, plan_tiles, round_up
+from .planning import plan_tiles
+from .tiling import Box, round_up
 from .tissue import TissueMask, detect_tissue
 
 if TYPE_CHECKING:

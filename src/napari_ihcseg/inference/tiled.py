@@ -1,7 +1,7 @@
 """Tiled prediction of nucleus probabilities for an image held in memory.
 
 :func:`predict` cuts the image into overlapping tiles fitted to it
-(:func:`~napari_ihcseg.inference.tiling.plan_tiles`),
+(:func:`~napari_ihcseg.inference.planning.plan_tiles`),
 runs them through the model in batches on the chosen device, and blends the
 tile predictions with a smooth window (:func:`blend_window`) into one mask and
 one contour probability map. :func:`segment_image` adds the instance step and
@@ -30,7 +30,8 @@ from .control import CancelCheck, ProgressCallback, check_cancel, validate_callb
 from .forward import forward_tiles
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
-from .tiling import BLEND_KINDS, DEFAULT_OVERLAP, DEFAULT_TILE, Box, Stitcher, TilePlan, blend_window, plan_tiles
+from .planning import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, plan_tiles
+from .tiling import BLEND_KINDS, Box, Stitcher, blend_window
 
 log = logging.getLogger("napari_ihcseg.inference")
 
@@ -150,7 +151,7 @@ def predict(
     tile : int
         The largest tile side, a multiple of the model's size multiple: the
         memory budget of one tile. The tiles are fitted to the image by
-        :func:`~napari_ihcseg.inference.tiling.plan_tiles`: a field up to
+        :func:`~napari_ihcseg.inference.planning.plan_tiles`: a field up to
         ``tile`` on a side runs as one tile, a larger one in the evenly
         spread tiles that compute the fewest pixels.
     overlap : int
