@@ -52,7 +52,7 @@ def reference_diameter(model, name: str, data: Path, crop: int, cache: Path | No
 
 def fields(data: Path, n_immunoratio: int):
     from napari_ihcseg.data.ki67_split import IMMUNORATIO_HELD_OUT, KI67_POINTS_HELD_OUT
-    from napari_ihcseg.inference.predict import resize_image
+    from napari_ihcseg.inference.tiled import resize_image
 
     for case in KI67_POINTS_HELD_OUT:
         image = read_rgb(data / "ki67-points" / case / "base.png")

@@ -162,7 +162,7 @@ def estimate_scale(
     ScaleEstimate
     """
     from .config import InferenceConfig
-    from .predict import segment_image
+    from .tiled import segment_image
 
     reference = training_scale(model)
     lo, hi = SCALE_RANGE
