@@ -14,7 +14,7 @@ from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.inference import InferenceConfig, segment_image
 from napari_ihcseg.inference.autoscale import estimate_scale, nucleus_diameters, resolve_scale
-from napari_ihcseg.inference.predict import resize_image
+from napari_ihcseg.inference.tiled import resize_image
 from napari_ihcseg.pipeline import PipelineOptions, outputs_complete
 
 from test_scale import SizedODNet
