@@ -24,6 +24,10 @@ Readers
     DeepLIIF Ki-67 IHC tiles; nuclei are the red (positive) and blue
     (negative) regions of the segmentation tile.
 
+The real Ki-67 sets with point or polygon annotations (ki67-immunoratio,
+ki67-glioma-polygons, ki67-points) have their readers in
+:mod:`napari_ihcseg.data.ki67_sets`.
+
 ``load_dataset("kind:path")`` dispatches on a short spec string, which is how
 the trainer and the command line name data.
 """
@@ -55,7 +59,7 @@ DEEPLIIF_MIN_SIZE = 16
 DEEPLIIF_TILE = 512
 DEEPLIIF_SEG_INDEX = 5
 
-DATASET_KINDS = ("pairs", "monuseg", "cpm15", "gbm", "deepliif", "folder")
+DATASET_KINDS = ("pairs", "monuseg", "cpm15", "gbm", "deepliif", "folder", "immunoratio", "glioma", "ki67-points")
 
 
 @dataclass(frozen=True, eq=False)
@@ -464,6 +468,9 @@ def load_dataset(spec: str) -> list[Sample]:
     Kinds are ``pairs``, ``monuseg``, ``cpm15``, ``gbm``, ``deepliif`` and
     ``folder`` (any layout :mod:`napari_ihcseg.data.layouts` recognises; a
     bare path means ``folder``).
+    and the real Ki-67 sets of :mod:`napari_ihcseg.data.ki67_sets`
+    (``immunoratio``, ``glioma``, ``ki67-points``: their training cases,
+    resampled to the models' scale).
 
     Examples
     --------
@@ -478,8 +485,12 @@ def load_dataset(spec: str) -> list[Sample]:
         from .layouts import load_folder
 
         return load_folder(path).samples
-    if kind not in _LOADERS:
+    if kind not in DATASET_KINDS:
         raise ValueError(f"unknown data set kind {kind!r} in {spec!r}; choose one of {', '.join(DATASET_KINDS)}")
+    if kind not in _LOADERS:
+        from .ki67_sets import KI67_LOADERS
+
+        return KI67_LOADERS[kind](path)
     return _LOADERS[kind](path)
 
 
