@@ -103,7 +103,7 @@ def test_split_by_image_is_deterministic_disjoint_and_order_free():
 
 def test_sample_validates_shapes():
     img = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(ValueError, match="needs labels, a mask or points"):
+    with pytest.raises(ValueError, match="labels or a mask"):
         Sample(img, None, name="x")
     with pytest.raises(ValueError, match="x: labels shape"):
         Sample(img, np.zeros((4, 4), np.int32), name="x")
