@@ -52,6 +52,10 @@ VAL_NAMES = (
 )
 
 
+#: The glioma Ki-67 training frame validated on when the glioma frames are trained on (not a held-out frame).
+GLIOMA_VAL = "glioma/1329941_-B3-26"
+
+
 def default_data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -78,6 +82,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="linear warm-up steps (default: two epochs, at most 100)")
     parser.add_argument("--patience", type=int, default=12)
     parser.add_argument("--synthetic-fraction", type=float, default=0.1)
     parser.add_argument("--no-stain-transfer", action="store_true")
@@ -86,9 +92,22 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--ihc-train-repeat", type=int, default=0, metavar="N",
                         help="train on the two DeepLIIF Ki-67 tiles too, each N times per pass over the data "
                              "(default 0: they are for validation only)")
+    parser.add_argument("--immunoratio-repeat", type=int, default=0, metavar="N",
+                        help="train on the ki67-immunoratio training cases too (from their points), each N times "
+                             "per pass over the data (default 0)")
+    parser.add_argument("--glioma-repeat", type=int, default=0, metavar="N",
+                        help="train on the ki67-glioma-polygons training frames too, each N times per pass; "
+                             f"{GLIOMA_VAL} is then validated on instead")
+    parser.add_argument("--point-method", default="watershed", choices=("watershed", "disk"),
+                        help="how points become training targets (PointTargetConfig.method)")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="keep the base checkpoint's instance settings instead of tuning them at the end")
     parser.add_argument("--encoder-weights", default=None, metavar="FILE",
                         help="ImageNet weights file for the encoder of unet-resnet50 (a torchvision ResNet-50 "
                              "state dict)")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="train in float32: on CPUs without bf16 instructions (no AMX or AVX-512 BF16) bf16 "
+                             "autocast is many times slower")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
@@ -96,13 +115,15 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.training.trainer import TrainConfig
 
     root = Path(args.data_root)
     if not root.is_dir():
         parser.error(f"{root}: the shared data folder was not found (use --data-root)")
-    if args.ihc_train_repeat < 0:
-        parser.error("--ihc-train-repeat must be 0 or more")
+    for name in ("ihc_train_repeat", "immunoratio_repeat", "glioma_repeat"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     deepliif = f"deepliif:{root / 'deepliif-ki67-sample'}"
     config = TrainConfig(
         out=str(Path(args.out).expanduser().resolve()),
@@ -110,11 +131,16 @@ def parse_args(argv: list[str] | None = None):
         model_options={"encoder_weights": str(Path(args.encoder_weights).expanduser().resolve())}
         if args.encoder_weights else {},
         train_data=(f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
-                    f"gbm:{root / 'gbm-tcga-contours'}", *[deepliif] * args.ihc_train_repeat),
+                    f"gbm:{root / 'gbm-tcga-contours'}", *[deepliif] * args.ihc_train_repeat,
+                    *[f"immunoratio:{root / 'ki67-immunoratio'}"] * args.immunoratio_repeat,
+                    *[f"glioma:{root / 'ki67-glioma-polygons'}"] * args.glioma_repeat),
         val_data=() if args.ihc_train_repeat else (deepliif,),
-        val_names=VAL_NAMES,
+        val_names=VAL_NAMES + ((GLIOMA_VAL,) if args.glioma_repeat else ()),
+        points=PointTargetConfig(method=args.point_method),
+        tune_instances=not args.no_tune, amp=not args.no_amp,
         epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, lr=args.lr,
-        warmup_steps=min(100, args.steps_per_epoch * 2), device=args.device, num_threads=args.threads,
+        warmup_steps=min(100, args.steps_per_epoch * 2) if args.warmup_steps is None else args.warmup_steps,
+        device=args.device, num_threads=args.threads,
         seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
         patience=args.patience, max_steps_per_epoch=args.steps_per_epoch,
         augment=augment_config(args.augment, no_stain_transfer=args.no_stain_transfer),

@@ -22,8 +22,10 @@ files and named when training starts: the napari widget's training pairs
 Cellpose style X.png + X_masks.png|tif; QuPath exports X.png + X.geojson of
 nucleus polygons; point counts X.png + X.csv. Pairs with a problem are skipped
 with a message naming the file. Or a public set named KIND:PATH with KIND one
-of monuseg, cpm15, gbm, deepliif. More sets join with --extra-data; sets for
-validation only with --val-data. Validation images are held out by image.
+of monuseg, cpm15, gbm, deepliif, immunoratio, glioma. More sets join with
+--extra-data; sets for validation only with --val-data. Validation images are
+held out by image. Point-annotated samples are learnt from pseudo-instances
+grown from their points (--point-method).
 
 --model takes a registered architecture (harunet-lite, r2unet-lite, ...) to
 train from scratch, or a checkpoint folder to fine-tune. unet-resnet50 can
@@ -70,6 +72,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="save resumable state at least this often (default 10)")
+    p.add_argument("--point-method", choices=("watershed", "disk"), default="watershed",
+                   help="how point annotations become training targets (default watershed; docs/training.md)")
+    p.add_argument("--nucleus-diameter", type=float, default=24.0,
+                   help="typical nucleus diameter in pixels at the training scale, for point targets (default 24)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-amp", action="store_true", help="train in float32 (no bf16 autocast)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -165,6 +171,7 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
 
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
+    from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.training.trainer import TrainConfig, TrainingInterrupted, base_checkpoint, train
 
     out = output_dir(args.out)
@@ -197,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, stride=args.stride, lr=lr,
             warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
             seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
-            patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment)
+            patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment,
+            points=PointTargetConfig(method=args.point_method, nucleus_diameter=args.nucleus_diameter))
         result = train(config, train_samples=_load(config.train_data), resume=args.resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None

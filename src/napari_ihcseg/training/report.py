@@ -17,6 +17,12 @@ DATA_DESCRIPTIONS = {
     "deepliif": "DeepLIIF Ki-67 IHC sample tiles (bladder, lung)",
     "pairs": "training pairs corrected in napari",
     "synthetic": "synthetic hematoxylin-DAB fields (napari_ihcseg.data.synthetic)",
+    "immunoratio": "ki67-immunoratio: Ki-67 IHC breast-cancer fields with pathologist points and tumour regions "
+                   "(github.com/AdamDlubak/Ki67, commit d5370c0), learnt from the points",
+    "glioma": "ki67-glioma-polygons: Ki-67 IHC glioma frames with one classed polygon per nucleus "
+              "(github.com/AntoineRouland/ki67, commit 2aac6c4)",
+    "ki67-points": "ki67-points: two Ki-67 IHC fields with pathologist points (github.com/AdamDlubak/Ki67, "
+                   "commit d5370c0)",
 }
 
 

@@ -78,7 +78,8 @@ def _pad_to(array: np.ndarray, height: int, width: int, *, mode: str) -> np.ndar
 class Crop:
     """A training crop: image, targets' source labels, and where loss counts.
 
-    ``labels`` is None for mask-only samples; ``valid`` is False on padding.
+    ``labels`` is None for mask-only samples; ``valid`` is False on padding
+    and outside the sample's annotated region.
     """
 
     image: np.ndarray
@@ -91,14 +92,16 @@ def crop_window(sample, y: int, x: int, size: int, out: int | None = None) -> Cr
     """Cut a ``size`` window at (y, x), pad past the edges, resize to ``out``.
 
     Image padding reflects the image; label padding is background and is
-    marked invalid so the loss ignores it. Resizing is bilinear for the image
+    marked invalid so the loss ignores it, as is everything outside the
+    sample's ``region`` (where the annotation is complete), when it has one. Resizing is bilinear for the image
     and nearest-neighbour for labels (scale jitter).
     """
     out = size if out is None else out
     image = sample.image[y:y + size, x:x + size]
     h, w = image.shape[:2]
     valid = np.zeros((size, size), bool)
-    valid[:h, :w] = True
+    region = getattr(sample, "region", None)
+    valid[:h, :w] = True if region is None else region[y:y + size, x:x + size]
     image = _pad_to(image, size, size, mode="reflect")
     labels = sample.labels
     if labels is not None:

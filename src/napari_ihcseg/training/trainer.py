@@ -36,6 +36,7 @@ from napari_ihcseg.inference.config import tuned_instance_params
 from .augment import AugmentConfig
 from .batches import BatchSampler
 from .losses import LossConfig, SegmentationLoss
+from .points import PointTargetConfig, pseudo_label_sample
 from .report import model_card, training_metadata, write_metrics_csv
 from .state import STATE_DIR, has_state, load_state, save_state
 from .validate import autocast, evaluate_samples, tune_checkpoint
@@ -97,6 +98,10 @@ class TrainConfig:
         the checkpoint it started from.
     augment : AugmentConfig
     loss : LossConfig
+    points : PointTargetConfig
+        How training samples annotated with points become targets (see
+        :mod:`napari_ihcseg.training.points`). Point samples train only:
+        they are left out of the validation, which needs outlines.
     """
 
     out: str
@@ -130,6 +135,7 @@ class TrainConfig:
     tune_instances: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    points: PointTargetConfig = field(default_factory=PointTargetConfig)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "tile"):
@@ -161,6 +167,7 @@ class TrainConfig:
         data = dict(data)
         data["augment"] = AugmentConfig.from_dict(data.get("augment", {}))
         data["loss"] = LossConfig(**data.get("loss", {}))
+        data["points"] = PointTargetConfig(**data.get("points", {}))
         return cls(**data)
 
 
@@ -296,17 +303,10 @@ def _resolve_data(config: TrainConfig, train_samples, val_samples):
         else:
             train_samples, val_samples = split_by_image(train_samples, config.val_fraction, config.seed)
         val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
-    _refuse_points_only([*train_samples, *val_samples])
-    return train_samples, list(val_samples)
-
-
-def _refuse_points_only(samples) -> None:
-    """This trainer learns from masks and outlines; a sample with points alone gives it nothing to learn."""
-    only = [s.name for s in samples if getattr(s, "points_only", False)]
-    if only:
-        raise ValueError(f"{len(only)} sample(s) are annotated with points only (e.g. {only[0]}); training "
-                         "needs nucleus masks or outlines: outline the nuclei (Correct widget, QuPath polygons) "
-                         "or segment and correct them in count mode, then save training pairs")
+    # Points become pseudo-labels for training; validation needs real outlines.
+    train_samples = [pseudo_label_sample(s, config.points) for s in train_samples]
+    val_samples = [s for s in val_samples if s.labels is not None or s.mask is not None]
+    return train_samples, val_samples
 
 
 def _check_resume_config(out: Path, config: TrainConfig) -> None:
@@ -317,6 +317,8 @@ def _check_resume_config(out: Path, config: TrainConfig) -> None:
     if isinstance(saved.get("augment"), dict):
         # Runs recorded before an augmentation existed ran without it.
         saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
+    # Runs recorded before point targets existed had no point samples.
+    saved.setdefault("points", PointTargetConfig().to_dict())
     mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])

@@ -1,0 +1,234 @@
+"""Ki-67 counting on the held-out real cases: checkpoints side by side with the previous default.
+
+Every checkpoint is run through the normal path a user gets — the image
+resampled by the set's stated scale for the network
+(:data:`napari_ihcseg.data.ki67_sets.KI67_SETS`), ``segment_image`` with the
+checkpoint's instance settings, then ``score_image`` with the Ki-67 preset
+(or whatever classification ``score_image`` applies by default) — on the
+held-out cases of :mod:`napari_ihcseg.data.ki67_split`, which nothing is
+trained, tuned or calibrated on:
+
+- 6 ``ki67-immunoratio`` fields (about 20x, scale 2), pathologist points;
+- both ``ki67-points`` fields (40x-like, scale 1), pathologist points;
+- the held-out ``ki67-glioma-polygons`` frame (scale 0.37), polygon
+  centroids with their class (not every faint nucleus is outlined there, so
+  its precision is a lower bound).
+
+Predicted nuclei are matched to the annotated points (one-to-one, Hungarian)
+within half a typical nucleus diameter *at the set's own scale* (6.5 px for
+ki67-immunoratio, 13 px for ki67-points, 34 px for the glioma frames); on
+the point sets only nuclei whose centroid lies inside the annotated region
+count, since nothing outside it is annotated. Printed per set and pooled
+over all cases: detection F1, precision, recall, the recall of positive and
+of negative nuclei, class agreement on the matched nuclei, and the mean
+|Δ Ki-67 index| (percentage points, per case).
+
+Usage::
+
+    python benchmarks/evaluate_ki67.py --model runs/ft/best              # beside r2unet-lite-ihc
+    python benchmarks/evaluate_ki67.py --model a/best --model b/best --json ki67.json
+    python benchmarks/evaluate_ki67.py --model r2unet-lite-ihc --previous none
+    python benchmarks/evaluate_ki67.py --model runs/ft/best --sets ki67-points,glioma   # the 40x-like fields only
+
+The full run predicts about 70 megapixels per checkpoint (the ki67-immunoratio
+fields at twice their size); ``--sets`` restricts it.
+
+``--cache DIR`` keeps each checkpoint's cells per case (keyed by the
+weights' sha256, the case and the scale) so that a later run with more
+checkpoints does not predict the same ones again; clear it when the
+segmentation or scoring code changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The default the figures are compared with.
+PREVIOUS_DEFAULT = "r2unet-lite-ihc"
+SET_FOLDERS = {"immunoratio": "ki67-immunoratio", "ki67-points": "ki67-points", "glioma": "ki67-glioma-polygons"}
+
+
+def held_out_cases(data: Path, sets=tuple(SET_FOLDERS)) -> list[dict]:
+    """The held-out cases of ``sets`` at their own scale: image, truth points and classes, region, set."""
+    from scipy import ndimage as ndi
+
+    from napari_ihcseg.data.ki67_sets import (POINT_POSITIVE, load_glioma_polygons, load_immunoratio,
+                                              load_ki67_points)
+
+    cases = []
+    for kind, loader in (("immunoratio", load_immunoratio), ("ki67-points", load_ki67_points)):
+        if kind not in sets:
+            continue
+        for s in loader(data / SET_FOLDERS[kind], cases="held-out", scale=1.0):
+            cases.append({"set": kind, "name": s.name, "image": s.image, "points": s.points,
+                          "positive": s.point_classes == POINT_POSITIVE, "region": s.region})
+    for s in (load_glioma_polygons(data / SET_FOLDERS["glioma"], cases="held-out", scale=1.0)
+              if "glioma" in sets else []):
+        ids = np.array(sorted(s.classes))
+        centres = np.asarray(ndi.center_of_mass(np.ones_like(s.labels), s.labels, ids)).reshape(-1, 2)
+        cases.append({"set": "glioma", "name": s.name, "image": s.image, "points": centres,
+                      "positive": np.array([s.classes[int(i)] == 1 for i in ids], bool), "region": None})
+    return cases
+
+
+def _weights_key(spec: str) -> str:
+    from napari_ihcseg.models.shipped import shipped_checkpoints
+
+    folder = shipped_checkpoints().get(spec, Path(spec))
+    weights = Path(folder) / "weights.safetensors"
+    if not weights.is_file():
+        raise SystemExit(f"{spec}: not a shipped checkpoint or a checkpoint folder with weights.safetensors")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
+def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> list[np.ndarray]:
+    """Per case an (N, 3) array: centroid row, column, positive (0/1), at the case's own scale."""
+    from napari_ihcseg.data.ki67_sets import KI67_SETS
+    from napari_ihcseg.inference import segment_image
+    from napari_ihcseg.models import load_model
+    from napari_ihcseg.pipeline import PipelineOptions
+    from napari_ihcseg.scoring import score_image
+
+    key = _weights_key(spec)
+    model = None
+    out = []
+    for case in cases:
+        scale = KI67_SETS[case["set"]].scale
+        path = cache / f"{key}-{case['name'].replace('/', '_')}-x{scale:g}.npy" if cache else None
+        if path is not None and path.is_file():
+            out.append(np.load(path))
+            continue
+        if model is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                model = load_model(spec, device="cpu")
+        options = PipelineOptions(model=spec, device="cpu", tile=tile, stain="ki67", scale=scale)
+        labels = segment_image(case["image"], model, options.inference_config())
+        cells = score_image(case["image"], labels, config=options.scoring_config(None)).cells
+        arr = np.column_stack([cells["centroid_y"].to_numpy(float), cells["centroid_x"].to_numpy(float),
+                               cells["positive"].to_numpy(bool).astype(float)]).reshape(-1, 3)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, arr)
+        out.append(arr)
+    return out
+
+
+def case_counts(cells: np.ndarray, case: dict) -> dict:
+    """Matching counts of one case (predictions inside the region only)."""
+    from napari_ihcseg.data.ki67_sets import KI67_SETS
+    from napari_ihcseg.metrics import match_points
+
+    centres, positive = cells[:, :2], cells[:, 2] > 0.5
+    region = case["region"]
+    if region is not None and len(centres):
+        r = np.clip(np.rint(centres[:, 0]).astype(int), 0, region.shape[0] - 1)
+        c = np.clip(np.rint(centres[:, 1]).astype(int), 0, region.shape[1] - 1)
+        keep = region[r, c]
+        centres, positive = centres[keep], positive[keep]
+    truth, truth_pos = case["points"], case["positive"]
+    m = match_points(centres, truth, radius=KI67_SETS[case["set"]].nucleus_diameter / 2)
+    matched_pos = truth_pos[m.truth_index]
+    return {"tp": m.tp, "fp": m.fp, "fn": m.fn, "n_truth": len(truth),
+            "truth_pos": int(truth_pos.sum()), "found_pos": int(matched_pos.sum()),
+            "found_neg": int((~matched_pos).sum()),
+            "agree": int(np.sum(positive[m.pred_index] == matched_pos)),
+            "pred_index": 100.0 * float(positive.mean()) if len(positive) else float("nan"),
+            "truth_index": 100.0 * float(truth_pos.mean())}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Pooled detection figures and the mean |Δ index| of a list of case counts."""
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    pos = sum(r["truth_pos"] for r in rows)
+    neg = sum(r["n_truth"] - r["truth_pos"] for r in rows)
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    return {"cases": len(rows), "f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn), "recall_positive": ratio(sum(r["found_pos"] for r in rows), pos),
+            "recall_negative": ratio(sum(r["found_neg"] for r in rows), neg),
+            "class_agreement": ratio(sum(r["agree"] for r in rows), tp),
+            "abs_delta_index": float(np.nanmean([abs(r["pred_index"] - r["truth_index"]) for r in rows]))}
+
+
+def evaluate(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> dict:
+    started = time.perf_counter()
+    per_case = [case_counts(cells, case) | {"name": case["name"], "set": case["set"]}
+                for cells, case in zip(predict_cells(spec, cases, tile=tile, cache=cache), cases)]
+    sets = {s: summarise([r for r in per_case if r["set"] == s]) for s in dict.fromkeys(r["set"] for r in per_case)}
+    return {"model": spec, "sets": sets, "pooled": summarise(per_case), "cases": per_case,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+COLUMNS = (("f1", "F1"), ("precision", "prec"), ("recall", "recall"), ("recall_positive", "rec+"),
+           ("recall_negative", "rec-"), ("class_agreement", "class"), ("abs_delta_index", "|Δidx|"))
+
+
+def print_table(results: list[dict]) -> None:
+    width = min(48, max(24, *(len(r["model"]) for r in results)))
+    print("Ki-67 held-out cases: detection (radius half a nucleus diameter at each set's scale), "
+          "class agreement on matched nuclei, mean |Δ Ki-67 index| in points")
+    for group in [*results[0]["sets"], "pooled"]:
+        n = results[0]["pooled" if group == "pooled" else "sets"]
+        n = n["cases"] if group == "pooled" else n[group]["cases"]
+        print(f"\n{group} ({n} cases)")
+        print(f"{'model':<{width}}" + "".join(f"{h:>8}" for _, h in COLUMNS))
+        for r in results:
+            figures = r["pooled"] if group == "pooled" else r["sets"][group]
+            cells = "".join(f"{figures[k]:>8.1f}" if k == "abs_delta_index" else f"{figures[k]:>8.3f}"
+                            for k, _ in COLUMNS)
+            print(f"{r['model'][-width:]:<{width}}{cells}")
+    print("\nper case: F1 / |Δ index| (predicted % vs truth %)")
+    for i, case in enumerate(results[0]["cases"]):
+        parts = []
+        for r in results:
+            c = r["cases"][i]
+            f1 = 2 * c["tp"] / max(1, 2 * c["tp"] + c["fp"] + c["fn"])
+            parts.append(f"{f1:.3f} / {abs(c['pred_index'] - c['truth_index']):4.1f} ({c['pred_index']:4.1f})")
+        print(f"  {case['name']:<28} truth {case['truth_index']:4.1f} %   " + "   ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="checkpoint name or folder (repeatable)")
+    parser.add_argument("--previous", default=PREVIOUS_DEFAULT,
+                        help=f"the default compared with (default {PREVIOUS_DEFAULT}; 'none' to leave it out)")
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--sets", default=",".join(SET_FOLDERS),
+                        help="comma-separated sets to evaluate (default all: " + ", ".join(SET_FOLDERS) + ")")
+    parser.add_argument("--cache", default=None, help="folder that keeps predicted cells per checkpoint and case")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    data = Path(args.data_root)
+    if not data.is_dir():
+        parser.error(f"{data}: shared data folder not found")
+    specs = ([] if args.previous == "none" else [args.previous]) + [m for m in args.model if m != args.previous]
+    if not specs:
+        parser.error("give --model (and/or keep --previous)")
+    sets = tuple(x.strip() for x in args.sets.split(",") if x.strip())
+    unknown = set(sets) - set(SET_FOLDERS)
+    if unknown or not sets:
+        parser.error(f"--sets: choose among {', '.join(SET_FOLDERS)}")
+    cases = held_out_cases(data, sets)
+    cache = Path(args.cache) if args.cache else None
+    results = [evaluate(spec, cases, tile=args.tile, cache=cache) for spec in specs]
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The Ki-67 held-out benchmark's matching and summary (benchmarks/evaluate_ki67.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate_ki67.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("evaluate_ki67", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_counts_match_within_half_a_nucleus_and_only_inside_the_region(bench):
+    region = np.zeros((100, 100), bool)
+    region[:, :60] = True
+    truth = np.array([[10.0, 10.0], [30.0, 30.0], [50.0, 50.0], [70.0, 20.0]])
+    case = {"set": "immunoratio", "points": truth, "positive": np.array([True, True, False, False]),
+            "region": region}
+    cells = np.array([[11.0, 12.0, 1],      # matches the positive at (10, 10), called positive
+                      [30.0, 37.0, 1],      # 7 px from (30, 30): beyond 6.5, so unmatched
+                      [52.0, 49.0, 1],      # matches the negative at (50, 50), called positive
+                      [20.0, 90.0, 1]])     # outside the region: not counted at all
+    c = bench.case_counts(cells, case)
+    assert (c["tp"], c["fp"], c["fn"]) == (2, 1, 2)
+    assert (c["found_pos"], c["found_neg"], c["agree"]) == (1, 1, 1)
+    assert c["pred_index"] == pytest.approx(100.0) and c["truth_index"] == pytest.approx(50.0)
+    s = bench.summarise([c, c])
+    assert s["f1"] == pytest.approx(4 / 7) and s["precision"] == pytest.approx(2 / 3)
+    assert s["recall_positive"] == pytest.approx(0.5) and s["recall_negative"] == pytest.approx(0.5)
+    assert s["class_agreement"] == pytest.approx(0.5) and s["abs_delta_index"] == pytest.approx(50.0)
+
+
+def test_the_glioma_radius_is_at_the_frames_own_scale(bench):
+    case = {"set": "glioma", "points": np.array([[100.0, 100.0]]), "positive": np.array([False]), "region": None}
+    assert bench.case_counts(np.array([[100.0, 130.0, 0]]), case)["tp"] == 1, "34 px: half a 68-px nucleus"
+    assert bench.case_counts(np.array([[100.0, 140.0, 0]]), case)["tp"] == 0

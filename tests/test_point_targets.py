@@ -1,0 +1,162 @@
+"""Learning from points: pseudo-instances, the trusted region, and the trainer on point samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_ihcseg.data.datasets import Sample
+from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.metrics import evaluate_instances
+from napari_ihcseg.stain import compose
+from napari_ihcseg.training.points import PointTargetConfig, point_targets, pseudo_label_sample
+
+
+def _field(seed=3, shape=(128, 128)):
+    f = make_synthetic_ihc(shape, seed=seed, positive_fraction=0.3)
+    ids = np.unique(f.labels[f.labels > 0])
+    centres = np.asarray(ndi.center_of_mass(np.ones_like(f.labels), f.labels, ids))
+    return f, ids, centres
+
+
+def _diameter(labels):
+    areas = np.bincount(labels.ravel())[1:]
+    return float(np.median(np.sqrt(4 * areas[areas > 0] / np.pi)))
+
+
+@pytest.mark.parametrize("method", ["watershed", "disk"])
+def test_each_point_grows_a_pseudo_nucleus_on_its_own_nucleus(method):
+    f, ids, centres = _field()
+    config = PointTargetConfig(method=method, nucleus_diameter=_diameter(f.labels))
+    labels, trusted = point_targets(f.image, centres, config=config)
+    assert labels.dtype == np.int32 and labels.shape == f.labels.shape
+    m = evaluate_instances(labels, f.labels)
+    assert m["dice"] > 0.6 and m["aji"] > 0.35, m
+    # Pseudo-nucleus i comes from point i and lies mostly on nucleus ids[i] (synthetic nuclei may overlap).
+    on_own = [np.mean(f.labels[labels == i + 1] == truth_id) > 0.5 for i, truth_id in enumerate(ids)
+              if (labels == i + 1).any()]
+    assert len(on_own) >= 0.9 * len(ids) and np.mean(on_own) > 0.8
+    # Trusted background is truly background (a point never teaches a nucleus as background).
+    background = trusted & (labels == 0)
+    assert background.sum() > 0.2 * labels.size
+    assert np.mean(f.labels[background] > 0) < 0.03
+
+
+def test_the_watershed_follows_the_nucleus_outline_better_than_the_disk():
+    f, _, centres = _field(seed=5)
+    d = _diameter(f.labels)
+    scores = {m: evaluate_instances(point_targets(f.image, centres, config=PointTargetConfig(
+        method=m, nucleus_diameter=d))[0], f.labels)["dice"] for m in ("watershed", "disk")}
+    assert scores["watershed"] > scores["disk"], scores
+
+
+def test_touching_nuclei_are_separated_along_voronoi_edges():
+    image = np.full((40, 60, 3), 235, np.uint8)
+    image[12:28, 10:50] = (80, 60, 150)                 # one dark bar: two touching nuclei
+    points = np.array([[20.0, 20.0], [20.0, 40.0]])
+    labels, _ = point_targets(image, points, config=PointTargetConfig(method="disk", nucleus_diameter=30))
+    assert set(np.unique(labels)) == {0, 1, 2}
+    cols1, cols2 = np.nonzero(labels == 1)[1], np.nonzero(labels == 2)[1]
+    assert cols1.max() <= 30 <= cols2.min(), "each pixel goes to its nearer point (column 30 is a tie)"
+    assert not np.isin(cols1, cols2[cols2 != 30]).any()
+
+
+def test_outside_the_region_and_unannotated_dark_nuclei_are_ignored_brown_cytoplasm_is_background():
+    f, ids, centres = _field(seed=7)
+    d = _diameter(f.labels)
+    region = np.zeros(f.labels.shape, bool)
+    region[:, :96] = True
+    dropped = 0                                          # a nucleus inside the region that nobody marked
+    while centres[dropped, 1] > 80:
+        dropped += 1
+    keep = np.arange(len(ids)) != dropped
+    labels, trusted = point_targets(f.image, centres[keep], region, PointTargetConfig(nucleus_diameter=d))
+    assert not trusted[:, 96:].any(), "nothing outside the region is trusted"
+    unmarked = f.labels == ids[dropped]
+    assert np.mean(trusted[unmarked] & (labels[unmarked] == 0)) < 0.2, \
+        "an unannotated nucleus is ignored, not taught as background"
+    # A brown smear without hematoxylin far from every point stays trusted background.
+    conc = np.zeros((*f.labels.shape, 3), np.float32)
+    conc[..., 1] = 0.02
+    conc[100:120, 10:40, 1] = 0.8
+    brown = compose(conc)
+    labels, trusted = point_targets(brown, np.array([[20.0, 100.0]]), config=PointTargetConfig(nucleus_diameter=d))
+    assert trusted[105:115, 15:35].all() and not labels[100:120, 10:40].any()
+
+
+def test_pseudo_label_sample_turns_points_into_labels_and_a_trusted_region():
+    f, _, centres = _field()
+    region = np.ones(f.labels.shape, bool)
+    region[:10] = False
+    s = Sample(f.image, None, name="p", source="pts", stain="Ki-67", points=centres,
+               point_classes=np.zeros(len(centres), np.int8), region=region)
+    out = pseudo_label_sample(s, PointTargetConfig(nucleus_diameter=_diameter(f.labels)))
+    assert out.labels is not None and out.labels.max() > 0
+    np.testing.assert_array_equal(out.points, s.points)
+    assert out.region.shape == region.shape and not out.region[:10].any() and out.region.mean() < region.mean()
+    labelled = Sample(f.image, f.labels, name="l")
+    assert pseudo_label_sample(labelled) is labelled, "outlined samples keep their own labels"
+
+
+def test_point_target_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="method must be one of watershed, disk"):
+        PointTargetConfig(method="voronoi")
+    with pytest.raises(ValueError, match="nucleus_diameter must be positive"):
+        PointTargetConfig(nucleus_diameter=0)
+
+
+# ---------------------------------------------------------------- the trainer
+
+torch = pytest.importorskip("torch")
+
+
+def test_training_crops_of_a_point_sample_count_loss_only_where_targets_are_trusted(tmp_path):
+    from napari_ihcseg.training.augment import NO_AUGMENT
+    from napari_ihcseg.training.batches import BatchSampler
+
+    f, _, centres = _field(shape=(96, 96))
+    region = np.zeros((96, 96), bool)
+    region[:, :48] = True
+    s = pseudo_label_sample(Sample(f.image, None, name="p", points=centres, region=region),
+                            PointTargetConfig(nucleus_diameter=_diameter(f.labels)))
+    sampler = BatchSampler([s], tile=96, stride=96, batch_size=1, seed=0, augment=NO_AUGMENT)
+    batch = sampler.batch(0, 0)
+    valid = batch.valid[0, 0] > 0
+    assert not valid[:, 48:].any() and valid[:, :48].any()
+    np.testing.assert_array_equal(valid, s.region)
+    assert batch.mask[0, 0][s.labels > 0].all() and batch.contour_weight[0] == 1.0
+
+
+def test_the_trainer_learns_from_points_and_validates_on_outlines_only(tmp_path):
+    from napari_ihcseg.training.augment import NO_AUGMENT
+    from napari_ihcseg.training.trainer import TrainConfig, train
+
+    samples = []
+    for seed in (0, 1):
+        f, _, centres = _field(seed=seed, shape=(96, 96))
+        samples.append(Sample(f.image, None, name=f"p{seed}", source="pts", stain="Ki-67", points=centres))
+    outlined = Sample(f.image, f.labels, name="o1", source="synthetic", stain="Ki-67")
+    config = TrainConfig(out=str(tmp_path), model="r2unet-lite",
+                         model_options={"filters": (8, 16, 32, 64, 64, 64), "recur_num": 1}, batch_size=4, tile=64,
+                         stride=32, warmup_steps=5, synthetic_fraction=0.0, augment=NO_AUGMENT, patience=None,
+                         num_threads=1, lr=1e-2, epochs=3, max_steps_per_epoch=6, min_steps_per_epoch=6,
+                         tune_instances=False, points=PointTargetConfig(nucleus_diameter=12))
+    result = train(config, train_samples=samples, val_samples=[outlined, samples[1]])
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.75 * losses[0], "the pseudo-labels are learnable"
+    assert "val_synthetic_dice" in result.history[-1] and "val_pts_dice" not in result.history[-1], \
+        "point samples are left out of the validation, which needs outlines"
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_training_recipe_adds_the_ki67_training_cases_only_when_asked(tmp_path, train_recipe):
+    _, config = train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path)])
+    assert not any(s.startswith(("immunoratio:", "glioma:")) for s in config.train_data)
+    assert config.points.method == "watershed" and config.amp
+    _, config = train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--immunoratio-repeat",
+                                         "2", "--glioma-repeat", "1", "--point-method", "disk", "--no-amp"])
+    assert config.train_data.count(f"immunoratio:{tmp_path / 'ki67-immunoratio'}") == 2
+    assert config.train_data.count(f"glioma:{tmp_path / 'ki67-glioma-polygons'}") == 1
+    assert train_recipe.GLIOMA_VAL in config.val_names, "a training glioma frame, not a held-out one, validates"
+    assert config.points.method == "disk" and not config.amp
