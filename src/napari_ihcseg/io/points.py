@@ -29,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ihcseg._atomic import write_text_atomic
+from napari_ihcseg._csv import write_csv
 
 __all__ = ["POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "read_points", "read_points_csv",
            "read_points_geojson", "write_points", "write_points_csv", "write_points_geojson"]
@@ -133,12 +133,9 @@ def write_points_csv(path: str | os.PathLike, points, positive, *, overwrite: bo
         Replace an existing file (ask the user first).
     """
     pts, pos = _check(points, positive)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("type", "x", "y"))
-    for (r, c), p in zip(pts.tolist(), pos.tolist()):
-        writer.writerow((POINT_POSITIVE if p else POINT_NEGATIVE, _number(c), _number(r)))
-    return write_text_atomic(path, out.getvalue(), overwrite=overwrite)
+    rows = ((POINT_POSITIVE if p else POINT_NEGATIVE, _number(c), _number(r))
+            for (r, c), p in zip(pts.tolist(), pos.tolist()))
+    return write_csv(path, ("type", "x", "y"), rows, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------- GeoJSON
