@@ -50,3 +50,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.fixture
+def ihc():
+    """A 256² crop of scikit-image's IHC sample."""
+    from skimage import data
+
+    return data.immunohistochemistry()[:256, :256]
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A recovery store for unsaved edits, in the test's own folder."""
+    from napari_ihcseg.data.pairs import RecoveryStore
+
+    return RecoveryStore(tmp_path / "recovery")

@@ -6,42 +6,15 @@ Needs a display: run under ``xvfb-run -a env QT_QPA_PLATFORM=xcb python -m pytes
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
+from gui import nuclei_field, require_display
+
 pytestmark = pytest.mark.gui
 
-pytest.importorskip("qtpy")
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                                             or os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")):
-    pytest.skip("no display; run under xvfb-run", allow_module_level=True)
-
-
-@pytest.fixture
-def ihc():
-    from skimage import data
-
-    return data.immunohistochemistry()[:256, :256]
-
-
-@pytest.fixture
-def store(tmp_path):
-    from napari_ihcseg.data.pairs import RecoveryStore
-
-    return RecoveryStore(tmp_path / "recovery")
-
-
-def nuclei_field():
-    labels = np.zeros((256, 256), np.int32)
-    labels[40:80, 40:80] = 1
-    labels[40:80, 80:120] = 2
-    labels[150:190, 150:190] = 3
-    return labels
+require_display()
 
 
 @pytest.fixture

@@ -5,22 +5,16 @@ Needs a display: run under ``xvfb-run -a env QT_QPA_PLATFORM=xcb python -m pytes
 
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 import pytest
 import tifffile
 
+from gui import require_display
+
 pytestmark = pytest.mark.gui
 
-pytest.importorskip("qtpy")
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-pytest.importorskip("torch")
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                                             or os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")):
-    pytest.skip("no display; run under xvfb-run", allow_module_level=True)
+require_display("torch")
 
 
 def test_train_widget_names_the_layout_and_trains_from_a_cellpose_folder(make_napari_viewer, qtbot, tmp_path):

@@ -7,52 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
+from gui import nuclei_field, require_display
+
 pytestmark = pytest.mark.gui
 
-
-def _has_display() -> bool:
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                or os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"))
-
-
-# Checked when the module is collected: Qt's application object (a session
-# fixture) would abort the whole run without a display, before any
-# module-scoped fixture could skip.
-pytest.importorskip("qtpy")
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if not _has_display():
-    pytest.skip("no display; run under xvfb-run", allow_module_level=True)
-
-
-@pytest.fixture
-def ihc():
-    from skimage import data
-
-    return data.immunohistochemistry()[:256, :256]
-
-
-@pytest.fixture
-def store(tmp_path):
-    from napari_ihcseg.data.pairs import RecoveryStore
-
-    return RecoveryStore(tmp_path / "recovery")
-
-
-def nuclei_field():
-    """A small labelled field: two touching squares (1, 2) and a far one (3)."""
-    labels = np.zeros((256, 256), np.int32)
-    labels[40:80, 40:80] = 1
-    labels[40:80, 80:120] = 2
-    labels[150:190, 150:190] = 3
-    return labels
+require_display()
 
 
 def wait_worker(qtbot, widget, timeout=60_000):

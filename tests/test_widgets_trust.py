@@ -6,20 +6,15 @@ Needs a display: run under ``xvfb-run -a env QT_QPA_PLATFORM=xcb python -m pytes
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
+from gui import require_display
+
 pytestmark = pytest.mark.gui
 
-pytest.importorskip("qtpy")
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                                             or os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal")):
-    pytest.skip("no display; run under xvfb-run", allow_module_level=True)
+require_display()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QMessageBox, QWidget
+from qtpy.QtWidgets import QComboBox, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 #: ``ask(title, question) -> bool``; widgets take one so tests can answer for the user.
 Ask = Callable[[str, str], bool]
@@ -296,3 +296,22 @@ def remember_checkpoint(folder, path: Path | None = None, *, keep: int = 20) -> 
     folder = str(Path(folder).expanduser().resolve())
     entries = [folder] + [e for e in known_checkpoints(path) if e != folder]
     write_json_atomic(path, {"checkpoints": entries[:keep]})
+
+
+def key_table(header: str, bindings, on_click: Callable[[str], object]) -> tuple[QGridLayout, dict[str, QPushButton]]:
+    """The table of keys a widget lists: one row ``key | button`` per ``(key, text, name)`` binding.
+
+    A button's click calls ``on_click(name)``, as its key does on the layer.
+    Returns the grid (rows may be added below) and the buttons by name.
+    """
+    grid = QGridLayout()
+    grid.addWidget(QLabel("<b>Key</b>"), 0, 0)
+    grid.addWidget(QLabel(header), 0, 1)
+    buttons: dict[str, QPushButton] = {}
+    for row, (key, text, name) in enumerate(bindings, start=1):
+        grid.addWidget(QLabel(f"<b>{key}</b>"), row, 0)
+        button = QPushButton(text[0].upper() + text[1:])
+        button.clicked.connect(lambda _=False, n=name: on_click(n))
+        grid.addWidget(button, row, 1)
+        buttons[name] = button
+    return grid, buttons

@@ -12,7 +12,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
-    QGridLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -22,7 +21,7 @@ from qtpy.QtWidgets import (
 from napari_ihcseg import editing
 from napari_ihcseg.data.pairs import RecoveryStore
 
-from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, in_memory, show_error, show_info
+from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, in_memory, key_table, show_error, show_info
 from ._session import CorrectionSession, offer_restore, session_for
 
 #: Name of the Shapes layer holding the cut lines.
@@ -76,16 +75,7 @@ class CorrectWidget(QWidget):
         form.addRow("Nuclei layer", self.labels_choice)
         form.addRow("Split contour threshold", self.split_contour)
 
-        keys = QGridLayout()
-        keys.addWidget(QLabel("<b>Key</b>"), 0, 0)
-        keys.addWidget(QLabel("<b>Helper</b> (on the nuclei layer)"), 0, 1)
-        self.buttons: dict[str, QPushButton] = {}
-        for row, (key, text, method) in enumerate(BINDINGS, start=1):
-            keys.addWidget(QLabel(f"<b>{key}</b>"), row, 0)
-            button = QPushButton(text[0].upper() + text[1:])
-            button.clicked.connect(lambda _=False, m=method: self._run(m))
-            keys.addWidget(button, row, 1)
-            self.buttons[method] = button
+        keys, self.buttons = key_table("<b>Helper</b> (on the nuclei layer)", BINDINGS, self._run)
         self.cut_button = QPushButton(f"Draw a cut line (adds the '{CUTS_LAYER}' layer)")
         self.cut_button.clicked.connect(self.start_cut_line)
         tools = QLabel("napari's own tools work too: paint (P), erase (E), fill (F), pick (L), undo (Ctrl+Z).")

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -40,6 +39,7 @@ from ._common import (
     ask_with_dialog,
     describe_error,
     in_memory,
+    key_table,
     labels_in_image,
     show_error,
     show_info,
@@ -174,16 +174,8 @@ class CountWidget(QWidget):
 
         self.start_button = QPushButton("Start counting (adds a counts layer)")
         self.start_button.clicked.connect(lambda: self._run(self.start))
-        keys = QGridLayout()
-        keys.addWidget(QLabel("<b>Key</b>"), 0, 0)
-        keys.addWidget(QLabel("<b>Then a click on a nucleus will</b> (on the counts layer)"), 0, 1)
-        self.buttons: dict[str, QPushButton] = {}
-        for row, (key, text, action) in enumerate(BINDINGS, start=1):
-            keys.addWidget(QLabel(f"<b>{key}</b>"), row, 0)
-            button = QPushButton(text[0].upper() + text[1:])
-            button.clicked.connect(lambda _=False, a=action: self.set_action(a))
-            keys.addWidget(button, row, 1)
-            self.buttons[action] = button
+        keys, self.buttons = key_table("<b>Then a click on a nucleus will</b> (on the counts layer)", BINDINGS,
+                                       self.set_action)
         for row, (key, action) in enumerate(MODIFIERS, start=len(BINDINGS) + 1):
             keys.addWidget(QLabel(f"<b>{key}+click</b>"), row, 0)
             keys.addWidget(QLabel(f"mark {action}, whatever the key"), row, 1)
