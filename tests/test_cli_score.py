@@ -134,11 +134,6 @@ def test_unreadable_or_mismatched_inputs_name_the_file(inputs, tmp_path):
     assert not list(tmp_path.glob("*.summary.json"))
 
 
-def test_image_stem():
-    assert _score.image_stem("/a/b/slide.ome.tiff") == "slide"
-    assert _score.image_stem("x.y.png") == "x.y"
-
-
 def test_full_cli_in_process_and_as_subprocess(inputs, tmp_path, capsys):
     main = full_cli()
     image, labels = inputs

@@ -182,7 +182,8 @@ def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_pat
 
     from napari_ihcseg.data.synthetic import make_synthetic_ihc
     from napari_ihcseg.models import set_instance_params
-    from napari_ihcseg.pipeline import PipelineOptions, image_stem, outputs_complete, process_image
+    from napari_ihcseg.io import image_stem
+    from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
 
     folder = _checkpoint(tmp_path, instances={"min_size": 40})
     image = tmp_path / "field.png"

@@ -15,7 +15,8 @@ from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
 from napari_ihcseg.io import ImageReadError, read_labels
 from napari_ihcseg.metrics import aggregated_jaccard_index
-from napari_ihcseg.pipeline import PipelineOptions, image_stem, output_paths, outputs_complete, process_image
+from napari_ihcseg.io import image_stem
+from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete, process_image
 from napari_ihcseg.scoring import read_cells_csv, read_geojson
 
 from odnet import ODNet
@@ -32,6 +33,7 @@ def field_png(tmp_path_factory):
 def test_image_stem_drops_multi_part_suffixes():
     assert image_stem("a/b/slide.ome.tiff") == "slide"
     assert image_stem("x.svs") == "x"
+    assert image_stem("case.1.svs") == "case.1"  # the dots of a name are kept, as the widgets suggest
 
 
 def test_scored_outputs_are_consistent(field_png, tmp_path):

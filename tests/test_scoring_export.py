@@ -157,6 +157,18 @@ def test_excluded_nuclei_are_left_out_of_the_geojson():
     assert len(everything["features"]) == 2
 
 
+def test_geojson_outlines_move_by_the_offset_of_their_labels():
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:9] = 1
+    result = score_image(np.full((20, 30, 3), 200, np.uint8), labels, stain="ki67")
+    here = nuclei_feature_collection(result.cells, labels)["features"][0]
+    there = nuclei_feature_collection(result.cells, labels, offset=(100, 40))["features"][0]
+    ring, moved = np.array(here["geometry"]["coordinates"][0]), np.array(there["geometry"]["coordinates"][0])
+    np.testing.assert_array_equal(moved, ring + [40, 100])          # (x, y) moved by (column, row)
+    assert ring[:, 0].min() == 3 and ring[:, 1].min() == 2
+    assert there["properties"]["measurements"] == here["properties"]["measurements"]
+
+
 def test_empty_image_exports(tmp_path):
     image = np.full((16, 16, 3), 240, np.uint8)
     labels = np.zeros((16, 16), np.int32)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ihcseg.io import IMAGE_SUFFIXES, open_image
+from napari_ihcseg.io import IMAGE_SUFFIXES, image_stem, open_image, strided_pyramid
 
 __all__ = ["get_reader", "read_ihc"]
 
@@ -59,28 +59,10 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
     return read_ihc
 
 
-def _name(path: str) -> str:
-    name = Path(path).name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return Path(path).stem
-
-
-def _strided_pyramid(level0) -> list:
-    """Lazy lower resolutions of a single-level dask image, by striding."""
-    levels = [level0]
-    step = 2
-    while max(levels[-1].shape[:2]) > SMALLEST_LEVEL_SIDE:
-        levels.append(level0[::step, ::step].rechunk((1024, 1024, 3)))
-        step *= 2
-    return levels
-
-
 def _layer(path: str) -> tuple:
     image = open_image(path)
     meta: dict = {
-        "name": _name(path),
+        "name": image_stem(path),
         "rgb": True,
         "metadata": {"path": str(Path(path).resolve()), "pixel_size_um": image.pixel_size_um},
     }
@@ -91,7 +73,7 @@ def _layer(path: str) -> tuple:
         data = list(image.levels)
         meta["multiscale"] = True
     elif h * w > LARGE_PIXELS:
-        data = _strided_pyramid(image.levels[0])
+        data = strided_pyramid(image.levels[0], smallest_side=SMALLEST_LEVEL_SIDE, chunks=(1024, 1024, 3))
         meta["multiscale"] = True
     else:
         data = np.asarray(image.levels[0].compute())

@@ -61,7 +61,7 @@ def check_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     ...
     ValueError: inputs would write the same outputs: a/x.png and b/x.tif (stem 'x'); rename one, ...
     """
-    from napari_ihcseg.pipeline import image_stem
+    from napari_ihcseg.io.names import image_stem
 
     seen: dict[str, Path] = {}
     stems, clashes = [], []

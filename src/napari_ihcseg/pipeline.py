@@ -36,6 +36,7 @@ import numpy as np
 from napari_ihcseg import __version__
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
 from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE
+from napari_ihcseg.io.names import image_stem
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +54,10 @@ OUTPUT_SUFFIXES = {
     "contour_prob": ".contour_prob.tif",
     "summary": ".summary.json",
 }
-_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif")
 
 ProgressCallback = Callable[[int, int], None]
 #: The confidence and hot-spot options at their defaults (older summaries lack them).
 _CONFIDENCE_DEFAULTS = {"min_cells": 500, "ki67_cutoff": None, "hotspot_diameter_um": 500.0, "hotspot_cells": 500}
-
-
-def image_stem(path: str | Path) -> str:
-    """The output stem of an image file: its name without the extension(s).
-
-    Examples
-    --------
-    >>> image_stem("slides/case 1.ome.tif"), image_stem("a.b.png")
-    ('case 1', 'a.b')
-    """
-    name = Path(path).name
-    for suffix in _MULTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
@@ -581,13 +566,8 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
 
     base = lazy.levels[0]
     shape = labels_z.shape
-    vectors = H_DAB
-    if scoring is not None and not hasattr(scoring.stain_vectors, "matrix"):
-        from napari_ihcseg.stain import estimate_stain_vectors
-
-        vectors = estimate_stain_vectors(np.asarray(lazy.levels[-1].compute()))
-    elif scoring is not None:
-        vectors = scoring.stain_vectors
+    vectors = (H_DAB if scoring is None
+               else scoring.resolve_stain_vectors(lambda: np.asarray(lazy.levels[-1].compute())))
     region = as_region(options.roi) if scoring is not None else None
     tables = []
     with contextlib.ExitStack() as stack:
@@ -620,8 +600,7 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
             if scoring is not None and len(cells):
                 cells["in_roi"] = True if region is None else region.contains(cy[own], cx[own])
                 cells = classify(cells, scoring)
-                for feature in nuclei_feature_collection(cells, lab)["features"]:
-                    feature["geometry"] = _shift_geometry(feature["geometry"], rx0, ry0)
+                for feature in nuclei_feature_collection(cells, lab, offset=(ry0, rx0))["features"]:
                     geo.write(("" if first else ",\n") + json.dumps(feature, separators=(",", ":")))
                     first = False
             tables.append(cells)
@@ -643,17 +622,6 @@ def _score_blocks(lazy, labels_z, paths, options, scoring, halo: int, out: dict)
     write_cells_csv(paths["cells"], cells)
     out["scores"] = summarize(cells, scoring, stain_vectors=vectors)
     out["classes"] = dict(zip(cells["label"].to_numpy().tolist(), cells["intensity_class"].to_numpy().tolist()))
-
-
-def _shift_geometry(geometry: dict, dx: float, dy: float) -> dict:
-    """Move a GeoJSON Polygon/MultiPolygon by (dx, dy)."""
-    def move(rings):
-        return [[[x + dx, y + dy] for x, y in ring] for ring in rings]
-
-    coords = geometry["coordinates"]
-    if geometry["type"] == "Polygon":
-        return {"type": "Polygon", "coordinates": move(coords)}
-    return {"type": "MultiPolygon", "coordinates": [move(p) for p in coords]}
 
 
 def _large_overlay(lazy, labels_z, path: Path, out: dict) -> None:

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from napari_ihcseg.scoring import ScoringConfig, apply_class_overrides, classify, measure_nuclei, summarize
-from napari_ihcseg.scoring.presets import ESTIMATE
 from napari_ihcseg.scoring.regions import Region
-from napari_ihcseg.stain import StainVectors, estimate_stain_vectors
+from napari_ihcseg.stain import StainVectors
 
 
 class LiveScore:
@@ -35,10 +34,7 @@ class LiveScore:
     def __init__(self, image: np.ndarray, labels: np.ndarray, config: ScoringConfig) -> None:
         self.image = np.asarray(image)
         self.config = config
-        if config.stain_vectors == ESTIMATE:
-            self.stain_vectors: StainVectors = estimate_stain_vectors(self.image)
-        else:
-            self.stain_vectors = config.stain_vectors
+        self.stain_vectors: StainVectors = config.resolve_stain_vectors(self.image)
         self.region: Region | None = None
         self.overrides: dict[int, str] = {}
         cells = measure_nuclei(self.image, np.asarray(labels), stains=self.stain_vectors,

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_ihcseg import editing
 from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.io import image_stem
 from napari_ihcseg.io.points import read_points, write_points
 
 from ._common import (
@@ -493,7 +494,7 @@ class CountWidget(QWidget):
         coords, positive = read_points(path)
         labels = self.layer
         classes = ["positive" if p else "negative" for p in positive]
-        layer = self.viewer.add_points(coords, name=path.stem.split(".")[0], ndim=2, size=8,
+        layer = self.viewer.add_points(coords, name=image_stem(path), ndim=2, size=8,
                                        features=pd.DataFrame({"class": pd.Series(classes, dtype=object)}),
                                        face_color=np.array([_colour(c) for c in classes]) if classes else "white",
                                        border_color="white",

@@ -27,6 +27,7 @@ from superqt import QLabeledDoubleSlider
 from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import csv_text, write_table_csv
 from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.io import image_stem
 from napari_ihcseg.scoring import (
     PRESETS,
     ScoringConfig,
@@ -396,7 +397,7 @@ class ScoreWidget(QWidget):
     def _stem(self) -> str:
         image_layer = self.image_choice.layer()
         source = layer_source(image_layer) if image_layer is not None else None
-        return Path(source).name.split(".")[0] if source else (image_layer.name if image_layer else "image")
+        return image_stem(source) if source else (image_layer.name if image_layer else "image")
 
     def export(self, kind: str, path=None) -> Path | None:
         """Write one export (``"cells"``, ``"summary_json"``, ``"summary_csv"`` or ``"geojson"``)."""
@@ -437,14 +438,12 @@ class ScoreWidget(QWidget):
         elif kind == "summary_csv":
             write_text_atomic(path, summary_csv_text(self.summary))
         elif kind == "geojson":
-            collection = nuclei_feature_collection(self.cells, np.asarray(self._layer.data))
+            collection = nuclei_feature_collection(cells, np.asarray(self._layer.data), offset=(oy, ox))
             if "edit_status" in self.cells:
                 edited = dict(zip(self.cells["label"].tolist(), (self.cells["edit_status"] != "").tolist()))
                 for feature in collection["features"]:
                     m = feature["properties"]["measurements"]
                     m["edited_by_hand"] = int(edited.get(int(m.get("label", -1)), False))
-            if oy or ox:
-                _shift_features(collection, ox, oy)
             write_text_atomic(path, json.dumps(collection, separators=(",", ":"), allow_nan=False) + "\n")
         else:
             raise ValueError(f"unknown export {kind!r}")
@@ -457,19 +456,3 @@ def _append_edit_column(path: Path, status) -> None:
     table = pd.read_csv(path, keep_default_na=False)
     table["edit_status"] = list(status)
     write_table_csv(path, table)
-
-
-def _shift_features(collection: dict, dx: float, dy: float) -> None:
-    """Move every polygon of a FeatureCollection by ``(dx, dy)`` (in place)."""
-    for feature in collection["features"]:
-        geometry = feature["geometry"]
-        parts = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
-        for part in parts:
-            for ring in part:
-                for point in ring:
-                    point[0] += dx
-                    point[1] += dy
-        m = feature["properties"].get("measurements", {})
-        if "centroid_x" in m:
-            m["centroid_x"] += dx
-            m["centroid_y"] += dy

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.io import image_stem, strided_pyramid
 
 from ._common import (
     Ask,
@@ -127,11 +128,7 @@ def open_labels_pyramid(path: Path, *, min_side: int = 2048) -> list:
         import zarr
 
         base = da.from_zarr(zarr.open(tifffile.imread(str(path), aszarr=True), mode="r"))
-    levels, step = [base], 2
-    while max(base.shape[:2]) // step >= min_side:
-        levels.append(base[::step, ::step])
-        step *= 2
-    return levels
+    return strided_pyramid(base, smallest_side=min_side)
 
 
 class SegmentWidget(QWidget):
@@ -389,7 +386,7 @@ class SegmentWidget(QWidget):
                 raise ValueError(f"Scale {config.scale:g} works on fields segmented in memory only; set Scale to 1 "
                                  "to segment the whole slide, or segment the current field of view")
             folder = Path(source).parent if Path(source).is_absolute() else Path.home()
-            stem = Path(source).name.split(".")[0] or "slide"
+            stem = image_stem(source)
             out = self.choose_path("Write the whole-slide nuclei to", str(folder / f"{stem}.nuclei.zarr"),
                                    "Zarr (*.zarr)")
             if not out:

@@ -16,18 +16,6 @@ import numpy as np
 
 from ._common import EXIT_OK, CLIError, output_dir, parse_thresholds
 
-_DOUBLE_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.zarr")
-
-
-def image_stem(path: str | Path) -> str:
-    """The file name without its extension (``a.ome.tif`` -> ``a``)."""
-    name = Path(path).name
-    for suffix in _DOUBLE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
 def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
     from napari_ihcseg.io import ImageReadError, read_image, read_labels
 
@@ -175,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"{args.image}: {exc}") from None
     for w in caught:
         print(f"ihcseg: warning: {w.message}", file=sys.stderr)
+
+    from napari_ihcseg.io.names import image_stem
 
     stem = image_stem(args.image)
     try:

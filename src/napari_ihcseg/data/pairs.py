@@ -54,6 +54,7 @@ import numpy as np
 
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
 from napari_ihcseg.inference.tiling import tile_starts
+from napari_ihcseg.io.names import image_stem
 
 #: ``dataset.json`` identifies itself with these.
 FORMAT = "napari-ihcseg-pairs"
@@ -156,7 +157,7 @@ def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
 
 
 def _stem(name: str | None, source) -> str:
-    stem = name or (Path(str(source)).name.split(".")[0] if source else "image")
+    stem = name or (image_stem(str(source)) if source else "image")
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "image"
     return stem
 

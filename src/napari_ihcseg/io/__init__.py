@@ -43,7 +43,11 @@ The names above are defined in these modules and importable from here:
   readers and the pixel size a file records;
 * :mod:`~napari_ihcseg.io.lazy`: :func:`open_image` and :class:`LazyImage`;
 * :mod:`~napari_ihcseg.io.labels`: :func:`read_labels` and
-  :func:`write_labels`.
+  :func:`write_labels`;
+* :mod:`~napari_ihcseg.io.names`: :func:`image_stem`, the stem outputs are
+  named after;
+* :mod:`~napari_ihcseg.io.pyramid`: :func:`strided_pyramid`, lazy lower
+  resolutions of a single-level image.
 """
 
 from .errors import ImageReadError, ImageWarning
@@ -51,6 +55,8 @@ from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, read_image
 from .labels import binary_mask_regions, read_labels, split_components, write_labels
 from .lazy import CHUNK_SIDE as CHUNK_SIDE  # a public setting, though not in __all__
 from .lazy import LazyImage, open_image
+from .names import image_stem
+from .pyramid import strided_pyramid
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -58,6 +64,8 @@ __all__ = [
     "ImageReadError",
     "ImageWarning",
     "LazyImage",
+    "image_stem",
+    "strided_pyramid",
     "binary_mask_regions",
     "open_image",
     "read_image",

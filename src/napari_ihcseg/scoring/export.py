@@ -120,14 +120,14 @@ def read_summary_json(path: str | os.PathLike) -> dict:
 
 # ---------------------------------------------------------- nuclei.geojson
 
-def _ring_list(ring: np.ndarray) -> list:
-    coords = ring.tolist()
+def _ring_list(ring: np.ndarray, shift: np.ndarray | None) -> list:
+    coords = (ring if shift is None else ring + shift).tolist()
     coords.append(coords[0])
     return coords
 
 
-def _geometry(polygons: list[list[np.ndarray]]) -> dict:
-    closed = [[_ring_list(r) for r in poly] for poly in polygons]
+def _geometry(polygons: list[list[np.ndarray]], shift: np.ndarray | None = None) -> dict:
+    closed = [[_ring_list(r, shift) for r in poly] for poly in polygons]
     if len(closed) == 1:
         return {"type": "Polygon", "coordinates": closed[0]}
     return {"type": "MultiPolygon", "coordinates": closed}
@@ -146,7 +146,7 @@ def _column_values(column: pd.Series) -> list:
 
 
 def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
-                              only_included: bool = True) -> dict:
+                              only_included: bool = True, offset: tuple[float, float] = (0, 0)) -> dict:
     """A GeoJSON FeatureCollection of the nuclei as QuPath detections.
 
     Parameters
@@ -158,6 +158,11 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
     only_included : bool
         Leave out nuclei outside the region or the area limits, so that
         QuPath counts the same nuclei as the summary.
+    offset : (float, float)
+        ``(row, column)`` of ``labels``' top-left pixel in the image the
+        GeoJSON describes (a block of a slide, a layer placed in an image):
+        the outlines are moved by it. The table's centroids are written as
+        they are, so they must already be in the image's coordinates.
 
     Returns
     -------
@@ -175,6 +180,7 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
     values = [_column_values(table[c]) for c in columns]
     positive = table["positive"].to_numpy().astype(bool).tolist()
     source = table["class_source"].tolist() if "class_source" in table else [MODEL] * len(table)
+    shift = None if not any(offset) else np.array([offset[1], offset[0]], dtype=float)
     features = []
     for i, lab in enumerate(labels_list):
         polygons = outlines.get(lab)
@@ -184,7 +190,7 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
         measurements = {c: v[i] for c, v in zip(columns, values) if v[i] is not None}
         features.append({
             "type": "Feature",
-            "geometry": _geometry(polygons),
+            "geometry": _geometry(polygons, shift),
             "properties": {
                 "objectType": "detection",
                 "classification": {"name": name, "color": CLASS_COLORS[name]},

@@ -236,6 +236,34 @@ class ScoringConfig:
             return {"radius": self.hotspot_diameter_um / 2.0 / self.pixel_size_um}
         return {"n_cells": self.hotspot_cells}
 
+    def resolve_stain_vectors(self, image) -> StainVectors:
+        """The colour-deconvolution vectors to score ``image`` with.
+
+        Parameters
+        ----------
+        image : (H, W, 3) array of uint8, or a callable returning one
+            The image, or a function that reads it (say a slide's smallest
+            pyramid level), called only when the vectors are estimated.
+
+        Returns
+        -------
+        StainVectors
+            ``stain_vectors`` as set, or, when it is ``"estimate"``, the
+            vectors estimated from the image
+            (:func:`napari_ihcseg.stain.estimate_stain_vectors`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ScoringConfig().resolve_stain_vectors(np.full((4, 4, 3), 255, np.uint8)) == H_DAB
+        True
+        """
+        if isinstance(self.stain_vectors, StainVectors):
+            return self.stain_vectors
+        from napari_ihcseg.stain import estimate_stain_vectors
+
+        return estimate_stain_vectors(image() if callable(image) else image)
+
     def replace(self, **changes) -> ScoringConfig:
         """A copy with ``changes`` applied (validated again).
 

@@ -9,10 +9,10 @@ import pandas as pd
 
 from napari_ihcseg.scoring.classifier import nucleus_features
 from napari_ihcseg.scoring.measure import check_image_labels, measure_nuclei
-from napari_ihcseg.scoring.presets import ESTIMATE, ScoringConfig
+from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.regions import Region, as_region
 from napari_ihcseg.scoring.summary import classify, summarize
-from napari_ihcseg.stain import StainVectors, estimate_stain_vectors
+from napari_ihcseg.stain import StainVectors
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,10 +125,7 @@ def score_image(
         config = config.replace(**changes)
     region: Region | None = as_region(roi)
 
-    if config.stain_vectors == ESTIMATE:
-        vectors = estimate_stain_vectors(image)
-    else:
-        vectors = config.stain_vectors
+    vectors = config.resolve_stain_vectors(image)
     cells = measure_nuclei(image, labels, stains=vectors, pixel_size_um=config.pixel_size_um, ring="auto")
     if config.classifier is not None:
         cells = nucleus_features(image, labels, cells, stains=vectors)
