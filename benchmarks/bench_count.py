@@ -72,7 +72,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_ihcseg._widgets._livescore import LiveScore
+    from napari_ihcseg.scoring.live import LiveScore
     from napari_ihcseg._widgets.count import CountWidget
     from napari_ihcseg._widgets.score import ScoreWidget
     from napari_ihcseg.data.pairs import RecoveryStore

@@ -36,6 +36,7 @@ from napari_ihcseg.scoring import (
     write_cells_csv,
     write_summary_json,
 )
+from napari_ihcseg.scoring.live import LiveScore
 
 from ._common import (
     Debouncer,
@@ -49,7 +50,6 @@ from ._common import (
     unwrap,
 )
 from ._histogram import CLASS_COLORS, DabHistogram
-from ._livescore import LiveScore
 from ._trust import TrustPanel, trust_rows
 from ._session import session_for
 

@@ -2,7 +2,8 @@
 
 The entry point is :func:`score_image` (image + instance labels →
 :class:`ScoreResult`); :func:`summarize` recomputes the image scores from the
-per-nucleus table alone, for live threshold changes; :func:`write_exports`
+per-nucleus table alone, for live threshold changes, and :class:`LiveScore`
+keeps that table current as labels are edited; :func:`write_exports`
 writes ``<stem>.cells.csv``, ``<stem>.summary.json`` and a QuPath-importable
 ``<stem>.nuclei.geojson``. The summary also says how far to trust it:
 :mod:`~napari_ihcseg.scoring.confidence` (Wilson intervals, the minimum count,
@@ -24,6 +25,7 @@ from napari_ihcseg.scoring.export import (
     write_geojson,
     write_summary_json,
 )
+from napari_ihcseg.scoring.live import LiveScore
 from napari_ihcseg.scoring.measure import MEASUREMENT_COLUMNS, measure_nuclei
 from napari_ihcseg.scoring.outlines import label_outlines
 from napari_ihcseg.scoring.overrides import apply_class_overrides
@@ -46,7 +48,7 @@ from napari_ihcseg.scoring.summary import (
 
 __all__ = [
     "CELL_COLUMNS", "ESTIMATE", "MEASUREMENT_COLUMNS", "PRESETS", "SUMMARY_KEYS",
-    "Detection", "Polygon", "Region", "ScoreResult", "ScoringConfig", "StainPreset",
+    "Detection", "LiveScore", "Polygon", "Region", "ScoreResult", "ScoringConfig", "StainPreset",
     "allred_proportion_score", "apply_class_overrides", "asco_cap_interpretation", "classify", "export_paths",
     "get_preset", "intensity_classes", "label_outlines", "measure_nuclei",
     "nuclei_feature_collection", "read_cells_csv", "read_geojson", "read_summary_json",

@@ -5,7 +5,11 @@ hematoxylin optical density, area, centroid). After an edit only the touched
 nuclei are measured again, on the bounding box around them; a threshold or
 region change re-reads no pixel at all. Classes set by hand (count mode) are
 applied after every classification. This keeps the Score widget's table
-live on images with thousands of nuclei. No Qt here.
+live on images with thousands of nuclei; the widget only wires it to napari.
+
+Invariant: after any sequence of :meth:`LiveScore.update` calls, the table
+equals what :func:`~napari_ihcseg.scoring.measure_nuclei` gives on the whole
+current label image (same ring), so the live numbers are the exported ones.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from napari_ihcseg.scoring import ScoringConfig, apply_class_overrides, classify, measure_nuclei, summarize
+from napari_ihcseg.scoring.measure import measure_nuclei
+from napari_ihcseg.scoring.overrides import apply_class_overrides
+from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.regions import Region
+from napari_ihcseg.scoring.summary import classify, summarize
 from napari_ihcseg.stain import StainVectors
 
 
@@ -26,9 +33,31 @@ class LiveScore:
     Parameters
     ----------
     image : (H, W, 3) ndarray of uint8
+        The RGB pixels under ``labels``.
     labels : (H, W) ndarray of int
+        0 background, nuclei 1..N (ids need not be consecutive).
     config : ScoringConfig
-        Its stain vectors and pixel size are used for measuring.
+        Its stain vectors (``"estimate"`` is resolved once, on ``image``) and
+        pixel size are used for measuring; its thresholds, region and area
+        limits only for classifying, so :meth:`set_config` can change them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ihcseg.scoring import ScoringConfig
+    >>> image = np.full((40, 40, 3), 230, np.uint8)
+    >>> image[5:15, 5:15] = (120, 80, 40)  # a brown (DAB) nucleus
+    >>> image[25:35, 25:35] = (90, 90, 160)  # a blue (hematoxylin) one
+    >>> labels = np.zeros((40, 40), np.int32)
+    >>> labels[5:15, 5:15], labels[25:35, 25:35] = 1, 2
+    >>> live = LiveScore(image, labels, ScoringConfig())
+    >>> cells, summary = live.result()
+    >>> cells["positive"].tolist(), summary["n_nuclei"]
+    ([1, 0], 2)
+    >>> labels[25:35, 25:35] = 0  # delete nucleus 2: only it is measured again
+    >>> live.update(labels, [2])
+    >>> live.n_nuclei, live.result()[1]["n_nuclei"]
+    (1, 1)
     """
 
     def __init__(self, image: np.ndarray, labels: np.ndarray, config: ScoringConfig) -> None:
@@ -46,14 +75,23 @@ class LiveScore:
 
     @property
     def n_nuclei(self) -> int:
+        """How many nuclei the table holds (in and out of the region)."""
         return len(self._cells)
 
     def update(self, labels: np.ndarray, ids: Iterable[int], *, region: tuple[slice, slice] | None = None) -> None:
         """Measure the nuclei ``ids`` again (new, reshaped or gone) from ``labels``.
 
-        ``region``, when given, holds every pixel of those nuclei (a speed-up:
-        only it is searched), e.g. the box of an edit that only created or
-        deleted nuclei.
+        Parameters
+        ----------
+        labels : (H, W) ndarray of int
+            The whole label image after the edit.
+        ids : iterable of int
+            The nuclei the edit touched; ids no longer in ``labels`` leave
+            the table, ids new to it join it. 0 is ignored.
+        region : (slice, slice), optional
+            A box holding every pixel of those nuclei (a speed-up: only it
+            is searched), e.g. the box of an edit that only created or
+            deleted nuclei.
         """
         ids = np.array(sorted({int(i) for i in ids if int(i) > 0}), dtype=np.int64)
         if ids.size == 0:
@@ -83,16 +121,23 @@ class LiveScore:
         self._cells = keep
 
     def set_region(self, region: Region | None) -> None:
-        """Count only nuclei whose centroid lies in ``region`` (``None``: all)."""
+        """Count only nuclei whose centroid lies in ``region`` (``None``: all); no pixel is read."""
         self.region = region
 
     def set_overrides(self, overrides) -> None:
-        """Classes set by hand (id → ``"positive"``, ``"negative"``, ``"0"`` .. ``"3"``)."""
+        """Classes set by hand (id → ``"positive"``, ``"negative"``, ``"0"`` .. ``"3"``), applied after classifying."""
         self.overrides = dict(overrides or {})
 
     def set_config(self, config: ScoringConfig) -> bool:
-        """Change thresholds, stain or area limits. Returns ``False`` (and keeps the
-        old config) when the change needs measuring again (other stain vectors or pixel size)."""
+        """Change thresholds, region or area limits without measuring again.
+
+        Returns
+        -------
+        bool
+            ``False`` (and the old config is kept) when the change needs the
+            pixels measured again: other stain vectors or another pixel size.
+            Build a new :class:`LiveScore` then.
+        """
         if (config.stain_vectors != self.config.stain_vectors
                 or config.pixel_size_um != self.config.pixel_size_um):
             return False
