@@ -211,3 +211,85 @@ def test_readers_name_the_file_on_bad_input(tmp_path, reader, text, match):
     with pytest.raises(ValueError, match=match) as info:
         reader(path)
     assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------- extra columns, summary CSV
+
+def _edited(cells: pd.DataFrame) -> pd.DataFrame:
+    """The table with the Score widget's ``edit_status``: the first nucleus drawn, the third changed."""
+    status = np.array([""] * len(cells), dtype=object)
+    status[0], status[2] = "created", "changed"
+    return cells.assign(edit_status=status)
+
+
+def test_cells_csv_writes_extra_columns_last_and_reads_them_back(tmp_path, scored):
+    from napari_ihcseg.scoring import write_cells_csv
+
+    _field_, result = scored
+    cells = _edited(result.cells)
+    path = write_cells_csv(tmp_path / "a.cells.csv", cells, extra_columns=["edit_status"])
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == [*CELL_COLUMNS, "edit_status"]
+    back = read_cells_csv(path)
+    assert back["edit_status"].fillna("").tolist() == cells["edit_status"].tolist()
+    pd.testing.assert_frame_equal(back.loc[:, list(CELL_COLUMNS)], cells.loc[:, list(CELL_COLUMNS)],
+                                  check_dtype=False)
+    plain = write_cells_csv(tmp_path / "b.cells.csv", cells)
+    assert "edit_status" not in plain.read_text().splitlines()[0], "only the columns asked for"
+
+
+@pytest.mark.parametrize("extra, message", [(["edit_status"], "lacks the extra columns"),
+                                            (["positive"], "standard columns")])
+def test_cells_csv_refuses_bad_extra_columns(tmp_path, scored, extra, message):
+    from napari_ihcseg.scoring import write_cells_csv
+
+    with pytest.raises(ValueError, match=message):
+        write_cells_csv(tmp_path / "a.cells.csv", scored[1].cells, extra_columns=extra)
+    assert not (tmp_path / "a.cells.csv").exists()
+
+
+def test_extra_cells_text_cannot_run_in_a_spreadsheet(tmp_path, scored):
+    from napari_ihcseg.scoring import write_cells_csv
+
+    cells = scored[1].cells.assign(note="=HYPERLINK(\"x\")")
+    path = write_cells_csv(tmp_path / "a.cells.csv", cells, extra_columns=["note"])
+    assert pd.read_csv(path)["note"].eq("'=HYPERLINK(\"x\")").all()
+
+
+def test_geojson_extra_measurements(tmp_path, scored):
+    from napari_ihcseg.scoring import write_geojson
+
+    field, result = scored
+    cells = _edited(result.cells)
+    cells["edited_by_hand"] = (cells["edit_status"] != "").astype(np.int64)
+    path = write_geojson(tmp_path / "a.geojson", cells, field.labels, extra_measurements=["edited_by_hand"],
+                         offset=(10, 20))
+    wanted = dict(zip(cells["label"].tolist(), cells["edited_by_hand"].tolist()))
+    detections = read_geojson(path)
+    assert {d.label: d.measurements["edited_by_hand"] for d in detections} == {
+        d.label: wanted[d.label] for d in detections}
+    plain = {d.label: d for d in read_geojson(write_geojson(tmp_path / "b.geojson", cells, field.labels))}
+    for d in detections:
+        assert "edited_by_hand" not in plain[d.label].measurements
+        np.testing.assert_array_equal(d.polygons[0][0], plain[d.label].polygons[0][0] + [20, 10])
+    with pytest.raises(ValueError, match="extra measurements"):
+        nuclei_feature_collection(result.cells, field.labels, extra_measurements=["edited_by_hand"])
+
+
+def test_summary_csv_is_one_row_of_the_summary(tmp_path, scored):
+    import csv
+
+    from napari_ihcseg.scoring import write_summary_csv
+
+    summary = scored[1].summary
+    path = write_summary_csv(tmp_path / "a.summary.csv", summary)
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert len(rows) == 2 and rows[0] == list(summary)
+    values = dict(zip(*rows))
+    assert float(values["positive_percent"]) == pytest.approx(summary["positive_percent"])
+    assert values["n_nuclei"] == str(summary["n_nuclei"])
+    for key, value in summary.items():
+        if value is None:
+            assert values[key] == ""
+        elif isinstance(value, (list, tuple)):
+            assert values[key] == ";".join(str(v) for v in value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,16 +23,15 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_ihcseg._atomic import write_text_atomic
-from napari_ihcseg._csv import csv_text, write_table_csv
 from napari_ihcseg.data.pairs import RecoveryStore
 from napari_ihcseg.io import image_stem
 from napari_ihcseg.scoring import (
     PRESETS,
     ScoringConfig,
-    nuclei_feature_collection,
     region_from_shapes,
     write_cells_csv,
+    write_geojson,
+    write_summary_csv,
     write_summary_json,
 )
 from napari_ihcseg.scoring.live import LiveScore
@@ -101,20 +99,6 @@ def summary_rows(summary: dict, cells) -> list[tuple[str, str]]:
     if "edit_status" in cells:
         rows.append(("Edited by hand", fmt(int((cells["edit_status"] != "").sum()))))
     return rows + trust_rows(summary)
-
-
-def summary_csv_text(summary: dict) -> str:
-    """One header row and one value row; lists are joined with ``;``."""
-    keys = list(summary)
-    values = []
-    for k in keys:
-        v = summary[k]
-        if isinstance(v, (list, tuple)):
-            v = ";".join(str(x) for x in v)
-        elif isinstance(v, dict):
-            v = v.get("name", "")
-        values.append("" if v is None else v)
-    return csv_text(keys, [values])
 
 
 class ScoreWidget(QWidget):
@@ -429,30 +413,17 @@ class ScoreWidget(QWidget):
         oy, ox = self._origin
         cells["centroid_y"] += oy  # coordinates of the full image, not of the field of view
         cells["centroid_x"] += ox
+        edited = "edit_status" in cells  # which nuclei a human drew or changed
         if kind == "cells":
-            write_cells_csv(path, cells)
-            if "edit_status" in cells:  # which nuclei a human drew or changed, as a last column
-                _append_edit_column(path, cells["edit_status"])
+            write_cells_csv(path, cells, extra_columns=("edit_status",) if edited else ())
         elif kind == "summary_json":
             write_summary_json(path, self.summary)
         elif kind == "summary_csv":
-            write_text_atomic(path, summary_csv_text(self.summary))
+            write_summary_csv(path, self.summary)
         elif kind == "geojson":
-            collection = nuclei_feature_collection(cells, np.asarray(self._layer.data), offset=(oy, ox))
-            if "edit_status" in self.cells:
-                edited = dict(zip(self.cells["label"].tolist(), (self.cells["edit_status"] != "").tolist()))
-                for feature in collection["features"]:
-                    m = feature["properties"]["measurements"]
-                    m["edited_by_hand"] = int(edited.get(int(m.get("label", -1)), False))
-            write_text_atomic(path, json.dumps(collection, separators=(",", ":"), allow_nan=False) + "\n")
+            if edited:
+                cells["edited_by_hand"] = (cells["edit_status"] != "").astype(np.int64)
+            write_geojson(path, cells, np.asarray(self._layer.data), offset=(oy, ox),
+                          extra_measurements=("edited_by_hand",) if edited else ())
         else:
             raise ValueError(f"unknown export {kind!r}")
-
-
-def _append_edit_column(path: Path, status) -> None:
-    """Add ``edit_status`` ("created", "changed" or empty) to a written cells table, atomically."""
-    import pandas as pd
-
-    table = pd.read_csv(path, keep_default_na=False)
-    table["edit_status"] = list(status)
-    write_table_csv(path, table)

@@ -23,6 +23,7 @@ from napari_ihcseg.scoring.export import (
     write_cells_csv,
     write_exports,
     write_geojson,
+    write_summary_csv,
     write_summary_json,
 )
 from napari_ihcseg.scoring.live import LiveScore
@@ -53,5 +54,5 @@ __all__ = [
     "get_preset", "intensity_classes", "label_outlines", "measure_nuclei",
     "nuclei_feature_collection", "read_cells_csv", "read_geojson", "read_summary_json",
     "region_from_geojson", "region_from_shapes", "score_image", "summarize",
-    "write_cells_csv", "write_exports", "write_geojson", "write_summary_json",
+    "write_cells_csv", "write_exports", "write_geojson", "write_summary_csv", "write_summary_json",
 ]

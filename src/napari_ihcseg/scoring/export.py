@@ -1,7 +1,8 @@
 """Write and read the scoring exports.
 
 - ``<stem>.cells.csv``: one row per nucleus (:data:`CELL_COLUMNS`);
-- ``<stem>.summary.json``: the image summary (:data:`SUMMARY_KEYS`);
+- ``<stem>.summary.json``: the image summary (:data:`SUMMARY_KEYS`), also
+  as a one-row ``<stem>.summary.csv`` (:func:`write_summary_csv`);
 - ``<stem>.nuclei.geojson``: a QuPath-importable FeatureCollection with one
   Polygon *detection* per scored nucleus, classified ``Positive`` or
   ``Negative``, its measurements under ``properties.measurements`` (QuPath
@@ -9,7 +10,10 @@
   and ``properties.class_source``.
 
 Both per-nucleus exports say whose class each nucleus has: ``class_source`` is
-``"human"`` where a person set it in count mode, ``"model"`` otherwise.
+``"human"`` where a person set it in count mode, ``"model"`` otherwise. Columns
+beyond the standard ones (e.g. the Score widget's ``edit_status``: which nuclei
+a person drew or changed) are asked for by name: ``extra_columns`` of
+:func:`write_cells_csv`, ``extra_measurements`` of the GeoJSON writers.
 
 Every file is written atomically (:mod:`napari_ihcseg._atomic`).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from napari_ihcseg._atomic import write_text_atomic
-from napari_ihcseg._csv import write_table_csv
+from napari_ihcseg._csv import write_csv, write_table_csv
 from napari_ihcseg.scoring.outlines import label_outlines
 from napari_ihcseg.scoring.overrides import MODEL
 from napari_ihcseg.scoring.summary import SUMMARY_KEYS
@@ -57,14 +62,58 @@ def export_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- cells.csv
 
-def write_cells_csv(path: str | os.PathLike, cells: pd.DataFrame, *, overwrite: bool = True) -> Path:
-    """Write the per-nucleus table (:data:`CELL_COLUMNS`, booleans as 0/1)."""
+def write_cells_csv(path: str | os.PathLike, cells: pd.DataFrame, *, extra_columns: Sequence[str] = (),
+                    overwrite: bool = True) -> Path:
+    """Write the per-nucleus table (:data:`CELL_COLUMNS`, booleans as 0/1).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.cells.csv`` file, written atomically.
+    cells : pandas.DataFrame
+        A scored table; without ``class_source`` every class is the model's.
+    extra_columns : sequence of str
+        Columns of ``cells`` written after :data:`CELL_COLUMNS`, in this
+        order, e.g. ``("edit_status",)``.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        When ``cells`` lacks a standard or an extra column, or an extra
+        column repeats a standard one.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, pathlib
+    >>> cells = pd.DataFrame({"label": [1, 2], "centroid_y": [3.0, 9.0], "centroid_x": [4.0, 2.0],
+    ...                       "area_px": [30, 41], "area_um2": [float("nan")] * 2,
+    ...                       "hematoxylin_od_mean": [0.3, 0.4], "dab_od_mean": [0.5, 0.05],
+    ...                       "intensity_class": [2, 0], "positive": [1, 0], "in_roi": [True, True],
+    ...                       "included": [True, True], "edit_status": ["created", ""]})
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "case.cells.csv"
+    >>> table = pd.read_csv(write_cells_csv(path, cells, extra_columns=["edit_status"]), keep_default_na=False)
+    >>> list(table.columns[-2:]), table["edit_status"].tolist()
+    (['class_source', 'edit_status'], ['created', ''])
+    """
     missing = [c for c in CELL_COLUMNS if c not in cells and c != "class_source"]
     if missing:
         raise ValueError(f"cells table lacks the columns {missing}; score it first")
+    extra = list(extra_columns)
+    repeated = [c for c in extra if c in CELL_COLUMNS]
+    if repeated:
+        raise ValueError(f"extra columns {repeated} are standard columns of the cells table already")
+    absent = [c for c in extra if c not in cells]
+    if absent:
+        raise ValueError(f"cells table lacks the extra columns {absent}")
     if "class_source" not in cells:  # a table no person classified: every class is the model's
         cells = cells.assign(class_source=MODEL)
-    table = cells.loc[:, list(CELL_COLUMNS)].copy()
+    table = cells.loc[:, list(CELL_COLUMNS) + extra].copy()
     for col in _INT_COLUMNS:
         table[col] = table[col].astype(np.int64)
     return write_table_csv(path, table, overwrite=overwrite)
@@ -102,6 +151,31 @@ def write_summary_json(path: str | os.PathLike, summary: dict, *, overwrite: boo
     ordered = {key: summary[key] for key in SUMMARY_KEYS}
     text = json.dumps(ordered, indent=2, allow_nan=False)
     return write_text_atomic(path, text + "\n", overwrite=overwrite)
+
+
+def write_summary_csv(path: str | os.PathLike, summary: dict, *, overwrite: bool = True) -> Path:
+    """Write a summary as one header row and one value row.
+
+    Lists are joined with ``;``, a dict (the stain vectors) is written as
+    its ``name``, ``None`` as an empty cell.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "case.summary.csv"
+    >>> print(write_summary_csv(path, {"n_nuclei": 3, "warnings": ["a", "b"], "ki67_index": None}).read_text())
+    n_nuclei,warnings,ki67_index
+    3,a;b,
+    <BLANKLINE>
+    """
+    values = []
+    for value in summary.values():
+        if isinstance(value, (list, tuple)):
+            value = ";".join(str(x) for x in value)
+        elif isinstance(value, dict):
+            value = value.get("name", "")
+        values.append("" if value is None else value)
+    return write_csv(path, list(summary), [values], overwrite=overwrite)
 
 
 def read_summary_json(path: str | os.PathLike) -> dict:
@@ -146,7 +220,8 @@ def _column_values(column: pd.Series) -> list:
 
 
 def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
-                              only_included: bool = True, offset: tuple[float, float] = (0, 0)) -> dict:
+                              only_included: bool = True, offset: tuple[float, float] = (0, 0),
+                              extra_measurements: Sequence[str] = ()) -> dict:
     """A GeoJSON FeatureCollection of the nuclei as QuPath detections.
 
     Parameters
@@ -163,6 +238,9 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
         GeoJSON describes (a block of a slide, a layer placed in an image):
         the outlines are moved by it. The table's centroids are written as
         they are, so they must already be in the image's coordinates.
+    extra_measurements : sequence of str
+        Numeric columns of ``cells`` written as measurements after
+        :data:`GEOJSON_MEASUREMENTS`, e.g. ``("edited_by_hand",)``.
 
     Returns
     -------
@@ -176,7 +254,11 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
     table = cells[cells["included"].to_numpy(bool)] if only_included else cells
     labels_list = table["label"].to_numpy().tolist()
     outlines = label_outlines(labels, labels_list)
-    columns = [c for c in GEOJSON_MEASUREMENTS if c in table]
+    absent = [c for c in extra_measurements if c not in table]
+    if absent:
+        raise ValueError(f"cells table lacks the extra measurements {absent}")
+    columns = [c for c in GEOJSON_MEASUREMENTS if c in table] + [
+        c for c in extra_measurements if c not in GEOJSON_MEASUREMENTS]
     values = [_column_values(table[c]) for c in columns]
     positive = table["positive"].to_numpy().astype(bool).tolist()
     source = table["class_source"].tolist() if "class_source" in table else [MODEL] * len(table)
@@ -202,9 +284,15 @@ def nuclei_feature_collection(cells: pd.DataFrame, labels: np.ndarray, *,
 
 
 def write_geojson(path: str | os.PathLike, cells: pd.DataFrame, labels: np.ndarray, *,
-                  only_included: bool = True, overwrite: bool = True) -> Path:
-    """Write the nuclei as a QuPath-importable GeoJSON FeatureCollection."""
-    collection = nuclei_feature_collection(cells, labels, only_included=only_included)
+                  only_included: bool = True, offset: tuple[float, float] = (0, 0),
+                  extra_measurements: Sequence[str] = (), overwrite: bool = True) -> Path:
+    """Write the nuclei as a QuPath-importable GeoJSON FeatureCollection.
+
+    The arguments are those of :func:`nuclei_feature_collection`; the file
+    is written atomically, in compact JSON.
+    """
+    collection = nuclei_feature_collection(cells, labels, only_included=only_included, offset=offset,
+                                           extra_measurements=extra_measurements)
     text = json.dumps(collection, separators=(",", ":"), allow_nan=False)
     return write_text_atomic(path, text + "\n", overwrite=overwrite)
 
