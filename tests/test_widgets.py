@@ -127,17 +127,17 @@ def test_segment_scale_keeps_the_image_shape_and_is_refused_for_whole_slides(mak
 
 def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot, ihc, store, tmp_path,
                                                        monkeypatch):
-    from napari_ihcseg import inference
     from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg.inference import tiled
 
     seen = []
-    original = inference.predict
+    original = tiled.predict
 
     def spy(image, model, **kwargs):
         seen.append(kwargs.get("tta"))
         return original(image, model, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", spy)
+    monkeypatch.setattr(tiled, "predict", spy)  # what segment_image, which the widget runs, calls
 
     viewer = make_napari_viewer()
     viewer.add_image(ihc[:64, :64], name="ihc", rgb=True)
@@ -486,6 +486,23 @@ def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napar
     assert widget.min_size.value() == 40
     widget.model.setCurrentIndex(widget.model.findData("harunet-lite"))  # another model: its own value again
     assert widget.min_size.value() == 4  # the default 16 model pixels, at scale 2
+
+
+def test_a_model_added_to_the_catalog_is_listed_by_every_segment_widget_at_once(make_napari_viewer, store,
+                                                                                 tmp_path):
+    """Not only a Segment widget docked beside the Train widget: one in another window, and only for its catalog."""
+    from napari_ihcseg._widgets._common import remember_checkpoint
+    from napari_ihcseg._widgets.segment import SegmentWidget
+    from napari_ihcseg.models import build_model, save_checkpoint
+
+    folder = str(save_checkpoint(build_model("r2unet-lite"), tmp_path / "new").resolve())
+    catalog = tmp_path / "catalog.json"
+    mine = SegmentWidget(make_napari_viewer(), ask=lambda *a: False, store=store, catalog=catalog)
+    other = SegmentWidget(make_napari_viewer(), ask=lambda *a: False, store=store, catalog=tmp_path / "other.json")
+    assert mine.model.findData(folder) < 0
+    remember_checkpoint(folder, catalog)
+    assert mine.model.findData(folder) >= 0
+    assert other.model.findData(folder) < 0, "another catalog lists other models"
 
 
 def test_train_widget_tunes_a_copy_of_the_model_on_the_pairs(make_napari_viewer, qtbot, store, tmp_path):

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
+from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 #: ``ask(title, question) -> bool``; widgets take one so tests can answer for the user.
 Ask = Callable[[str, str], bool]
@@ -24,6 +24,25 @@ def ask_with_dialog(parent: QWidget | None) -> Ask:
         return answer == QMessageBox.StandardButton.Yes
 
     return ask
+
+
+#: ``choose(title, suggested, file_filter) -> path or None``; widgets take one so tests can answer for the user.
+ChoosePath = Callable[[str, str, str], "str | None"]
+
+
+def choose_with_dialog(parent: QWidget | None, *, mode: str = "save") -> ChoosePath:
+    """A path chosen in a file dialog: a file to write (``mode="save"``) or to read (``"open"``);
+    the filter ``"folder"`` asks for a folder instead. ``None`` when the user cancels."""
+    if mode not in ("save", "open"):
+        raise ValueError(f"unknown dialog mode {mode!r}; choose 'save' or 'open'")
+
+    def choose(title: str, suggested: str, file_filter: str) -> str | None:
+        if file_filter == "folder":
+            return QFileDialog.getExistingDirectory(parent, title, suggested) or None
+        dialog = QFileDialog.getSaveFileName if mode == "save" else QFileDialog.getOpenFileName
+        return dialog(parent, title, suggested, file_filter)[0] or None
+
+    return choose
 
 
 def show_error(message: str) -> None:
@@ -84,9 +103,45 @@ def start_worker(func, *args, on_result: Callable, on_error: Callable, on_finish
     return worker
 
 
+class Relay(QObject):
+    """A progress callback that a worker thread calls and the GUI thread answers.
+
+    ``relay(*args)`` may be called from any thread; ``slot(*args)`` then runs
+    in the thread that made the relay (the GUI thread), through a queued
+    signal. Hand the relay to the core as its ``progress`` callback.
+
+    Parameters
+    ----------
+    slot : callable
+        Called with the arguments of each call, e.g. ``(done, total)`` or a
+        training progress event.
+    """
+
+    _called = Signal(object)
+
+    def __init__(self, slot: Callable, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._slot = slot
+        self._called.connect(self._deliver)
+
+    def __call__(self, *args) -> None:
+        self._called.emit(args)
+
+    def _deliver(self, args: tuple) -> None:
+        self._slot(*args)
+
+
 #: Metadata key of the layers the plugin draws only to show a result (a heat map, a
 #: hot-spot circle): no layer picker offers them as input.
 DISPLAY_ONLY = "ihcseg_display_only"
+
+
+def matching_layers(viewer, kinds: tuple[str, ...], accept: Callable | None = None) -> list:
+    """The viewer's layers a picker offers: of the class names ``kinds``, not :data:`DISPLAY_ONLY`,
+    and accepted by ``accept(layer)`` when given; bottom to top."""
+    return [layer for layer in viewer.layers
+            if type(layer).__name__ in kinds and not layer.metadata.get(DISPLAY_ONLY)
+            and (accept is None or accept(layer))]
 
 
 class LayerChoice(QComboBox):
@@ -121,9 +176,7 @@ class LayerChoice(QComboBox):
         self.refresh()
 
     def _matching(self) -> list:
-        return [layer for layer in self._viewer.layers
-                if type(layer).__name__ in self._kinds and not layer.metadata.get(DISPLAY_ONLY)
-                and (self._accept is None or self._accept(layer))]
+        return matching_layers(self._viewer, self._kinds, self._accept)
 
     def refresh(self, *_args) -> None:
         current = self.currentText()
@@ -289,13 +342,39 @@ def known_checkpoints(path: Path | None = None) -> list[str]:
 
 
 def remember_checkpoint(folder, path: Path | None = None, *, keep: int = 20) -> None:
-    """Add a checkpoint folder to the list the Segment widget offers."""
+    """Add a checkpoint folder to the list the Segment widget offers.
+
+    Every widget listening to :func:`catalog_events` hears of it at once.
+    """
     from napari_ihcseg._atomic import write_json_atomic
 
     path = default_catalog_path() if path is None else Path(path)
     folder = str(Path(folder).expanduser().resolve())
     entries = [folder] + [e for e in known_checkpoints(path) if e != folder]
     write_json_atomic(path, {"checkpoints": entries[:keep]})
+    catalog_events().changed.emit(catalog_key(path))
+
+
+def catalog_key(path: Path | None) -> str:
+    """The catalog file ``path`` (``None``: the default one) as :attr:`CatalogEvents.changed` names it."""
+    return str((default_catalog_path() if path is None else Path(path)).expanduser().absolute())
+
+
+class CatalogEvents(QObject):
+    """Tells the widgets that list checkpoints that a catalog file gained one (e.g. a model just trained)."""
+
+    #: The changed catalog's :func:`catalog_key`.
+    changed = Signal(str)
+
+
+_CATALOG_EVENTS: list[CatalogEvents] = []
+
+
+def catalog_events() -> CatalogEvents:
+    """The process's :class:`CatalogEvents`: catalogs are files, shared by every widget that lists them."""
+    if not _CATALOG_EVENTS:
+        _CATALOG_EVENTS.append(CatalogEvents())
+    return _CATALOG_EVENTS[0]
 
 
 def key_table(header: str, bindings, on_click: Callable[[str], object]) -> tuple[QGridLayout, dict[str, QPushButton]]:

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -32,25 +30,25 @@ from napari_ihcseg.io import image_stem, strided_pyramid
 from ._common import (
     Ask,
     LayerChoice,
+    Relay,
     ask_with_dialog,
+    choose_with_dialog,
     describe_error,
     field_of_view,
     image_level0,
-    known_checkpoints,
     layer_source,
-    remember_checkpoint,
     show_error,
     show_info,
     start_worker,
     to_rgb_uint8,
 )
+from ._models import ModelChoice, TunedSettings
 from ._session import offer_restore, session_for
 
 if TYPE_CHECKING:
     from napari_ihcseg.inference import InferenceConfig
 
 
-LOAD_CHECKPOINT = "Load checkpoint folder…"
 #: Largest field of view segmented in memory (full-resolution pixels).
 MAX_FIELD_PIXELS = 6144 * 6144
 SCOPES = (("Whole image", "whole"), ("Current field of view", "view"))
@@ -69,12 +67,6 @@ class SegmentResult:
     notes: list[str] = field(default_factory=list)
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progressed = Signal(int, int)
-
-
 def _load(spec: str, device: str, notes: list[str]):
     from napari_ihcseg.models import load_model
 
@@ -86,22 +78,18 @@ def _load(spec: str, device: str, notes: list[str]):
 
 
 def _segment_field(image, spec, device, config, progress, cancel, origin) -> SegmentResult:
-    """Worker: load the model, predict, run the instance step."""
-    from napari_ihcseg.inference import predict
+    """Worker: load the model and segment the field in memory (:func:`~napari_ihcseg.inference.segment_image`)."""
+    from napari_ihcseg.inference import segment_image
     from napari_ihcseg.inference.control import check_cancel
-    from napari_ihcseg.instances import probabilities_to_instances
+    from napari_ihcseg.inference.runtime import resolve_runtime
 
     notes: list[str] = []
     check_cancel(cancel, "segmentation")
     model = _load(spec, device, notes)
-    mask_prob, contour_prob, info = predict(image, model, progress=progress, cancel=cancel, return_info=True,
-                                            **config.predict_options())
-    check_cancel(cancel, "segmentation")
-    backend = "torch" if info.device.startswith("cuda") else "numpy"
-    labels = probabilities_to_instances(mask_prob, contour_prob, backend=backend,
-                                        device=info.device if backend == "torch" else None,
-                                        **config.instance_options(model))
-    return SegmentResult(labels, mask_prob, contour_prob, info.description, origin, notes=notes)
+    labels, mask_prob, contour_prob = segment_image(image, model, config, progress=progress, cancel=cancel,
+                                                    return_probabilities=True)
+    used = resolve_runtime(config.device, amp=config.amp, channels_last=config.channels_last).describe()
+    return SegmentResult(labels, mask_prob, contour_prob, used, origin, notes=notes)
 
 
 def _segment_slide(levels, source, spec, device, config, out, progress, cancel) -> SegmentResult:
@@ -154,18 +142,16 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.ask = ask or ask_with_dialog(self)
         self.store = store
-        self.choose_path = choose_path or self._dialog
+        self.choose_path = choose_path or choose_with_dialog(self)
         self.catalog = catalog
         self.worker = None
         self.last_result: SegmentResult | None = None
         self._cancel = threading.Event()
         self._pbar = None
-        self._relay = _Relay()
-        self._relay.progressed.connect(self._progressed)
+        self._relay = Relay(self._progressed, parent=self)
 
         self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
-        self.model = QComboBox()
-        self.model.activated.connect(self._model_activated)
+        self.model = ModelChoice(catalog, choose_path=lambda *args: self.choose_path(*args), parent=self)
         self.device = QComboBox()
         self.device_used = QLabel("–")
         self.scope = QComboBox()
@@ -224,22 +210,13 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
 
         self._fill_devices()
-        self._instances_for: str | None = None
-        self._model_min_size: int | None = None  # the model's min_size, in the pixels it sees
-        self.model.currentIndexChanged.connect(self._model_changed)
-        self.min_size.valueChanged.connect(self._min_size_edited)
-        self.image_scale.valueChanged.connect(self._show_model_min_size)
+        self._tuned = TunedSettings(self.model, self.mask_threshold, self.contour_threshold, self.min_size,
+                                    self.image_scale, parent=self)
         self.refresh_models()
         self.image_choice.currentIndexChanged.connect(self._image_changed)
         self._image_changed()
 
     # --------------------------------------------------------------- choices
-    def _dialog(self, title: str, suggested: str, file_filter: str) -> str | None:
-        if file_filter == "folder":
-            return QFileDialog.getExistingDirectory(self, title, suggested) or None
-        path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
-        return path or None
-
     def _fill_devices(self) -> None:
         from napari_ihcseg.device import available_devices
 
@@ -248,89 +225,11 @@ class SegmentWidget(QWidget):
 
     def refresh_models(self) -> None:
         """List the shipped checkpoints, the user's checkpoints, then the untrained architectures."""
-        from napari_ihcseg.models import default_checkpoint_name, list_models, shipped_checkpoints
-
-        current = self.model.currentData()
-        # Rebuilding the list passes through other models; only the final choice counts.
-        self.model.blockSignals(True)
-        try:
-            self.model.clear()
-            for name in shipped_checkpoints():
-                self.model.addItem(f"{name} (shipped)", name)
-            for folder in known_checkpoints(self.catalog):
-                self.model.addItem(f"{Path(folder).name} ({folder})", folder)
-            for name in list_models():
-                self.model.addItem(f"{name} (untrained)", name)
-            self.model.addItem(LOAD_CHECKPOINT, None)
-            preferred = current or default_checkpoint_name("auto") or "harunet-lite"
-            index = self.model.findData(preferred)
-            self.model.setCurrentIndex(max(index, 0))
-        finally:
-            self.model.blockSignals(False)
-        self._model_changed()
+        self.model.refresh()
 
     def add_checkpoint(self, folder) -> None:
         """Remember a checkpoint folder and select it."""
-        from napari_ihcseg.models import read_checkpoint_config
-
-        read_checkpoint_config(folder)  # refuse a folder that is not a checkpoint, with the reason
-        remember_checkpoint(folder, self.catalog)
-        self.refresh_models()
-        self.model.setCurrentIndex(self.model.findData(str(Path(folder).expanduser().resolve())))
-
-    def _model_activated(self, _index: int) -> None:
-        if self.model.currentData() is not None:
-            return
-        folder = self.choose_path("Checkpoint folder", str(Path.home()), "folder")
-        try:
-            if folder:
-                self.add_checkpoint(folder)
-            else:
-                self.refresh_models()
-        except ValueError as exc:
-            show_error(f"Cannot use {folder} as a model: {exc}")
-            self.refresh_models()
-
-    def _model_changed(self, *_args) -> None:
-        """Show the instance settings tuned for a newly chosen model.
-
-        Only a change of model sets them, so refreshing the list (each time
-        the widget is shown) keeps what the user typed.
-        """
-        from napari_ihcseg.models import recommended_instance_params
-
-        spec = self.model.currentData()
-        if spec is None or spec == self._instances_for:
-            return
-        try:
-            params = recommended_instance_params(spec)
-        except ValueError:
-            return  # a checkpoint that went missing: Run reports it
-        self._instances_for = spec
-        self.mask_threshold.setValue(params["mask_threshold"])
-        self.contour_threshold.setValue(params["contour_threshold"])
-        self._model_min_size = params["min_size"]
-        self._show_model_min_size()
-        tip = (f"Set for {Path(spec).name}: tuned on its validation images when its checkpoint has a tuned "
-               "value, the default otherwise. Change it to override.")
-        for box in (self.mask_threshold, self.contour_threshold):
-            box.setToolTip(tip)
-        self.min_size.setToolTip(tip + " In the image's pixels: the model's value follows Scale "
-                                       "(a quarter of it at Scale 2) until you change it.")
-
-    def _min_size_edited(self, _value: int) -> None:
-        self._model_min_size = None  # the user's own value: Scale no longer changes it
-
-    def _show_model_min_size(self, *_args) -> None:
-        from napari_ihcseg.inference.config import model_min_size
-
-        if self._model_min_size is None:
-            return
-        self.min_size.blockSignals(True)  # not the user's edit
-        try:
-            self.min_size.setValue(model_min_size(self._model_min_size, float(self.image_scale.value())))
-        finally:
-            self.min_size.blockSignals(False)
+        self.model.add_checkpoint(folder)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API; picks up newly trained models
         self.refresh_models()
@@ -379,7 +278,7 @@ class SegmentWidget(QWidget):
         config = self.config()
         device = self.device.currentText()
         self._cancel = threading.Event()
-        progress = self._relay.progressed.emit
+        progress = self._relay
         source = layer_source(layer) or layer.name
         if self.scope.currentData() == "whole" and layer.multiscale:
             if config.scale != 1.0:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
-from qtpy.QtCore import QObject, QPointF, QRectF, Qt, Signal
-from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -25,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._common import (
+    Relay,
     check_absolute_folder,
     describe_error,
     known_checkpoints,
@@ -33,88 +30,7 @@ from ._common import (
     show_info,
     start_worker,
 )
-
-#: Weight of the newest loss in the smoothed curve.
-SMOOTHING = 0.1
-
-
-class LossPlot(QWidget):
-    """The training loss per step (raw, faint; smoothed, bold)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setMinimumHeight(120)
-        self.steps: list[int] = []
-        self.losses: list[float] = []
-
-    def clear(self) -> None:
-        self.steps, self.losses = [], []
-        self.update()
-
-    def add(self, step: int, loss: float) -> None:
-        if math.isfinite(loss):
-            self.steps.append(int(step))
-            self.losses.append(float(loss))
-            self.update()
-
-    def smoothed(self) -> np.ndarray:
-        """Exponential moving average; short runs are smoothed less."""
-        alpha = max(SMOOTHING, 4.0 / max(len(self.losses), 1))
-        out, level = [], None
-        for v in self.losses:
-            level = v if level is None else (1 - alpha) * level + alpha * v
-            out.append(level)
-        return np.asarray(out)
-
-    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt API
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.fillRect(self.rect(), self.palette().base())
-        r = QRectF(34, 6, max(self.width() - 42, 10), max(self.height() - 22, 10))
-        text = self.palette().text().color()
-        p.setPen(QPen(text))
-        p.drawLine(QPointF(r.left(), r.bottom()), QPointF(r.right(), r.bottom()))
-        p.drawLine(QPointF(r.left(), r.top()), QPointF(r.left(), r.bottom()))
-        if len(self.losses) < 2:
-            p.drawText(r, Qt.AlignmentFlag.AlignCenter, "loss per step")
-            p.end()
-            return
-        lo, hi = min(self.losses), max(self.losses)
-        hi = hi if hi > lo else lo + 1e-6
-        s0, s1 = self.steps[0], max(self.steps[-1], self.steps[0] + 1)
-
-        def point(step, value):
-            return QPointF(r.left() + r.width() * (step - s0) / (s1 - s0),
-                           r.bottom() - r.height() * (value - lo) / (hi - lo))
-
-        for values, colour, width in ((self.losses, QColor(120, 150, 230, 110), 1.0),
-                                      (self.smoothed(), QColor(40, 80, 210), 2.0)):
-            pen = QPen(colour)
-            pen.setWidthF(width)
-            p.setPen(pen)
-            pts = [point(s, v) for s, v in zip(self.steps, values)]
-            for a, b in zip(pts[:-1], pts[1:]):
-                p.drawLine(a, b)
-        p.setPen(QPen(text))
-        p.drawText(QRectF(0, r.top() - 2, 32, 14), Qt.AlignmentFlag.AlignRight, f"{hi:.2f}")
-        p.drawText(QRectF(0, r.bottom() - 12, 32, 14), Qt.AlignmentFlag.AlignRight, f"{lo:.2f}")
-        p.end()
-
-
-class _Relay(QObject):
-    progressed = Signal(object)
-
-
-def format_eta(seconds: float) -> str:
-    """``"1 h 05 min"``, ``"4 min 10 s"`` or ``"12 s"``."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
+from ._lossplot import LossPlot, format_eta
 
 
 class TrainWidget(QWidget):
@@ -138,8 +54,7 @@ class TrainWidget(QWidget):
         self.folder_data = None
         self._job = "Training"
         self._cancel = threading.Event()
-        self._relay = _Relay()
-        self._relay.progressed.connect(self._progressed)
+        self._relay = Relay(self._progressed, parent=self)
 
         self.dataset = QLineEdit()
         self.dataset.setPlaceholderText("training pairs, images/ + masks/, Cellpose, QuPath or point CSVs")
@@ -288,7 +203,7 @@ class TrainWidget(QWidget):
             from napari_ihcseg.data.layouts import load_folder
 
             self.folder_data = load_folder(config.train_data[0].partition(":")[2])
-            return train(config, train_samples=self.folder_data.samples, progress=self._relay.progressed.emit,
+            return train(config, train_samples=self.folder_data.samples, progress=self._relay,
                          cancel=self._cancel)
 
         self.worker = start_worker(job, on_result=self._finished, on_error=self._failed, on_finished=self._done)
@@ -337,11 +252,7 @@ class TrainWidget(QWidget):
         if result is None:
             self.status.setText("Cancelled, or no pair has nuclei to tune on; nothing was written.")
             return
-        remember_checkpoint(out, self.catalog)
-        from .segment import SegmentWidget
-
-        for widget in self.window().findChildren(SegmentWidget):
-            widget.refresh_models()
+        remember_checkpoint(out, self.catalog)  # the Segment widgets listing this catalog show it at once
         settings = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in result.params.items())
         self.status.setText(f"Done: {out} has {settings} (mean of AJI and PQ on the pairs {result.score:.3f}, "
                             f"{result.default_score:.3f} with the defaults). It is now in the Segment widget's "
@@ -373,11 +284,7 @@ class TrainWidget(QWidget):
             self.status.setText("Stopped before the first epoch ended; no checkpoint was written "
                                 f"(the state in {result.out} lets a later run resume).")
             return
-        remember_checkpoint(result.best_checkpoint, self.catalog)
-        from .segment import SegmentWidget
-
-        for widget in self.window().findChildren(SegmentWidget):  # the new model shows up there at once
-            widget.refresh_models()
+        remember_checkpoint(result.best_checkpoint, self.catalog)  # the Segment widgets show it at once
         what = "Cancelled; kept" if result.cancelled else "Done;"
         tuned = ""
         if result.instance_params:
