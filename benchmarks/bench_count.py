@@ -87,7 +87,7 @@ def main() -> None:
     store = RecoveryStore(tempfile.mkdtemp(prefix="bench-count-"))
     count = CountWidget(viewer, ask=lambda *a: False, store=store)
     score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
-    count.image_choice.set_layer(viewer.layers["ihc"])
+    count.form.image.value = viewer.layers["ihc"]
     count._session()._autosave = None  # the autosave runs in a thread after the click; keep it out of the timing
     count.start()
     score.start()

@@ -82,7 +82,7 @@ def count_shot(viewer, app, nuclei, store, path: Path, width: int) -> None:
     dock = viewer.window.add_dock_widget(count, name="Count nuclei", area="right")
     score.stain.setCurrentIndex(score.stain.findData("ki67"))
     score.start()
-    count.image_choice.set_layer(viewer.layers["synthetic Ki-67"])
+    count.form.image.value = viewer.layers["synthetic Ki-67"]
     count.start()
     # ... and grown back by a click; two more are classified by hand.
     count.set_action("grow")

@@ -29,7 +29,7 @@ def counting(make_napari_viewer, qtbot, ihc, store):
     score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
     qtbot.addWidget(count)
     qtbot.addWidget(score)
-    count.image_choice.set_layer(viewer.layers["ihc"])
+    count.form.image.value = viewer.layers["ihc"]
     count.start()
     score.start()
     return viewer, layer, count, score
@@ -196,3 +196,48 @@ def test_a_mouse_click_on_the_counts_layer_counts_and_a_drag_pans(counting, qtbo
     assert count._session().tracker.class_overrides == {1: "positive"}
     _drawn(qtbot, count)
     assert len(points.data) == 2
+
+
+def texts(picker) -> list[str]:
+    return [picker.native.itemText(i) for i in range(picker.native.count())]
+
+
+def test_the_count_form_is_a_magicgui_form_that_follows_the_viewer(make_napari_viewer, qtbot, ihc, store):
+    """Its layer pickers list the right layers, docked or not, and follow additions, renames and removals."""
+    from magicgui.widgets import Container
+
+    from napari_ihcseg._widgets._common import DISPLAY_ONLY
+    from napari_ihcseg._widgets.count import CountWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_image(np.zeros((8, 8)), name="heat map", metadata={DISPLAY_ONLY: True})
+    first = viewer.add_labels(nuclei_field(), name="first")
+    count = CountWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(count)
+    form = count.form
+    assert isinstance(form, Container) and [w.name for w in form] == ["nuclei", "image", "counts", "radius"]
+    assert count.layer is first and form.image.value is None and count.counts is None
+    assert texts(form.image) == ["(none)", "ihc"], "a layer drawn only to show a result is never offered"
+
+    second = viewer.add_labels(nuclei_field(), name="second")
+    assert count.layer is first, "a new layer leaves the choice alone"
+    assert second in form.nuclei.choices
+    second.name = "renamed"
+    assert texts(form.nuclei) == ["first", "renamed"]
+    viewer.layers.remove(first)
+    assert count.layer is second, "the chosen layer gone, the newest one is chosen"
+
+    form.image.value = viewer.layers["ihc"]
+    points = count.start()
+    assert form.counts.value is points and count.counts is points
+    form.radius.value = 3.0
+    count.set_action("positive")
+    count.click((60, 60))
+    qtbot.waitUntil(lambda: not count.points_pending, timeout=3000)
+    points.data = points.data + 5.0  # 7 px from the nucleus' centre of mass: beyond a 3 px radius
+    assert count.compare()["matched"] == 0
+    form.radius.value = 30.0
+    assert count.compare()["matched"] == 1
+    viewer.layers.remove(viewer.layers["ihc"])
+    assert form.image.value is None

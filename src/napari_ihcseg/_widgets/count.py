@@ -13,15 +13,11 @@ marker CSV or QuPath GeoJSON, opened again, and compared with the nuclei.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from magicgui.widgets import FloatSpinBox
 from qtpy.QtWidgets import (
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -36,8 +32,9 @@ from napari_ihcseg.io.points import read_points, write_points
 
 from ._common import (
     Ask,
-    LayerChoice,
+    ChoosePath,
     ask_with_dialog,
+    choose_with_dialog,
     describe_error,
     in_memory,
     key_table,
@@ -45,6 +42,8 @@ from ._common import (
     show_error,
     show_info,
 )
+from ._counts import add_counts_layer, counted_points, drop_points, put_point, scored_positive, tie_counts
+from ._forms import LayerForm, LayerPicker
 from ._session import offer_restore, session_for
 
 #: (key, what clicks on a nucleus then do, action). Free in napari's Labels, Points and viewer keymaps.
@@ -62,75 +61,10 @@ MODIFIERS = (("Shift", "positive"), ("Ctrl", "negative"))
 ACTION_TEXT = {"grow": "grow only", "positive": "positive", "negative": "negative", "0": "intensity 0",
                "1": "intensity 1+", "2": "intensity 2+", "3": "intensity 3+", "model": "the model's class",
                "delete": "delete"}
-#: Classes that count as positive.
-POSITIVE_CLASSES = ("positive", "1", "2", "3")
-#: Point colours: positive, negative, no class yet.
-POINT_COLORS = {"positive": (0.85, 0.2, 0.15, 1.0), "negative": (0.25, 0.45, 0.95, 1.0), "": (1.0, 0.85, 0.1, 1.0)}
 #: Match radius of "compare with my counts", in pixels (as ``ihcseg evaluate --points``).
 MATCH_RADIUS = 10.0
 #: A press and release farther apart than this many screen pixels is a drag (pan), not a click.
 CLICK_SLOP_PX = 4.0
-#: Key of ``labels.metadata["ihcseg"]`` naming the counts layer of a nuclei layer.
-COUNTS_KEY = "counts_layer"
-#: ``choose(title, suggested, filter) -> path or None``; injectable for tests.
-ChoosePath = Callable[[str, str, str], "str | None"]
-
-
-def _save_dialog(parent) -> ChoosePath:
-    def choose(title: str, suggested: str, file_filter: str) -> str | None:
-        return QFileDialog.getSaveFileName(parent, title, suggested, file_filter)[0] or None
-
-    return choose
-
-
-def _open_dialog(parent) -> ChoosePath:
-    def choose(title: str, suggested: str, file_filter: str) -> str | None:
-        return QFileDialog.getOpenFileName(parent, title, suggested, file_filter)[0] or None
-
-    return choose
-
-
-def _colour(value: str) -> tuple:
-    return POINT_COLORS["positive" if value in POSITIVE_CLASSES else "negative" if value else ""]
-
-
-def scored_positive(labels_layer) -> dict | None:
-    """Nucleus id → positive, from the Score widget's table on the layer (``None`` if not scored)."""
-    features = getattr(labels_layer, "features", None)
-    if features is None or "intensity_class" not in features or "index" not in features:
-        return None
-    return dict(zip(features["index"].astype(int).tolist(), (features["intensity_class"] >= 1).tolist()))
-
-
-def counts_layer_of(viewer, labels_layer):
-    """The counts (Points) layer tied to a nuclei layer in count mode, or ``None``."""
-    name = labels_layer.metadata.get("ihcseg", {}).get(COUNTS_KEY) if labels_layer is not None else None
-    return viewer.layers[name] if name and name in viewer.layers else None
-
-
-def counted_points(points_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The points in the nuclei layer's pixels, whether each is positive, and whether its class is known.
-
-    A point's class is its own (``features["class"]``) or, when it has none,
-    that of the scored nucleus under it.
-    """
-    coords = np.asarray(points_layer.data, float).reshape(-1, 2)[:, -2:]
-    if labels_layer is not None and (np.any(points_layer.scale[-2:] != labels_layer.scale[-2:])
-                                     or np.any(points_layer.translate[-2:] != labels_layer.translate[-2:])):
-        coords = np.array([labels_layer.world_to_data(points_layer.data_to_world(p)) for p in coords])
-        coords = coords.reshape(-1, 2)[:, -2:]
-    features = points_layer.features
-    classes = list(features["class"]) if "class" in features else [""] * len(coords)
-    positive = np.array([c in POSITIVE_CLASSES for c in classes], bool)
-    known = np.array([c != "" for c in classes], bool)
-    if not known.all() and labels_layer is not None:
-        scored = scored_positive(labels_layer) or {}
-        data = np.asarray(labels_layer.data)
-        for k in np.flatnonzero(~known):
-            label = editing.label_at(data, coords[k])
-            if label in scored:
-                positive[k], known[k] = scored[label], True
-    return coords, positive, known
 
 
 class CountWidget(QWidget):
@@ -154,24 +88,24 @@ class CountWidget(QWidget):
         self.viewer = napari_viewer
         self.ask = ask or ask_with_dialog(self)
         self.store = store
-        self.choose_save = choose_save or _save_dialog(self)
-        self.choose_open = choose_open or _open_dialog(self)
+        self.choose_save = choose_save or choose_with_dialog(self)
+        self.choose_open = choose_open or choose_with_dialog(self, mode="open")
         self.action = "grow"
         self.last_comparison: dict | None = None
         self._image_cache: tuple | None = None
         self._points_pending = 0
         self._bound: list = []
 
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
-        self.image_choice = LayerChoice(napari_viewer, ("Image",), allow_none=True, parent=self)
-        self.counts_choice = LayerChoice(napari_viewer, ("Points",), allow_none=True, parent=self)
-        self.radius = QDoubleSpinBox(minimum=1.0, maximum=200.0, value=MATCH_RADIUS, suffix=" px")
-        self.radius.setToolTip("A nucleus and a counted point this close match (as ihcseg evaluate --points).")
-        form = QFormLayout()
-        form.addRow("Nuclei layer", self.labels_choice)
-        form.addRow("Image (grows without probabilities)", self.image_choice)
-        form.addRow("Counts (points)", self.counts_choice)
-        form.addRow("Match radius", self.radius)
+        #: The settings, a magicgui form: ``nuclei``, ``image`` and ``counts`` layers, ``radius`` (px).
+        self.form = LayerForm(napari_viewer, [
+            LayerPicker(napari_viewer, ("Labels",), name="nuclei", label="Nuclei layer", accept=in_memory),
+            LayerPicker(napari_viewer, ("Image",), name="image", label="Image (grows without probabilities)",
+                        optional=True),
+            LayerPicker(napari_viewer, ("Points",), name="counts", label="Counts (points)", optional=True),
+            FloatSpinBox(name="radius", label="Match radius", min=1.0, max=200.0, value=MATCH_RADIUS,
+                         tooltip="A nucleus and a counted point this close match (as ihcseg evaluate --points)."),
+        ])
+        self.form.radius.native.setSuffix(" px")
 
         self.start_button = QPushButton("Start counting (adds a counts layer)")
         self.start_button.clicked.connect(lambda: self._run(self.start))
@@ -197,7 +131,7 @@ class CountWidget(QWidget):
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.form.native)
         layout.addWidget(self.start_button)
         layout.addWidget(self.action_label)
         layout.addLayout(keys)
@@ -206,19 +140,19 @@ class CountWidget(QWidget):
         layout.addWidget(self.compare_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.labels_choice.currentIndexChanged.connect(self._target_changed)
-        self.image_choice.currentIndexChanged.connect(self._forget_image)
+        self.form.nuclei.changed.connect(self._target_changed)
+        self.form.image.changed.connect(self._forget_image)
         self.set_action("grow")
         self._target_changed()
 
     # --------------------------------------------------------------- wiring
     @property
     def layer(self):
-        return self.labels_choice.layer()
+        return self.form.nuclei.value
 
     @property
     def counts(self):
-        return self.counts_choice.layer()
+        return self.form.counts.value
 
     def _session(self):
         layer = self.layer
@@ -260,12 +194,9 @@ class CountWidget(QWidget):
             raise ValueError("choose a nuclei (Labels) layer first")
         points = self.counts
         if points is None:
-            points = self.viewer.add_points(np.zeros((0, 2)), name=f"{labels.name} counts", ndim=2, size=8,
-                                            features=pd.DataFrame({"class": pd.Series([], dtype=object)}),
-                                            border_color="white", scale=labels.scale[-2:],
-                                            translate=labels.translate[-2:])
-            self.counts_choice.set_layer(points)
-        labels.metadata.setdefault("ihcseg", {})[COUNTS_KEY] = points.name
+            points = add_counts_layer(self.viewer, f"{labels.name} counts", labels)
+            self.form.counts.value = points
+        tie_counts(labels, points)
         if "class" not in points.features:
             points.features = points.features.assign(**{"class": [""] * len(points.data)})
         if points not in self._bound:
@@ -298,7 +229,7 @@ class CountWidget(QWidget):
     # ---------------------------------------------------------------- clicks
     def _image(self):
         """The RGB pixels under the labels (cached; ``None`` without an image layer)."""
-        image_layer, labels = self.image_choice.layer(), self.layer
+        image_layer, labels = self.form.image.value, self.layer
         if image_layer is None:
             return None
         key = (id(image_layer), id(labels))
@@ -395,47 +326,11 @@ class CountWidget(QWidget):
         return self._points_pending > 0
 
     def _put_point(self, position, label: int, value: str, *, data: np.ndarray) -> None:
-        """One point per counted nucleus: set the class of the nucleus' point, or add one at the click."""
-        points = self.counts if self.counts is not None else self.start()
-        coords = np.asarray(points.data, float).reshape(-1, 2)
-        mine = self._points_on(label, coords, data)
-        if mine.size:  # the nucleus has its point already: give it the new class, in place
-            k = int(mine[0])
-            points.features.loc[k, "class"] = value
-            colors = np.array(points.face_color)
-            colors[k] = _colour(value)
-            points.face_color = colors
-            if mine.size > 1:
-                self._remove_points(points, mine[1:])
-            return
-        if points.selected_data:
-            points.selected_data = set()
-        points.feature_defaults = {"class": value}
-        points.current_face_color = _colour(value)
-        points.add(np.asarray(position, float)[None, -2:])
-
-    @staticmethod
-    def _remove_points(points, indices) -> None:
-        points.selected_data = {int(i) for i in indices}
-        points.remove_selected()
-
-    @staticmethod
-    def _points_on(label: int, coords: np.ndarray, data: np.ndarray) -> np.ndarray:
-        if not len(coords):
-            return np.zeros(0, int)
-        rc = np.round(coords).astype(int)
-        inside = (rc[:, 0] >= 0) & (rc[:, 0] < data.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < data.shape[1])
-        hit = np.zeros(len(coords), bool)
-        hit[inside] = data[rc[inside, 0], rc[inside, 1]] == label
-        return np.flatnonzero(hit)
+        put_point(self.counts if self.counts is not None else self.start(), position, label, value, data)
 
     def _drop_points(self, label: int, data: np.ndarray) -> None:
-        points = self.counts
-        if points is None or not len(points.data):
-            return
-        mine = self._points_on(label, np.asarray(points.data, float), data)
-        if mine.size:
-            self._remove_points(points, mine)
+        if self.counts is not None:
+            drop_points(self.counts, label, data)
 
     def _tally(self) -> str:
         session = session_for(self.layer, create=False) if self.layer is not None else None
@@ -494,15 +389,10 @@ class CountWidget(QWidget):
         coords, positive = read_points(path)
         labels = self.layer
         classes = ["positive" if p else "negative" for p in positive]
-        layer = self.viewer.add_points(coords, name=image_stem(path), ndim=2, size=8,
-                                       features=pd.DataFrame({"class": pd.Series(classes, dtype=object)}),
-                                       face_color=np.array([_colour(c) for c in classes]) if classes else "white",
-                                       border_color="white",
-                                       scale=labels.scale[-2:] if labels is not None else None,
-                                       translate=labels.translate[-2:] if labels is not None else None)
-        self.counts_choice.set_layer(layer)
+        layer = add_counts_layer(self.viewer, image_stem(path), labels, coords=coords, classes=classes)
+        self.form.counts.value = layer
         if labels is not None:
-            labels.metadata.setdefault("ihcseg", {})[COUNTS_KEY] = layer.name
+            tie_counts(labels, layer)
         self.status.setText(f"Opened {len(coords)} points ({int(positive.sum())} positive) from {path.name}.")
         return layer
 
@@ -512,7 +402,7 @@ class CountWidget(QWidget):
         if labels is None:
             raise ValueError("choose a nuclei (Labels) layer first")
         coords, positive = self.point_classes()
-        result = editing.compare_counts(np.asarray(labels.data), coords, positive, radius=float(self.radius.value()),
+        result = editing.compare_counts(np.asarray(labels.data), coords, positive, radius=float(self.form.radius.value),
                                         nucleus_positive=self._scored_positive())
         text = (f"Matched {result['matched']}, missed {result['missed']} (counted, not found), "
                 f"extra {result['extra']} (found, not counted); F1 {result['f1']:.2f}.")

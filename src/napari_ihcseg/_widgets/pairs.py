@@ -155,7 +155,7 @@ class SavePairsWidget(QWidget):
 
     def _counts(self, labels_layer) -> dict:
         """The nuclei counted in count mode (with a known class), kept beside the masks."""
-        from .count import counted_points, counts_layer_of
+        from ._counts import counted_points, counts_layer_of
 
         counts = counts_layer_of(self.viewer, labels_layer)
         if counts is None or not len(counts.data):
