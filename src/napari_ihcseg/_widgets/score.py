@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,10 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -37,8 +33,10 @@ from napari_ihcseg.scoring import (
 from napari_ihcseg.scoring.live import LiveScore
 
 from ._common import (
+    ChoosePath,
     Debouncer,
     LayerChoice,
+    choose_with_dialog,
     describe_error,
     in_memory,
     labels_in_image,
@@ -48,7 +46,8 @@ from ._common import (
     unwrap,
 )
 from ._histogram import CLASS_COLORS, DabHistogram
-from ._trust import TrustPanel, trust_rows
+from ._scoretable import ScoreTable
+from ._trust import TrustPanel
 from ._session import session_for
 
 #: Delay between the last threshold move or brush stroke and the table update (ms).
@@ -60,45 +59,11 @@ RECOLOUR_DELAY_MS = 300
 SLIDER_MAX = 2.0
 #: Colour of nuclei that do not count (outside the region or the area limits).
 EXCLUDED_COLOR = (0.55, 0.55, 0.55, 0.6)
-#: ``choose_path(title, suggested_path, file_filter) -> str | None``; injectable for tests.
-ChoosePath = Callable[[str, str, str], "str | None"]
 
 EXPORTS = (("cells", "Cells CSV", ".cells.csv", "CSV (*.csv)"),
            ("summary_json", "Summary JSON", ".summary.json", "JSON (*.json)"),
            ("summary_csv", "Summary CSV", ".summary.csv", "CSV (*.csv)"),
            ("geojson", "QuPath GeoJSON", ".nuclei.geojson", "GeoJSON (*.geojson *.json)"))
-
-
-def _dialog_path(parent) -> ChoosePath:
-    def choose(title: str, suggested: str, file_filter: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(parent, title, suggested, file_filter)
-        return path or None
-
-    return choose
-
-
-def summary_rows(summary: dict, cells) -> list[tuple[str, str]]:
-    """The table shown in the widget: (what, value) pairs."""
-    def fmt(v, unit=""):
-        return "–" if v is None else (f"{v:.1f}{unit}" if isinstance(v, float) else f"{v}{unit}")
-
-    included = cells[cells["included"].to_numpy(bool)] if len(cells) else cells
-    counts = np.bincount(included["intensity_class"].to_numpy(np.int64), minlength=4) if len(included) else [0] * 4
-    rows = [("Nuclei counted", fmt(summary["n_nuclei"])),
-            ("Positive", fmt(summary["n_positive"])),
-            ("Positive %", fmt(summary["positive_percent"], " %")),
-            ("H-score", fmt(summary["h_score"])),
-            ("Allred (P + I = total)", "–" if summary["allred_total_score"] is None else
-             f"{summary['allred_proportion_score']} + {summary['allred_intensity_score']} = "
-             f"{summary['allred_total_score']}"),
-            ("0 / 1+ / 2+ / 3+", " / ".join(str(int(c)) for c in counts))]
-    if summary.get("ki67_index") is not None:
-        rows.insert(3, ("Ki-67 index", fmt(summary["ki67_index"], " %")))
-    if summary.get("interpretation"):
-        rows.append(("Reading (ASCO/CAP)", summary["interpretation"]))
-    if "edit_status" in cells:
-        rows.append(("Edited by hand", fmt(int((cells["edit_status"] != "").sum()))))
-    return rows + trust_rows(summary)
 
 
 class ScoreWidget(QWidget):
@@ -119,7 +84,7 @@ class ScoreWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.store = store
-        self.choose_path = choose_path or _dialog_path(self)
+        self.choose_path = choose_path or choose_with_dialog(self)
         self.live: LiveScore | None = None
         self.cells = None
         self.summary: dict | None = None
@@ -150,11 +115,7 @@ class ScoreWidget(QWidget):
         self.score_button = QPushButton("Score")
         self.score_button.clicked.connect(self.start)
         self.histogram = DabHistogram()
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["Score", "Value"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = ScoreTable()
         self.export_buttons = {}
         exports = QGridLayout()
         for i, (kind, text, _suffix, _filt) in enumerate(EXPORTS):
@@ -325,14 +286,7 @@ class ScoreWidget(QWidget):
             states = session.tracker.states
             cells["edit_status"] = np.array([states.get(i, "") for i in cells["label"].tolist()], dtype=object)
         self.cells, self.summary = cells, summary
-        rows = summary_rows(summary, cells)
-        self.table.setRowCount(len(rows))
-        for r, (name, value) in enumerate(rows):
-            self.table.setItem(r, 0, QTableWidgetItem(name))
-            self.table.setItem(r, 1, QTableWidgetItem(value))
-        self.table.resizeColumnToContents(0)
-        header = self.table.horizontalHeader().height()
-        self.table.setMinimumHeight(header + sum(self.table.rowHeight(r) for r in range(len(rows))) + 6)
+        self.table.show_scores(summary, cells)
         included = cells["included"].to_numpy(bool)
         self.histogram.set_values(cells["dab_od_mean"].to_numpy()[included])
         for button in self.export_buttons.values():
