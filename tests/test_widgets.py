@@ -488,6 +488,20 @@ def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napar
     assert widget.min_size.value() == 4  # the default 16 model pixels, at scale 2
 
 
+def test_the_relay_answers_a_worker_thread_on_the_gui_thread(qtbot):
+    import threading
+
+    from napari_ihcseg._widgets._common import Relay
+
+    heard = []
+    relay = Relay(lambda *args: heard.append((args, threading.current_thread() is threading.main_thread())))
+    worker = threading.Thread(target=lambda: [relay(done, 3) for done in (1, 2, 3)])
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: len(heard) == 3, timeout=3000)
+    assert heard == [((1, 3), True), ((2, 3), True), ((3, 3), True)], "in order, on the GUI thread"
+
+
 def test_a_model_added_to_the_catalog_is_listed_by_every_segment_widget_at_once(make_napari_viewer, store,
                                                                                  tmp_path):
     """Not only a Segment widget docked beside the Train widget: one in another window, and only for its catalog."""
