@@ -118,7 +118,7 @@ def test_segment_scale_keeps_the_image_shape_and_is_refused_for_whole_slides(mak
 
     slide = np.tile(ihc[:96, :96], (2, 2, 1))
     viewer.add_image([slide, slide[::2, ::2]], name="slide", rgb=True, multiscale=True)
-    widget.image_choice.setCurrentIndex(widget.image_choice.findText("slide"))
+    widget.form.image.value = viewer.layers["slide"]
     widget.scope.setCurrentIndex(widget.scope.findData("whole"))
     widget.run()
     assert not widget.running and "Scale" in widget.status.text()
@@ -252,20 +252,20 @@ def test_split_looks_below_the_contour_threshold_the_layer_was_segmented_with(ma
     used = {"mask_threshold": 0.4, "contour_threshold": 0.3, "min_size": 100}
     layer = viewer.add_labels(merged, name="nuclei", metadata={"ihcseg": {"probabilities": probs, "instances": used}})
     widget = CorrectWidget(viewer, ask=lambda *a: False, store=store)
-    assert widget.split_contour.value() == pytest.approx(0.15)
+    assert widget.form.split_contour.value == pytest.approx(0.15)
     # A part of a split keeps at least 16 px, however large the layer's min_size: a 30 px piece survives.
     small = np.zeros((64, 64), np.int32)
     small[10:16, 10:20] = 1  # two 6x5 halves, merged
     halves = np.zeros((64, 64), np.int32)
     halves[10:16, 10:15], halves[10:16, 15:20] = 1, 2
     small_probs = ((halves > 0) * 0.9).astype(np.float32), labels_to_contour(halves, width=1) * np.float32(0.25)
-    widget.split_contour.setValue(0.2)  # the user's value stays while the target stays
+    widget.form.split_contour.value = 0.2  # the user's value stays while the target stays
     tiny = viewer.add_labels(small, name="tiny",
                              metadata={"ihcseg": {"probabilities": small_probs, "instances": used}})
-    assert widget.layer is layer and widget.split_contour.value() == pytest.approx(0.2)
+    assert widget.layer is layer and widget.form.split_contour.value == pytest.approx(0.2)
     widget.split_at((60, 60))
     assert layer.data[60, 60] != layer.data[60, 100] and layer.data[60, 100] > 0
-    widget.labels_choice.setCurrentIndex(widget.labels_choice.findText("tiny"))
+    widget.form.nuclei.value = tiny
     assert widget.layer is tiny
     widget.split_at((12, 11))
     assert len(np.unique(tiny.data[tiny.data > 0])) == 2
@@ -300,7 +300,7 @@ def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napar
                                                                                    "model": "harunet-lite"}})
     widget = SavePairsWidget(viewer, ask=lambda title, q: answers.append(title) or True, store=store)
     qtbot.addWidget(widget)
-    widget.labels_choice.set_layer(layer2)
+    widget.form.nuclei.value = layer2
     assert answers == ["Restore corrections"]
     assert 3 not in layer2.data, "the corrections came back"
 
@@ -351,7 +351,7 @@ def test_save_pairs_tiles_from_a_region(make_napari_viewer, qtbot, ihc, store, t
     qtbot.addWidget(widget)
     widget.folder.setText(str(tmp_path / "ds"))
     widget.mode.setCurrentIndex(widget.mode.findData("tiles"))
-    widget.region_choice.setCurrentText("roi")
+    widget.form.region.value = viewer.layers["roi"]
     widget.stride.setValue(128)
     saved = widget.save()
     assert saved and all(p.region[2] <= 301 and p.region[3] <= 301 for p in saved), [p.region for p in saved]
@@ -409,7 +409,7 @@ def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, t
     qtbot.addWidget(score)
     score.start()
     viewer.add_shapes([np.array([[0, 0], [0, 140], [140, 140], [140, 0]])], shape_type="polygon", name="tumour")
-    score.roi_choice.setCurrentText("tumour")
+    score.form.roi.value = viewer.layers["tumour"]
     qtbot.waitUntil(lambda: score.summary["n_nuclei"] == 2, timeout=3000)
 
     paths = {kind: score.export(kind) for kind in ("cells", "summary_json", "summary_csv", "geojson")}
@@ -561,6 +561,6 @@ def test_manifest_opens_every_widget(make_napari_viewer, qtbot):
         _dock, widgets[name] = viewer.window.add_plugin_dock_widget("napari-ihcseg", name)
     assert type(widgets["Correct nuclei"]).__name__ == "CorrectWidget"
     # napari hands plugins a proxy of the viewer; the widgets still share one session per layer.
-    a = widgets["Correct nuclei"].labels_choice.layer()
-    b = widgets["Save training pairs"].labels_choice.layer()
+    a = widgets["Correct nuclei"].layer
+    b = widgets["Save training pairs"].form.nuclei.value
     assert session_for(a, create=False) is session_for(b, create=False) is not None

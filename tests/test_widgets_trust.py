@@ -68,11 +68,11 @@ def test_ki67_hot_spot_layers_table_and_exports(score_widget, ki67, qtbot, tmp_p
     # Neither is offered as an input: a widget opened now still picks the field and its nuclei.
     from napari_ihcseg._widgets.pairs import SavePairsWidget
 
-    assert widget.image_choice.layer().name == "ki67" and widget.roi_choice.layer() is None
-    assert HEATMAP_LAYER not in [widget.image_choice.itemText(i) for i in range(widget.image_choice.count())]
+    assert widget.form.image.value.name == "ki67" and widget.form.roi.value is None
+    assert HEATMAP_LAYER not in [layer.name for layer in widget.form.image.choices]
     pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=widget.store)
     qtbot.addWidget(pairs)
-    assert pairs.image_choice.layer().name == "ki67"
+    assert pairs.form.image.value.name == "ki67"
 
     # A cut-off set by the user is called, and the export holds both indices side by side.
     widget.trust.ki67_cutoff.setValue(round(s["ki67_index"]))

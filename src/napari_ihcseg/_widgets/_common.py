@@ -1,4 +1,4 @@
-"""Small pieces shared by the widgets: layer pickers, image access, dialogs, errors."""
+"""Small pieces shared by the widgets: the layers a picker offers, image access, dialogs, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 #: ``ask(title, question) -> bool``; widgets take one so tests can answer for the user.
 Ask = Callable[[str, str], bool]
@@ -142,71 +142,6 @@ def matching_layers(viewer, kinds: tuple[str, ...], accept: Callable | None = No
     return [layer for layer in viewer.layers
             if type(layer).__name__ in kinds and not layer.metadata.get(DISPLAY_ONLY)
             and (accept is None or accept(layer))]
-
-
-class LayerChoice(QComboBox):
-    """A combo box listing the viewer's layers of some types, kept up to date.
-
-    Layers marked :data:`DISPLAY_ONLY` in their metadata are never listed.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-    kinds : tuple of str
-        Layer class names accepted, e.g. ``("Image",)`` or ``("Labels",)``.
-    allow_none : bool
-        Offer an empty entry (e.g. "no region of interest").
-    accept : callable, optional
-        Extra filter ``accept(layer) -> bool``.
-    """
-
-    NONE_TEXT = "(none)"
-
-    def __init__(self, viewer, kinds: tuple[str, ...], *, allow_none: bool = False,
-                 accept: Callable | None = None, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._viewer = viewer
-        self._kinds = kinds
-        self._allow_none = allow_none
-        self._accept = accept
-        events = viewer.layers.events
-        events.inserted.connect(self.refresh)
-        events.removed.connect(self.refresh)
-        events.reordered.connect(self.refresh)
-        self.refresh()
-
-    def _matching(self) -> list:
-        return matching_layers(self._viewer, self._kinds, self._accept)
-
-    def refresh(self, *_args) -> None:
-        current = self.currentText()
-        layers = self._matching()
-        for layer in layers:  # follow renames (connecting twice is a no-op)
-            layer.events.name.connect(self.refresh)
-        names = ([self.NONE_TEXT] if self._allow_none else []) + [layer.name for layer in layers]
-        if names == [self.itemText(i) for i in range(self.count())]:
-            return
-        self.blockSignals(True)
-        self.clear()
-        self.addItems(names)
-        if current in names:
-            self.setCurrentText(current)
-        elif layers and not self._allow_none:
-            self.setCurrentText(layers[-1].name)
-        self.blockSignals(False)
-        self.currentIndexChanged.emit(self.currentIndex())
-
-    def layer(self):
-        """The chosen layer, or ``None``."""
-        name = self.currentText()
-        for layer in self._matching():
-            if layer.name == name:
-                return layer
-        return None
-
-    def set_layer(self, layer) -> None:
-        self.refresh()
-        self.setCurrentText(layer.name)
 
 
 class Debouncer:

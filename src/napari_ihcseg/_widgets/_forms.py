@@ -13,8 +13,10 @@ removed, reordered or renamed, docked or not.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
 from magicgui.widgets import ComboBox, Container, Widget
+from qtpy.QtWidgets import QFormLayout, QLabel
 
 from ._common import matching_layers, unwrap
 
@@ -60,8 +62,11 @@ class LayerPicker(ComboBox):
 class LayerForm(Container):
     """A magicgui form whose layer pickers follow ``viewer``'s layers.
 
-    When the layer a picker showed is gone, a required picker takes the
-    newest layer it offers and an optional one shows :data:`NONE_TEXT`.
+    A picker keeps its layer while the viewer has it (renamed or moved too).
+    When the layer is gone, a required picker takes the newest layer it
+    offers and an optional one shows :data:`NONE_TEXT`. A picker's
+    ``changed`` is emitted once, with the new layer, when a refresh changes
+    its value (``None`` included), and never when it does not.
 
     Parameters
     ----------
@@ -72,6 +77,8 @@ class LayerForm(Container):
 
     def __init__(self, viewer, widgets: Sequence[Widget]) -> None:
         super().__init__(widgets=list(widgets))
+        self.margins = (0, 0, 0, 0)  # a part of a panel: lined up with the panel's other rows
+        align_labels(self)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             event.connect(self.reset_choices)
@@ -80,8 +87,33 @@ class LayerForm(Container):
         """Offer the viewer's layers as they are now."""
         pickers = [w for w in self if isinstance(w, LayerPicker)]
         before = {picker.name: picker.value for picker in pickers}
-        super().reset_choices()
+        with ExitStack() as quiet:
+            for picker in pickers:
+                quiet.enter_context(picker.changed.blocked())
+            super().reset_choices()
+            for picker in pickers:
+                kept = before[picker.name]
+                if kept is None or not any(kept is layer for layer in picker.choices):
+                    kept = None if picker.optional or not picker.choices else picker.choices[-1]
+                if picker.choices and kept is not picker.value:
+                    picker.value = kept
         for picker in pickers:
-            gone = before[picker.name] is None or before[picker.name] not in picker.choices
-            if not picker.optional and gone and picker.choices:
-                picker.value = picker.choices[-1]
+            if picker.value is not before[picker.name]:
+                picker.changed.emit(picker.value)
+
+
+def align_labels(form: Container, rows: QFormLayout | None = None) -> None:
+    """Give the labels of ``form`` (and of the Qt form ``rows`` laid out with it) one column width.
+
+    ``rows`` serves a panel whose layer pickers are a :class:`LayerForm` and
+    whose other fields are still Qt rows: the two read as one form.
+    """
+    texts = {widget.label for widget in form}
+    labels = [label for label in form.native.findChildren(QLabel) if label.text() in texts]
+    for row in range(rows.rowCount() if rows is not None else 0):
+        item = rows.itemAt(row, QFormLayout.ItemRole.LabelRole)
+        if item is not None and isinstance(item.widget(), QLabel):
+            labels.append(item.widget())
+    width = max((label.sizeHint().width() for label in labels), default=0)
+    for label in labels:
+        label.setMinimumWidth(width)

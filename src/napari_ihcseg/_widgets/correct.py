@@ -9,9 +9,8 @@ changed which nucleus, and when) and autosaved to a recovery file.
 from __future__ import annotations
 
 import numpy as np
+from magicgui.widgets import FloatSpinBox
 from qtpy.QtWidgets import (
-    QDoubleSpinBox,
-    QFormLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -21,7 +20,8 @@ from qtpy.QtWidgets import (
 from napari_ihcseg import editing
 from napari_ihcseg.data.pairs import RecoveryStore
 
-from ._common import Ask, LayerChoice, ask_with_dialog, describe_error, in_memory, key_table, show_error, show_info
+from ._common import Ask, ask_with_dialog, describe_error, in_memory, key_table, show_error, show_info
+from ._forms import LayerForm, LayerPicker
 from ._session import CorrectionSession, offer_restore, session_for
 
 #: Name of the Shapes layer holding the cut lines.
@@ -65,15 +65,16 @@ class CorrectWidget(QWidget):
         self._merge_first: int | None = None
         self._bound: list = []
 
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
         self._split_for = None
-        self.split_contour = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=SPLIT_CONTOUR)
-        self.split_contour.setToolTip("Contour threshold used when splitting by the instance step; set "
-                                      f"{SPLIT_BELOW:g} below the one the layer was segmented with, so that a "
-                                      "weak boundary separates.")
-        form = QFormLayout()
-        form.addRow("Nuclei layer", self.labels_choice)
-        form.addRow("Split contour threshold", self.split_contour)
+        #: The settings, a magicgui form: the ``nuclei`` layer and the ``split_contour`` threshold.
+        self.form = LayerForm(napari_viewer, [
+            LayerPicker(napari_viewer, ("Labels",), name="nuclei", label="Nuclei layer", accept=in_memory),
+            FloatSpinBox(name="split_contour", label="Split contour threshold", min=0.05, max=0.95, step=0.05,
+                         value=SPLIT_CONTOUR,
+                         tooltip="Contour threshold used when splitting by the instance step; set "
+                                 f"{SPLIT_BELOW:g} below the one the layer was segmented with, so that a "
+                                 "weak boundary separates."),
+        ])
 
         keys, self.buttons = key_table("<b>Helper</b> (on the nuclei layer)", BINDINGS, self._run)
         self.cut_button = QPushButton(f"Draw a cut line (adds the '{CUTS_LAYER}' layer)")
@@ -84,20 +85,20 @@ class CorrectWidget(QWidget):
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.form.native)
         layout.addLayout(keys)
         layout.addWidget(self.cut_button)
         layout.addWidget(tools)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-        self.labels_choice.currentIndexChanged.connect(self._target_changed)
+        self.form.nuclei.changed.connect(self._target_changed)
         self._target_changed()
 
     # --------------------------------------------------------------- wiring
     @property
     def layer(self):
-        return self.labels_choice.layer()
+        return self.form.nuclei.value
 
     def session(self) -> CorrectionSession | None:
         layer = self.layer
@@ -117,8 +118,8 @@ class CorrectWidget(QWidget):
         if layer is not self._split_for:  # a new target; the user's value stays while it is the same
             self._split_for = layer
             used = layer.metadata.get("ihcseg", {}).get("instances", {}).get("contour_threshold")
-            self.split_contour.setValue(SPLIT_CONTOUR if used is None
-                                        else max(0.05, round(float(used) - SPLIT_BELOW, 2)))
+            self.form.split_contour.value = (SPLIT_CONTOUR if used is None
+                                             else max(0.05, round(float(used) - SPLIT_BELOW, 2)))
         offer_restore(session, self.ask)
         self._show_status()
 
@@ -200,7 +201,7 @@ class CorrectWidget(QWidget):
             opts = meta.get("instances", {})
             edit = editing.split_label_by_instances(
                 data, label, probs[0], probs[1], mask_threshold=opts.get("mask_threshold", 0.5),
-                contour_threshold=float(self.split_contour.value()),
+                contour_threshold=float(self.form.split_contour.value),
                 min_size=min(opts.get("min_size", SPLIT_MIN_SIZE), SPLIT_MIN_SIZE))
         else:
             edit = editing.split_label_by_distance(data, label)

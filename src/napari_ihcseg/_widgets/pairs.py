@@ -24,7 +24,6 @@ from napari_ihcseg.data.pairs import TILE_SIZES, RecoveryStore, SavedPair, Train
 
 from ._common import (
     Ask,
-    LayerChoice,
     ask_with_dialog,
     describe_error,
     field_of_view,
@@ -34,6 +33,7 @@ from ._common import (
     show_error,
     show_info,
 )
+from ._forms import LayerForm, LayerPicker, align_labels
 from ._session import offer_restore, session_for
 
 #: Modes offered, as (label shown, core mode).
@@ -65,9 +65,12 @@ class SavePairsWidget(QWidget):
         self.store = store
         self.last_saved: list[SavedPair] = []
 
-        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
-        self.region_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
+        #: The layers saved, a magicgui form: ``image``, ``nuclei`` and the shapes of a ``region``.
+        self.form = LayerForm(napari_viewer, [
+            LayerPicker(napari_viewer, ("Image",), name="image", label="Image"),
+            LayerPicker(napari_viewer, ("Labels",), name="nuclei", label="Nuclei", accept=in_memory),
+            LayerPicker(napari_viewer, ("Shapes",), name="region", label="Region (shapes)", optional=True),
+        ])
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("choose a dataset folder…")
         browse = QPushButton("Choose…")
@@ -95,17 +98,16 @@ class SavePairsWidget(QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Image", self.image_choice)
-        form.addRow("Nuclei", self.labels_choice)
         form.addRow("Dataset folder", folder_row)
         form.addRow("Save", self.mode)
-        form.addRow("Region (shapes)", self.region_choice)
         form.addRow("Tile size", self.tile)
         form.addRow("Stride", self.stride)
         form.addRow("", self.drop_empty)
         form.addRow("Stain", self.stain)
         form.addRow("Pixel size", self.pixel_size)
         layout = QVBoxLayout(self)
+        align_labels(self.form, form)
+        layout.addWidget(self.form.native)
         layout.addLayout(form)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
@@ -113,7 +115,7 @@ class SavePairsWidget(QWidget):
 
         self.tile.currentIndexChanged.connect(lambda *_: self.stride.setMaximum(int(self.tile.currentData())))
         self.mode.currentIndexChanged.connect(self._mode_changed)
-        self.labels_choice.currentIndexChanged.connect(self._labels_changed)
+        self.form.nuclei.changed.connect(self._labels_changed)
         self._mode_changed()
         self._labels_changed()
 
@@ -121,10 +123,10 @@ class SavePairsWidget(QWidget):
         mode = self.mode.currentData()
         for widget in (self.tile, self.stride, self.drop_empty):
             widget.setEnabled(mode == "tiles")
-        self.region_choice.setEnabled(mode != "whole")
+        self.form.region.enabled = mode != "whole"
 
     def _labels_changed(self, *_args) -> None:
-        layer = self.labels_choice.layer()
+        layer = self.form.nuclei.value
         if layer is None or isinstance(layer.data, list):
             return
         meta = layer.metadata.get("ihcseg", {})
@@ -142,7 +144,7 @@ class SavePairsWidget(QWidget):
 
     def _region(self, image_layer, origin, shape) -> tuple[int, int, int, int] | None:
         """The region in labels coordinates: the shapes' bounding box, else the current view."""
-        shapes = self.region_choice.layer()
+        shapes = self.form.region.value
         if shapes is not None and len(shapes.data):
             world = np.concatenate([[shapes.data_to_world(p) for p in verts] for verts in shapes.data])
             pts = np.array([image_layer.world_to_data(p) for p in world])[:, -2:]
@@ -175,7 +177,7 @@ class SavePairsWidget(QWidget):
             return []
 
     def _save(self) -> list[SavedPair]:
-        image_layer, labels_layer = self.image_choice.layer(), self.labels_choice.layer()
+        image_layer, labels_layer = self.form.image.value, self.form.nuclei.value
         if image_layer is None or labels_layer is None:
             raise ValueError("choose an image and its nuclei (Labels) layer")
         writer = TrainingPairWriter(check_folder(self.folder.text().strip() or None))
@@ -183,7 +185,7 @@ class SavePairsWidget(QWidget):
         session.sync()
         image, labels, origin = labels_in_image(image_layer, labels_layer)
         mode = self.mode.currentData()
-        use_region = mode == "region" or (mode == "tiles" and self.region_choice.layer() is not None)
+        use_region = mode == "region" or (mode == "tiles" and self.form.region.value is not None)
         region = self._region(image_layer, np.array(origin), labels.shape) if use_region else None
         meta = labels_layer.metadata.get("ihcseg", {})
         options = dict(

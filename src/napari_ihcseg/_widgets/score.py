@@ -35,7 +35,6 @@ from napari_ihcseg.scoring.live import LiveScore
 from ._common import (
     ChoosePath,
     Debouncer,
-    LayerChoice,
     choose_with_dialog,
     describe_error,
     in_memory,
@@ -45,6 +44,7 @@ from ._common import (
     show_info,
     unwrap,
 )
+from ._forms import LayerForm, LayerPicker, align_labels
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._scoretable import ScoreTable
 from ._trust import TrustPanel
@@ -93,9 +93,12 @@ class ScoreWidget(QWidget):
         self._original_colormap = None
         self._roi_layer = None
 
-        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
-        self.labels_choice = LayerChoice(napari_viewer, ("Labels",), accept=in_memory, parent=self)
-        self.roi_choice = LayerChoice(napari_viewer, ("Shapes",), allow_none=True, parent=self)
+        #: The layers scored, a magicgui form: ``image``, ``nuclei`` and the region of interest ``roi``.
+        self.form = LayerForm(napari_viewer, [
+            LayerPicker(napari_viewer, ("Image",), name="image", label="Image"),
+            LayerPicker(napari_viewer, ("Labels",), name="nuclei", label="Nuclei", accept=in_memory),
+            LayerPicker(napari_viewer, ("Shapes",), name="roi", label="Region of interest", optional=True),
+        ])
         self.stain = QComboBox()
         for key, preset in PRESETS.items():
             self.stain.addItem(preset.title, key)
@@ -126,15 +129,14 @@ class ScoreWidget(QWidget):
             self.export_buttons[kind] = button
 
         form = QFormLayout()
-        form.addRow("Image", self.image_choice)
-        form.addRow("Nuclei", self.labels_choice)
-        form.addRow("Region of interest", self.roi_choice)
         form.addRow("Stain", self.stain)
         for k, slider in enumerate(self.sliders):
             form.addRow(f"{k + 1}+ from DAB OD", slider)
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("", self.colour)
         layout = QVBoxLayout(self)
+        align_labels(self.form, form)
+        layout.addWidget(self.form.native)
         layout.addLayout(form)
         layout.addWidget(self.score_button)
         layout.addWidget(QLabel("Nuclei by mean DAB optical density (drag a line to move a threshold):"))
@@ -151,9 +153,9 @@ class ScoreWidget(QWidget):
         for slider in self.sliders:
             slider.valueChanged.connect(self._sliders_moved)
         self.histogram.thresholds_changed.connect(self.set_thresholds)
-        self.roi_choice.currentIndexChanged.connect(self._roi_changed)
-        self.labels_choice.currentIndexChanged.connect(self._choice_changed)
-        self.image_choice.currentIndexChanged.connect(self._choice_changed)
+        self.form.roi.changed.connect(self._roi_changed)
+        self.form.nuclei.changed.connect(self._choice_changed)
+        self.form.image.changed.connect(self._choice_changed)
         self.colour.toggled.connect(lambda *_: self._refresh.trigger())
         self.trust.connect(self._sliders_moved)
         self._stain_changed()
@@ -196,7 +198,7 @@ class ScoreWidget(QWidget):
     def start(self) -> None:
         """Measure every nucleus once; from then on, edits and threshold moves update live."""
         try:
-            image_layer, layer = self.image_choice.layer(), self.labels_choice.layer()
+            image_layer, layer = self.form.image.value, self.form.nuclei.value
             if image_layer is None or layer is None:
                 raise ValueError("choose the image and its nuclei (Labels) layer")
             image, labels, origin = labels_in_image(image_layer, layer)
@@ -226,9 +228,9 @@ class ScoreWidget(QWidget):
 
     def _choice_changed(self, *_args) -> None:
         """Another image or nuclei layer: the old table no longer applies."""
-        chosen = self.labels_choice.layer()
+        chosen = self.form.nuclei.value
         if self.live is None or (chosen is not None and unwrap(chosen) is self._layer
-                                 and self.image_choice.layer() is not None):
+                                 and self.form.image.value is not None):
             return
         self._detach()
         self.live = self.cells = self.summary = None
@@ -258,7 +260,7 @@ class ScoreWidget(QWidget):
         if self._roi_layer is not None:
             self._roi_layer.events.data.disconnect(self._roi_changed)
             self._roi_layer = None
-        roi = self.roi_choice.layer()
+        roi = self.form.roi.value
         if self.live is None:
             return
         region = None
@@ -333,7 +335,7 @@ class ScoreWidget(QWidget):
 
     # --------------------------------------------------------------- export
     def _stem(self) -> str:
-        image_layer = self.image_choice.layer()
+        image_layer = self.form.image.value
         source = layer_source(image_layer) if image_layer is not None else None
         return image_stem(source) if source else (image_layer.name if image_layer else "image")
 
@@ -344,7 +346,7 @@ class ScoreWidget(QWidget):
             return None
         _key, title, suffix, file_filter = next(e for e in EXPORTS if e[0] == kind)
         if path is None:
-            image_layer = self.image_choice.layer()
+            image_layer = self.form.image.value
             source = layer_source(image_layer) if image_layer is not None else None
             folder = Path(source).parent if source else Path.home()
             path = self.choose_path(f"Export {title}", str(folder / f"{self._stem()}{suffix}"), file_filter)

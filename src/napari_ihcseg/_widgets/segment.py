@@ -29,7 +29,6 @@ from napari_ihcseg.io import image_stem, strided_pyramid
 
 from ._common import (
     Ask,
-    LayerChoice,
     Relay,
     ask_with_dialog,
     choose_with_dialog,
@@ -42,6 +41,7 @@ from ._common import (
     start_worker,
     to_rgb_uint8,
 )
+from ._forms import LayerForm, LayerPicker, align_labels
 from ._models import ModelChoice, TunedSettings
 from ._session import offer_restore, session_for
 
@@ -150,7 +150,8 @@ class SegmentWidget(QWidget):
         self._pbar = None
         self._relay = Relay(self._progressed, parent=self)
 
-        self.image_choice = LayerChoice(napari_viewer, ("Image",), parent=self)
+        #: The layer to segment, a magicgui form: ``image``.
+        self.form = LayerForm(napari_viewer, [LayerPicker(napari_viewer, ("Image",), name="image", label="Image")])
         self.model = ModelChoice(catalog, choose_path=lambda *args: self.choose_path(*args), parent=self)
         self.device = QComboBox()
         self.device_used = QLabel("–")
@@ -186,7 +187,6 @@ class SegmentWidget(QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Image", self.image_choice)
         form.addRow("Model", self.model)
         form.addRow("Device", self.device)
         form.addRow("Device used", self.device_used)
@@ -203,6 +203,8 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
+        align_labels(self.form, form)
+        layout.addWidget(self.form.native)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -213,7 +215,7 @@ class SegmentWidget(QWidget):
         self._tuned = TunedSettings(self.model, self.mask_threshold, self.contour_threshold, self.min_size,
                                     self.image_scale, parent=self)
         self.refresh_models()
-        self.image_choice.currentIndexChanged.connect(self._image_changed)
+        self.form.image.changed.connect(self._image_changed)
         self._image_changed()
 
     # --------------------------------------------------------------- choices
@@ -236,7 +238,7 @@ class SegmentWidget(QWidget):
         super().showEvent(event)
 
     def _image_changed(self, *_args) -> None:
-        layer = self.image_choice.layer()
+        layer = self.form.image.value
         multiscale = bool(layer is not None and layer.multiscale)
         self.scope.setItemText(0, "Whole slide (written to disk)" if multiscale else "Whole image")
         if multiscale:
@@ -269,7 +271,7 @@ class SegmentWidget(QWidget):
             self.status.setText(f"Not started: {exc}")
 
     def _start(self) -> None:
-        layer = self.image_choice.layer()
+        layer = self.form.image.value
         if layer is None:
             raise ValueError("open an RGB image first (File ▸ Open, or the IHC sample)")
         spec = self.model.currentData()
