@@ -112,7 +112,7 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
                 warnings.simplefilter("ignore", UserWarning)
                 model = load_model(spec, device="cpu")
         options = PipelineOptions(model=spec, device="cpu", tile=tile, stain="ki67", scale=scale)
-        labels = segment_image(case["image"], model, options.inference_config())
+        labels = segment_image(case["image"], model, options.inference_config()).labels
         cells = score_image(case["image"], labels, config=options.scoring_config(None)).cells
         arr = np.column_stack([cells["centroid_y"].to_numpy(float), cells["centroid_x"].to_numpy(float),
                                cells["positive"].to_numpy(bool).astype(float)]).reshape(-1, 3)

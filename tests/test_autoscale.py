@@ -32,7 +32,7 @@ def field():
 def model(field):
     """A model whose checkpoint records its own median nucleus diameter at full resolution."""
     net = SizedODNet()
-    diameter = float(np.median(nucleus_diameters(segment_image(field.image, net, CONFIG))))
+    diameter = float(np.median(nucleus_diameters(segment_image(field.image, net, CONFIG).labels)))
     net.checkpoint_info = SimpleNamespace(training={"nucleus_diameter_px": diameter, "pixel_size_um": 0.25})
     return net
 
@@ -50,7 +50,7 @@ def test_full_resolution_keeps_scale_one(field, model):
 def test_half_resolution_picks_about_two(field, model):
     small = half(field.image)
     # At scale 1 the model loses most nuclei of half their size: the guess comes from a pass at 2.
-    assert len(nucleus_diameters(segment_image(small, model, CONFIG))) < 30
+    assert len(nucleus_diameters(segment_image(small, model, CONFIG).labels)) < 30
     estimate = estimate_scale(small, model, config=CONFIG)
     assert estimate.source == "nuclei"
     assert estimate.scale == 2.0, estimate

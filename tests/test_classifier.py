@@ -204,9 +204,10 @@ def test_checkpoint_round_trip_and_pipeline_default(tmp_path, monkeypatch):
     image, labels, _, positive, kind = brown_cytoplasm_field(7, n=6)
     Image.fromarray(image).save(tmp_path / "field.png")
     from napari_ihcseg import inference
+    from napari_ihcseg.inference import Prediction, Segmentation
 
-    monkeypatch.setattr(inference, "segment_image", lambda img, m, cfg, **kw: (labels, labels * 0.0, labels * 0.0)
-                        if kw.get("return_probabilities") else labels)
+    monkeypatch.setattr(inference, "segment_image", lambda img, m, cfg, **kw: Segmentation(
+        labels, Prediction(labels * 0.0, labels * 0.0, None)))
     assert read_image(tmp_path / "field.png").shape == image.shape
     by_model = process_image(tmp_path / "field.png", tmp_path / "a", PipelineOptions(stain="ki67", scale=1.0),
                              model=model, model_name="ckpt")

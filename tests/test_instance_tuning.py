@@ -156,8 +156,8 @@ def test_inference_uses_the_tuned_settings_unless_the_user_sets_them(tmp_path):
     image[10:20, 10:20] = 0  # 100 px
     image[30:50, 30:50] = 0  # 400 px
     opts = dict(tile=64, overlap=16, device="cpu", amp=False)
-    assert segment_image(image, Dark(), **opts).max() == 1
-    assert segment_image(image, Dark(), min_size=16, **opts).max() == 2
+    assert segment_image(image, Dark(), **opts).labels.max() == 1
+    assert segment_image(image, Dark(), min_size=16, **opts).labels.max() == 2
 
 
 def test_pipeline_summary_records_the_settings_used(tmp_path):

@@ -494,9 +494,8 @@ def _process_field(lazy, model, paths, options, scoring, progress, cancel) -> di
     from napari_ihcseg.io import write_labels
 
     image = np.asarray(lazy.levels[0].compute())
-    labels, mask_prob, contour_prob = segment_image(
-        image, model, options.inference_config(), progress=progress, cancel=cancel,
-        return_probabilities=True)
+    segmentation = segment_image(image, model, options.inference_config(), progress=progress, cancel=cancel)
+    labels, mask_prob, contour_prob = segmentation.labels, segmentation.mask_prob, segmentation.contour_prob
     write_labels(paths["labels"], labels)
     if options.save_probabilities:
         _write_float_tiff(paths["mask_prob"], mask_prob)
@@ -536,7 +535,7 @@ def _process_large(lazy, model, paths, options, scoring, progress, cancel) -> di
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{paths['labels'].name}.") as tmp:
         store = Path(tmp) / "labels.zarr"
         result = segment_large(lazy, model, out=store, config=options.inference_config(),
-                               block=options.block, progress=progress, cancel=cancel, return_result=True)
+                               block=options.block, progress=progress, cancel=cancel)
         labels_z = zarr.open_array(str(store), mode="r")
         halo = max(int(result.halo), 64)
         out = {"n_nuclei": int(result.n_nuclei)}
