@@ -114,7 +114,7 @@ def test_resolve_scale_passes_numbers_and_keeps_whole_slides_at_one(field, model
 
 
 def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path, monkeypatch):
-    assert PipelineOptions().scale == "auto"
+    assert PipelineOptions().auto_scale and PipelineOptions().inference.scale == 1.0
     monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (model, "sized"))
     path = tmp_path / "half.png"
     Image.fromarray(half(field.image)).save(path)
@@ -122,15 +122,16 @@ def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path
     assert main(["segment", str(path), "--out", str(out), "--tile", "128", "--overlap", "32",
                  "--device", "cpu"]) == 0
     summary = json.loads((out / "half.summary.json").read_text())
-    assert summary["options"]["scale"] == "auto"
+    assert summary["options"]["auto_scale"] is True and summary["options"]["inference"]["scale"] == 1.0
     assert (summary["scale"]["source"], summary["scale"]["scale"]) == ("nuclei", 2.0)
     n_auto = summary["n_nuclei"]
     assert main(["segment", str(path), "--out", str(tmp_path / "one"), "--tile", "128", "--overlap", "32",
                  "--device", "cpu", "--scale", "1"]) == 0
     n_one = json.loads((tmp_path / "one" / "half.summary.json").read_text())["n_nuclei"]
     assert n_auto > 2 * n_one, (n_auto, n_one)
-    assert outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu"))
-    assert not outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu", scale=2.0))
+    assert outputs_complete(out, "half", PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, device="cpu")))
+    at_two = InferenceConfig(tile=128, overlap=32, device="cpu", scale=2.0)
+    assert not outputs_complete(out, "half", PipelineOptions(inference=at_two, auto_scale=False))
 
 
 def test_cli_refuses_a_bad_scale_word(tmp_path, capsys):

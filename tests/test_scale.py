@@ -125,8 +125,6 @@ def test_invalid_scale_is_refused(field, bad):
     with pytest.raises(ValueError, match="scale"):
         InferenceConfig(scale=bad)
     with pytest.raises(ValueError, match="scale"):
-        PipelineOptions(scale=bad)
-    with pytest.raises(ValueError, match="scale"):
         predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, scale=bad, **CPU)
 
 
@@ -134,7 +132,9 @@ def test_config_round_trip():
     cfg = InferenceConfig(scale=2)
     assert cfg.scale == 2.0 and isinstance(cfg.scale, float)
     assert InferenceConfig.from_dict(cfg.to_dict()) == cfg
-    assert PipelineOptions(scale=2).inference_config().scale == 2.0
+    assert PipelineOptions(inference=InferenceConfig(scale=2), auto_scale=False).inference.scale == 2.0
+    with pytest.raises(ValueError, match="auto_scale"):
+        PipelineOptions(inference=InferenceConfig(scale=2))  # a scale set while the scale is chosen per image
 
 
 def test_segment_large_refuses_a_scale(tmp_path):
@@ -175,9 +175,11 @@ def test_cli_scale_reaches_the_segmentation(png, tmp_path, odnet, monkeypatch, c
     assert seen == [2.0]
     assert read_labels(out / "field.labels.tif").shape == (96, 80)
     summary = json.loads((out / "field.summary.json").read_text())
-    assert summary["options"]["scale"] == 2.0
-    assert outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, scale=2.0))
-    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16)), "another scale is stale"
+    assert summary["options"]["inference"]["scale"] == 2.0 and summary["options"]["auto_scale"] is False
+    assert outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=64, overlap=16, scale=2.0),
+                                                          auto_scale=False))
+    assert not outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=64, overlap=16))), \
+        "another scale is stale"
 
 
 @pytest.mark.parametrize("value", ["0", "9", "nan"])
