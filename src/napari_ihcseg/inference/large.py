@@ -47,7 +47,7 @@ import numpy as np
 
 from .._atomic import atomic_directory, atomic_path
 from ..io.lazy import LazyImage
-from .blocks import BlockReadError, block_grid, owned_labels, read_region, write_block
+from .blocks import DEFAULT_BLOCK, BlockReadError, block_grid, owned_labels, read_region, write_block
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
 from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
@@ -65,8 +65,6 @@ log = logging.getLogger("napari_ihcseg.inference")
 #: Largest nucleus radius (pixels) the default halo allows for: 64 px is
 #: 32 µm at 0.5 µm/px (20x) and 16 µm at 0.25 µm/px (40x).
 MAX_NUCLEUS_RADIUS = 64
-#: Default core size of a block.
-DEFAULT_BLOCK = 4096
 #: Chunk side of the output zarr array and tile side of the output TIFF.
 DEFAULT_CHUNK = 1024
 TIFF_TILE = 512

@@ -20,13 +20,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from napari_ihcseg.inference.blocks import DEFAULT_BLOCK
 from napari_ihcseg.inference.config import InferenceConfig
 
 if TYPE_CHECKING:
     from napari_ihcseg.scoring import ScoringConfig
-
-#: Block size for whole slides.
-DEFAULT_BLOCK = 4096
 
 
 def _check_scoring(scoring: Any) -> None:
@@ -243,4 +241,4 @@ def upgrade_record(recorded: dict) -> dict | None:
     return option_record(options)
 
 
-__all__ = ["DEFAULT_BLOCK", "PipelineOptions", "option_record", "upgrade_record"]
+__all__ = ["PipelineOptions", "option_record", "upgrade_record"]
