@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from napari_ihcseg.models import default_checkpoint_name
+    from napari_ihcseg.inference import InferenceConfig
     from napari_ihcseg.pipeline import FALLBACK_ARCH, PipelineOptions
+    from napari_ihcseg.scoring import ScoringConfig
 
     model = default_checkpoint_name("cpu")
     note = "" if model else " (untrained: speed only)"
     model = model or FALLBACK_ARCH
-    options = PipelineOptions(model=model, device="cpu", stain=args.stain, tile=args.tile)
+    options = PipelineOptions(model=model, inference=InferenceConfig(device="cpu", tile=args.tile),
+                              scoring=ScoringConfig(stain=args.stain))
     print(f"{args.slides} synthetic slides of {args.size} x {args.size} px, stain {args.stain}, "
           f"model {model}{note}, tile {args.tile}, CPU cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench_batch.") as tmp, warnings.catch_warnings():

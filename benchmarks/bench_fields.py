@@ -41,7 +41,8 @@ import torch
 from bench_inference import field_image, tile_flops
 
 from napari_ihcseg.inference import InferenceConfig, plan_tiles, resolve_runtime, segment_image
-from napari_ihcseg.inference.large import DEFAULT_BLOCK, MAX_NUCLEUS_RADIUS, block_grid
+from napari_ihcseg.inference.blocks import block_grid
+from napari_ihcseg.inference.large import DEFAULT_BLOCK, MAX_NUCLEUS_RADIUS
 from napari_ihcseg.inference.runtime import cpu_supports_bf16
 from napari_ihcseg.inference.tiling import round_up, tile_starts
 from napari_ihcseg.models import default_checkpoint_name, load_model

@@ -120,7 +120,7 @@ def tile_flops(model: torch.nn.Module, tile: int | tuple[int, int], device: torc
 def timed_predict(image, model, **kwargs) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
     started = time.perf_counter()
     out = predict(image, model, **kwargs)
-    return time.perf_counter() - started, out
+    return time.perf_counter() - started, (out.mask_prob, out.contour_prob)
 
 
 def bench_models(names: list[str], image: np.ndarray, tile: int, repeats: int) -> None:
@@ -175,7 +175,7 @@ def bench_field_cpu(image: np.ndarray, spec: str | None) -> None:
             tiles_done_at.append(time.perf_counter())
 
     started = time.perf_counter()
-    labels = segment_image(image, model, device="cpu", progress=progress)
+    labels = segment_image(image, model, device="cpu", progress=progress).labels
     total = time.perf_counter() - started
     t_predict = tiles_done_at[0] - started
     print(f"{n_tiles} tiles, {labels.max()} nuclei, precision {resolve_runtime('cpu').precision}")
@@ -203,11 +203,11 @@ def bench_cuda(image: np.ndarray, repeats: int) -> None:
     for _ in range(repeats):
         torch.cuda.synchronize()
         started = time.perf_counter()
-        _, _, info = predict(image, model, device="cuda", amp="bf16", return_info=True)
+        info = predict(image, model, device="cuda", amp="bf16").info
         torch.cuda.synchronize()
         t_predict = time.perf_counter() - started
         started = time.perf_counter()
-        labels = segment_image(image, model, device="cuda", amp="bf16")
+        labels = segment_image(image, model, device="cuda", amp="bf16").labels
         torch.cuda.synchronize()
         runs.append((time.perf_counter() - started, t_predict, info, int(labels.max())))
     total, t_predict, info, nuclei = min(runs, key=lambda r: r[0])

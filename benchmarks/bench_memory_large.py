@@ -66,7 +66,7 @@ def segment(path: Path, out: Path, model_name: str, block: int, threads: int) ->
 
     started = time.perf_counter()
     with open_image(path) as img:
-        result = segment_large(img, model, out=out, block=block, overwrite=True, device="cpu", return_result=True,
+        result = segment_large(img, model, out=out, block=block, overwrite=True, device="cpu",
                                progress=progress)
         shape = img.shape
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

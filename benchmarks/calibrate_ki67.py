@@ -227,7 +227,7 @@ def segment_case(case: dict, model, model_name: str, cache: Path | None) -> np.n
             if cache else None)
     if path is not None and path.exists():
         return np.load(path)
-    labels = segment_image(case["rgb"], model, InferenceConfig(scale=case["scale"]))
+    labels = segment_image(case["rgb"], model, InferenceConfig(scale=case["scale"])).labels
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.stem + ".partial.npy")

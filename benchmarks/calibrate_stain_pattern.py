@@ -104,7 +104,7 @@ def skimage_sample_labels(model: str | None) -> tuple[np.ndarray, np.ndarray, st
 
     image = data.immunohistochemistry()
     net, name = resolve_model(model, "cpu")
-    labels = segment_image(image, net, InferenceConfig(device="cpu", scale=2.0))
+    labels = segment_image(image, net, InferenceConfig(device="cpu", scale=2.0)).labels
     return image, np.asarray(labels), name
 
 

@@ -95,8 +95,9 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
     from napari_ihcseg.data.ki67_sets import KI67_SETS
     from napari_ihcseg.inference import segment_image
     from napari_ihcseg.models import load_model
+    from napari_ihcseg.inference import InferenceConfig
     from napari_ihcseg.pipeline import PipelineOptions
-    from napari_ihcseg.scoring import score_image
+    from napari_ihcseg.scoring import ScoringConfig, score_image
 
     key = _weights_key(spec)
     model = None
@@ -111,9 +112,10 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 model = load_model(spec, device="cpu")
-        options = PipelineOptions(model=spec, device="cpu", tile=tile, stain="ki67", scale=scale)
-        labels = segment_image(case["image"], model, options.inference_config())
-        cells = score_image(case["image"], labels, config=options.scoring_config(None)).cells
+        options = PipelineOptions(model=spec, inference=InferenceConfig(device="cpu", tile=tile, scale=scale),
+                                  auto_scale=False, scoring=ScoringConfig(stain="ki67"))
+        labels = segment_image(case["image"], model, options.inference).labels
+        cells = score_image(case["image"], labels, config=options.scoring_for(None)).cells
         arr = np.column_stack([cells["centroid_y"].to_numpy(float), cells["centroid_x"].to_numpy(float),
                                cells["positive"].to_numpy(bool).astype(float)]).reshape(-1, 3)
         if path is not None:

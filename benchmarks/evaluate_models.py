@@ -96,7 +96,7 @@ def _segmenter(spec: str, tile: int, tta: bool = False, default_instances: bool 
     name = spec + (" (flip TTA)" if tta else "") + (" (default instance settings)" if default_instances else "")
     settings = INSTANCE_DEFAULTS if default_instances else {}
     return name, lambda image: segment_image(image, model, tile=tile, overlap=64, device="cpu", tta=tta,
-                                             **settings)
+                                             **settings).labels
 
 
 def _held_out_he(data: Path, names: tuple[str, ...]):

@@ -32,7 +32,7 @@ def field():
 def model(field):
     """A model whose checkpoint records its own median nucleus diameter at full resolution."""
     net = SizedODNet()
-    diameter = float(np.median(nucleus_diameters(segment_image(field.image, net, CONFIG))))
+    diameter = float(np.median(nucleus_diameters(segment_image(field.image, net, CONFIG).labels)))
     net.checkpoint_info = SimpleNamespace(training={"nucleus_diameter_px": diameter, "pixel_size_um": 0.25})
     return net
 
@@ -50,7 +50,7 @@ def test_full_resolution_keeps_scale_one(field, model):
 def test_half_resolution_picks_about_two(field, model):
     small = half(field.image)
     # At scale 1 the model loses most nuclei of half their size: the guess comes from a pass at 2.
-    assert len(nucleus_diameters(segment_image(small, model, CONFIG))) < 30
+    assert len(nucleus_diameters(segment_image(small, model, CONFIG).labels)) < 30
     estimate = estimate_scale(small, model, config=CONFIG)
     assert estimate.source == "nuclei"
     assert estimate.scale == 2.0, estimate
@@ -114,7 +114,7 @@ def test_resolve_scale_passes_numbers_and_keeps_whole_slides_at_one(field, model
 
 
 def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path, monkeypatch):
-    assert PipelineOptions().scale == "auto"
+    assert PipelineOptions().auto_scale and PipelineOptions().inference.scale == 1.0
     monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (model, "sized"))
     path = tmp_path / "half.png"
     Image.fromarray(half(field.image)).save(path)
@@ -122,15 +122,16 @@ def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path
     assert main(["segment", str(path), "--out", str(out), "--tile", "128", "--overlap", "32",
                  "--device", "cpu"]) == 0
     summary = json.loads((out / "half.summary.json").read_text())
-    assert summary["options"]["scale"] == "auto"
+    assert summary["options"]["auto_scale"] is True and summary["options"]["inference"]["scale"] == 1.0
     assert (summary["scale"]["source"], summary["scale"]["scale"]) == ("nuclei", 2.0)
     n_auto = summary["n_nuclei"]
     assert main(["segment", str(path), "--out", str(tmp_path / "one"), "--tile", "128", "--overlap", "32",
                  "--device", "cpu", "--scale", "1"]) == 0
     n_one = json.loads((tmp_path / "one" / "half.summary.json").read_text())["n_nuclei"]
     assert n_auto > 2 * n_one, (n_auto, n_one)
-    assert outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu"))
-    assert not outputs_complete(out, "half", PipelineOptions(tile=128, overlap=32, device="cpu", scale=2.0))
+    assert outputs_complete(out, "half", PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, device="cpu")))
+    at_two = InferenceConfig(tile=128, overlap=32, device="cpu", scale=2.0)
+    assert not outputs_complete(out, "half", PipelineOptions(inference=at_two, auto_scale=False))
 
 
 def test_cli_refuses_a_bad_scale_word(tmp_path, capsys):

@@ -22,14 +22,16 @@ from napari_ihcseg.batch import COHORT_COLUMNS, SUMMARY_COLUMNS, find_slides, ru
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
+from napari_ihcseg.scoring import ScoringConfig
 
 from odnet import ODNet
 
 distributed = pytest.importorskip("distributed")
 
-OPTIONS = PipelineOptions(stain="ki67", tile=256, overlap=32)
+OPTIONS = PipelineOptions(inference=InferenceConfig(tile=256, overlap=32), scoring=ScoringConfig(stain="ki67"))
 PIPELINE_ARGS = ["--stain", "ki67", "--tile", "256", "--overlap", "32"]
 #: Picklable by reference: the worker processes import ``odnet`` from tests/ (inherited sys.path).
 FACTORY = partial(ODNet, stains=(0, 1))
@@ -229,7 +231,8 @@ def test_force_recomputes_and_a_plain_rerun_does_not(client, slides_dir, tmp_pat
     assert [r.summary["n_nuclei"] for r in forced.results] == [r.summary["n_nuclei"] for r in first.results]
 
     # Options that ask for more outputs make the old ones incomplete.
-    overlay = run_batch(slides, out, PipelineOptions(stain="ki67", tile=256, overlap=32, overlay=True),
+    overlay = run_batch(slides, out, PipelineOptions(inference=InferenceConfig(tile=256, overlap=32),
+                                                     scoring=ScoringConfig(stain="ki67"), overlay=True),
                         scheduler=client, model_factory=FACTORY)
     assert [r.status for r in overlay.results] == ["ok", "ok"]
     assert (out / "a.overlay.png").is_file()
@@ -243,7 +246,8 @@ def test_whole_slides_are_read_block_by_block_on_the_workers(client, tmp_path):
     # "dask.distributed" as dask's scheduler; the slide's blocks must still be read in the task.
     client.run(_as_whole_slides, 256 * 256, "dask.distributed")
     try:
-        report = run_batch([slide], out, PipelineOptions(stain="ki67", tile=128, overlap=32, block=256),
+        report = run_batch([slide], out, PipelineOptions(inference=InferenceConfig(tile=128, overlap=32),
+                                                         scoring=ScoringConfig(stain="ki67"), block=256),
                            scheduler=client, model_factory=FACTORY)
     finally:
         client.run(_as_whole_slides, None, None)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.scoring import ScoringConfig, score_image
 from napari_ihcseg.scoring.calibrate import (
     best_dab_cut,
@@ -204,14 +205,19 @@ def test_checkpoint_round_trip_and_pipeline_default(tmp_path, monkeypatch):
     image, labels, _, positive, kind = brown_cytoplasm_field(7, n=6)
     Image.fromarray(image).save(tmp_path / "field.png")
     from napari_ihcseg import inference
+    from napari_ihcseg.inference import Prediction, Segmentation
 
-    monkeypatch.setattr(inference, "segment_image", lambda img, m, cfg, **kw: (labels, labels * 0.0, labels * 0.0)
-                        if kw.get("return_probabilities") else labels)
+    monkeypatch.setattr(inference, "segment_image", lambda img, m, cfg, **kw: Segmentation(
+        labels, Prediction(labels * 0.0, labels * 0.0, None)))
     assert read_image(tmp_path / "field.png").shape == image.shape
-    by_model = process_image(tmp_path / "field.png", tmp_path / "a", PipelineOptions(stain="ki67", scale=1.0),
+    by_model = process_image(tmp_path / "field.png", tmp_path / "a",
+                             PipelineOptions(inference=InferenceConfig(scale=1.0), auto_scale=False,
+                                             scoring=ScoringConfig(stain="ki67")),
                              model=model, model_name="ckpt")
     by_cuts = process_image(tmp_path / "field.png", tmp_path / "b",
-                            PipelineOptions(stain="ki67", scale=1.0, thresholds=(0.2, 0.4, 0.6)),
+                            PipelineOptions(inference=InferenceConfig(scale=1.0), auto_scale=False,
+                                            scoring=ScoringConfig(stain="ki67", thresholds=(0.2, 0.4, 0.6)),
+                                            model_classifier=False),
                             model=model, model_name="ckpt")
     assert by_model["n_positive"] == int(positive.sum())
     assert by_cuts["n_positive"] > by_model["n_positive"]

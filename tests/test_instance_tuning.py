@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.instances import INSTANCE_DEFAULTS, check_instance_params, tune_instance_params
 
 torch = pytest.importorskip("torch")
@@ -156,8 +157,8 @@ def test_inference_uses_the_tuned_settings_unless_the_user_sets_them(tmp_path):
     image[10:20, 10:20] = 0  # 100 px
     image[30:50, 30:50] = 0  # 400 px
     opts = dict(tile=64, overlap=16, device="cpu", amp=False)
-    assert segment_image(image, Dark(), **opts).max() == 1
-    assert segment_image(image, Dark(), min_size=16, **opts).max() == 2
+    assert segment_image(image, Dark(), **opts).labels.max() == 1
+    assert segment_image(image, Dark(), min_size=16, **opts).labels.max() == 2
 
 
 def test_pipeline_summary_records_the_settings_used(tmp_path):
@@ -169,12 +170,12 @@ def test_pipeline_summary_records_the_settings_used(tmp_path):
     folder = _checkpoint(tmp_path, instances={"min_size": 40, "mask_threshold": 0.6})
     image = tmp_path / "field.png"
     imsave(image, make_synthetic_ihc((64, 64), seed=0).image)
-    summary = process_image(image, tmp_path / "out", PipelineOptions(model=str(folder), tile=64, overlap=16,
-                                                                     device="cpu"))
+    tiles = InferenceConfig(tile=64, overlap=16, device="cpu")
+    summary = process_image(image, tmp_path / "out", PipelineOptions(model=str(folder), inference=tiles))
     assert summary["instances"]["min_size"] == 40 and summary["instances"]["mask_threshold"] == 0.6
-    summary = process_image(image, tmp_path / "out2", PipelineOptions(model=str(folder), tile=64, overlap=16,
-                                                                      device="cpu", min_size=5))
-    assert summary["instances"]["min_size"] == 5 and summary["options"]["min_size"] == 5
+    summary = process_image(image, tmp_path / "out2",
+                            PipelineOptions(model=str(folder), inference=tiles.replace(min_size=5)))
+    assert summary["instances"]["min_size"] == 5 and summary["options"]["inference"]["min_size"] == 5
 
 
 def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_path):
@@ -188,13 +189,14 @@ def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_pat
     folder = _checkpoint(tmp_path, instances={"min_size": 40})
     image = tmp_path / "field.png"
     imsave(image, make_synthetic_ihc((64, 64), seed=0).image)
-    options = PipelineOptions(model=str(folder), tile=64, overlap=16, device="cpu")
+    options = PipelineOptions(model=str(folder), inference=InferenceConfig(tile=64, overlap=16, device="cpu"))
     process_image(image, tmp_path / "out", options)
     assert outputs_complete(tmp_path / "out", image_stem(image), options)
     set_instance_params(folder, {"min_size": 60})
     assert not outputs_complete(tmp_path / "out", image_stem(image), options)
     # A value the user sets does not depend on the checkpoint.
-    fixed = PipelineOptions(model=str(folder), tile=64, overlap=16, device="cpu", min_size=60)
+    fixed = PipelineOptions(model=str(folder),
+                            inference=InferenceConfig(tile=64, overlap=16, device="cpu", min_size=60))
     process_image(image, tmp_path / "out2", fixed)
     set_instance_params(folder, {"min_size": 60, "contour_threshold": 0.3})
     assert not outputs_complete(tmp_path / "out2", image_stem(image), fixed)
@@ -210,7 +212,7 @@ def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
     threads = torch.get_num_threads()
     try:
         folder = _checkpoint(tmp_path, instances={"min_size": 40})
-        options = PipelineOptions(model=str(folder), device="cpu")
+        options = PipelineOptions(model=str(folder), inference=InferenceConfig(device="cpu"))
         first, _ = worker_model(options)
         assert worker_model(options)[0] is first  # kept between slides
         set_instance_params(folder, {"min_size": 60})

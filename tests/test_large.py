@@ -23,7 +23,7 @@ from napari_ihcseg.inference import (
     segment_image,
     segment_large,
 )
-from napari_ihcseg.inference.large import _new_ids, block_grid
+from napari_ihcseg.inference.blocks import _new_ids, block_grid, owns
 from napari_ihcseg.io import ImageReadError, open_image, read_labels
 from napari_ihcseg.metrics import aggregated_jaccard_index
 from napari_ihcseg.stain import H_DAB, rgb_to_od
@@ -94,12 +94,11 @@ def test_blocks_give_the_same_nuclei_as_one_piece(field, field_tiff, tmp_path):
     assert nuclei_on_block_borders(field.labels, BLOCK) >= 15  # meaningful only with nuclei on block borders
     model = ODNet()
     with open_image(field_tiff) as img:
-        result = segment_large(img, model, out=tmp_path / "labels.zarr", config=CONFIG, block=BLOCK, tissue=False,
-                               return_result=True)
+        result = segment_large(img, model, out=tmp_path / "labels.zarr", config=CONFIG, block=BLOCK, tissue=False)
     blocks = zarr.open_array(str(result.path), mode="r")
     assert blocks.shape == field.image.shape[:2] and blocks.dtype == np.uint32
     labels = np.asarray(blocks[:]).astype(np.int32)
-    one = segment_image(field.image, ODNet(), CONFIG)
+    one = segment_image(field.image, ODNet(), CONFIG).labels
     assert result.n_nuclei == labels.max() == one.max() >= 80
     assert aggregated_jaccard_index(labels, one) >= 0.99
     # Ids are unique and consecutive over the slide: nothing counted twice, no gaps.
@@ -114,7 +113,7 @@ def test_a_nucleus_across_a_block_corner_is_written_once_and_whole(tmp_path):
     yy, xx = np.mgrid[:384, :384]
     disk = (yy - 191.5) ** 2 + (xx - 191.5) ** 2 < 20 ** 2
     img[disk] = (60, 60, 140)
-    out = segment_large(img, ODNet(), out=tmp_path / "corner.zarr", config=CONFIG, block=BLOCK, tissue=False)
+    out = segment_large(img, ODNet(), out=tmp_path / "corner.zarr", config=CONFIG, block=BLOCK, tissue=False).path
     labels = np.asarray(zarr.open_array(str(out), mode="r")[:])
     assert labels.max() == 1
     assert np.logical_xor(labels > 0, disk).sum() < 0.1 * disk.sum()
@@ -122,13 +121,13 @@ def test_a_nucleus_across_a_block_corner_is_written_once_and_whole(tmp_path):
 
 def test_tiff_output_is_readable(field, tmp_path):
     img = field.image[:256, :384]
-    out = segment_large(img, ODNet(), out=tmp_path / "labels.tif", config=CONFIG, block=BLOCK, tissue=False)
+    out = segment_large(img, ODNet(), out=tmp_path / "labels.tif", config=CONFIG, block=BLOCK, tissue=False).path
     with tifffile.TiffFile(out) as tif:
         page = tif.pages[0]
         assert page.is_tiled and page.dtype == np.uint32 and tif.is_bigtiff
     labels = read_labels(out)
     assert labels.shape == (256, 384)
-    assert aggregated_jaccard_index(labels, segment_image(img, ODNet(), CONFIG)) >= 0.99
+    assert aggregated_jaccard_index(labels, segment_image(img, ODNet(), CONFIG).labels) >= 0.99
     assert not [p for p in tmp_path.iterdir() if p.name != "labels.tif"]  # the temporary store is gone
 
 
@@ -141,11 +140,10 @@ def test_background_blocks_are_skipped(tmp_path):
         skipped = [core for core, _ in grid if not tissue.has_tissue(core)]
         assert 0 < len(skipped) < len(grid)
         model = ODNet()
-        result = segment_large(img, model, out=tmp_path / "skip.zarr", config=CONFIG, block=BLOCK,
-                               return_result=True)
+        result = segment_large(img, model, out=tmp_path / "skip.zarr", config=CONFIG, block=BLOCK)
         all_model = ODNet()
         everything = segment_large(img, all_model, out=tmp_path / "all.zarr", config=CONFIG, block=BLOCK,
-                                   tissue=False, return_result=True)
+                                   tissue=False)
     assert result.skipped_blocks == len(skipped)
     assert model.tiles == result.tiles < everything.tiles == all_model.tiles
     fast = np.asarray(zarr.open_array(str(result.path), mode="r")[:])
@@ -156,6 +154,32 @@ def test_background_blocks_are_skipped(tmp_path):
         assert (full[core.slices] > 0).mean() < 0.002
     assert result.n_nuclei > 0
     assert aggregated_jaccard_index(fast, full) >= 0.99
+
+
+def test_a_list_of_levels_is_the_slide_it_comes_from(tmp_path):
+    # The levels of a napari multiscale layer, given as a list, segment as the opened file does.
+    path = make_synthetic_slide(tmp_path / "slide.tif", (384, 576), tile=256, tissue_fraction=0.3, seed=2,
+                                compression="zlib")
+    with open_image(path) as img:
+        assert img.is_multiscale
+        by_file = segment_large(img, ODNet(), out=tmp_path / "file.zarr", config=CONFIG, block=BLOCK)
+        by_levels = segment_large(list(img.levels), ODNet(), out=tmp_path / "levels.zarr", config=CONFIG,
+                                  block=BLOCK, source=str(path))
+    assert by_levels.skipped_blocks == by_file.skipped_blocks > 0  # the tissue is found on the levels too
+    assert by_levels.n_nuclei == by_file.n_nuclei > 0
+    np.testing.assert_array_equal(zarr.open_array(str(by_levels.path), mode="r")[:],
+                                  zarr.open_array(str(by_file.path), mode="r")[:])
+    with pytest.raises(ValueError, match="no resolution level"):
+        segment_large([], ODNet(), out=tmp_path / "none.zarr", config=CONFIG, block=BLOCK)
+
+
+def test_each_centroid_is_owned_by_exactly_one_core():
+    grid = block_grid((300, 200), 64, 16)
+    rng = np.random.default_rng(0)
+    cy, cx = rng.uniform(0, 300, 2000), rng.uniform(0, 200, 2000)
+    cy[:3], cx[:3] = (64.0, 63.999, 0.0), (128.0, 127.5, 199.9)  # on and next to core edges
+    owners = np.sum([owns(core, cy, cx) for core, _ in grid], axis=0)
+    np.testing.assert_array_equal(owners, 1)
 
 
 def test_a_corrupt_tile_names_the_file_and_the_block(tmp_path):
@@ -219,7 +243,7 @@ def test_existing_output_and_bad_names_are_refused(field, tmp_path):
     with pytest.raises(ValueError, match="block"):
         segment_large(field.image[:64, :64], ODNet(), out=tmp_path / "b.zarr", config=CONFIG, block=100)
     out = segment_large(field.image[:64, :64], ODNet(), out=tmp_path / "taken.zarr", config=CONFIG, block=BLOCK,
-                        tissue=False, overwrite=True)
+                        tissue=False, overwrite=True).path
     assert zarr.open_array(str(out), mode="r").shape == (64, 64)
 
 

@@ -13,11 +13,12 @@ from PIL import Image
 from napari_ihcseg import pipeline
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.io import ImageReadError, read_labels
 from napari_ihcseg.metrics import aggregated_jaccard_index
 from napari_ihcseg.io import image_stem
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete, process_image
-from napari_ihcseg.scoring import read_cells_csv, read_geojson
+from napari_ihcseg.scoring import ScoringConfig, read_cells_csv, read_geojson
 
 from odnet import ODNet
 
@@ -38,7 +39,8 @@ def test_image_stem_drops_multi_part_suffixes():
 
 def test_scored_outputs_are_consistent(field_png, tmp_path):
     path, sample = field_png
-    opts = PipelineOptions(stain="er", overlay=True, save_probabilities=True, tile=128, overlap=32)
+    opts = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="er"),
+                           overlay=True, save_probabilities=True)
     summary = process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
     paths = output_paths(tmp_path, "field")
 
@@ -70,7 +72,8 @@ def test_scored_outputs_are_consistent(field_png, tmp_path):
 
 def test_without_stain_cells_still_list_every_nucleus(field_png, tmp_path):
     path, _ = field_png
-    summary = process_image(path, tmp_path, PipelineOptions(tile=128, overlap=32), model=ODNet(stains=(0, 1)))
+    summary = process_image(path, tmp_path, PipelineOptions(inference=InferenceConfig(tile=128, overlap=32)),
+                            model=ODNet(stains=(0, 1)))
     cells = pd.read_csv(tmp_path / "field.cells.csv")
     assert list(cells.columns) == ["label", "centroid_y", "centroid_x", "area_px"]
     assert len(cells) == summary["n_nuclei"]
@@ -80,12 +83,12 @@ def test_without_stain_cells_still_list_every_nucleus(field_png, tmp_path):
 
 def test_completion_needs_summary_and_every_listed_output(field_png, tmp_path):
     path, _ = field_png
-    opts = PipelineOptions(tile=128, overlap=32)
+    opts = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32))
     process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)))
     assert outputs_complete(tmp_path, "field", opts)
     # A run asking for more outputs is not satisfied by this one.
     assert not outputs_complete(tmp_path, "field", PipelineOptions(overlay=True))
-    assert not outputs_complete(tmp_path, "field", PipelineOptions(stain="ki67"))
+    assert not outputs_complete(tmp_path, "field", PipelineOptions(scoring=ScoringConfig(stain="ki67")))
     (tmp_path / "field.cells.csv").unlink()
     assert not outputs_complete(tmp_path, "field", opts)
     assert not outputs_complete(tmp_path, "missing", opts)
@@ -103,7 +106,8 @@ def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
     slide = make_synthetic_slide(tmp_path / "slide.tif", (1024, 1024), tile=256, seed=5,
                                  tissue_fraction=0.6, compression="zlib")
     model = ODNet(stains=(0, 1))
-    opts = PipelineOptions(stain="ki67", tile=128, overlap=32, block=512, overlay=True)
+    opts = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="ki67"),
+                           block=512, overlay=True)
     small = process_image(slide, tmp_path / "field", opts, model=model)
     monkeypatch.setattr(pipeline, "LARGE_IMAGE_PIXELS", 256 * 256)
     large = process_image(slide, tmp_path / "large", opts, model=model)
@@ -132,8 +136,75 @@ def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
 
 def test_changed_options_or_model_make_outputs_stale(field_png, tmp_path):
     path, _ = field_png
-    opts = PipelineOptions(model="odnet", tile=128, overlap=32)
+    opts = PipelineOptions(model="odnet", inference=InferenceConfig(tile=128, overlap=32))
     process_image(path, tmp_path, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
     assert outputs_complete(tmp_path, "field", opts)
-    assert not outputs_complete(tmp_path, "field", PipelineOptions(model="odnet", tile=128, overlap=32, min_size=40))
-    assert not outputs_complete(tmp_path, "field", PipelineOptions(model="other", tile=128, overlap=32))
+    assert not outputs_complete(tmp_path, "field", opts.replace(inference=opts.inference.replace(min_size=40)))
+    assert not outputs_complete(tmp_path, "field", opts.replace(model="other"))
+
+
+def test_options_compose_the_configs_and_check_each_option_once():
+    opts = PipelineOptions(inference=InferenceConfig(tile=256, tta=True), scoring=ScoringConfig(stain="er"))
+    assert opts.stain == "er" and opts.inference.tta and PipelineOptions().stain is None
+    assert opts.expected_outputs() == ["labels", "cells", "geojson", "summary"]
+    # The configs check their own fields; the options only what they add.
+    with pytest.raises(ValueError, match="overlap"):
+        PipelineOptions(inference=InferenceConfig(tile=64, overlap=64))
+    with pytest.raises(TypeError, match="InferenceConfig"):
+        PipelineOptions(inference={"tile": 256})
+    with pytest.raises(TypeError, match="ScoringConfig"):
+        PipelineOptions(scoring="ki67")
+    with pytest.raises(ValueError, match="auto_scale"):
+        PipelineOptions(inference=InferenceConfig(scale=2.0))
+    assert PipelineOptions(inference=InferenceConfig(scale=2.0), auto_scale=False).inference.scale == 2.0
+    with pytest.raises(ValueError, match="PipelineOptions.pixel_size_um"):
+        PipelineOptions(scoring=ScoringConfig(pixel_size_um=0.5))
+    with pytest.raises(ValueError, match="pixel size"):
+        PipelineOptions(pixel_size_um=-1.0)
+    with pytest.raises(TypeError, match="overlay"):
+        PipelineOptions(overlay="yes")
+    # Each image gets its own pixel size in the scoring config; the resolved scale leaves auto.
+    scoring = opts.scoring_for(0.25)
+    assert scoring.pixel_size_um == 0.25 and scoring.thresholds == ScoringConfig(stain="er").thresholds
+    assert PipelineOptions().at_scale(2.0).inference.scale == 2.0 and not PipelineOptions().at_scale(2.0).auto_scale
+
+
+#: The options as summaries recorded them before the configs were composed (flat, without the model).
+FLAT_RECORD = {"device": "auto", "tile": 128, "overlap": 32, "mask_threshold": None, "contour_threshold": None,
+               "min_size": None, "stain": "ki67", "thresholds": None, "roi": None, "pixel_size_um": None,
+               "estimate_stains": False, "save_probabilities": False, "overlay": False, "block": 4096,
+               "scale": "auto", "tta": False, "min_cells": 500, "ki67_cutoff": None,
+               "hotspot_diameter_um": 500.0, "hotspot_cells": 500}
+
+
+@pytest.mark.parametrize(("old", "same", "other"), [
+    ({}, {}, {"tta": True}),
+    ({"thresholds": [0.1, 0.3, 0.5]}, {"thresholds": (0.1, 0.3, 0.5), "model_classifier": False},
+     {"thresholds": (0.1, 0.3, 0.5)}),
+    ({"estimate_stains": True, "ki67_cutoff": 20.0}, {"stain_vectors": "estimate", "ki67_cutoff": 20.0},
+     {"ki67_cutoff": 20.0}),
+    ({"scale": 2.0, "min_size": 30}, {"scale": 2.0, "auto_scale": False, "min_size": 30},
+     {"min_size": 30}),
+])
+def test_summaries_with_the_flat_option_record_are_still_recognised(field_png, tmp_path, old, same, other):
+    """Outputs written before the configs were composed stay finished for the same options, and stale for others."""
+    def options(changes):
+        inference = {k: v for k, v in changes.items() if k in ("tta", "scale", "min_size")}
+        scoring = {k: v for k, v in changes.items() if k in ("thresholds", "stain_vectors", "ki67_cutoff")}
+        return PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, **inference),
+                               scoring=ScoringConfig(stain="ki67", **scoring),
+                               auto_scale=changes.get("auto_scale", True),
+                               model_classifier=changes.get("model_classifier", True))
+
+    path, _ = field_png
+    process_image(path, tmp_path, options(same), model=ODNet(stains=(0, 1)), model_name="odnet")
+    summary_path = output_paths(tmp_path, "field")["summary"]
+    summary = json.loads(summary_path.read_text())
+    assert summary["options"]["inference"]["tile"] == 128 and summary["options"]["scoring"]["stain"] == "ki67"
+    summary["options"] = {**FLAT_RECORD, **old}
+    summary_path.write_text(json.dumps(summary))
+    assert outputs_complete(tmp_path, "field", options(same))
+    assert not outputs_complete(tmp_path, "field", options(other))
+    summary["options"] = {**FLAT_RECORD, "tile": "big"}  # an unreadable record is re-run, not trusted
+    summary_path.write_text(json.dumps(summary))
+    assert not outputs_complete(tmp_path, "field", options(same))

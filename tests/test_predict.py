@@ -90,26 +90,26 @@ def crosses_tile_edges(labels, plan) -> int:
 
 def test_tiles_give_the_same_instances_as_one_piece(field):
     model = ODNet()
-    one, mask1, contour1 = segment_image(field.image, model, tile=448, overlap=64, device="cpu", amp=False,
-                                         return_probabilities=True)
+    one = segment_image(field.image, model, tile=448, overlap=64, device="cpu", amp=False)
     assert len(model.batches) == 1  # one tile covers the whole field
     plan = plan_tiles(field.image.shape, tile=128, overlap=32)
     assert crosses_tile_edges(field.labels, plan) >= 20  # the test means something only with nuclei on seams
-    tiled, mask2, contour2 = segment_image(field.image, model, tile=128, overlap=32, device="cpu", amp=False,
-                                           return_probabilities=True)
-    assert np.abs(mask1 - mask2).max() < 1e-3 and np.abs(contour1 - contour2).max() < 1e-3
-    assert tiled.max() == one.max() >= 100
-    assert aggregated_jaccard_index(tiled, one) >= 0.99
+    tiled = segment_image(field.image, model, tile=128, overlap=32, device="cpu", amp=False)
+    assert np.abs(one.mask_prob - tiled.mask_prob).max() < 1e-3
+    assert np.abs(one.contour_prob - tiled.contour_prob).max() < 1e-3
+    assert one.info.tiles == 1 and tiled.info.tiles == len(plan.boxes)
+    assert tiled.labels.max() == one.labels.max() >= 100
+    assert aggregated_jaccard_index(tiled.labels, one.labels) >= 0.99
     # And the detector finds the painted nuclei reasonably, so the seams are tested on real instances.
-    assert aggregated_jaccard_index(tiled, field.labels) > 0.5
+    assert aggregated_jaccard_index(tiled.labels, field.labels) > 0.5
 
 
 def test_cropping_instead_of_blending_would_leave_seams(field):
     # The same tiles without overlap differ at the seams: the blending is what removes them.
     model, img = ODNet(), field.image[:256, :256]
-    whole, _ = predict(img, model, tile=256, overlap=0, device="cpu", amp=False)
-    no_overlap, _ = predict(img, model, tile=128, overlap=0, device="cpu", amp=False)
-    blended, _ = predict(img, model, tile=128, overlap=32, device="cpu", amp=False)
+    whole = predict(img, model, tile=256, overlap=0, device="cpu", amp=False).mask_prob
+    no_overlap = predict(img, model, tile=128, overlap=0, device="cpu", amp=False).mask_prob
+    blended = predict(img, model, tile=128, overlap=32, device="cpu", amp=False).mask_prob
     assert np.abs(no_overlap - whole).max() > 0.1
     assert np.abs(blended - whole).max() < 1e-3
 
@@ -120,8 +120,9 @@ def test_batch_size_does_not_change_the_result(field):
     b = predict(field.image, model, tile=128, overlap=32, batch_size=5, device="cpu", amp=False)
     n = len(plan_tiles(field.image.shape, tile=128, overlap=32).boxes)
     assert n > 5 and set(model.batches) == {1, 5} | ({n % 5} - {0})
-    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
-    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+    np.testing.assert_allclose(a.mask_prob, b.mask_prob, atol=1e-6)
+    np.testing.assert_allclose(a.contour_prob, b.contour_prob, atol=1e-6)
+    assert (a.info.batch_size, b.info.batch_size) == (1, 5)
 
 
 def test_progress_rises_to_the_number_of_tiles(field):
@@ -178,18 +179,19 @@ def test_rejected_tiles_are_not_run(field):
     xs = sorted({b.x0 for b in plan.boxes})
     assert len(xs) >= 3
     cut = xs[1] + plan.tile_shape[1]  # keep the first two columns of tiles
-    full = predict(field.image, ODNet(), tile=128, overlap=32, device="cpu", amp=False)
-    mask, _, info = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False, return_info=True,
-                            keep_tile=lambda box: box.x1 <= cut, progress=lambda d, t: calls.append((d, t)))
+    full = predict(field.image, ODNet(), tile=128, overlap=32, device="cpu", amp=False).mask_prob
+    kept_only = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False,
+                        keep_tile=lambda box: box.x1 <= cut, progress=lambda d, t: calls.append((d, t)))
+    mask, info = kept_only.mask_prob, kept_only.info
     kept = [b for b in plan.boxes if b.x1 <= cut]
     assert info.tiles == sum(model.batches) == len(kept) == calls[-1][1] < len(plan.boxes)
     # Left of the third column only kept tiles cover the pixels; right of the kept ones, nothing does.
-    np.testing.assert_allclose(mask[:, :xs[2]], full[0][:, :xs[2]], atol=1e-5)
+    np.testing.assert_allclose(mask[:, :xs[2]], full[:, :xs[2]], atol=1e-5)
     assert (mask[:, cut:] == 0).all()
 
 
 def test_auto_device_reports_the_device_it_used(field):
-    _, _, info = predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="auto", return_info=True)
+    info = predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, device="auto").info
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert info.device.startswith(expected)
     assert expected in info.description and info.tiles == 1
@@ -206,12 +208,11 @@ def test_an_explicit_missing_device_fails_clearly(field):
 def test_out_of_memory_halves_the_batch_and_goes_on(field):
     reference = predict(field.image, ODNet(), tile=128, overlap=32, batch_size=1, device="cpu", amp=False)
     model = OOMNet(limit=2)
-    mask, contour, info = predict(field.image, model, tile=128, overlap=32, batch_size=8, device="cpu", amp=False,
-                                  return_info=True)
-    assert info.batch_size == 2
+    halved = predict(field.image, model, tile=128, overlap=32, batch_size=8, device="cpu", amp=False)
+    assert halved.info.batch_size == 2
     assert max(model.batches) == 2
-    np.testing.assert_allclose(mask, reference[0], atol=1e-6)
-    np.testing.assert_allclose(contour, reference[1], atol=1e-6)
+    np.testing.assert_allclose(halved.mask_prob, reference.mask_prob, atol=1e-6)
+    np.testing.assert_allclose(halved.contour_prob, reference.contour_prob, atol=1e-6)
 
 
 def test_out_of_memory_at_batch_one_is_raised(field):
@@ -243,15 +244,16 @@ def test_bf16_probabilities_match_fp32(field):
     # The default on a CPU with native bf16; the accuracy is documented in docs/inference.md.
     model = ODNet()
     fp32 = predict(field.image, model, tile=128, overlap=32, device="cpu", amp=False)
-    *bf16, info = predict(field.image, model, tile=128, overlap=32, device="cpu", amp="bf16", return_info=True)
-    assert info.precision == "bf16"
-    for low, full in zip(bf16, fp32):
+    bf16 = predict(field.image, model, tile=128, overlap=32, device="cpu", amp="bf16")
+    assert bf16.info.precision == "bf16"
+    for low, full in ((bf16.mask_prob, fp32.mask_prob), (bf16.contour_prob, fp32.contour_prob)):
         assert np.abs(low - full).max() < 0.05
         assert np.abs(low - full).mean() < 2e-3
         assert np.mean((low > 0.5) != (full > 0.5)) < 0.005
     from napari_ihcseg.instances import probabilities_to_instances
 
-    labels16, labels32 = probabilities_to_instances(*bf16), probabilities_to_instances(*fp32)
+    labels16 = probabilities_to_instances(bf16.mask_prob, bf16.contour_prob)
+    labels32 = probabilities_to_instances(fp32.mask_prob, fp32.contour_prob)
     assert aggregated_jaccard_index(labels16, labels32) >= 0.95
 
 
@@ -266,7 +268,8 @@ def test_default_precision_on_this_cpu():
 
 def test_small_images_are_padded_and_cropped_back():
     img = make_synthetic_ihc((40, 75), seed=2).image
-    mask, contour = predict(img, ODNet(), tile=512, device="cpu")
+    pred = predict(img, ODNet(), tile=512, device="cpu")
+    mask, contour = pred.mask_prob, pred.contour_prob
     assert mask.shape == contour.shape == (40, 75) and mask.dtype == np.float32
     assert 0 <= mask.min() and mask.max() <= 1
 
@@ -306,11 +309,26 @@ def test_models_that_break_the_contract_are_explained():
         predict(img, WrongShape(), tile=32, overlap=8, device="cpu")
 
 
+def test_predict_takes_a_config_and_overrides(field):
+    cfg = InferenceConfig(tile=64, overlap=16, device="cpu", amp=False, batch_size=1)
+    img = field.image[:96, :128]
+    by_config = predict(img, ODNet(), cfg)
+    by_keywords = predict(img, ODNet(), tile=64, overlap=16, device="cpu", amp=False, batch_size=1)
+    np.testing.assert_array_equal(by_config.mask_prob, by_keywords.mask_prob)
+    assert by_config.info.batch_size == 1 and by_config.info.tiles == by_keywords.info.tiles > 1
+    assert predict(img, ODNet(), cfg, batch_size=2).info.batch_size == 2
+    # The config checks the options once, for predict as for segment_image.
+    with pytest.raises(ValueError, match="blend"):
+        predict(img, ODNet(), cfg, blend="box")
+    with pytest.raises(TypeError, match="unknown inference option"):
+        predict(img, ODNet(), cfg, tiles=3)
+
+
 def test_segment_image_takes_a_config_and_overrides(field):
     cfg = InferenceConfig(tile=128, overlap=32, device="cpu", min_size=40)
     img = field.image[:192, :224]
-    small = segment_image(img, ODNet(), cfg)
-    smaller = segment_image(img, ODNet(), cfg, min_size=4)
+    small = segment_image(img, ODNet(), cfg).labels
+    smaller = segment_image(img, ODNet(), cfg, min_size=4).labels
     assert small.dtype == np.int32 and smaller.max() > small.max()
     sizes = np.bincount(small.ravel())[1:]
     assert sizes.min() >= 40
@@ -333,7 +351,7 @@ def test_preprocessing_is_applied_before_the_model(field, name):
     img = field.image[:96, :128]
     direct = predict(apply_preprocess(img, name), ODNet(), tile=64, overlap=16, device="cpu", amp=False)
     via = predict(img, ODNet(), tile=64, overlap=16, device="cpu", amp=False, preprocess=name)
-    np.testing.assert_array_equal(direct[0], via[0])
+    np.testing.assert_array_equal(direct.mask_prob, via.mask_prob)
     assert apply_preprocess(img, name).dtype == np.uint8
     assert not np.array_equal(apply_preprocess(img, name), img)
 

@@ -23,6 +23,7 @@ from PIL import Image
 from napari_ihcseg.batch.report import SlideResult, write_cohort
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.io import ImageReadError, read_image, read_labels
 
 from geometry import invalid_reason
@@ -311,7 +312,7 @@ def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparen
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", image_warning)
         result = score_slide(str(transparent_png), str(tmp_path / "batch"),
-                             PipelineOptions(tile=64, overlap=16), factory)
+                             PipelineOptions(inference=InferenceConfig(tile=64, overlap=16)), factory)
     assert result["status"] == "ok" and any("fully transparent" in w for w in result["summary"]["warnings"])
 
     import napari_ihcseg.batch

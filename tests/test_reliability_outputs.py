@@ -20,12 +20,14 @@ from PIL import Image
 from napari_ihcseg import pipeline
 from napari_ihcseg.cli import main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
+from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete, process_image
+from napari_ihcseg.scoring import ScoringConfig
 
 from odnet import ODNet
 
 TESTS = Path(__file__).resolve().parent
-OPTIONS = PipelineOptions(tile=128, overlap=32, stain="ki67")
+OPTIONS = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="ki67"))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,8 @@ def test_a_rerun_that_fails_late_leaves_the_old_set(field, tmp_path):
     bad_roi = tmp_path / "roi.geojson"
     bad_roi.write_text('{"type": "FeatureCollection", "features": []}')   # no polygon: fails while scoring
     with pytest.raises(ValueError, match="no Polygon"):   # other nuclei (min_size), then a bad region
-        process_image(field, out, PipelineOptions(tile=128, overlap=32, stain="ki67", roi=str(bad_roi), min_size=150),
+        process_image(field, out, PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, min_size=150),
+                                                  scoring=ScoringConfig(stain="ki67"), roi=str(bad_roi)),
                       model=ODNet(stains=(0, 1)), model_name="odnet")
     assert _files(out) == old
     assert outputs_complete(out, "x", OPTIONS)
@@ -99,7 +102,8 @@ def test_a_full_disk_while_writing_leaves_the_old_set_and_names_the_file(field, 
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError, match="disk is full") as caught:
-        process_image(field, out, PipelineOptions(tile=128, overlap=32, stain="ki67", min_size=150),
+        process_image(field, out, PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, min_size=150),
+                                                  scoring=ScoringConfig(stain="ki67")),
                       model=ODNet(stains=(0, 1)), model_name="odnet")
     assert caught.value.errno == errno.ENOSPC
     assert str(out / "x.cells.csv") in str(caught.value)
@@ -121,7 +125,8 @@ def test_a_rename_that_fails_mid_replacement_moves_the_old_set_back(field, tmp_p
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    overlay = PipelineOptions(tile=128, overlap=32, stain="ki67", overlay=True, min_size=150)  # other nuclei
+    overlay = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, min_size=150),
+                              scoring=ScoringConfig(stain="ki67"), overlay=True)  # other nuclei
     with pytest.raises(OSError, match="simulated"):
         process_image(field, out, overlay, model=ODNet(stains=(0, 1)), model_name="odnet")
     monkeypatch.setattr(os, "replace", real_replace)
@@ -135,7 +140,9 @@ _KILLED_RUN = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from odnet import ODNet
+    from napari_ihcseg.inference import InferenceConfig
     from napari_ihcseg.pipeline import PipelineOptions, process_image
+    from napari_ihcseg.scoring import ScoringConfig
 
     out = Path({out!r})
     real_replace = os.replace
@@ -149,8 +156,9 @@ _KILLED_RUN = textwrap.dedent("""
         real_replace(src, dst)
 
     os.replace = replace
-    process_image({field!r}, out, PipelineOptions(tile=128, overlap=32, stain="ki67", overlay=True),
-                  model=ODNet(stains=(0, 1)), model_name="odnet")
+    options = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="ki67"),
+                              overlay=True)
+    process_image({field!r}, out, options, model=ODNet(stains=(0, 1)), model_name="odnet")
 """)
 
 
@@ -182,7 +190,7 @@ def test_outputs_of_a_checkpoint_retrained_in_place_are_stale(field, tmp_path):
     narrow = dict(encoder_mid=(4,) * 6, encoder_out=(8,) * 6, decoder_mid=(4,) * 5, decoder_out=(8,) * 5)
     torch.manual_seed(0)
     checkpoint = save_checkpoint(build_model("harunet-lite", **narrow), tmp_path / "my_model" / "best")
-    options = PipelineOptions(model=str(checkpoint), tile=128, overlap=32)
+    options = PipelineOptions(model=str(checkpoint), inference=InferenceConfig(tile=128, overlap=32))
     out = tmp_path / "out"
     process_image(field, out, options)
     assert outputs_complete(out, "x", options)

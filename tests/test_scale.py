@@ -60,8 +60,9 @@ def _centroids(labels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
 def test_labels_and_probabilities_have_the_input_shape(field, scale):
     image = field.image[:101, :77]
-    labels, mask, contour = segment_image(image, ODNet(), tile=64, overlap=16, scale=scale,
-                                          return_probabilities=True, **CPU)
+    result = segment_image(image, ODNet(), tile=64, overlap=16, scale=scale, **CPU)
+    labels, mask, contour = result.labels, result.mask_prob, result.contour_prob
+    assert result.info.scale == scale
     assert labels.shape == mask.shape == contour.shape == (101, 77)
     assert labels.dtype == np.int32 and mask.dtype == np.float32
     assert 0.0 <= mask.min() and mask.max() <= 1.0 and 0.0 <= contour.min() and contour.max() <= 1.0
@@ -72,16 +73,16 @@ def test_scale_one_is_the_plain_run(field):
     image = field.image[:128, :128]
     plain = predict(image, ODNet(), tile=64, overlap=16, **CPU)
     scaled = predict(image, ODNet(), tile=64, overlap=16, scale=1.0, **CPU)
-    for a, b in zip(plain, scaled):
-        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(plain.mask_prob, scaled.mask_prob)
+    np.testing.assert_array_equal(plain.contour_prob, scaled.contour_prob)
 
 
 def test_half_resolution_at_scale_2_finds_the_full_resolution_nuclei(field):
     model = SizedODNet()
     small = resize_image(field.image, (192, 192))
-    full = segment_image(field.image, model, tile=128, overlap=32, **CPU)
-    ignored = segment_image(small, model, tile=128, overlap=32, **CPU)
-    scaled = segment_image(small, model, tile=128, overlap=32, scale=2.0, **CPU)
+    full = segment_image(field.image, model, tile=128, overlap=32, **CPU).labels
+    ignored = segment_image(small, model, tile=128, overlap=32, **CPU).labels
+    scaled = segment_image(small, model, tile=128, overlap=32, scale=2.0, **CPU).labels
     assert scaled.shape == (192, 192)
     n_full, n_ignored, n_scaled = (len(np.unique(lab[lab > 0])) for lab in (full, ignored, scaled))
     assert n_full > 50
@@ -110,8 +111,8 @@ def test_keep_tile_sees_boxes_of_the_input_image(field):
         seen.append(box)
         return box.y1 <= 64
 
-    everything = predict(image, ODNet(), tile=64, overlap=16, scale=2.0, **CPU)[0]
-    mask = predict(image, ODNet(), tile=64, overlap=16, scale=2.0, keep_tile=keep, **CPU)[0]
+    everything = predict(image, ODNet(), tile=64, overlap=16, scale=2.0, **CPU).mask_prob
+    mask = predict(image, ODNet(), tile=64, overlap=16, scale=2.0, keep_tile=keep, **CPU).mask_prob
     assert len(seen) == len(plan_tiles((256, 256), tile=64, overlap=16).boxes)
     assert all(0 <= b.y0 < b.y1 <= 128 and 0 <= b.x0 < b.x1 <= 128 for b in seen)
     assert {b.y0 for b in seen} == {0, 24, 48, 72, 96}
@@ -124,17 +125,16 @@ def test_invalid_scale_is_refused(field, bad):
     with pytest.raises(ValueError, match="scale"):
         InferenceConfig(scale=bad)
     with pytest.raises(ValueError, match="scale"):
-        PipelineOptions(scale=bad)
-    with pytest.raises(ValueError, match="scale"):
         predict(field.image[:64, :64], ODNet(), tile=64, overlap=16, scale=bad, **CPU)
 
 
-def test_config_round_trip_and_predict_options():
+def test_config_round_trip():
     cfg = InferenceConfig(scale=2)
     assert cfg.scale == 2.0 and isinstance(cfg.scale, float)
-    assert cfg.predict_options()["scale"] == 2.0
     assert InferenceConfig.from_dict(cfg.to_dict()) == cfg
-    assert PipelineOptions(scale=2).inference_config().scale == 2.0
+    assert PipelineOptions(inference=InferenceConfig(scale=2), auto_scale=False).inference.scale == 2.0
+    with pytest.raises(ValueError, match="auto_scale"):
+        PipelineOptions(inference=InferenceConfig(scale=2))  # a scale set while the scale is chosen per image
 
 
 def test_segment_large_refuses_a_scale(tmp_path):
@@ -175,9 +175,11 @@ def test_cli_scale_reaches_the_segmentation(png, tmp_path, odnet, monkeypatch, c
     assert seen == [2.0]
     assert read_labels(out / "field.labels.tif").shape == (96, 80)
     summary = json.loads((out / "field.summary.json").read_text())
-    assert summary["options"]["scale"] == 2.0
-    assert outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, scale=2.0))
-    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16)), "another scale is stale"
+    assert summary["options"]["inference"]["scale"] == 2.0 and summary["options"]["auto_scale"] is False
+    assert outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=64, overlap=16, scale=2.0),
+                                                          auto_scale=False))
+    assert not outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=64, overlap=16))), \
+        "another scale is stale"
 
 
 @pytest.mark.parametrize("value", ["0", "9", "nan"])

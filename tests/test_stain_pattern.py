@@ -136,7 +136,7 @@ def test_scikit_image_fhl2_sample_is_flagged_cytoplasmic():
 
     image = data.immunohistochemistry()
     model, _ = resolve_model(None, "cpu")
-    labels = segment_image(image, model, InferenceConfig(device="cpu", scale=2.0))
+    labels = segment_image(image, model, InferenceConfig(device="cpu", scale=2.0)).labels
     summary = score_image(image, labels, stain="ki67").summary
     assert summary["stain_pattern"] == NON_NUCLEAR
     assert summary["dab_nuclear_share"] < NUCLEAR_SHARE_CUT - 0.05

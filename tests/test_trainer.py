@@ -21,6 +21,7 @@ from napari_ihcseg.models import load_checkpoint, read_checkpoint_config  # noqa
 from napari_ihcseg.models.resnet import ResNetEncoder  # noqa: E402
 from napari_ihcseg.stain import compose, deconvolve  # noqa: E402
 from napari_ihcseg.training.augment import NO_AUGMENT  # noqa: E402
+from napari_ihcseg.training.run_state import RunState  # noqa: E402
 from napari_ihcseg.training.trainer import TrainConfig, lr_at, train  # noqa: E402
 from napari_ihcseg.training.validate import evaluate_samples  # noqa: E402
 
@@ -330,6 +331,36 @@ def test_cli_train_fine_tunes_a_shipped_checkpoint_by_name(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(data), "--model", "no-such-model", "--out", str(tmp_path / "x"), *common]) == 2
     assert "shipped checkpoint" in capsys.readouterr().err
+
+
+def test_run_state_keeps_the_best_epoch_and_counts_the_epochs_without_progress():
+    state = RunState()
+    for epoch, aji in enumerate([0.5, 0.6, 0.55, 0.58, 0.7]):
+        state.add_step(1.0 / (epoch + 1), {"mask": 0.5 / (epoch + 1)}, seconds=0.5)
+        state.add_step(1.0 / (epoch + 1), {"mask": 0.5 / (epoch + 1)}, seconds=0.5)
+        row = state.epoch_row(lr=0.1, val_seconds=0.2,
+                              metrics={"dice": 0.8, "aji": aji, "pq": 0.4, "per_source": {"synthetic": {"aji": aji}}})
+        assert row["train_loss"] == pytest.approx(1.0 / (epoch + 1)) and row["val_synthetic_aji"] == aji
+        improved = state.close_epoch(row, "aji")
+        assert improved == (epoch in (0, 1, 4))
+        assert (state.step, state.loss_count, state.loss_parts) == (0, 0, {}), "the next epoch starts from zero"
+        if epoch == 3:
+            assert state.bad_epochs == 2 and state.patience_spent(2) and not state.patience_spent(3)
+    assert (state.epoch, state.global_step, state.best_epoch, state.best_score) == (5, 10, 5, 0.7)
+    assert state.best_row is state.history[-1] and state.train_seconds == pytest.approx(5.0)
+    # Without validation every epoch is the best: the last one is kept.
+    plain = RunState()
+    assert plain.close_epoch(plain.epoch_row(lr=0.1, val_seconds=0.0, metrics=None), "aji")
+    assert plain.best_score is None and plain.best_epoch == 1
+
+
+def test_run_state_reads_the_state_json_a_run_saved(tmp_path):
+    train(TrainConfig(out=str(tmp_path), epochs=1, max_steps_per_epoch=2, min_steps_per_epoch=2, **FAST),
+          train_samples=fields([0]), val_samples=[])
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())
+    state = RunState.from_dict(saved)  # the tensor file's name and checksum are left out
+    assert (state.epoch, state.step, state.global_step, state.best_epoch) == (1, 0, 2, 1)
+    assert state.to_dict() == {k: saved[k] for k in state.to_dict()}
 
 
 def test_config_round_trips_and_schedule_shape():

@@ -56,11 +56,12 @@ def _flip_average(model: nn.Module, image: np.ndarray) -> np.ndarray:
 def test_tta_averages_the_four_flips_of_a_tile(field):
     image = np.ascontiguousarray(field.image[:64, :64])
     model = LeaningNet()
-    mask, contour = predict(image, model, tile=64, overlap=16, tta=True, **CPU)
+    pred = predict(image, model, tile=64, overlap=16, tta=True, **CPU)
+    mask, contour = pred.mask_prob, pred.contour_prob
     expected = _flip_average(model, image)
     np.testing.assert_allclose(mask, expected[0], atol=1e-5)
     np.testing.assert_allclose(contour, expected[1], atol=1e-5)
-    plain, _ = predict(image, model, tile=64, overlap=16, **CPU)
+    plain = predict(image, model, tile=64, overlap=16, **CPU).mask_prob
     assert np.abs(plain - mask).max() > 0.1, "a model that leans one way must change under flips"
 
 
@@ -68,14 +69,15 @@ def test_tta_leaves_a_flip_equivariant_model_unchanged_over_many_tiles(field):
     image = field.image[:150, :130]
     plain = predict(image, ODNet(), tile=64, overlap=16, **CPU)
     flipped = predict(image, ODNet(), tile=64, overlap=16, tta=True, **CPU)
-    for a, b in zip(plain, flipped):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(plain.mask_prob, flipped.mask_prob, atol=1e-5)
+    np.testing.assert_allclose(plain.contour_prob, flipped.contour_prob, atol=1e-5)
 
 
 @pytest.mark.parametrize("options", [{"amp": "bf16"}, {"amp": False, "channels_last": False}])
 def test_tta_under_bf16_autocast_and_without_channels_last(field, options):
     image = np.ascontiguousarray(field.image[:64, :64])
-    mask, contour = predict(image, LeaningNet(), tile=64, overlap=16, device="cpu", tta=True, **options)
+    pred = predict(image, LeaningNet(), tile=64, overlap=16, device="cpu", tta=True, **options)
+    mask, contour = pred.mask_prob, pred.contour_prob
     expected = _flip_average(LeaningNet(), image)
     atol = 2e-2 if options["amp"] else 1e-5
     np.testing.assert_allclose(mask, expected[0], atol=atol)
@@ -88,8 +90,7 @@ def test_tta_on_a_whole_slide_block_by_block(field, tmp_path):
     image = field.image[:128, :128]
     config = InferenceConfig(tile=64, overlap=16, device="cpu", amp=False, tta=True)
     model = LeaningNet()
-    result = segment_large(image, model, out=tmp_path / "tta.zarr", config=config, block=64, tissue=False,
-                           return_result=True)
+    result = segment_large(image, model, out=tmp_path / "tta.zarr", config=config, block=64, tissue=False)
     plain = LeaningNet()
     segment_large(image, plain, out=tmp_path / "plain.zarr", config=config.replace(tta=False), block=64,
                   tissue=False)
@@ -100,29 +101,28 @@ def test_tta_on_a_whole_slide_block_by_block(field, tmp_path):
 def test_tta_runs_four_passes_per_batch_and_says_so(field):
     image = field.image[:64, :64]
     model = LeaningNet()
-    *_, info = predict(image, model, tile=64, overlap=16, batch_size=1, return_info=True, tta=True, **CPU)
+    info = predict(image, model, tile=64, overlap=16, batch_size=1, tta=True, **CPU).info
     assert model.calls == 4
     assert info.tta and "test-time augmentation" in info.describe()
-    *_, info = predict(image, model, tile=64, overlap=16, batch_size=1, return_info=True, **CPU)
+    info = predict(image, model, tile=64, overlap=16, batch_size=1, **CPU).info
     assert model.calls == 5 and not info.tta and "augmentation" not in info.describe()
 
 
 def test_tta_reaches_segment_image_through_the_config(field):
     image = field.image[:64, :64]
     config = InferenceConfig(tile=64, overlap=16, device="cpu", amp=False, tta=True)
-    labels, mask, _ = segment_image(image, LeaningNet(), config, return_probabilities=True)
-    np.testing.assert_allclose(mask, _flip_average(LeaningNet(), np.ascontiguousarray(image))[0], atol=1e-5)
-    assert labels.shape == (64, 64)
+    result = segment_image(image, LeaningNet(), config)
+    np.testing.assert_allclose(result.mask_prob, _flip_average(LeaningNet(), np.ascontiguousarray(image))[0],
+                               atol=1e-5)
+    assert result.labels.shape == (64, 64) and result.info.tta
 
 
 def test_tta_option_is_checked_and_round_trips():
     cfg = InferenceConfig(tta=True)
-    assert cfg.predict_options()["tta"] is True
+    assert cfg.tta is True
     assert InferenceConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TypeError, match="tta"):
         InferenceConfig(tta="yes")
-    with pytest.raises(TypeError, match="tta"):
-        PipelineOptions(tta="false")
     with pytest.raises(TypeError, match="tta"):
         predict(np.zeros((32, 32, 3), np.uint8), LeaningNet(), tile=32, overlap=0, tta=1, **CPU)
 
@@ -142,9 +142,10 @@ def test_cli_tta_reaches_the_model_and_the_summary(png, tmp_path, monkeypatch):
     assert main(["segment", str(png), "--out", str(out), "--tile", "128", "--overlap", "16", "--tta"]) == 0
     assert model.calls == 4, "one tile, four flips"
     summary = json.loads((out / "field.summary.json").read_text())
-    assert summary["options"]["tta"] is True
-    assert outputs_complete(out, "field", PipelineOptions(tile=128, overlap=16, tta=True))
-    assert not outputs_complete(out, "field", PipelineOptions(tile=128, overlap=16)), "a run without TTA is stale"
+    assert summary["options"]["inference"]["tta"] is True
+    assert outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=128, overlap=16, tta=True)))
+    assert not outputs_complete(out, "field", PipelineOptions(inference=InferenceConfig(tile=128, overlap=16))), \
+        "a run without TTA is stale"
 
 
 @pytest.mark.parametrize("option, other", [("tta", True), ("scale", 2.0)])
@@ -152,11 +153,17 @@ def test_summaries_from_before_an_option_existed_hold_its_default(png, tmp_path,
     """A summary written before ``scale`` / ``tta`` existed was made at scale 1 without TTA."""
     out = tmp_path / "out"
     # Scale 1 as then (the default is now "auto", which such a summary does not satisfy).
-    options = PipelineOptions(tile=64, overlap=16, scale=1.0)
+    options = PipelineOptions(inference=InferenceConfig(tile=64, overlap=16, scale=1.0), auto_scale=False)
     process_image(png, out, options, model=ODNet(), model_name="odnet")
     path = out / "field.summary.json"
     summary = json.loads(path.read_text())
+    # The options as such a summary recorded them: flat, without the option.
+    summary["options"] = {"device": "auto", "tile": 64, "overlap": 16, "mask_threshold": None,
+                          "contour_threshold": None, "min_size": None, "stain": None, "thresholds": None,
+                          "roi": None, "pixel_size_um": None, "estimate_stains": False, "save_probabilities": False,
+                          "overlay": False, "block": 4096, "scale": 1.0, "tta": False}
     del summary["options"][option]
     path.write_text(json.dumps(summary))
     assert outputs_complete(out, "field", options)
-    assert not outputs_complete(out, "field", PipelineOptions(tile=64, overlap=16, **{option: other}))
+    other_options = options.replace(inference=options.inference.replace(**{option: other}), auto_scale=False)
+    assert not outputs_complete(out, "field", other_options)

@@ -133,9 +133,10 @@ def test_segment_tta_box_reaches_the_run_and_the_layer(make_napari_viewer, qtbot
     seen = []
     original = tiled.predict
 
-    def spy(image, model, **kwargs):
-        seen.append(kwargs.get("tta"))
-        return original(image, model, **kwargs)
+    def spy(image, model, config=None, **kwargs):
+        fields = {k: v for k, v in kwargs.items() if k not in ("progress", "cancel", "keep_tile")}
+        seen.append((config or tiled.InferenceConfig()).replace(**fields).tta)
+        return original(image, model, config, **kwargs)
 
     monkeypatch.setattr(tiled, "predict", spy)  # what segment_image, which the widget runs, calls
 

@@ -36,9 +36,10 @@ def run_headless(image: str | None, out: str | None, stain: str, model: str | No
     import warnings
 
     from napari_ihcseg._sample_data import KI67_SAMPLE_HOTSPOT_CELLS
+    from napari_ihcseg.inference import InferenceConfig
     from napari_ihcseg.io import ImageReadError
     from napari_ihcseg.pipeline import PipelineOptions, process_image
-    from napari_ihcseg.scoring.presets import get_preset
+    from napari_ihcseg.scoring import ScoringConfig
 
     out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="ihcseg-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,9 +47,9 @@ def run_headless(image: str | None, out: str | None, stain: str, model: str | No
     scale = 1.0 if scale is None else scale
     # The synthetic field draws its DAB in the preset's optical-density terms, which is what the Score
     # widget applies too; a checkpoint's calibrated classifier learned real scanners' colours.
-    demo = {} if image else {"hotspot_cells": KI67_SAMPLE_HOTSPOT_CELLS,
-                             "thresholds": get_preset(stain).thresholds}
-    options = PipelineOptions(model=model, device=device, stain=stain, overlay=True, scale=scale, **demo)
+    scoring = ScoringConfig(stain=stain, **({} if image else {"hotspot_cells": KI67_SAMPLE_HOTSPOT_CELLS}))
+    options = PipelineOptions(model=model, inference=InferenceConfig(device=device, scale=scale),
+                              auto_scale=False, scoring=scoring, model_classifier=bool(image), overlay=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,15 +80,13 @@ def _segment_field(image, spec, device, config, progress, cancel, origin) -> Seg
     """Worker: load the model and segment the field in memory (:func:`~napari_ihcseg.inference.segment_image`)."""
     from napari_ihcseg.inference import segment_image
     from napari_ihcseg.inference.control import check_cancel
-    from napari_ihcseg.inference.runtime import resolve_runtime
 
     notes: list[str] = []
     check_cancel(cancel, "segmentation")
     model = _load(spec, device, notes)
-    labels, mask_prob, contour_prob = segment_image(image, model, config, progress=progress, cancel=cancel,
-                                                    return_probabilities=True)
-    used = resolve_runtime(config.device, amp=config.amp, channels_last=config.channels_last).describe()
-    return SegmentResult(labels, mask_prob, contour_prob, used, origin, notes=notes)
+    segmentation = segment_image(image, model, config, progress=progress, cancel=cancel)
+    return SegmentResult(segmentation.labels, segmentation.mask_prob, segmentation.contour_prob,
+                         segmentation.info.description, origin, notes=notes)
 
 
 def _segment_slide(levels, source, spec, device, config, out, progress, cancel) -> SegmentResult:
@@ -98,9 +95,8 @@ def _segment_slide(levels, source, spec, device, config, out, progress, cancel) 
 
     notes: list[str] = []
     model = _load(spec, device, notes)
-    lazy = types.SimpleNamespace(levels=list(levels), path=source)
-    result = segment_large(lazy, model, out=out, config=config, source=source, progress=progress,
-                           cancel=cancel, return_result=True)
+    result = segment_large(list(levels), model, out=out, config=config, source=source, progress=progress,
+                           cancel=cancel)
     notes.append(f"{result.n_nuclei} nuclei in {result.blocks} block(s) ({result.skipped_blocks} without tissue)")
     return SegmentResult(None, None, None, str(device), path=Path(result.path), notes=notes)
 

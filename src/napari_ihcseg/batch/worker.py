@@ -54,7 +54,7 @@ def _tuned_stamp(options: PipelineOptions) -> tuple:
     retrained or tuned again meanwhile."""
     from napari_ihcseg.models import checkpoint_sha256, default_checkpoint_name, recommended_instance_params
 
-    spec = options.model if options.model is not None else default_checkpoint_name(options.device)
+    spec = options.model if options.model is not None else default_checkpoint_name(options.inference.device)
     try:
         if spec is None:
             return ()
@@ -77,7 +77,8 @@ def worker_model(options: PipelineOptions, model_factory: ModelFactory | None = 
     """
     import torch
 
-    key = (None if model_factory is None else _factory_name(model_factory), options.model, options.device,
+    device = options.inference.device
+    key = (None if model_factory is None else _factory_name(model_factory), options.model, device,
            _tuned_stamp(options) if model_factory is None else None)
     with _MODEL_LOCK:
         if key not in _WORKER_MODEL:
@@ -89,9 +90,9 @@ def worker_model(options: PipelineOptions, model_factory: ModelFactory | None = 
                 with warnings.catch_warnings():
                     # The client has already told the user about an untrained model.
                     warnings.simplefilter("ignore", UserWarning)
-                    _WORKER_MODEL[key] = resolve_model(options.model, options.device)
+                    _WORKER_MODEL[key] = resolve_model(options.model, device)
             else:
-                _WORKER_MODEL[key] = (_call_factory(model_factory, options.device), _factory_name(model_factory))
+                _WORKER_MODEL[key] = (_call_factory(model_factory, device), _factory_name(model_factory))
         return _WORKER_MODEL[key]
 
 

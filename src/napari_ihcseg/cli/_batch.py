@@ -48,12 +48,12 @@ def _check_model(options, local: bool) -> None:
 
     if local:  # a remote worker may have a device this machine lacks
         try:
-            resolve_device(options.device)
+            resolve_device(options.inference.device)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     spec = options.model
     if spec is None:
-        if default_checkpoint_name(options.device if local else "cpu") is None:
+        if default_checkpoint_name(options.inference.device if local else "cpu") is None:
             print(f"ihcseg: warning: no trained checkpoint is shipped; using an untrained {FALLBACK_ARCH} "
                   "(its nuclei are meaningless until it is trained)", file=sys.stderr)
         return

@@ -62,8 +62,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     """Build :class:`~napari_ihcseg.pipeline.PipelineOptions` from parsed arguments."""
     from napari_ihcseg.inference.autoscale import is_auto
-    from napari_ihcseg.inference.config import check_scale
+    from napari_ihcseg.inference.config import InferenceConfig, check_scale
     from napari_ihcseg.pipeline import PipelineOptions
+    from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
 
     if args.tile < 32 or args.tile % 32:
         raise CLIError(f"--tile: must be a multiple of 32, got {args.tile}")
@@ -91,13 +92,19 @@ def options_from_args(args: argparse.Namespace):
             raise CLIError(f"--scale: expected 'auto' or a number from 0.25 to 8 (2 for images at half "
                            f"the model's magnification), got {args.scale!r}") from None
     try:
+        inference = InferenceConfig(
+            device=args.device, tile=args.tile, overlap=args.overlap, mask_threshold=args.mask_threshold,
+            contour_threshold=args.contour_threshold, min_size=args.min_size,
+            scale=1.0 if is_auto(scale) else scale, tta=args.tta)
+        scoring = None
+        if args.stain is not None:
+            scoring = ScoringConfig(stain=args.stain, thresholds=thresholds,
+                                    **({"stain_vectors": ESTIMATE} if args.estimate_stains else {}))
+        # Thresholds given on the command line classify the nuclei, not the checkpoint's classifier.
         return PipelineOptions(
-            model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
-            mask_threshold=args.mask_threshold, contour_threshold=args.contour_threshold,
-            min_size=args.min_size, stain=args.stain, thresholds=thresholds, roi=args.roi,
-            pixel_size_um=args.pixel_size, estimate_stains=args.estimate_stains,
-            save_probabilities=args.save_probabilities, overlay=args.overlay, scale=scale,
-            tta=args.tta,
+            model=args.model, inference=inference, auto_scale=is_auto(scale), scoring=scoring,
+            model_classifier=thresholds is None, roi=args.roi, pixel_size_um=args.pixel_size,
+            save_probabilities=args.save_probabilities, overlay=args.overlay,
         )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
@@ -112,7 +119,7 @@ def load_model_or_fail(options):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model, name = resolve_model(options.model, options.device)
+            model, name = resolve_model(options.model, options.inference.device)
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     for w in caught:
@@ -149,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if missing and len(missing) == len(args.images):
         raise CLIError(f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     try:
-        device = resolve_device(options.device)
+        device = resolve_device(options.inference.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     model, name = load_model_or_fail(options)

@@ -1,11 +1,18 @@
 """Tiled inference, from fields in memory to whole slides.
 
 - :func:`predict`: mask and contour probabilities of an image in memory,
-  tile by tile with blended overlaps, on CUDA, MPS or the CPU.
-- :func:`segment_image`: :func:`predict` plus the instance step; labels.
+  tile by tile with blended overlaps, on CUDA, MPS or the CPU (a
+  :class:`Prediction`).
+- :func:`segment_image`: :func:`predict` plus the instance step (a
+  :class:`Segmentation`: labels and probabilities).
 - :func:`segment_large`: a lazy (dask / zarr / pyramidal TIFF) image, block
   by block with halos, written to a zarr store or a tiled BigTIFF in bounded
-  memory; background blocks are skipped with :func:`detect_tissue`.
+  memory; background blocks are skipped with :func:`detect_tissue` (a
+  :class:`LargeResult`). The blocks and which nuclei each owns are
+  :mod:`~napari_ihcseg.inference.blocks`.
+
+All three take an :class:`InferenceConfig`; keyword arguments override its
+fields.
 - :mod:`~napari_ihcseg.inference.tiling`: the pure tile, batch, window and
   stitching functions.
 - :mod:`~napari_ihcseg.inference.preprocess`: optional filters from the
@@ -16,7 +23,8 @@ Long runs take ``progress(done, total)`` and ``cancel`` (a
 See ``docs/inference.md``.
 
 torch loads with the names that run a model; the pure parts (``tiling``,
-``planning``, ``config``, ``control``) import without it.
+``planning``, ``config``, ``control``, ``results``, ``blocks``) import
+without it.
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ from __future__ import annotations
 _WHERE = {
     "PREPROCESSING": "preprocess",
     "apply_preprocess": "preprocess",
-    "BlockReadError": "large",
-    "LargeResult": "large",
+    "BlockReadError": "blocks",
+    "LargeResult": "results",
+    "Prediction": "results",
+    "PredictionInfo": "results",
+    "Segmentation": "results",
     "segment_large": "large",
     "Box": "tiling",
     "Stitcher": "tiling",
@@ -38,7 +49,6 @@ _WHERE = {
     "tile_boxes": "tiling",
     "Cancelled": "control",
     "InferenceConfig": "config",
-    "PredictionInfo": "tiled",
     "predict": "tiled",
     "segment_image": "tiled",
     "Runtime": "runtime",

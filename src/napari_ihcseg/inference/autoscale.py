@@ -182,7 +182,7 @@ def estimate_scale(
     def measure(scale: float) -> np.ndarray:
         # The model sees about probe_size pixels whatever the scale: a smaller crop when scaling up.
         side = int(probe_size / max(scale, 1.0))
-        return nucleus_diameters(segment_image(_probe(crop, side), model, config.replace(scale=scale)))
+        return nucleus_diameters(segment_image(_probe(crop, side), model, config.replace(scale=scale)).labels)
 
     diameters, scale = np.zeros(0), 1.0
     for scale in FIRST_PASS_SCALES:

@@ -166,8 +166,7 @@ class InferenceConfig:
         if self.blend not in BLEND_KINDS:
             raise ValueError(f"unknown blend window {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
         if self.preprocess is not None and not isinstance(self.preprocess, str):
-            raise TypeError("InferenceConfig.preprocess must be a recipe name or None; "
-                            "pass a callable to predict(preprocess=...) instead")
+            raise TypeError(f"InferenceConfig.preprocess must be a recipe name or None, got {self.preprocess!r}")
         get_preprocess(self.preprocess)
         if self.mask_threshold is not None:
             _probability("mask_threshold", self.mask_threshold)
@@ -199,13 +198,6 @@ class InferenceConfig:
     def from_dict(cls, data: dict[str, Any]) -> InferenceConfig:
         """Build from :meth:`to_dict` output; unknown keys raise :class:`TypeError`."""
         return cls().replace(**data)
-
-    def predict_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~napari_ihcseg.inference.predict`."""
-        return {"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size,
-                "device": self.device, "amp": self.amp, "channels_last": self.channels_last,
-                "blend": self.blend, "preprocess": self.preprocess, "scale": self.scale,
-                "tta": self.tta}
 
     def instance_options(self, model: Any = None) -> dict[str, Any]:
         """Keyword arguments of :func:`~napari_ihcseg.instances.probabilities_to_instances` for ``model``.

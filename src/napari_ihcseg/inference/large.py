@@ -5,7 +5,8 @@ with a *halo* around it (clipped at the slide border), segmented in memory
 with :func:`~napari_ihcseg.inference.segment_image`, and only the
 nuclei it *owns* are written out:
 
-- A nucleus is owned by the core that contains its centroid. The centroid of
+- A nucleus is owned by the core that contains its centroid
+  (:func:`~napari_ihcseg.inference.blocks.owns`). The centroid of
   a nucleus is one point, so exactly one core owns it: no nucleus is counted
   twice, and none is lost.
 - The owner writes the whole nucleus, including the part that reaches into a
@@ -38,19 +39,21 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._atomic import atomic_directory, atomic_path
-from ..io import ImageReadError
+from ..io.lazy import LazyImage
+from .blocks import DEFAULT_BLOCK, BlockReadError, block_grid, owned_labels, read_region, write_block
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
 from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
 from .preprocess import preprocess_radius
 from .planning import plan_tiles
+from .results import LargeResult
 from .tiling import Box, round_up
 from .tissue import TissueMask, detect_tissue
 
@@ -62,40 +65,10 @@ log = logging.getLogger("napari_ihcseg.inference")
 #: Largest nucleus radius (pixels) the default halo allows for: 64 px is
 #: 32 µm at 0.5 µm/px (20x) and 16 µm at 0.25 µm/px (40x).
 MAX_NUCLEUS_RADIUS = 64
-#: Default core size of a block.
-DEFAULT_BLOCK = 4096
 #: Chunk side of the output zarr array and tile side of the output TIFF.
 DEFAULT_CHUNK = 1024
 TIFF_TILE = 512
 OUTPUT_SUFFIXES = (".zarr", ".tif", ".tiff")
-
-
-class BlockReadError(ImageReadError):
-    """A block of a large image could not be read or decoded.
-
-    The message is ``"<path>: cannot decode the block at y=…, x=… (…)"`` with
-    the block's top-left corner in full-resolution pixels.
-    """
-
-
-@dataclass(frozen=True)
-class LargeResult:
-    """What :func:`segment_large` wrote.
-
-    ``blocks`` counts all blocks, ``skipped_blocks`` those without tissue,
-    ``tiles`` the model tiles run, ``halo_touching`` the nuclei that touched
-    the outer edge of their block's halo (0 when the halo is large enough).
-    """
-
-    path: Path
-    shape: tuple[int, int]
-    n_nuclei: int
-    blocks: int
-    skipped_blocks: int
-    tiles: int
-    halo: int
-    halo_touching: int
-    seconds: float
 
 
 @functools.cache
@@ -123,99 +96,22 @@ def _trim_heap() -> None:
         trim(0)
 
 
-def block_grid(shape, block: int, halo: int) -> list[tuple[Box, Box]]:
-    """``(core, region)`` pairs: cores tile the image, regions add the halo (clipped).
+def slide_levels(image) -> list:
+    """The resolution levels of a slide, full resolution first.
 
-    Examples
-    --------
-    >>> [(c, r) for c, r in block_grid((100, 60), 64, 8)][1]
-    (Box(y0=64, x0=0, y1=100, x1=60), Box(y0=56, x0=0, y1=100, x1=60))
+    ``image`` is a :class:`~napari_ihcseg.io.LazyImage` (its ``levels``), a
+    list or tuple of levels (e.g. the dask arrays of a napari multiscale
+    layer), or one (H, W, 3) array (numpy, dask or zarr): one level.
     """
-    h, w = int(shape[0]), int(shape[1])
-    out = []
-    for y in range(0, h, block):
-        for x in range(0, w, block):
-            core = Box(y, x, min(y + block, h), min(x + block, w))
-            region = Box(core.y0 - halo, core.x0 - halo, core.y1 + halo, core.x1 + halo).clip((h, w))
-            out.append((core, region))
-    return out
-
-
-def _base_level(image):
-    levels = getattr(image, "levels", None)
-    return levels[0] if levels else image
-
-
-def _read_region(base, region: Box, source: str) -> np.ndarray:
-    """Read ``region`` of a lazy array into memory; decoding errors name the place."""
-    try:
-        part = base[region.slices]
-        if hasattr(part, "compute"):
-            part = part.compute()
-        return np.asarray(part)
-    except MemoryError:
-        raise
-    except Exception as exc:  # codecs raise many types; all mean "this block is unreadable"
-        detail = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        raise BlockReadError(
-            source, f"cannot decode the block at y={region.y0}, x={region.x0} "
-                    f"(size {region.shape[0]}×{region.shape[1]}; {detail})"
-        ) from exc
-
-
-def _owned(labels: np.ndarray, core: Box, region: Box, shape) -> tuple[np.ndarray, int]:
-    """Labels kept by ``core`` (centroid inside), renumbered 1..k, and how many touch the halo edge."""
-    n = int(labels.max())
-    if n == 0:
-        return labels, 0
-    yy, xx = np.nonzero(labels)
-    ids = labels[yy, xx]
-    count = np.bincount(ids, minlength=n + 1).astype(np.float64)
-    cy = np.bincount(ids, weights=yy, minlength=n + 1) / np.maximum(count, 1) + region.y0
-    cx = np.bincount(ids, weights=xx, minlength=n + 1) / np.maximum(count, 1) + region.x0
-    cy, cx = np.floor(cy), np.floor(cx)
-    keep = (count > 0) & (cy >= core.y0) & (cy < core.y1) & (cx >= core.x0) & (cx < core.x1)
-    keep[0] = False
-    # Sides of the region that are halo edges (not the slide border).
-    touching = np.zeros(n + 1, bool)
-    for inner, side in ((region.y0 > 0, labels[0]), (region.y1 < shape[0], labels[-1]),
-                        (region.x0 > 0, labels[:, 0]), (region.x1 < shape[1], labels[:, -1])):
-        if inner:
-            touching[side] = True
-    touching[0] = False
-    lut = np.cumsum(keep).astype(np.int64)
-    lut[~keep] = 0
-    return lut[labels], int((touching & keep).sum())
-
-
-def _new_ids(owned: np.ndarray, current: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
-    """Global uint32 ids for a block's owned nuclei, and how many were dropped as duplicates.
-
-    A nucleus whose pixels are mostly written already (by an earlier block)
-    is the same nucleus seen from two blocks whose masks differ slightly, so
-    both placed its centroid in their own core; it is dropped. The rest are
-    numbered ``offset + 1, offset + 2, ...`` in order.
-    """
-    k = int(owned.max())
-    size = np.bincount(owned.ravel(), minlength=k + 1)
-    taken = np.bincount(owned[current > 0], minlength=k + 1)
-    keep = (size > 0) & (2 * taken <= size)
-    keep[0] = False
-    lut = np.zeros(k + 1, np.uint32)
-    lut[keep] = np.arange(offset + 1, offset + 1 + int(keep.sum()), dtype=np.uint32)
-    return lut[owned], int((size[1:] > 0).sum() - keep[1:].sum())
-
-
-def _write_block(labels_out, region: Box, owned: np.ndarray, n_written: int) -> tuple[int, int]:
-    """Merge a block's owned nuclei into the output; return the new count and the duplicates dropped."""
-    if not owned.max():
-        return n_written, 0
-    current = np.asarray(labels_out[region.slices])
-    ids, n_dup = _new_ids(owned, current, n_written)
-    write = (ids > 0) & (current == 0)
-    current[write] = ids[write]
-    labels_out[region.slices] = current
-    return max(n_written, int(ids.max())), n_dup
+    if isinstance(image, LazyImage):
+        levels = list(image.levels)
+    elif isinstance(image, (list, tuple)):
+        levels = list(image)
+    else:
+        levels = [image]
+    if not levels:
+        raise ValueError("the slide has no resolution level")
+    return levels
 
 
 def _create_zarr(path: Path, shape, chunk: int):
@@ -258,11 +154,12 @@ def _tissue_tiles(tissue: TissueMask, region: Box):
     return keep
 
 
-def _resolve_tissue(tissue, image, base) -> TissueMask | None:
+def _resolve_tissue(tissue, levels: list) -> TissueMask | None:
+    base = levels[0]
     if tissue is None or tissue is False:
         return None
     if tissue is True or tissue == "auto":
-        return detect_tissue(image if getattr(image, "levels", None) else base)
+        return detect_tissue(levels)
     if isinstance(tissue, TissueMask):
         return tissue
     mask = np.asarray(tissue)
@@ -272,7 +169,7 @@ def _resolve_tissue(tissue, image, base) -> TissueMask | None:
 
 
 def segment_large(
-    image,
+    image: LazyImage | Sequence | np.ndarray,
     model: torch.nn.Module,
     *,
     out,
@@ -285,17 +182,19 @@ def segment_large(
     chunk: int = DEFAULT_CHUNK,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
-    return_result: bool = False,
     **options,
-):
+) -> LargeResult:
     """Segment the nuclei of a slide block by block and write the labels to disk.
 
     Parameters
     ----------
-    image : LazyImage, dask array, zarr array or ndarray
-        The slide: an object with ``.levels`` (full resolution first, e.g.
-        from :func:`napari_ihcseg.io.open_image`), or one (H, W, 3) uint8
-        array that supports slicing. Only one block is in memory at a time.
+    image : LazyImage, list of arrays, or (H, W, 3) array
+        The slide: a :class:`~napari_ihcseg.io.LazyImage` (from
+        :func:`napari_ihcseg.io.open_image`), a list of its resolution
+        levels, full resolution first (dask or zarr arrays, say those of a
+        napari multiscale layer), or one uint8 array that supports slicing
+        (numpy, dask or zarr). Only one block is in memory at a time; the
+        tissue is found on a low-resolution level (:func:`slide_levels`).
     model : torch.nn.Module
         See :func:`~napari_ihcseg.inference.predict`.
     out : path-like
@@ -315,7 +214,7 @@ def segment_large(
         level, ``False`` processes every block, a mask is used as given
         (scaled to the slide).
     source : str, optional
-        The name used in error messages (default: ``image.path`` if any).
+        The name used in error messages (default: the LazyImage's path).
     overwrite : bool
         Replace an existing ``out``.
     chunk : int
@@ -325,12 +224,11 @@ def segment_large(
     cancel : threading.Event or callable, optional
         Checked before every batch of tiles; raises :class:`Cancelled` and
         leaves no output behind.
-    return_result : bool
-        Return a :class:`LargeResult` instead of the path.
-
     Returns
     -------
-    path : Path or LargeResult
+    LargeResult
+        The output ``path``, the number of nuclei, the blocks run and
+        skipped, the tiles and the halo used.
 
     Raises
     ------
@@ -353,11 +251,11 @@ def segment_large(
     ...         return m, m * 0 - 10
     >>> img = np.full((300, 300, 3), 255, np.uint8)
     >>> img[118:138, 118:138] = 0  # on the corner shared by four 128-pixel blocks
-    >>> out = segment_large(img, Dark(), out=pathlib.Path(tempfile.mkdtemp()) / "labels.zarr",
-    ...                     block=128, tissue=False, tile=64, overlap=16, device="cpu")
-    >>> labels = zarr.open_array(str(out), mode="r")[:]
-    >>> int(labels.max()), int((labels == 1).sum())
-    (1, 400)
+    >>> result = segment_large(img, Dark(), out=pathlib.Path(tempfile.mkdtemp()) / "labels.zarr",
+    ...                        block=128, tissue=False, tile=64, overlap=16, device="cpu")
+    >>> labels = zarr.open_array(str(result.path), mode="r")[:]
+    >>> result.n_nuclei, result.blocks, int((labels == 1).sum())
+    (1, 9, 400)
     """
     started = time.perf_counter()
     config = (config or InferenceConfig()).replace(**options)
@@ -370,12 +268,13 @@ def segment_large(
         raise ValueError(f"{out}: the output must end with .zarr, .tif or .tiff")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass overwrite=True to replace it")
-    base = _base_level(image)
+    levels = slide_levels(image)
+    base = levels[0]
     if len(base.shape) != 3 or base.shape[2] != 3:
         raise ValueError(f"{source or 'image'}: expected an RGB image of shape (H, W, 3), got {tuple(base.shape)}")
     if np.dtype(base.dtype) != np.uint8:
         raise TypeError(f"{source or 'image'}: expected uint8 RGB, got dtype {base.dtype}")
-    source = str(source or getattr(image, "path", None) or "image")
+    source = str(source or (image.path if isinstance(image, LazyImage) else None) or "image")
     multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
     if isinstance(block, bool) or not isinstance(block, int) or block < multiple or block % multiple:
         raise ValueError(f"block must be a positive multiple of {multiple}, got {block!r}")
@@ -386,7 +285,7 @@ def segment_large(
     halo = round_up(halo, multiple)
     shape = (int(base.shape[0]), int(base.shape[1]))
 
-    tissue_mask = _resolve_tissue(tissue, image, base)
+    tissue_mask = _resolve_tissue(tissue, levels)
     grid = block_grid(shape, block, halo)
     work = []  # (core, region, keep_tile, tiles to run)
     for core, region in grid:
@@ -416,16 +315,17 @@ def segment_large(
         done = 0
         for core, region, keep, n_tiles in work:
             check_cancel(cancel, "segmentation")
-            pixels = check_rgb_image(_read_region(base, region, source), name=f"{source} block at y={region.y0}, "
+            pixels = check_rgb_image(read_region(base, region, source), name=f"{source} block at y={region.y0}, "
                                                                               f"x={region.x0}")
             labels = segment_image(pixels, model, config, cancel=cancel, keep_tile=keep,
-                                   progress=OffsetProgress(progress, done, total, span=n_tiles) if progress else None)
+                                   progress=OffsetProgress(progress, done, total, span=n_tiles) if progress else None
+                                   ).labels
             del pixels
             done += n_tiles
-            owned, n_touch = _owned(labels, core, region, shape)
+            owned, n_touch = owned_labels(labels, core, region, shape)
             del labels
             touching += n_touch
-            n_written, n_dup = _write_block(labels_out, region, owned, n_written)
+            n_written, n_dup = write_block(labels_out, region, owned, n_written)
             duplicates += n_dup
             del owned
             _trim_heap()
@@ -443,7 +343,7 @@ def segment_large(
                          time.perf_counter() - started)
     log.info("segmented %s: %d nuclei in %d block(s) (%d without tissue) in %.1f s", source, n_written,
              len(grid), result.skipped_blocks, result.seconds)
-    return result if return_result else out
+    return result
 
 
-__all__ = ["BlockReadError", "LargeResult", "block_grid", "segment_large", "zarr_to_tiff"]
+__all__ = ["BlockReadError", "LargeResult", "block_grid", "segment_large", "slide_levels", "zarr_to_tiff"]

@@ -19,51 +19,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import InferenceConfig, check_scale, check_tta
+from .config import InferenceConfig
 from .control import CancelCheck, ProgressCallback, check_cancel, validate_callbacks
 from .forward import forward_tiles
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
-from .planning import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, plan_tiles
-from .tiling import BLEND_KINDS, Box, Stitcher, blend_window
+from .planning import TilePlan, plan_tiles
+from .results import Prediction, PredictionInfo, Segmentation
+from .tiling import Box, Stitcher, blend_window
 
 log = logging.getLogger("napari_ihcseg.inference")
 
 #: Size multiple assumed for a model that does not declare ``size_multiple``.
 DEFAULT_SIZE_MULTIPLE = 32
-
-
-@dataclass(frozen=True)
-class PredictionInfo:
-    """What :func:`predict` did: where, how fast, in how many tiles.
-
-    ``device`` is the torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``),
-    ``description`` names it for people, e.g. ``"cpu (2 threads), bf16, channels_last"``.
-    ``tiles`` and ``tile_shape`` are those of the image resized by ``scale``;
-    ``tta`` says whether each tile also ran flipped (test-time augmentation).
-    """
-
-    device: str
-    description: str
-    precision: str
-    batch_size: int
-    tiles: int
-    tile_shape: tuple[int, int]
-    seconds: float
-    scale: float = 1.0
-    tta: bool = False
-
-    def describe(self) -> str:
-        scaled = f" of the image scaled ×{self.scale:g}" if self.scale != 1.0 else ""
-        flips = " with flip test-time augmentation" if self.tta else ""
-        return (f"{self.tiles} tile(s) of {self.tile_shape[0]}×{self.tile_shape[1]}{scaled} on {self.description}, "
-                f"batch {self.batch_size}{flips}, in {self.seconds:.2f} s")
 
 
 def check_rgb_image(image, *, name: str = "image") -> np.ndarray:
@@ -121,22 +94,13 @@ def _box_in_image(box: Box, factors: tuple[float, float], shape: tuple[int, int]
 def predict(
     image,
     model: torch.nn.Module,
+    config: InferenceConfig | None = None,
     *,
-    tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    amp: bool | str = True,
-    channels_last: bool = True,
-    blend: str = "cosine",
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
-    preprocess: str | Callable | None = None,
     keep_tile: Callable[[Box], bool] | None = None,
-    return_info: bool = False,
-    scale: float = 1.0,
-    tta: bool = False,
-):
+    **options,
+) -> Prediction:
     """Predict nucleus mask and contour probabilities tile by tile.
 
     Parameters
@@ -148,38 +112,29 @@ def predict(
         N×3×h×w RGB batch in [0, 1] to ``(mask_logits, contour_logits)``,
         each N×1×h×w. It is put in eval mode and moved to ``device``; its
         ``size_multiple`` (default 32) constrains ``tile``.
-    tile : int
-        The largest tile side, a multiple of the model's size multiple: the
-        memory budget of one tile. The tiles are fitted to the image by
+    config : InferenceConfig, optional
+        Tiling, device, precision, preprocessing, ``scale`` and ``tta``
+        (the instance options are not used here); defaults otherwise. The
+        tiles are fitted to the image by
         :func:`~napari_ihcseg.inference.planning.plan_tiles`: a field up to
-        ``tile`` on a side runs as one tile, a larger one in the evenly
-        spread tiles that compute the fewest pixels.
-    overlap : int
-        Least overlap of neighbouring tiles. Predictions are blended over the
-        overlap, so it should cover the border band where the model lacks
-        context.
-    batch_size : int, optional
-        Tiles per forward pass. Default: chosen from free memory on CUDA
-        (see :func:`~napari_ihcseg.inference.runtime.choose_batch_size`), on
-        the CPU as many tiles as fit in two 512² tiles' pixels (at least one). On CUDA out-of-memory the batch is
-        halved and retried.
-    device : str or torch.device
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
-        or ``"mps"``; a missing device raises :class:`ValueError`.
-    amp : bool or {"bf16", "fp16", "fp32"}
-        Reduced-precision autocast; ``True`` picks bf16 on CUDA (fp16 where
-        bf16 is missing) and on CPUs with native bf16, else fp32.
-    channels_last : bool
-        Run convolutions in the NHWC layout.
-    blend : {"cosine", "gaussian", "constant"}
-        The blend window (:func:`blend_window`).
+        ``config.tile`` on a side runs as one tile, a larger one in the
+        evenly spread tiles that compute the fewest pixels, blended over
+        ``config.overlap`` with the window ``config.blend``. Without
+        ``config.batch_size`` the batch is chosen from free memory on CUDA
+        (:func:`~napari_ihcseg.inference.runtime.choose_batch_size`), on the
+        CPU as many tiles as fit in two 512² tiles' pixels; on CUDA
+        out-of-memory it is halved and retried. A ``device`` that is missing
+        raises :class:`ValueError`. With ``scale != 1`` the image is resized
+        (bilinear, anti-aliased when shrinking), tiled in the resized image's
+        pixels, and the probabilities are resized back to the shape of
+        ``image``; ``progress`` counts the tiles of the resized image. With
+        ``tta`` each tile also runs flipped left-right, up-down and both, and
+        the four predictions, flipped back, are averaged (four times the
+        compute).
     progress : callable, optional
         ``progress(done, total)`` in tiles, first with ``done = 0``.
     cancel : threading.Event or callable, optional
         Checked before every batch; when set, :class:`Cancelled` is raised.
-    preprocess : str or callable, optional
-        A recipe of :mod:`~napari_ihcseg.inference.preprocess` (off by default),
-        applied after resizing by ``scale``.
     keep_tile : callable, optional
         ``keep_tile(box) -> bool`` for each tile :class:`Box` (image
         coordinates); tiles it rejects are not run and pixels covered only by
@@ -187,34 +142,22 @@ def predict(
         (:meth:`TissueMask.has_tissue`). With ``scale != 1`` the box is the
         part of ``image`` the tile covers: the tile of the resized image
         mapped back to ``image`` coordinates, rounded outwards and clipped.
-    return_info : bool
-        Also return a :class:`PredictionInfo`.
-    scale : float
-        Factor applied to the image before the network, between 0.25 and 8:
-        2.0 for images at half the magnification the model was trained at.
-        The image is resized bilinearly (anti-aliased when shrinking), tiled
-        with ``tile`` and ``overlap`` in the resized image's pixels, and the
-        probabilities are resized back (bilinear) to the shape of ``image``.
-        ``progress`` counts the tiles of the resized image.
-    tta : bool
-        Test-time augmentation: each tile also runs flipped left-right,
-        up-down and both, and the four predictions, flipped back, are
-        averaged. Four times the compute for smoother probabilities and
-        fewer split or missed nuclei; off by default.
+    **options
+        Fields of :class:`InferenceConfig` that override ``config``, e.g.
+        ``tile=256, device="cpu"``.
 
     Returns
     -------
-    mask_prob, contour_prob : (H, W) ndarray of float32
-        Probabilities in [0, 1].
-    info : PredictionInfo
-        Only with ``return_info=True``.
+    Prediction
+        ``mask_prob`` and ``contour_prob``, (H, W) float32 in [0, 1], and
+        ``info``, a :class:`PredictionInfo`.
 
     Raises
     ------
     Cancelled
         When ``cancel`` is set.
     ValueError, TypeError
-        For a bad image, tile, device or model output.
+        For a bad image, option, device or model output.
 
     Examples
     --------
@@ -224,31 +167,27 @@ def predict(
     ...     def forward(self, x):
     ...         z = x[:, :1] * 0
     ...         return z, z - 10
-    >>> mask, contour = predict(np.zeros((100, 70, 3), np.uint8), Flat(), tile=64, overlap=16, device="cpu")
-    >>> mask.shape, float(mask.max())
-    ((100, 70), 0.5)
+    >>> pred = predict(np.zeros((100, 70, 3), np.uint8), Flat(), tile=64, overlap=16, device="cpu")
+    >>> pred.mask_prob.shape, float(pred.mask_prob.max()), pred.info.tiles
+    ((100, 70), 0.5, 4)
     """
     started = time.perf_counter()
+    config = (config or InferenceConfig()).replace(**options)
     validate_callbacks(progress, cancel)
-    scale = check_scale(scale)
+    scale = config.scale
     img = check_rgb_image(image)
     shape = (int(img.shape[0]), int(img.shape[1]))
     net_shape = scaled_shape(shape, scale)
     multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
-    plan = plan_tiles(net_shape, tile=tile, overlap=overlap, size_multiple=multiple)
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    if blend not in BLEND_KINDS:
-        raise ValueError(f"unknown blend window {blend!r}; choose one of {', '.join(BLEND_KINDS)}")
-    tta = check_tta(tta)
-    runtime = resolve_runtime(device, amp=amp, channels_last=channels_last)
+    plan = plan_tiles(net_shape, tile=config.tile, overlap=config.overlap, size_multiple=multiple)
+    runtime = resolve_runtime(config.device, amp=config.amp, channels_last=config.channels_last)
     keep = keep_tile
     if net_shape != shape:
         img = resize_image(img, net_shape)
         if keep_tile is not None:
             factors = (net_shape[0] / shape[0], net_shape[1] / shape[1])
             keep = lambda box: keep_tile(_box_in_image(box, factors, shape))  # noqa: E731
-    img = apply_preprocess(img, preprocess)
+    img = apply_preprocess(img, config.preprocess)
     if plan.padded_shape != plan.shape:
         pad = ((0, plan.padded_shape[0] - plan.shape[0]), (0, plan.padded_shape[1] - plan.shape[1]), (0, 0))
         img = np.pad(img, pad, mode="symmetric")
@@ -256,8 +195,8 @@ def predict(
     was_training = prepare_model(model, runtime)
     try:
         with torch.inference_mode():
-            probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, batch_size, blend, progress, cancel,
-                                                  keep, tta)
+            probs, used_batch, n_run = _run_tiles(img, model, plan, runtime, config.batch_size, config.blend,
+                                                  progress, cancel, keep, config.tta)
             h, w = plan.shape
             probs = probs[:, :h, :w]
             if net_shape != shape:
@@ -268,11 +207,9 @@ def predict(
     mask_prob = np.ascontiguousarray(probs[0])
     contour_prob = np.ascontiguousarray(probs[1])
     info = PredictionInfo(str(runtime.device), runtime.describe(), runtime.precision, used_batch, n_run,
-                          plan.tile_shape, time.perf_counter() - started, scale, tta)
+                          plan.tile_shape, time.perf_counter() - started, scale, config.tta)
     log.info("predicted %s", info.describe())
-    if return_info:
-        return mask_prob, contour_prob, info
-    return mask_prob, contour_prob
+    return Prediction(mask_prob, contour_prob, info)
 
 
 def _run_tiles(img, model, plan: TilePlan, runtime: Runtime, batch_size, blend, progress, cancel, keep_tile,
@@ -324,10 +261,9 @@ def segment_image(
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
-    return_probabilities: bool = False,
     keep_tile: Callable[[Box], bool] | None = None,
     **options,
-):
+) -> Segmentation:
     """Segment the nuclei of an image in memory: :func:`predict`, then instances.
 
     Parameters
@@ -343,8 +279,6 @@ def segment_image(
         by ``config.scale``) plus one for the instance step.
     cancel : threading.Event or callable, optional
         Checked before every batch and before the instance step.
-    return_probabilities : bool
-        Also return the mask and contour probabilities.
     keep_tile : callable, optional
         Run only the tiles it accepts (see :func:`predict`).
     **options
@@ -353,10 +287,10 @@ def segment_image(
 
     Returns
     -------
-    labels : (H, W) ndarray of int32
-        0 background, nuclei 1..N.
-    mask_prob, contour_prob : (H, W) ndarray of float32
-        Only with ``return_probabilities=True``.
+    Segmentation
+        ``labels``, (H, W) int32 with 0 background and nuclei 1..N, and the
+        ``prediction`` they came from (:class:`Prediction`: the mask and
+        contour probabilities and how they were computed).
 
     Notes
     -----
@@ -374,7 +308,7 @@ def segment_image(
     ...         m = 20 * (0.5 - x[:, :1])
     ...         return m, m * 0 - 10
     >>> img = np.full((64, 64, 3), 255, np.uint8); img[10:20, 10:20] = 0; img[40:50, 30:45] = 0
-    >>> labels = segment_image(img, Disk(), tile=64, overlap=16, device="cpu", amp=False)
+    >>> labels = segment_image(img, Disk(), tile=64, overlap=16, device="cpu", amp=False).labels
     >>> int(labels.max()), labels.dtype.name
     (2, 'int32')
     """
@@ -391,19 +325,17 @@ def segment_image(
         if outer is not None:
             outer(done, total + 1)
 
-    mask_prob, contour_prob, info = predict(image, model, progress=inner, cancel=cancel, return_info=True,
-                                            keep_tile=keep_tile, **config.predict_options())
+    prediction = predict(image, model, config, progress=inner, cancel=cancel, keep_tile=keep_tile)
+    info = prediction.info
     check_cancel(cancel)
     backend = config.instance_backend
     if backend == "auto":
         backend = "torch" if info.device.startswith("cuda") else "numpy"
     labels = probabilities_to_instances(
-        mask_prob, contour_prob, backend=backend,
+        prediction.mask_prob, prediction.contour_prob, backend=backend,
         device=info.device if backend == "torch" else None,
         **config.instance_options(model),
     )
     if outer is not None:
         outer(n_tiles + 1, n_tiles + 1)
-    if return_probabilities:
-        return labels, mask_prob, contour_prob
-    return labels
+    return Segmentation(labels, prediction)

@@ -4,6 +4,11 @@
 training-pair folders and the real data sets, with validation Dice / AJI / PQ
 each epoch, resumable state and a model card. See ``docs/training.md``.
 
+A run by concept: ``config`` (:class:`TrainConfig`, the schedule),
+``prepare`` (the model it starts from, its data), ``run_state`` (the saved
+counters and history, the progress reports, the result) and ``trainer`` (the
+loop: an epoch of steps, then the end of the epoch).
+
 torch loads with this package; the numpy parts (``tiles``, ``augment``) do
 not need it and can be imported on their own.
 """
@@ -22,10 +27,18 @@ def __getattr__(name: str):
         from .losses import LossConfig
 
         return LossConfig
-    if name in ("TrainConfig", "TrainProgress", "TrainResult", "train"):
-        from . import trainer
+    if name == "TrainConfig":
+        from .config import TrainConfig
 
-        return getattr(trainer, name)
+        return TrainConfig
+    if name in ("TrainProgress", "TrainResult"):
+        from . import run_state
+
+        return getattr(run_state, name)
+    if name == "train":
+        from .trainer import train
+
+        return train
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

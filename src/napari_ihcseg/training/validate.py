@@ -175,7 +175,8 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
     for sample in labelled:
         if cancel is not None and cancel():
             return None
-        predictions.append(predict(sample.image, model, device=device, amp=amp, channels_last=channels_last))
+        prediction = predict(sample.image, model, device=str(device), amp=amp, channels_last=channels_last)
+        predictions.append((prediction.mask_prob, prediction.contour_prob))
     result = tune_instance_params(predictions, [s.labels for s in labelled], sources=[s.source for s in labelled],
                                   grid=grid, cancel=cancel)
     if cancel is not None and cancel():

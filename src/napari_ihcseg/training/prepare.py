@@ -1,0 +1,100 @@
+"""Setting a training run up: the model it starts from, its data, and the check before resuming it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .augment import AugmentConfig
+from .config import TrainConfig
+from .points import PointTargetConfig, pseudo_label_sample
+
+#: The run's record in its output folder: the TrainConfig and the split.
+RUN_JSON = "run.json"
+
+
+def base_checkpoint(spec: str) -> Path | None:
+    """The checkpoint folder a training run starts from; ``None`` for a registered architecture.
+
+    Parameters
+    ----------
+    spec : str
+        A registered architecture (train from scratch), the name of a shipped
+        checkpoint or a checkpoint folder (fine-tune).
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is none of these.
+    """
+    from napari_ihcseg.models import list_models
+    from napari_ihcseg.models.shipped import shipped_checkpoints
+
+    if spec in list_models():
+        return None
+    shipped = shipped_checkpoints()
+    path = shipped[spec] if spec in shipped else Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    raise ValueError(f"model {spec!r} is neither a registered architecture ({', '.join(list_models())}), "
+                     f"a shipped checkpoint ({', '.join(shipped) or 'none'}) nor a checkpoint folder")
+
+
+def build_model(spec: str, options: dict):
+    """The model a run starts with (on the CPU) and the checkpoint folder it came from (``None``: new)."""
+    from napari_ihcseg.models import build_model as build_architecture
+    from napari_ihcseg.models import load_checkpoint
+
+    path = base_checkpoint(spec)
+    if path is None:
+        return build_architecture(spec, **options), None
+    return load_checkpoint(path, device="cpu"), str(path.resolve())
+
+
+def resolve_data(config: TrainConfig, train_samples, val_samples):
+    """The training and validation samples of a run: given, or loaded and split as ``config`` says.
+
+    Point-annotated training samples become pseudo-labels; validation keeps
+    only samples with outlines.
+    """
+    from napari_ihcseg.data.datasets import load_dataset, split_by_image
+
+    if train_samples is None:
+        train_samples = [s for spec in config.train_data for s in load_dataset(spec)]
+    train_samples = list(train_samples)
+    if val_samples is None:
+        if config.val_names is not None:
+            wanted = set(config.val_names)
+            missing = wanted - {s.name for s in train_samples}
+            if missing:
+                raise ValueError(f"val_names not found in the training data: {', '.join(sorted(missing))}")
+            val_samples = [s for s in train_samples if s.name in wanted]
+            train_samples = [s for s in train_samples if s.name not in wanted]
+        else:
+            train_samples, val_samples = split_by_image(train_samples, config.val_fraction, config.seed)
+        val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
+    # Points become pseudo-labels for training; validation needs real outlines.
+    train_samples = [pseudo_label_sample(s, config.points) for s in train_samples]
+    val_samples = [s for s in val_samples if s.labels is not None or s.mask is not None]
+    return train_samples, val_samples
+
+
+def check_resume_config(out: Path, config: TrainConfig) -> None:
+    """Refuse to resume the run in ``out`` with a configuration other than the one it recorded."""
+    path = out / RUN_JSON
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    if isinstance(saved.get("augment"), dict):
+        # Runs recorded before an augmentation existed ran without it.
+        saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
+    # Runs recorded before point targets existed had no point samples.
+    saved.setdefault("points", PointTargetConfig().to_dict())
+    mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
+    current = json.loads(json.dumps(config.to_dict()))
+    diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
+    if diff:
+        raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
+
+
+__all__ = ["RUN_JSON", "base_checkpoint", "build_model", "check_resume_config", "resolve_data"]
