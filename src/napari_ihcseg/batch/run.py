@@ -27,9 +27,9 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def _skipped(slide: Path, stem: str, out_dir: Path) -> SlideResult:
-    import json
+    from napari_ihcseg._json_file import read_json
 
-    summary = json.loads(output_paths(out_dir, stem)["summary"].read_text(encoding="utf-8"))
+    summary = read_json(output_paths(out_dir, stem)["summary"])
     return SlideResult(slide, stem, "skipped", seconds=summary.get("seconds"), summary=summary)
 
 

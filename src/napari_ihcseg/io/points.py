@@ -38,6 +38,7 @@ import numpy as np
 
 from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import write_csv
+from napari_ihcseg._json_file import read_json
 
 __all__ = ["POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "read_points", "read_points_csv",
            "read_points_geojson", "write_points", "write_points_csv", "write_points_geojson"]
@@ -170,10 +171,7 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
         Positive / Negative class; the message names the file.
     """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    obj = read_json(path, expect=None)
     if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
         features = obj.get("features") or []
     elif isinstance(obj, dict) and obj.get("type") == "Feature":

@@ -31,6 +31,7 @@ import pandas as pd
 
 from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import write_csv, write_table_csv
+from napari_ihcseg._json_file import read_json
 from napari_ihcseg.scoring.outlines import label_outlines
 from napari_ihcseg.scoring.overrides import MODEL
 from napari_ihcseg.scoring.summary import SUMMARY_KEYS
@@ -180,13 +181,7 @@ def write_summary_csv(path: str | os.PathLike, summary: dict, *, overwrite: bool
 
 def read_summary_json(path: str | os.PathLike) -> dict:
     """Read ``<stem>.summary.json`` back and check its keys."""
-    path = Path(path)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such summary file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    summary = read_json(path, expect=None)
     if not isinstance(summary, dict) or set(summary) != set(SUMMARY_KEYS):
         raise ValueError(f"{path}: not a scoring summary; expected the keys {list(SUMMARY_KEYS)}")
     return summary
@@ -314,13 +309,7 @@ class Detection:
 
 def read_geojson(path: str | os.PathLike) -> list[Detection]:
     """Read ``<stem>.nuclei.geojson`` back."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such GeoJSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid GeoJSON ({exc})") from None
+    obj = read_json(path, what="GeoJSON", expect=None)
     if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
         raise ValueError(f"{path}: expected a GeoJSON FeatureCollection")
     detections = []

@@ -12,13 +12,14 @@ top-left *corner* of the image, so the centre of pixel ``(r, c)`` is
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from skimage.measure import points_in_poly
+
+from napari_ihcseg._json_file import read_json
 
 #: Offset between GeoJSON/QuPath coordinates (pixel corners) and pixel indices.
 GEOJSON_PIXEL_OFFSET = 0.5
@@ -200,12 +201,7 @@ def region_from_geojson(path: str | os.PathLike) -> Region:
         If the file is not JSON or holds no polygon; the message names the file.
     """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such GeoJSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid GeoJSON ({exc})") from None
+    obj = read_json(path, what="GeoJSON", expect=None)
     polygons = polygons_from_geojson(obj, where=str(path))
     if not polygons:
         raise ValueError(f"{path}: no Polygon or MultiPolygon geometry to use as a region")

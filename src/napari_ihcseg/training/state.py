@@ -15,7 +15,6 @@ are removed once the new JSON is in place.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from napari_ihcseg._atomic import write_bytes_atomic, write_json_atomic
+from napari_ihcseg._json_file import read_json
 
 STATE_DIR = "state"
 STATE_JSON = "state.json"
@@ -97,7 +97,7 @@ def load_state(out: str | Path, *, model: torch.nn.Module, optimizer: torch.opti
     meta_path = folder / STATE_JSON
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path}: no training state to resume from")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json(meta_path)
     if meta.get("format") != STATE_FORMAT:
         raise ValueError(f"{meta_path}: unsupported state format {meta.get('format')!r}")
     tensor_path = folder / meta["tensors"]
