@@ -51,7 +51,7 @@ def reference_diameter(model, name: str, data: Path, crop: int, cache: Path | No
 
 
 def fields(data: Path, n_immunoratio: int):
-    from napari_ihcseg.data.ki67_split import IMMUNORATIO_HELD_OUT, KI67_POINTS_HELD_OUT
+    from napari_ihcseg.datasets.ki67_split import IMMUNORATIO_HELD_OUT, KI67_POINTS_HELD_OUT
     from napari_ihcseg.inference.tiled import resize_image
 
     for case in KI67_POINTS_HELD_OUT:

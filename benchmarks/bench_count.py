@@ -75,7 +75,7 @@ def main() -> None:
     from napari_ihcseg.scoring.live import LiveScore
     from napari_ihcseg._widgets.count import CountWidget
     from napari_ihcseg._widgets.score import ScoreWidget
-    from napari_ihcseg.data.pairs import RecoveryStore
+    from napari_ihcseg.editing.recovery import RecoveryStore
 
     image, labels, missed = field(args.size, args.nuclei)
     print(f"field {args.size}x{args.size}, {int(labels.max())} nuclei, {len(missed)} left out to grow back")

@@ -179,7 +179,7 @@ def deepliif_main(args: argparse.Namespace) -> int:
 
 def point_cases(data: Path) -> list[dict]:
     """Every ki67-immunoratio case (field scale 2 for a 40x model) and ki67-points field (scale 1)."""
-    from napari_ihcseg.data.ki67_split import is_held_out
+    from napari_ihcseg.datasets.ki67_split import is_held_out
 
     cases = []
     for folder in sorted((data / "ki67-immunoratio").glob("*/field.jpg")):
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if not chosen["method"].startswith("classifier"):
             print("a DAB cut won; the checkpoint keeps no classifier (the preset decides)")
             classifier = None
-        calibration = {"data": "ki67-immunoratio training cases (napari_ihcseg.data.ki67_split)",
+        calibration = {"data": "ki67-immunoratio training cases (napari_ihcseg.datasets.ki67_split)",
                        "cases": len(train), "matched_nuclei": n_train, **chosen,
                        "window_px": args.crop,
                        "command": "python benchmarks/calibrate_ki67.py"

@@ -67,8 +67,8 @@ def disk_labels(shape, points: np.ndarray, diameter: float) -> np.ndarray:
 
 def nuclear_images(data: Path):
     """``(set, name, image, labels)`` of the Ki-67 sets present under ``data``."""
-    from napari_ihcseg.data.annotations import read_points_csv
-    from napari_ihcseg.data.datasets import load_deepliif
+    from napari_ihcseg.io.points import read_points_csv
+    from napari_ihcseg.datasets import load_deepliif
 
     if (data / "deepliif-ki67-sample").is_dir():
         for sample in load_deepliif(data / "deepliif-ki67-sample"):

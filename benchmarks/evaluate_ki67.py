@@ -2,10 +2,10 @@
 
 Every checkpoint is run through the normal path a user gets — the image
 resampled by the set's stated scale for the network
-(:data:`napari_ihcseg.data.ki67_sets.KI67_SETS`), ``segment_image`` with the
+(:data:`napari_ihcseg.datasets.ki67_sets.KI67_SETS`), ``segment_image`` with the
 checkpoint's instance settings, then ``score_image`` with the Ki-67 preset
 (or whatever classification ``score_image`` applies by default) — on the
-held-out cases of :mod:`napari_ihcseg.data.ki67_split`, which nothing is
+held-out cases of :mod:`napari_ihcseg.datasets.ki67_split`, which nothing is
 trained, tuned or calibrated on:
 
 - 6 ``ki67-immunoratio`` fields (about 20x, scale 2), pathologist points;
@@ -61,7 +61,7 @@ def held_out_cases(data: Path, sets=tuple(SET_FOLDERS)) -> list[dict]:
     """The held-out cases of ``sets`` at their own scale: image, truth points and classes, region, set."""
     from scipy import ndimage as ndi
 
-    from napari_ihcseg.data.ki67_sets import (POINT_POSITIVE, load_glioma_polygons, load_immunoratio,
+    from napari_ihcseg.datasets.ki67_sets import (POINT_POSITIVE, load_glioma_polygons, load_immunoratio,
                                               load_ki67_points)
 
     cases = []
@@ -92,7 +92,7 @@ def _weights_key(spec: str) -> str:
 
 def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> list[np.ndarray]:
     """Per case an (N, 3) array: centroid row, column, positive (0/1), at the case's own scale."""
-    from napari_ihcseg.data.ki67_sets import KI67_SETS
+    from napari_ihcseg.datasets.ki67_sets import KI67_SETS
     from napari_ihcseg.inference import segment_image
     from napari_ihcseg.models import load_model
     from napari_ihcseg.inference import InferenceConfig
@@ -127,7 +127,7 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
 
 def case_counts(cells: np.ndarray, case: dict) -> dict:
     """Matching counts of one case (predictions inside the region only)."""
-    from napari_ihcseg.data.ki67_sets import KI67_SETS
+    from napari_ihcseg.datasets.ki67_sets import KI67_SETS
     from napari_ihcseg.metrics import match_points
 
     centres, positive = cells[:, :2], cells[:, 2] > 0.5

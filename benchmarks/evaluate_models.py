@@ -100,7 +100,7 @@ def _segmenter(spec: str, tile: int, tta: bool = False, default_instances: bool 
 
 
 def _held_out_he(data: Path, names: tuple[str, ...]):
-    from napari_ihcseg.data.datasets import load_cpm15, load_gbm, load_monuseg
+    from napari_ihcseg.datasets import load_cpm15, load_gbm, load_monuseg
 
     samples = (load_monuseg(data / "monuseg-train", include_mask_only=False) + load_cpm15(data / "cpm15")
                + load_gbm(data / "gbm-tcga-contours"))
@@ -124,8 +124,8 @@ def _detection(m: dict) -> dict:
 
 def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool = False,
              default_instances: bool = False) -> dict:
-    from napari_ihcseg.data.annotations import read_points_csv
-    from napari_ihcseg.data.datasets import load_deepliif
+    from napari_ihcseg.io.points import read_points_csv
+    from napari_ihcseg.datasets import load_deepliif
     from napari_ihcseg.io import read_image
     from napari_ihcseg.metrics import evaluate_instances, evaluate_points
     from napari_ihcseg.scoring import score_image

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_ihcseg.data.ki67_sets import load_glioma_polygons
+    from napari_ihcseg.datasets.ki67_sets import load_glioma_polygons
     from napari_ihcseg.metrics import evaluate_instances
     from napari_ihcseg.training.points import POINT_TARGET_METHODS, PointTargetConfig, point_targets
 

@@ -139,7 +139,7 @@ def main() -> None:
     from napari_ihcseg._widgets.score import ScoreWidget
     from napari_ihcseg._widgets.segment import SegmentWidget
     from napari_ihcseg._widgets.train import TrainWidget
-    from napari_ihcseg.data.pairs import RecoveryStore
+    from napari_ihcseg.editing.recovery import RecoveryStore
     from napari_ihcseg.models import default_checkpoint_name
 
     model = args.model or default_checkpoint_name("cpu")

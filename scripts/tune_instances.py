@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_ihcseg.data.datasets import load_dataset
+    from napari_ihcseg.datasets import load_dataset
     from napari_ihcseg.training.validate import tune_checkpoint
 
     if args.threads:

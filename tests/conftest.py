@@ -63,6 +63,6 @@ def ihc():
 @pytest.fixture
 def store(tmp_path):
     """A recovery store for unsaved edits, in the test's own folder."""
-    from napari_ihcseg.data.pairs import RecoveryStore
+    from napari_ihcseg.editing.recovery import RecoveryStore
 
     return RecoveryStore(tmp_path / "recovery")

@@ -7,12 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_ihcseg.data.annotations import (
-    polygons_to_labels,
-    read_annotation_labels,
-    read_points_csv,
-    read_polygons,
-)
+from napari_ihcseg.io.annotations import polygons_to_labels, read_annotation_labels, read_polygons
+from napari_ihcseg.io.points import read_points_csv
 
 APERIO = """<?xml version="1.0"?>
 <Annotations MicronsPerPixel="0.25">

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_ihcseg.data.datasets import Sample
+from napari_ihcseg.data.sample import Sample
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.stain import H_DAB, deconvolve
 from napari_ihcseg.training.augment import (

@@ -265,7 +265,7 @@ def test_shipped_classifier_beats_the_preset_on_held_out_marked_nuclei(shared_da
     """On pathologists' marks of held-out cases, the shipped Ki-67 classifier agrees more than the preset cut."""
     from skimage import io
 
-    from napari_ihcseg.data.ki67_split import is_held_out
+    from napari_ihcseg.datasets.ki67_split import is_held_out
     from napari_ihcseg.models import recommended_classifier
 
     assert is_held_out("immunoratio", case)

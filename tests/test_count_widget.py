@@ -147,7 +147,7 @@ def test_counts_save_open_and_compare_with_the_nuclei(counting, qtbot, tmp_path)
 
 def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
     from napari_ihcseg._widgets.pairs import SavePairsWidget
-    from napari_ihcseg.data.datasets import load_pairs_folder
+    from napari_ihcseg.pairs import load_pairs_folder
 
     viewer, layer, count, _score = counting
     count.set_action("positive")

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from skimage.io import imsave
 
-from napari_ihcseg.data.datasets import (
+from napari_ihcseg.datasets import (
     Sample,
     deepliif_labels,
     load_dataset,
@@ -73,10 +73,11 @@ def test_pairs_folder_uses_manifest_entries_and_groups_by_source(tmp_path):
         (lambda f: (f / "dataset.json").unlink(), "dataset.json"),
         (lambda f: (f / "dataset.json").write_text("{not json"), "not valid JSON"),
         (lambda f: (f / "dataset.json").write_text(json.dumps({"format": "other"})), "format"),
-        (lambda f: (f / "dataset.json").write_text(json.dumps({"tile_size": -1})), "tile_size"),
+        (lambda f: (f / "dataset.json").write_text(json.dumps({"format": "napari-ihcseg-pairs", "tile_size": -1})),
+         "tile_size"),
         (lambda f: (f / "masks" / "a.tif").unlink(), "unmatched ids: a"),
         (lambda f: tifffile.imwrite(f / "masks" / "a.tif", np.zeros((5, 5), np.uint32)), "differs from its image"),
-        (lambda f: tifffile.imwrite(f / "masks" / "a.tif", np.zeros((32, 40), np.float32)), "integer label"),
+        (lambda f: tifffile.imwrite(f / "masks" / "a.tif", np.zeros((32, 40), np.float32)), "must be integers"),
     ],
 )
 def test_pairs_folder_rejects_bad_input_naming_the_file(tmp_path, damage, message):
@@ -156,7 +157,7 @@ def test_real_monuseg_has_13_instance_and_17_mask_only_images(shared_data):
 
 
 def test_reads_what_the_pair_writer_saves(tmp_path):
-    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.pairs import save_pairs
 
     rng = np.random.default_rng(1)
     folder = tmp_path / "pairs"

@@ -223,7 +223,7 @@ def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
 
 
 def _pairs(folder, seeds):
-    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.pairs import save_pairs
     from napari_ihcseg.data.synthetic import make_synthetic_ihc
 
     for seed in seeds:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_ihcseg.data.datasets import load_dataset
-from napari_ihcseg.data.ki67_sets import (KI67_SETS, POINT_NEGATIVE, POINT_POSITIVE, load_glioma_polygons,
+from napari_ihcseg.datasets import load_dataset
+from napari_ihcseg.datasets.ki67_sets import (KI67_SETS, POINT_NEGATIVE, POINT_POSITIVE, load_glioma_polygons,
                                           load_immunoratio, load_ki67_points, resample_labels, scale_points)
-from napari_ihcseg.data.ki67_split import GLIOMA_HELD_OUT, IMMUNORATIO_HELD_OUT, KI67_POINTS_HELD_OUT
+from napari_ihcseg.datasets.ki67_split import GLIOMA_HELD_OUT, IMMUNORATIO_HELD_OUT, KI67_POINTS_HELD_OUT
 
 
 def _field(rng, shape=(40, 60)) -> np.ndarray:

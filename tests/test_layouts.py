@@ -10,8 +10,8 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage.io import imsave
 
-from napari_ihcseg.data.datasets import Sample, load_dataset
-from napari_ihcseg.data.layouts import LAYOUTS, detect_layout, load_folder
+from napari_ihcseg.datasets import Sample, load_dataset
+from napari_ihcseg.datasets.layouts import LAYOUTS, detect_layout, load_folder
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.io.points import write_points, write_points_geojson
 
@@ -40,7 +40,7 @@ def _polygon_geojson(labels):
 def make_layout(root, layout, fields):
     root.mkdir(parents=True)
     if layout == "pairs":
-        from napari_ihcseg.data.pairs import save_pairs
+        from napari_ihcseg.pairs import save_pairs
 
         for k, f in enumerate(fields):
             save_pairs(root, f.image, f.labels, name=f"f{k}")

@@ -26,7 +26,7 @@ def test_pure_modules_import_where_torch_cannot():
         "sys.meta_path.insert(0, Block())\n"
         "import napari_ihcseg.inference.tiling, napari_ihcseg.inference.planning, napari_ihcseg.inference as inf\n"
         "from napari_ihcseg.inference import InferenceConfig, plan_tiles\n"
-        "import napari_ihcseg.training.tiles, napari_ihcseg.data.pairs, napari_ihcseg.pipeline\n"
+        "import napari_ihcseg.training.tiles, napari_ihcseg.pairs, napari_ihcseg.datasets, napari_ihcseg.pipeline\n"
         "assert 'plan_tiles' in dir(inf) and 'segment_image' in inf.__all__\n"
         "print(len(plan_tiles((640, 640)).boxes), InferenceConfig().tile, 'torch' in sys.modules)\n"
         "try:\n"

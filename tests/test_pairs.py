@@ -1,4 +1,4 @@
-"""Training pairs written safely, and the recovery file of unsaved corrections."""
+"""Training pairs written safely and read back by the one reader, and the recovery file of unsaved corrections."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_ihcseg.data.pairs import (
-    FORMAT,
-    RecoveryStore,
-    TrainingPairWriter,
-    default_recovery_dir,
-    plan_regions,
-    recovery_key,
-    save_pairs,
-)
 from napari_ihcseg.editing import EditTracker
+from napari_ihcseg.editing.recovery import RecoveryStore, default_recovery_dir, recovery_key
+from napari_ihcseg.pairs import FORMAT, TrainingPairWriter, load_pairs_folder, plan_regions, save_pairs
 
 
 @pytest.fixture
@@ -148,8 +141,6 @@ def test_recovery_keys_and_folder(tmp_path):
 
 
 def test_training_reader_reads_the_saved_pairs(tmp_path, field):
-    from napari_ihcseg.data.datasets import load_pairs_folder
-
     image, labels = field
     saved = save_pairs(tmp_path, image, labels, mode="tiles", tile=256, source="/s/c.png", stain="ki67")
     samples = load_pairs_folder(tmp_path)
@@ -159,3 +150,79 @@ def test_training_reader_reads_the_saved_pairs(tmp_path, field):
         assert np.array_equal(sample.image, image[y0:y1, x0:x1])
         assert np.array_equal(sample.labels > 0, labels[y0:y1, x0:x1] > 0)
         assert sample.stain == "ki67"
+
+
+# ------------------------------------------------------------------ one owner of the format
+
+def _manifest(**changes):
+    meta = {"format": FORMAT, "version": 1, "pairs": []}
+    meta.update(changes)
+    return {k: v for k, v in meta.items() if v is not ...}
+
+
+@pytest.mark.parametrize("content, message", [
+    (_manifest(format=...), "not a napari-ihcseg training-pair folder (format None"),
+    (_manifest(format="nnunet"), "not a napari-ihcseg training-pair folder (format 'nnunet'"),
+    (_manifest(version=2), "format version 2 is not one this version"),
+    (_manifest(tile_size=0), "'tile_size' must be a positive integer or null, got 0"),
+    (_manifest(stride="256"), "'stride' must be a positive integer or null"),
+    (_manifest(masks_dir="../elsewhere"), "masks_dir '../elsewhere' points outside the dataset folder"),
+    (_manifest(pairs=[{"image": "images/a.png"}]), "'pairs' must be a list of objects with an 'id'"),
+    (_manifest(pairs=[{"id": "a", "mask": "/etc/a.tif"}]), "pair 'a' mask '/etc/a.tif' points outside"),
+    ([1, 2], "expected a JSON object at the top level, got a list"),
+    ("{broken", "not valid JSON (line 1, column 2: "),
+])
+def test_writer_and_reader_refuse_the_same_manifests_with_the_same_message(tmp_path, field, content, message):
+    """One check of dataset.json: what the writer refuses, the reader refuses, in the same words."""
+    image, labels = field
+    folder = tmp_path / "set"
+    save_pairs(folder, image, labels, mode="tiles", tile=256)  # a readable folder, then its manifest spoiled
+    (folder / "dataset.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(ValueError) as by_writer:
+        save_pairs(folder, image, labels, name="more")
+    with pytest.raises(ValueError) as by_reader:
+        load_pairs_folder(folder)
+    assert str(by_writer.value) == str(by_reader.value)
+    assert str(by_reader.value).startswith(f"{folder / 'dataset.json'}: ")
+    assert message in str(by_reader.value)
+    assert not list((folder / "images").glob("more*")), "a refused folder gets no new pair"
+
+
+def test_masks_are_written_by_write_labels(tmp_path, field, monkeypatch):
+    import napari_ihcseg.pairs.writer as writer
+    from napari_ihcseg.io import read_labels, write_labels
+
+    calls = []
+
+    def spy(path, labels, **options):
+        calls.append(path)
+        return write_labels(path, labels, **options)
+
+    monkeypatch.setattr(writer, "write_labels", spy)
+    image, labels = field
+    saved = save_pairs(tmp_path, image, labels, mode="tiles", tile=256)
+    assert sorted(calls) == sorted(tmp_path / p.mask for p in saved)
+    with tifffile.TiffFile(tmp_path / saved[0].mask) as tif:  # the label TIFF every other writer makes
+        page = tif.pages[0]
+        assert page.dtype == np.uint32 and page.predictor == 2 and page.compression == 8
+    y0, x0, y1, x1 = saved[0].region
+    mask = read_labels(tmp_path / saved[0].mask)
+    assert np.array_equal(mask > 0, labels[y0:y1, x0:x1] > 0)
+
+
+def test_count_points_are_part_of_the_pairs(tmp_path, field):
+    image, labels = field
+    points = [[30.0, 30.0], [310.0, 40.0], [60.0, 410.0], [590.0, 10.0]]
+    saved = save_pairs(tmp_path, image, labels, mode="tiles", tile=256, points=points,
+                       point_positive=[True, False, True, False], drop_empty=False)
+    by_id = {p.id: p for p in saved}
+    samples = {s.name.split("/")[-1]: s for s in load_pairs_folder(tmp_path)}
+    assert sum(p.n_points for p in saved) >= 4
+    for pid, pair in by_id.items():
+        assert pair.points == f"points/{pid}.csv" and (tmp_path / pair.points).is_file()
+        sample = samples[pid]
+        assert len(sample.points) == pair.n_points
+        y0, x0 = pair.region[:2]
+        for (r, c), cls in zip(sample.points, sample.point_classes):
+            k = points.index([r + y0, c + x0])
+            assert cls == (1 if k in (0, 2) else 0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_ihcseg.data.datasets import Sample
+from napari_ihcseg.data.sample import Sample
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.metrics import evaluate_instances
 from napari_ihcseg.stain import compose

@@ -139,7 +139,7 @@ def _pairs(root: Path, meta: dict) -> Path:
     {"images_dir": "images/../../outside"},
 ])
 def test_dataset_json_cannot_point_outside_its_folder(tmp_path, meta):
-    from napari_ihcseg.data.datasets import load_pairs_folder
+    from napari_ihcseg.pairs import load_pairs_folder
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -153,7 +153,7 @@ def test_dataset_json_cannot_point_outside_its_folder(tmp_path, meta):
 
 
 def test_dataset_json_paths_inside_the_folder_still_work(tmp_path):
-    from napari_ihcseg.data.datasets import load_pairs_folder
+    from napari_ihcseg.pairs import load_pairs_folder
 
     root = _pairs(tmp_path / "data", {"pairs": [{"id": "a", "image": "images/a.png", "mask": "./masks/a.tif"}]})
     assert [s.name for s in load_pairs_folder(root)] == ["data/a"]
@@ -363,13 +363,14 @@ def test_score_warns_about_a_binary_mask_and_offers_to_split_it(tmp_path, capsys
 # 12 -------------------------------------------------------------- negative label ids
 
 def test_negative_label_ids_are_refused_naming_the_file(tmp_path):
-    from napari_ihcseg.data.datasets import Sample, load_pairs_folder
+    from napari_ihcseg.data.sample import Sample
+    from napari_ihcseg.pairs import load_pairs_folder
 
     root = _pairs(tmp_path / "data", {})
     sample = make_synthetic_ihc((64, 64), seed=0)
     mask = root / "masks" / "a.tif"
     tifffile.imwrite(mask, -sample.labels.astype(np.int32))   # every nucleus id negative
-    with pytest.raises(ValueError, match="negative label ids") as caught:
+    with pytest.raises(ValueError, match=r"label values must be in 0\.\.") as caught:  # pairs masks: io.read_labels
         load_pairs_folder(root)
     assert str(mask) in str(caught.value)
     with pytest.raises(ValueError, match="negative label ids"):

@@ -105,8 +105,8 @@ def test_real_ki67_fields_read_as_nuclear(shared_data):
     lowest frame)."""
     from skimage import io
 
-    from napari_ihcseg.data.annotations import read_points_csv
-    from napari_ihcseg.data.datasets import load_deepliif
+    from napari_ihcseg.io.points import read_points_csv
+    from napari_ihcseg.datasets import load_deepliif
 
     calls = {}
     bladder = next(s for s in load_deepliif(shared_data / "deepliif-ki67-sample") if s.name.endswith("Bladder1"))

@@ -21,7 +21,7 @@ def test_train_widget_names_the_layout_and_trains_from_a_cellpose_folder(make_na
     from skimage.io import imsave
 
     from napari_ihcseg._widgets.train import TrainWidget
-    from napari_ihcseg.data.layouts import LAYOUTS
+    from napari_ihcseg.datasets.layouts import LAYOUTS
     from napari_ihcseg.data.synthetic import make_synthetic_ihc
 
     folder = tmp_path / "cellpose"

@@ -15,7 +15,7 @@ from skimage.io import imsave
 
 torch = pytest.importorskip("torch")
 
-from napari_ihcseg.data.datasets import Sample  # noqa: E402
+from napari_ihcseg.data.sample import Sample  # noqa: E402
 from napari_ihcseg.data.synthetic import make_synthetic_ihc  # noqa: E402
 from napari_ihcseg.models import load_checkpoint, read_checkpoint_config  # noqa: E402
 from napari_ihcseg.models.resnet import ResNetEncoder  # noqa: E402

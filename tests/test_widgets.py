@@ -430,7 +430,7 @@ def _segment_and_train(viewer, store, tmp_path, seeds):
     """A pairs folder of synthetic fields, and the Segment and Train widgets docked on one viewer."""
     from napari_ihcseg._widgets.segment import SegmentWidget
     from napari_ihcseg._widgets.train import TrainWidget
-    from napari_ihcseg.data.pairs import save_pairs
+    from napari_ihcseg.pairs import save_pairs
     from napari_ihcseg.data.synthetic import make_synthetic_ihc
 
     dataset = tmp_path / "pairs"

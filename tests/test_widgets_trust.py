@@ -27,7 +27,7 @@ def ki67():
 @pytest.fixture
 def score_widget(make_napari_viewer, qtbot, tmp_path):
     from napari_ihcseg._widgets.score import ScoreWidget
-    from napari_ihcseg.data.pairs import RecoveryStore
+    from napari_ihcseg.editing.recovery import RecoveryStore
 
     viewer = make_napari_viewer()
     widget = ScoreWidget(viewer, store=RecoveryStore(tmp_path / "recovery"),

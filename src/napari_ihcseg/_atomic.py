@@ -152,3 +152,31 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Pa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def output_folder(folder, *, what: str = "output folder") -> Path:
+    """A user-chosen folder to write into: absolute (``~`` expanded), and a folder if it exists.
+
+    Paths relative to the working folder are refused, so nothing is written
+    where the user did not look.
+
+    Raises
+    ------
+    ValueError
+        If ``folder`` is empty, relative, or an existing file; the message
+        names it and says which ``what`` it was meant to be.
+
+    Examples
+    --------
+    >>> output_folder("relative/out")
+    Traceback (most recent call last):
+    ValueError: relative/out: the output folder must be an absolute path, not relative to the working folder
+    """
+    if folder is None or str(folder).strip() == "":
+        raise ValueError(f"no {what} given; choose one")
+    path = Path(folder).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{folder}: the {what} must be an absolute path, not relative to the working folder")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder")
+    return path

@@ -17,7 +17,7 @@ import weakref
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from napari_ihcseg.data.pairs import RecoveryInfo, RecoveryStore, recovery_key
+from napari_ihcseg.editing.recovery import RecoveryInfo, RecoveryStore, recovery_key
 from napari_ihcseg.editing import EditTracker, LabelChange, LabelDiffer, LabelEdit
 
 from ._common import Debouncer, layer_source, start_worker, unwrap

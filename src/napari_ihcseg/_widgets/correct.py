@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ihcseg import editing
-from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.editing.recovery import RecoveryStore
 
 from ._common import Ask, ask_with_dialog, describe_error, in_memory, key_table, show_error, show_info
 from ._forms import LayerForm, LayerPicker

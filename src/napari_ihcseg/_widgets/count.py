@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ihcseg import editing
-from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.editing.recovery import RecoveryStore
 from napari_ihcseg.io import image_stem
 from napari_ihcseg.io.points import read_points, write_points
 

@@ -20,7 +20,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ihcseg.data.pairs import TILE_SIZES, RecoveryStore, SavedPair, TrainingPairWriter, check_folder
+from napari_ihcseg.editing.recovery import RecoveryStore
+from napari_ihcseg.pairs import TILE_SIZES, SavedPair, TrainingPairWriter, check_folder
 
 from ._common import (
     Ask,

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.editing.recovery import RecoveryStore
 from napari_ihcseg.io import image_stem
 from napari_ihcseg.scoring import (
     PRESETS,

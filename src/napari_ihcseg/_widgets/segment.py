@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ihcseg.data.pairs import RecoveryStore
+from napari_ihcseg.editing.recovery import RecoveryStore
 from napari_ihcseg.io import image_stem, strided_pyramid
 
 from ._common import (

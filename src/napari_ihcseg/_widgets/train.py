@@ -35,7 +35,7 @@ from ._lossplot import LossPlot, format_eta
 
 class TrainWidget(QWidget):
     """Fine-tune or train a model on a dataset folder: the Save-pairs widget's, or any layout labs have
-    (see :mod:`napari_ihcseg.data.layouts`); the layout found is named before training starts.
+    (see :mod:`napari_ihcseg.datasets.layouts`); the layout found is named before training starts.
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ class TrainWidget(QWidget):
 
     def show_layout(self) -> str | None:
         """Say which training layout the dataset folder follows (or why none fits)."""
-        from napari_ihcseg.data.layouts import LAYOUTS, detect_layout
+        from napari_ihcseg.datasets.layouts import LAYOUTS, detect_layout
 
         try:
             layout = detect_layout(check_absolute_folder(self.dataset.text(), what="dataset folder"))
@@ -157,7 +157,7 @@ class TrainWidget(QWidget):
 
         The output folder defaults to ``<dataset>/models/<model><suffix>-<date>``.
         """
-        from napari_ihcseg.data.layouts import detect_layout
+        from napari_ihcseg.datasets.layouts import detect_layout
 
         dataset = check_absolute_folder(self.dataset.text(), what="dataset folder")
         detect_layout(dataset)  # a clear message, listing the known layouts, when none fits
@@ -200,7 +200,7 @@ class TrainWidget(QWidget):
         self._job = "Training"
 
         def job():
-            from napari_ihcseg.data.layouts import load_folder
+            from napari_ihcseg.datasets.layouts import load_folder
 
             self.folder_data = load_folder(config.train_data[0].partition(":")[2])
             return train(config, train_samples=self.folder_data.samples, progress=self._relay,
@@ -212,7 +212,7 @@ class TrainWidget(QWidget):
         """Tune the chosen model's instance settings on the pairs, into a copy (returns at once)."""
         if self.running:
             return
-        from napari_ihcseg.data.datasets import load_dataset
+        from napari_ihcseg.datasets import load_dataset
         from napari_ihcseg.models import list_models
         from napari_ihcseg.models.shipped import is_shipped_path
         from napari_ihcseg.training.validate import tune_checkpoint_copy

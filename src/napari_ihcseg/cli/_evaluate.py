@@ -153,7 +153,7 @@ def _read_label_image(path: Path) -> np.ndarray:
 
 def _truth_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if path.suffix.lower() in ANNOTATION_EXTENSIONS:
-        from napari_ihcseg.data.annotations import read_annotation_labels
+        from napari_ihcseg.io.annotations import read_annotation_labels
 
         return read_annotation_labels(path, shape)
     truth = _read_label_image(path)
@@ -204,7 +204,7 @@ def _named(path: Path, fn: Callable, *args):
 
 
 def _evaluate_pair(pred_path: Path, truth_path: Path, args) -> dict:
-    from napari_ihcseg.data.annotations import read_points_csv
+    from napari_ihcseg.io.points import read_points_csv
     from napari_ihcseg.metrics import evaluate_instances, evaluate_points
 
     if args.points:

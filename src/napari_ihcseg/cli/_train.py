@@ -133,8 +133,8 @@ def _spec(text: str) -> str:
 
 def _load(specs) -> list:
     """Read the training data, saying which layout each folder follows and what was skipped."""
-    from napari_ihcseg.data.datasets import load_dataset
-    from napari_ihcseg.data.layouts import load_folder
+    from napari_ihcseg.datasets import load_dataset
+    from napari_ihcseg.datasets.layouts import load_folder
 
     samples = []
     for spec in specs:

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_ihcseg.data.datasets import load_dataset
+    from napari_ihcseg.datasets import load_dataset
     from napari_ihcseg.device import resolve_device
     from napari_ihcseg.models import read_checkpoint_config
     from napari_ihcseg.models.shipped import checkpoint_folder, is_shipped_path

@@ -10,6 +10,8 @@ a napari widget instead passes ``edit.indices, edit.values`` to
 (for edits made with the paint, fill and erase tools, and for undo), and
 :class:`EditTracker` keeps the record of which nuclei a human created, changed
 or deleted, and when, so that exports and training pairs can say so.
+:class:`RecoveryStore` keeps corrections not yet saved in a per-user folder,
+so that a crash loses none.
 
 The names above are defined in these modules and importable from here:
 
@@ -21,7 +23,10 @@ The names above are defined in these modules and importable from here:
   :class:`EditRecord`, :class:`EditTracker` and :data:`CLASS_VALUES`;
 * :mod:`~napari_ihcseg.editing.count`: :func:`grow_nucleus_at` (a nucleus
   grown where a person clicked), :func:`typical_diameter` and
-  :func:`compare_counts` (nuclei against a person's point counts).
+  :func:`compare_counts` (nuclei against a person's point counts);
+* :mod:`~napari_ihcseg.editing.recovery`: :class:`RecoveryStore`,
+  :class:`RecoveryInfo`, :func:`recovery_key` and
+  :func:`default_recovery_dir` (unsaved corrections, autosaved).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .operations import (
 )
 from .count import compare_counts, grow_nucleus_at, typical_diameter
 from .tracking import CLASS_VALUES, EditRecord, EditTracker, LabelDiffer
+from .recovery import RecoveryInfo, RecoveryStore, default_recovery_dir, recovery_key
 
 __all__ = [
     "CLASS_VALUES",
@@ -47,12 +53,16 @@ __all__ = [
     "LabelChange",
     "LabelDiffer",
     "LabelEdit",
+    "RecoveryInfo",
+    "RecoveryStore",
     "compare_counts",
+    "default_recovery_dir",
     "delete_label",
     "grow_nucleus_at",
     "label_at",
     "merge_labels",
     "next_free_label",
+    "recovery_key",
     "split_label_by_distance",
     "split_label_by_instances",
     "split_label_by_line",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .image import IMAGE_SUFFIXES
 
-__all__ = ["image_stem"]
+__all__ = ["image_stem", "safe_name"]
 
 #: Recognised endings, longest first, so that ``.ome.tif`` wins over ``.tif``.
 _ENDINGS = tuple(sorted(IMAGE_SUFFIXES, key=len, reverse=True))
@@ -44,3 +45,18 @@ def image_stem(path: str | os.PathLike) -> str:
         if lower.endswith(ending) and len(name) > len(ending):
             return name[: -len(ending)]
     return Path(name).stem or name
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe as part of a file name on every system.
+
+    Runs of characters other than ASCII letters, digits and ``_.-`` become
+    one ``_``; leading and trailing dots and underscores go. Training-pair
+    ids and recovery files are named by it.
+
+    Examples
+    --------
+    >>> safe_name("case 1 (a).svs"), safe_name("..."), safe_name("Ki-67_x.1")
+    ('case_1_a_.svs', 'image', 'Ki-67_x.1')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._") or "image"

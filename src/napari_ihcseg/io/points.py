@@ -9,7 +9,7 @@ two forms, both read and written here:
 - **QuPath GeoJSON**: a ``FeatureCollection`` of ``Point`` or ``MultiPoint``
   annotations whose ``properties.classification.name`` says ``Positive`` or
   ``Negative`` (a derived class such as ``Tumor: Positive`` counts too).
-  Polygons and other geometries are ignored; :mod:`napari_ihcseg.data.annotations`
+  Polygons and other geometries are ignored; :mod:`napari_ihcseg.io.annotations`
   reads those.
 
 Points are ``(row, col)`` float arrays of shape ``(N, 2)`` with a boolean

@@ -2,7 +2,7 @@
 
 Pathologists annotate Ki-67 fields with one point per nucleus inside a
 region. The mask + contour model needs pixel targets, so a point sample
-(:class:`~napari_ihcseg.data.datasets.Sample` with ``points``) is turned into
+(:class:`~napari_ihcseg.data.sample.Sample` with ``points``) is turned into
 a *pseudo-labelled* sample: instance labels grown from the points, and a
 ``region`` that says where those targets are trusted. Everything else is
 ignored by the loss (the crop's ``valid`` mask), so a point never becomes a
@@ -239,7 +239,7 @@ def pseudo_label_sample(sample, config: PointTargetConfig = PointTargetConfig())
     Samples without points are returned unchanged; so are samples that
     already have labels or a mask (the points then only describe them).
     """
-    from napari_ihcseg.data.datasets import Sample
+    from napari_ihcseg.data.sample import Sample
 
     if sample.points is None or sample.labels is not None or sample.mask is not None:
         return sample

@@ -63,7 +63,7 @@ def training_metadata(config, row: dict, split: dict, hardware: str, base_checkp
 
 def model_card(config, row: dict, split: dict, hardware: str, metrics: dict | None) -> dict:
     """The model card: data and licences, preprocessing, schedule, hardware, validation figures."""
-    from napari_ihcseg.data.datasets import LICENCES
+    from napari_ihcseg.datasets.registry import LICENCES
 
     train_kinds, val_kinds = _sources(split)
     if config.synthetic_fraction > 0:

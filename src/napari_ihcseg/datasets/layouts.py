@@ -1,12 +1,12 @@
 """Training folders as labs already have them: find the layout, read the good pairs, name the bad ones.
 
 :func:`detect_layout` says which of :data:`LAYOUTS` a folder follows, and
-:func:`load_folder` reads it into :class:`~napari_ihcseg.data.datasets.Sample`
+:func:`load_folder` reads it into :class:`~napari_ihcseg.data.sample.Sample`
 objects:
 
 ``pairs``
     The plugin's own training-pair folder (``images/``, ``masks/``,
-    ``dataset.json``), read by :func:`~napari_ihcseg.data.datasets.load_pairs_folder`.
+    ``dataset.json``), read by :func:`~napari_ihcseg.pairs.load_pairs_folder`.
 ``images-masks``
     ``images/`` and ``masks/`` matched by file stem (``masks/X.tif`` or
     ``masks/X_mask(s).png`` for ``images/X.png``), no ``dataset.json``.
@@ -39,7 +39,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .datasets import Sample, _read_rgb, load_pairs_folder
+from napari_ihcseg.data.sample import Sample, read_sample_image
+from napari_ihcseg.io.annotations import polygons_to_labels, read_polygons
+from napari_ihcseg.io.points import read_points
+from napari_ihcseg.pairs.layout import MANIFEST
+from napari_ihcseg.pairs.reader import load_pairs_folder
 
 #: The layouts known, in the order they are looked for, with how a person would describe them.
 LAYOUTS = {
@@ -133,7 +137,7 @@ def detect_layout(folder) -> str:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder")
-    if (folder / "dataset.json").is_file():
+    if (folder / MANIFEST).is_file():
         return "pairs"
     if (folder / "images").is_dir() and (folder / "masks").is_dir():
         return "images-masks"
@@ -184,7 +188,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
 
 def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data: FolderData, binary: list) -> None:
     try:
-        image = _read_rgb(image_path)
+        image = read_sample_image(image_path)
         labels, was_binary = _read_mask(mask_path)
     except ValueError as exc:
         data.skipped.append(str(exc))
@@ -199,13 +203,9 @@ def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data
 
 
 def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path, data: FolderData) -> None:
-    from napari_ihcseg.io.points import read_points
-
     try:
-        image = _read_rgb(image_path)
+        image = read_sample_image(image_path)
         if layout == "qupath":
-            from .annotations import polygons_to_labels, read_polygons
-
             polygons = read_polygons(ann_path)
             if polygons:
                 data.samples.append(Sample(image, polygons_to_labels(polygons, image.shape[:2]),

@@ -1,35 +1,13 @@
 """Saving corrected nucleus labels as training pairs, safely.
 
-A training-pair folder holds ``images/<id>.png`` (RGB), ``masks/<id>.tif``
-(``uint32`` instance labels; the mask and contour targets are derived from them
-by :mod:`napari_ihcseg.data.targets`) and ``dataset.json``, which records how
-each pair was made so that another person can rebuild the same set: the tile
-size, stride and file suffixes, the source image, stain and pixel size, the
-model that made the first masks, and which pairs a human corrected, and when.
+Pairs are cut from an image and its labels (the whole image, a region, or
+tiles), and written with their ``dataset.json`` entry as
+:mod:`napari_ihcseg.pairs.layout` describes them: the image as PNG, the mask
+through :func:`napari_ihcseg.io.write_labels`, the counted points through
+:func:`napari_ihcseg.io.points.write_points_csv`.
 
 Every file is written atomically (temporary file, then rename), and an
 existing pair is never replaced unless the caller passes ``overwrite=True``.
-
-``dataset.json``
-----------------
-``format`` (``"napari-ihcseg-pairs"``),
-``version`` (1), ``images_dir``, ``masks_dir``, ``image_suffix`` (``".png"``),
-``mask_suffix`` (``".tif"``), ``mask_dtype`` (``"uint32"``), ``created``,
-``updated`` and ``pairs``, a list with one entry per pair: ``id``, ``image``
-and ``mask`` (paths relative to the folder), ``region`` (``[y0, x0, y1, x1]``
-in pixels of the source image), ``mode`` (``"whole"``, ``"region"`` or
-``"tiles"``), ``tile_size`` and ``stride`` (``null`` unless tiled),
-``n_nuclei``, ``corrected`` (a person drew, changed or deleted a nucleus in
-it), ``n_corrected``, ``corrected_at`` (ISO 8601, UTC), ``source``, ``stain``,
-``pixel_size_um``, ``model``, ``saved_at``, and, where a person counted nuclei
-by clicking (count mode), ``points`` (``points/<id>.csv``, a marker CSV
-``type,x,y`` in the pair's own pixels; ``null`` without counts), ``n_points``
-and ``points_region`` (the part of the source image, ``[y0, x0, y1, x1]``,
-that the points cover). The keys ``mode``, ``tile_size``, ``stride``,
-``source``, ``stain``, ``pixel_size_um``, ``model`` and ``drop_empty`` are
-repeated at the top level when every pair agrees, and are ``null`` there when
-they differ; the per-pair values are authoritative. The ``pairs`` list,
-written last, is the list of complete pairs.
 
 Examples
 --------
@@ -43,78 +21,37 @@ Examples
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from napari_ihcseg._atomic import atomic_path, write_json_atomic
 from napari_ihcseg.inference.tiling import tile_starts
-from napari_ihcseg.io.names import image_stem
+from napari_ihcseg.io.labels import write_labels
+from napari_ihcseg.io.names import image_stem, safe_name
+from napari_ihcseg.io.points import write_points_csv
 
-#: ``dataset.json`` identifies itself with these.
-FORMAT = "napari-ihcseg-pairs"
-FORMAT_VERSION = 1
-MANIFEST = "dataset.json"
-IMAGES_DIR, MASKS_DIR, POINTS_DIR = "images", "masks", "points"
-IMAGE_SUFFIX, MASK_SUFFIX = ".png", ".tif"
-MODES = ("whole", "region", "tiles")
-TILE_SIZES = (256, 512)
+from .layout import (
+    IMAGE_SUFFIX,
+    IMAGES_DIR,
+    MANIFEST,
+    MASK_SUFFIX,
+    MASKS_DIR,
+    MODES,
+    POINTS_DIR,
+    POINTS_SUFFIX,
+    SHARED_KEYS,
+    TILE_SIZES,
+    SavedPair,
+    check_folder,
+    new_manifest,
+    now,
+    pair_id,
+    read_manifest,
+)
 
-
-@dataclass(frozen=True)
-class SavedPair:
-    """One pair as recorded in ``dataset.json``.
-
-    ``region`` is ``(y0, x0, y1, x1)`` in pixels of the source image.
-    """
-
-    id: str
-    image: str
-    mask: str
-    region: tuple[int, int, int, int]
-    mode: str
-    tile_size: int | None
-    stride: int | None
-    n_nuclei: int
-    corrected: bool
-    n_corrected: int
-    corrected_at: str | None
-    source: str | None
-    stain: str | None
-    pixel_size_um: float | None
-    model: str | None
-    saved_at: str
-    points: str | None = None
-    n_points: int = 0
-    points_region: tuple[int, int, int, int] | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["region"] = list(self.region)
-        d["points_region"] = list(self.points_region) if self.points_region is not None else None
-        return d
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def check_folder(folder) -> Path:
-    """An absolute, user-chosen folder (``~`` expanded); relative paths are refused."""
-    if folder is None or str(folder).strip() == "":
-        raise ValueError("no dataset folder given; choose a folder to save the training pairs in")
-    path = Path(folder).expanduser()
-    if not path.is_absolute():
-        raise ValueError(f"{folder}: the dataset folder must be an absolute path, not relative to the "
-                         "working folder")
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path}: exists and is not a folder")
-    return path
+__all__ = ["TrainingPairWriter", "plan_regions", "save_pairs"]
 
 
 def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
@@ -156,22 +93,6 @@ def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
             for oy in ys for ox in xs]
 
 
-def _stem(name: str | None, source) -> str:
-    stem = name or (image_stem(str(source)) if source else "image")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "image"
-    return stem
-
-
-def pair_id(stem: str, box, *, mode: str, tile: int | None = None) -> str:
-    """The file name (without suffix) of the pair cut at ``box``."""
-    y0, x0, y1, x1 = box
-    if mode == "whole":
-        return stem
-    if mode == "region":
-        return f"{stem}_y{y0}_x{x0}_{y1 - y0}x{x1 - x0}"
-    return f"{stem}_t{tile}_y{y0:05d}_x{x0:05d}"
-
-
 def _relabel(labels: np.ndarray) -> np.ndarray:
     ids = np.unique(labels)
     ids = ids[ids > 0]
@@ -197,21 +118,14 @@ class TrainingPairWriter:
         return self.folder / MANIFEST
 
     def manifest(self) -> dict:
-        """The content of ``dataset.json`` (an empty manifest if there is none yet)."""
+        """The content of ``dataset.json`` (an empty manifest if there is none yet).
+
+        An existing one is checked as the reader checks it
+        (:func:`~napari_ihcseg.pairs.layout.check_manifest`).
+        """
         if not self.manifest_path.exists():
-            return {"format": FORMAT, "version": FORMAT_VERSION, "images_dir": IMAGES_DIR,
-                    "masks_dir": MASKS_DIR, "image_suffix": IMAGE_SUFFIX, "mask_suffix": MASK_SUFFIX,
-                    "mask_dtype": "uint32", "mode": None, "tile_size": None, "stride": None,
-                    "drop_empty": None, "source": None, "stain": None, "pixel_size_um": None, "model": None,
-                    "created": _now(), "updated": None, "pairs": []}
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{self.manifest_path}: cannot read the dataset description ({exc})") from None
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{self.manifest_path}: not a napari-ihcseg training-pair folder "
-                             f"(format {data.get('format')!r})")
-        return data
+            return new_manifest()
+        return read_manifest(self.folder)
 
     def pair_ids(self) -> list[str]:
         """Ids of the pairs already in the folder."""
@@ -221,7 +135,7 @@ class TrainingPairWriter:
         return self.folder / IMAGES_DIR / f"{pid}{IMAGE_SUFFIX}", self.folder / MASKS_DIR / f"{pid}{MASK_SUFFIX}"
 
     def _points_path(self, pid: str) -> Path:
-        return self.folder / POINTS_DIR / f"{pid}.csv"
+        return self.folder / POINTS_DIR / f"{pid}{POINTS_SUFFIX}"
 
     def conflicts(self, ids) -> list[str]:
         """Which of ``ids`` already exist (in ``dataset.json`` or as files)."""
@@ -235,7 +149,7 @@ class TrainingPairWriter:
         Boxes are in the coordinates of the arrays; ids use source coordinates
         (the box shifted by ``origin``).
         """
-        stem = _stem(name, source)
+        stem = safe_name(name or (image_stem(str(source)) if source else "image"))
         oy, ox = (int(v) for v in origin)
         id_mode = "region" if mode == "whole" and (oy or ox) else mode
         return [(pair_id(stem, (b[0] + oy, b[1] + ox, b[2] + oy, b[3] + ox), mode=id_mode, tile=tile), b)
@@ -289,6 +203,8 @@ class TrainingPairWriter:
         ------
         FileExistsError
             If a pair exists and ``overwrite`` is false; nothing is written then.
+        ValueError
+            If the folder's ``dataset.json`` is not one of this format.
         """
         image = np.asarray(image)
         labels = np.asarray(labels)
@@ -317,9 +233,8 @@ class TrainingPairWriter:
                                       + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
                                       + "; pass overwrite=True to replace it")
         from PIL import Image
-        import tifffile
 
-        fallback = max((t for t in times.values() if t), default=None) or _now()
+        fallback = max((t for t in times.values() if t), default=None) or now()
         saved = []
         for pid, (y0, x0, y1, x1) in planned:
             crop_lab = labels[y0:y1, x0:x1]
@@ -331,8 +246,7 @@ class TrainingPairWriter:
             with atomic_path(img_path, overwrite=overwrite) as tmp:
                 Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).save(tmp, format="PNG")
             try:
-                with atomic_path(mask_path, overwrite=overwrite) as tmp:
-                    tifffile.imwrite(tmp, _relabel(crop_lab), compression="zlib")
+                write_labels(mask_path, _relabel(crop_lab), overwrite=overwrite)
             except BaseException:
                 if not overwrite:  # do not leave an image without its mask
                     img_path.unlink(missing_ok=True)
@@ -346,8 +260,8 @@ class TrainingPairWriter:
                 tile if mode == "tiles" else None, (stride or tile) if mode == "tiles" else None,
                 int((present > 0).sum()), touched, len(fixed), when,
                 str(source) if source is not None else None, stain,
-                float(pixel_size_um) if pixel_size_um is not None else None, model, _now(),
-                f"{POINTS_DIR}/{pid}.csv" if kept is not None else None, kept or 0,
+                float(pixel_size_um) if pixel_size_um is not None else None, model, now(),
+                f"{POINTS_DIR}/{self._points_path(pid).name}" if kept is not None else None, kept or 0,
                 (y0 + oy, x0 + ox, y1 + oy, x1 + ox) if kept is not None else None))
         if saved:
             self._update_manifest(saved, drop_empty=drop_empty)
@@ -355,8 +269,6 @@ class TrainingPairWriter:
 
     def _write_points(self, pid: str, points: np.ndarray, positive: np.ndarray, box, *, overwrite: bool) -> int:
         """Write the points inside ``box`` to ``points/<id>.csv`` (pair pixels); returns how many."""
-        from napari_ihcseg.io.points import write_points_csv
-
         y0, x0, y1, x1 = box
         inside = (points[:, 0] >= y0) & (points[:, 0] < y1) & (points[:, 1] >= x0) & (points[:, 1] < x1)
         try:
@@ -375,147 +287,14 @@ class TrainingPairWriter:
         data["pairs"] = pairs
         # Settings shared by every pair are repeated at the top (None where the pairs differ);
         # each pair's own entry is authoritative.
-        for key in ("mode", "tile_size", "stride", "source", "stain", "pixel_size_um", "model"):
+        for key in SHARED_KEYS:
             values = {p.get(key) for p in pairs}
             data[key] = values.pop() if len(values) == 1 else None
         data["drop_empty"] = drop_empty if data.get("drop_empty") in (None, drop_empty) else None
-        data["updated"] = _now()
+        data["updated"] = now()
         write_json_atomic(self.manifest_path, data)
 
 
 def save_pairs(folder, image: np.ndarray, labels: np.ndarray, **options) -> list[SavedPair]:
     """Write training pairs into ``folder``; see :meth:`TrainingPairWriter.save` for the options."""
     return TrainingPairWriter(folder).save(image, labels, **options)
-
-
-# --------------------------------------------------------------------------- recovery
-
-def default_recovery_dir() -> Path:
-    """The per-user folder for recovery files (e.g. ``~/.cache/napari-ihcseg/recovery``)."""
-    try:
-        from platformdirs import user_cache_path
-
-        return user_cache_path("napari-ihcseg", appauthor=False) / "recovery"
-    except ImportError:  # platformdirs comes with napari; the core works without it
-        return Path.home() / ".cache" / "napari-ihcseg" / "recovery"
-
-
-def recovery_key(source, shape) -> str:
-    """A stable key for one image: its absolute path (or name) and its shape."""
-    import hashlib
-
-    text = str(source) if source is not None else "unnamed"
-    if source is not None and ("/" in text or "\\" in text):
-        text = str(Path(text).expanduser().resolve())
-    digest = hashlib.sha1(f"{text}|{tuple(int(s) for s in shape)}".encode()).hexdigest()[:16]
-    return f"{_stem(None, source)}-{digest}"
-
-
-@dataclass(frozen=True)
-class RecoveryInfo:
-    """What a recovery file holds, read without loading the labels."""
-
-    key: str
-    path: Path
-    source: str | None
-    shape: tuple[int, ...]
-    saved_at: str
-    n_edits: int
-
-
-class RecoveryStore:
-    """Autosaved, not yet saved corrections: labels plus edit log, one file per image.
-
-    Parameters
-    ----------
-    folder : path-like, optional
-        Where the recovery files live (absolute). Default: :func:`default_recovery_dir`.
-
-    Examples
-    --------
-    >>> import tempfile, numpy as np
-    >>> from napari_ihcseg.editing import EditTracker
-    >>> store = RecoveryStore(tempfile.mkdtemp())
-    >>> key = recovery_key("/slides/a.svs", (4, 4))
-    >>> _ = store.save(key, np.eye(4, dtype=np.int32), EditTracker(), source="/slides/a.svs")
-    >>> store.pending(key).shape
-    (4, 4)
-    >>> labels, tracker, info = store.restore(key)
-    >>> store.clear(key), store.pending(key)
-    (True, None)
-    """
-
-    def __init__(self, folder=None) -> None:
-        self.folder = check_folder(default_recovery_dir() if folder is None else folder)
-
-    def path_for(self, key: str) -> Path:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-            raise ValueError(f"invalid recovery key {key!r}")
-        return self.folder / f"{key}.npz"
-
-    def save(self, key: str, labels: np.ndarray, tracker, *, source=None) -> Path:
-        """Write the labels and the edit log of ``tracker`` (an :class:`~napari_ihcseg.editing.EditTracker`)."""
-        labels = np.asarray(labels)
-        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels to recover must be a 2-D integer array, got {labels.dtype} {labels.shape}")
-        meta = {"key": key, "source": None if source is None else str(source), "shape": list(labels.shape),
-                "saved_at": _now(), "edits": tracker.to_dict()}
-        path = self.path_for(key)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)))
-        return path
-
-    def _meta(self, path: Path) -> dict:
-        with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["meta"]))
-
-    def _info(self, path: Path, meta: dict) -> RecoveryInfo:
-        return RecoveryInfo(meta["key"], path, meta.get("source"), tuple(meta["shape"]), meta["saved_at"],
-                            len(meta.get("edits", {}).get("log", [])))
-
-    def pending(self, key: str) -> RecoveryInfo | None:
-        """The recovery waiting for ``key``, or ``None``. An unreadable file counts as none."""
-        path = self.path_for(key)
-        if not path.exists():
-            return None
-        try:
-            return self._info(path, self._meta(path))
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def restore(self, key: str):
-        """Load ``(labels, tracker, info)`` saved for ``key``.
-
-        Raises
-        ------
-        FileNotFoundError
-            If there is nothing to restore.
-        """
-        from napari_ihcseg.editing import EditTracker
-
-        path = self.path_for(key)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no recovery file")
-        with np.load(path, allow_pickle=False) as npz:
-            labels = npz["labels"]
-            meta = json.loads(str(npz["meta"]))
-        return labels, EditTracker.from_dict(meta.get("edits", {})), self._info(path, meta)
-
-    def clear(self, key: str) -> bool:
-        """Delete the recovery file of ``key`` (after a successful save); true if there was one."""
-        path = self.path_for(key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def list(self) -> list[RecoveryInfo]:
-        """Every readable recovery file in the folder, newest first."""
-        found = []
-        for path in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
-            try:
-                found.append(self._info(path, self._meta(path)))
-            except (OSError, ValueError, KeyError):
-                continue
-        return sorted(found, key=lambda i: i.saved_at, reverse=True)

@@ -1,7 +1,7 @@
 """Readers for the real Ki-67 sets with point or polygon annotations.
 
 Three sets of Ki-67 IHC fields (see ``../shared/data/README.md``), each read
-into :class:`~napari_ihcseg.data.datasets.Sample` objects and resampled to the
+into :class:`~napari_ihcseg.data.sample.Sample` objects and resampled to the
 models' training scale (40x-like: nuclei about 24 px across, as in MoNuSeg):
 
 ``load_immunoratio`` (spec ``immunoratio:PATH``)
@@ -23,7 +23,7 @@ median nucleus diameter at its own scale (:data:`KI67_SETS`); the readers
 resample by that factor unless told another (``scale=1`` reads the set as it
 is, which is what an evaluation at the set's own scale wants).
 
-The held-out split of :mod:`napari_ihcseg.data.ki67_split` is applied here:
+The held-out split of :mod:`napari_ihcseg.datasets.ki67_split` is applied here:
 by default (``cases="train"``, which is what the ``kind:PATH`` specs give) a
 reader returns only the cases that may be trained on; ``cases="held-out"``
 gives the evaluation cases and ``"all"`` both.
@@ -37,8 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Sample, _read_label_image, _read_rgb, _require_dir
+from napari_ihcseg.data.sample import Sample, read_sample_image
+from napari_ihcseg.io.labels import read_labels
+from napari_ihcseg.io.points import read_points_csv
+
 from .ki67_split import is_held_out
+from .public import require_dir
 
 #: Point classes of :attr:`Sample.point_classes`: 1 positive, 0 negative.
 POINT_POSITIVE, POINT_NEGATIVE = 1, 0
@@ -52,7 +56,7 @@ class Ki67Set:
     Parameters
     ----------
     split : str
-        Its name in :data:`napari_ihcseg.data.ki67_split.HELD_OUT`.
+        Its name in :data:`napari_ihcseg.datasets.ki67_split.HELD_OUT`.
     scale : float
         Approximate factor from the set's pixels to the models' 40x-like
         training scale.
@@ -124,8 +128,6 @@ def scale_points(points: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _read_markers(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from .annotations import read_points_csv
-
     if not path.is_file():
         raise ValueError(f"{path}: missing (the point annotations, type,x,y)")
     points, positive = read_points_csv(path)
@@ -138,7 +140,7 @@ def _read_markers(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
 def _read_region(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"{path}: missing (the annotated region)")
-    region = _read_label_image(path) > 0
+    region = read_labels(path) > 0
     if region.shape != shape:
         raise ValueError(f"{path}: shape {region.shape} differs from its image {shape}")
     return region
@@ -150,7 +152,7 @@ def _point_sample(kind: str, case: Path, image_name: str, region_name: str, scal
     image_path = case / image_name
     if not image_path.is_file():
         raise ValueError(f"{image_path}: missing (the field image)")
-    image = _read_rgb(image_path)
+    image = read_sample_image(image_path)
     points, classes = _read_markers(case / "markers.csv", image.shape[:2])
     region = _read_region(case / region_name, image.shape[:2])
     image = resample_image(image, scale)
@@ -182,7 +184,7 @@ def load_immunoratio(root: str | Path, *, cases: str = "train", scale: float | N
         ``point_classes`` and ``region``, sorted by case.
     """
     _check_cases(cases)
-    root = _require_dir(Path(root), "ki67-immunoratio folder")
+    root = require_dir(Path(root), "ki67-immunoratio folder")
     folders = [c for c in _case_folders(root, "field.jpg") if _selected("immunoratio", c.name, cases)]
     if not folders:
         raise ValueError(f"{root}: no {cases} case with a field.jpg")
@@ -197,7 +199,7 @@ def load_ki67_points(root: str | Path, *, cases: str = "train", scale: float | N
     is refused; see :func:`load_immunoratio` for the parameters.
     """
     _check_cases(cases)
-    root = _require_dir(Path(root), "ki67-points folder")
+    root = require_dir(Path(root), "ki67-points folder")
     folders = [c for c in _case_folders(root, "base.png") if _selected("ki67-points", c.name, cases)]
     if not folders:
         raise ValueError(f"{root}: no {cases} case with a base.png (both ki67-points fields are held out "
@@ -240,18 +242,18 @@ def load_glioma_polygons(root: str | Path, *, cases: str = "train", scale: float
         grouped by specimen (the part of the id before ``_-``).
     """
     _check_cases(cases)
-    root = _require_dir(Path(root), "ki67-glioma-polygons folder")
+    root = require_dir(Path(root), "ki67-glioma-polygons folder")
     scale = KI67_SETS["glioma"].scale if scale is None else float(scale)
     folders = [c for c in _case_folders(root, "image.jpg") if _selected("glioma", c.name, cases)]
     if not folders:
         raise ValueError(f"{root}: no {cases} frame with an image.jpg")
     samples = []
     for case in folders:
-        image = _read_rgb(case / "image.jpg")
+        image = read_sample_image(case / "image.jpg")
         labels_path = case / "labels.png"
         if not labels_path.is_file():
             raise ValueError(f"{labels_path}: missing (the instance label map)")
-        labels = _read_label_image(labels_path)
+        labels = read_labels(labels_path)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"{labels_path}: shape {labels.shape} differs from its image {image.shape[:2]}")
         classes = _read_classes(case / "classes.csv")
@@ -264,5 +266,5 @@ def load_glioma_polygons(root: str | Path, *, cases: str = "train", scale: float
     return samples
 
 
-#: Spec kinds of :func:`napari_ihcseg.data.datasets.load_dataset` read here.
+#: Spec kinds of :func:`napari_ihcseg.datasets.registry.load_dataset` read here.
 KI67_LOADERS = {"immunoratio": load_immunoratio, "ki67-points": load_ki67_points, "glioma": load_glioma_polygons}

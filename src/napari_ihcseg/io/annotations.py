@@ -25,14 +25,12 @@ All coordinates are pixels with ``X`` the column and ``Y`` the row, and are
 returned as ``(row, col)``. Rasterisation uses :func:`skimage.draw.polygon`:
 a pixel belongs to a polygon when its centre (integer coordinates) lies inside.
 
-Points: the Ki-67 marker CSV (``type,x,y``; type 1 a positive nucleus, 2 a
-negative one) is read and written by :mod:`napari_ihcseg.io.points`;
-``read_points_csv`` is re-exported here.
+Point annotations (the marker CSV ``type,x,y`` and QuPath points) are read
+and written by :mod:`napari_ihcseg.io.points`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -41,10 +39,9 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
-# The marker CSV has one module that reads and writes it; re-exported here for the readers of data sets.
-from napari_ihcseg.io.points import POINT_NEGATIVE, POINT_POSITIVE, read_points_csv  # noqa: F401
+from napari_ihcseg._json_file import parse_json
 
-__all__ = ["read_polygons", "polygons_to_labels", "read_annotation_labels", "read_points_csv"]
+__all__ = ["read_polygons", "polygons_to_labels", "read_annotation_labels"]
 
 #: Vertices used to approximate an ellipse.
 _ELLIPSE_VERTICES = 64
@@ -198,11 +195,7 @@ def read_polygons(path: str | os.PathLike) -> list[np.ndarray]:
     raw = path.read_bytes()
     head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if head in (b"{", b"["):
-        try:
-            obj = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return _geojson_polygons(obj, path)
+        return _geojson_polygons(parse_json(raw, path, expect=None), path)
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as exc:

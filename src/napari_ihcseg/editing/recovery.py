@@ -1,0 +1,154 @@
+"""Autosaved corrections not yet saved by the user: one recovery file per image.
+
+While a person corrects nuclei, the Correct and Count widgets write the
+labels and the edit log (:class:`~napari_ihcseg.editing.tracking.EditTracker`)
+to a per-user folder every few seconds; after a crash the widget offers to
+restore them. Files are written atomically, and an unreadable one counts as
+none, so a damaged file never blocks work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from napari_ihcseg._atomic import atomic_path, output_folder
+from napari_ihcseg.io.names import image_stem, safe_name
+
+from .tracking import EditTracker
+
+__all__ = ["RecoveryInfo", "RecoveryStore", "default_recovery_dir", "recovery_key"]
+
+
+def default_recovery_dir() -> Path:
+    """The per-user folder for recovery files (e.g. ``~/.cache/napari-ihcseg/recovery``)."""
+    try:
+        from platformdirs import user_cache_path
+
+        return user_cache_path("napari-ihcseg", appauthor=False) / "recovery"
+    except ImportError:  # platformdirs comes with napari; the core works without it
+        return Path.home() / ".cache" / "napari-ihcseg" / "recovery"
+
+
+def recovery_key(source, shape) -> str:
+    """A stable key for one image: its absolute path (or name) and its shape."""
+    import hashlib
+
+    text = str(source) if source is not None else "unnamed"
+    if source is not None and ("/" in text or "\\" in text):
+        text = str(Path(text).expanduser().resolve())
+    digest = hashlib.sha1(f"{text}|{tuple(int(s) for s in shape)}".encode()).hexdigest()[:16]
+    return f"{safe_name(image_stem(str(source)) if source is not None else 'image')}-{digest}"
+
+
+@dataclass(frozen=True)
+class RecoveryInfo:
+    """What a recovery file holds, read without loading the labels."""
+
+    key: str
+    path: Path
+    source: str | None
+    shape: tuple[int, ...]
+    saved_at: str
+    n_edits: int
+
+
+class RecoveryStore:
+    """Autosaved, not yet saved corrections: labels plus edit log, one file per image.
+
+    Parameters
+    ----------
+    folder : path-like, optional
+        Where the recovery files live (absolute). Default: :func:`default_recovery_dir`.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from napari_ihcseg.editing import EditTracker
+    >>> store = RecoveryStore(tempfile.mkdtemp())
+    >>> key = recovery_key("/slides/a.svs", (4, 4))
+    >>> _ = store.save(key, np.eye(4, dtype=np.int32), EditTracker(), source="/slides/a.svs")
+    >>> store.pending(key).shape
+    (4, 4)
+    >>> labels, tracker, info = store.restore(key)
+    >>> store.clear(key), store.pending(key)
+    (True, None)
+    """
+
+    def __init__(self, folder=None) -> None:
+        self.folder = output_folder(default_recovery_dir() if folder is None else folder, what="recovery folder")
+
+    def path_for(self, key: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise ValueError(f"invalid recovery key {key!r}")
+        return self.folder / f"{key}.npz"
+
+    def save(self, key: str, labels: np.ndarray, tracker, *, source=None) -> Path:
+        """Write the labels and the edit log of ``tracker`` (an :class:`~napari_ihcseg.editing.EditTracker`)."""
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels to recover must be a 2-D integer array, got {labels.dtype} {labels.shape}")
+        meta = {"key": key, "source": None if source is None else str(source), "shape": list(labels.shape),
+                "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "edits": tracker.to_dict()}
+        path = self.path_for(key)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)))
+        return path
+
+    def _meta(self, path: Path) -> dict:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(str(npz["meta"]))
+
+    def _info(self, path: Path, meta: dict) -> RecoveryInfo:
+        return RecoveryInfo(meta["key"], path, meta.get("source"), tuple(meta["shape"]), meta["saved_at"],
+                            len(meta.get("edits", {}).get("log", [])))
+
+    def pending(self, key: str) -> RecoveryInfo | None:
+        """The recovery waiting for ``key``, or ``None``. An unreadable file counts as none."""
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        try:
+            return self._info(path, self._meta(path))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def restore(self, key: str):
+        """Load ``(labels, tracker, info)`` saved for ``key``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is nothing to restore.
+        """
+        path = self.path_for(key)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no recovery file")
+        with np.load(path, allow_pickle=False) as npz:
+            labels = npz["labels"]
+            meta = json.loads(str(npz["meta"]))
+        return labels, EditTracker.from_dict(meta.get("edits", {})), self._info(path, meta)
+
+    def clear(self, key: str) -> bool:
+        """Delete the recovery file of ``key`` (after a successful save); true if there was one."""
+        path = self.path_for(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list(self) -> list[RecoveryInfo]:
+        """Every readable recovery file in the folder, newest first."""
+        found = []
+        for path in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
+            try:
+                found.append(self._info(path, self._meta(path)))
+            except (OSError, ValueError, KeyError):
+                continue
+        return sorted(found, key=lambda i: i.saved_at, reverse=True)
