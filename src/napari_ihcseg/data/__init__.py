@@ -4,6 +4,8 @@ Submodules import only numpy, scipy and scikit-image (never torch):
 
 * :mod:`napari_ihcseg.data.synthetic`: :func:`make_synthetic_ihc`, synthetic
   hematoxylin + DAB fields with exact instance truth;
+* :mod:`napari_ihcseg.data.nuclei`: irregular nucleus outlines and their
+  placement, the shapes both synthetic generators draw;
 * :mod:`napari_ihcseg.data.synthetic_ki67`: ``make_ki67_field``, the demo's
   Ki-67-like field;
 * :mod:`napari_ihcseg.data.synthetic_slide`: :func:`make_synthetic_slide`,

@@ -14,7 +14,8 @@ The model, in order:
    overlap; a fraction ``touching`` is placed against an earlier nucleus so
    that they touch or overlap. Later nuclei lie on top; a placement is
    refused when it would hide more than ``max_overlap`` of a nucleus beneath
-   or split it in two, so every label is one connected region.
+   or split it in two, so every label is one connected region
+   (:mod:`napari_ihcseg.data.nuclei`).
 2. **Hematoxylin** of each nucleus has a darker rim (nuclear membrane) and
    chromatin granularity (smoothed noise). Where nuclei overlap their
    hematoxylin adds up, so overlaps look darker, as on a slide.
@@ -37,11 +38,13 @@ Large tiled pyramidal BigTIFF slides of such fields are written by
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 
 from napari_ihcseg.stain import H_DAB, StainVectors, compose
 
+from .nuclei import place_nuclei
 from .targets import labels_to_contour
 
 __all__ = [
@@ -57,11 +60,7 @@ CLASS_NAMES = ("negative", "1+", "2+", "3+")
 #: scoring thresholds 0.2 / 0.4 / 0.6 separate them with a margin.
 DAB_CLASS_RANGES = ((0.0, 0.1), (0.25, 0.35), (0.45, 0.55), (0.7, 0.9))
 
-_ASPECT_RANGE = (0.5, 1.0)  # minor / major axis
-_IRREGULARITY = 0.12  # amplitude of the radial harmonics of the outline
-_HARMONICS = np.arange(2, 7)
 _HEMATOXYLIN_RANGE = (0.45, 0.8)  # OD of a negative nucleus
-_PLACEMENT_TRIES = 8
 _STROMA_SCALE = 8  # low-frequency fields are drawn at 1/8 resolution
 
 
@@ -171,123 +170,6 @@ def _stroma(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarra
     return h.astype(np.float32), dab.astype(np.float32)
 
 
-def _outline(rng: np.random.Generator) -> np.ndarray:
-    """Complex coefficients ``c_k`` of the radial harmonics k = 2..6 of an outline."""
-    amps = rng.uniform(0.0, 1.0, len(_HARMONICS)) * _IRREGULARITY / _HARMONICS
-    phases = rng.uniform(0.0, 2 * np.pi, len(_HARMONICS))
-    return (amps * np.exp(1j * phases)).astype(np.complex64)
-
-
-def _normalised_radius(dy, dx, a, b, theta, coeffs) -> np.ndarray:
-    """Normalised radius of pixels (``<= 1`` inside) of an irregular ellipse.
-
-    ``dy``, ``dx`` are offsets from the centre (broadcastable float32). The
-    outline in normalised polar coordinates is
-    ``1 + sum_k |c_k| cos(k phi + arg c_k) = 1 + Re(sum_k c_k z^k)`` with
-    ``z = exp(i phi)``, evaluated by Horner's rule.
-    """
-    c, s = np.float32(np.cos(theta)), np.float32(np.sin(theta))
-    q = (dx * c + dy * s) / np.float32(a) + 1j * ((dy * c - dx * s) / np.float32(b))
-    radius = np.abs(q)
-    z = q / np.maximum(radius, np.float32(1e-6))
-    poly = coeffs[-1]
-    for coef in coeffs[-2::-1]:
-        poly = poly * z + coef
-    return radius / (1.0 + (poly * z * z).real)
-
-
-def _reach(a: float, coeffs: np.ndarray) -> float:
-    """Radius of a disc that contains the irregular ellipse."""
-    return a * (1.0 + float(np.abs(coeffs).sum())) + 1.0
-
-
-def _rasterise(shape, cy, cx, a, b, theta, coeffs):
-    """Box slices, inside mask and normalised radius of one irregular ellipse."""
-    reach = _reach(a, coeffs)
-    y0, y1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, shape[0])
-    x0, x1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, shape[1])
-    if y0 >= y1 or x0 >= x1:
-        return None
-    dy = (np.arange(y0, y1, dtype=np.float32) - np.float32(cy))[:, None]
-    dx = (np.arange(x0, x1, dtype=np.float32) - np.float32(cx))[None, :]
-    rho = _normalised_radius(dy, dx, a, b, theta, coeffs)
-    inside = rho <= 1.0
-    if not inside.any():
-        return None
-    return (slice(y0, y1), slice(x0, x1)), inside, rho
-
-
-def _is_connected(mask: np.ndarray) -> bool:
-    return ndi.label(mask)[1] <= 1
-
-
-def _place_nuclei(rng, shape, n_target, radius_range, touching, max_overlap):
-    """Place nuclei one by one.
-
-    Returns the labels and, per placed nucleus, ``(box, inside, rim)``: its
-    bounding box, its full (unoccluded) mask in the box and its rim profile.
-    """
-    labels = np.zeros(shape, np.int32)
-    boxes: list[tuple[slice, slice]] = [()]  # index 0 = background
-    area_full = [0]
-    area_now = [0]
-    centres: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]
-    weights: list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]] = []
-    r_lo, r_hi = radius_range
-    for _ in range(n_target):
-        r = float(rng.uniform(r_lo, r_hi))
-        aspect = float(rng.uniform(*_ASPECT_RANGE))
-        a, b = r / np.sqrt(aspect), r * np.sqrt(aspect)
-        theta = float(rng.uniform(0.0, np.pi))
-        coeffs = _outline(rng)
-        against = len(centres) > 1 and rng.random() < touching
-        for _try in range(_PLACEMENT_TRIES):
-            if against:
-                j = int(rng.integers(1, len(centres)))
-                cyj, cxj, rj = centres[j]
-                angle = rng.uniform(0.0, 2 * np.pi)
-                dist = (r + rj) * rng.uniform(0.75, 1.0)
-                cy, cx = cyj + dist * np.sin(angle), cxj + dist * np.cos(angle)
-                if not (0 <= cy < shape[0] and 0 <= cx < shape[1]):
-                    continue  # keep at least about a quarter of every nucleus in the field
-            else:
-                cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-            drawn = _rasterise(shape, cy, cx, a, b, theta, coeffs)
-            if drawn is None:
-                continue
-            box, inside, rho = drawn
-            under = labels[box][inside]
-            hit = np.unique(under[under > 0])
-            if hit.size and not against:
-                continue
-            if hit.size:
-                counts = np.bincount(under, minlength=hit.max() + 1)[hit]
-                lost = np.array([area_full[h] - area_now[h] for h in hit]) + counts
-                if np.any(lost > max_overlap * np.array([area_full[h] for h in hit])):
-                    continue
-                new_id = len(centres)
-                saved = labels[box].copy()
-                labels[box][inside] = new_id
-                if not all(_is_connected(labels[boxes[h]] == h) for h in hit):
-                    labels[box] = saved
-                    continue
-                for h, c in zip(hit, counts):
-                    area_now[h] -= int(c)
-            else:
-                new_id = len(centres)
-                labels[box][inside] = new_id
-            n_in = int(inside.sum())
-            area_full.append(n_in)
-            area_now.append(n_in)
-            boxes.append(box)
-            centres.append((cy, cx, r))
-            t = np.clip((rho - 0.6) / 0.4, 0.0, 1.0)
-            rim = 0.8 + 0.45 * t * t * (3.0 - 2.0 * t)  # smoothstep: darker near the membrane
-            weights.append((box, inside, rim))
-            break
-    return labels, weights
-
-
 def make_synthetic_ihc(
     shape: tuple[int, int] = (512, 512),
     *,
@@ -380,7 +262,7 @@ def make_synthetic_ihc(
         raise ValueError(f"n_nuclei must be >= 0, got {n_nuclei!r}")
 
     rng = np.random.default_rng(seed)
-    labels, weights = _place_nuclei(rng, (h, w), int(n_nuclei), (r_lo, r_hi), touching, max_overlap)
+    labels, weights = place_nuclei(rng, (h, w), int(n_nuclei), (r_lo, r_hi), touching, max_overlap)
     n = len(weights)
 
     klass = rng.choice(4, size=n, p=probs).astype(np.int32)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import _normalised_radius, _outline, _reach, make_synthetic_ihc
+from .nuclei import normalised_radius, outline_harmonics, outline_reach
+from .synthetic import make_synthetic_ihc
 
 __all__ = [
     "GLASS_RGB",
@@ -47,7 +48,7 @@ class _Blob:
 
     def mask(self, y0: int, x0: int, height: int, width: int) -> np.ndarray | None:
         """Tissue mask of this blob over a window, or None when it misses it."""
-        reach = _reach(self.a, self.coeffs)
+        reach = outline_reach(self.a, self.coeffs)
         if (self.cy + reach < y0 or self.cy - reach > y0 + height
                 or self.cx + reach < x0 or self.cx - reach > x0 + width):
             return None
@@ -55,7 +56,7 @@ class _Blob:
         step = 16
         dy = (np.arange(y0, y0 + height + step, step, dtype=np.float32) - np.float32(self.cy))[:, None]
         dx = (np.arange(x0, x0 + width + step, step, dtype=np.float32) - np.float32(self.cx))[None, :]
-        rho = _normalised_radius(dy, dx, self.a, self.b, self.theta, self.coeffs)
+        rho = normalised_radius(dy, dx, self.a, self.b, self.theta, self.coeffs)
         margin = 2.0 * step / self.b  # rho changes by less than this between grid points
         if rho.min() > 1.0 + margin:
             return None
@@ -63,7 +64,7 @@ class _Blob:
             return np.ones((height, width), bool)
         dy = (np.arange(y0, y0 + height, dtype=np.float32) - np.float32(self.cy))[:, None]
         dx = (np.arange(x0, x0 + width, dtype=np.float32) - np.float32(self.cx))[None, :]
-        return _normalised_radius(dy, dx, self.a, self.b, self.theta, self.coeffs) <= 1.0
+        return normalised_radius(dy, dx, self.a, self.b, self.theta, self.coeffs) <= 1.0
 
 
 def _tissue_layout(rng: np.random.Generator, shape: tuple[int, int], fraction: float) -> list[_Blob]:
@@ -80,7 +81,7 @@ def _tissue_layout(rng: np.random.Generator, shape: tuple[int, int], fraction: f
         a, b = r / np.sqrt(aspect), r * np.sqrt(aspect)
         cy = float(rng.uniform(min(b, h / 2), max(h - b, h / 2)))
         cx = float(rng.uniform(min(a, w / 2), max(w - a, w / 2)))
-        coeffs = (_outline(rng) * 1.5).astype(np.complex64)
+        coeffs = (outline_harmonics(rng) * 1.5).astype(np.complex64)
         blobs.append(_Blob(cy, cx, a, b, float(rng.uniform(0, np.pi)), coeffs))
     return blobs
 
