@@ -1,4 +1,4 @@
-"""Former home of the data-set readers, kept for the callers that still import from here.
+"""Former home of the data-set readers, kept for the callers that still import from here (training.prepare).
 
 The readers now live in :mod:`napari_ihcseg.datasets` (public sets, folder
 layouts, :func:`load_dataset`), the training-pair reader in
