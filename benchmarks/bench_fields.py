@@ -18,8 +18,10 @@ model at the default precision of the device:
   bf16 peak is printed too).
 
 The whole-slide row is the plan of ``segment_large`` over a slide of
-``--slide`` pixels: every block of :data:`DEFAULT_BLOCK` with its halo,
-computed pixels summed over blocks (halos included) over the slide's pixels;
+``--slide`` pixels: every block with its halo (the default blocks, fitted
+by :func:`~napari_ihcseg.inference.planning.fit_block` so that each region
+is whole tiles, and the former 4096-pixel blocks), computed pixels summed
+over blocks (halos included) over the slide's pixels;
 ``--time-block`` also times one such block end to end. The fields are
 synthetic IHC (a 1024 × 1024 field repeated). Every timing is the best of
 ``--repeats`` after a warm-up.
@@ -42,7 +44,8 @@ from bench_inference import field_image, tile_flops
 
 from napari_ihcseg.inference import InferenceConfig, plan_tiles, resolve_runtime, segment_image
 from napari_ihcseg.inference.blocks import block_grid
-from napari_ihcseg.inference.large import DEFAULT_BLOCK, MAX_NUCLEUS_RADIUS
+from napari_ihcseg.inference.large import MAX_NUCLEUS_RADIUS
+from napari_ihcseg.inference.planning import fit_block
 from napari_ihcseg.inference.runtime import cpu_supports_bf16
 from napari_ihcseg.inference.tiling import round_up, tile_starts
 from napari_ihcseg.models import default_checkpoint_name, load_model
@@ -86,12 +89,22 @@ def fixed_grid_pixels(shape) -> int:
     return axis(shape[0]) * axis(shape[1])
 
 
-def slide_computed_ratios(shape, config: InferenceConfig) -> tuple[float, float]:
-    """Pixels computed for a whole slide by ``segment_large`` (every block, halos included) over its
-    pixels: with the fitted tiles, and with the former fixed grid."""
+#: The block size of ``segment_large`` before blocks were fitted to the tiles.
+FORMER_BLOCK = 4096
+
+
+def default_block(config: InferenceConfig) -> tuple[int, int]:
+    """``(block, halo)`` of ``segment_large`` at its defaults for ``config``."""
     halo = round_up(config.overlap + MAX_NUCLEUS_RADIUS, 32)
+    return fit_block(halo, tile=config.tile, overlap=config.overlap), halo
+
+
+def slide_computed_ratios(shape, config: InferenceConfig, block: int) -> tuple[float, float]:
+    """Pixels computed for a whole slide by ``segment_large`` in blocks of ``block`` (halos
+    included) over its pixels: with the fitted tiles, and with the former fixed 512 grid."""
+    halo = default_block(config)[1]
     fitted = fixed = 0
-    for _, region in block_grid(shape, DEFAULT_BLOCK, halo):
+    for _, region in block_grid(shape, block, halo):
         plan = plan_tiles(region.shape, tile=config.tile, overlap=config.overlap)
         fitted += len(plan.boxes) * plan.tile_shape[0] * plan.tile_shape[1]
         fixed += fixed_grid_pixels(region.shape)
@@ -137,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     rows = [(parse_shape(f), False) for f in args.fields]
     if args.time_block:
-        rows.append(((DEFAULT_BLOCK + 2 * 128, DEFAULT_BLOCK + 2 * 128), True))
+        block, halo = default_block(config)
+        rows.append(((block + 2 * halo, block + 2 * halo), True))
     for shape, is_block in rows:
         image = field_image(shape)
         plan = plan_tiles(shape, tile=config.tile, overlap=config.overlap)
@@ -156,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:>12} {tiles:>14} {plan.computed_ratio:>15.3f} {old_ratio:>10.3f} {e2e:>8.2f} "
               f"{fwd:>9.2f}{mark} {e2e / fwd:>11.2f} {gflops:>11.1f} {gflops / peak:>7.0%}", flush=True)
     slide = parse_shape(args.slide)
-    fitted, fixed = slide_computed_ratios(slide, config)
-    print(f"whole slide {slide[0]}x{slide[1]} in blocks of {DEFAULT_BLOCK} with halos: computed/image "
-          f"{fitted:.3f} (512 grid: {fixed:.3f})")
+    block = default_block(config)[0]
+    for size, name in ((block, "fitted"), (FORMER_BLOCK, "former")):
+        fitted, fixed = slide_computed_ratios(slide, config, size)
+        print(f"whole slide {slide[0]}x{slide[1]} in {name} blocks of {size} with halos: computed/image "
+              f"{fitted:.3f} (512 grid: {fixed:.3f})")
     print(f"peak used: {runtime.precision} matmul; * forward time from the per-pixel time of a 1024² pass")
     return 0
 

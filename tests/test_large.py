@@ -316,3 +316,15 @@ def test_a_given_tissue_mask_is_scaled_to_the_slide():
     t = TissueMask(mask, (1024, 1024))
     assert t.has_tissue((0, 0, 256, 256)) and t.has_tissue((255, 255, 300, 300))
     assert not t.has_tissue((256, 256, 1024, 1024))
+
+
+def test_the_default_block_is_fitted_to_the_tile_plan(field, tmp_path):
+    from napari_ihcseg.inference.planning import fit_block, plan_tiles
+
+    result = segment_large(field.image, ODNet(), out=tmp_path / "fitted.zarr", config=CONFIG, tissue=False)
+    assert result.block == fit_block(result.halo, tile=CONFIG.tile, overlap=CONFIG.overlap)
+    assert result.blocks == 1 and result.n_nuclei > 0
+    region = result.block + 2 * result.halo
+    assert plan_tiles((region, region), tile=CONFIG.tile, overlap=CONFIG.overlap).tile_shape == (128, 128)
+    with pytest.raises(ValueError, match="block must be a positive multiple of 32"):
+        segment_large(field.image, ODNet(), out=tmp_path / "bad.zarr", config=CONFIG, block=100)

@@ -18,10 +18,6 @@ import numpy as np
 from ..io import ImageReadError
 from .tiling import Box
 
-#: Default core size of a block.
-DEFAULT_BLOCK = 4096
-
-
 class BlockReadError(ImageReadError):
     """A block of a large image could not be read or decoded.
 
@@ -139,4 +135,4 @@ def write_block(labels_out, region: Box, owned: np.ndarray, n_written: int) -> t
     return max(n_written, int(ids.max())), n_dup
 
 
-__all__ = ["DEFAULT_BLOCK", "BlockReadError", "block_grid", "owned_labels", "owns", "read_region", "write_block"]
+__all__ = ["BlockReadError", "block_grid", "owned_labels", "owns", "read_region", "write_block"]

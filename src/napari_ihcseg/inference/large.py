@@ -47,12 +47,12 @@ import numpy as np
 
 from .._atomic import atomic_directory, atomic_path
 from ..io.lazy import LazyImage
-from .blocks import DEFAULT_BLOCK, BlockReadError, block_grid, owned_labels, read_region, write_block
+from .blocks import BlockReadError, block_grid, owned_labels, read_region, write_block
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
 from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
 from .preprocess import preprocess_radius
-from .planning import plan_tiles
+from .planning import fit_block, plan_tiles
 from .results import LargeResult
 from .tiling import Box, round_up
 from .tissue import TissueMask, detect_tissue
@@ -174,7 +174,7 @@ def segment_large(
     *,
     out,
     config: InferenceConfig | None = None,
-    block: int = DEFAULT_BLOCK,
+    block: int | None = None,
     halo: int | None = None,
     tissue: str | bool | TissueMask | np.ndarray = "auto",
     source: str | None = None,
@@ -204,8 +204,11 @@ def segment_large(
         Tiling, device and instance options; ``**options`` override fields.
         ``scale`` must be 1: resizing the image is supported in memory only
         (:func:`~napari_ihcseg.inference.segment_image`).
-    block : int
+    block : int, optional
         Core size of a block, a multiple of the model's size multiple.
+        Default: fitted to the tile plan (:func:`~napari_ihcseg.inference.planning.fit_block`),
+        so that each block with its halo is whole tiles, at most
+        :data:`~napari_ihcseg.inference.planning.DEFAULT_BLOCK_SIDE` pixels a side.
     halo : int, optional
         Context read around each core; default ``overlap + MAX_NUCLEUS_RADIUS``
         (plus the preprocessing radius), rounded up to the size multiple.
@@ -276,13 +279,16 @@ def segment_large(
         raise TypeError(f"{source or 'image'}: expected uint8 RGB, got dtype {base.dtype}")
     source = str(source or (image.path if isinstance(image, LazyImage) else None) or "image")
     multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
-    if isinstance(block, bool) or not isinstance(block, int) or block < multiple or block % multiple:
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < multiple
+                              or block % multiple):
         raise ValueError(f"block must be a positive multiple of {multiple}, got {block!r}")
     if halo is None:
         halo = config.overlap + MAX_NUCLEUS_RADIUS + preprocess_radius(config.preprocess)
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ValueError(f"halo must be a non-negative int, got {halo!r}")
     halo = round_up(halo, multiple)
+    if block is None:
+        block = fit_block(halo, tile=config.tile, overlap=config.overlap, multiple=multiple)
     shape = (int(base.shape[0]), int(base.shape[1]))
 
     tissue_mask = _resolve_tissue(tissue, levels)
@@ -339,7 +345,7 @@ def segment_large(
     if touching or duplicates:
         log.warning("%d nucleus/nuclei touch the halo edge of their block and %d were claimed by two blocks; "
                     "a halo of %d px is too small for them, use a larger halo", touching, duplicates, halo)
-    result = LargeResult(out, shape, n_written, len(grid), len(grid) - len(work), total, halo, touching,
+    result = LargeResult(out, shape, n_written, len(grid), len(grid) - len(work), total, block, halo, touching,
                          time.perf_counter() - started)
     log.info("segmented %s: %d nuclei in %d block(s) (%d without tissue) in %.1f s", source, n_written,
              len(grid), result.skipped_blocks, result.seconds)

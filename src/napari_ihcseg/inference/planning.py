@@ -110,6 +110,56 @@ DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 64
 
 
+#: The longest side of a whole-slide block's region (core and halos) by
+#: default, the memory budget of a block (see ``docs/inference.md``).
+DEFAULT_BLOCK_SIDE = 8192
+
+
+def fit_block(halo: int, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+              max_side: int = DEFAULT_BLOCK_SIDE, multiple: int = 32) -> int:
+    """The core size of whole-slide blocks whose regions are whole tiles.
+
+    A block's region is its core plus a ``halo`` on each side. The region
+    is computed by :func:`plan_tiles`; when its side is ``n`` tiles of
+    ``tile`` overlapping by ``overlap`` exactly, ``n * tile - (n - 1) *
+    overlap``, no tile is shortened or shifted back. Of those sides, the
+    longest within ``max_side`` is chosen (at least one tile), so the halos
+    and overlaps cost the fewest pixels the memory budget allows.
+
+    Parameters
+    ----------
+    halo : int
+        Context around each core, a multiple of ``multiple``.
+    tile, overlap : int
+        The tile plan's largest tile and least overlap (``InferenceConfig``).
+    max_side : int
+        Longest region side: the memory budget of a block.
+    multiple : int
+        The model's size multiple.
+
+    Returns
+    -------
+    int
+        The core side, a positive multiple of ``multiple``.
+
+    Examples
+    --------
+    Eight 1024-pixel tiles cover 7744 pixels; less two halos of 128:
+
+    >>> fit_block(128)
+    7488
+    >>> fit_block(128, max_side=4096)
+    3648
+    """
+    stride = tile - overlap
+    n = max(1, (max_side - overlap) // stride)
+    core = n * tile - (n - 1) * overlap - 2 * halo
+    while core < multiple and n < 1000:
+        n += 1
+        core = n * tile - (n - 1) * overlap - 2 * halo
+    return core // multiple * multiple
+
+
 class TilePlan(NamedTuple):
     """The tiles that cover an image: one tile shape, fitted to the image by :func:`plan_tiles`.
 

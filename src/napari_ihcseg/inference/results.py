@@ -107,7 +107,8 @@ class LargeResult:
 
     ``path`` is the output (zarr store or BigTIFF), ``shape`` the slide's
     height and width. ``blocks`` counts all blocks, ``skipped_blocks`` those
-    without tissue, ``tiles`` the model tiles run, ``halo_touching`` the
+    without tissue, ``tiles`` the model tiles run, ``block`` and ``halo`` the
+    core size and the context of a block, ``halo_touching`` the
     nuclei that touched the outer edge of their block's halo (0 when the
     halo is large enough).
     """
@@ -118,6 +119,7 @@ class LargeResult:
     blocks: int
     skipped_blocks: int
     tiles: int
+    block: int
     halo: int
     halo_touching: int
     seconds: float

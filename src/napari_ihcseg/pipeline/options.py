@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from napari_ihcseg.inference.blocks import DEFAULT_BLOCK
 from napari_ihcseg.inference.config import InferenceConfig
 
 if TYPE_CHECKING:
@@ -80,9 +79,10 @@ class PipelineOptions:
         Also write the mask and contour probabilities.
     overlay : bool
         Also write the QC overlay picture.
-    block : int
-        Block size for whole slides; a whole slide with a scale other than 1
-        is an error.
+    block : int, optional
+        Block core size for whole slides (default: fitted to the tile plan,
+        :func:`~napari_ihcseg.inference.planning.fit_block`); a whole slide
+        with a scale other than 1 is an error.
 
     Examples
     --------
@@ -104,7 +104,7 @@ class PipelineOptions:
     pixel_size_um: float | None = None
     save_probabilities: bool = False
     overlay: bool = False
-    block: int = DEFAULT_BLOCK
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.inference, InferenceConfig):
@@ -121,7 +121,8 @@ class PipelineOptions:
                 isinstance(self.pixel_size_um, (int, float)) and not isinstance(self.pixel_size_um, bool)
                 and math.isfinite(self.pixel_size_um) and self.pixel_size_um > 0):
             raise ValueError(f"pixel size must be a positive number of micrometres, got {self.pixel_size_um!r}")
-        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+        if self.block is not None and (isinstance(self.block, bool) or not isinstance(self.block, int)
+                                       or self.block < 1):
             raise ValueError(f"block must be a positive int, got {self.block!r}")
 
     @property
@@ -203,6 +204,8 @@ def option_record(options: PipelineOptions) -> dict:
 _FLAT_INFERENCE = ("device", "tile", "overlap", "mask_threshold", "contour_threshold", "min_size", "tta")
 _FLAT_SCORING = ("min_cells", "ki67_cutoff", "hotspot_diameter_um", "hotspot_cells")
 _FLAT_OTHER = ("roi", "pixel_size_um", "save_probabilities", "overlay", "block")
+#: The block size the flat records' runs used by default; it reads as today's default (fitted) block.
+_FLAT_DEFAULT_BLOCK = 4096
 
 
 def upgrade_record(recorded: dict) -> dict | None:
@@ -235,7 +238,8 @@ def upgrade_record(recorded: dict) -> dict | None:
                 **{k: recorded[k] for k in _FLAT_SCORING if k in recorded})
         options = PipelineOptions(inference=inference, auto_scale=is_auto(scale), scoring=scoring,
                                   model_classifier=thresholds is None,
-                                  **{k: recorded[k] for k in _FLAT_OTHER if k in recorded})
+                                  **{k: recorded[k] for k in _FLAT_OTHER
+                                     if k in recorded and not (k == "block" and recorded[k] == _FLAT_DEFAULT_BLOCK)})
     except (TypeError, ValueError, KeyError):
         return None
     return option_record(options)

@@ -46,7 +46,7 @@ def process_slide(lazy, model, paths: dict[str, Path], options: PipelineOptions,
         labels_z = zarr.open_array(str(store), mode="r")
         halo = max(int(result.halo), MIN_SCORING_HALO)
         out = {"n_nuclei": int(result.n_nuclei)}
-        classes = score_blocks(lazy, labels_z, paths, options, scoring, halo, out)
+        classes = score_blocks(lazy, labels_z, paths, options, scoring, result.block, halo, out)
         with atomic_path(paths["labels"]) as tmp_tif:
             zarr_to_tiff(labels_z, tmp_tif)
         if options.overlay:
@@ -54,7 +54,8 @@ def process_slide(lazy, model, paths: dict[str, Path], options: PipelineOptions,
     return out
 
 
-def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, halo: int, out: dict) -> dict | None:
+def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block: int, halo: int,
+                 out: dict) -> dict | None:
     """Measure, classify and outline every nucleus once, in the block that owns it.
 
     Writes the cells table (and, with a stain, the GeoJSON) and puts the
@@ -82,7 +83,7 @@ def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, halo:
             geo = stack.enter_context(open(tmp, "w", encoding="utf-8"))
             geo.write('{"type":"FeatureCollection","features":[')
         first = True
-        for core, box in block_grid(labels_z.shape, options.block, halo):
+        for core, box in block_grid(labels_z.shape, block, halo):
             lab = np.asarray(labels_z[box.slices])
             if not lab.any():
                 continue
