@@ -27,13 +27,13 @@ from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
 from napari_ihcseg.scoring import ScoringConfig
 
-from odnet import ODNet
+from fakes import ODNet
 
 distributed = pytest.importorskip("distributed")
 
 OPTIONS = PipelineOptions(inference=InferenceConfig(tile=256, overlap=32), scoring=ScoringConfig(stain="ki67"))
 PIPELINE_ARGS = ["--stain", "ki67", "--tile", "256", "--overlap", "32"]
-#: Picklable by reference: the worker processes import ``odnet`` from tests/ (inherited sys.path).
+#: Picklable by reference: the worker processes import ``fakes`` from tests/ (inherited sys.path).
 FACTORY = partial(ODNet, stains=(0, 1))
 
 
