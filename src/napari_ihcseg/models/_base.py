@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inference.planning import SIZE_MULTIPLE
+
 #: ImageNet mean and standard deviation of RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: H and W of an input must be multiples of this (five 2× poolings).
-SIZE_MULTIPLE = 32
 
 #: Activation names a config may use.
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
