@@ -205,7 +205,8 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                                             lock=False, asarray=False, fancy=False,
                                             meta=np.empty((0, 0, 0), np.uint8)))
             # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
-            # at opening and a blank one is announced.
+            # at opening and a blank one is announced; a level decoded in full is kept, not
+            # decoded again when it is computed.
             smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])
             whole = None
             if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:
@@ -215,6 +216,7 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                     pass  # a corrupt block is reported, naming it, where it is read
             if whole is not None:
                 warn_if_uniform(whole, path)
+                levels[-1] = da.from_array(whole, chunks=levels[-1].chunks, name=levels[-1].name)
             else:
                 smallest[slice(0, 1), slice(0, 1), slice(0, 3)]
     return LazyImage(path, levels, pixel_size, source)
