@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_ihcseg.stain import (DAB_RJ, EOSIN_RJ, H_DAB, HEMATOXYLIN_RJ, StainVectors, _angle_deg, compose,
+from napari_ihcseg.stain import (DAB_RJ, EOSIN_RJ, H_DAB, HEMATOXYLIN_RJ, StainVectors, angle_deg, compose,
                                deconvolve)
 
 from .tiles import Crop
@@ -320,7 +320,7 @@ def random_ihc_stains(rng: np.random.Generator, *, spread: float | tuple[float, 
     for _ in range(10):
         h = np.clip(np.asarray(H_DAB.hematoxylin) + rng.normal(0, h_spread, 3), 0.05, None)
         d = np.clip(np.asarray(H_DAB.dab) + rng.normal(0, d_spread, 3), 0.05, None)
-        if _angle_deg(h, d) >= MIN_STAIN_ANGLE_DEG:
+        if angle_deg(h, d) >= MIN_STAIN_ANGLE_DEG:
             break
     else:
         return H_DAB
