@@ -8,7 +8,7 @@ from torch import nn
 
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.inference import predict
-from napari_ihcseg.inference.planning import SIZE_MULTIPLE, plan_tiles
+from napari_ihcseg.inference.planning import SIZE_MULTIPLE
 from napari_ihcseg.training.tiles import grid_windows
 
 from fakes import ODNet
@@ -75,23 +75,3 @@ def test_cli_refuses_a_tile_off_the_multiple(tmp_path, capsys):
                  "--tile", "48"]) == 2
     assert f"--tile must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, got 48" in (
         capsys.readouterr().err)
-
-
-@pytest.mark.gui
-def test_segment_widget_rounds_the_tile_down_to_the_multiple(make_napari_viewer, qtbot, store, tmp_path):
-    from gui import require_display
-
-    require_display()
-    from napari_ihcseg._widgets.segment import SegmentWidget
-
-    viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer, ask=lambda *a: False, store=store, catalog=tmp_path / "catalog.json")
-    qtbot.addWidget(widget)
-    widget.tile.setValue(1000)
-    widget.overlap.setValue(64)
-    assert widget.config().tile == 992 and widget.config().overlap == 64
-    widget.tile.setValue(90)
-    widget.overlap.setValue(512)
-    config = widget.config()
-    assert config.tile == 64 and config.overlap == 64 - SIZE_MULTIPLE
-    plan_tiles((300, 300), tile=config.tile, overlap=config.overlap)  # accepted as it is
