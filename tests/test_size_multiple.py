@@ -31,7 +31,7 @@ def test_the_model_s_own_size_multiple_constrains_the_tile(image):
     with pytest.raises(ValueError, match=r"tile=96 is not a multiple of the model's size multiple 64; use tile=128"):
         predict(image, model, tile=96, overlap=16, device="cpu", amp=False)
     shapes = _input_shapes(model)
-    mask, _ = predict(image, model, tile=128, overlap=16, device="cpu", amp=False)
+    mask = predict(image, model, tile=128, overlap=16, device="cpu", amp=False).mask_prob
     assert mask.shape == image.shape[:2]
     assert shapes and all(h % 64 == 0 and w % 64 == 0 for h, w in shapes)
 
@@ -47,7 +47,7 @@ def test_a_model_without_size_multiple_gets_the_default(image):
 
     model = Bare()
     shapes = _input_shapes(model)
-    mask, _ = predict(image, model, tile=96, overlap=16, device="cpu", amp=False)  # 96 is a multiple of 32
+    mask = predict(image, model, tile=96, overlap=16, device="cpu", amp=False).mask_prob  # 96: a multiple of 32
     assert mask.shape == image.shape[:2]
     assert shapes and all(h % SIZE_MULTIPLE == 0 and w % SIZE_MULTIPLE == 0 for h, w in shapes)
 
