@@ -27,13 +27,13 @@ from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
 from napari_ihcseg.scoring import ScoringConfig
 
-from odnet import ODNet
+from fakes import ODNet
 
 distributed = pytest.importorskip("distributed")
 
 OPTIONS = PipelineOptions(inference=InferenceConfig(tile=256, overlap=32), scoring=ScoringConfig(stain="ki67"))
 PIPELINE_ARGS = ["--stain", "ki67", "--tile", "256", "--overlap", "32"]
-#: Picklable by reference: the worker processes import ``odnet`` from tests/ (inherited sys.path).
+#: Picklable by reference: the worker processes import ``fakes`` from tests/ (inherited sys.path).
 FACTORY = partial(ODNet, stains=(0, 1))
 
 
@@ -80,8 +80,8 @@ def tiny_checkpoint(tmp_path_factory):
 def _worker_state():
     import os
 
-    from napari_ihcseg import batch
-    return os.getpid(), len(batch._WORKER_MODEL)
+    from napari_ihcseg.batch import worker
+    return os.getpid(), len(worker._WORKER_MODEL)
 
 
 def _as_whole_slides(pixels: int | None, default_scheduler: str | None) -> None:
@@ -278,6 +278,16 @@ def test_slide_list_resolves_relative_paths_and_reports_missing_ones(client, sli
     assert list(cohort["status"]) == ["ok", "ok", "failed"]
     assert cohort["model"].iloc[0] == str(tiny_checkpoint)
     assert output_paths(out, "b")["labels"].is_file() and output_paths(out, "c")["labels"].is_file()
+
+
+def test_a_slide_error_is_kept_to_one_short_line():
+    from napari_ihcseg.batch.report import MAX_ERROR_CHARS, one_line_error
+    from napari_ihcseg.io import ImageReadError
+
+    assert one_line_error(ImageReadError("/slides/a.tif", "truncated\n  file")) == "truncated file"
+    assert one_line_error(MemoryError()) == "MemoryError"
+    long = one_line_error(ValueError("word " * 200))
+    assert len(long) == MAX_ERROR_CHARS and long.startswith("ValueError: word word") and long.endswith("…")
 
 
 def test_folder_scan_leaves_out_hidden_files_and_earlier_outputs(tmp_path):

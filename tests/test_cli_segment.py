@@ -17,7 +17,7 @@ from napari_ihcseg.cli import COMMANDS, main
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.io import read_labels
 
-from odnet import ODNet
+from fakes import ODNet
 
 
 def _cli(*args, timeout=300):

@@ -218,6 +218,30 @@ def test_read_image_refuses_too_large_and_points_to_open_image(tmp_path, rgb):
         assert lazy.shape == rgb.shape
 
 
+@pytest.mark.parametrize("levels", [1, 3])
+def test_open_image_decodes_the_smallest_level_once(tmp_path, rgb, monkeypatch, levels):
+    from napari_ihcseg.io import lazy as lazy_module
+
+    path = tmp_path / "a.tif"
+    if levels == 1:
+        tifffile.imwrite(path, rgb, photometric="rgb", tile=(32, 32))
+    else:
+        _pyramid(path, rgb)
+    decoded = []
+    real = lazy_module._LazyLevel.__getitem__
+    monkeypatch.setattr(lazy_module._LazyLevel, "__getitem__",
+                        lambda self, key: decoded.append(self.level) or real(self, key))
+    with open_image(path) as lazy:
+        assert len(lazy.levels) == levels and decoded == [levels - 1]  # the blank-image check at opening
+        smallest = lazy.levels[-1].compute()
+        assert decoded == [levels - 1], "computing the smallest level decoded it again"
+        step = 2 ** (levels - 1)
+        np.testing.assert_array_equal(smallest, rgb[::step, ::step])
+        if levels > 1:
+            np.testing.assert_array_equal(lazy.levels[0].compute(), rgb)  # the others stay lazy
+            assert set(decoded[1:]) == {0}
+
+
 def test_lazy_levels_pickle_and_survive_close(tmp_path, rgb):
     path = tmp_path / "pyr.tif"
     _pyramid(path, rgb)

@@ -108,6 +108,27 @@ def test_tversky_weights_false_positives_with_alpha_and_false_negatives_with_bet
         tversky_index(pred, truth, alpha=-1)
 
 
+def test_tversky_from_counts_is_the_index_of_the_masks_and_of_one_overlap_table():
+    from napari_ihcseg.metrics.overlap import as_overlap
+    from napari_ihcseg.metrics.pixel import confusion_counts, tversky_from_counts
+
+    truth = boxes((6, 6), (0, 2, 0, 2), (3, 5, 3, 5))
+    pred = boxes((6, 6), (0, 2, 1, 3), (3, 6, 3, 5))
+    counts = confusion_counts(pred, truth)
+    table = instance_overlap(pred, truth)
+    assert table.confusion_counts() == counts == (6, 4, 2)
+    assert tversky_from_counts(*counts, alpha=0.3, beta=0.7) == pytest.approx(
+        tversky_index(pred, truth, alpha=0.3, beta=0.7)) == pytest.approx(6 / (6 + 1.2 + 1.4))
+    assert tversky_from_counts(0, 3, 0, alpha=0, beta=0) == 0.0  # no overlap scores 0, not 0 / 0
+    assert math.isnan(tversky_from_counts(0, 0, 0))
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="alpha and beta must be finite and >= 0"):
+            tversky_from_counts(*counts, beta=bad)
+    assert as_overlap(table) is table and as_overlap(pred, truth).pair_inter.tolist() == table.pair_inter.tolist()
+    with pytest.raises(TypeError, match="either an InstanceOverlap or two label maps"):
+        aggregated_jaccard_index(table, truth)
+
+
 def test_empty_inputs_follow_the_nan_convention():
     empty = np.zeros((5, 5), dtype=np.int32)
     one = boxes((5, 5), (1, 3, 1, 3))

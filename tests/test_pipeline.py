@@ -20,7 +20,7 @@ from napari_ihcseg.io import image_stem
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete, process_image
 from napari_ihcseg.scoring import ScoringConfig, read_cells_csv, read_geojson
 
-from odnet import ODNet
+from fakes import ODNet
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
@@ -23,38 +22,8 @@ from napari_ihcseg.inference.runtime import (
     resolve_runtime,
 )
 from napari_ihcseg.metrics import aggregated_jaccard_index
-from napari_ihcseg.stain import H_DAB
 
-
-class ODNet(nn.Module):
-    """A fixed, translation-equivariant nucleus "model" for tests.
-
-    Hematoxylin optical density by colour deconvolution, smoothed by a 5×5
-    Gaussian, gives the mask logit; its Sobel gradient magnitude gives the
-    contour logit. Its receptive field is 7×7 pixels, so tiles that overlap by
-    more than that must reproduce the prediction of the whole image.
-    """
-
-    size_multiple = 32
-
-    def __init__(self, mask_at: float = 0.3, edge_at: float = 0.07) -> None:
-        super().__init__()
-        inv = np.linalg.inv(H_DAB.matrix).astype(np.float32)
-        self.register_buffer("h_vec", torch.from_numpy(inv[:, 0].copy()).view(1, 3, 1, 1))
-        g = np.exp(-0.5 * np.arange(-2, 3) ** 2)
-        g = np.outer(g, g) / np.outer(g, g).sum()
-        self.register_buffer("blur", torch.from_numpy(g.astype(np.float32)).view(1, 1, 5, 5))
-        sx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32) / 8
-        self.register_buffer("sobel", torch.from_numpy(np.stack([sx, sx.T])).view(2, 1, 3, 3))
-        self.mask_at, self.edge_at = mask_at, edge_at
-        self.batches: list[int] = []
-
-    def forward(self, x):
-        self.batches.append(x.shape[0])
-        od = -torch.log10(x.clamp_min(1 / 255))
-        h = F.conv2d((od * self.h_vec).sum(1, keepdim=True), self.blur, padding=2)
-        edge = F.conv2d(h, self.sobel, padding=1).pow(2).sum(1, keepdim=True).add(1e-6).sqrt()
-        return 12.0 * (h - self.mask_at), 40.0 * (edge - self.edge_at)
+from fakes import ODNet
 
 
 class OOMNet(ODNet):

@@ -297,7 +297,7 @@ def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparen
     from napari_ihcseg.batch.worker import score_slide
     from napari_ihcseg.pipeline import PipelineOptions
 
-    from odnet import ODNet
+    from fakes import ODNet
 
     monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (ODNet(stains=(0, 1)), "odnet"))
     assert main(["segment", str(transparent_png), "--out", str(tmp_path / "out"), "--tile", "64",
@@ -308,7 +308,7 @@ def test_blank_image_warnings_reach_the_cli_the_summary_and_the_batch(transparen
     assert any("fully transparent" in w for w in summary["warnings"])
 
     # The task a batch worker runs records it; the batch command prints it.
-    factory = "odnet:ODNet"
+    factory = "fakes:ODNet"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", image_warning)
         result = score_slide(str(transparent_png), str(tmp_path / "batch"),

@@ -24,7 +24,7 @@ from napari_ihcseg.inference import InferenceConfig
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete, process_image
 from napari_ihcseg.scoring import ScoringConfig
 
-from odnet import ODNet
+from fakes import ODNet
 
 TESTS = Path(__file__).resolve().parent
 OPTIONS = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="ki67"))
@@ -139,7 +139,7 @@ _KILLED_RUN = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from odnet import ODNet
+    from fakes import ODNet
     from napari_ihcseg.inference import InferenceConfig
     from napari_ihcseg.pipeline import PipelineOptions, process_image
     from napari_ihcseg.scoring import ScoringConfig

@@ -21,7 +21,7 @@ from napari_ihcseg.inference.tiled import resize_image
 from napari_ihcseg.io import read_labels
 from napari_ihcseg.pipeline import PipelineOptions, outputs_complete
 
-from odnet import ODNet
+from fakes import ODNet
 
 CPU = {"device": "cpu", "amp": False}
 

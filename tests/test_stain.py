@@ -9,21 +9,17 @@ from napari_ihcseg.stain import (
     DAB_RJ,
     H_DAB,
     HEMATOXYLIN_RJ,
+    OD_LUT,
     OD_MAX,
     StainEstimationWarning,
     StainVectors,
+    angle_deg,
     compose,
     deconvolve,
     estimate_stain_vectors,
     od_to_rgb,
     rgb_to_od,
 )
-
-
-def _angle(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    cos = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
-    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
 
 
 # ------------------------------------------------------------ optical density
@@ -37,6 +33,22 @@ def _angle(a, b) -> float:
 def test_rgb_to_od_follows_the_qupath_convention(value, expected):
     od = rgb_to_od(np.full((1, 1, 3), value, np.uint8))
     np.testing.assert_allclose(od, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_od_lookup_table_is_rgb_to_od_of_every_8_bit_value():
+    values = np.arange(256, dtype=np.uint8)
+    np.testing.assert_allclose(OD_LUT[values], rgb_to_od(values[:, None].repeat(3, axis=1))[:, 0], rtol=1e-6)
+    assert OD_LUT[0] == OD_LUT[1] == pytest.approx(OD_MAX) and OD_LUT[255] == 0.0
+
+
+@pytest.mark.parametrize(("a", "b", "degrees"), [
+    ((1, 0, 0), (1, 1, 0), 45.0),
+    ((1, 0, 0), (3, 0, 0), 0.0),      # only the directions count
+    ((1, 0, 0), (0, 0, 2), 90.0),
+    ((1, 0, 0), (-1, 0, 0), 180.0),
+])
+def test_angle_between_vectors(a, b, degrees):
+    assert angle_deg(a, b) == pytest.approx(degrees) == pytest.approx(angle_deg(b, a))
 
 
 def test_od_round_trips_through_8_bit():
@@ -55,8 +67,8 @@ def test_stain_vectors_are_unit_and_residual_orthogonal():
     m = H_DAB.matrix
     np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1.0, rtol=1e-12)
     assert abs(m[2] @ m[0]) < 1e-12 and abs(m[2] @ m[1]) < 1e-12
-    assert _angle(H_DAB.hematoxylin, HEMATOXYLIN_RJ) < 1e-6
-    assert _angle(H_DAB.dab, DAB_RJ) < 1e-6
+    assert angle_deg(H_DAB.hematoxylin, HEMATOXYLIN_RJ) < 1e-6
+    assert angle_deg(H_DAB.dab, DAB_RJ) < 1e-6
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -98,18 +110,18 @@ def _mixture(stains: StainVectors, *, dab_fraction=0.3, size=160, seed=0) -> np.
 
 def test_estimation_recovers_vectors_that_differ_from_the_reference():
     truth = StainVectors(hematoxylin=(0.55, 0.75, 0.35), dab=(0.30, 0.62, 0.72))
-    assert _angle(truth.hematoxylin, H_DAB.hematoxylin) > 5  # not the reference itself
+    assert angle_deg(truth.hematoxylin, H_DAB.hematoxylin) > 5  # not the reference itself
     est = estimate_stain_vectors(_mixture(truth))
-    assert _angle(est.hematoxylin, truth.hematoxylin) < 2.0
-    assert _angle(est.dab, truth.dab) < 4.0
+    assert angle_deg(est.hematoxylin, truth.hematoxylin) < 2.0
+    assert angle_deg(est.dab, truth.dab) < 4.0
     assert est.name == "H-DAB (estimated)"
 
 
 def test_estimation_tells_hematoxylin_from_dab_when_dab_dominates():
     # Mostly DAB: the first principal direction is DAB, yet it must be labelled DAB.
     est = estimate_stain_vectors(_mixture(H_DAB, dab_fraction=0.9, seed=1))
-    assert _angle(est.dab, H_DAB.dab) < 3.0
-    assert _angle(est.hematoxylin, H_DAB.hematoxylin) < 3.0
+    assert angle_deg(est.dab, H_DAB.dab) < 3.0
+    assert angle_deg(est.hematoxylin, H_DAB.hematoxylin) < 3.0
 
 
 def test_estimated_vectors_deconvolve_the_image_they_came_from():
@@ -141,7 +153,7 @@ def test_estimation_keeps_the_reference_dab_when_there_is_no_dab():
     conc[..., 2] = rng.normal(0, 0.03, conc.shape[:2])
     with pytest.warns(StainEstimationWarning):
         est = estimate_stain_vectors(compose(conc))
-    assert _angle(est.dab, H_DAB.dab) < 1e-6
+    assert angle_deg(est.dab, H_DAB.dab) < 1e-6
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -17,7 +17,7 @@ from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.inference import InferenceConfig, predict, segment_image, segment_large
 from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
 
-from odnet import ODNet
+from fakes import ODNet
 
 CPU = {"device": "cpu", "amp": False}
 

@@ -21,6 +21,9 @@ import numpy as np
 I0 = 255.0
 #: The largest optical density an 8-bit pixel can have (I = 1).
 OD_MAX = float(np.log10(I0))
+#: Optical density of each 8-bit value, ``-log10(max(I, 1) / I0)``, in double
+#: precision: ``OD_LUT[pixels]`` is :func:`rgb_to_od` of uint8 pixels, by lookup.
+OD_LUT = -np.log10(np.maximum(np.arange(256, dtype=np.float64), 1.0) / I0)
 
 #: Ruifrok–Johnston stain vectors (RGB optical densities), as in scikit-image;
 #: QuPath's "H-DAB default" (0.651, 0.701, 0.290 / 0.269, 0.568, 0.778) lies
@@ -180,7 +183,26 @@ MACENKO_BETA = 0.15
 MACENKO_ALPHA = 1.0
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+def angle_deg(a, b) -> float:
+    """The angle between two vectors (stain vectors, say), in degrees.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Non-zero vectors of the same length; only their directions count.
+
+    Returns
+    -------
+    float
+        In [0, 180].
+
+    Examples
+    --------
+    >>> round(angle_deg(HEMATOXYLIN_RJ, DAB_RJ), 1)
+    37.1
+    >>> angle_deg([1, 0, 0], [2, 0, 0])
+    0.0
+    """
     cos = float(np.clip(_unit(a) @ _unit(b), -1.0, 1.0))
     return float(np.degrees(np.arccos(cos)))
 
@@ -283,13 +305,13 @@ def estimate_stain_vectors(
     cand = [v if np.linalg.norm(v) > 0 else np.asarray(reference.hematoxylin) for v in cand]
 
     ref_h, ref_d = np.asarray(reference.hematoxylin), np.asarray(reference.dab)
-    straight = _angle_deg(cand[0], ref_h) + _angle_deg(cand[1], ref_d)
-    swapped = _angle_deg(cand[1], ref_h) + _angle_deg(cand[0], ref_d)
+    straight = angle_deg(cand[0], ref_h) + angle_deg(cand[1], ref_d)
+    swapped = angle_deg(cand[1], ref_h) + angle_deg(cand[0], ref_d)
     h, d = (cand[0], cand[1]) if straight <= swapped else (cand[1], cand[0])
 
     chosen = []
     for label, est, ref in (("hematoxylin", h, ref_h), ("DAB", d, ref_d)):
-        dev = _angle_deg(est, ref)
+        dev = angle_deg(est, ref)
         if dev > max_deviation_deg:
             warnings.warn(
                 f"estimated {label} vector is {dev:.0f} degrees from the reference "
@@ -301,7 +323,7 @@ def estimate_stain_vectors(
     (h, h_est), (d, d_est) = chosen
     if not (h_est or d_est):
         return reference
-    if _angle_deg(h, d) < 5.0:
+    if angle_deg(h, d) < 5.0:
         warnings.warn("estimated hematoxylin and DAB vectors are almost parallel; "
                       "using the reference stain vectors", StainEstimationWarning, stacklevel=2)
         return reference

@@ -242,9 +242,10 @@ class SegmentWidget(QWidget):
 
     def config(self):
         from napari_ihcseg.inference import InferenceConfig
+        from napari_ihcseg.inference.planning import SIZE_MULTIPLE
 
-        tile = int(self.tile.value()) // 32 * 32
-        return InferenceConfig(tile=tile, overlap=min(int(self.overlap.value()), tile - 32),
+        tile = int(self.tile.value()) // SIZE_MULTIPLE * SIZE_MULTIPLE
+        return InferenceConfig(tile=tile, overlap=min(int(self.overlap.value()), tile - SIZE_MULTIPLE),
                                device=self.device.currentText(),
                                mask_threshold=float(self.mask_threshold.value()),
                                contour_threshold=float(self.contour_threshold.value()),

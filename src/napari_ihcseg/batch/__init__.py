@@ -37,7 +37,6 @@ from .report import (
 )
 from .run import DEFAULT_MEMORY_LIMIT, ProgressCallback, run_batch
 from .slides import SLIDE_EXTENSIONS, find_slides
-from .worker import _WORKER_MODEL as _WORKER_MODEL  # the model cache of this process, read by the tests
 from .worker import ModelFactory, score_slide, worker_model
 
 __all__ = [

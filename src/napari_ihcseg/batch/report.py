@@ -4,7 +4,7 @@ A :class:`SlideResult` records one slide (``ok``, ``skipped``, ``failed`` or
 ``cancelled``, its error and its ``summary.json``); a :class:`BatchReport`
 holds them all. :func:`write_cohort` writes them to ``cohort.csv``, one row
 per slide (:data:`COHORT_COLUMNS`). Errors are kept to one line of at most
-:data:`MAX_ERROR_CHARS` characters.
+:data:`MAX_ERROR_CHARS` characters (:func:`one_line_error`).
 """
 
 from __future__ import annotations
@@ -134,9 +134,31 @@ def write_cohort(path: str | os.PathLike, results: Iterable[SlideResult]) -> Pat
     return write_csv(path, COHORT_COLUMNS, ([_cell(v) for v in result.row().values()] for result in results))
 
 
-def _one_line(exc: BaseException) -> str:
-    from napari_ihcseg.io import ImageReadError
+def one_line_error(exc: BaseException) -> str:
+    """The error of a slide as the cohort report keeps it: one line, at most :data:`MAX_ERROR_CHARS` long.
 
-    text = exc.reason if isinstance(exc, ImageReadError) else f"{type(exc).__name__}: {exc}"
-    text = " ".join(str(text).split())
+    Parameters
+    ----------
+    exc : BaseException
+        What the slide raised. An :class:`~napari_ihcseg.io.ImageReadError`
+        gives its reason (the file is named by the report's row); any other
+        error its type and message.
+
+    Returns
+    -------
+    str
+        The text with its whitespace runs made single spaces, cut with an
+        ellipsis when longer than :data:`MAX_ERROR_CHARS`.
+
+    Examples
+    --------
+    >>> one_line_error(ValueError("bad\\n  value"))
+    'ValueError: bad value'
+    >>> len(one_line_error(RuntimeError("x" * 1000))) == MAX_ERROR_CHARS
+    True
+    """
+    from napari_ihcseg.io import ImageReadError
+    from napari_ihcseg.io.errors import describe_error
+
+    text = exc.reason if isinstance(exc, ImageReadError) else describe_error(exc)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

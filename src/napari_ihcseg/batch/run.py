@@ -16,8 +16,8 @@ from pathlib import Path
 
 from napari_ihcseg.pipeline import PipelineOptions, output_paths, outputs_complete
 
-from .report import COHORT_NAME, BatchReport, SlideResult, _one_line, write_cohort
-from .slides import _check_stems
+from ..output_set import check_stems
+from .report import COHORT_NAME, BatchReport, SlideResult, one_line_error, write_cohort
 from .worker import ModelFactory, score_slide
 
 #: Memory limit of each local worker process.
@@ -37,7 +37,7 @@ def _collect(future, slide: Path, stem: str) -> SlideResult:
     """A finished task's result; a task that died with its worker counts as failed."""
     if future.status != "finished":
         exc = future.exception() if future.status == "error" else None
-        error = _one_line(exc) if exc is not None else f"task {future.status}"
+        error = one_line_error(exc) if exc is not None else f"task {future.status}"
         if type(exc).__name__ == "KilledWorker":
             error = "its worker died repeatedly (out of memory? see --memory-limit): " + error
         return SlideResult(slide, stem, "failed", error=error)
@@ -173,7 +173,7 @@ def run_batch(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
     _check_memory_limit(memory_limit)
-    stems = _check_stems(slides)
+    stems = check_stems(slides)
     out_dir = Path(out_dir).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     say = notify or (lambda message: None)

@@ -10,7 +10,6 @@ output stems are checked not to clash, so no two slides write the same
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from napari_ihcseg.pipeline import OUTPUT_SUFFIXES
@@ -85,9 +84,3 @@ def find_slides(input: str | os.PathLike) -> list[Path]:
     if not slides:
         raise ValueError(f"{path}: the slide list names no slide")
     return slides
-
-
-def _check_stems(slides: Sequence[Path]) -> list[str]:
-    from napari_ihcseg.output_set import check_stems
-
-    return check_stems(slides)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from napari_ihcseg.pipeline import PipelineOptions
 
-from .report import _one_line
+from .report import one_line_error
 
 #: A model factory: a ``"module:attr"`` string importable on the workers, or a picklable callable.
 ModelFactory = str | Callable[[], object]
@@ -122,5 +122,5 @@ def score_slide(slide: str, out_dir: str, options: PipelineOptions,
             model, name = worker_model(options, model_factory)
             summary = process_image(slide, out, options, model=model, model_name=name)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a cohort row
-        return {"status": "failed", "error": _one_line(exc), "seconds": round(time.perf_counter() - started, 3)}
+        return {"status": "failed", "error": one_line_error(exc), "seconds": round(time.perf_counter() - started, 3)}
     return {"status": "ok", "summary": summary, "seconds": summary.get("seconds")}

@@ -9,7 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
-from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE
+from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE, SIZE_MULTIPLE
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
 
@@ -66,8 +66,8 @@ def options_from_args(args: argparse.Namespace):
     from napari_ihcseg.pipeline import PipelineOptions
     from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
 
-    if args.tile < 32 or args.tile % 32:
-        raise CLIError(f"--tile: must be a multiple of 32, got {args.tile}")
+    if args.tile < SIZE_MULTIPLE or args.tile % SIZE_MULTIPLE:
+        raise CLIError(f"--tile: must be a multiple of {SIZE_MULTIPLE}, got {args.tile}")
     if not 0 <= args.overlap < args.tile:
         raise CLIError(f"--overlap: must be between 0 and the tile size, got {args.overlap}")
     thresholds = parse_thresholds(args.thresholds)

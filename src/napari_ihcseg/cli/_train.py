@@ -172,6 +172,7 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.points import PointTargetConfig
+    from napari_ihcseg.inference.planning import SIZE_MULTIPLE
     from napari_ihcseg.training.trainer import TrainConfig, TrainingInterrupted, base_checkpoint, train
 
     out = output_dir(args.out)
@@ -180,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
                        "or choose another --out folder")
     if args.epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.tile % 32 or args.tile < 64:
-        raise CLIError(f"--tile must be a multiple of 32 and at least 64, got {args.tile}")
+    if args.tile % SIZE_MULTIPLE or args.tile < 2 * SIZE_MULTIPLE:
+        raise CLIError(f"--tile must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
+                       f"got {args.tile}")
     if not 0 <= args.val_split < 1:
         raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
     model = args.model

@@ -36,7 +36,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from .operations import LabelChange, LabelEdit, _check_labels, _edit, next_free_label
+from .operations import LabelChange, LabelEdit, check_labels, next_free_label
 
 #: Nucleus diameter (pixels) assumed when the labels have too few nuclei to measure it.
 DEFAULT_DIAMETER = 12.0
@@ -77,7 +77,7 @@ def typical_diameter(labels: np.ndarray, *, areas: np.ndarray | None = None) -> 
     4.51
     """
     if areas is None:
-        areas = np.bincount(np.clip(_check_labels(labels), 0, None).ravel())
+        areas = np.bincount(np.clip(check_labels(labels), 0, None).ravel())
     sizes = np.asarray(areas)[1:]
     sizes = sizes[sizes > 0]
     if sizes.size < MIN_NUCLEI_FOR_SIZE:
@@ -172,7 +172,7 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     >>> sorted(edit.change.created), bool(edit.apply(lab)[15, 15] == 1), 30 < edit.n_pixels < 80
     ([1], True, True)
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     r, c = (int(round(float(p))) for p in tuple(position)[-2:])
     h, w = labels.shape
     if not (0 <= r < h and 0 <= c < w):
@@ -205,7 +205,7 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
         region = free & _disk(crop.shape, click, d / 2)
     label = int(new_label) if new_label is not None else next_free_label(labels)
     new_crop = np.where(region, label, crop).astype(labels.dtype, copy=False)
-    return _edit("grow", labels, box, new_crop, LabelChange(frozenset({label}), frozenset(), frozenset()))
+    return LabelEdit.from_crop("grow", labels, box, new_crop, LabelChange(frozenset({label}), frozenset(), frozenset()))
 
 
 def compare_counts(labels: np.ndarray, points, positive, *, radius: float,
@@ -241,7 +241,7 @@ def compare_counts(labels: np.ndarray, points, positive, *, radius: float,
     """
     from napari_ihcseg.metrics import evaluate_points
 
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     ids = np.unique(labels)
     ids = ids[ids > 0]
     centroids = (np.asarray(ndi.center_of_mass(np.ones(labels.shape, np.float32), labels, ids)).reshape(-1, 2)

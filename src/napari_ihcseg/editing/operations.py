@@ -70,8 +70,36 @@ class LabelEdit:
         labels[self.indices] = self.values
         return labels
 
+    @classmethod
+    def from_crop(cls, action: str, labels: np.ndarray, box: tuple[slice, slice], new_crop: np.ndarray,
+                  change: LabelChange) -> LabelEdit:
+        """The pixels of ``labels[box]`` that differ from ``new_crop``, as an edit of ``labels``.
 
-def _check_labels(labels) -> np.ndarray:
+        ``action`` names the edit, ``change`` its nucleus ids; ``labels`` is
+        left unchanged and the indices are those of the whole image.
+
+        Examples
+        --------
+        >>> lab = np.array([[1, 1], [0, 2]])
+        >>> edit = LabelEdit.from_crop("grow", lab, (slice(1, 2), slice(0, 2)), np.array([[2, 2]]),
+        ...                            LabelChange(frozenset(), frozenset({2}), frozenset()))
+        >>> edit.n_pixels, edit.apply(lab.copy()).tolist()
+        (1, [[1, 1], [2, 2]])
+        """
+        diff = labels[box] != new_crop
+        rr, cc = np.nonzero(diff)
+        indices = (rr + box[0].start, cc + box[1].start)
+        return cls(action, indices, new_crop[diff].astype(labels.dtype, copy=False), change)
+
+
+def check_labels(labels) -> np.ndarray:
+    """``labels`` as a 2-D integer array (not copied); ``ValueError`` or ``TypeError`` otherwise.
+
+    Examples
+    --------
+    >>> check_labels([[0, 1], [2, 2]]).shape
+    (2, 2)
+    """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D (H, W) array, got shape {labels.shape}")
@@ -95,7 +123,7 @@ def next_free_label(labels: np.ndarray) -> int:
     >>> next_free_label(np.array([[0, 3], [1, 0]]))
     4
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     top = int(labels.max()) if labels.size else 0
     if top >= np.iinfo(labels.dtype).max:
         raise ValueError(f"no free nucleus id left in a {labels.dtype} label image")
@@ -104,7 +132,7 @@ def next_free_label(labels: np.ndarray) -> int:
 
 def label_at(labels: np.ndarray, position) -> int:
     """The id at ``position`` (row, col; rounded), or 0 outside the image."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     r, c = (int(round(float(p))) for p in position[-2:])
     if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1]:
         return int(labels[r, c])
@@ -136,14 +164,6 @@ def _nucleus_crop(labels: np.ndarray, label: int, pad: int,
     return box, mask[box]
 
 
-def _edit(action: str, labels: np.ndarray, box, new_crop: np.ndarray, change: LabelChange) -> LabelEdit:
-    """The pixels of ``labels[box]`` that differ from ``new_crop``, as an edit."""
-    diff = labels[box] != new_crop
-    rr, cc = np.nonzero(diff)
-    indices = (rr + box[0].start, cc + box[1].start)
-    return LabelEdit(action, indices, new_crop[diff].astype(labels.dtype, copy=False), change)
-
-
 def delete_label(labels: np.ndarray, label: int, *, region: tuple[slice, slice] | None = None) -> LabelEdit:
     """Remove one nucleus (its pixels become background).
 
@@ -157,11 +177,11 @@ def delete_label(labels: np.ndarray, label: int, *, region: tuple[slice, slice] 
     array([[1, 1, 0],
            [0, 0, 0]])
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     label = _check_id(labels, label)
     box, mask = _nucleus_crop(labels, label, 0, region)
     new = np.where(mask, 0, labels[box])
-    return _edit("delete", labels, box, new, LabelChange(frozenset(), frozenset(), frozenset({label})))
+    return LabelEdit.from_crop("delete", labels, box, new, LabelChange(frozenset(), frozenset(), frozenset({label})))
 
 
 def merge_labels(labels: np.ndarray, *ids: int, into: int | None = None, gap: int = 1) -> LabelEdit:
@@ -188,7 +208,7 @@ def merge_labels(labels: np.ndarray, *ids: int, into: int | None = None, gap: in
     >>> merge_labels(lab, 1, 2).apply(lab)
     array([[1, 1, 1, 1]])
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     wanted = sorted({_check_id(labels, i) for i in ids})
     if len(wanted) < 2:
         raise ValueError(f"merging needs at least two different nuclei, got {list(ids)}")
@@ -212,7 +232,7 @@ def merge_labels(labels: np.ndarray, *ids: int, into: int | None = None, gap: in
         closed = ndi.binary_closing(np.pad(part, pad), structure=disk)[pad:-pad, pad:-pad]
         new = np.where(closed & (crop == 0), into, new)
     others = frozenset(wanted) - {into}
-    return _edit("merge", labels, box, new, LabelChange(frozenset(), frozenset({into}), others))
+    return LabelEdit.from_crop("merge", labels, box, new, LabelChange(frozenset(), frozenset({into}), others))
 
 
 def _assign_to_nearest(parts: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -237,7 +257,7 @@ def _split_result(action: str, labels: np.ndarray, label: int, box, mask: np.nda
     lut[order[1:]] = np.arange(first, first + n_parts - 1)
     new = np.where(mask, lut[full], labels[box])
     created = frozenset(int(v) for v in lut[order[1:]])
-    return _edit("split", labels, box, new, LabelChange(created, frozenset({label}), frozenset()))
+    return LabelEdit.from_crop("split", labels, box, new, LabelChange(created, frozenset({label}), frozenset()))
 
 
 def _polyline_pixels(points: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +317,7 @@ def split_label_by_line(labels: np.ndarray, label: int, line_points, *, new_labe
     >>> sorted(np.unique(edit.apply(lab)).tolist())
     [0, 7, 8]
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     label = _check_id(labels, label)
     pts = np.asarray(line_points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[0] < 2 or pts.shape[1] < 2:
@@ -335,7 +355,7 @@ def split_label_by_distance(labels: np.ndarray, label: int, *, min_distance: int
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     label = _check_id(labels, label)
     box, mask = _nucleus_crop(labels, label, 1)
     dist = ndi.distance_transform_edt(mask)
@@ -378,7 +398,7 @@ def split_label_by_instances(labels: np.ndarray, label: int, mask_prob: np.ndarr
     """
     from napari_ihcseg.instances import probabilities_to_instances
 
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     label = _check_id(labels, label)
     for name, prob in (("mask_prob", mask_prob), ("contour_prob", contour_prob)):
         if np.shape(prob) != labels.shape:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .operations import LabelChange, _check_labels
+from .operations import LabelChange, check_labels
 
 #: Classes a person can give a nucleus by hand: positive / negative, or an intensity class 0 / 1+ / 2+ / 3+.
 CLASS_VALUES = ("positive", "negative", "0", "1", "2", "3")
@@ -40,7 +40,7 @@ class LabelDiffer:
 
     def reset(self, labels: np.ndarray) -> None:
         """Start over from ``labels`` (copied)."""
-        labels = _check_labels(labels)
+        labels = check_labels(labels)
         self._snapshot = np.array(labels, copy=True)
         self.last_region: tuple[slice, ...] = (slice(None), slice(None))
         self.last_diff = np.zeros(labels.shape, bool)
@@ -74,7 +74,7 @@ class LabelDiffer:
         The changed pixels are left in ``last_diff``, a boolean array over
         ``labels[last_region]``.
         """
-        labels = _check_labels(labels)
+        labels = check_labels(labels)
         if labels.shape != self._snapshot.shape:
             raise ValueError(f"labels changed shape from {self._snapshot.shape} to {labels.shape}; call reset()")
         region = tuple(region) if region is not None else (slice(None), slice(None))

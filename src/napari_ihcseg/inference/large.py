@@ -50,7 +50,8 @@ from ..io.lazy import LazyImage
 from .blocks import BlockReadError, block_grid, owned_labels, read_region, write_block
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
-from .tiled import DEFAULT_SIZE_MULTIPLE, check_rgb_image, segment_image
+from .planning import SIZE_MULTIPLE as DEFAULT_SIZE_MULTIPLE
+from .tiled import check_rgb_image, segment_image
 from .preprocess import preprocess_radius
 from .planning import fit_block, plan_tiles
 from .results import LargeResult

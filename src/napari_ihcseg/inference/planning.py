@@ -17,6 +17,11 @@ import numpy as np
 
 from .tiling import Box, round_up
 
+#: H and W of a model's input must be multiples of this: five 2× poolings, the
+#: depth of every registered model. A model's own ``size_multiple`` overrides it.
+SIZE_MULTIPLE = 32
+
+
 class AxisPlan(NamedTuple):
     """How one axis is tiled: tile length, tile starts, and the length covered.
 
@@ -37,7 +42,7 @@ class AxisPlan(NamedTuple):
         return len(self.starts) * self.tile
 
 
-def fit_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 32) -> AxisPlan:
+def fit_axis(size: int, max_tile: int, min_overlap: int, multiple: int = SIZE_MULTIPLE) -> AxisPlan:
     """The tiles that cover an axis of ``size`` pixels with the fewest pixels computed.
 
     Every tile has the same length, a multiple of ``multiple`` and at most
@@ -183,7 +188,7 @@ class TilePlan(NamedTuple):
 
 
 def plan_tiles(shape: Sequence[int], *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-               size_multiple: int = 32) -> TilePlan:
+               size_multiple: int = SIZE_MULTIPLE) -> TilePlan:
     """The tiles a network runs for an image of ``shape``, fitted to the image.
 
     The memory budget is the area of a ``tile × tile`` tile. Tiles hold at
@@ -206,7 +211,8 @@ def plan_tiles(shape: Sequence[int], *, tile: int = DEFAULT_TILE, overlap: int =
     overlap : int
         Least overlap of neighbouring tiles, ``0 <= overlap < tile``.
     size_multiple : int
-        The size multiple of the model (32 for every registered model).
+        The size multiple of the model (:data:`SIZE_MULTIPLE`, 32, for every
+        registered model).
 
     Returns
     -------

@@ -29,15 +29,11 @@ from .control import CancelCheck, ProgressCallback, check_cancel, validate_callb
 from .forward import forward_tiles
 from .preprocess import apply_preprocess
 from .runtime import Runtime, choose_batch_size, free_cached_memory, prepare_model, resolve_runtime
-from .planning import TilePlan, plan_tiles
+from .planning import SIZE_MULTIPLE, TilePlan, plan_tiles
 from .results import Prediction, PredictionInfo, Segmentation
 from .tiling import Box, Stitcher, blend_window
 
 log = logging.getLogger("napari_ihcseg.inference")
-
-#: Size multiple assumed for a model that does not declare ``size_multiple``.
-DEFAULT_SIZE_MULTIPLE = 32
-
 
 def check_rgb_image(image, *, name: str = "image") -> np.ndarray:
     """Return ``image`` as a (H, W, 3) uint8 ndarray or raise a clear error."""
@@ -178,7 +174,7 @@ def predict(
     img = check_rgb_image(image)
     shape = (int(img.shape[0]), int(img.shape[1]))
     net_shape = scaled_shape(shape, scale)
-    multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
+    multiple = int(getattr(model, "size_multiple", SIZE_MULTIPLE))
     plan = plan_tiles(net_shape, tile=config.tile, overlap=config.overlap, size_multiple=multiple)
     runtime = resolve_runtime(config.device, amp=config.amp, channels_last=config.channels_last)
     keep = keep_tile

@@ -1,8 +1,8 @@
 """The error every reader raises, and the checks that come before any decoding.
 
-:func:`_sniff` checks that a path names a readable, non-empty file and tells
-its format from the first bytes; :func:`_describe` and
-:func:`_tifffile_quiet` turn the decoding libraries' exceptions and logged
+:func:`sniff_format` checks that a path names a readable, non-empty file and tells
+its format from the first bytes; :func:`describe_error` and
+:func:`tifffile_quiet` turn the decoding libraries' exceptions and logged
 complaints into the one-line reason of an :class:`ImageReadError`.
 """
 
@@ -64,17 +64,49 @@ class ImageReadError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line: its type, then its message with whitespace runs folded.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What a decoding library (or anything else) raised.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> describe_error(ValueError("bad\\n  offset")), describe_error(EOFError())
+    ('ValueError: bad offset', 'EOFError')
+    """
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextlib.contextmanager
-def _as_read_error(path, what: str, *, cleanup: Callable[[], object] | None = None) -> Iterator[None]:
+def as_read_error(path, what: str, *, cleanup: Callable[[], object] | None = None) -> Iterator[None]:
     """Turn any failure inside into one :class:`ImageReadError` ``cannot read the {what} (...)``.
 
-    ``cleanup`` (e.g. closing the file) runs first on any error, including an
-    :class:`ImageReadError`, which passes through unchanged.
+    Parameters
+    ----------
+    path : path-like
+        The file the error names.
+    what : str
+        What was being read, e.g. ``"TIFF file"``.
+    cleanup : callable, optional
+        Run first on any error (e.g. closing the file), including an
+        :class:`ImageReadError`, which passes through unchanged.
+
+    Examples
+    --------
+    >>> try:
+    ...     with as_read_error("a.tif", "TIFF file"):
+    ...         raise KeyError("tile 7")
+    ... except ImageReadError as exc:
+    ...     print(exc)
+    a.tif: cannot read the TIFF file (KeyError: 'tile 7')
     """
     try:
         yield
@@ -83,7 +115,7 @@ def _as_read_error(path, what: str, *, cleanup: Callable[[], object] | None = No
             cleanup()
         if isinstance(exc, ImageReadError):
             raise
-        raise ImageReadError(path, f"cannot read the {what} ({_describe(exc)})") from None
+        raise ImageReadError(path, f"cannot read the {what} ({describe_error(exc)})") from None
 
 
 class _Collect(logging.Handler):
@@ -96,13 +128,19 @@ class _Collect(logging.Handler):
 
 
 @contextlib.contextmanager
-def _tifffile_quiet() -> Iterator[_Collect]:
+def tifffile_quiet() -> Iterator[_Collect]:
     """Collect tifffile's logged warnings instead of letting Python print them.
 
     tifffile reports damaged files (bad offsets, short reads) through the
     ``tifffile`` logger; without a handler Python prints them to standard
     error, which would add lines to the one-line error the user gets. A
     handler configured by the application still receives them.
+
+    Yields
+    ------
+    handler : logging.Handler
+        Its ``messages`` list holds the warnings logged inside, e.g. to give
+        the reason of a failure.
     """
     handler = _Collect()
     logger = logging.getLogger("tifffile")
@@ -113,8 +151,26 @@ def _tifffile_quiet() -> Iterator[_Collect]:
         logger.removeHandler(handler)
 
 
-def _sniff(path) -> tuple[Path, str]:
-    """Check that ``path`` is a readable, non-empty file; return its format."""
+def sniff_format(path) -> tuple[Path, str]:
+    """Check that ``path`` is a readable, non-empty file and tell its format from its first bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    path : Path
+    kind : {"TIFF", "PNG", "JPEG"}
+
+    Raises
+    ------
+    ImageReadError
+        For a missing, unreadable, empty or unsupported file, or one whose
+        first bytes contradict its extension.
+    TypeError
+        When ``path`` is not a path.
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected a file path, got {type(path).__name__}")
     path = Path(path)
@@ -123,7 +179,7 @@ def _sniff(path) -> tuple[Path, str]:
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
     except OSError as exc:
-        raise ImageReadError(path, f"cannot access the file ({exc.strerror or _describe(exc)})") from None
+        raise ImageReadError(path, f"cannot access the file ({exc.strerror or describe_error(exc)})") from None
     if path.is_dir():
         raise ImageReadError(path, "is a folder, not an image file")
     if not path.is_file():
@@ -134,7 +190,7 @@ def _sniff(path) -> tuple[Path, str]:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise ImageReadError(path, f"cannot read the file ({exc.strerror or _describe(exc)})") from None
+        raise ImageReadError(path, f"cannot read the file ({exc.strerror or describe_error(exc)})") from None
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return path, kind

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .content import MAX_FLOAT_RANGE_PIXELS, float_range_top, main_series, warn_if_uniform
-from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
-from .layout import _check_dtype, _grayscale, _Layout, _layout, _yx_size
+from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
+from .layout import Layout, check_dtype, grayscale_error, pixel_layout, yx_size
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
 
@@ -41,24 +41,60 @@ def _plausible(um: float | None) -> float | None:
 # TIFF
 
 
-def _tiff_open(path: Path):
+def open_tiff(path: Path):
+    """Open a TIFF file that holds at least one image.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    tifffile.TiffFile
+        Open; the caller closes it.
+
+    Raises
+    ------
+    ImageReadError
+        When tifffile cannot parse it or it holds no image (with tifffile's
+        first logged complaint as the hint).
+    """
     import tifffile
 
-    with _tifffile_quiet() as log:
-        with _as_read_error(path, "TIFF file"):
+    with tifffile_quiet() as log:
+        with as_read_error(path, "TIFF file"):
             tif = tifffile.TiffFile(path)
-        with _as_read_error(path, "TIFF file", cleanup=tif.close):
+        with as_read_error(path, "TIFF file", cleanup=tif.close):
             if not tif.series or not tif.series[0].levels:
                 hint = f" ({log.messages[0]})" if log.messages else ""
                 raise ImageReadError(path, f"the TIFF file holds no image; it is truncated or corrupt{hint}")
         return tif
 
 
-def _tiff_layout(path: Path, series) -> _Layout:
+def tiff_layout(path: Path, series) -> Layout:
+    """How a TIFF series becomes RGB: axes, alpha, palette and the range of floats.
+
+    Parameters
+    ----------
+    path : Path
+        The file, named by any error.
+    series : tifffile.TiffPageSeries
+        The series read (see :func:`~napari_ihcseg.io.content.main_series`).
+
+    Returns
+    -------
+    Layout
+
+    Raises
+    ------
+    ImageReadError
+        For CMYK, grayscale, unsupported pixel types and floating-point
+        whole slides.
+    """
     from tifffile import EXTRASAMPLE, PHOTOMETRIC
 
     page = series.keyframe
-    _check_dtype(np.dtype(series.dtype), path)
+    check_dtype(np.dtype(series.dtype), path)
     if page.photometric == PHOTOMETRIC.SEPARATED:
         raise ImageReadError(path, "CMYK colour is not supported; save the image as RGB")
     colormap = None
@@ -81,13 +117,24 @@ def _tiff_layout(path: Path, series) -> _Layout:
         try:
             raw = level.asarray()
         except Exception as exc:  # noqa: BLE001
-            raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+            raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
         float_top = float_range_top(raw, path)
-    return _layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, float_top=float_top)
+    return pixel_layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, float_top=float_top)
 
 
-def _tiff_pixel_size(tif) -> float | None:
-    """Pixel size in micrometres from Aperio, OME, ImageJ or resolution tags."""
+def tiff_pixel_size(tif) -> float | None:
+    """Pixel size in micrometres from Aperio, OME, ImageJ or resolution tags.
+
+    Parameters
+    ----------
+    tif : tifffile.TiffFile
+
+    Returns
+    -------
+    float or None
+        ``None`` when the file records none, or an implausible one (outside
+        0.01–20 µm).
+    """
     page = tif.pages.first
     try:
         if tif.is_svs:
@@ -137,16 +184,16 @@ def _check_size(path, height: int, width: int, max_pixels: int) -> None:
 
 
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
-    tif = _tiff_open(path)
+    tif = open_tiff(path)
     with tif:
         series = main_series(tif, path)
-        layout = _tiff_layout(path, series)
-        _check_size(path, *_yx_size(tuple(series.shape), layout), max_pixels)
-        pixel_size = _tiff_pixel_size(tif)
+        layout = tiff_layout(path, series)
+        _check_size(path, *yx_size(tuple(series.shape), layout), max_pixels)
+        pixel_size = tiff_pixel_size(tif)
         try:
             raw = series.asarray(level=0)
         except Exception as exc:  # noqa: BLE001
-            raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+            raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
     image = layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path)
     warn_if_uniform(image, path)
     return image, pixel_size
@@ -173,15 +220,37 @@ def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
     try:
         raw = imagecodecs.png_decode(path.read_bytes())
     except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(path, f"cannot decode the PNG file ({_describe(exc)})") from None
+        raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
     _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
-    layout = _layout(path, "YXS", raw.shape, alpha="straight")
+    layout = pixel_layout(path, "YXS", raw.shape, alpha="straight")
     image = layout.to_rgb8(raw, path)
     warn_if_uniform(image, path, transparent=_transparent(raw))
     return image
 
 
-def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float | None]:
+def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    """Decode a PNG (16-bit RGB at full precision) or JPEG file to RGB uint8.
+
+    Parameters
+    ----------
+    path : Path
+    kind : {"PNG", "JPEG"}
+        The format :func:`~napari_ihcseg.io.errors.sniff_format` found.
+    max_pixels : int
+        Larger images are refused before they are decoded.
+
+    Returns
+    -------
+    image : (H, W, 3) uint8 ndarray
+        Alpha composited onto white; an :class:`ImageWarning` when blank.
+    pixel_size_um : float or None
+        From the file's DPI, when it records a plausible one.
+
+    Raises
+    ------
+    ImageReadError
+        For grayscale, too large, truncated or corrupt files.
+    """
     from PIL import Image
 
     if kind == "PNG":
@@ -203,7 +272,7 @@ def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float
                 _check_size(path, height, width, max_pixels)
                 dpi = im.info.get("dpi")
                 if im.mode in _GRAY_MODES:
-                    raise _grayscale(path)
+                    raise grayscale_error(path)
                 if im.mode in ("P", "PA"):
                     im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
                 elif im.mode not in ("RGB", "RGBA"):
@@ -212,10 +281,10 @@ def _read_pil(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray, float
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"image too large to decode ({_describe(exc)})") from None
+        raise ImageReadError(path, f"image too large to decode ({describe_error(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
-        raise ImageReadError(path, f"cannot decode the {kind} file ({_describe(exc)})") from None
-    layout = _layout(path, "YXS", arr.shape, alpha="straight")
+        raise ImageReadError(path, f"cannot decode the {kind} file ({describe_error(exc)})") from None
+    layout = pixel_layout(path, "YXS", arr.shape, alpha="straight")
     image = layout.to_rgb8(arr, path)
     warn_if_uniform(image, path, transparent=_transparent(arr))
     return image, _dpi_to_um(dpi)
@@ -235,11 +304,11 @@ def _dpi_to_um(dpi) -> float | None:
 
 
 def _read_any(path, max_pixels: int) -> tuple[np.ndarray, float | None]:
-    path, kind = _sniff(path)
+    path, kind = sniff_format(path)
     if kind == "TIFF":
-        with _tifffile_quiet():
+        with tifffile_quiet():
             return _read_tiff(path, max_pixels)
-    return _read_pil(path, kind, max_pixels)
+    return read_png_or_jpeg(path, kind, max_pixels)
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageReadError, _describe, _sniff, _tifffile_quiet
+from .errors import ImageReadError, describe_error, sniff_format, tifffile_quiet
 from .content import main_series
-from .image import _tiff_open
+from .image import open_tiff
 
 __all__ = ["binary_mask_regions", "read_labels", "split_components", "write_labels"]
 
@@ -34,17 +34,17 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         If the file cannot be read or does not hold a 2-D, non-negative
         integer image with values below 2**31.
     """
-    path, kind = _sniff(path)
+    path, kind = sniff_format(path)
     if kind == "JPEG":
         raise ImageReadError(path, "JPEG is lossy and cannot hold labels; use a PNG or TIFF label image")
     if kind == "TIFF":
-        with _tifffile_quiet():
-            tif = _tiff_open(path)
+        with tifffile_quiet():
+            tif = open_tiff(path)
             with tif:
                 try:
                     data = main_series(tif, path).asarray()
                 except Exception as exc:  # noqa: BLE001
-                    raise ImageReadError(path, f"cannot decode the image data ({_describe(exc)})") from None
+                    raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
     else:
         from PIL import Image
 
@@ -56,7 +56,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         except ImageReadError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise ImageReadError(path, f"cannot decode the PNG file ({_describe(exc)})") from None
+            raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
     data = np.squeeze(data)
     if data.ndim != 2:
         raise ImageReadError(path, f"expected a 2-D single-channel label image, got shape {data.shape}")

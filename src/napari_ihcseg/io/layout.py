@@ -1,6 +1,6 @@
 """Conversion of any supported pixel layout to RGB ``uint8``.
 
-A :class:`_Layout` records how an array, as a file stores it, becomes an
+A :class:`Layout` records how an array, as a file stores it, becomes an
 ``(H, W, 3)`` RGB image: which axes to drop and transpose, how to treat a
 fourth (alpha) channel, and the colour map of a palette image. The readers
 of whole images and the lazy per-block reads share it.
@@ -19,7 +19,7 @@ _STRIP_ROWS = 1024
 
 
 @dataclass(frozen=True, eq=False)
-class _Layout:
+class Layout:
     """How to turn a raw array (as the file stores it) into ``(H, W, 3)`` RGB.
 
     ``index`` fixes singleton axes to 0; ``order`` transposes the remaining
@@ -87,19 +87,52 @@ def _to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
     raise ImageReadError(path, f"unsupported pixel type {a.dtype} (expected 8- or 16-bit unsigned, or float)")
 
 
-def _check_dtype(dtype: np.dtype, path) -> None:
+def check_dtype(dtype: np.dtype, path) -> None:
+    """Raise :class:`ImageReadError` naming ``path`` unless ``dtype`` is unsigned or floating point."""
     if dtype == bool or dtype.kind not in "uf":
         raise ImageReadError(path, f"unsupported pixel type {dtype} (expected 8- or 16-bit unsigned, or float)")
 
 
-def _grayscale(path) -> ImageReadError:
+def grayscale_error(path) -> ImageReadError:
+    """The error for a grayscale ``path``: scoring needs colour to separate the stains."""
     return ImageReadError(path, "grayscale image; IHC scoring separates hematoxylin from DAB by colour, "
                                 "so it needs an RGB image")
 
 
-def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None,
-            colormap: np.ndarray | None = None, float_top: float = 1.0) -> _Layout:
-    """Work out the layout of a raw array with tifffile-style axis letters."""
+def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None,
+            colormap: np.ndarray | None = None, float_top: float = 1.0) -> Layout:
+    """Work out how a raw array, with tifffile-style axis letters, becomes RGB.
+
+    Parameters
+    ----------
+    path : path-like
+        The file, named by any error.
+    axes : str
+        One letter per axis of the raw array (``"YXS"``, ``"SYX"``,
+        ``"IYXS"``...); singleton axes other than Y and X are dropped.
+    shape : tuple of int
+        The raw array's shape.
+    alpha : {"straight", "premultiplied"} or None
+        How a fourth channel is composited onto white.
+    colormap : (N, 3) uint8 ndarray, optional
+        The colour table of a palette image.
+    float_top : float
+        Top of the range of a floating-point image.
+
+    Returns
+    -------
+    Layout
+
+    Raises
+    ------
+    ImageReadError
+        For grayscale, stacks and other channel counts than 3 or 4.
+
+    Examples
+    --------
+    >>> pixel_layout("a.tif", "SYX", (3, 20, 30)).order
+    (1, 2, 0)
+    """
     keep = [i for i, n in enumerate(shape) if n > 1 or axes[i] in "YX"]
     index = tuple(None if i in keep else 0 for i in range(len(shape)))
     kept = "".join(axes[i] for i in keep)
@@ -109,8 +142,8 @@ def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None
     others = [k for k in range(len(kept)) if kept[k] not in "YX"]
     if not others:
         if colormap is not None:
-            return _Layout(index, (kept.index("Y"), kept.index("X")), colormap=colormap)
-        raise _grayscale(path)
+            return Layout(index, (kept.index("Y"), kept.index("X")), colormap=colormap)
+        raise grayscale_error(path)
     if len(others) > 1:
         raise ImageReadError(path, f"holds a stack of images (axes {axes!r}, shape {shape}); "
                                    "expected one 2-D RGB image")
@@ -119,9 +152,16 @@ def _layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None
         what = "grayscale-like" if sizes[c] == 2 else "multichannel"
         raise ImageReadError(path, f"{what} image with {sizes[c]} channels (axes {axes!r}); expected RGB")
     order = (kept.index("Y"), kept.index("X"), c)
-    return _Layout(index, order, alpha=alpha if sizes[c] == 4 else None, float_top=float_top)
+    return Layout(index, order, alpha=alpha if sizes[c] == 4 else None, float_top=float_top)
 
 
-def _yx_size(shape: tuple[int, ...], layout: _Layout) -> tuple[int, int]:
+def yx_size(shape: tuple[int, ...], layout: Layout) -> tuple[int, int]:
+    """Height and width of a raw array of ``shape`` read through ``layout``.
+
+    Examples
+    --------
+    >>> yx_size((3, 20, 30), pixel_layout("a.tif", "SYX", (3, 20, 30)))
+    (20, 30)
+    """
     free = [i for i, k in enumerate(layout.index) if k is None]
     return int(shape[free[layout.order[0]]]), int(shape[free[layout.order[1]]])

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .content import main_series, warn_if_uniform
-from .errors import ImageReadError, _as_read_error, _describe, _sniff, _tifffile_quiet
-from .image import MAX_READ_PIXELS, _read_pil, _tiff_layout, _tiff_open, _tiff_pixel_size
-from .layout import _Layout, _yx_size
+from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
+from .image import MAX_READ_PIXELS, open_tiff, read_png_or_jpeg, tiff_layout, tiff_pixel_size
+from .layout import Layout, yx_size
 
 __all__ = ["CHUNK_SIDE", "LazyImage", "open_image"]
 
@@ -73,7 +73,7 @@ class _TiffSource:
 class _LazyLevel:
     """Array-like RGB uint8 view of one level, for ``dask.array.from_array``."""
 
-    def __init__(self, source: _TiffSource, level: int, layout: _Layout, shape: tuple[int, int]) -> None:
+    def __init__(self, source: _TiffSource, level: int, layout: Layout, shape: tuple[int, int]) -> None:
         self.source = source
         self.level = level
         self.layout = layout
@@ -84,12 +84,12 @@ class _LazyLevel:
     def __getitem__(self, key) -> np.ndarray:
         y, x, c = key
         try:
-            with _tifffile_quiet():
+            with tifffile_quiet():
                 raw = self.source.array(self.level)[self.layout.yx_key(y, x)]
         except Exception as exc:  # noqa: BLE001 - report any decoder failure as the file's
             where = f"level {self.level}, rows {y.start}:{y.stop}, columns {x.start}:{x.stop}"
             raise ImageReadError(self.source.path, f"cannot decode the image data at {where} "
-                                                   f"({_describe(exc)})") from None
+                                                   f"({describe_error(exc)})") from None
         return self.layout.to_rgb8(raw, self.source.path)[..., c]
 
 
@@ -177,25 +177,25 @@ def open_image(path: str | os.PathLike) -> LazyImage:
     import dask.array as da
     from dask.base import tokenize
 
-    path, kind = _sniff(path)
+    path, kind = sniff_format(path)
     if kind != "TIFF":
-        image, pixel_size = _read_pil(path, kind, MAX_READ_PIXELS)
+        image, pixel_size = read_png_or_jpeg(path, kind, MAX_READ_PIXELS)
         chunks = (min(CHUNK_SIDE * 2, image.shape[0]), min(CHUNK_SIDE * 2, image.shape[1]), 3)
         return LazyImage(path, [da.from_array(image, chunks=chunks)], pixel_size)
 
-    with _tifffile_quiet():
-        tif = _tiff_open(path)
+    with tifffile_quiet():
+        tif = open_tiff(path)
         with tif:
             series = main_series(tif, path)
             index = next(i for i, s in enumerate(tif.series) if s is series)
-            layout = _tiff_layout(path, series)
-            shapes = [_yx_size(tuple(level.shape), layout) for level in series.levels]
-            pixel_size = _tiff_pixel_size(tif)
+            layout = tiff_layout(path, series)
+            shapes = [yx_size(tuple(level.shape), layout) for level in series.levels]
+            pixel_size = tiff_pixel_size(tif)
         source = _TiffSource(path, len(shapes), index)
         st = path.stat()
         free = [k for k, v in enumerate(layout.index) if v is None]
         levels = []
-        with _as_read_error(path, "TIFF file", cleanup=source.close):
+        with as_read_error(path, "TIFF file", cleanup=source.close):
             for i, shape in enumerate(shapes):
                 native = source.array(i).chunks
                 chunks = (_chunk(native[free[layout.order[0]]], shape[0]),
@@ -205,7 +205,8 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                                             lock=False, asarray=False, fancy=False,
                                             meta=np.empty((0, 0, 0), np.uint8)))
             # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
-            # at opening and a blank one is announced.
+            # at opening and a blank one is announced; a level decoded in full is kept, not
+            # decoded again when it is computed.
             smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])
             whole = None
             if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:
@@ -215,6 +216,7 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                     pass  # a corrupt block is reported, naming it, where it is read
             if whole is not None:
                 warn_if_uniform(whole, path)
+                levels[-1] = da.from_array(whole, chunks=levels[-1].chunks, name=levels[-1].name)
             else:
                 smallest[slice(0, 1), slice(0, 1), slice(0, 3)]
     return LazyImage(path, levels, pixel_size, source)

@@ -3,7 +3,9 @@
 - :mod:`~napari_ihcseg.metrics.pixel`: foreground Dice, IoU, Tversky index
   and the corresponding losses (1 − index).
 - :mod:`~napari_ihcseg.metrics.instances`: AJI, panoptic quality (DQ, SQ),
-  F1 at an IoU threshold, all from one sparse contingency table.
+  F1 at an IoU threshold, all from one sparse contingency table, the
+  :class:`~napari_ihcseg.metrics.overlap.InstanceOverlap` of
+  :mod:`~napari_ihcseg.metrics.overlap`.
 - :mod:`~napari_ihcseg.metrics.points`: one-to-one point matching within a
   radius, detection F1, positive/negative agreement and % positive.
 

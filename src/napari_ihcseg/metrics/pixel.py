@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dice", "iou", "tversky_index", "dice_loss", "iou_loss", "tversky_loss", "confusion_counts"]
+from ._common import ratio
+
+__all__ = ["dice", "iou", "tversky_index", "dice_loss", "iou_loss", "tversky_loss", "confusion_counts",
+           "tversky_from_counts"]
 
 
 def _foreground(a, name: str) -> np.ndarray:
@@ -72,16 +75,33 @@ def confusion_counts(pred, truth) -> tuple[int, int, int]:
     return tp, n_p - tp, n_t - tp
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 else float("nan")
+def tversky_from_counts(tp: int, fp: int, fn: int, *, alpha: float = 0.5, beta: float = 0.5) -> float:
+    """Tversky index ``TP / (TP + alpha*FP + beta*FN)`` from pixel counts.
 
+    :func:`tversky_index` of two masks is this of their
+    :func:`confusion_counts`; an
+    :class:`~napari_ihcseg.metrics.overlap.InstanceOverlap` gives the counts
+    without a second pass over the pixels.
 
-def _check_weights(alpha: float, beta: float) -> None:
+    Parameters
+    ----------
+    tp, fp, fn : int
+        True-positive, false-positive and false-negative pixels.
+    alpha, beta : float
+        Weights of false positives and false negatives, finite and >= 0.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` when all counts are 0, and 0 when ``tp`` is 0.
+
+    Examples
+    --------
+    >>> round(tversky_from_counts(1, 1, 2, alpha=0.3, beta=0.7), 4)
+    0.3704
+    """
     if not (np.isfinite(alpha) and np.isfinite(beta)) or alpha < 0 or beta < 0:
         raise ValueError(f"alpha and beta must be finite and >= 0, got alpha={alpha}, beta={beta}")
-
-
-def _tversky_from_counts(tp: int, fp: int, fn: int, alpha: float, beta: float) -> float:
     if tp + fp + fn == 0:
         return float("nan")
     den = tp + alpha * fp + beta * fn
@@ -123,8 +143,7 @@ def tversky_index(pred, truth, *, alpha: float = 0.5, beta: float = 0.5) -> floa
     >>> round(tversky_index([[1, 1, 0, 0]], [[1, 0, 1, 1]], alpha=0.3, beta=0.7), 4)
     0.3704
     """
-    _check_weights(alpha, beta)
-    return _tversky_from_counts(*confusion_counts(pred, truth), alpha, beta)
+    return tversky_from_counts(*confusion_counts(pred, truth), alpha=alpha, beta=beta)
 
 
 def dice(pred, truth) -> float:
@@ -146,7 +165,7 @@ def dice(pred, truth) -> float:
     0.5
     """
     tp, fp, fn = confusion_counts(pred, truth)
-    return _ratio(2 * tp, 2 * tp + fp + fn)
+    return ratio(2 * tp, 2 * tp + fp + fn)
 
 
 def iou(pred, truth) -> float:
@@ -168,7 +187,7 @@ def iou(pred, truth) -> float:
     0.3333
     """
     tp, fp, fn = confusion_counts(pred, truth)
-    return _ratio(tp, tp + fp + fn)
+    return ratio(tp, tp + fp + fn)
 
 
 def dice_loss(pred, truth) -> float:

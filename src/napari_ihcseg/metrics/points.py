@@ -24,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .pixel import _ratio
+from ._common import ratio
 
 __all__ = ["PointMatches", "match_points", "evaluate_points", "cohen_kappa", "POINT_METRICS"]
 
@@ -171,7 +171,7 @@ def cohen_kappa(a, b) -> float:
     p_o = float(np.mean(a == b))
     pa, pb = float(a.mean()), float(b.mean())
     p_e = pa * pb + (1 - pa) * (1 - pb)
-    return _ratio(p_o - p_e, 1.0 - p_e) if p_e < 1.0 else float("nan")
+    return ratio(p_o - p_e, 1.0 - p_e) if p_e < 1.0 else float("nan")
 
 
 def _positive(values, n: int, name: str) -> np.ndarray:
@@ -240,9 +240,9 @@ def evaluate_points(
         "tp": m.tp,
         "fp": m.fp,
         "fn": m.fn,
-        "precision": _ratio(m.tp, m.n_pred),
-        "recall": _ratio(m.tp, m.n_truth),
-        "f1": _ratio(2 * m.tp, m.n_pred + m.n_truth),
+        "precision": ratio(m.tp, m.n_pred),
+        "recall": ratio(m.tp, m.n_truth),
+        "f1": ratio(2 * m.tp, m.n_pred + m.n_truth),
         "accuracy": accuracy,
         "kappa": kappa,
         "pred_pct_positive": pred_pct,

@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inference.planning import SIZE_MULTIPLE
+
 #: ImageNet mean and standard deviation of RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: H and W of an input must be multiples of this (five 2× poolings).
-SIZE_MULTIPLE = 32
 
 #: Activation names a config may use.
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
@@ -54,9 +53,9 @@ class ModelConfig:
     norm_std: tuple[float, ...] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        _require_int(self, "in_channels", minimum=1)
-        _set_tuple(self, "norm_mean", float)
-        _set_tuple(self, "norm_std", float)
+        check_int(self, "in_channels", minimum=1)
+        coerce_tuple(self, "norm_mean", float)
+        coerce_tuple(self, "norm_std", float)
         for name in ("norm_mean", "norm_std"):
             if len(getattr(self, name)) != self.in_channels:
                 raise ValueError(
@@ -110,8 +109,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _set_tuple(config: Any, name: str, cast: type) -> None:
-    """Coerce a sequence field to a tuple of ``cast`` on a frozen dataclass."""
+def coerce_tuple(config: Any, name: str, cast: type) -> None:
+    """Coerce a sequence field of a frozen config to a tuple of ``cast``, in place.
+
+    Called from a config's ``__post_init__``, so that a list read from JSON
+    compares and hashes as the tuple the config declares.
+
+    Parameters
+    ----------
+    config : dataclass instance
+        The (frozen) config.
+    name : str
+        The field.
+    cast : type
+        ``int`` or ``float``; ``int`` refuses booleans and fractions.
+
+    Raises
+    ------
+    TypeError
+        When the field is not a sequence, or holds a non-integer for ``int``.
+    """
     value = getattr(config, name)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{name} must be a sequence of {cast.__name__}, got {value!r}")
@@ -123,7 +140,8 @@ def _set_tuple(config: Any, name: str, cast: type) -> None:
     object.__setattr__(config, name, tuple(items))
 
 
-def _require_int(config: Any, name: str, *, minimum: int) -> None:
+def check_int(config: Any, name: str, *, minimum: int) -> None:
+    """Raise ``TypeError`` unless the field ``name`` of ``config`` is an int, ``ValueError`` if below ``minimum``."""
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -131,12 +149,14 @@ def _require_int(config: Any, name: str, *, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
-def _require_bool(config: Any, name: str) -> None:
+def check_bool(config: Any, name: str) -> None:
+    """Raise ``TypeError`` unless the field ``name`` of ``config`` is ``True`` or ``False``."""
     if not isinstance(getattr(config, name), bool):
         raise TypeError(f"{name} must be true or false, got {getattr(config, name)!r}")
 
 
-def _require_activation(config: Any, name: str = "activation") -> None:
+def check_activation(config: Any, name: str = "activation") -> None:
+    """Raise ``ValueError`` unless the field ``name`` of ``config`` is one of :data:`ACTIVATIONS`."""
     value = getattr(config, name)
     if value not in ACTIVATIONS:
         raise ValueError(f"{name} must be one of {', '.join(ACTIVATIONS)}, got {value!r}")

@@ -21,9 +21,9 @@ from ._base import (
     ModelConfig,
     SegmentationModel,
     SideOutput,
-    _require_activation,
-    _require_int,
-    _set_tuple,
+    check_activation,
+    check_int,
+    coerce_tuple,
     upsample_like,
 )
 from .attention import CBAM, ChannelAttention, ContextFusion
@@ -68,16 +68,16 @@ class HARUNetConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name, length in (("encoder_mid", 6), ("encoder_out", 6), ("decoder_mid", 5), ("decoder_out", 5)):
-            _set_tuple(self, name, int)
+            coerce_tuple(self, name, int)
             value = getattr(self, name)
             if len(value) != length or min(value) < 1:
                 raise ValueError(f"{name} needs {length} positive channel counts, got {value}")
-        _require_int(self, "attention_reduction", minimum=1)
-        _require_int(self, "spatial_kernel", minimum=1)
+        check_int(self, "attention_reduction", minimum=1)
+        check_int(self, "spatial_kernel", minimum=1)
         if self.spatial_kernel % 2 != 1:
             raise ValueError(f"spatial_kernel must be odd, got {self.spatial_kernel}")
-        _require_int(self, "fusion_hidden", minimum=1)
-        _require_activation(self)
+        check_int(self, "fusion_hidden", minimum=1)
+        check_activation(self)
 
 
 def _stage(height: int, in_ch: int, mid: int, out: int, activation: str) -> nn.Module:

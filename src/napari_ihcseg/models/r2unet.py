@@ -20,10 +20,10 @@ from ._base import (
     ModelConfig,
     SegmentationModel,
     SideOutput,
-    _require_activation,
-    _require_bool,
-    _require_int,
-    _set_tuple,
+    check_activation,
+    check_bool,
+    check_int,
+    coerce_tuple,
     make_activation,
     upsample_like,
 )
@@ -62,15 +62,15 @@ class R2UNetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _set_tuple(self, "filters", int)
+        coerce_tuple(self, "filters", int)
         if len(self.filters) < 2 or min(self.filters) < 1:
             raise ValueError(f"filters needs at least two positive channel counts, got {self.filters}")
-        _require_int(self, "recur_num", minimum=0)
-        _require_int(self, "stack_num_down", minimum=1)
-        _require_int(self, "stack_num_up", minimum=1)
-        _require_activation(self)
-        _require_bool(self, "batch_norm")
-        _require_bool(self, "share_recurrent_weights")
+        check_int(self, "recur_num", minimum=0)
+        check_int(self, "stack_num_down", minimum=1)
+        check_int(self, "stack_num_up", minimum=1)
+        check_activation(self)
+        check_bool(self, "batch_norm")
+        check_bool(self, "share_recurrent_weights")
 
 
 class RecurrentConv(nn.Module):

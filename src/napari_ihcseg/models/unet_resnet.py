@@ -22,8 +22,8 @@ from ._base import (
     ModelConfig,
     SegmentationModel,
     SideOutput,
-    _require_activation,
-    _set_tuple,
+    check_activation,
+    coerce_tuple,
     upsample_like,
 )
 from .resnet import RESNET50_DEPTHS, ResNetEncoder
@@ -57,17 +57,17 @@ class UNetResNetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _set_tuple(self, "encoder_depths", int)
+        coerce_tuple(self, "encoder_depths", int)
         if len(self.encoder_depths) != 4 or min(self.encoder_depths) < 1:
             raise ValueError(f"encoder_depths needs 4 positive block counts, got {self.encoder_depths}")
-        _set_tuple(self, "decoder_channels", int)
+        coerce_tuple(self, "decoder_channels", int)
         if len(self.decoder_channels) != 5 or min(self.decoder_channels) < 1:
             raise ValueError(f"decoder_channels needs 5 positive channel counts, got {self.decoder_channels}")
         if isinstance(self.encoder_weights, os.PathLike):
             object.__setattr__(self, "encoder_weights", os.fspath(self.encoder_weights))
         if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
             raise TypeError(f"encoder_weights must be a file path or None, got {self.encoder_weights!r}")
-        _require_activation(self)
+        check_activation(self)
 
 
 class UNetResNet(SegmentationModel):

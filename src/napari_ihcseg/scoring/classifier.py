@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from napari_ihcseg.scoring.measure import _OD_LUT
-from napari_ihcseg.stain import H_DAB, StainVectors
+from napari_ihcseg.stain import H_DAB, OD_LUT, StainVectors
 
 #: The features a classifier may use, in the order :func:`nucleus_features` adds them.
 FEATURES = (
@@ -58,7 +57,7 @@ def ring_width(areas) -> int:
 
 def _concentrations(image: np.ndarray, rr: np.ndarray, cc: np.ndarray, stains: StainVectors) -> np.ndarray:
     """Per-pixel (hematoxylin, DAB) concentrations at ``(rr, cc)``."""
-    od = _OD_LUT[image[rr, cc]]
+    od = OD_LUT[image[rr, cc]]
     return (od @ np.linalg.inv(stains.matrix))[:, :2]
 
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_ihcseg.stain import I0, H_DAB, StainVectors
+from napari_ihcseg.stain import H_DAB, OD_LUT, StainVectors
 
 #: Columns of :func:`measure_nuclei`, in order.
 MEASUREMENT_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "area_um2",
                        "hematoxylin_od_mean", "dab_od_mean")
-
-#: Optical density of each 8-bit value, -log10(max(I, 1) / 255).
-_OD_LUT = -np.log10(np.maximum(np.arange(256, dtype=np.float64), 1.0) / I0)
 
 
 def check_image_labels(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +123,7 @@ def measure_nuclei(
         return np.bincount(index, weights=values, minlength=n_bins)[present] / area
 
     cy, cx = mean_of(rows), mean_of(cols)
-    od_mean = np.stack([mean_of(_OD_LUT[values]) for values in channels], axis=1)
+    od_mean = np.stack([mean_of(OD_LUT[values]) for values in channels], axis=1)
     conc = od_mean @ np.linalg.inv(stains.matrix)
     area_um2 = area * float(pixel_size_um) ** 2 if pixel_size_um is not None else np.full_like(area, np.nan)
     cells = _frame(label_ids.astype(np.int64), cy, cx, area, area_um2, conc[:, 0], conc[:, 1])

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from napari_ihcseg.stain import I0, H_DAB, StainVectors
+from napari_ihcseg.stain import H_DAB, OD_LUT, StainVectors
 
 #: A cell counts as stained when its nucleus or its ring reaches this DAB OD.
 STAINED_OD = 0.15
@@ -42,8 +42,6 @@ NUCLEAR, NON_NUCLEAR, NO_DAB = "nuclear", "cytoplasmic/membranous", "too little 
 #: The warning a pathologist reads when the DAB is not nuclear.
 NON_NUCLEAR_WARNING = ("DAB is mainly cytoplasmic/membranous: nuclear scores such as Ki-67 "
                        "and ER/PR Allred do not apply")
-
-_OD_LUT = -np.log10(np.maximum(np.arange(256, dtype=np.float64), 1.0) / I0)
 
 
 def ring_for(areas) -> tuple[int, int]:
@@ -130,7 +128,7 @@ def ring_dab_od(image: np.ndarray, labels: np.ndarray, label_ids, *, ring: tuple
     hit = label_ids[order][pos] == owner
     index = order[pos[hit]]
     count = np.bincount(index, minlength=n).astype(np.float64)
-    od = np.stack([np.bincount(index, weights=_OD_LUT[pixels[hit, ch]], minlength=n) for ch in range(3)], 1)
+    od = np.stack([np.bincount(index, weights=OD_LUT[pixels[hit, ch]], minlength=n) for ch in range(3)], 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         od_mean = od / count[:, None]
     return (od_mean @ np.linalg.inv(stains.matrix))[:, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from ..inference.planning import SIZE_MULTIPLE
 from .augment import AugmentConfig
 from .losses import LossConfig
 from .points import PointTargetConfig
@@ -106,8 +107,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "tile"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if self.tile % 32:
-            raise ValueError(f"TrainConfig.tile must be a multiple of 32, got {self.tile}")
+        if self.tile % SIZE_MULTIPLE:
+            raise ValueError(f"TrainConfig.tile must be a multiple of {SIZE_MULTIPLE}, got {self.tile}")
         if self.monitor not in ("aji", "pq", "dice"):
             raise ValueError(f"TrainConfig.monitor must be 'aji', 'pq' or 'dice', got {self.monitor!r}")
         if not 0 <= self.val_fraction < 1:

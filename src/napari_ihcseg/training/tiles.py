@@ -16,10 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..inference.planning import SIZE_MULTIPLE
 from ..inference.tiling import tile_starts
-
-#: Smallest training tile; 256 as in the R2U-Net configuration for IHC.
-MIN_TILE = 32
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,8 @@ def grid_windows(samples, *, tile: int, stride: int, drop_empty: bool = True) ->
     -------
     windows : list of Window
     """
-    if tile < MIN_TILE:
-        raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
+    if tile < SIZE_MULTIPLE:
+        raise ValueError(f"tile must be at least {SIZE_MULTIPLE} pixels, got {tile}")
     if stride < 1:
         raise ValueError(f"stride must be positive, got {stride}")
     windows = []
@@ -145,7 +143,7 @@ def random_crop(sample, window: Window | None, *, tile: int, stride: int, rng: n
     crop = None
     for _ in range(max(1, attempts)):
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        size = max(MIN_TILE, int(round(tile / scale)))
+        size = max(SIZE_MULTIPLE, int(round(tile / scale)))
         if window is None:
             cy = int(rng.integers(0, max(1, h - size + 1)))
             cx = int(rng.integers(0, max(1, w - size + 1)))

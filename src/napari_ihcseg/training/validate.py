@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inference.planning import SIZE_MULTIPLE
+
 #: Images larger than this (pixels per side) are predicted in overlapping tiles.
 WHOLE_IMAGE_MAX = 1536
 #: Figures reported per validation image.
@@ -50,7 +52,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, device: 
     -------
     mask_prob, contour_prob : (H, W) float32 arrays
     """
-    multiple = int(getattr(model, "size_multiple", 32))
+    multiple = int(getattr(model, "size_multiple", SIZE_MULTIPLE))
     h, w = image.shape[:2]
     if max(h, w) > WHOLE_IMAGE_MAX:
         return _predict_tiled(model, image, device=device, amp=amp, channels_last=channels_last)

@@ -1,4 +1,4 @@
-"""A fixed, translation-equivariant nucleus "model" for tests that need no trained weights."""
+"""Fakes shared by the tests: :class:`ODNet`, a fixed nucleus "model" that needs no trained weights."""
 
 from __future__ import annotations
 

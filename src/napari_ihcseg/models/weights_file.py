@@ -1,0 +1,124 @@
+"""A checkpoint's weights file: safetensors with reproducible bytes, checked against the config before loading.
+
+:func:`weights_metadata` keeps the header (hence the sha256) the same for the
+same tensors; :func:`cast_floating` stores them in a smaller type;
+:func:`check_sizes` compares the shapes a config would build with the file's
+header on a model without memory; :func:`load_state` loads strictly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint_config import CONFIG_FILE, FORMAT_VERSION
+from .registry import build_from_config
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_metadata(arch: str) -> dict[str, str]:
+    """The header metadata of ``weights.safetensors``: one key, so the file's bytes are reproducible.
+
+    safetensors writes its metadata map in hash order, which changes from
+    call to call; with two keys the same tensors could give two different
+    files (and sha256s). One key holding sorted JSON always gives one.
+    """
+    return {"napari_ihcseg": json.dumps({"arch": arch, "format_version": FORMAT_VERSION}, sort_keys=True)}
+
+
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cast_floating(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """The floating-point tensors cast to ``dtype``, a key of :data:`STORAGE_DTYPES`; others unchanged.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``dtype``, or a tensor with values the type cannot
+        hold (finite before, infinite after the cast).
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(STORAGE_DTYPES)}, not {dtype!r}")
+    target = STORAGE_DTYPES[dtype]
+    out = {}
+    for key, value in tensors.items():
+        if value.is_floating_point():
+            cast = value.to(target)
+            if not torch.isfinite(cast).all() and torch.isfinite(value).all():
+                raise ValueError(f"{key}: values out of the range of {dtype}; store the weights in float32")
+            value = cast.contiguous()
+        out[key] = value
+    return out
+
+
+def _header_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in a safetensors file, from its header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as fh:
+            return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+
+
+def check_sizes(arch: str, config, weights_path: Path) -> None:
+    """Refuse a config whose model would not fit the weights, before any memory is allocated.
+
+    The model is built on the ``meta`` device and its tensor shapes compared
+    with those in the weights file's header, so a wrong or hostile
+    ``config.json`` never allocates.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and, for a mismatch, how many tensors are missing,
+        unexpected or of the wrong shape.
+    """
+    file_shapes = _header_shapes(weights_path)
+    try:
+        with torch.device("meta"):
+            skeleton = build_from_config(arch, config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{weights_path.parent / CONFIG_FILE}: cannot build {arch!r} from its config "
+                         f"({' '.join(str(exc).split())})") from None
+    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    _compare_shapes(own, file_shapes, weights_path, arch)
+
+
+def _compare_shapes(own: dict, state: dict, weights_path: Path, arch: str) -> None:
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k]) != tuple(state[k]))
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise ValueError(
+            f"{weights_path}: the weights do not match architecture {arch!r} and the config in "
+            f"{CONFIG_FILE}: {'; '.join(parts)}"
+        )
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path, arch: str) -> None:
+    """Load ``state`` into ``model`` strictly, after the same shape check as :func:`check_sizes`."""
+    _compare_shapes({k: v.shape for k, v in model.state_dict().items()},
+                    {k: v.shape for k, v in state.items()}, weights_path, arch)
+    model.load_state_dict(state, strict=True)
