@@ -44,7 +44,7 @@ def write_slide(path: Path, size: int, tissue_fraction: float, seed: int) -> Non
                          compression="jpeg")
 
 
-def segment(path: Path, out: Path, model_name: str, block: int, threads: int) -> dict:
+def segment(path: Path, out: Path, model_name: str, block: int | None, threads: int) -> dict:
     import torch
 
     from bench_inference import load_for_pipeline
@@ -72,7 +72,7 @@ def segment(path: Path, out: Path, model_name: str, block: int, threads: int) ->
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"shape": list(shape[:2]), "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
             "seconds": round(time.perf_counter() - started, 1), "blocks": result.blocks,
-            "skipped_blocks": result.skipped_blocks, "nuclei": result.n_nuclei,
+            "skipped_blocks": result.skipped_blocks, "nuclei": result.n_nuclei, "block": result.block,
             "rss_trace_mb": [round(v) for v in trace]}
 
 
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint, architecture, or 'detector' (the fixed hematoxylin detector alone, "
                              "fast: memory without a network) (default: harunet-lite)")
     parser.add_argument("--trace", action="store_true", help="print the resident memory during each run")
-    parser.add_argument("--block", type=int, default=4096, help="block core size (default: 4096)")
+    parser.add_argument("--block", type=int, default=0,
+                        help="block core size (default 0: segment_large's own, fitted to the tile plan)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--tissue-fraction", type=float, default=0.3, help="tissue share of the slide (default: 0.3)")
     parser.add_argument("--seed", type=int, default=0)
@@ -98,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "segment":
         out = args.slide.with_name(args.slide.stem + "-labels.zarr")
-        print(json.dumps(segment(args.slide, out, args.model, args.block, args.threads)))
+        print(json.dumps(segment(args.slide, out, args.model, args.block or None, args.threads)))
         return 0
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ihcseg-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"model {args.model}, block {args.block}, {args.threads} thread(s), tissue {args.tissue_fraction:.0%}, "
+    print(f"model {args.model}, block {args.block or 'fitted'}, {args.threads} thread(s), tissue {args.tissue_fraction:.0%}, "
           f"slides in {workdir}")
     print(f"{'size':>12} {'tissue blocks':>14} {'nuclei':>9} {'time s':>8} {'RSS before MB':>14} {'peak RSS MB':>12}")
     common = ["--model", args.model, "--block", str(args.block), "--threads", str(args.threads),

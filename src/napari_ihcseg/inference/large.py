@@ -50,10 +50,9 @@ from ..io.lazy import LazyImage
 from .blocks import BlockReadError, block_grid, owned_labels, read_region, write_block
 from .config import InferenceConfig
 from .control import CancelCheck, OffsetProgress, ProgressCallback, check_cancel, validate_callbacks
-from .planning import SIZE_MULTIPLE as DEFAULT_SIZE_MULTIPLE
 from .tiled import check_rgb_image, segment_image
 from .preprocess import preprocess_radius
-from .planning import fit_block, plan_tiles
+from .planning import SIZE_MULTIPLE, fit_block, plan_tiles
 from .results import LargeResult
 from .tiling import Box, round_up
 from .tissue import TissueMask, detect_tissue
@@ -279,7 +278,7 @@ def segment_large(
     if np.dtype(base.dtype) != np.uint8:
         raise TypeError(f"{source or 'image'}: expected uint8 RGB, got dtype {base.dtype}")
     source = str(source or (image.path if isinstance(image, LazyImage) else None) or "image")
-    multiple = int(getattr(model, "size_multiple", DEFAULT_SIZE_MULTIPLE))
+    multiple = int(getattr(model, "size_multiple", SIZE_MULTIPLE))
     if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < multiple
                               or block % multiple):
         raise ValueError(f"block must be a positive multiple of {multiple}, got {block!r}")

@@ -121,7 +121,7 @@ DEFAULT_BLOCK_SIDE = 8192
 
 
 def fit_block(halo: int, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-              max_side: int = DEFAULT_BLOCK_SIDE, multiple: int = 32) -> int:
+              max_side: int = DEFAULT_BLOCK_SIDE, multiple: int = SIZE_MULTIPLE) -> int:
     """The core size of whole-slide blocks whose regions are whole tiles.
 
     A block's region is its core plus a ``halo`` on each side. The region
