@@ -150,7 +150,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    from napari_ihcseg.training.trainer import train
+    from napari_ihcseg.training.trainer import TrainingInterrupted, train
 
     start = time.time()
 
@@ -166,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stamp} [{event.phase}] epoch {m.get('epoch')} train_loss {m.get('train_loss', float('nan')):.4f} "
                   f"{figures}", flush=True)
 
-    result = train(config, resume=True, progress=log)
+    try:
+        result = train(config, resume=True, progress=log)
+    except TrainingInterrupted as stop:  # Ctrl-C: the state is saved; the same command resumes
+        print(f"{stop}; run the same command again to resume", file=sys.stderr, flush=True)
+        return 130
     print(f"finished in {(time.time() - start) / 3600:.2f} h: epochs {result.epochs_completed}, "
           f"cancelled={result.cancelled}, stopped_early={result.stopped_early}, best={result.best_checkpoint}",
           flush=True)
