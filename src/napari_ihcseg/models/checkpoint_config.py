@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import write_json_atomic
+from .._json_file import read_json
 from ..instances.tuning import check_instance_params
 from ..scoring.classifier import NucleusClassifier, check_classifiers
 from .registry import list_models
@@ -111,12 +112,7 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise ValueError(f"{config_path}: missing; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        document = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{config_path}: expected a JSON object, got {type(document).__name__}")
+    document = read_json(config_path)
     missing = [k for k in ("arch", "config", "sha256") if k not in document]
     if missing:
         raise ValueError(f"{config_path}: missing key(s) {', '.join(missing)}")

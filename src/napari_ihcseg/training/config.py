@@ -25,7 +25,7 @@ class TrainConfig:
         Config overrides for a registered architecture (e.g. narrower
         ``filters``); ignored when fine-tuning a checkpoint.
     train_data, val_data : tuple of str
-        Data specs for :func:`napari_ihcseg.data.datasets.load_dataset`
+        Data specs for :func:`napari_ihcseg.datasets.load_dataset`
         (``"kind:path"``). ``val_data`` is used for validation only.
     val_fraction : float
         Fraction of training images moved to validation (by image), unless

@@ -57,7 +57,8 @@ def resolve_data(config: TrainConfig, train_samples, val_samples):
     Point-annotated training samples become pseudo-labels; validation keeps
     only samples with outlines.
     """
-    from napari_ihcseg.data.datasets import load_dataset, split_by_image
+    from napari_ihcseg.data.sample import split_by_image
+    from napari_ihcseg.datasets import load_dataset
 
     if train_samples is None:
         train_samples = [s for spec in config.train_data for s in load_dataset(spec)]
@@ -84,7 +85,9 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
     path = out / RUN_JSON
     if not path.is_file():
         return
-    saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    from napari_ihcseg._json_file import read_json
+
+    saved = read_json(path).get("config", {})
     if isinstance(saved.get("augment"), dict):
         # Runs recorded before an augmentation existed ran without it.
         saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
