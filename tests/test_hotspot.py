@@ -7,7 +7,7 @@ import pytest
 
 from napari_ihcseg.data.synthetic_ki67 import make_ki67_field
 from napari_ihcseg.scoring import ScoringConfig, score_image
-from napari_ihcseg.scoring.hotspot import find_hotspot, local_index_map, nearest_radius
+from napari_ihcseg.scoring.hotspot import HotSpotSearch, find_hotspot, local_index_map, nearest_radius, search_hotspot
 
 
 def lattice_with_patch(side=80, spacing=10.0, patch=(500.0, 250.0, 60.0), base_every=10):
@@ -59,7 +59,10 @@ def test_nearest_n_hot_spot_without_a_pixel_size():
 
 def test_heat_map_shows_the_patch():
     y, x, positive = lattice_with_patch()
-    spot, heat = find_hotspot(y, x, positive, radius=50.0, min_cells=50, return_map=True)
+    search = search_hotspot(y, x, positive, radius=50.0, min_cells=50)
+    spot, heat = search.hotspot, search.local_map
+    assert spot == find_hotspot(y, x, positive, radius=50.0, min_cells=50)
+    assert search_hotspot(y[:10], x[:10], positive[:10], radius=50.0, min_cells=50) == HotSpotSearch(None, None)
     row, col = np.unravel_index(np.nanargmax(heat.index), heat.index.shape)
     peak = np.array(heat.origin) + heat.spacing * np.array([row, col])
     assert np.hypot(*(peak - [500, 250])) <= 15

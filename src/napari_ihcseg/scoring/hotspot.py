@@ -96,6 +96,23 @@ class HotSpot:
     mode: str
 
 
+@dataclass(frozen=True)
+class HotSpotSearch:
+    """What :func:`search_hotspot` found: the hot spot and the map it was chosen on.
+
+    Attributes
+    ----------
+    hotspot : HotSpot or None
+        ``None`` when no place holds enough cells.
+    local_map : LocalIndexMap or None
+        The local index around every grid node (``None`` when there are too
+        few cells to search).
+    """
+
+    hotspot: HotSpot | None
+    local_map: LocalIndexMap | None
+
+
 def _check_points(y, x, positive) -> tuple[np.ndarray, np.ndarray]:
     pts = np.column_stack([np.asarray(y, np.float64), np.asarray(x, np.float64)])
     pos = np.asarray(positive).astype(bool)
@@ -175,8 +192,10 @@ def local_index_map(y, x, positive, *, radius: float, min_cells: int = 1) -> Loc
 
 
 def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | None = None,
-                 min_cells: int = 100, return_map: bool = False):
+                 min_cells: int = 100) -> HotSpot | None:
     """The circle with the highest share of positive cells.
+
+    :func:`search_hotspot` returns the local-index map it was chosen on too.
 
     Give ``radius`` (pixels; a circle of that radius holding at least
     ``min_cells`` cells) or ``n_cells`` (the ``n_cells`` nearest cells of a
@@ -191,15 +210,11 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
     n_cells : int, optional
     min_cells : int
         Fewest cells a circle may hold (radius mode).
-    return_map : bool
-        Also return the :class:`LocalIndexMap`.
 
     Returns
     -------
     HotSpot or None
-        ``None`` when no place holds enough cells. With ``return_map``,
-        ``(hotspot, local_index_map)`` (the map is ``None`` when there are
-        no cells).
+        ``None`` when no place holds enough cells.
 
     Examples
     --------
@@ -212,6 +227,19 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
     >>> all(40 <= c <= 49 for c in h.center), h.index, h.n_cells >= 20
     (True, 100.0, True)
     """
+    return search_hotspot(y, x, positive, radius=radius, n_cells=n_cells, min_cells=min_cells).hotspot
+
+
+def search_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | None = None,
+                   min_cells: int = 100) -> HotSpotSearch:
+    """:func:`find_hotspot`, with the :class:`LocalIndexMap` it searched (the Score widget's heat map).
+
+    Parameters are those of :func:`find_hotspot`.
+
+    Returns
+    -------
+    HotSpotSearch
+    """
     if (radius is None) == (n_cells is None):
         raise ValueError("give either radius (pixels) or n_cells")
     pts, pos = _check_points(y, x, positive)
@@ -221,7 +249,7 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
             raise ValueError(f"n_cells must be at least 1, got {n_cells}")
         min_cells = n_cells
     if len(pts) < max(min_cells, 1):
-        return (None, None) if return_map else None
+        return HotSpotSearch(None, None)
     search_radius = nearest_radius(pts[:, 0], pts[:, 1], n_cells) if n_cells else float(radius)
     # Nearest-N circles hold N cells exactly; on the grid, any node with half of them is a candidate.
     heat = local_index_map(pts[:, 0], pts[:, 1], pos, radius=search_radius,
@@ -242,7 +270,7 @@ def find_hotspot(y, x, positive, *, radius: float | None = None, n_cells: int | 
             hotspot = HotSpot((float(centres[best, 0]), float(centres[best, 1])), float(radii[best]),
                               int(n_all[best]), int(n_pos[best]), 100.0 * float(n_pos[best]) / float(n_all[best]),
                               "nearest" if n_cells else "circle")
-    return (hotspot, heat) if return_map else hotspot
+    return HotSpotSearch(hotspot, heat)
 
 
 def _exact_counts(pts, pos, centres, *, radius: float | None, n_cells: int | None, band: float):

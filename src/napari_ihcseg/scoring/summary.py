@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from napari_ihcseg.scoring.confidence import assess, percent_interval
-from napari_ihcseg.scoring.hotspot import find_hotspot
+from napari_ihcseg.scoring.hotspot import HotSpotSearch, search_hotspot
 from napari_ihcseg.scoring.overrides import MODEL, human_classes
 from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.stain_pattern import NON_NUCLEAR, NON_NUCLEAR_WARNING, pattern_of_cells
@@ -241,17 +241,16 @@ def summarize(
     return {key: summary[key] for key in SUMMARY_KEYS}
 
 
-def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None,
-                     *, return_map: bool = False):
-    """:func:`~napari_ihcseg.scoring.hotspot.find_hotspot` of the counted cells of a scored table.
+def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None) -> HotSpotSearch:
+    """:func:`~napari_ihcseg.scoring.hotspot.search_hotspot` of the counted cells of a scored table.
 
     The size comes from ``config`` (:meth:`ScoringConfig.hotspot_size`).
     """
     keep = included_mask(cells, config) if keep is None else keep
     positive = intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[keep], config.thresholds) >= 1
-    return find_hotspot(cells["centroid_y"].to_numpy(np.float64)[keep],
-                        cells["centroid_x"].to_numpy(np.float64)[keep], positive,
-                        min_cells=config.hotspot_min_cells, return_map=return_map, **config.hotspot_size())
+    return search_hotspot(cells["centroid_y"].to_numpy(np.float64)[keep],
+                          cells["centroid_x"].to_numpy(np.float64)[keep], positive,
+                          min_cells=config.hotspot_min_cells, **config.hotspot_size())
 
 
 def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: ScoringConfig) -> dict:
@@ -264,7 +263,7 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: Sc
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
-    spot = hotspot_of_cells(cells, config, keep) if ki67 and "centroid_y" in cells and n else None
+    spot = hotspot_of_cells(cells, config, keep).hotspot if ki67 and "centroid_y" in cells and n else None
     out.update({
         "hotspot_ki67_index": spot.index if spot else None,
         "hotspot_ki67_index_ci": percent_interval(spot.n_positive, spot.n_cells) if spot else None,
