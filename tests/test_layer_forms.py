@@ -146,3 +146,8 @@ def test_the_pickers_and_the_other_fields_line_up_in_one_column(viewer, qtbot, s
     fields = [getattr(widget.form, p).native for p in PICKERS[name]] + [OTHER_FIELD[name](widget)]
     lefts = {field.mapTo(widget, QPoint(0, 0)).x() for field in fields}
     assert max(lefts) - min(lefts) <= 2, lefts
+    # napari's theme restyles a docked panel after it was built, with another font: still one column
+    widget.setStyleSheet("QLabel { font-size: 21px; }")
+    qtbot.wait(50)
+    lefts = {field.mapTo(widget, QPoint(0, 0)).x() for field in fields}
+    assert max(lefts) - min(lefts) <= 2, lefts

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
 from magicgui.widgets import ComboBox, Container, Widget
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QFormLayout, QLabel
 
 from ._common import matching_layers, unwrap
@@ -106,14 +107,50 @@ def align_labels(form: Container, rows: QFormLayout | None = None) -> None:
     """Give the labels of ``form`` (and of the Qt form ``rows`` laid out with it) one column width.
 
     ``rows`` serves a panel whose layer pickers are a :class:`LayerForm` and
-    whose other fields are still Qt rows: the two read as one form.
+    whose other fields are still Qt rows: the two read as one form. The
+    width follows the labels' font: it is measured again whenever the panel
+    is shown, restyled (napari's theme, applied when the panel is docked) or
+    moved to another parent.
     """
-    texts = {widget.label for widget in form}
-    labels = [label for label in form.native.findChildren(QLabel) if label.text() in texts]
-    for row in range(rows.rowCount() if rows is not None else 0):
-        item = rows.itemAt(row, QFormLayout.ItemRole.LabelRole)
-        if item is not None and isinstance(item.widget(), QLabel):
-            labels.append(item.widget())
-    width = max((label.sizeHint().width() for label in labels), default=0)
-    for label in labels:
-        label.setMinimumWidth(width)
+    aligner = next((c for c in form.native.children() if isinstance(c, _LabelColumn)), None)
+    if aligner is None:  # one per form: a later call adds the Qt rows laid out with it
+        aligner = _LabelColumn(form)
+        form.native.installEventFilter(aligner)
+    if rows is not None:
+        aligner.rows = rows
+    aligner.update()
+
+
+class _LabelColumn(QObject):
+    """Keeps the labels of a magicgui form and of a Qt form at one width (see :func:`align_labels`)."""
+
+    EVENTS = (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange, QEvent.Type.ParentChange,
+              QEvent.Type.Polish)
+
+    def __init__(self, form: Container) -> None:
+        super().__init__(form.native)
+        self._form = form
+        self.rows: QFormLayout | None = None
+
+    def labels(self) -> list[QLabel]:
+        texts = {widget.label for widget in self._form}
+        labels = [label for label in self._form.native.findChildren(QLabel) if label.text() in texts]
+        for row in range(self.rows.rowCount() if self.rows is not None else 0):
+            item = self.rows.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            if item is not None and isinstance(item.widget(), QLabel):
+                labels.append(item.widget())
+        return labels
+
+    def update(self) -> None:
+        labels = self.labels()
+        for label in labels:
+            label.installEventFilter(self)  # a restyled label (a new font) measures the column again
+            label.setMinimumWidth(0)
+        width = max((label.sizeHint().width() for label in labels), default=0)
+        for label in labels:
+            label.setMinimumWidth(width)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() in self.EVENTS:
+            self.update()
+        return False
