@@ -118,6 +118,8 @@ def align_labels(form: Container, rows: QFormLayout | None = None) -> None:
         form.native.installEventFilter(aligner)
     if rows is not None:
         aligner.rows = rows
+    for label in aligner.labels():  # a restyled label (a new font) measures the column again
+        label.installEventFilter(aligner)
     aligner.update()
 
 
@@ -144,7 +146,6 @@ class _LabelColumn(QObject):
     def update(self) -> None:
         labels = self.labels()
         for label in labels:
-            label.installEventFilter(self)  # a restyled label (a new font) measures the column again
             label.setMinimumWidth(0)
         width = max((label.sizeHint().width() for label in labels), default=0)
         for label in labels:

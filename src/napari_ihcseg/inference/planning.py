@@ -157,12 +157,9 @@ def fit_block(halo: int, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVE
     3648
     """
     stride = tile - overlap
-    n = max(1, (max_side - overlap) // stride)
-    core = n * tile - (n - 1) * overlap - 2 * halo
-    while core < multiple and n < 1000:
-        n += 1
-        core = n * tile - (n - 1) * overlap - 2 * halo
-    return core // multiple * multiple
+    # The most tiles within max_side, but enough for a core of one size multiple inside the halos.
+    n = max(1, (max_side - overlap) // stride, math.ceil((2 * halo + multiple - overlap) / stride))
+    return (n * stride + overlap - 2 * halo) // multiple * multiple
 
 
 class TilePlan(NamedTuple):
