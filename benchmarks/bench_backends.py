@@ -1,25 +1,31 @@
-"""CPU back ends for the shipped default model: torch eager against ``torch.compile`` (inductor).
+"""CPU back ends for the shipped default model: eager with or without fused layers, and ``torch.compile``.
 
 One 512 × 512 input at the default CPU precision of this machine, 2 threads,
-best of three after a warm-up: eager, then the compiled module (its first
-call, which compiles, timed apart), then eager again, with the largest
-probability difference of the two. ``torch.compile`` needs a C++ compiler;
-where it fails, the error is printed.
+best of three after a warm-up, side by side in one run and alternated so
+that all see the same load: eager with the convolution, the eval-mode batch
+norm and the activation as separate passes (as before
+:mod:`napari_ihcseg.models.batch_norm_fold`), with the batch norm folded
+into the convolution, and with the activation fused into it as well
+(today); then, with ``--compile``, the compiled module (its first call,
+which compiles, timed apart). Each prints its speed-up over the separate
+passes and the largest probability difference from them. ``torch.compile`` needs a C++ compiler; where it
+fails, the error is printed.
 
 Usage::
 
-    python benchmarks/bench_backends.py
+    python benchmarks/bench_backends.py [--compile] [--size 512] [--repeats 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 import torch
 
 from napari_ihcseg.inference import resolve_runtime
-from napari_ihcseg.models import default_checkpoint_name, load_model
+from napari_ihcseg.models import batch_norm_fold, default_checkpoint_name, load_model
 
 
 def best_of(fn, x, repeats: int = 3):
@@ -31,16 +37,53 @@ def best_of(fn, x, repeats: int = 3):
     return best, out
 
 
-def main() -> int:
+def max_dp(ref, out) -> float:
+    return max(float((torch.sigmoid(a.float()) - torch.sigmoid(b.float())).abs().max()) for a, b in zip(ref, out))
+
+
+VARIANTS = {  # name: (FOLD_BATCH_NORM, FUSE_ACTIVATION)
+    "separate passes (conv, batch norm, activation)": (False, False),
+    "batch norm folded": (True, False),
+    "batch norm folded, activation fused (today)": (True, True),
+}
+
+
+def eager(model, x, *, fold: bool, fuse: bool):
+    batch_norm_fold.FOLD_BATCH_NORM, batch_norm_fold.FUSE_ACTIVATION = fold, fuse
+    try:
+        return model(x)
+    finally:
+        batch_norm_fold.FOLD_BATCH_NORM = batch_norm_fold.FUSE_ACTIVATION = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="input side (a multiple of 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the alternated eager variants")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(2)
     runtime = resolve_runtime("cpu")
     model = load_model(default_checkpoint_name(), device="cpu").eval().to(memory_format=runtime.memory_format)
-    x = torch.rand(1, 3, 512, 512).contiguous(memory_format=runtime.memory_format)
-    print(f"{default_checkpoint_name()}, {runtime.describe()}, 512 × 512, 2 threads")
+    x = torch.rand(1, 3, args.size, args.size).contiguous(memory_format=runtime.memory_format)
+    print(f"{default_checkpoint_name()}, {runtime.describe()}, {args.size} × {args.size}, 2 threads")
     with torch.inference_mode(), runtime.autocast():
-        model(x)
-        t_eager, ref = best_of(model, x)
-        print(f"eager {t_eager:.2f} s", flush=True)
+        times = dict.fromkeys(VARIANTS, float("inf"))
+        outputs = {}
+        for name, (fold, fuse) in VARIANTS.items():  # warm-up
+            eager(model, x, fold=fold, fuse=fuse)
+        for _ in range(args.repeats):  # alternated, so that every variant sees the same load
+            for name, (fold, fuse) in VARIANTS.items():
+                t, outputs[name] = best_of(lambda v: eager(model, v, fold=fold, fuse=fuse), x, 1)
+                times[name] = min(times[name], t)
+        base = next(iter(VARIANTS))
+        ref = outputs[base]
+        for name in VARIANTS:
+            print(f"eager, {name:<46} {times[name]:7.3f} s  {times[base] / times[name]:5.2f}x  "
+                  f"max |dp| vs separate {max_dp(ref, outputs[name]):.1e}", flush=True)
+        t_eager, ref = times[name], outputs[name]
+        if not args.compile:
+            return 0
         started = time.perf_counter()
         try:
             compiled = torch.compile(model, dynamic=False)
@@ -50,8 +93,7 @@ def main() -> int:
             return 0
         print(f"torch.compile first call {time.perf_counter() - started:.1f} s", flush=True)
         t_comp, out = best_of(compiled, x)
-        diff = max(float((torch.sigmoid(a.float()) - torch.sigmoid(b.float())).abs().max()) for a, b in zip(ref, out))
-        print(f"compiled {t_comp:.2f} s: {t_eager / t_comp:.2f}x eager, max |dp| {diff:.1e}")
+        print(f"compiled {t_comp:.2f} s: {t_eager / t_comp:.2f}x eager, max |dp| {max_dp(ref, out):.1e}")
         print(f"eager again {best_of(model, x)[0]:.2f} s")
     return 0
 

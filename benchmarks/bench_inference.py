@@ -106,14 +106,27 @@ def field_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 def tile_flops(model: torch.nn.Module, tile: int | tuple[int, int], device: torch.device,
                dtype: torch.dtype) -> int:
-    """FLOPs of one forward pass of one ``tile`` × ``tile`` (or ``(h, w)``) input."""
+    """FLOPs of one forward pass of one ``tile`` × ``tile`` (or ``(h, w)``) input.
+
+    Counted with the layers unfused: ``FlopCounterMode`` knows ``aten``
+    convolutions, not the oneDNN fused ones, which compute the same
+    products.
+    """
     from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_ihcseg.models import batch_norm_fold
 
     h, w = (tile, tile) if isinstance(tile, int) else tile
     x = torch.rand(1, 3, h, w, device=device)
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), counter:
-        model(x)
+    fuse = batch_norm_fold.FUSE_ACTIVATION
+    batch_norm_fold.FUSE_ACTIVATION = False
+    try:
+        with (torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
+              counter):
+            model(x)
+    finally:
+        batch_norm_fold.FUSE_ACTIVATION = fuse
     return int(counter.get_total_flops())
 
 

@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--no-stain-transfer", action="store_true")
     parser.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one AugmentConfig field, e.g. p_cytoplasmic_stain=0 (repeatable)")
+    parser.add_argument("--he-repeat", type=int, default=1, metavar="N",
+                        help="take the H&E sources (MoNuSeg, CPM-15, glioma H&E) N times per pass over the data "
+                             "(default 1), to keep them in each batch beside large Ki-67 point sets")
     parser.add_argument("--ihc-train-repeat", type=int, default=0, metavar="N",
                         help="train on the two DeepLIIF Ki-67 tiles too, each N times per pass over the data "
                              "(default 0: they are for validation only)")
@@ -121,6 +124,8 @@ def parse_args(argv: list[str] | None = None):
     root = Path(args.data_root)
     if not root.is_dir():
         parser.error(f"{root}: the shared data folder was not found (use --data-root)")
+    if args.he_repeat < 1:
+        parser.error("--he-repeat must be 1 or more")
     for name in ("ihc_train_repeat", "immunoratio_repeat", "glioma_repeat"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
@@ -130,8 +135,8 @@ def parse_args(argv: list[str] | None = None):
         model=args.model,
         model_options={"encoder_weights": str(Path(args.encoder_weights).expanduser().resolve())}
         if args.encoder_weights else {},
-        train_data=(f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
-                    f"gbm:{root / 'gbm-tcga-contours'}", *[deepliif] * args.ihc_train_repeat,
+        train_data=(*[f"monuseg:{root / 'monuseg-train'}", f"cpm15:{root / 'cpm15'}",
+                      f"gbm:{root / 'gbm-tcga-contours'}"] * args.he_repeat, *[deepliif] * args.ihc_train_repeat,
                     *[f"immunoratio:{root / 'ki67-immunoratio'}"] * args.immunoratio_repeat,
                     *[f"glioma:{root / 'ki67-glioma-polygons'}"] * args.glioma_repeat),
         val_data=() if args.ihc_train_repeat else (deepliif,),

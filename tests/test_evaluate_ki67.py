@@ -43,3 +43,25 @@ def test_the_glioma_radius_is_at_the_frames_own_scale(bench):
     case = {"set": "glioma", "points": np.array([[100.0, 100.0]]), "positive": np.array([False]), "region": None}
     assert bench.case_counts(np.array([[100.0, 130.0, 0]]), case)["tp"] == 1, "34 px: half a 68-px nucleus"
     assert bench.case_counts(np.array([[100.0, 140.0, 0]]), case)["tp"] == 0
+
+
+def test_a_wider_radius_matches_points_placed_off_the_nucleus_centre(bench):
+    case = {"set": "immunoratio", "points": np.array([[30.0, 30.0]]), "positive": np.array([True]), "region": None}
+    cells = np.array([[30.0, 39.0, 1]])   # 9 px off: beyond half a 13-px nucleus, within three quarters
+    assert bench.case_counts(cells, case)["tp"] == 0
+    assert bench.case_counts(cells, case, radius=0.75)["tp"] == 1
+
+
+def test_the_cache_key_changes_with_the_classifier(bench, tmp_path):
+    import json
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(b"weights")
+    (folder / "config.json").write_text(json.dumps({"arch": "r2unet-lite"}))
+    plain = bench._weights_key(str(folder))
+    (folder / "config.json").write_text(json.dumps({"classifiers": {"ki67": {"cut": 0.2}}}))
+    first = bench._weights_key(str(folder))
+    (folder / "config.json").write_text(json.dumps({"classifiers": {"ki67": {"cut": 0.15}}}))
+    assert len({plain, first, bench._weights_key(str(folder))}) == 3, \
+        "cells cached with one classifier must not be reused with another"

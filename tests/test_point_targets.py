@@ -160,3 +160,13 @@ def test_training_recipe_adds_the_ki67_training_cases_only_when_asked(tmp_path, 
     assert config.train_data.count(f"glioma:{tmp_path / 'ki67-glioma-polygons'}") == 1
     assert train_recipe.GLIOMA_VAL in config.val_names, "a training glioma frame, not a held-out one, validates"
     assert config.points.method == "disk" and not config.amp
+
+
+def test_training_recipe_repeats_the_he_sources_beside_the_point_sets(tmp_path, train_recipe):
+    _, config = train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--he-repeat", "3",
+                                         "--immunoratio-repeat", "1"])
+    for source in ("monuseg-train", "cpm15", "gbm-tcga-contours"):
+        assert sum(s.endswith(str(tmp_path / source)) for s in config.train_data) == 3, source
+    assert sum(s.startswith("immunoratio:") for s in config.train_data) == 1
+    with pytest.raises(SystemExit):
+        train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--he-repeat", "0"])

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inference.planning import SIZE_MULTIPLE
+from . import batch_norm_fold
 
 #: ImageNet mean and standard deviation of RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -194,6 +195,10 @@ class ConvBNAct(nn.Sequential):
             nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity(),
             make_activation(activation),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, norm, act = self
+        return batch_norm_fold.conv_bn_act(conv, norm, act, x)
 
 
 def upsample_like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import batch_norm_fold
 from ._base import (
     SIZE_MULTIPLE,
     ModelConfig,
@@ -106,10 +107,8 @@ class RecurrentConv(nn.Module):
 
     def _step(self, t: int, x: torch.Tensor) -> torch.Tensor:
         conv = self.convs[t if len(self.convs) > 1 else 0]
-        out = self.norms[t](conv(x))
-        if t == self.recur_num and not self.final_activation:
-            return out
-        return self.act(out)
+        last_without_act = t == self.recur_num and not self.final_activation
+        return batch_norm_fold.conv_bn_act(conv, self.norms[t], None if last_without_act else self.act, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._step(0, x)

@@ -1,0 +1,95 @@
+"""Eval-mode batch norms folded into their convolutions, activations fused, outputs unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from napari_ihcseg.models import batch_norm_fold, build_model
+
+
+def _randomise_norms(model: nn.Module, seed: int = 0) -> None:
+    """Running statistics and affine parameters far from the identity, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
+            module.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.2)
+            module.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+
+
+@pytest.mark.parametrize("arch", ["r2unet-lite", "harunet-lite"])
+def test_folded_forward_matches_the_separate_batch_norm(arch, monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(arch)
+    _randomise_norms(model)
+    model.eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        fused = model(x)
+        monkeypatch.setattr(batch_norm_fold, "FUSE_ACTIVATION", False)
+        folded = model(x)
+        monkeypatch.setattr(batch_norm_fold, "FOLD_BATCH_NORM", False)
+        separate = model(x)
+    for out in (fused, folded):
+        for a, b in zip(out, separate):
+            assert torch.allclose(a, b, atol=2e-4, rtol=1e-4), float((a - b).abs().max())
+
+
+def test_eval_mode_runs_no_batch_norm_pass_and_training_keeps_batch_statistics():
+    model = build_model("r2unet-lite")
+    calls = []
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.register_forward_hook(lambda *_: calls.append(1))
+    model.eval()
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 64, 64))
+    assert calls == [], "an eval-mode batch norm ran as its own pass"
+    model.train()
+    before = norms[0].running_mean.clone()
+    model(torch.rand(2, 3, 64, 64) * 3)
+    assert len(calls) == len(norms), "training runs every batch norm on its batch"
+    assert not torch.equal(before, norms[0].running_mean), "training must update the running statistics"
+
+
+def test_folding_follows_parameter_changes_and_keeps_gradients_out_of_eval():
+    conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4).eval()
+    _randomise_norms(norm)
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(batch_norm_fold.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5)
+    with torch.no_grad():
+        norm.weight.mul_(3.0)
+        conv.weight.add_(0.1)
+    assert torch.allclose(batch_norm_fold.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5), \
+        "folded weights must come from the current parameters, not a stale copy"
+    assert torch.equal(batch_norm_fold.conv_bn(conv, nn.Identity(), x), conv(x))
+
+
+@pytest.mark.parametrize("act", [nn.GELU(), nn.GELU(approximate="tanh"), nn.ReLU(), nn.SiLU(), nn.LeakyReLU(0.1),
+                                 nn.Tanh(), None])
+def test_every_activation_gives_the_separate_layers_result(act):
+    torch.manual_seed(1)
+    conv, norm = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(8)
+    _randomise_norms(norm)
+    norm.eval()
+    x = torch.randn(1, 8, 20, 24).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = norm(conv(x)) if act is None else act(norm(conv(x)))
+        got = batch_norm_fold.conv_bn_act(conv, norm, act, x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), float((got - expected).abs().max())
+
+
+def test_gradients_and_autocast_take_the_plain_layers():
+    conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4).eval()
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    out = batch_norm_fold.conv_bn_act(conv, norm, nn.GELU(), x)
+    out.sum().backward()
+    assert x.grad is not None and conv.weight.grad is not None, "an eval-mode model must still give gradients"
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = batch_norm_fold.conv_bn_act(conv, norm, nn.GELU(), x.detach())
+    assert low.dtype == torch.bfloat16, "under autocast the convolution runs at the autocast precision"
