@@ -3,12 +3,12 @@
 One 512 × 512 input at the default CPU precision of this machine, 2 threads,
 best of three after a warm-up, side by side in one run and alternated so
 that all see the same load: eager with the convolution, the eval-mode batch
-norm and the activation as separate passes (as before
-:mod:`napari_ihcseg.models.batch_norm_fold`), with the batch norm folded
-into the convolution, and with the activation fused into it as well
-(today); then, with ``--compile``, the compiled module (its first call,
-which compiles, timed apart). Each prints its speed-up over the separate
-passes and the largest probability difference from them. ``torch.compile`` needs a C++ compiler; where it
+norm and the activation as separate passes and a new buffer for every sum
+(as before :mod:`napari_ihcseg.models.layer_fusion`), with the batch norm
+folded into the convolution, with the activation fused into it as well, and
+with the sums written in place too (today); then, with ``--compile``, the
+compiled module (its first call, which compiles, timed apart). Each prints
+its speed-up over the first and the largest probability difference from it. ``torch.compile`` needs a C++ compiler; where it
 fails, the error is printed.
 
 Usage::
@@ -25,7 +25,7 @@ import time
 import torch
 
 from napari_ihcseg.inference import resolve_runtime
-from napari_ihcseg.models import batch_norm_fold, default_checkpoint_name, load_model
+from napari_ihcseg.models import default_checkpoint_name, layer_fusion, load_model
 
 
 def best_of(fn, x, repeats: int = 3):
@@ -41,19 +41,20 @@ def max_dp(ref, out) -> float:
     return max(float((torch.sigmoid(a.float()) - torch.sigmoid(b.float())).abs().max()) for a, b in zip(ref, out))
 
 
-VARIANTS = {  # name: (FOLD_BATCH_NORM, FUSE_ACTIVATION)
-    "separate passes (conv, batch norm, activation)": (False, False),
-    "batch norm folded": (True, False),
-    "batch norm folded, activation fused (today)": (True, True),
+VARIANTS = {  # name: (FOLD_BATCH_NORM, FUSE_ACTIVATION, SUM_IN_PLACE)
+    "separate passes, new buffer per sum (before)": (False, False, False),
+    "batch norm folded": (True, False, False),
+    "batch norm folded, activation fused": (True, True, False),
+    "folded, fused, sums in place (today)": (True, True, True),
 }
 
 
-def eager(model, x, *, fold: bool, fuse: bool):
-    batch_norm_fold.FOLD_BATCH_NORM, batch_norm_fold.FUSE_ACTIVATION = fold, fuse
+def eager(model, x, *, flags):
+    layer_fusion.FOLD_BATCH_NORM, layer_fusion.FUSE_ACTIVATION, layer_fusion.SUM_IN_PLACE = flags
     try:
         return model(x)
     finally:
-        batch_norm_fold.FOLD_BATCH_NORM = batch_norm_fold.FUSE_ACTIVATION = True
+        layer_fusion.FOLD_BATCH_NORM = layer_fusion.FUSE_ACTIVATION = layer_fusion.SUM_IN_PLACE = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,17 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode(), runtime.autocast():
         times = dict.fromkeys(VARIANTS, float("inf"))
         outputs = {}
-        for name, (fold, fuse) in VARIANTS.items():  # warm-up
-            eager(model, x, fold=fold, fuse=fuse)
+        for flags in VARIANTS.values():  # warm-up
+            eager(model, x, flags=flags)
         for _ in range(args.repeats):  # alternated, so that every variant sees the same load
-            for name, (fold, fuse) in VARIANTS.items():
-                t, outputs[name] = best_of(lambda v: eager(model, v, fold=fold, fuse=fuse), x, 1)
+            for name, flags in VARIANTS.items():
+                t, outputs[name] = best_of(lambda v, flags=flags: eager(model, v, flags=flags), x, 1)
                 times[name] = min(times[name], t)
         base = next(iter(VARIANTS))
         ref = outputs[base]
         for name in VARIANTS:
             print(f"eager, {name:<46} {times[name]:7.3f} s  {times[base] / times[name]:5.2f}x  "
-                  f"max |dp| vs separate {max_dp(ref, outputs[name]):.1e}", flush=True)
+                  f"max |dp| vs before {max_dp(ref, outputs[name]):.1e}", flush=True)
         t_eager, ref = times[name], outputs[name]
         if not args.compile:
             return 0

@@ -114,19 +114,19 @@ def tile_flops(model: torch.nn.Module, tile: int | tuple[int, int], device: torc
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from napari_ihcseg.models import batch_norm_fold
+    from napari_ihcseg.models import layer_fusion
 
     h, w = (tile, tile) if isinstance(tile, int) else tile
     x = torch.rand(1, 3, h, w, device=device)
     counter = FlopCounterMode(display=False)
-    fuse = batch_norm_fold.FUSE_ACTIVATION
-    batch_norm_fold.FUSE_ACTIVATION = False
+    fuse = layer_fusion.FUSE_ACTIVATION
+    layer_fusion.FUSE_ACTIVATION = False
     try:
         with (torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
               counter):
             model(x)
     finally:
-        batch_norm_fold.FUSE_ACTIVATION = fuse
+        layer_fusion.FUSE_ACTIVATION = fuse
     return int(counter.get_total_flops())
 
 

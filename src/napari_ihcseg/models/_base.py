@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inference.planning import SIZE_MULTIPLE
-from . import batch_norm_fold
+from . import layer_fusion
 
 #: ImageNet mean and standard deviation of RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -198,7 +198,7 @@ class ConvBNAct(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm, act = self
-        return batch_norm_fold.conv_bn_act(conv, norm, act, x)
+        return layer_fusion.conv_bn_act(conv, norm, act, x)
 
 
 def upsample_like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import layer_fusion
 from ._base import ConvBNAct, upsample_like
 
 
@@ -60,7 +61,7 @@ class RSU(nn.Module):
         h = self.bottom(h)
         for conv, skip in zip(self.decoder, reversed(skips)):
             h = conv(torch.cat([upsample_like(h, skip), skip], dim=1))
-        return h + x_in
+        return layer_fusion.sum_into(h, x_in)
 
 
 class RSUF(nn.Module):
@@ -107,4 +108,4 @@ class RSUF(nn.Module):
         h = self.bottom(h)
         for conv, skip in zip(self.decoder, reversed(skips)):
             h = conv(torch.cat([h, skip], dim=1))
-        return h + x_in
+        return layer_fusion.sum_into(h, x_in)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import batch_norm_fold
+from . import layer_fusion
 from ._base import (
     SIZE_MULTIPLE,
     ModelConfig,
@@ -108,12 +108,12 @@ class RecurrentConv(nn.Module):
     def _step(self, t: int, x: torch.Tensor) -> torch.Tensor:
         conv = self.convs[t if len(self.convs) > 1 else 0]
         last_without_act = t == self.recur_num and not self.final_activation
-        return batch_norm_fold.conv_bn_act(conv, self.norms[t], None if last_without_act else self.act, x)
+        return layer_fusion.conv_bn_act(conv, self.norms[t], None if last_without_act else self.act, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._step(0, x)
         for t in range(1, self.recur_num + 1):
-            y = self._step(t, x + y)
+            y = self._step(t, layer_fusion.sum_into(y, x))
         return y
 
 
@@ -154,7 +154,7 @@ class RRCNNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.match(x)
-        return self.act(x + self.body(x))
+        return self.act(layer_fusion.sum_into(self.body(x), x))
 
 
 class R2UNet(SegmentationModel):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_ihcseg.models import batch_norm_fold, build_model
+from napari_ihcseg.models import build_model, layer_fusion
 
 
 def _randomise_norms(model: nn.Module, seed: int = 0) -> None:
@@ -29,11 +29,14 @@ def test_folded_forward_matches_the_separate_batch_norm(arch, monkeypatch):
     model.eval()
     x = torch.rand(1, 3, 64, 96)
     with torch.inference_mode():
+        today = model(x)
+        monkeypatch.setattr(layer_fusion, "SUM_IN_PLACE", False)
         fused = model(x)
-        monkeypatch.setattr(batch_norm_fold, "FUSE_ACTIVATION", False)
+        monkeypatch.setattr(layer_fusion, "FUSE_ACTIVATION", False)
         folded = model(x)
-        monkeypatch.setattr(batch_norm_fold, "FOLD_BATCH_NORM", False)
+        monkeypatch.setattr(layer_fusion, "FOLD_BATCH_NORM", False)
         separate = model(x)
+    assert all(torch.equal(a, b) for a, b in zip(today, fused)), "sums in place must not change a single value"
     for out in (fused, folded):
         for a, b in zip(out, separate):
             assert torch.allclose(a, b, atol=2e-4, rtol=1e-4), float((a - b).abs().max())
@@ -60,13 +63,13 @@ def test_folding_follows_parameter_changes_and_keeps_gradients_out_of_eval():
     conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4).eval()
     _randomise_norms(norm)
     x = torch.rand(2, 3, 16, 16)
-    assert torch.allclose(batch_norm_fold.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5)
+    assert torch.allclose(layer_fusion.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5)
     with torch.no_grad():
         norm.weight.mul_(3.0)
         conv.weight.add_(0.1)
-    assert torch.allclose(batch_norm_fold.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5), \
+    assert torch.allclose(layer_fusion.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5), \
         "folded weights must come from the current parameters, not a stale copy"
-    assert torch.equal(batch_norm_fold.conv_bn(conv, nn.Identity(), x), conv(x))
+    assert torch.equal(layer_fusion.conv_bn(conv, nn.Identity(), x), conv(x))
 
 
 @pytest.mark.parametrize("act", [nn.GELU(), nn.GELU(approximate="tanh"), nn.ReLU(), nn.SiLU(), nn.LeakyReLU(0.1),
@@ -79,7 +82,7 @@ def test_every_activation_gives_the_separate_layers_result(act):
     x = torch.randn(1, 8, 20, 24).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = norm(conv(x)) if act is None else act(norm(conv(x)))
-        got = batch_norm_fold.conv_bn_act(conv, norm, act, x)
+        got = layer_fusion.conv_bn_act(conv, norm, act, x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), float((got - expected).abs().max())
 
@@ -87,9 +90,23 @@ def test_every_activation_gives_the_separate_layers_result(act):
 def test_gradients_and_autocast_take_the_plain_layers():
     conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4).eval()
     x = torch.rand(1, 3, 16, 16, requires_grad=True)
-    out = batch_norm_fold.conv_bn_act(conv, norm, nn.GELU(), x)
+    out = layer_fusion.conv_bn_act(conv, norm, nn.GELU(), x)
     out.sum().backward()
     assert x.grad is not None and conv.weight.grad is not None, "an eval-mode model must still give gradients"
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        low = batch_norm_fold.conv_bn_act(conv, norm, nn.GELU(), x.detach())
+        low = layer_fusion.conv_bn_act(conv, norm, nn.GELU(), x.detach())
     assert low.dtype == torch.bfloat16, "under autocast the convolution runs at the autocast precision"
+
+
+def test_sums_are_written_in_place_only_without_autograd():
+    x = torch.rand(1, 4, 8, 8, requires_grad=True)
+    fresh = torch.rand(1, 4, 8, 8, requires_grad=True) * 1.0   # a layer's new output
+    out = layer_fusion.sum_into(fresh, x)
+    assert out is not fresh, "with autograd the operands must stay as they were"
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    with torch.inference_mode():
+        a, b = torch.rand(3, 3), torch.rand(3, 3)
+        expected = a + b
+        out = layer_fusion.sum_into(a, b)
+    assert out is a and torch.equal(out, expected)
