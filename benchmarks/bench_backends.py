@@ -5,8 +5,9 @@ best of three after a warm-up, side by side in one run and alternated so
 that all see the same load: eager with the convolution, the eval-mode batch
 norm and the activation as separate passes and a new buffer for every sum
 (as before :mod:`napari_ihcseg.models.layer_fusion`), with the batch norm
-folded into the convolution, with the activation fused into it as well, and
-with the sums written in place too (today); then, with ``--compile``, the
+folded into the convolution, with the activation fused into it as well,
+with the sums written in place too, and with the decoder's 1×1 convolution
+applied before the upsampling, without the concatenation (today); then, with ``--compile``, the
 compiled module (its first call, which compiles, timed apart). Each prints
 its speed-up over the first and the largest probability difference from it. ``torch.compile`` needs a C++ compiler; where it
 fails, the error is printed.
@@ -41,20 +42,24 @@ def max_dp(ref, out) -> float:
     return max(float((torch.sigmoid(a.float()) - torch.sigmoid(b.float())).abs().max()) for a, b in zip(ref, out))
 
 
-VARIANTS = {  # name: (FOLD_BATCH_NORM, FUSE_ACTIVATION, SUM_IN_PLACE)
-    "separate passes, new buffer per sum (before)": (False, False, False),
-    "batch norm folded": (True, False, False),
-    "batch norm folded, activation fused": (True, True, False),
-    "folded, fused, sums in place (today)": (True, True, True),
+FLAGS = ("FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SUM_IN_PLACE", "SPLIT_SKIP_CONV")
+VARIANTS = {  # name: the FLAGS, in order
+    "separate passes, new buffer per sum (before)": (False, False, False, False),
+    "batch norm folded": (True, False, False, False),
+    "+ activation fused": (True, True, False, False),
+    "+ sums in place": (True, True, True, False),
+    "+ decoder 1x1 conv before upsampling (today)": (True, True, True, True),
 }
 
 
 def eager(model, x, *, flags):
-    layer_fusion.FOLD_BATCH_NORM, layer_fusion.FUSE_ACTIVATION, layer_fusion.SUM_IN_PLACE = flags
+    for flag, value in zip(FLAGS, flags):
+        setattr(layer_fusion, flag, value)
     try:
         return model(x)
     finally:
-        layer_fusion.FOLD_BATCH_NORM = layer_fusion.FUSE_ACTIVATION = layer_fusion.SUM_IN_PLACE = True
+        for flag in FLAGS:
+            setattr(layer_fusion, flag, True)
 
 
 def main(argv: list[str] | None = None) -> int:

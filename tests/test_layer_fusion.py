@@ -30,14 +30,17 @@ def test_folded_forward_matches_the_separate_batch_norm(arch, monkeypatch):
     x = torch.rand(1, 3, 64, 96)
     with torch.inference_mode():
         today = model(x)
+        monkeypatch.setattr(layer_fusion, "SPLIT_SKIP_CONV", False)
+        concatenated = model(x)
         monkeypatch.setattr(layer_fusion, "SUM_IN_PLACE", False)
         fused = model(x)
         monkeypatch.setattr(layer_fusion, "FUSE_ACTIVATION", False)
         folded = model(x)
         monkeypatch.setattr(layer_fusion, "FOLD_BATCH_NORM", False)
         separate = model(x)
-    assert all(torch.equal(a, b) for a, b in zip(today, fused)), "sums in place must not change a single value"
-    for out in (fused, folded):
+    assert all(torch.equal(a, b) for a, b in zip(concatenated, fused)), \
+        "sums in place must not change a single value"
+    for out in (today, fused, folded):
         for a, b in zip(out, separate):
             assert torch.allclose(a, b, atol=2e-4, rtol=1e-4), float((a - b).abs().max())
 
@@ -110,3 +113,27 @@ def test_sums_are_written_in_place_only_without_autograd():
         expected = a + b
         out = layer_fusion.sum_into(a, b)
     assert out is a and torch.equal(out, expected)
+
+
+def test_the_decoder_convolution_before_the_upsampling_equals_the_concatenation():
+    import torch.nn.functional as F
+
+    torch.manual_seed(2)
+    conv = nn.Conv2d(24 + 8, 8, 1)
+    coarse, skip = torch.randn(2, 24, 7, 9), torch.randn(2, 8, 14, 18)   # odd sizes: edge pixels clamp
+
+    def up(t):
+        return F.interpolate(t, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+
+    direct = conv(torch.cat([up(coarse), skip], dim=1))
+    with torch.inference_mode():
+        split = layer_fusion.conv1x1_of_upsampled_concat(conv, coarse, skip, up)
+    assert torch.allclose(split, direct, atol=1e-5), float((split - direct).abs().max())
+    coarse.requires_grad_(True)
+    out = layer_fusion.conv1x1_of_upsampled_concat(conv, coarse, skip, up)   # training: as written
+    out.sum().backward()
+    assert coarse.grad is not None and torch.allclose(out, direct, atol=1e-6)
+    wide = nn.Conv2d(32, 8, 3, padding=1)   # not 1×1: the concatenation as written
+    with torch.inference_mode():
+        assert torch.allclose(layer_fusion.conv1x1_of_upsampled_concat(wide, coarse, skip, up),
+                              wide(torch.cat([up(coarse), skip], dim=1)), atol=1e-6)

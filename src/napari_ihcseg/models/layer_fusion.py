@@ -20,7 +20,13 @@ convolution; the outputs agree with the separate layers to float rounding.
 
 Without autograd, :func:`sum_into` also writes a residual or recurrent sum
 into the fresh output it adds to, instead of a new full-size buffer whose
-pages the CPU would fault in again on every sum.
+pages the CPU would fault in again on every sum, and
+:func:`conv1x1_of_upsampled_concat` applies a decoder's 1×1 convolution to
+the coarse map before upsampling it, instead of upsampling and
+concatenating the wide map at full resolution: bilinear upsampling and a
+1×1 convolution commute (each output pixel of the upsampling is a convex
+combination of input pixels), so only the narrower output is upsampled, and
+no concatenation is made.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ FOLD_BATCH_NORM = True
 FUSE_ACTIVATION = True
 #: Write sums into a fresh operand when no gradient is recorded.
 SUM_IN_PLACE = True
+#: Apply a decoder's 1×1 convolution before the upsampling and without the concatenation.
+SPLIT_SKIP_CONV = True
 
 
 def _folded(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -157,4 +165,50 @@ def sum_into(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return other + fresh
 
 
-__all__ = ["FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SUM_IN_PLACE", "conv_bn", "conv_bn_act", "sum_into"]
+def conv1x1_of_upsampled_concat(conv: nn.Conv2d, coarse: torch.Tensor, skip: torch.Tensor,
+                                upsample) -> torch.Tensor:
+    """``conv(cat([upsample(coarse), skip]))`` for a 1×1 ``conv``, without the concatenation.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv2d
+        A 1×1 convolution whose input channels are ``coarse``'s, then ``skip``'s.
+    coarse : torch.Tensor
+        N×C₁×h×w, the map to be upsampled.
+    skip : torch.Tensor
+        N×C₂×H×W, the skip connection at the output size.
+    upsample : callable
+        Linear, per-channel resizing of a tensor to ``skip``'s size
+        (bilinear interpolation).
+
+    Returns
+    -------
+    torch.Tensor
+        N×C_out×H×W. Without autograd: ``upsample(conv_a(coarse)) +
+        conv_b(skip)`` with ``conv``'s weights split by input channel, equal
+        to float rounding; with it, the concatenation as written.
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> conv = nn.Conv2d(6, 4, 1)
+    >>> coarse, skip = torch.rand(1, 4, 8, 8), torch.rand(1, 2, 16, 16)
+    >>> up = lambda t: F.interpolate(t, size=(16, 16), mode="bilinear", align_corners=False)
+    >>> with torch.no_grad():
+    ...     split = conv1x1_of_upsampled_concat(conv, coarse, skip, up)
+    ...     direct = conv(torch.cat([up(coarse), skip], dim=1))
+    >>> bool(torch.allclose(split, direct, atol=1e-5))
+    True
+    """
+    plain = (not SPLIT_SKIP_CONV or torch.is_grad_enabled() or conv.kernel_size != (1, 1) or conv.groups != 1
+             or tuple(conv.stride) != (1, 1) or tuple(conv.padding) != (0, 0)
+             or conv.in_channels != coarse.shape[1] + skip.shape[1])
+    if plain:
+        return conv(torch.cat([upsample(coarse), skip], dim=1))
+    n = coarse.shape[1]
+    out = F.conv2d(skip, conv.weight[:, n:], conv.bias)
+    return sum_into(out, upsample(F.conv2d(coarse, conv.weight[:, :n])))
+
+
+__all__ = ["FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SPLIT_SKIP_CONV", "SUM_IN_PLACE", "conv1x1_of_upsampled_concat",
+           "conv_bn", "conv_bn_act", "sum_into"]

@@ -156,6 +156,11 @@ class RRCNNBlock(nn.Module):
         x = self.match(x)
         return self.act(layer_fusion.sum_into(self.body(x), x))
 
+    def forward_decoder(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The block on ``cat([upsample(coarse), skip])``, which it need not build (see :mod:`.layer_fusion`)."""
+        x = layer_fusion.conv1x1_of_upsampled_concat(self.match, coarse, skip, lambda t: upsample_like(t, skip))
+        return self.act(layer_fusion.sum_into(self.body(x), x))
+
 
 class R2UNet(SegmentationModel):
     """Recurrent residual U-Net with a nucleus-mask and a nucleus-contour head.
@@ -205,5 +210,5 @@ class R2UNet(SegmentationModel):
             x = block(x if i == 0 else self.pool(x))
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
-            x = block(torch.cat([upsample_like(x, skip), skip], dim=1))
+            x = block.forward_decoder(x, skip)
         return self.mask_head(x), self.contour_head(x), []
