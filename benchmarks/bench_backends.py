@@ -42,24 +42,19 @@ def max_dp(ref, out) -> float:
     return max(float((torch.sigmoid(a.float()) - torch.sigmoid(b.float())).abs().max()) for a, b in zip(ref, out))
 
 
-FLAGS = ("FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SUM_IN_PLACE", "SPLIT_SKIP_CONV")
-VARIANTS = {  # name: the FLAGS, in order
-    "separate passes, new buffer per sum (before)": (False, False, False, False),
-    "batch norm folded": (True, False, False, False),
-    "+ activation fused": (True, True, False, False),
-    "+ sums in place": (True, True, True, False),
-    "+ decoder 1x1 conv before upsampling (today)": (True, True, True, True),
+VARIANTS = {  # name: the layer_fusion switches
+    "separate passes, new buffer per sum (before)": dict(FOLD_BATCH_NORM=False, FUSE_ACTIVATION=False,
+                                                         SUM_IN_PLACE=False, SPLIT_SKIP_CONV=False),
+    "batch norm folded": dict(FUSE_ACTIVATION=False, SUM_IN_PLACE=False, SPLIT_SKIP_CONV=False),
+    "+ activation fused": dict(SUM_IN_PLACE=False, SPLIT_SKIP_CONV=False),
+    "+ sums in place": dict(SPLIT_SKIP_CONV=False),
+    "+ decoder 1x1 conv before upsampling (today)": {},
 }
 
 
 def eager(model, x, *, flags):
-    for flag, value in zip(FLAGS, flags):
-        setattr(layer_fusion, flag, value)
-    try:
+    with layer_fusion.switched(**flags):
         return model(x)
-    finally:
-        for flag in FLAGS:
-            setattr(layer_fusion, flag, True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,14 +119,9 @@ def tile_flops(model: torch.nn.Module, tile: int | tuple[int, int], device: torc
     h, w = (tile, tile) if isinstance(tile, int) else tile
     x = torch.rand(1, 3, h, w, device=device)
     counter = FlopCounterMode(display=False)
-    fuse = layer_fusion.FUSE_ACTIVATION
-    layer_fusion.FUSE_ACTIVATION = False
-    try:
-        with (torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
-              counter):
-            model(x)
-    finally:
-        layer_fusion.FUSE_ACTIVATION = fuse
+    with (layer_fusion.switched(FUSE_ACTIVATION=False), torch.inference_mode(),
+          torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), counter):
+        model(x)
     return int(counter.get_total_flops())
 
 

@@ -92,6 +92,7 @@ def _weights_key(spec: str) -> str:
     A recalibrated classifier changes which cells are positive, so it must not
     reuse the cells cached with the previous one.
     """
+    from napari_ihcseg._json_file import read_json
     from napari_ihcseg.models.shipped import shipped_checkpoints
 
     folder = Path(shipped_checkpoints().get(spec, Path(spec)))
@@ -100,7 +101,7 @@ def _weights_key(spec: str) -> str:
         raise SystemExit(f"{spec}: not a shipped checkpoint or a checkpoint folder with weights.safetensors")
     key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     config = folder / "config.json"
-    classifiers = json.loads(config.read_text()).get("classifiers") if config.is_file() else None
+    classifiers = read_json(config).get("classifiers") if config.is_file() else None
     if classifiers:
         key += "-c" + hashlib.sha256(json.dumps(classifiers, sort_keys=True).encode()).hexdigest()[:8]
     return key

@@ -66,13 +66,13 @@ def test_folding_follows_parameter_changes_and_keeps_gradients_out_of_eval():
     conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4).eval()
     _randomise_norms(norm)
     x = torch.rand(2, 3, 16, 16)
-    assert torch.allclose(layer_fusion.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5)
+    assert torch.allclose(layer_fusion.conv_bn_act(conv, norm, None, x), norm(conv(x)), atol=1e-5)
     with torch.no_grad():
         norm.weight.mul_(3.0)
         conv.weight.add_(0.1)
-    assert torch.allclose(layer_fusion.conv_bn(conv, norm, x), norm(conv(x)), atol=1e-5), \
+    assert torch.allclose(layer_fusion.conv_bn_act(conv, norm, None, x), norm(conv(x)), atol=1e-5), \
         "folded weights must come from the current parameters, not a stale copy"
-    assert torch.equal(layer_fusion.conv_bn(conv, nn.Identity(), x), conv(x))
+    assert torch.equal(layer_fusion.conv_bn_act(conv, nn.Identity(), None, x), conv(x))
 
 
 @pytest.mark.parametrize("act", [nn.GELU(), nn.GELU(approximate="tanh"), nn.ReLU(), nn.SiLU(), nn.LeakyReLU(0.1),

@@ -31,6 +31,8 @@ no concatenation is made.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,31 @@ FUSE_ACTIVATION = True
 SUM_IN_PLACE = True
 #: Apply a decoder's 1×1 convolution before the upsampling and without the concatenation.
 SPLIT_SKIP_CONV = True
+
+_SWITCHES = ("FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SUM_IN_PLACE", "SPLIT_SKIP_CONV")
+
+
+@contextmanager
+def switched(**values: bool):
+    """Turn fusions off (or on) for the duration of a block, e.g. ``switched(FUSE_ACTIVATION=False)``.
+
+    The benchmarks use it to time the layers as they were and to count FLOPs
+    on the unfused convolutions.
+    """
+    unknown = set(values) - set(_SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown switch(es) {', '.join(sorted(unknown))}; choose among {', '.join(_SWITCHES)}")
+    before = {name: globals()[name] for name in values}
+    globals().update(values)
+    try:
+        yield
+    finally:
+        globals().update(before)
+
+
+def _recording() -> bool:
+    """Whether autograd records: then every fusion steps aside."""
+    return torch.is_grad_enabled()
 
 
 def _folded(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -80,8 +107,7 @@ def _post_op(act: nn.Module | None) -> tuple[str, list, str] | None:
 
 def _can_fuse(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (FUSE_ACTIVATION and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and not torch.is_autocast_enabled("cpu") and not (torch.is_grad_enabled() and x.requires_grad)
-            and not (torch.is_grad_enabled() and conv.weight.requires_grad)
+            and not torch.is_autocast_enabled("cpu") and not _recording()
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
             and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
@@ -130,11 +156,6 @@ def conv_bn_act(conv: nn.Conv2d, norm: nn.Module, act: nn.Module | None, x: torc
     return out if act is None else act(out)
 
 
-def conv_bn(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``norm(conv(x))``, as one convolution when ``norm`` is an eval-mode batch norm."""
-    return conv_bn_act(conv, norm, None, x)
-
-
 def sum_into(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``other + fresh``, written into ``fresh`` when no gradient is recorded.
 
@@ -160,7 +181,7 @@ def sum_into(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     >>> c is a, a.tolist()
     (True, [3.0, 3.0])
     """
-    if SUM_IN_PLACE and not torch.is_grad_enabled():
+    if SUM_IN_PLACE and not _recording():
         return fresh.add_(other)
     return other + fresh
 
@@ -200,7 +221,7 @@ def conv1x1_of_upsampled_concat(conv: nn.Conv2d, coarse: torch.Tensor, skip: tor
     >>> bool(torch.allclose(split, direct, atol=1e-5))
     True
     """
-    plain = (not SPLIT_SKIP_CONV or torch.is_grad_enabled() or conv.kernel_size != (1, 1) or conv.groups != 1
+    plain = (not SPLIT_SKIP_CONV or _recording() or conv.kernel_size != (1, 1) or conv.groups != 1
              or tuple(conv.stride) != (1, 1) or tuple(conv.padding) != (0, 0)
              or conv.in_channels != coarse.shape[1] + skip.shape[1])
     if plain:
@@ -211,4 +232,4 @@ def conv1x1_of_upsampled_concat(conv: nn.Conv2d, coarse: torch.Tensor, skip: tor
 
 
 __all__ = ["FOLD_BATCH_NORM", "FUSE_ACTIVATION", "SPLIT_SKIP_CONV", "SUM_IN_PLACE", "conv1x1_of_upsampled_concat",
-           "conv_bn", "conv_bn_act", "sum_into"]
+           "conv_bn_act", "sum_into", "switched"]
