@@ -42,7 +42,6 @@ from ._common import (
     layer_source,
     show_error,
     show_info,
-    unwrap,
 )
 from ._forms import LayerForm, LayerPicker, align_labels
 from ._histogram import CLASS_COLORS, DabHistogram
@@ -206,7 +205,6 @@ class ScoreWidget(QWidget):
         except Exception as exc:  # noqa: BLE001 - reported to the user
             show_error(f"Scoring failed: {describe_error(exc)}")
             return
-        layer = unwrap(layer)
         if self._layer is not layer:
             self._detach()
             session_for(layer, store=self.store).changed.connect(self._labels_changed)
@@ -229,7 +227,7 @@ class ScoreWidget(QWidget):
     def _choice_changed(self, *_args) -> None:
         """Another image or nuclei layer: the old table no longer applies."""
         chosen = self.form.nuclei.value
-        if self.live is None or (chosen is not None and unwrap(chosen) is self._layer
+        if self.live is None or (chosen is not None and chosen is self._layer
                                  and self.form.image.value is not None):
             return
         self._detach()

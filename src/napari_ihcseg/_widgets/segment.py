@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ihcseg.editing.recovery import RecoveryStore
+from napari_ihcseg.inference.planning import SIZE_MULTIPLE
 from napari_ihcseg.io import image_stem, strided_pyramid
 
 from ._common import (
@@ -154,7 +155,7 @@ class SegmentWidget(QWidget):
         self.scope = QComboBox()
         for text, key in SCOPES:
             self.scope.addItem(text, key)
-        self.tile = QSpinBox(minimum=64, maximum=2048, singleStep=32, value=1024)
+        self.tile = QSpinBox(minimum=2 * SIZE_MULTIPLE, maximum=2048, singleStep=SIZE_MULTIPLE, value=1024)
         self.tile.setToolTip("Largest tile side: tiles are fitted to the image, so a field up to this size "
                              "runs as one tile. Lower it if memory runs out.")
         self.overlap = QSpinBox(minimum=0, maximum=512, singleStep=16, value=64)
@@ -242,7 +243,6 @@ class SegmentWidget(QWidget):
 
     def config(self):
         from napari_ihcseg.inference import InferenceConfig
-        from napari_ihcseg.inference.planning import SIZE_MULTIPLE
 
         tile = int(self.tile.value()) // SIZE_MULTIPLE * SIZE_MULTIPLE
         return InferenceConfig(tile=tile, overlap=min(int(self.overlap.value()), tile - SIZE_MULTIPLE),
