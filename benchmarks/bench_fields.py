@@ -46,7 +46,7 @@ from bench_inference import field_image, tile_flops
 
 from napari_ihcseg.inference import InferenceConfig, plan_tiles, resolve_runtime, segment_image
 from napari_ihcseg.inference.blocks import block_grid
-from napari_ihcseg.inference.large import MAX_NUCLEUS_RADIUS
+from napari_ihcseg.inference.large import default_halo
 from napari_ihcseg.inference.planning import fit_block
 from napari_ihcseg.inference.runtime import cpu_supports_bf16
 from napari_ihcseg.inference.tiling import round_up, tile_starts
@@ -97,14 +97,13 @@ FORMER_BLOCK = 4096
 
 def default_block(config: InferenceConfig) -> tuple[int, int]:
     """``(block, halo)`` of ``segment_large`` at its defaults for ``config``."""
-    halo = round_up(config.overlap + MAX_NUCLEUS_RADIUS, 32)
+    halo = default_halo(config)
     return fit_block(halo, tile=config.tile, overlap=config.overlap), halo
 
 
-def slide_computed_ratios(shape, config: InferenceConfig, block: int) -> tuple[float, float]:
-    """Pixels computed for a whole slide by ``segment_large`` in blocks of ``block`` (halos
-    included) over its pixels: with the fitted tiles, and with the former fixed 512 grid."""
-    halo = default_block(config)[1]
+def slide_computed_ratios(shape, config: InferenceConfig, block: int, halo: int) -> tuple[float, float]:
+    """Pixels computed for a whole slide by ``segment_large`` in blocks of ``block`` with ``halo``
+    over its pixels: with the fitted tiles, and with the former fixed 512 grid."""
     fitted = fixed = 0
     for _, region in block_grid(shape, block, halo):
         plan = plan_tiles(region.shape, tile=config.tile, overlap=config.overlap)
@@ -183,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     for line, gflops in lines:
         print(f"{line} {gflops / peak:>7.0%}")
     slide = parse_shape(args.slide)
-    block = default_block(config)[0]
+    block, halo = default_block(config)
     for size, name in ((block, "fitted"), (FORMER_BLOCK, "former")):
-        fitted, fixed = slide_computed_ratios(slide, config, size)
+        fitted, fixed = slide_computed_ratios(slide, config, size, halo)
         print(f"whole slide {slide[0]}x{slide[1]} in {name} blocks of {size} with halos: computed/image "
               f"{fitted:.3f} (512 grid: {fixed:.3f})")
     print(f"peak used: {runtime.precision} matmul, {peak:.1f} GFLOP/s (the better of the two); "

@@ -267,4 +267,4 @@ def load_glioma_polygons(root: str | Path, *, cases: str = "train", scale: float
 
 
 #: Spec kinds of :func:`napari_ihcseg.datasets.registry.load_dataset` read here.
-KI67_LOADERS = {"immunoratio": load_immunoratio, "ki67-points": load_ki67_points, "glioma": load_glioma_polygons}
+KI67_LOADERS = {"immunoratio": load_immunoratio, "glioma": load_glioma_polygons, "ki67-points": load_ki67_points}

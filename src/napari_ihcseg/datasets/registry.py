@@ -34,7 +34,7 @@ LICENCES = {
 _LOADERS = {"pairs": load_pairs_folder, "monuseg": load_monuseg, "cpm15": load_cpm15, "gbm": load_gbm,
             "deepliif": load_deepliif, "folder": lambda path: load_folder(path).samples, **KI67_LOADERS}
 
-DATASET_KINDS = ("pairs", "monuseg", "cpm15", "gbm", "deepliif", "folder", "immunoratio", "glioma", "ki67-points")
+DATASET_KINDS = tuple(_LOADERS)
 
 
 def load_dataset(spec: str) -> list[Sample]:

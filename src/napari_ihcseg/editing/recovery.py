@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from napari_ihcseg._atomic import atomic_path, output_folder
 from napari_ihcseg.io.names import image_stem, safe_name
 
-from .tracking import EditTracker
+from .tracking import EditTracker, _now
 
 __all__ = ["RecoveryInfo", "RecoveryStore", "default_recovery_dir", "recovery_key"]
 
@@ -94,7 +93,7 @@ class RecoveryStore:
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels to recover must be a 2-D integer array, got {labels.dtype} {labels.shape}")
         meta = {"key": key, "source": None if source is None else str(source), "shape": list(labels.shape),
-                "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "edits": tracker.to_dict()}
+                "saved_at": _now(), "edits": tracker.to_dict()}
         path = self.path_for(key)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)))

@@ -11,12 +11,13 @@
   :class:`LargeResult`). The blocks and which nuclei each owns are
   :mod:`~napari_ihcseg.inference.blocks`.
 
-All three take an :class:`InferenceConfig`; keyword arguments override its
-fields.
 - :mod:`~napari_ihcseg.inference.tiling`: the pure tile, batch, window and
   stitching functions.
 - :mod:`~napari_ihcseg.inference.preprocess`: optional filters from the
   literature (off by default).
+
+The three functions take an :class:`InferenceConfig`; keyword arguments
+override its fields.
 
 Long runs take ``progress(done, total)`` and ``cancel`` (a
 :class:`threading.Event` or a callable); cancelling raises :class:`Cancelled`.

@@ -55,7 +55,7 @@ from .preprocess import preprocess_radius
 from .planning import SIZE_MULTIPLE, fit_block, plan_tiles
 from .results import LargeResult
 from .tiling import Box, round_up
-from .tissue import TissueMask, detect_tissue
+from .tissue import TissueMask, detect_tissue, slide_levels
 
 if TYPE_CHECKING:
     import torch
@@ -96,22 +96,13 @@ def _trim_heap() -> None:
         trim(0)
 
 
-def slide_levels(image) -> list:
-    """The resolution levels of a slide, full resolution first.
+def default_halo(config: InferenceConfig, multiple: int = SIZE_MULTIPLE) -> int:
+    """The halo :func:`segment_large` uses when none is given.
 
-    ``image`` is a :class:`~napari_ihcseg.io.LazyImage` (its ``levels``), a
-    list or tuple of levels (e.g. the dask arrays of a napari multiscale
-    layer), or one (H, W, 3) array (numpy, dask or zarr): one level.
+    The tile overlap, the largest nucleus and the reach of the
+    preprocessing, rounded up to ``multiple``.
     """
-    if isinstance(image, LazyImage):
-        levels = list(image.levels)
-    elif isinstance(image, (list, tuple)):
-        levels = list(image)
-    else:
-        levels = [image]
-    if not levels:
-        raise ValueError("the slide has no resolution level")
-    return levels
+    return round_up(config.overlap + MAX_NUCLEUS_RADIUS + preprocess_radius(config.preprocess), multiple)
 
 
 def _create_zarr(path: Path, shape, chunk: int):
@@ -283,7 +274,7 @@ def segment_large(
                               or block % multiple):
         raise ValueError(f"block must be a positive multiple of {multiple}, got {block!r}")
     if halo is None:
-        halo = config.overlap + MAX_NUCLEUS_RADIUS + preprocess_radius(config.preprocess)
+        halo = default_halo(config, multiple)
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ValueError(f"halo must be a non-negative int, got {halo!r}")
     halo = round_up(halo, multiple)
@@ -352,4 +343,4 @@ def segment_large(
     return result
 
 
-__all__ = ["BlockReadError", "LargeResult", "block_grid", "segment_large", "slide_levels", "zarr_to_tiff"]
+__all__ = ["BlockReadError", "LargeResult", "default_halo", "segment_large", "slide_levels", "zarr_to_tiff"]

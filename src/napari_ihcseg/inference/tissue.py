@@ -107,12 +107,19 @@ class TissueMask:
         return bool(self.mask[ly0:ly1, lx0:lx1].any())
 
 
-def _levels(image) -> list:
+def slide_levels(image) -> list:
+    """The resolution levels of a slide, full resolution first.
+
+    ``image`` is a :class:`~napari_ihcseg.io.LazyImage` or anything with
+    ``levels``, a list or tuple of levels (e.g. the dask arrays of a napari
+    multiscale layer), or one (H, W, 3) array (numpy, dask or zarr): one
+    level.
+    """
     levels = getattr(image, "levels", None)
     if levels is None:
         levels = image if isinstance(image, (list, tuple)) else [image]
     if not levels:
-        raise ValueError("the image has no pyramid levels")
+        raise ValueError("the slide has no resolution level")
     return list(levels)
 
 
@@ -143,7 +150,7 @@ def low_resolution(image, *, downsample: int = DEFAULT_DOWNSAMPLE, max_size: int
     block-averaged the rest of the way (chunk by chunk for dask arrays), so a
     slide without a pyramid is still read in bounded memory.
     """
-    levels = _levels(image)
+    levels = slide_levels(image)
     full = levels[0].shape
     factor = max(int(downsample), math.ceil(max(full[:2]) / max_size), 1)
     best, best_f = levels[0], 1
@@ -218,7 +225,7 @@ def detect_tissue(
     >>> t.has_tissue((150, 100, 200, 150)), t.has_tissue((0, 300, 50, 400))
     (True, False)
     """
-    full = _levels(image)[0]
+    full = slide_levels(image)[0]
     if len(full.shape) != 3 or full.shape[2] != 3:
         raise ValueError(f"tissue detection needs an RGB image of shape (H, W, 3), got shape {tuple(full.shape)}")
     small, _ = low_resolution(image, downsample=downsample, max_size=max_size)

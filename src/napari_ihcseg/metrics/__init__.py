@@ -15,16 +15,15 @@ them with :func:`numpy.nanmean`.
 
 from .instances import (
     INSTANCE_METRICS,
-    InstanceOverlap,
     PQResult,
     aggregated_jaccard_index,
     average_by_source,
     evaluate_instances,
     f1_at_iou,
-    instance_overlap,
     match_instances,
     panoptic_quality,
 )
+from .overlap import InstanceOverlap, instance_overlap
 from .pixel import confusion_counts, dice, dice_loss, iou, iou_loss, tversky_index, tversky_loss
 from .points import POINT_METRICS, PointMatches, cohen_kappa, evaluate_points, match_points
 

@@ -34,12 +34,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ._common import ratio
-from .overlap import InstanceOverlap, as_overlap, instance_overlap
+from .overlap import as_overlap, instance_overlap
 from .pixel import tversky_from_counts
 
 __all__ = [
-    "InstanceOverlap",
-    "instance_overlap",
     "aggregated_jaccard_index",
     "PQResult",
     "panoptic_quality",

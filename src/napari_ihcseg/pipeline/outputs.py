@@ -9,7 +9,6 @@ asked, the same options, model and weights as the run about to be made.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +56,13 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
     model: the same weights (sha256), so a checkpoint retrained in place
     makes the old outputs stale.
     """
+    from napari_ihcseg._json_file import read_json
     from napari_ihcseg.output_set import recover
 
     recover(out_dir, stem, OUTPUT_SUFFIXES.values())
     paths = output_paths(out_dir, stem)
     try:
-        summary = json.loads(paths["summary"].read_text())
+        summary = read_json(paths["summary"])
     except (OSError, ValueError):
         return False
     listed = summary.get("outputs")

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .state import STATE_DIR
-
-#: The validation figures an epoch's row records, besides those per source.
-VAL_METRICS = ("dice", "aji", "pq")
+from .validate import VAL_METRICS
 
 
 @dataclass
