@@ -3,8 +3,9 @@
 Every checkpoint is run through the normal path a user gets — the image
 resampled by the set's stated scale for the network
 (:data:`napari_ihcseg.datasets.ki67_sets.KI67_SETS`), ``segment_image`` with the
-checkpoint's instance settings, then ``score_image`` with the Ki-67 preset
-(or whatever classification ``score_image`` applies by default) — on the
+checkpoint's instance settings, then ``score_image`` with the Ki-67 classifier
+calibrated into the checkpoint when it carries one (as ``ihcseg run`` and the
+widgets score), else the Ki-67 preset's DAB cut — on the
 held-out cases of :mod:`napari_ihcseg.datasets.ki67_split`, which nothing is
 trained, tuned or calibrated on:
 
@@ -14,6 +15,10 @@ trained, tuned or calibrated on:
   centroids with their class (not every faint nucleus is outlined there, so
   its precision is a lower bound).
 
+Only the nuclei the score counts (the cells table's ``included``: not left
+out by the classifier's ``reject`` model or the area limits), as
+``ihcseg evaluate --points`` reads a cells table, are compared with the
+pathologists' counts.
 Predicted nuclei are matched to the annotated points (one-to-one, Hungarian)
 within half a typical nucleus diameter *at the set's own scale* (6.5 px for
 ki67-immunoratio, 13 px for ki67-points, 34 px for the glioma frames); on
@@ -87,10 +92,11 @@ def held_out_cases(data: Path, sets=tuple(SET_FOLDERS)) -> list[dict]:
 
 
 def _weights_key(spec: str) -> str:
-    """The cache key of a checkpoint: its weights, and its Ki-67 classifier when it carries one.
+    """The cache key of a checkpoint: its weights, its instance settings and its Ki-67 classifier.
 
-    A recalibrated classifier changes which cells are positive, so it must not
-    reuse the cells cached with the previous one.
+    Re-tuned instance settings change which nuclei are found, and a
+    recalibrated classifier which are positive and counted, so neither may
+    reuse the cells cached with the previous ones.
     """
     from napari_ihcseg._json_file import read_json
     from napari_ihcseg.models.shipped import shipped_checkpoints
@@ -101,14 +107,19 @@ def _weights_key(spec: str) -> str:
         raise SystemExit(f"{spec}: not a shipped checkpoint or a checkpoint folder with weights.safetensors")
     key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     config = folder / "config.json"
-    classifiers = read_json(config).get("classifiers") if config.is_file() else None
-    if classifiers:
-        key += "-c" + hashlib.sha256(json.dumps(classifiers, sort_keys=True).encode()).hexdigest()[:8]
+    settings = read_json(config) if config.is_file() else {}
+    settings = {k: settings[k] for k in ("instances", "classifiers") if settings.get(k)}
+    if settings:
+        key += "-s" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return key
 
 
+#: Columns of a case's cells array: centroid row, column, positive (0/1), included (0/1: counted by the score).
+CELL_COLUMNS = ("centroid_y", "centroid_x", "positive", "included")
+
+
 def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> list[np.ndarray]:
-    """Per case an (N, 3) array: centroid row, column, positive (0/1), at the case's own scale."""
+    """Per case an (N, 4) array of :data:`CELL_COLUMNS`, at the case's own scale."""
     from napari_ihcseg.datasets.ki67_sets import KI67_SETS
     from napari_ihcseg.inference import segment_image
     from napari_ihcseg.models import load_model
@@ -123,8 +134,10 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
         scale = KI67_SETS[case["set"]].scale
         path = cache / f"{key}-{case['name'].replace('/', '_')}-x{scale:g}.npy" if cache else None
         if path is not None and path.is_file():
-            out.append(np.load(path))
-            continue
+            cached = np.load(path)
+            if cached.ndim == 2 and cached.shape[1] == len(CELL_COLUMNS):   # older caches lack ``included``
+                out.append(cached)
+                continue
         if model is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -132,9 +145,8 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
         options = PipelineOptions(model=spec, inference=InferenceConfig(device="cpu", tile=tile, scale=scale),
                                   auto_scale=False, scoring=ScoringConfig(stain="ki67"))
         labels = segment_image(case["image"], model, options.inference).labels
-        cells = score_image(case["image"], labels, config=options.scoring_for(None)).cells
-        arr = np.column_stack([cells["centroid_y"].to_numpy(float), cells["centroid_x"].to_numpy(float),
-                               cells["positive"].to_numpy(bool).astype(float)]).reshape(-1, 3)
+        cells = score_image(case["image"], labels, config=options.scoring_for(None, model)).cells
+        arr = np.column_stack([cells[c].to_numpy(float) for c in CELL_COLUMNS]).reshape(-1, len(CELL_COLUMNS))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, arr)
@@ -143,10 +155,11 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
 
 
 def case_counts(cells: np.ndarray, case: dict, radius: float = 0.5) -> dict:
-    """Matching counts of one case (predictions inside the region only), within ``radius`` nucleus diameters."""
+    """Matching counts of one case (counted predictions inside the region only), within ``radius`` diameters."""
     from napari_ihcseg.datasets.ki67_sets import KI67_SETS
     from napari_ihcseg.metrics import match_points
 
+    cells = cells[cells[:, 3] > 0.5]
     centres, positive = cells[:, :2], cells[:, 2] > 0.5
     region = case["region"]
     if region is not None and len(centres):

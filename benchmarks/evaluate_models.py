@@ -14,6 +14,9 @@ on (the split is ``VAL_NAMES`` of ``scripts/train_default.py``):
   inside the annotated tumour region (``mask-gt.png``), where the pathologist
   placed every point.
 
+In both, only the nuclei the score counts (the cells table's ``included``)
+are compared, as ``ihcseg evaluate --points`` does with a cells table.
+
 The baseline is the classical pipeline models are compared with: colour
 deconvolution, Otsu on hematoxylin + DAB optical density, distance-transform
 watershed.
@@ -107,6 +110,11 @@ def _held_out_he(data: Path, names: tuple[str, ...]):
     return [s for s in samples if s.name in set(names)]
 
 
+def counted(cells):
+    """The rows of a cells table that the score counts (``included``), as ``ihcseg evaluate --points`` reads it."""
+    return cells[cells["included"].to_numpy(bool)] if "included" in cells else cells
+
+
 def _centroids(labels: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -145,7 +153,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
     rows = []
     for sample in load_deepliif(data / "deepliif-ki67-sample"):
         labels = segment(sample.image)
-        cells = score_image(sample.image, labels, stain="ki67").cells
+        cells = counted(score_image(sample.image, labels, stain="ki67").cells)
         truth_ids = np.unique(sample.labels[sample.labels > 0])
         truth_pos = np.array([sample.classes.get(int(i), 0) == 1 for i in truth_ids])
         m = evaluate_points(cells[["centroid_y", "centroid_x"]].to_numpy(), cells["positive"].to_numpy(bool),
@@ -157,7 +165,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
     for case in sorted(p for p in (data / "ki67-points").iterdir() if p.is_dir()):
         image = read_image(case / "base.png")
         labels = segment(image)
-        cells = score_image(image, labels, stain="ki67").cells
+        cells = counted(score_image(image, labels, stain="ki67").cells)
         points, positive = read_points_csv(case / "markers.csv")
         region = np.asarray(Image.open(case / "mask-gt.png").convert("L")) > 0
         centres = cells[["centroid_y", "centroid_x"]].to_numpy()

@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None):
                              f"{GLIOMA_VAL} is then validated on instead")
     parser.add_argument("--point-method", default="watershed", choices=("watershed", "disk"),
                         help="how points become training targets (PointTargetConfig.method)")
+    parser.add_argument("--self-training", action="store_true",
+                        help="refine the point targets with the starting model's own nuclei "
+                             "(PointTargetConfig.self_training)")
     parser.add_argument("--no-tune", action="store_true",
                         help="keep the base checkpoint's instance settings instead of tuning them at the end")
     parser.add_argument("--encoder-weights", default=None, metavar="FILE",
@@ -141,7 +144,7 @@ def parse_args(argv: list[str] | None = None):
                     *[f"glioma:{root / 'ki67-glioma-polygons'}"] * args.glioma_repeat),
         val_data=() if args.ihc_train_repeat else (deepliif,),
         val_names=VAL_NAMES + ((GLIOMA_VAL,) if args.glioma_repeat else ()),
-        points=PointTargetConfig(method=args.point_method),
+        points=PointTargetConfig(method=args.point_method, self_training=args.self_training),
         tune_instances=not args.no_tune, amp=not args.no_amp,
         epochs=args.epochs, batch_size=args.batch_size, tile=args.tile, lr=args.lr,
         warmup_steps=min(100, args.steps_per_epoch * 2) if args.warmup_steps is None else args.warmup_steps,

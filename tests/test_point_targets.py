@@ -10,7 +10,7 @@ from napari_ihcseg.data.sample import Sample
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.metrics import evaluate_instances
 from napari_ihcseg.stain import compose
-from napari_ihcseg.training.points import PointTargetConfig, point_targets, pseudo_label_sample
+from napari_ihcseg.training.points import PointTargetConfig, adopt_detections, point_targets, pseudo_label_sample
 
 
 def _field(seed=3, shape=(128, 128)):
@@ -106,6 +106,67 @@ def test_point_target_config_refuses_bad_values():
         PointTargetConfig(nucleus_diameter=0)
 
 
+# ---------------------------------------------------------------- self-training
+
+
+def test_a_detection_holding_one_point_replaces_that_points_grown_nucleus():
+    f, ids, centres = _field(seed=4)
+    config = PointTargetConfig(nucleus_diameter=_diameter(f.labels))
+    grown, _ = point_targets(f.image, centres, config=config)
+    adopted = adopt_detections(grown, f.labels, centres)
+    # Every truth nucleus that holds exactly one point becomes that point's pseudo-nucleus, outline and all.
+    under = f.labels[np.rint(centres[:, 0]).astype(int), np.rint(centres[:, 1]).astype(int)]
+    alone = [i for i, u in enumerate(under) if u > 0 and np.sum(under == u) == 1]
+    assert len(alone) >= 0.8 * len(ids)
+    for i in alone:
+        np.testing.assert_array_equal(adopted == i + 1, f.labels == under[i])
+    assert evaluate_instances(adopted, f.labels)["aji"] > evaluate_instances(grown, f.labels)["aji"]
+
+
+def test_merged_and_pointless_detections_change_no_pseudo_nucleus():
+    image = np.full((40, 60, 3), 235, np.uint8)
+    image[12:28, 10:50] = (80, 60, 150)
+    points = np.array([[20.0, 20.0], [20.0, 40.0]])
+    config = PointTargetConfig(nucleus_diameter=16, self_training=True)
+    grown, _ = point_targets(image, points, config=PointTargetConfig(nucleus_diameter=16))
+    merged = np.zeros((40, 60), np.int32)
+    merged[12:28, 10:50] = 1                           # one detection over both points: a merge
+    merged[30:38, 2:8] = 2                             # a detection without a point
+    labels, trusted = point_targets(image, points, config=config, detections=merged)
+    np.testing.assert_array_equal(labels, grown)
+    assert not (labels[30:38, 2:8] > 0).any()
+    with pytest.raises(ValueError, match="needs the model's detections"):
+        point_targets(image, points, config=config)
+    with pytest.raises(ValueError, match="shape"):
+        adopt_detections(grown, merged[:, :10], points)
+    with pytest.raises(TypeError, match="self_training must be True or False"):
+        PointTargetConfig(self_training="yes")
+
+
+def test_self_training_segments_each_point_sample_with_the_starting_model(monkeypatch):
+    from napari_ihcseg.training import prepare
+    from napari_ihcseg.training.config import TrainConfig
+
+    f, _, centres = _field(seed=6, shape=(96, 96))
+    points = Sample(f.image, None, name="p", points=centres)
+    outlined = Sample(f.image, f.labels, name="o")
+    seen = []
+
+    def fake_detections(model, image, device="cpu"):
+        seen.append(model)
+        return f.labels
+
+    monkeypatch.setattr(prepare, "model_detections", fake_detections)
+    config = TrainConfig(out="unused", model="r2unet-lite",
+                         points=PointTargetConfig(nucleus_diameter=_diameter(f.labels), self_training=True))
+    train, _ = prepare.resolve_data(config, [points, outlined], [], model="the model")
+    assert seen == ["the model"], "only the point sample is segmented, by the given model"
+    assert evaluate_instances(train[0].labels, f.labels)["aji"] > 0.8
+    assert train[1] is outlined
+    with pytest.raises(ValueError, match="needs the model the run starts from"):
+        prepare.resolve_data(config, [points], [])
+
+
 # ---------------------------------------------------------------- the trainer
 
 torch = pytest.importorskip("torch")
@@ -150,6 +211,25 @@ def test_the_trainer_learns_from_points_and_validates_on_outlines_only(tmp_path)
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
+def test_a_self_training_run_segments_its_point_samples_with_its_base_checkpoint(tmp_path):
+    from napari_ihcseg.training.augment import NO_AUGMENT
+    from napari_ihcseg.training.trainer import TrainConfig, train
+
+    f, _, centres = _field(seed=2, shape=(96, 96))
+    samples = [Sample(f.image, None, name="p", source="pts", stain="Ki-67", points=centres)]
+    outlined = Sample(f.image, f.labels, name="o", source="synthetic", stain="Ki-67")
+    common = dict(model_options={"filters": (8, 16, 32, 64, 64, 64), "recur_num": 1}, batch_size=2, tile=64,
+                  warmup_steps=1, synthetic_fraction=0.0, augment=NO_AUGMENT, patience=None, num_threads=1,
+                  epochs=1, max_steps_per_epoch=2, min_steps_per_epoch=2, tune_instances=False)
+    base = train(TrainConfig(out=str(tmp_path / "base"), model="r2unet-lite", **common),
+                 train_samples=[outlined], val_samples=[outlined])
+    config = TrainConfig(out=str(tmp_path / "round"), model=str(base.best_checkpoint), **{**common, "model_options": {}},
+                         points=PointTargetConfig(nucleus_diameter=12, self_training=True))
+    result = train(config, train_samples=samples, val_samples=[outlined])
+    assert result.history and np.isfinite(result.history[-1]["train_loss"])
+    assert TrainConfig.from_dict(config.to_dict()).points.self_training
+
+
 def test_training_recipe_adds_the_ki67_training_cases_only_when_asked(tmp_path, train_recipe):
     _, config = train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path)])
     assert not any(s.startswith(("immunoratio:", "glioma:")) for s in config.train_data)
@@ -159,7 +239,10 @@ def test_training_recipe_adds_the_ki67_training_cases_only_when_asked(tmp_path, 
     assert config.train_data.count(f"immunoratio:{tmp_path / 'ki67-immunoratio'}") == 2
     assert config.train_data.count(f"glioma:{tmp_path / 'ki67-glioma-polygons'}") == 1
     assert train_recipe.GLIOMA_VAL in config.val_names, "a training glioma frame, not a held-out one, validates"
-    assert config.points.method == "disk" and not config.amp
+    assert config.points.method == "disk" and not config.amp and not config.points.self_training
+    _, config = train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--immunoratio-repeat",
+                                         "1", "--self-training"])
+    assert config.points.self_training
 
 
 def test_training_recipe_repeats_the_he_sources_beside_the_point_sets(tmp_path, train_recipe):

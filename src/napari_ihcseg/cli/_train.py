@@ -74,6 +74,9 @@ def register(subparsers) -> None:
                    help="save resumable state at least this often (default 10)")
     p.add_argument("--point-method", choices=("watershed", "disk"), default="watershed",
                    help="how point annotations become training targets (default watershed; docs/training.md)")
+    p.add_argument("--self-training", action="store_true",
+                   help="refine the point targets with the starting model's own nuclei: one that holds exactly "
+                        "one point replaces that point's grown nucleus (a self-training round; docs/training.md)")
     p.add_argument("--nucleus-diameter", type=float, default=24.0,
                    help="typical nucleus diameter in pixels at the training scale, for point targets (default 24)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -207,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
             warmup_steps=args.warmup_steps, device=args.device, amp=not args.no_amp, num_threads=args.threads,
             seed=args.seed, synthetic_fraction=args.synthetic_fraction, checkpoint_minutes=args.checkpoint_minutes,
             patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment,
-            points=PointTargetConfig(method=args.point_method, nucleus_diameter=args.nucleus_diameter))
+            points=PointTargetConfig(method=args.point_method, nucleus_diameter=args.nucleus_diameter,
+                                     self_training=args.self_training))
         result = train(config, train_samples=_load(config.train_data), resume=args.resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None

@@ -46,7 +46,9 @@ def process_slide(lazy, model, paths: dict[str, Path], options: PipelineOptions,
         labels_z = zarr.open_array(str(store), mode="r")
         halo = max(int(result.halo), MIN_SCORING_HALO)
         out = {"n_nuclei": int(result.n_nuclei)}
-        classes = score_blocks(lazy, labels_z, paths, options, scoring, result.block, halo, out)
+        scores, classes = score_blocks(lazy, labels_z, paths, options, scoring, result.block, halo)
+        if scores is not None:
+            out["scores"] = scores
         with atomic_path(paths["labels"]) as tmp_tif:
             zarr_to_tiff(labels_z, tmp_tif)
         if options.overlay:
@@ -54,13 +56,13 @@ def process_slide(lazy, model, paths: dict[str, Path], options: PipelineOptions,
     return out
 
 
-def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block: int, halo: int,
-                 out: dict) -> dict | None:
+def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block: int,
+                 halo: int) -> tuple[dict | None, dict | None]:
     """Measure, classify and outline every nucleus once, in the block that owns it.
 
-    Writes the cells table (and, with a stain, the GeoJSON) and puts the
-    summary's ``scores`` into ``out``; returns each label's intensity class
-    (``None`` without a stain).
+    Writes the cells table (and, with a stain, the GeoJSON). Returns the
+    summary's scores and each label's intensity class (both ``None``
+    without a stain).
     """
     import pandas as pd
 
@@ -116,15 +118,15 @@ def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block
         cells = measure_nuclei(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32))
     if scoring is None:
         write_unscored_cells(paths["cells"], cells)
-        return None
+        return None, None
     if not tables:
         cells["in_roi"] = np.zeros(0, bool)
         if scoring.classifier is not None:
             cells = nucleus_features(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), cells)
         cells = classify(cells, scoring)
     write_cells_csv(paths["cells"], cells)
-    out["scores"] = summarize(cells, scoring, stain_vectors=vectors)
-    return dict(zip(cells["label"].to_numpy().tolist(), cells["intensity_class"].to_numpy().tolist()))
+    scores = summarize(cells, scoring, stain_vectors=vectors)
+    return scores, dict(zip(cells["label"].to_numpy().tolist(), cells["intensity_class"].to_numpy().tolist()))
 
 
 def _slide_overlay(lazy, labels_z, path: Path, out: dict, classes: dict | None) -> None:

@@ -19,6 +19,12 @@ from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.stain_pattern import NON_NUCLEAR, NON_NUCLEAR_WARNING, pattern_of_cells
 from napari_ihcseg.stain import StainVectors
 
+#: Percentage points between a calibrated classifier's positive % and the DAB
+#: cut's beyond which the summary warns that the image may lie outside the
+#: classifier's calibration (a classifier fitted on breast fields once called
+#: 82 % of a glioma frame positive where the cut and the truth said 20-22 %).
+CLASSIFIER_DISAGREEMENT = 15.0
+
 #: The keys of an image summary, in order (see ``docs/scoring.md``).
 SUMMARY_KEYS = (
     "n_nuclei", "n_positive", "positive_percent", "h_score",
@@ -263,6 +269,15 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: Sc
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
+    if config.classifier is not None and n:
+        by_cut = 100.0 * float(np.mean(intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[keep],
+                                                         config.thresholds) >= 1))
+        by_model = 100.0 * n_pos / n
+        if abs(by_model - by_cut) > CLASSIFIER_DISAGREEMENT:
+            out["warnings"].append(
+                f"the calibrated classifier calls {by_model:.1f} % of the nuclei positive where the DAB cut "
+                f"{config.thresholds[0]:g} calls {by_cut:.1f} %: the image may lie outside the stains and tissues "
+                "it was calibrated on; check some nuclei, or score with thresholds")
     spot = hotspot_of_cells(cells, config, keep).hotspot if ki67 and "centroid_y" in cells and n else None
     out.update({
         "hotspot_ki67_index": spot.index if spot else None,

@@ -25,7 +25,18 @@ Two ways of growing a nucleus from its point (:attr:`PointTargetConfig.method`):
     Qu et al. 2019); the shape is not looked at, so the ring between the
     disk and ``background_distance`` diameters is ignored.
 
-In both, a pixel outside every pseudo-nucleus is trusted background only
+Either way, a round of **self-training** (``self_training=True``) can
+refine the pseudo-nuclei with the model being fine-tuned: a nucleus that the
+model's own segmentation (``detections``, made before training with its
+tuned instance settings) puts around exactly one point replaces that
+point's grown pseudo-nucleus, outline and all. A detection holding two or
+more points (touching nuclei the model merged) is not trusted: those points
+keep their grown pseudo-nuclei, which part along density valleys, and a
+point the model missed (a pale nucleus) keeps its grown one too. So the
+model is taught the nuclei it misses and the splits it fails to make,
+without being pulled away from the outlines it already draws well.
+
+In all cases, a pixel outside every pseudo-nucleus is trusted background only
 where the annotation is complete (inside the region), at least
 ``ignore_band`` pixels from a pseudo-nucleus, and where its hematoxylin is
 pale: dark hematoxylin without a point may be an unannotated (stromal or
@@ -69,6 +80,10 @@ class PointTargetConfig:
     dark_fraction : float
         Hematoxylin darker than this fraction of the median at the negative
         points marks a possible unannotated nucleus (ignored, not background).
+    self_training : bool
+        Replace a point's pseudo-nucleus by the model's own nucleus when that
+        nucleus holds this point and no other (see the module notes); the
+        trainer segments each point sample with the model it starts from.
     """
 
     method: str = "watershed"
@@ -78,6 +93,7 @@ class PointTargetConfig:
     background_distance: float = 1.0
     ignore_band: int = 2
     dark_fraction: float = 0.6
+    self_training: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in POINT_TARGET_METHODS:
@@ -86,6 +102,8 @@ class PointTargetConfig:
         for name in ("nucleus_diameter", "max_radius", "disk_radius", "background_distance", "dark_fraction"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"PointTargetConfig.{name} must be positive, got {getattr(self, name)}")
+        if not isinstance(self.self_training, bool):
+            raise TypeError(f"PointTargetConfig.self_training must be True or False, got {self.self_training!r}")
         if int(self.ignore_band) < 0:
             raise ValueError(f"PointTargetConfig.ignore_band must be 0 or more, got {self.ignore_band}")
 
@@ -164,9 +182,62 @@ def _watershed_labels(od: np.ndarray, rc: np.ndarray, dist: np.ndarray, nearest:
     return labels
 
 
+def adopt_detections(labels: np.ndarray, detections: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Pseudo-nuclei with every unambiguous detected nucleus adopted in place of its point's.
+
+    Parameters
+    ----------
+    labels : (H, W) int
+        Pseudo-nucleus ``i + 1`` for point ``i``, as grown from the points.
+    detections : (H, W) int
+        A segmentation of the same image (0 background, nuclei 1..M).
+    points : (N, 2) float
+        The points, ``(row, col)``.
+
+    Returns
+    -------
+    (H, W) int32
+        ``labels`` where each detected nucleus that holds exactly one point
+        (the pixel under it) takes that point's id over all its pixels, and
+        the point's grown pseudo-nucleus is dropped. Detections with no
+        point, or with several, change nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grown = np.array([[1, 1, 0, 2, 2, 0]])
+    >>> detected = np.array([[0, 3, 3, 3, 0, 0]])      # holds both points: merged, not trusted
+    >>> adopt_detections(grown, detected, np.array([[0.0, 1.0], [0.0, 3.0]])).tolist()
+    [[1, 1, 0, 2, 2, 0]]
+    >>> detected = np.array([[0, 0, 0, 5, 5, 5]])      # holds point 2 only
+    >>> adopt_detections(grown, detected, np.array([[0.0, 1.0], [0.0, 3.0]])).tolist()
+    [[1, 1, 0, 2, 2, 2]]
+    """
+    labels = np.asarray(labels)
+    detections = np.asarray(detections)
+    if detections.shape != labels.shape:
+        raise ValueError(f"detections have shape {detections.shape}, the pseudo-labels {labels.shape}")
+    out = labels.astype(np.int32, copy=True)
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(points) == 0 or not detections.any():
+        return out
+    rc = np.clip(np.rint(points).astype(np.intp), 0, np.asarray(labels.shape) - 1)
+    under = detections[rc[:, 0], rc[:, 1]].astype(np.intp)
+    held = np.bincount(under, minlength=int(detections.max()) + 1)
+    alone = np.flatnonzero((under > 0) & (held[under] == 1))
+    if len(alone) == 0:
+        return out
+    owner = np.zeros(len(held), np.int32)
+    owner[under[alone]] = alone + 1
+    out[np.isin(out, alone + 1)] = 0
+    adopted = owner[detections]
+    return np.where(adopted > 0, adopted, out).astype(np.int32)
+
+
 def point_targets(image: np.ndarray, points: np.ndarray, region: np.ndarray | None = None,
                   config: PointTargetConfig = PointTargetConfig(),
-                  point_classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  point_classes: np.ndarray | None = None,
+                  detections: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-instance labels and the pixels where they are trusted.
 
     Parameters
@@ -181,6 +252,9 @@ def point_targets(image: np.ndarray, points: np.ndarray, region: np.ndarray | No
     point_classes : (N,) int, optional
         1 positive, 0 negative: the negative points set the hematoxylin
         level of a nucleus (all points when none is negative).
+    detections : (H, W) int, optional
+        The model's own nuclei on ``image``; with ``config.self_training``
+        they refine the pseudo-nuclei (:func:`adopt_detections`).
 
     Returns
     -------
@@ -218,6 +292,10 @@ def point_targets(image: np.ndarray, points: np.ndarray, region: np.ndarray | No
             labels = _disk_labels(dist, nearest, config.disk_radius * d)
         else:
             labels = _watershed_labels(od, rc, dist, nearest, config)
+        if config.self_training:
+            if detections is None:
+                raise ValueError("PointTargetConfig.self_training needs the model's detections on the image")
+            labels = adopt_detections(labels, detections, points)
     nuclei = labels > 0
     trusted = region & nuclei
     near = ndi.binary_dilation(nuclei, iterations=config.ignore_band) if config.ignore_band else nuclei
@@ -233,20 +311,29 @@ def point_targets(image: np.ndarray, points: np.ndarray, region: np.ndarray | No
     return labels, trusted | background
 
 
-def pseudo_label_sample(sample, config: PointTargetConfig = PointTargetConfig()):
+def is_point_sample(sample) -> bool:
+    """Whether a sample is annotated by points only (no labels, no mask)."""
+    return sample.points is not None and sample.labels is None and sample.mask is None
+
+
+def pseudo_label_sample(sample, config: PointTargetConfig = PointTargetConfig(), detections=None):
     """A point sample with pseudo-instance ``labels``; its ``region`` becomes the trusted pixels.
 
     Samples without points are returned unchanged; so are samples that
     already have labels or a mask (the points then only describe them).
+    ``detections`` (the model's nuclei on the sample's image) are needed
+    with ``config.self_training``.
     """
     from napari_ihcseg.data.sample import Sample
 
-    if sample.points is None or sample.labels is not None or sample.mask is not None:
+    if not is_point_sample(sample):
         return sample
-    labels, trusted = point_targets(sample.image, sample.points, sample.region, config, sample.point_classes)
+    labels, trusted = point_targets(sample.image, sample.points, sample.region, config, sample.point_classes,
+                                    detections)
     return Sample(sample.image, labels, name=sample.name, source=sample.source, stain=sample.stain,
                   classes=sample.classes, group=sample.group, points=sample.points,
                   point_classes=sample.point_classes, region=trusted)
 
 
-__all__ = ["POINT_TARGET_METHODS", "PointTargetConfig", "point_targets", "pseudo_label_sample"]
+__all__ = ["POINT_TARGET_METHODS", "PointTargetConfig", "adopt_detections", "is_point_sample", "point_targets",
+           "pseudo_label_sample"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .augment import AugmentConfig
 from .config import TrainConfig
-from .points import PointTargetConfig, pseudo_label_sample
+from .points import PointTargetConfig, is_point_sample, pseudo_label_sample
 
 #: The run's record in its output folder: the TrainConfig and the split.
 RUN_JSON = "run.json"
@@ -51,11 +51,24 @@ def build_model(spec: str, options: dict):
     return load_checkpoint(path, device="cpu"), str(path.resolve())
 
 
-def resolve_data(config: TrainConfig, train_samples, val_samples):
+def model_detections(model, image, device="cpu"):
+    """The nuclei ``model`` finds on ``image`` with its tuned instance settings (self-training targets)."""
+    from napari_ihcseg.inference import InferenceConfig, segment_image
+
+    was_training = model.training
+    try:
+        return segment_image(image, model, InferenceConfig(device=str(device))).labels
+    finally:
+        model.train(was_training)
+
+
+def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, device="cpu"):
     """The training and validation samples of a run: given, or loaded and split as ``config`` says.
 
     Point-annotated training samples become pseudo-labels; validation keeps
-    only samples with outlines.
+    only samples with outlines. With ``config.points.self_training``,
+    ``model`` (the one the run starts from) first segments each point
+    sample, and its nuclei refine the pseudo-labels.
     """
     from napari_ihcseg.data.sample import split_by_image
     from napari_ihcseg.datasets import load_dataset
@@ -75,7 +88,15 @@ def resolve_data(config: TrainConfig, train_samples, val_samples):
             train_samples, val_samples = split_by_image(train_samples, config.val_fraction, config.seed)
         val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
     # Points become pseudo-labels for training; validation needs real outlines.
-    train_samples = [pseudo_label_sample(s, config.points) for s in train_samples]
+    if config.points.self_training and model is None:
+        raise ValueError("self-training on points needs the model the run starts from")
+
+    def detections(sample):
+        if config.points.self_training and is_point_sample(sample):
+            return model_detections(model, sample.image, device)
+        return None
+
+    train_samples = [pseudo_label_sample(s, config.points, detections(s)) for s in train_samples]
     val_samples = [s for s in val_samples if s.labels is not None or s.mask is not None]
     return train_samples, val_samples
 
@@ -91,8 +112,8 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
     if isinstance(saved.get("augment"), dict):
         # Runs recorded before an augmentation existed ran without it.
         saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
-    # Runs recorded before point targets existed had no point samples.
-    saved.setdefault("points", PointTargetConfig().to_dict())
+    # Runs recorded before point targets (or one of their fields) existed ran with the defaults.
+    saved["points"] = {**PointTargetConfig().to_dict(), **(saved.get("points") or {})}
     mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
@@ -100,4 +121,4 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
         raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
 
 
-__all__ = ["RUN_JSON", "base_checkpoint", "build_model", "check_resume_config", "resolve_data"]
+__all__ = ["RUN_JSON", "base_checkpoint", "build_model", "check_resume_config", "model_detections", "resolve_data"]
