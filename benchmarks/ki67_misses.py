@@ -109,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"F1 {2 * tp / (2 * tp + fp + missed):.3f} (precision {tp / max(tp + fp, 1):.3f}, "
           f"recall {tp / max(total, 1):.3f}); at one diameter F1 "
           f"{2 * tp_wide / (2 * tp_wide + fp_wide + total - tp_wide):.3f}")
-    print(f"{'missed points':<14}{'positive':>16}{'negative':>16}{'all':>16}")
+    print(f"{'missed points':<14}{'positive':>24}{'negative':>24}{'all':>24}")
     for name in KINDS:
         cells_ = [counts[(name, True)], counts[(name, False)]]
         row = [f"{c} ({c / max(n_points[p], 1):.1%})" for c, p in zip(cells_, (True, False))]
         row.append(f"{sum(cells_)} ({sum(cells_) / max(missed, 1):.0%} of misses)")
-        print(f"{name:<14}" + "".join(f"{x:>16}" for x in row))
+        print(f"{name:<14}" + "".join(f"{x:>24}" for x in row))
     return 0
 
 
