@@ -7,8 +7,9 @@ of it. This benchmark segments the ``ki67-immunoratio`` *training* cases
 ``evaluate_ki67.py`` does, and sorts every missed point by what lies under
 it in the segmentation:
 
-- **no nucleus**: background under the point (a nucleus not found, or a
-  click beside the outline);
+- **no nucleus**: no counted nucleus under the point (background: a nucleus
+  not found, or a click beside the outline; or a nucleus the score leaves
+  out, or whose centroid lies outside the annotated region);
 - **merged**: a nucleus that holds two or more points (touching nuclei not
   split);
 - **off-centre**: a nucleus of its own, but its centroid is more than half
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_ihcseg.inference import InferenceConfig, segment_image
     from napari_ihcseg.metrics import match_points
     from napari_ihcseg.models import load_model
+    from napari_ihcseg.pipeline import PipelineOptions
     from napari_ihcseg.scoring import ScoringConfig, score_image
 
     data = Path(args.data_root) / "ki67-immunoratio"
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore", UserWarning)
         model = load_model(args.model, device="cpu")
     samples = load_immunoratio(data, cases=args.cases, scale=1.0)[:args.limit]
+    # Scored as the pipeline scores: the checkpoint's Ki-67 classifier when it carries one, else the preset.
+    scoring = PipelineOptions(model=args.model, scoring=ScoringConfig(stain="ki67")).scoring_for(None, model)
     radius = 0.5 * info.nucleus_diameter
     counts = {(k, pos): 0 for k in KINDS for pos in (True, False)}
     n_points = {True: 0, False: 0}
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for s in samples:
         labels = segment_image(s.image, model, InferenceConfig(device="cpu", tile=args.tile, scale=info.scale)).labels
-        cells = score_image(s.image, labels, config=ScoringConfig(stain="ki67")).cells
+        cells = score_image(s.image, labels, config=scoring).cells
         cells = cells[cells["included"].to_numpy(bool)]
         centres = cells[["centroid_y", "centroid_x"]].to_numpy(float)
         r = np.clip(np.rint(centres).astype(int), 0, np.asarray(s.region.shape) - 1)

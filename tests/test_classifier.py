@@ -105,10 +105,16 @@ def test_a_steep_logistic_on_dab_is_the_threshold():
 def test_a_classifier_far_from_the_dab_cut_says_the_image_may_be_outside_its_calibration():
     image, labels, *_ = brown_cytoplasm_field(1)
     everything = NucleusClassifier(LogisticModel(("dab_od_mean",), (0.0,), (1.0,), (0.0,), 5.0))
-    summary = score_image(image, labels, config=ScoringConfig(classifier=everything)).summary
-    assert summary["positive_percent"] == pytest.approx(100.0)
-    warning = [w for w in summary["warnings"] if "calibrated classifier" in w]
+    config = ScoringConfig(classifier=everything)
+    result = score_image(image, labels, config=config)
+    assert result.summary["positive_percent"] == pytest.approx(100.0)
+    warning = [w for w in result.summary["warnings"] if "calibrated classifier" in w]
     assert warning and "100.0 %" in warning[0] and "outside the stains" in warning[0]
+    # Classes a person set are not the classifier's doing.
+    from napari_ihcseg.scoring.summary import summarize
+
+    by_hand = result.cells.assign(class_source="human")
+    assert not any("calibrated classifier" in w for w in summarize(by_hand, config)["warnings"])
 
 
 def test_calibrated_classifier_recovers_known_classes_where_the_dab_cut_fails(fields):

@@ -204,6 +204,36 @@ def test_batch_resume_redoes_an_image_when_the_checkpoint_is_tuned_again(tmp_pat
     assert outputs_complete(tmp_path / "out2", image_stem(image), fixed)
 
 
+def test_batch_resume_rescores_an_image_when_the_checkpoints_classifier_changes(tmp_path):
+    from skimage.io import imsave
+
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.io import image_stem
+    from napari_ihcseg.models import set_classifier
+    from napari_ihcseg.pipeline import PipelineOptions, outputs_complete, process_image
+    from napari_ihcseg.scoring import ScoringConfig
+    from napari_ihcseg.scoring.classifier import LogisticModel, NucleusClassifier
+
+    folder = _checkpoint(tmp_path)
+    image = tmp_path / "field.png"
+    imsave(image, make_synthetic_ihc((64, 64), seed=0).image)
+    tiles = InferenceConfig(tile=64, overlap=16, device="cpu")
+    scored = PipelineOptions(model=str(folder), inference=tiles, scoring=ScoringConfig(stain="ki67"))
+    plain = PipelineOptions(model=str(folder), inference=tiles)
+    process_image(image, tmp_path / "scored", scored)
+    process_image(image, tmp_path / "plain", plain)
+    stem = image_stem(image)
+    assert outputs_complete(tmp_path / "scored", stem, scored) and outputs_complete(tmp_path / "plain", stem, plain)
+    classifier = NucleusClassifier(LogisticModel(("dab_od_mean",), (0.2,), (0.001,), (1.0,), 0.0))
+    set_classifier(folder, "ki67", classifier)
+    assert not outputs_complete(tmp_path / "scored", stem, scored), "scores made without it are redone"
+    assert outputs_complete(tmp_path / "plain", stem, plain), "labels alone do not depend on a classifier"
+    process_image(image, tmp_path / "scored", scored)
+    assert outputs_complete(tmp_path / "scored", stem, scored)
+    set_classifier(folder, "ki67", None)                     # withdrawn: the scores are redone again
+    assert not outputs_complete(tmp_path / "scored", stem, scored)
+
+
 def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
     from napari_ihcseg.batch.worker import worker_model
     from napari_ihcseg.models import set_instance_params
@@ -218,6 +248,12 @@ def test_a_batch_worker_reloads_a_checkpoint_that_was_tuned_again(tmp_path):
         set_instance_params(folder, {"min_size": 60})
         again, _ = worker_model(options)
         assert again is not first and again.checkpoint_info.instances == {"min_size": 60}
+        from napari_ihcseg.models import set_classifier
+        from napari_ihcseg.scoring.classifier import LogisticModel, NucleusClassifier
+
+        set_classifier(folder, "ki67", NucleusClassifier(LogisticModel(("dab_od_mean",), (0.2,), (0.001,), (1.0,), 0.0)))
+        recalibrated, _ = worker_model(options)
+        assert recalibrated is not again and recalibrated.checkpoint_info.classifier("ki67") is not None
     finally:
         torch.set_num_threads(threads)
 

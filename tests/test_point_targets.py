@@ -152,7 +152,7 @@ def test_self_training_segments_each_point_sample_with_the_starting_model(monkey
     outlined = Sample(f.image, f.labels, name="o")
     seen = []
 
-    def fake_detections(model, image, device="cpu"):
+    def fake_detections(model, image, device="cpu", **options):
         seen.append(model)
         return f.labels
 
@@ -163,7 +163,7 @@ def test_self_training_segments_each_point_sample_with_the_starting_model(monkey
     assert seen == ["the model"], "only the point sample is segmented, by the given model"
     assert evaluate_instances(train[0].labels, f.labels)["aji"] > 0.8
     assert train[1] is outlined
-    with pytest.raises(ValueError, match="needs the model the run starts from"):
+    with pytest.raises(ValueError, match="needs a trained checkpoint"):
         prepare.resolve_data(config, [points], [])
 
 
@@ -211,8 +211,32 @@ def test_the_trainer_learns_from_points_and_validates_on_outlines_only(tmp_path)
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
-def test_a_self_training_run_segments_its_point_samples_with_its_base_checkpoint(tmp_path):
+def test_self_training_with_the_shipped_model_outlines_nuclei_better_than_the_watershed():
+    from napari_ihcseg.models import load_model
+    from napari_ihcseg.training import prepare
+    from napari_ihcseg.training.config import TrainConfig
+
+    f, _, centres = _field(seed=8, shape=(128, 128))
+    d = _diameter(f.labels)
+    sample = Sample(f.image, None, name="p", points=centres)
+    model = load_model("r2unet-lite-ihc", device="cpu").train()
+    grown, = prepare.resolve_data(TrainConfig(out="unused", model="r2unet-lite-ihc",
+                                              points=PointTargetConfig(nucleus_diameter=d)), [sample], [])[0]
+    config = TrainConfig(out="unused", model="r2unet-lite-ihc", amp=False, channels_last=False,
+                         points=PointTargetConfig(nucleus_diameter=d, self_training=True))
+    refined, = prepare.resolve_data(config, [sample], [], model=model)[0]
+    assert model.training, "the run's model keeps its training mode"
+    assert next(model.parameters()).is_contiguous(), "and the memory layout it trains in"
+    aji = {name: evaluate_instances(s.labels, f.labels)["aji"] for name, s in (("grown", grown), ("refined", refined))}
+    assert aji["refined"] > aji["grown"] + 0.05, aji
+
+
+def test_a_self_training_run_starts_from_a_checkpoint_and_resumes_only_with_the_same_setting(tmp_path):
+    import dataclasses
+    import json
+
     from napari_ihcseg.training.augment import NO_AUGMENT
+    from napari_ihcseg.training.prepare import RUN_JSON, check_resume_config
     from napari_ihcseg.training.trainer import TrainConfig, train
 
     f, _, centres = _field(seed=2, shape=(96, 96))
@@ -221,13 +245,25 @@ def test_a_self_training_run_segments_its_point_samples_with_its_base_checkpoint
     common = dict(model_options={"filters": (8, 16, 32, 64, 64, 64), "recur_num": 1}, batch_size=2, tile=64,
                   warmup_steps=1, synthetic_fraction=0.0, augment=NO_AUGMENT, patience=None, num_threads=1,
                   epochs=1, max_steps_per_epoch=2, min_steps_per_epoch=2, tune_instances=False)
+    points = PointTargetConfig(nucleus_diameter=12, self_training=True)
+    with pytest.raises(ValueError, match="needs a trained checkpoint"):
+        train(TrainConfig(out=str(tmp_path / "new"), model="r2unet-lite", points=points, **common),
+              train_samples=samples, val_samples=[outlined])
     base = train(TrainConfig(out=str(tmp_path / "base"), model="r2unet-lite", **common),
                  train_samples=[outlined], val_samples=[outlined])
-    config = TrainConfig(out=str(tmp_path / "round"), model=str(base.best_checkpoint), **{**common, "model_options": {}},
-                         points=PointTargetConfig(nucleus_diameter=12, self_training=True))
+    config = TrainConfig(out=str(tmp_path / "round"), model=str(base.best_checkpoint),
+                         **{**common, "model_options": {}}, points=points)
     result = train(config, train_samples=samples, val_samples=[outlined])
     assert result.history and np.isfinite(result.history[-1]["train_loss"])
     assert TrainConfig.from_dict(config.to_dict()).points.self_training
+    check_resume_config(tmp_path / "round", config)
+    with pytest.raises(ValueError, match="points changed"):
+        check_resume_config(tmp_path / "round", dataclasses.replace(config, points=PointTargetConfig(nucleus_diameter=12)))
+    # A run recorded before the setting existed resumes without it.
+    recorded = json.loads((tmp_path / "round" / RUN_JSON).read_text())
+    del recorded["config"]["points"]["self_training"]
+    (tmp_path / "round" / RUN_JSON).write_text(json.dumps(recorded))
+    check_resume_config(tmp_path / "round", dataclasses.replace(config, points=PointTargetConfig(nucleus_diameter=12)))
 
 
 def test_training_recipe_adds_the_ki67_training_cases_only_when_asked(tmp_path, train_recipe):

@@ -50,15 +50,17 @@ def _call_factory(factory: ModelFactory, device: str):
 
 
 def _tuned_stamp(options: PipelineOptions) -> tuple:
-    """The checkpoint's weights (sha256) and tuned instance settings: a worker reloads a checkpoint
-    retrained or tuned again meanwhile."""
-    from napari_ihcseg.models import checkpoint_sha256, default_checkpoint_name, recommended_instance_params
+    """The checkpoint's weights (sha256), tuned instance settings and classifiers: a worker reloads a
+    checkpoint retrained, tuned or recalibrated meanwhile."""
+    from napari_ihcseg.models import (checkpoint_classifiers_stamp, checkpoint_sha256, default_checkpoint_name,
+                                      recommended_instance_params)
 
     spec = options.model if options.model is not None else default_checkpoint_name(options.inference.device)
     try:
         if spec is None:
             return ()
-        return (checkpoint_sha256(spec), *sorted(recommended_instance_params(spec).items()))
+        return (checkpoint_sha256(spec), checkpoint_classifiers_stamp(spec),
+                *sorted(recommended_instance_params(spec).items()))
     except ValueError:
         return ()  # loading reports the problem
 

@@ -23,7 +23,9 @@ from .harunet import HARUNet, HARUNetConfig
 from .r2unet import R2UNet, R2UNetConfig
 from .registry import build_model, get_spec, list_models
 from .shipped import (
+    checkpoint_classifiers_stamp,
     checkpoint_sha256,
+    classifiers_stamp,
     default_checkpoint_name,
     load_model,
     recommended_classifier,
@@ -44,7 +46,9 @@ __all__ = [
     "UNetResNet",
     "UNetResNetConfig",
     "build_model",
+    "checkpoint_classifiers_stamp",
     "checkpoint_sha256",
+    "classifiers_stamp",
     "default_checkpoint_name",
     "get_spec",
     "list_models",

@@ -229,6 +229,29 @@ def checkpoint_sha256(spec: str | os.PathLike) -> str | None:
     return None if folder is None else str(read_checkpoint_config(folder)["sha256"])
 
 
+def classifiers_stamp(classifiers: dict | None) -> str:
+    """A short fingerprint of a checkpoint's calibrated classifiers (``""`` for none).
+
+    Outputs scored with one classifier record it, so that they are redone
+    when the checkpoint's classifiers are recalibrated or removed.
+
+    >>> classifiers_stamp({}) == classifiers_stamp(None) == ""
+    True
+    """
+    import hashlib
+    import json
+
+    if not classifiers:
+        return ""
+    return hashlib.sha256(json.dumps(classifiers, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checkpoint_classifiers_stamp(spec: str | os.PathLike) -> str:
+    """:func:`classifiers_stamp` of the classifiers that ``spec`` carries now (``""`` for an architecture)."""
+    folder = checkpoint_folder(spec)
+    return "" if folder is None else classifiers_stamp(read_checkpoint_config(folder)["classifiers"])
+
+
 def recommended_instance_params(spec: str | os.PathLike) -> dict:
     """The instance-step settings to use with a model, without loading its weights.
 

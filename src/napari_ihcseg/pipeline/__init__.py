@@ -86,7 +86,10 @@ def _model_record(model, name: str) -> dict:
     info = getattr(model, "checkpoint_info", None)
     record = {"name": name, "arch": getattr(model, "arch", type(model).__name__)}
     if info is not None:
+        from napari_ihcseg.models import classifiers_stamp
+
         record["sha256"] = getattr(info, "sha256", None)
+        record["classifiers"] = classifiers_stamp(getattr(info, "classifiers", None))
     return record
 
 

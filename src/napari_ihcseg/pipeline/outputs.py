@@ -90,6 +90,11 @@ def _made_with(summary: dict, options: PipelineOptions, listed: dict) -> bool:
         return False
     if _current_sha256(options.model if options.model is not None else model.get("name")) != model.get("sha256"):
         return False
+    # Scores depend on the checkpoint's calibrated classifiers too (recalibrated or withdrawn: redo them;
+    # outputs from before they were recorded are redone once).
+    if options.stain and _current_classifiers(options.model if options.model is not None else model.get("name")) \
+            != model.get("classifiers"):
+        return False
     # The same options give other nuclei once the checkpoint's tuned settings change.
     used = summary.get("scale")
     expected = _expected_instances(options, model.get("name"), used.get("scale") if isinstance(used, dict) else None)
@@ -123,6 +128,17 @@ def _current_sha256(spec) -> str | None:
 
     try:
         return checkpoint_sha256(spec)
+    except (TypeError, ValueError):
+        return None
+
+
+def _current_classifiers(spec) -> str | None:
+    """The classifiers stamp a checkpoint carries now (``None``: an architecture or unknown)."""
+    from napari_ihcseg.models import checkpoint_classifiers_stamp
+    from napari_ihcseg.models.shipped import checkpoint_folder
+
+    try:
+        return None if checkpoint_folder(spec) is None else checkpoint_classifiers_stamp(spec)
     except (TypeError, ValueError):
         return None
 

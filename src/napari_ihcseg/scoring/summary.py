@@ -269,10 +269,11 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: Sc
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
-    if config.classifier is not None and n:
-        by_cut = 100.0 * float(np.mean(intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[keep],
+    decided = keep & ~human_classes(cells)        # the nuclei the classifier called, not a person
+    if config.classifier is not None and decided.any():
+        by_cut = 100.0 * float(np.mean(intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[decided],
                                                          config.thresholds) >= 1))
-        by_model = 100.0 * n_pos / n
+        by_model = 100.0 * float(np.mean(cell_classes(cells, config)[decided] >= 1))
         if abs(by_model - by_cut) > CLASSIFIER_DISAGREEMENT:
             out["warnings"].append(
                 f"the calibrated classifier calls {by_model:.1f} % of the nuclei positive where the DAB cut "

@@ -51,13 +51,18 @@ def build_model(spec: str, options: dict):
     return load_checkpoint(path, device="cpu"), str(path.resolve())
 
 
-def model_detections(model, image, device="cpu"):
-    """The nuclei ``model`` finds on ``image`` with its tuned instance settings (self-training targets)."""
+def model_detections(model, image, device="cpu", *, amp=True, channels_last=True):
+    """The nuclei ``model`` finds on ``image`` with its tuned instance settings (self-training targets).
+
+    ``amp`` and ``channels_last`` as in :class:`~napari_ihcseg.inference.InferenceConfig` (a run passes
+    its own, so the model keeps the memory layout it trains in); the model's train/eval mode is kept.
+    """
     from napari_ihcseg.inference import InferenceConfig, segment_image
 
     was_training = model.training
     try:
-        return segment_image(image, model, InferenceConfig(device=str(device))).labels
+        config = InferenceConfig(device=str(device), amp=amp, channels_last=channels_last)
+        return segment_image(image, model, config).labels
     finally:
         model.train(was_training)
 
@@ -67,8 +72,9 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
 
     Point-annotated training samples become pseudo-labels; validation keeps
     only samples with outlines. With ``config.points.self_training``,
-    ``model`` (the one the run starts from) first segments each point
-    sample, and its nuclei refine the pseudo-labels.
+    ``model`` (the checkpoint the run starts from; ``None`` for a new
+    network, which is refused) first segments each point sample, and its
+    nuclei refine the pseudo-labels.
     """
     from napari_ihcseg.data.sample import split_by_image
     from napari_ihcseg.datasets import load_dataset
@@ -89,11 +95,12 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
         val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
     # Points become pseudo-labels for training; validation needs real outlines.
     if config.points.self_training and model is None:
-        raise ValueError("self-training on points needs the model the run starts from")
+        raise ValueError("self-training on points needs a trained checkpoint to start from (--model names an "
+                         "architecture, whose random weights find no nuclei)")
 
     def detections(sample):
         if config.points.self_training and is_point_sample(sample):
-            return model_detections(model, sample.image, device)
+            return model_detections(model, sample.image, device, amp=config.amp, channels_last=config.channels_last)
         return None
 
     train_samples = [pseudo_label_sample(s, config.points, detections(s)) for s in train_samples]

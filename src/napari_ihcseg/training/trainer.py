@@ -133,7 +133,8 @@ class _Run:
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.train_set, self.val_set = resolve_data(config, train_samples, val_samples, model, self.device)
+        self.train_set, self.val_set = resolve_data(config, train_samples, val_samples,
+                                                    model if self.base_checkpoint else None, self.device)
         self.sampler = BatchSampler(self.train_set, tile=config.tile, stride=config.stride or config.tile,
                                     batch_size=config.batch_size, seed=config.seed, augment=config.augment,
                                     synthetic_fraction=config.synthetic_fraction,
