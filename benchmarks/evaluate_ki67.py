@@ -4,7 +4,7 @@ Every checkpoint is run through the normal path a user gets — the image
 resampled by the set's stated scale for the network
 (:data:`napari_ihcseg.datasets.ki67_sets.KI67_SETS`), ``segment_image`` with the
 checkpoint's instance settings, then ``score_image`` with the Ki-67 classifier
-calibrated into the checkpoint when it carries one (as ``ihcseg run`` and the
+calibrated into the checkpoint when it carries one (as ``ihcseg segment --stain`` and the
 widgets score), else the Ki-67 preset's DAB cut — on the
 held-out cases of :mod:`napari_ihcseg.datasets.ki67_split`, which nothing is
 trained, tuned or calibrated on:
