@@ -157,15 +157,13 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
 def case_counts(cells: np.ndarray, case: dict, radius: float = 0.5) -> dict:
     """Matching counts of one case (counted predictions inside the region only), within ``radius`` diameters."""
     from napari_ihcseg.datasets.ki67_sets import KI67_SETS
-    from napari_ihcseg.metrics import match_points
+    from napari_ihcseg.metrics import match_points, values_at_points
 
     cells = cells[cells[:, 3] > 0.5]
     centres, positive = cells[:, :2], cells[:, 2] > 0.5
     region = case["region"]
     if region is not None and len(centres):
-        r = np.clip(np.rint(centres[:, 0]).astype(int), 0, region.shape[0] - 1)
-        c = np.clip(np.rint(centres[:, 1]).astype(int), 0, region.shape[1] - 1)
-        keep = region[r, c]
+        keep = values_at_points(region, centres)
         centres, positive = centres[keep], positive[keep]
     truth, truth_pos = case["points"], case["positive"]
     m = match_points(centres, truth, radius=KI67_SETS[case["set"]].nucleus_diameter * radius)

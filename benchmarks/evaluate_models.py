@@ -135,7 +135,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
     from napari_ihcseg.io.points import read_points_csv
     from napari_ihcseg.datasets import load_deepliif
     from napari_ihcseg.io import read_image
-    from napari_ihcseg.metrics import evaluate_instances, evaluate_points
+    from napari_ihcseg.metrics import evaluate_instances, evaluate_points, values_at_points
     from napari_ihcseg.scoring import score_image
 
     name, segment = _segmenter(spec, tile, tta, default_instances)
@@ -169,8 +169,7 @@ def evaluate(spec: str, data: Path, names: tuple[str, ...], tile: int, tta: bool
         points, positive = read_points_csv(case / "markers.csv")
         region = np.asarray(Image.open(case / "mask-gt.png").convert("L")) > 0
         centres = cells[["centroid_y", "centroid_x"]].to_numpy()
-        rows_, cols_ = (np.clip(np.rint(centres[:, i]).astype(int), 0, region.shape[i] - 1) for i in (0, 1))
-        inside = region[rows_, cols_]
+        inside = values_at_points(region, centres)
         m = evaluate_points(centres[inside], cells["positive"].to_numpy(bool)[inside],
                             points, positive, radius=POINTS_RADIUS)
         rows.append({"image": f"ki67-points/{case.name}", **_detection(m),

@@ -42,10 +42,9 @@ def miss_kinds(labels: np.ndarray, centres: np.ndarray, ids: np.ndarray, points:
 
     ``centres`` are the counted nuclei's centroids and ``ids`` their labels.
     """
-    from napari_ihcseg.metrics import match_points
+    from napari_ihcseg.metrics import match_points, values_at_points
 
-    rc = np.clip(np.rint(points).astype(np.intp), 0, np.asarray(labels.shape) - 1)
-    under = labels[rc[:, 0], rc[:, 1]]
+    under = values_at_points(labels, points)
     held = np.bincount(under, minlength=int(labels.max()) + 1)
     matched = np.zeros(len(points), bool)
     matched[match_points(centres, points, radius=radius).truth_index] = True
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_ihcseg.datasets.ki67_sets import KI67_SETS, POINT_POSITIVE, load_immunoratio
     from napari_ihcseg.inference import InferenceConfig, segment_image
-    from napari_ihcseg.metrics import match_points
+    from napari_ihcseg.metrics import match_points, values_at_points
     from napari_ihcseg.models import load_model
     from napari_ihcseg.pipeline import PipelineOptions
     from napari_ihcseg.scoring import ScoringConfig, score_image
@@ -91,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = score_image(s.image, labels, config=scoring).cells
         cells = cells[cells["included"].to_numpy(bool)]
         centres = cells[["centroid_y", "centroid_x"]].to_numpy(float)
-        r = np.clip(np.rint(centres).astype(int), 0, np.asarray(s.region.shape) - 1)
-        keep = s.region[r[:, 0], r[:, 1]] if len(centres) else np.zeros(0, bool)
+        keep = values_at_points(s.region, centres)
         centres, ids = centres[keep], cells["label"].to_numpy()[keep]
         kinds, matched = miss_kinds(labels, centres, ids, s.points, radius)
         positive = s.point_classes == POINT_POSITIVE

@@ -19,7 +19,7 @@ import numpy as np
 from napari_ihcseg._atomic import atomic_path, output_folder
 from napari_ihcseg.io.names import image_stem, safe_name
 
-from .tracking import EditTracker, _now
+from .tracking import EditTracker, utc_timestamp
 
 __all__ = ["RecoveryInfo", "RecoveryStore", "default_recovery_dir", "recovery_key"]
 
@@ -93,7 +93,7 @@ class RecoveryStore:
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels to recover must be a 2-D integer array, got {labels.dtype} {labels.shape}")
         meta = {"key": key, "source": None if source is None else str(source), "shape": list(labels.shape),
-                "saved_at": _now(), "edits": tracker.to_dict()}
+                "saved_at": utc_timestamp(), "edits": tracker.to_dict()}
         path = self.path_for(key)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)))

@@ -114,7 +114,8 @@ class EditRecord:
                 "changed": list(self.changed), "deleted": list(self.deleted)}
 
 
-def _now() -> str:
+def utc_timestamp() -> str:
+    """The current time in UTC, ISO 8601 to the second (how edits and recovery files are stamped)."""
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -151,7 +152,7 @@ class EditTracker:
                                      for ids in (created, changed, deleted))
         if not (created or changed or deleted):
             return None
-        rec = EditRecord(time or _now(), str(action), created, changed, deleted)
+        rec = EditRecord(time or utc_timestamp(), str(action), created, changed, deleted)
         self._apply(rec)
         self._log.append(rec)
         return rec

@@ -25,7 +25,7 @@ from .instances import (
 )
 from .overlap import InstanceOverlap, instance_overlap
 from .pixel import confusion_counts, dice, dice_loss, iou, iou_loss, tversky_index, tversky_loss
-from .points import POINT_METRICS, PointMatches, cohen_kappa, evaluate_points, match_points
+from .points import POINT_METRICS, PointMatches, cohen_kappa, evaluate_points, match_points, values_at_points
 
 __all__ = [
     "INSTANCE_METRICS",
@@ -50,4 +50,5 @@ __all__ = [
     "panoptic_quality",
     "tversky_index",
     "tversky_loss",
+    "values_at_points",
 ]

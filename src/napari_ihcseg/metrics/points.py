@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from ._common import ratio
 
-__all__ = ["PointMatches", "match_points", "evaluate_points", "cohen_kappa", "POINT_METRICS"]
+__all__ = ["PointMatches", "match_points", "evaluate_points", "cohen_kappa", "values_at_points", "POINT_METRICS"]
 
 #: Keys of :func:`evaluate_points`, in the order tables list them.
 POINT_METRICS = (
@@ -78,6 +78,31 @@ class PointMatches:
     @property
     def fn(self) -> int:
         return self.n_truth - self.tp
+
+
+def values_at_points(array, points) -> np.ndarray:
+    """The values of a 2-D ``array`` (a region mask, labels) at the pixels nearest to ``points``.
+
+    Parameters
+    ----------
+    array : (H, W) array_like
+    points : (N, 2) array_like of float
+        ``(row, col)`` positions; those beyond the edge take the edge pixel.
+
+    Returns
+    -------
+    (N,) ndarray of ``array``'s dtype
+
+    Examples
+    --------
+    >>> mask = np.zeros((4, 4), bool); mask[1, 2] = True
+    >>> values_at_points(mask, [[1.2, 1.6], [0.0, 0.0], [9.0, -3.0]]).tolist()
+    [True, False, False]
+    """
+    array = np.asarray(array)
+    rc = np.rint(np.asarray(points, np.float64).reshape(-1, 2)).astype(np.intp)
+    rc = np.clip(rc, 0, np.asarray(array.shape[:2]) - 1)
+    return array[rc[:, 0], rc[:, 1]]
 
 
 def match_points(pred_points, truth_points, *, radius: float) -> PointMatches:

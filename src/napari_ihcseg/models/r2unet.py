@@ -153,12 +153,15 @@ class RRCNNBlock(nn.Module):
         self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.match(x)
-        return self.act(layer_fusion.sum_into(self.body(x), x))
+        return self._residual(self.match(x))
 
     def forward_decoder(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """The block on ``cat([upsample(coarse), skip])``, which it need not build (see :mod:`.layer_fusion`)."""
-        x = layer_fusion.conv1x1_of_upsampled_concat(self.match, coarse, skip, lambda t: upsample_like(t, skip))
+        return self._residual(
+            layer_fusion.conv1x1_of_upsampled_concat(self.match, coarse, skip, lambda t: upsample_like(t, skip)))
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``act(x + body(x))`` of the channel-matched input."""
         return self.act(layer_fusion.sum_into(self.body(x), x))
 
 

@@ -246,10 +246,14 @@ def classifiers_stamp(classifiers: dict | None) -> str:
     return hashlib.sha256(json.dumps(classifiers, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checkpoint_classifiers_stamp(spec: str | os.PathLike) -> str:
-    """:func:`classifiers_stamp` of the classifiers that ``spec`` carries now (``""`` for an architecture)."""
+def checkpoint_classifiers_stamp(spec: str | os.PathLike) -> str | None:
+    """:func:`classifiers_stamp` of the classifiers that ``spec`` carries now (``None`` for an architecture).
+
+    >>> checkpoint_classifiers_stamp("r2unet-lite") is None
+    True
+    """
     folder = checkpoint_folder(spec)
-    return "" if folder is None else classifiers_stamp(read_checkpoint_config(folder)["classifiers"])
+    return None if folder is None else classifiers_stamp(read_checkpoint_config(folder)["classifiers"])
 
 
 def recommended_instance_params(spec: str | os.PathLike) -> dict:

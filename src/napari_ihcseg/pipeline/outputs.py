@@ -88,12 +88,14 @@ def _made_with(summary: dict, options: PipelineOptions, listed: dict) -> bool:
     model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
     if options.model is not None and str(options.model) != model.get("name"):
         return False
-    if _current_sha256(options.model if options.model is not None else model.get("name")) != model.get("sha256"):
+    from napari_ihcseg.models import checkpoint_classifiers_stamp, checkpoint_sha256
+
+    spec = options.model if options.model is not None else model.get("name")
+    if _current(checkpoint_sha256, spec) != model.get("sha256"):
         return False
     # Scores depend on the checkpoint's calibrated classifiers too (recalibrated or withdrawn: redo them;
     # outputs from before they were recorded are redone once).
-    if options.stain and _current_classifiers(options.model if options.model is not None else model.get("name")) \
-            != model.get("classifiers"):
+    if options.stain and _current(checkpoint_classifiers_stamp, spec) != model.get("classifiers"):
         return False
     # The same options give other nuclei once the checkpoint's tuned settings change.
     used = summary.get("scale")
@@ -122,23 +124,10 @@ def _expected_instances(options: PipelineOptions, model_name: str | None,
     return config.instance_options_for(tuned)
 
 
-def _current_sha256(spec) -> str | None:
-    """The sha256 a checkpoint's ``config.json`` records now (``None``: an architecture or unknown)."""
-    from napari_ihcseg.models import checkpoint_sha256
-
+def _current(read, spec):
+    """What ``read(spec)`` finds in a checkpoint's ``config.json`` now (``None``: an architecture or unknown)."""
     try:
-        return checkpoint_sha256(spec)
-    except (TypeError, ValueError):
-        return None
-
-
-def _current_classifiers(spec) -> str | None:
-    """The classifiers stamp a checkpoint carries now (``None``: an architecture or unknown)."""
-    from napari_ihcseg.models import checkpoint_classifiers_stamp
-    from napari_ihcseg.models.shipped import checkpoint_folder
-
-    try:
-        return None if checkpoint_folder(spec) is None else checkpoint_classifiers_stamp(spec)
+        return read(spec)
     except (TypeError, ValueError):
         return None
 

@@ -101,7 +101,7 @@ def labelled_nuclei(
     radius : float, optional
         Matching radius; default half the median diameter of the detections.
     """
-    from napari_ihcseg.metrics.points import match_points
+    from napari_ihcseg.metrics.points import match_points, values_at_points
 
     points = np.asarray(points, np.float64).reshape(-1, 2)
     positive = np.asarray(positive, bool).ravel()
@@ -112,12 +112,8 @@ def labelled_nuclei(
         raise ValueError(f"{name}: region of shape {region.shape} does not match labels {labels.shape}")
     cells = measure_nuclei(image, labels, stains=stains)
     cells = nucleus_features(image, labels, cells, stains=stains)
-    r = np.clip(np.round(cells["centroid_y"].to_numpy()).astype(int), 0, labels.shape[0] - 1)
-    c = np.clip(np.round(cells["centroid_x"].to_numpy()).astype(int), 0, labels.shape[1] - 1)
-    cells = cells[region[r, c]].reset_index(drop=True)
-    pr = np.clip(np.round(points[:, 0]).astype(int), 0, labels.shape[0] - 1)
-    pc = np.clip(np.round(points[:, 1]).astype(int), 0, labels.shape[1] - 1)
-    inside = region[pr, pc]
+    cells = cells[values_at_points(region, cells[["centroid_y", "centroid_x"]].to_numpy())].reset_index(drop=True)
+    inside = values_at_points(region, points)
     points, positive = points[inside], positive[inside]
     if radius is None:
         area = float(np.median(cells["area_px"])) if len(cells) else 50.0

@@ -203,6 +203,7 @@ def summarize(
     dab = cells["dab_od_mean"].to_numpy(np.float64)[keep]
     cls = cell_classes(cells, config)
     human = human_classes(cells)
+    disagreement = _classifier_disagreement(cells, config, cls, keep & ~human)
     if human.any():  # classes set by hand stay as set, whatever the thresholds or classifier
         cls[human] = cells["intensity_class"].to_numpy(np.int8)[human]
     cls = cls[keep]
@@ -244,7 +245,24 @@ def summarize(
         "stain_vectors": vectors,
         **_trust(cells, keep, n_pos, n, config),
     }
+    if disagreement:
+        summary["warnings"].append(disagreement)
     return {key: summary[key] for key in SUMMARY_KEYS}
+
+
+def _classifier_disagreement(cells: pd.DataFrame, config: ScoringConfig, classes: np.ndarray,
+                             decided: np.ndarray) -> str | None:
+    """A warning when the classifier's positive % (``classes`` of the ``decided`` nuclei) strays from the DAB cut's."""
+    if config.classifier is None or not decided.any():
+        return None
+    by_cut = 100.0 * float(np.mean(intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[decided],
+                                                     config.thresholds) >= 1))
+    by_model = 100.0 * float(np.mean(classes[decided] >= 1))
+    if abs(by_model - by_cut) <= CLASSIFIER_DISAGREEMENT:
+        return None
+    return (f"the calibrated classifier calls {by_model:.1f} % of the nuclei positive where the DAB cut "
+            f"{config.thresholds[0]:g} calls {by_cut:.1f} %: the image may lie outside the stains and tissues "
+            "it was calibrated on; check some nuclei, or score with thresholds")
 
 
 def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None) -> HotSpotSearch:
@@ -269,16 +287,6 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: Sc
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
-    decided = keep & ~human_classes(cells)        # the nuclei the classifier called, not a person
-    if config.classifier is not None and decided.any():
-        by_cut = 100.0 * float(np.mean(intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[decided],
-                                                         config.thresholds) >= 1))
-        by_model = 100.0 * float(np.mean(cell_classes(cells, config)[decided] >= 1))
-        if abs(by_model - by_cut) > CLASSIFIER_DISAGREEMENT:
-            out["warnings"].append(
-                f"the calibrated classifier calls {by_model:.1f} % of the nuclei positive where the DAB cut "
-                f"{config.thresholds[0]:g} calls {by_cut:.1f} %: the image may lie outside the stains and tissues "
-                "it was calibrated on; check some nuclei, or score with thresholds")
     spot = hotspot_of_cells(cells, config, keep).hotspot if ki67 and "centroid_y" in cells and n else None
     out.update({
         "hotspot_ki67_index": spot.index if spot else None,

@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_ihcseg.metrics.points import values_at_points
+
 POINT_TARGET_METHODS = ("watershed", "disk")
 
 
@@ -221,8 +223,7 @@ def adopt_detections(labels: np.ndarray, detections: np.ndarray, points: np.ndar
     points = np.asarray(points, np.float64).reshape(-1, 2)
     if len(points) == 0 or not detections.any():
         return out
-    rc = np.clip(np.rint(points).astype(np.intp), 0, np.asarray(labels.shape) - 1)
-    under = detections[rc[:, 0], rc[:, 1]].astype(np.intp)
+    under = values_at_points(detections, points).astype(np.intp)
     held = np.bincount(under, minlength=int(detections.max()) + 1)
     alone = np.flatnonzero((under > 0) & (held[under] == 1))
     if len(alone) == 0:
