@@ -39,9 +39,11 @@ The full run predicts about 70 megapixels per checkpoint (the ki67-immunoratio
 fields at twice their size); ``--sets`` restricts it.
 
 ``--cache DIR`` keeps each checkpoint's cells per case (keyed by the
-weights' sha256, its Ki-67 classifier, the case and the scale) so that a
-later run with more checkpoints does not predict the same ones again; clear
-it when the segmentation or scoring code changes.
+weights' sha256, its instance settings and Ki-67 classifier, the Ki-67
+preset's cuts, the case and the scale) so that a later run with more
+checkpoints does not predict the same ones again; clear it when the
+segmentation or scoring code changes. The cells keep each nucleus's mean DAB
+OD, from which ``calibrate_ki67_sets.py`` tries other cuts.
 
 ``--radii 0.75 1.0`` adds, after the main table, pooled and per-set
 detection figures at other matching radii (fractions of the nucleus
@@ -68,38 +70,44 @@ PREVIOUS_DEFAULT = "r2unet-lite-ihc"
 SET_FOLDERS = {"immunoratio": "ki67-immunoratio", "ki67-points": "ki67-points", "glioma": "ki67-glioma-polygons"}
 
 
-def held_out_cases(data: Path, sets=tuple(SET_FOLDERS)) -> list[dict]:
-    """The held-out cases of ``sets`` at their own scale: image, truth points and classes, region, set."""
+def ki67_cases(data: Path, sets=tuple(SET_FOLDERS), cases: str = "held-out") -> list[dict]:
+    """The ``cases`` (held-out or train) of ``sets`` at their own scale: image, truth points and classes, region, set.
+
+    A set without such cases (ki67-points has no training field) gives none.
+    """
     from scipy import ndimage as ndi
 
     from napari_ihcseg.datasets.ki67_sets import (POINT_POSITIVE, load_glioma_polygons, load_immunoratio,
                                               load_ki67_points)
 
-    cases = []
+    def read(loader, kind):
+        if kind not in sets or (kind == "ki67-points" and cases == "train"):
+            return []
+        return loader(data / SET_FOLDERS[kind], cases=cases, scale=1.0)
+
+    out = []
     for kind, loader in (("immunoratio", load_immunoratio), ("ki67-points", load_ki67_points)):
-        if kind not in sets:
-            continue
-        for s in loader(data / SET_FOLDERS[kind], cases="held-out", scale=1.0):
-            cases.append({"set": kind, "name": s.name, "image": s.image, "points": s.points,
-                          "positive": s.point_classes == POINT_POSITIVE, "region": s.region})
-    for s in (load_glioma_polygons(data / SET_FOLDERS["glioma"], cases="held-out", scale=1.0)
-              if "glioma" in sets else []):
+        for s in read(loader, kind):
+            out.append({"set": kind, "name": s.name, "image": s.image, "points": s.points,
+                        "positive": s.point_classes == POINT_POSITIVE, "region": s.region})
+    for s in read(load_glioma_polygons, "glioma"):
         ids = np.array(sorted(s.classes))
         centres = np.asarray(ndi.center_of_mass(np.ones_like(s.labels), s.labels, ids)).reshape(-1, 2)
-        cases.append({"set": "glioma", "name": s.name, "image": s.image, "points": centres,
-                      "positive": np.array([s.classes[int(i)] == 1 for i in ids], bool), "region": None})
-    return cases
+        out.append({"set": "glioma", "name": s.name, "image": s.image, "points": centres,
+                    "positive": np.array([s.classes[int(i)] == 1 for i in ids], bool), "region": None})
+    return out
 
 
 def _weights_key(spec: str) -> str:
-    """The cache key of a checkpoint: its weights, its instance settings and its Ki-67 classifier.
+    """The cache key of a checkpoint: its weights, its instance settings, its Ki-67 classifier and the preset.
 
     Re-tuned instance settings change which nuclei are found, and a
-    recalibrated classifier which are positive and counted, so neither may
-    reuse the cells cached with the previous ones.
+    recalibrated classifier or a new Ki-67 preset cut which are positive and
+    counted, so none may reuse the cells cached with the previous ones.
     """
     from napari_ihcseg._json_file import read_json
     from napari_ihcseg.models.shipped import shipped_checkpoints
+    from napari_ihcseg.scoring import get_preset
 
     folder = Path(shipped_checkpoints().get(spec, Path(spec)))
     weights = folder / "weights.safetensors"
@@ -109,17 +117,17 @@ def _weights_key(spec: str) -> str:
     config = folder / "config.json"
     settings = read_json(config) if config.is_file() else {}
     settings = {k: settings[k] for k in ("instances", "classifiers") if settings.get(k)}
-    if settings:
-        key += "-s" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return key
+    settings["ki67_preset"] = list(get_preset("ki67").thresholds)
+    return key + "-s" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
-#: Columns of a case's cells array: centroid row, column, positive (0/1), included (0/1: counted by the score).
-CELL_COLUMNS = ("centroid_y", "centroid_x", "positive", "included")
+#: Columns of a case's cells array: centroid row, column, positive (0/1), included (0/1: counted by the
+#: score) and the nucleus's mean DAB optical density (what a DAB cut reads; benchmarks/calibrate_ki67_sets.py).
+CELL_COLUMNS = ("centroid_y", "centroid_x", "positive", "included", "dab_od_mean")
 
 
 def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> list[np.ndarray]:
-    """Per case an (N, 4) array of :data:`CELL_COLUMNS`, at the case's own scale."""
+    """Per case an (N, 5) array of :data:`CELL_COLUMNS`, at the case's own scale."""
     from napari_ihcseg.datasets.ki67_sets import KI67_SETS
     from napari_ihcseg.inference import segment_image
     from napari_ihcseg.models import load_model
@@ -135,7 +143,7 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
         path = cache / f"{key}-{case['name'].replace('/', '_')}-x{scale:g}.npy" if cache else None
         if path is not None and path.is_file():
             cached = np.load(path)
-            if cached.ndim == 2 and cached.shape[1] == len(CELL_COLUMNS):   # older caches lack ``included``
+            if cached.ndim == 2 and cached.shape[1] == len(CELL_COLUMNS):   # older caches lack columns
                 out.append(cached)
                 continue
         if model is None:
@@ -274,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sets) - set(SET_FOLDERS)
     if unknown or not sets:
         parser.error(f"--sets: choose among {', '.join(SET_FOLDERS)}")
-    cases = held_out_cases(data, sets)
+    cases = ki67_cases(data, sets)
     cache = Path(args.cache) if args.cache else None
     if any(not r > 0 for r in args.radii):
         parser.error("--radii: fractions of the nucleus diameter must be positive")

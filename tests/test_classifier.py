@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_ihcseg.inference import InferenceConfig
-from napari_ihcseg.scoring import ScoringConfig, score_image
+from napari_ihcseg.scoring import ScoringConfig, get_preset, score_image
 from napari_ihcseg.scoring.calibrate import (
     best_dab_cut,
     calibrate_classifier,
@@ -97,7 +97,8 @@ def _dab_only(cut: float = 0.2) -> NucleusClassifier:
 def test_a_steep_logistic_on_dab_is_the_threshold():
     image, labels, *_ = brown_cytoplasm_field(1)
     by_cut = score_image(image, labels, stain="ki67").summary
-    by_model = score_image(image, labels, config=ScoringConfig(classifier=_dab_only())).summary
+    cut = get_preset("ki67").thresholds[0]
+    by_model = score_image(image, labels, config=ScoringConfig(classifier=_dab_only(cut))).summary
     assert by_model["n_positive"] == by_cut["n_positive"] and by_model["n_nuclei"] == by_cut["n_nuclei"]
     assert not any("calibrated classifier" in w for w in by_model["warnings"])
 

@@ -53,8 +53,12 @@ def test_a_wider_radius_matches_points_placed_off_the_nucleus_centre(bench):
     assert bench.case_counts(cells, case, radius=0.75)["tp"] == 1
 
 
-def test_the_cache_key_changes_with_the_classifier_and_the_instance_settings(bench, tmp_path):
+def test_the_cache_key_changes_with_the_classifier_the_instance_settings_and_the_preset(bench, tmp_path,
+                                                                                        monkeypatch):
+    import dataclasses
     import json
+
+    from napari_ihcseg.scoring import presets
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -67,11 +71,14 @@ def test_the_cache_key_changes_with_the_classifier_and_the_instance_settings(ben
     second = bench._weights_key(str(folder))
     (folder / "config.json").write_text(json.dumps({"classifiers": {"ki67": {"cut": 0.15}},
                                                     "instances": {"mask_threshold": 0.6}}))
-    assert len({plain, first, second, bench._weights_key(str(folder))}) == 4, \
-        "cells cached with one classifier or instance setting must not be reused with another"
+    tuned = bench._weights_key(str(folder))
+    monkeypatch.setitem(presets.PRESETS, "ki67", dataclasses.replace(presets.PRESETS["ki67"],
+                                                                     thresholds=(0.15, 0.4, 0.6)))
+    assert len({plain, first, second, tuned, bench._weights_key(str(folder))}) == 5, \
+        "cells cached with one classifier, instance setting or preset cut must not be reused with another"
 
 
-def test_cached_cells_are_reused_and_caches_without_the_counted_column_are_not(bench, tmp_path):
+def test_cached_cells_are_reused_and_caches_without_every_column_are_not(bench, tmp_path):
     import json
 
     folder = tmp_path / "ckpt"
@@ -82,10 +89,10 @@ def test_cached_cells_are_reused_and_caches_without_the_counted_column_are_not(b
     cache = tmp_path / "cache"
     cache.mkdir()
     path = cache / f"{bench._weights_key(str(folder))}-immunoratio_1-x2.npy"
-    cells = np.array([[1.0, 2.0, 1.0, 0.0]])
+    cells = np.array([[1.0, 2.0, 1.0, 0.0, 0.31]])
     np.save(path, cells)
     np.testing.assert_array_equal(bench.predict_cells(str(folder), [case], tile=256, cache=cache)[0], cells)
-    np.save(path, cells[:, :3])             # an older cache, without ``included``: the model must run again
+    np.save(path, cells[:, :4])             # an older cache, without the DAB OD: the model must run again
     with pytest.raises(ValueError, match="config.json"):   # it tries to load the (unreadable) checkpoint
         bench.predict_cells(str(folder), [case], tile=256, cache=cache)
 
@@ -114,7 +121,8 @@ def test_cells_are_scored_with_the_checkpoints_own_classifier_as_the_pipeline_do
 
     def fake_score(image, labels, config):
         seen.append(config.classifier)
-        cells = pd.DataFrame({"centroid_y": [1.0], "centroid_x": [2.0], "positive": [1], "included": [True]})
+        cells = pd.DataFrame({"centroid_y": [1.0], "centroid_x": [2.0], "positive": [1], "included": [True],
+                              "dab_od_mean": [0.25]})
         return type("Scores", (), {"cells": cells})()
 
     monkeypatch.setattr(bench, "_weights_key", lambda spec: "key")
@@ -124,4 +132,4 @@ def test_cells_are_scored_with_the_checkpoints_own_classifier_as_the_pipeline_do
     case = {"set": "immunoratio", "name": "immunoratio/1", "image": np.zeros((8, 8, 3), np.uint8)}
     cells = bench.predict_cells("ckpt", [case], tile=256, cache=None)[0]
     assert seen == [classifier], "the checkpoint's calibrated classifier scores the cells"
-    np.testing.assert_array_equal(cells, [[1.0, 2.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(cells, [[1.0, 2.0, 1.0, 1.0, 0.25]])

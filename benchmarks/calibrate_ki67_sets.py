@@ -1,0 +1,183 @@
+"""Choose the Ki-67 DAB cut on thousands of nuclei from two sets, and check it on sets it never saw.
+
+The Ki-67 preset calls a nucleus positive when its mean DAB optical density
+reaches a cut (``t1``). This benchmark chooses that cut on the *training*
+cases of the two Ki-67 sets that have any (the 20 ``ki67-immunoratio``
+breast fields, about 23,000 pathologist points, and the 4 ``ki67-glioma-polygons``
+training frames, about 2,000 outlined nuclei), with the nuclei a checkpoint
+finds, scored as the pipeline scores them:
+
+1. Every case is segmented at its set's scale and scored with the Ki-67
+   preset (``benchmarks/evaluate_ki67.py``'s cells, shared cache); the
+   counted nuclei (``included``, centroid inside the annotated region) keep
+   their mean DAB OD.
+2. For each cut on a grid of 0.025 steps, a case's Ki-67 index is the % of
+   its counted nuclei at or above the cut; its error is |index − the
+   pathologists' index|. Class agreement is over the nuclei matched to a
+   point within half a nucleus diameter.
+3. **Chosen cut:** the smallest mean |Δ index|, each *set* weighing the same
+   (the mean over a set's cases, then over the sets), so that the 20 breast
+   fields do not drown the glioma frames. Ties go to the lower cut.
+4. **Leave one set out:** the cut chosen on one set alone is scored on the
+   other, beside the preset; a cut that only suits one stain shows here.
+5. The held-out cases (6 immunoratio, 2 ki67-points, 1 glioma; never used to
+   choose) are scored with the preset and with the chosen cut.
+
+Usage::
+
+    python benchmarks/calibrate_ki67_sets.py --cache /tmp/ki67-cells      # r2unet-lite-ihc
+    python benchmarks/calibrate_ki67_sets.py --model runs/ft/best --json cut.json
+
+Segmenting every case takes about 15 minutes per checkpoint on two cores;
+``--cache`` keeps the cells (the same cache as ``evaluate_ki67.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate_ki67 import CELL_COLUMNS, ROOT, ki67_cases, predict_cells  # noqa: E402
+
+#: Cuts tried (DAB OD).
+GRID = np.round(np.arange(0.05, 0.4001, 0.025), 3)
+INCLUDED, DAB = CELL_COLUMNS.index("included"), CELL_COLUMNS.index("dab_od_mean")
+
+
+def case_calls(cells: np.ndarray, case: dict) -> dict:
+    """What a DAB cut needs of one case: the counted nuclei's DAB, the matched ones' truth, the true index.
+
+    Parameters
+    ----------
+    cells : (N, len(CELL_COLUMNS)) array
+        The case's cells (:func:`evaluate_ki67.predict_cells`).
+    case : dict
+        The case (:func:`evaluate_ki67.ki67_cases`): ``set``, ``points``,
+        ``positive`` and ``region`` (None: the whole image).
+    """
+    from napari_ihcseg.datasets.ki67_sets import KI67_SETS
+    from napari_ihcseg.metrics import match_points, values_at_points
+
+    cells = cells[cells[:, INCLUDED] > 0.5]
+    if case["region"] is not None and len(cells):
+        cells = cells[values_at_points(case["region"], cells[:, :2])]
+    match = match_points(cells[:, :2], case["points"], radius=0.5 * KI67_SETS[case["set"]].nucleus_diameter)
+    return {"set": case["set"], "name": case["name"], "dab": cells[:, DAB],
+            "matched_dab": cells[match.pred_index, DAB], "matched_truth": case["positive"][match.truth_index],
+            "truth_index": 100.0 * float(np.mean(case["positive"]))}
+
+
+def index_error(calls: dict, cut: float) -> float:
+    """|Δ Ki-67 index| (points) of one case called at ``cut``."""
+    dab = calls["dab"]
+    index = 100.0 * float(np.mean(dab >= cut)) if len(dab) else float("nan")
+    return abs(index - calls["truth_index"])
+
+
+def agreement(calls: list[dict], cut: float) -> float:
+    """Class agreement over the matched nuclei of ``calls`` (pooled)."""
+    agree = sum(int(np.sum((c["matched_dab"] >= cut) == c["matched_truth"])) for c in calls)
+    total = sum(len(c["matched_dab"]) for c in calls)
+    return agree / total if total else float("nan")
+
+
+def set_error(calls: list[dict], cut: float) -> float:
+    """Mean |Δ index| over the sets of ``calls``, each set the mean over its cases."""
+    sets = dict.fromkeys(c["set"] for c in calls)
+    return float(np.mean([np.mean([index_error(c, cut) for c in calls if c["set"] == s]) for s in sets]))
+
+
+def choose_cut(calls: list[dict], grid=GRID) -> float:
+    """The cut of ``grid`` with the smallest :func:`set_error` (ties: the lower cut)."""
+    errors = [set_error(calls, cut) for cut in grid]
+    return float(grid[int(np.argmin(errors))])
+
+
+def _row(label: str, groups: dict[str, list[dict]], cut: float) -> str:
+    cells = "".join(f"{np.mean([index_error(c, cut) for c in g]):>9.2f} /{agreement(g, cut):.3f}"
+                    for g in groups.values())
+    return f"{label:<28}" + cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="r2unet-lite-ihc", help="checkpoint name or folder")
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--cache", default=None, help="folder that keeps predicted cells (shared with evaluate_ki67)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    data = Path(args.data_root)
+    if not data.is_dir():
+        parser.error(f"{data}: shared data folder not found")
+    from napari_ihcseg.scoring import get_preset
+
+    preset = get_preset("ki67").thresholds[0]
+    cache = Path(args.cache) if args.cache else None
+    started = time.perf_counter()
+    calls = {}
+    for selection in ("train", "held-out"):
+        cases = ki67_cases(data, ("immunoratio", "ki67-points", "glioma"), cases=selection)
+        cells = predict_cells(args.model, cases, tile=args.tile, cache=cache)
+        calls[selection] = [case_calls(c, case) for c, case in zip(cells, cases)]
+    train, held = calls["train"], calls["held-out"]
+    by_set = {s: [c for c in train if c["set"] == s] for s in dict.fromkeys(c["set"] for c in train)}
+    counts = {s: (len(g), sum(len(c["matched_dab"]) for c in g)) for s, g in by_set.items()}
+    print(f"{args.model}: training cases " + ", ".join(f"{s} {n} ({m} nuclei matched to points)"
+                                                       for s, (n, m) in counts.items())
+          + f"; {time.perf_counter() - started:.0f} s")
+
+    chosen = choose_cut(train)
+    alone = {s: choose_cut(g) for s, g in by_set.items()}
+    print("\ntraining cases: mean |Δ index| / class agreement per set, at each cut")
+    print(f"{'cut':<28}" + "".join(f"{s:>15}" for s in by_set) + f"{'sets mean |Δ|':>16}")
+    for cut in GRID:
+        marks = ("  chosen" if cut == chosen else "") + ("  preset" if cut == preset else "")
+        print(_row(f"{cut:.3f}{marks}", by_set, cut) + f"{set_error(train, cut):>16.2f}")
+
+    print("\nleave one set out: the cut chosen on one set alone, scored on the other (mean |Δ| / agreement)")
+    loso = {}
+    for fitted, cut in alone.items():
+        for other, group in by_set.items():
+            if other == fitted:
+                continue
+            figures = {"cut": cut, "abs_delta_index": float(np.mean([index_error(c, cut) for c in group])),
+                       "preset_abs_delta_index": float(np.mean([index_error(c, preset) for c in group]))}
+            loso[f"{fitted}->{other}"] = figures
+            print(f"  chosen on {fitted} alone: {cut:.3f}; on {other}: {figures['abs_delta_index']:.2f} "
+                  f"(preset {preset:g}: {figures['preset_abs_delta_index']:.2f})")
+
+    held_sets = {s: [c for c in held if c["set"] == s] for s in dict.fromkeys(c["set"] for c in held)}
+    held_sets["all held-out"] = held
+    print("\nheld-out cases (never used to choose): mean |Δ index| / class agreement")
+    print(f"{'cut':<28}" + "".join(f"{s:>15}" for s in held_sets))
+    for label, cut in ((f"preset {preset:g}", preset), (f"chosen {chosen:g}", chosen)):
+        print(_row(label, held_sets, cut))
+    print("\nper held-out case: truth %, preset %, chosen %")
+    for c in held:
+        called = [100.0 * float(np.mean(c["dab"] >= cut)) for cut in (preset, chosen)]
+        print(f"  {c['name']:<30} {c['truth_index']:5.1f} {called[0]:7.1f} {called[1]:7.1f}")
+    print(f"\nchosen on the training cases of both sets: {chosen:g} (preset {preset:g}); "
+          + ", ".join(f"{s} alone {cut:g}" for s, cut in alone.items()))
+    if args.json:
+        def figures(group, cut):
+            return {"abs_delta_index": float(np.mean([index_error(c, cut) for c in group])),
+                    "agreement": agreement(group, cut)}
+
+        out = {"model": args.model, "preset": preset, "chosen": chosen, "chosen_alone": alone,
+               "training": {s: {"cases": n, "matched_nuclei": m} for s, (n, m) in counts.items()},
+               "leave_one_set_out": loso,
+               "held_out": {s: {"preset": figures(g, preset), "chosen": figures(g, chosen)}
+                            for s, g in held_sets.items()}}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
