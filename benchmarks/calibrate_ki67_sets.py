@@ -22,6 +22,8 @@ finds, scored as the pipeline scores them:
    other, beside the preset; a cut that only suits one stain shows here.
 5. The held-out cases (6 immunoratio, 2 ki67-points, 1 glioma; never used to
    choose) are scored with the preset and with the chosen cut.
+6. The five glioma frames' *outlined* nuclei (the polygons themselves, no
+   model) are scored at both cuts: the cut alone, without detection errors.
 
 Usage::
 
@@ -99,6 +101,24 @@ def choose_cut(calls: list[dict], grid=GRID) -> float:
     return float(grid[int(np.argmin(errors))])
 
 
+def outlined_glioma(data: Path, cuts) -> list[tuple[str, float, list[float]]]:
+    """Per glioma frame (all five): the true index and the index of its *outlined* nuclei at each cut.
+
+    No model is involved: the pathologists' own polygons are scored, so this
+    shows the cut alone.
+    """
+    from napari_ihcseg.datasets.ki67_sets import load_glioma_polygons
+    from napari_ihcseg.scoring import ScoringConfig, score_image
+
+    rows = []
+    for s in load_glioma_polygons(data / "ki67-glioma-polygons", cases="all", scale=1.0):
+        cells = score_image(s.image, s.labels, config=ScoringConfig(stain="ki67")).cells
+        dab = cells.loc[cells["included"].to_numpy(bool), "dab_od_mean"].to_numpy()
+        truth = 100.0 * float(np.mean([c == 1 for c in s.classes.values()]))
+        rows.append((s.name, truth, [100.0 * float(np.mean(dab >= cut)) for cut in cuts]))
+    return rows
+
+
 def _row(label: str, groups: dict[str, list[dict]], cut: float) -> str:
     cells = "".join(f"{np.mean([index_error(c, cut) for c in g]):>9.2f} /{agreement(g, cut):.3f}"
                     for g in groups.values())
@@ -163,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     for c in held:
         called = [100.0 * float(np.mean(c["dab"] >= cut)) for cut in (preset, chosen)]
         print(f"  {c['name']:<30} {c['truth_index']:5.1f} {called[0]:7.1f} {called[1]:7.1f}")
+    cuts = sorted({0.1, 0.15, 0.2, 0.25, preset, chosen})
+    print("\nglioma frames, the pathologists' outlined nuclei (no model): truth % and % positive at each cut")
+    print(f"  {'frame':<30} {'truth':>5}" + "".join(f"{cut:>7g}" for cut in cuts))
+    outlined = outlined_glioma(data, cuts)
+    for name, truth, called in outlined:
+        print(f"  {name:<30} {truth:5.1f}" + "".join(f"{c:7.1f}" for c in called))
+    print(f"  {'mean |Δ index|':<36}" + "".join(f"{np.mean([abs(c[i] - t) for _, t, c in outlined]):7.2f}"
+                                             for i in range(len(cuts))))
     print(f"\nchosen on the training cases of both sets: {chosen:g} (preset {preset:g}); "
           + ", ".join(f"{s} alone {cut:g}" for s, cut in alone.items()))
     if args.json:
@@ -173,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {"model": args.model, "preset": preset, "chosen": chosen, "chosen_alone": alone,
                "training": {s: {"cases": n, "matched_nuclei": m} for s, (n, m) in counts.items()},
                "leave_one_set_out": loso,
+               "glioma_outlined": [{"frame": n, "truth_index": t, "index_at": dict(zip(map(str, cuts), c))}
+                                   for n, t, c in outlined],
                "held_out": {s: {"preset": figures(g, preset), "chosen": figures(g, chosen)}
                             for s, g in held_sets.items()}}
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -74,9 +74,11 @@ def test_the_report_chooses_on_training_cases_only_and_scores_the_held_out_ones(
 
     monkeypatch.setattr(bench, "ki67_cases", cases)
     monkeypatch.setattr(bench, "predict_cells", cells)
+    monkeypatch.setattr(bench, "outlined_glioma", lambda data, cuts: [("glioma/f", 20.0, [10.0 * c for c in cuts])])
     out = tmp_path / "cut.json"
     assert bench.main(["--data-root", str(tmp_path), "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert figures["chosen"] == pytest.approx(0.175)
     assert figures["held_out"]["all held-out"]["chosen"]["abs_delta_index"] == pytest.approx(50.0)
     assert figures["held_out"]["all held-out"]["preset"]["agreement"] == pytest.approx(0.5)
+    assert figures["glioma_outlined"][0]["index_at"]["0.175"] == pytest.approx(1.75)
