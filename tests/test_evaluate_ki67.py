@@ -72,8 +72,9 @@ def test_the_cache_key_changes_with_the_classifier_the_instance_settings_and_the
     (folder / "config.json").write_text(json.dumps({"classifiers": {"ki67": {"cut": 0.15}},
                                                     "instances": {"mask_threshold": 0.6}}))
     tuned = bench._weights_key(str(folder))
+    t1, t2, t3 = presets.PRESETS["ki67"].thresholds
     monkeypatch.setitem(presets.PRESETS, "ki67", dataclasses.replace(presets.PRESETS["ki67"],
-                                                                     thresholds=(0.15, 0.4, 0.6)))
+                                                                     thresholds=(t1 + 0.05, t2, t3)))
     assert len({plain, first, second, tuned, bench._weights_key(str(folder))}) == 5, \
         "cells cached with one classifier, instance setting or preset cut must not be reused with another"
 
