@@ -1,4 +1,15 @@
-"""Calibrate the Ki-67 preset: which DAB OD cut separates positive nuclei best?
+"""Calibrate the Ki-67 positive/negative call.
+
+Default mode: a per-nucleus classifier (with and without ``reject``) and the
+single best DAB cut, fitted on the ``ki67-immunoratio`` training cases with a
+checkpoint's detections, compared with the preset on the held-out fields;
+``--write CHECKPOINT`` stores the winner. The shipped checkpoints carry no
+classifier (docs/models.md); the preset's cut is chosen across two sets by
+``calibrate_ki67_sets.py``.
+
+``--deepliif``: the report on the DeepLIIF sample and the ki67-points fields
+that chose the previous Ki-67 cut (0.20), now an independent check of the
+preset (docs/scoring.md).
 
 Ground truth 1 — DeepLIIF Ki-67 sample (``deepliif-ki67-sample``): each image is
 six 512-pixel tiles ``[IHC | hematoxylin | DAPI | Lap2 | Ki-67 | segmentation]``;
@@ -14,7 +25,7 @@ Ground truth 2 — pathologist points (``ki67-points``): ``markers.csv`` gives
 ``type,x,y`` (1 positive, 2 negative) at nucleus centres. The mean DAB OD is
 taken in a disk of radius ``--radius`` pixels around each point.
 
-The script prints, for every cut on a grid, per-image and pooled agreement
+With ``--deepliif`` the script prints, for every cut on a grid, per-image and pooled agreement
 (accuracy, sensitivity, specificity, Cohen's kappa) and the positive % against
 the truth, then the cut chosen: among round cuts (multiples of ``--round``,
 default 0.05) the one with the smallest Ki-67 index error (mean over the
@@ -22,7 +33,7 @@ DeepLIIF images of |predicted % positive - true % positive|), ties broken by
 the pooled Cohen's kappa. The index is the figure a report carries, hence the
 criterion; per-nucleus kappa is dominated by the larger image. Run::
 
-    python benchmarks/calibrate_ki67.py [--data ../shared/data]
+    python benchmarks/calibrate_ki67.py --deepliif [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -120,7 +131,7 @@ def fmt(a: dict) -> str:
 
 
 def deepliif_main(args: argparse.Namespace) -> int:
-    """The DeepLIIF cut report (``--deepliif``): how the preset's 1+ cut was chosen."""
+    """The DeepLIIF cut report (``--deepliif``): how the previous 1+ cut (0.20) was chosen."""
 
     deep_dir, points_dir = args.data / "deepliif-ki67-sample", args.data / "ki67-points"
     if not deep_dir.is_dir():
@@ -275,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, default=None, metavar="CHECKPOINT",
                         help="store the better classifier in this checkpoint folder's config.json")
     parser.add_argument("--deepliif", action="store_true",
-                        help="instead: the DeepLIIF report that chose the preset's 1+ cut")
+                        help="instead: the DeepLIIF report (chose the previous 1+ cut, 0.20)")
     parser.add_argument("--radius", type=float, default=5.0, help="(--deepliif) disk radius around points")
     parser.add_argument("--round", type=float, default=0.05, help="(--deepliif) round the chosen cut")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ Usage::
     python benchmarks/calibrate_ki67_sets.py --cache /tmp/ki67-cells      # r2unet-lite-ihc
     python benchmarks/calibrate_ki67_sets.py --model runs/ft/best --json cut.json
 
-Segmenting every case takes about 15 minutes per checkpoint on two cores;
+Segmenting every case takes about 20 minutes per checkpoint on two cores;
 ``--cache`` keeps the cells (the same cache as ``evaluate_ki67.py``).
 """
 
@@ -90,15 +90,17 @@ def agreement(calls: list[dict], cut: float) -> float:
 
 
 def set_error(calls: list[dict], cut: float) -> float:
-    """Mean |Δ index| over the sets of ``calls``, each set the mean over its cases."""
+    """Mean |Δ index| over the sets of ``calls``, each set the mean over its cases (cases without nuclei skipped)."""
     sets = dict.fromkeys(c["set"] for c in calls)
-    return float(np.mean([np.mean([index_error(c, cut) for c in calls if c["set"] == s]) for s in sets]))
+    return float(np.nanmean([np.nanmean([index_error(c, cut) for c in calls if c["set"] == s]) for s in sets]))
 
 
 def choose_cut(calls: list[dict], grid=GRID) -> float:
     """The cut of ``grid`` with the smallest :func:`set_error` (ties: the lower cut)."""
+    if not any(len(c["dab"]) for c in calls):
+        raise ValueError("no counted nucleus in any case: nothing to choose a cut on")
     errors = [set_error(calls, cut) for cut in grid]
-    return float(grid[int(np.argmin(errors))])
+    return float(grid[int(np.nanargmin(errors))])
 
 
 def outlined_glioma(data: Path, cuts) -> list[tuple[str, float, list[float]]]:
@@ -119,8 +121,17 @@ def outlined_glioma(data: Path, cuts) -> list[tuple[str, float, list[float]]]:
     return rows
 
 
+def _finite(value):
+    """``value`` with NaN (a group without matched nuclei) as None, so that the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
 def _row(label: str, groups: dict[str, list[dict]], cut: float) -> str:
-    cells = "".join(f"{np.mean([index_error(c, cut) for c in g]):>9.2f} /{agreement(g, cut):.3f}"
+    cells = "".join(f"{np.nanmean([index_error(c, cut) for c in g]):>9.2f} /{agreement(g, cut):.3f}"
                     for g in groups.values())
     return f"{label:<28}" + cells
 
@@ -136,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data_root)
     if not data.is_dir():
         parser.error(f"{data}: shared data folder not found")
+    from napari_ihcseg.models import recommended_classifier
     from napari_ihcseg.scoring import get_preset
 
+    if recommended_classifier(args.model, "ki67") is not None:
+        parser.error(f"{args.model}: carries a Ki-67 classifier, which decides instead of any cut; "
+                     "choose the cut with a checkpoint without one")
     preset = get_preset("ki67").thresholds[0]
     cache = Path(args.cache) if args.cache else None
     started = time.perf_counter()
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = choose_cut(train)
     alone = {s: choose_cut(g) for s, g in by_set.items()}
     print("\ntraining cases: mean |Δ index| / class agreement per set, at each cut")
-    print(f"{'cut':<28}" + "".join(f"{s:>15}" for s in by_set) + f"{'sets mean |Δ|':>16}")
+    print(f"{'cut':<28}" + "".join(f"{s:>16}" for s in by_set) + f"{'sets mean |Δ|':>16}")
     for cut in GRID:
         marks = ("  chosen" if cut == chosen else "") + ("  preset" if cut == preset else "")
         print(_row(f"{cut:.3f}{marks}", by_set, cut) + f"{set_error(train, cut):>16.2f}")
@@ -176,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     held_sets = {s: [c for c in held if c["set"] == s] for s in dict.fromkeys(c["set"] for c in held)}
     held_sets["all held-out"] = held
     print("\nheld-out cases (never used to choose): mean |Δ index| / class agreement")
-    print(f"{'cut':<28}" + "".join(f"{s:>15}" for s in held_sets))
+    print(f"{'cut':<28}" + "".join(f"{s:>16}" for s in held_sets))
     for label, cut in ((f"preset {preset:g}", preset), (f"chosen {chosen:g}", chosen)):
         print(_row(label, held_sets, cut))
     print("\nper held-out case: truth %, preset %, chosen %")
@@ -205,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                    for n, t, c in outlined],
                "held_out": {s: {"preset": figures(g, preset), "chosen": figures(g, chosen)}
                             for s, g in held_sets.items()}}
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(_finite(out), indent=2) + "\n")
     return 0
 
 

@@ -40,7 +40,7 @@ fields at twice their size); ``--sets`` restricts it.
 
 ``--cache DIR`` keeps each checkpoint's cells per case (keyed by the
 weights' sha256, its instance settings and Ki-67 classifier, the Ki-67
-preset's cuts, the case and the scale) so that a later run with more
+preset's cuts, the case, the scale and the tile size) so that a later run with more
 checkpoints does not predict the same ones again; clear it when the
 segmentation or scoring code changes. The cells keep each nucleus's mean DAB
 OD, from which ``calibrate_ki67_sets.py`` tries other cuts.
@@ -140,7 +140,7 @@ def predict_cells(spec: str, cases: list[dict], *, tile: int, cache: Path | None
     out = []
     for case in cases:
         scale = KI67_SETS[case["set"]].scale
-        path = cache / f"{key}-{case['name'].replace('/', '_')}-x{scale:g}.npy" if cache else None
+        path = cache / f"{key}-{case['name'].replace('/', '_')}-x{scale:g}-t{tile}.npy" if cache else None
         if path is not None and path.is_file():
             cached = np.load(path)
             if cached.ndim == 2 and cached.shape[1] == len(CELL_COLUMNS):   # older caches lack columns

@@ -24,7 +24,7 @@ Usage::
 
     python benchmarks/ki67_classifier_sets.py --cache /tmp/ki67-fields     # r2unet-lite-ihc
 
-About 30 minutes on two cores for the segmentation; ``--cache`` keeps each
+About 17 minutes on two cores for the segmentation; ``--cache`` keeps each
 case's measured detections (CSV), keyed like ``evaluate_ki67.py``'s cells.
 """
 
@@ -58,7 +58,8 @@ def labelled_fields(spec: str, cases: list[dict], *, tile: int, cache: Path | No
     for case in cases:
         info = KI67_SETS[case["set"]]
         radius = 0.5 * info.nucleus_diameter
-        path = cache / f"{key}-{case['name'].replace('/', '_')}-x{info.scale:g}-fields.csv" if cache else None
+        name = f"{key}-{case['name'].replace('/', '_')}-x{info.scale:g}-t{tile}-fields.csv"
+        path = cache / name if cache else None
         if path is not None and path.is_file():
             points, positive = case["points"], case["positive"]
             if case["region"] is not None:

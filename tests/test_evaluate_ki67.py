@@ -89,7 +89,7 @@ def test_cached_cells_are_reused_and_caches_without_every_column_are_not(bench, 
     case = {"set": "immunoratio", "name": "immunoratio/1", "image": np.zeros((8, 8, 3), np.uint8)}
     cache = tmp_path / "cache"
     cache.mkdir()
-    path = cache / f"{bench._weights_key(str(folder))}-immunoratio_1-x2.npy"
+    path = cache / f"{bench._weights_key(str(folder))}-immunoratio_1-x2-t256.npy"
     cells = np.array([[1.0, 2.0, 1.0, 0.0, 0.31]])
     np.save(path, cells)
     np.testing.assert_array_equal(bench.predict_cells(str(folder), [case], tile=256, cache=cache)[0], cells)
@@ -134,3 +134,17 @@ def test_cells_are_scored_with_the_checkpoints_own_classifier_as_the_pipeline_do
     cells = bench.predict_cells("ckpt", [case], tile=256, cache=None)[0]
     assert seen == [classifier], "the checkpoint's calibrated classifier scores the cells"
     np.testing.assert_array_equal(cells, [[1.0, 2.0, 1.0, 1.0, 0.25]])
+
+
+def test_training_cases_are_the_breast_fields_and_glioma_frames_not_held_out(bench, shared_data):
+    from napari_ihcseg.datasets.ki67_split import is_held_out
+
+    if not (shared_data / "ki67-immunoratio").is_dir() or not (shared_data / "ki67-glioma-polygons").is_dir():
+        pytest.skip("the Ki-67 sets are not in the shared data")
+    train = bench.ki67_cases(shared_data, ("immunoratio", "glioma"), cases="train")
+    held = bench.ki67_cases(shared_data, cases="held-out")
+    assert [c["set"] for c in train].count("immunoratio") == 20 and [c["set"] for c in train].count("glioma") == 4
+    assert bench.ki67_cases(shared_data, ("ki67-points",), cases="train") == [], "both fields are held out"
+    assert sorted({c["set"] for c in held}) == ["glioma", "immunoratio", "ki67-points"] and len(held) == 9
+    assert not any(is_held_out(c["set"], c["name"].split("/", 1)[1]) for c in train)
+    assert all(is_held_out(c["set"], c["name"].split("/", 1)[1]) for c in held)

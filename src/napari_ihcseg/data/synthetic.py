@@ -23,9 +23,10 @@ The model, in order:
    that its mean over the nucleus's label equals the nucleus's DAB OD, also
    after the optical blur (each nucleus is rescaled once more after it). DAB
    is taken from the top nucleus only, so a nucleus's mean DAB is its own.
-   Class OD ranges (:data:`DAB_CLASS_RANGES`) lie between the default scoring
-   thresholds 0.2 / 0.4 / 0.6, so measuring the mean DAB OD of each label
-   recovers its class.
+   Class OD ranges (:data:`DAB_CLASS_RANGES`) lie between the ER and PR
+   presets' thresholds 0.2 / 0.4 / 0.6 (the Ki-67 preset's 1+ cut, 0.15,
+   also falls between negative and 1+), so measuring the mean DAB OD of each
+   label recovers its class.
 4. **Stroma**: faint hematoxylin fibres whose density varies slowly, with
    nearly empty patches, and a trace of DAB background.
 5. **Optics**: a Gaussian blur of the ODs (``blur_sigma``), Beer–Lambert
@@ -56,8 +57,9 @@ __all__ = [
 
 #: Names of the DAB intensity classes 0..3.
 CLASS_NAMES = ("negative", "1+", "2+", "3+")
-#: DAB optical density range of each class, drawn uniformly. The default
-#: scoring thresholds 0.2 / 0.4 / 0.6 separate them with a margin.
+#: DAB optical density range of each class, drawn uniformly. The ER and PR
+#: presets' thresholds 0.2 / 0.4 / 0.6 separate them with a margin (and the
+#: Ki-67 preset's 0.15 / 0.4 / 0.6).
 DAB_CLASS_RANGES = ((0.0, 0.1), (0.25, 0.35), (0.45, 0.55), (0.7, 0.9))
 
 _HEMATOXYLIN_RANGE = (0.45, 0.8)  # OD of a negative nucleus
