@@ -67,3 +67,7 @@ def test_the_report_fits_on_training_cases_and_calls_the_held_out_ones(bench, mo
     # The preset cut reads the glioma frames' darker counterstain as DAB: every nucleus called positive.
     line = next(x for x in out.splitlines() if x.strip().startswith("preset cut") and "on glioma" in x)
     assert float(line.split()[-2].strip("/").split("/")[0]) == pytest.approx(75.0)
+    # Fitted on both sets, the classifier learns a cut between the two sets' negatives and positives
+    # (0.25 < cut < 0.5): every held-out field is called right.
+    both = next(x for x in out.splitlines() if "classifier fitted on both sets" in x)
+    assert both.count("0.00 /1.000") == 3, both
