@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_ki67 import CELL_COLUMNS, ROOT, ki67_cases, predict_cells  # noqa: E402
+from evaluate_ki67 import (CELL_COLUMNS, add_case_arguments, by_set, data_folder, predict_cells,  # noqa: E402
+                           split_cases)
 
 #: Cuts tried (DAB OD).
 GRID = np.round(np.arange(0.05, 0.4001, 0.025), 3)
@@ -82,6 +83,11 @@ def index_error(calls: dict, cut: float) -> float:
     return abs(index - calls["truth_index"])
 
 
+def mean_error(calls: list[dict], cut: float) -> float:
+    """Mean |Δ index| of ``calls`` at ``cut`` (cases without nuclei skipped)."""
+    return float(np.nanmean([index_error(c, cut) for c in calls]))
+
+
 def agreement(calls: list[dict], cut: float) -> float:
     """Class agreement over the matched nuclei of ``calls`` (pooled)."""
     agree = sum(int(np.sum((c["matched_dab"] >= cut) == c["matched_truth"])) for c in calls)
@@ -91,8 +97,7 @@ def agreement(calls: list[dict], cut: float) -> float:
 
 def set_error(calls: list[dict], cut: float) -> float:
     """Mean |Δ index| over the sets of ``calls``, each set the mean over its cases (cases without nuclei skipped)."""
-    sets = dict.fromkeys(c["set"] for c in calls)
-    return float(np.nanmean([np.nanmean([index_error(c, cut) for c in calls if c["set"] == s]) for s in sets]))
+    return float(np.nanmean([mean_error(group, cut) for group in by_set(calls, calls).values()]))
 
 
 def choose_cut(calls: list[dict], grid=GRID) -> float:
@@ -103,21 +108,20 @@ def choose_cut(calls: list[dict], grid=GRID) -> float:
     return float(grid[int(np.nanargmin(errors))])
 
 
-def outlined_glioma(data: Path, cuts) -> list[tuple[str, float, list[float]]]:
-    """Per glioma frame (all five): the true index and the index of its *outlined* nuclei at each cut.
+def outlined_glioma(cases: list[dict], cuts) -> list[tuple[str, float, list[float]]]:
+    """Per glioma frame of ``cases``: the true index and the index of its *outlined* nuclei at each cut.
 
-    No model is involved: the pathologists' own polygons are scored, so this
-    shows the cut alone.
+    No model is involved: the pathologists' own polygons (the cases'
+    ``labels``) are scored, so this shows the cut alone.
     """
-    from napari_ihcseg.datasets.ki67_sets import load_glioma_polygons
     from napari_ihcseg.scoring import ScoringConfig, score_image
 
     rows = []
-    for s in load_glioma_polygons(data / "ki67-glioma-polygons", cases="all", scale=1.0):
-        cells = score_image(s.image, s.labels, config=ScoringConfig(stain="ki67")).cells
+    for case in (c for c in cases if c["set"] == "glioma"):
+        cells = score_image(case["image"], case["labels"], config=ScoringConfig(stain="ki67")).cells
         dab = cells.loc[cells["included"].to_numpy(bool), "dab_od_mean"].to_numpy()
-        truth = 100.0 * float(np.mean([c == 1 for c in s.classes.values()]))
-        rows.append((s.name, truth, [100.0 * float(np.mean(dab >= cut)) for cut in cuts]))
+        rows.append((case["name"], 100.0 * float(np.mean(case["positive"])),
+                     [100.0 * float(np.mean(dab >= cut)) for cut in cuts]))
     return rows
 
 
@@ -131,7 +135,7 @@ def _finite(value):
 
 
 def _row(label: str, groups: dict[str, list[dict]], cut: float) -> str:
-    cells = "".join(f"{np.nanmean([index_error(c, cut) for c in g]):>9.2f} /{agreement(g, cut):.3f}"
+    cells = "".join(f"{mean_error(g, cut):>9.2f} /{agreement(g, cut):.3f}"
                     for g in groups.values())
     return f"{label:<28}" + cells
 
@@ -139,14 +143,10 @@ def _row(label: str, groups: dict[str, list[dict]], cut: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="r2unet-lite-ihc", help="checkpoint name or folder")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--cache", default=None, help="folder that keeps predicted cells (shared with evaluate_ki67)")
+    add_case_arguments(parser, "folder that keeps predicted cells (shared with evaluate_ki67)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    data = Path(args.data_root)
-    if not data.is_dir():
-        parser.error(f"{data}: shared data folder not found")
+    data = data_folder(parser, args)
     from napari_ihcseg.models import recommended_classifier
     from napari_ihcseg.scoring import get_preset
 
@@ -156,40 +156,38 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset("ki67").thresholds[0]
     cache = Path(args.cache) if args.cache else None
     started = time.perf_counter()
-    calls = {}
-    for selection in ("train", "held-out"):
-        cases = ki67_cases(data, ("immunoratio", "ki67-points", "glioma"), cases=selection)
-        cells = predict_cells(args.model, cases, tile=args.tile, cache=cache)
-        calls[selection] = [case_calls(c, case) for c, case in zip(cells, cases)]
+    cases = split_cases(data)
+    calls = {s: [case_calls(c, case) for c, case in
+                 zip(predict_cells(args.model, group, tile=args.tile, cache=cache), group)]
+             for s, group in cases.items()}
     train, held = calls["train"], calls["held-out"]
-    by_set = {s: [c for c in train if c["set"] == s] for s in dict.fromkeys(c["set"] for c in train)}
-    counts = {s: (len(g), sum(len(c["matched_dab"]) for c in g)) for s, g in by_set.items()}
+    train_sets = by_set(train, train)
+    counts = {s: (len(g), sum(len(c["matched_dab"]) for c in g)) for s, g in train_sets.items()}
     print(f"{args.model}: training cases " + ", ".join(f"{s} {n} ({m} nuclei matched to points)"
                                                        for s, (n, m) in counts.items())
           + f"; {time.perf_counter() - started:.0f} s")
 
     chosen = choose_cut(train)
-    alone = {s: choose_cut(g) for s, g in by_set.items()}
+    alone = {s: choose_cut(g) for s, g in train_sets.items()}
     print("\ntraining cases: mean |Δ index| / class agreement per set, at each cut")
-    print(f"{'cut':<28}" + "".join(f"{s:>16}" for s in by_set) + f"{'sets mean |Δ|':>16}")
+    print(f"{'cut':<28}" + "".join(f"{s:>16}" for s in train_sets) + f"{'sets mean |Δ|':>16}")
     for cut in GRID:
         marks = ("  chosen" if cut == chosen else "") + ("  preset" if cut == preset else "")
-        print(_row(f"{cut:.3f}{marks}", by_set, cut) + f"{set_error(train, cut):>16.2f}")
+        print(_row(f"{cut:.3f}{marks}", train_sets, cut) + f"{set_error(train, cut):>16.2f}")
 
     print("\nleave one set out: the cut chosen on one set alone, scored on the other (mean |Δ| / agreement)")
     loso = {}
     for fitted, cut in alone.items():
-        for other, group in by_set.items():
+        for other, group in train_sets.items():
             if other == fitted:
                 continue
-            figures = {"cut": cut, "abs_delta_index": float(np.mean([index_error(c, cut) for c in group])),
-                       "preset_abs_delta_index": float(np.mean([index_error(c, preset) for c in group]))}
+            figures = {"cut": cut, "abs_delta_index": mean_error(group, cut),
+                       "preset_abs_delta_index": mean_error(group, preset)}
             loso[f"{fitted}->{other}"] = figures
             print(f"  chosen on {fitted} alone: {cut:.3f}; on {other}: {figures['abs_delta_index']:.2f} "
                   f"(preset {preset:g}: {figures['preset_abs_delta_index']:.2f})")
 
-    held_sets = {s: [c for c in held if c["set"] == s] for s in dict.fromkeys(c["set"] for c in held)}
-    held_sets["all held-out"] = held
+    held_sets = by_set(held, held) | {"all held-out": held}
     print("\nheld-out cases (never used to choose): mean |Δ index| / class agreement")
     print(f"{'cut':<28}" + "".join(f"{s:>16}" for s in held_sets))
     for label, cut in ((f"preset {preset:g}", preset), (f"chosen {chosen:g}", chosen)):
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     cuts = sorted({0.1, 0.15, 0.2, 0.25, preset, chosen})
     print("\nglioma frames, the pathologists' outlined nuclei (no model): truth % and % positive at each cut")
     print(f"  {'frame':<30} {'truth':>5}" + "".join(f"{cut:>7g}" for cut in cuts))
-    outlined = outlined_glioma(data, cuts)
+    outlined = outlined_glioma(cases["train"] + cases["held-out"], cuts)
     for name, truth, called in outlined:
         print(f"  {name:<30} {truth:5.1f}" + "".join(f"{c:7.1f}" for c in called))
     print(f"  {'mean |Δ index|':<36}" + "".join(f"{np.mean([abs(c[i] - t) for _, t, c in outlined]):7.2f}"
@@ -210,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{s} alone {cut:g}" for s, cut in alone.items()))
     if args.json:
         def figures(group, cut):
-            return {"abs_delta_index": float(np.mean([index_error(c, cut) for c in group])),
-                    "agreement": agreement(group, cut)}
+            return {"abs_delta_index": mean_error(group, cut), "agreement": agreement(group, cut)}
 
         out = {"model": args.model, "preset": preset, "chosen": chosen, "chosen_alone": alone,
                "training": {s: {"cases": n, "matched_nuclei": m} for s, (n, m) in counts.items()},

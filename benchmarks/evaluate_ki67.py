@@ -94,8 +94,37 @@ def ki67_cases(data: Path, sets=tuple(SET_FOLDERS), cases: str = "held-out") -> 
         ids = np.array(sorted(s.classes))
         centres = np.asarray(ndi.center_of_mass(np.ones_like(s.labels), s.labels, ids)).reshape(-1, 2)
         out.append({"set": "glioma", "name": s.name, "image": s.image, "points": centres,
-                    "positive": np.array([s.classes[int(i)] == 1 for i in ids], bool), "region": None})
+                    "positive": np.array([s.classes[int(i)] == 1 for i in ids], bool), "region": None,
+                    "labels": s.labels})
     return out
+
+
+def split_cases(data: Path, sets=tuple(SET_FOLDERS)) -> dict[str, list[dict]]:
+    """``{"train": ..., "held-out": ...}``: the :func:`ki67_cases` of both selections."""
+    return {selection: ki67_cases(data, sets, cases=selection) for selection in ("train", "held-out")}
+
+
+def add_case_arguments(parser: argparse.ArgumentParser, cache_help: str) -> None:
+    """The options of every Ki-67 case benchmark: ``--data-root``, ``--tile`` and ``--cache``."""
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--cache", default=None, help=cache_help)
+
+
+def data_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """``--data-root`` as a folder, or the parser's error when it is not one."""
+    data = Path(args.data_root)
+    if not data.is_dir():
+        parser.error(f"{data}: shared data folder not found")
+    return data
+
+
+def by_set(items, cases: list[dict]) -> dict[str, list]:
+    """``items`` (one per case) grouped by their case's set, the sets in the order they first come."""
+    groups: dict[str, list] = {}
+    for item, case in zip(items, cases):
+        groups.setdefault(case["set"], []).append(item)
+    return groups
 
 
 def _weights_key(spec: str) -> str:
@@ -205,12 +234,12 @@ def evaluate(spec: str, cases: list[dict], *, tile: int, cache: Path | None, rad
     predicted = predict_cells(spec, cases, tile=tile, cache=cache)
     per_case = [case_counts(cells, case) | {"name": case["name"], "set": case["set"]}
                 for cells, case in zip(predicted, cases)]
-    sets = {s: summarise([r for r in per_case if r["set"] == s]) for s in dict.fromkeys(r["set"] for r in per_case)}
+    sets = {s: summarise(rows) for s, rows in by_set(per_case, cases).items()}
     by_radius = {}
     for radius in radii:
         rows = [case_counts(cells, case, radius) | {"set": case["set"]} for cells, case in zip(predicted, cases)]
         by_radius[f"{radius:g}"] = {"pooled": summarise(rows),
-                                    **{s: summarise([r for r in rows if r["set"] == s]) for s in sets}}
+                                    **{s: summarise(group) for s, group in by_set(rows, cases).items()}}
     return {"model": spec, "sets": sets, "pooled": summarise(per_case), "cases": per_case,
             "radii": by_radius, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -263,18 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="checkpoint name or folder (repeatable)")
     parser.add_argument("--previous", default=PREVIOUS_DEFAULT,
                         help=f"the default compared with (default {PREVIOUS_DEFAULT}; 'none' to leave it out)")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--tile", type=int, default=512)
+    add_case_arguments(parser, "folder that keeps predicted cells per checkpoint and case")
     parser.add_argument("--sets", default=",".join(SET_FOLDERS),
                         help="comma-separated sets to evaluate (default all: " + ", ".join(SET_FOLDERS) + ")")
-    parser.add_argument("--cache", default=None, help="folder that keeps predicted cells per checkpoint and case")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--radii", type=float, nargs="*", default=(), metavar="D",
                         help="also match within these fractions of the nucleus diameter (e.g. 0.75 1.0)")
     args = parser.parse_args(argv)
-    data = Path(args.data_root)
-    if not data.is_dir():
-        parser.error(f"{data}: shared data folder not found")
+    data = data_folder(parser, args)
     specs = ([] if args.previous == "none" else [args.previous]) + [m for m in args.model if m != args.previous]
     if not specs:
         parser.error("give --model (and/or keep --previous)")

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_ki67 import ROOT, _weights_key, ki67_cases  # noqa: E402
+from evaluate_ki67 import _weights_key, add_case_arguments, by_set, data_folder, split_cases  # noqa: E402
 
 
 def labelled_fields(spec: str, cases: list[dict], *, tile: int, cache: Path | None) -> list:
@@ -102,26 +102,18 @@ def balanced(by_set: dict[str, list]) -> list:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="r2unet-lite-ihc", help="checkpoint name or folder")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--cache", default=None, help="folder that keeps each case's measured detections")
+    add_case_arguments(parser, "folder that keeps each case's measured detections")
     args = parser.parse_args(argv)
-    data = Path(args.data_root)
-    if not data.is_dir():
-        parser.error(f"{data}: shared data folder not found")
+    data = data_folder(parser, args)
     from napari_ihcseg.scoring import get_preset
     from napari_ihcseg.scoring.calibrate import calibrate_classifier
 
     cut = get_preset("ki67").thresholds[0]
     cache = Path(args.cache) if args.cache else None
     started = time.perf_counter()
-    groups = {}
-    for selection in ("train", "held-out"):
-        cases = ki67_cases(data, ("immunoratio", "ki67-points", "glioma"), cases=selection)
-        fields = labelled_fields(args.model, cases, tile=args.tile, cache=cache)
-        for case, field in zip(cases, fields):
-            groups.setdefault(selection, {}).setdefault(case["set"], []).append(field)
-    train, held = groups["train"], groups["held-out"]
+    cases = split_cases(data)
+    train, held = (by_set(labelled_fields(args.model, cases[s], tile=args.tile, cache=cache), cases[s])
+                   for s in ("train", "held-out"))
     print(f"{args.model}: training " + ", ".join(
         f"{s} {len(g)} cases ({sum(int((f.cells.truth >= 0).sum()) for f in g)} matched)" for s, g in train.items())
         + f"; {time.perf_counter() - started:.0f} s")

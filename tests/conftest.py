@@ -20,14 +20,25 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def load_script(relative: str):
+    """A script of the repository (``scripts/NAME.py``, ``benchmarks/NAME.py``) loaded as a module."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def train_recipe():
     """``scripts/train_default.py``, the recipe of the shipped weights, as a module."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default.py"
-    spec = importlib.util.spec_from_file_location("train_default", path)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
+    return load_script("scripts/train_default.py")
+
+
+@pytest.fixture(scope="session")
+def benchmark():
+    """``benchmark("evaluate_ki67")`` loads ``benchmarks/evaluate_ki67.py`` as a module."""
+    return lambda name: load_script(f"benchmarks/{name}.py")
 
 
 def torchvision_resnet_state(depths=(1, 1, 1, 1)):

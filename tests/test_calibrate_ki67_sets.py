@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "calibrate_ki67_sets.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("calibrate_ki67_sets", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark):
+    return benchmark("calibrate_ki67_sets")
 
 
 def calls(kind, dab, truth_index, name="case"):
@@ -59,12 +52,11 @@ def test_each_set_weighs_the_same_however_many_cases_it_has(bench):
 
 
 def test_the_report_chooses_on_training_cases_only_and_scores_the_held_out_ones(bench, monkeypatch, tmp_path):
-    def cases(data, sets, cases):
-        kind = "immunoratio"
+    def cases(data):
         points = np.array([[10.0, 10.0], [10.0, 30.0]])
         region = np.ones((40, 40), bool)
-        return [{"set": kind, "name": f"{kind}/{cases}", "region": region, "points": points,
-                 "positive": np.array([True, False])}]
+        return {s: [{"set": "immunoratio", "name": f"immunoratio/{s}", "region": region, "points": points,
+                     "positive": np.array([True, False])}] for s in ("train", "held-out")}
 
     def cells(spec, cases, tile, cache):
         # Training case: the negative nucleus has DAB 0.15, so a cut above it is right.
@@ -72,9 +64,9 @@ def test_the_report_chooses_on_training_cases_only_and_scores_the_held_out_ones(
         neg = 0.15 if cases[0]["name"].endswith("train") else 0.4
         return [np.array([[10.0, 10.0, 1, 1, 0.8], [10.0, 30.0, 0, 1, neg]])]
 
-    monkeypatch.setattr(bench, "ki67_cases", cases)
+    monkeypatch.setattr(bench, "split_cases", cases)
     monkeypatch.setattr(bench, "predict_cells", cells)
-    monkeypatch.setattr(bench, "outlined_glioma", lambda data, cuts: [("glioma/f", 20.0, [10.0 * c for c in cuts])])
+    monkeypatch.setattr(bench, "outlined_glioma", lambda cases, cuts: [("glioma/f", 20.0, [10.0 * c for c in cuts])])
     out = tmp_path / "cut.json"
     assert bench.main(["--data-root", str(tmp_path), "--json", str(out)]) == 0
     figures = json.loads(out.read_text())

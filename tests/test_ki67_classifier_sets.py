@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,15 +9,10 @@ import pytest
 from napari_ihcseg.scoring.calibrate import LabelledField
 from napari_ihcseg.scoring.classifier import FEATURES
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ki67_classifier_sets.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("ki67_classifier_sets", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark):
+    return benchmark("ki67_classifier_sets")
 
 
 def field(name, dab, truth, hema_shift=0.0, seed=0):
@@ -50,8 +42,9 @@ def test_set_figures_average_the_index_error_and_agreement_over_cases(bench):
 
 
 def test_the_report_fits_on_training_cases_and_calls_the_held_out_ones(bench, monkeypatch, capsys, tmp_path):
-    def cases(data, sets, cases):
-        return [{"set": s, "name": f"{s}/{cases}"} for s in ("immunoratio", "glioma")]
+    def cases(data):
+        return {sel: [{"set": s, "name": f"{s}/{sel}"} for s in ("immunoratio", "glioma")]
+                for sel in ("train", "held-out")}
 
     def fields(spec, cases, tile, cache):
         dab = np.r_[np.full(10, 0.5), np.full(30, 0.05)]
@@ -59,7 +52,7 @@ def test_the_report_fits_on_training_cases_and_calls_the_held_out_ones(bench, mo
         return [field(c["name"], dab, truth, hema_shift=0.2 if c["set"] == "glioma" else 0.0, seed=i)
                 for i, c in enumerate(cases)]
 
-    monkeypatch.setattr(bench, "ki67_cases", cases)
+    monkeypatch.setattr(bench, "split_cases", cases)
     monkeypatch.setattr(bench, "labelled_fields", fields)
     assert bench.main(["--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 from scipy import ndimage as ndi
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ki67_misses.py"
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("ki67_misses", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_missed_points_are_sorted_by_what_lies_under_them():
-    bench = _bench()
+def test_missed_points_are_sorted_by_what_lies_under_them(benchmark):
+    bench = benchmark("ki67_misses")
     labels = np.zeros((60, 80), np.int32)
     labels[5:15, 5:15] = 1          # one point near its centre: matched
     labels[30:40, 5:25] = 2         # two points: merged
