@@ -181,3 +181,26 @@ def test_tracker_records_an_edit_change():
     t = EditTracker()
     t.record_change("split", split_label_by_line(lab, 3, [(0, 18), (39, 18)]).change)
     assert t.created == {10} and t.changed == {3}
+
+
+def _three_touching_discs(dtype=np.int32):
+    yy, xx = np.mgrid[:20, :50]
+    blob = ((yy - 10) ** 2 + (xx - 8) ** 2 <= 36) | ((yy - 10) ** 2 + (xx - 22) ** 2 <= 36) \
+        | ((yy - 10) ** 2 + (xx - 36) ** 2 <= 36) | ((abs(yy - 10) <= 1) & (xx >= 8) & (xx <= 36))
+    lab = np.zeros((20, 50), dtype)
+    lab[blob] = 1
+    return lab
+
+
+def test_a_split_never_reuses_an_id_or_overflows_the_dtype():
+    lab = _three_touching_discs()
+    lab[0, 49] = 6
+    assert sorted(split_label_by_distance(lab, 1, min_distance=5).change.created) == [7, 8]
+    with pytest.raises(ValueError, match="5..6.*6"):  # the second new id would merge into nucleus 6
+        split_label_by_distance(lab, 1, min_distance=5, new_label=5)
+    with pytest.raises(ValueError, match="1 or more"):
+        split_label_by_distance(lab, 1, min_distance=5, new_label=-3)
+    full = _three_touching_discs(np.uint8)
+    full[0, 49] = 254  # new ids 255 and 256: the second does not fit in uint8
+    with pytest.raises(ValueError, match="uint8"):
+        split_label_by_distance(full, 1, min_distance=5)

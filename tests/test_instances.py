@@ -418,3 +418,16 @@ def test_probabilities_backend_torch_equals_numpy():
     )
     assert expected.max() > 20
     np.testing.assert_array_equal(got, expected)
+
+
+def test_bfloat16_tensors_are_accepted():
+    mask = torch.zeros(8, 8)
+    mask[2:6, 2:6] = 0.9
+    labels = probabilities_to_instances(mask.bfloat16(), torch.zeros(8, 8).bfloat16(), min_size=1)
+    assert labels.max() == 1 and (labels > 0).sum() == 16
+
+
+def test_remove_small_instances_with_huge_sparse_ids():
+    labels = np.zeros((5, 5), np.int64)
+    labels[0, :3], labels[2, 2], labels[4, :] = 2**40, 7, 3
+    np.testing.assert_array_equal(remove_small_instances(labels, 2), np.where(labels == 2**40, 2, labels == 3))

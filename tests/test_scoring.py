@@ -448,3 +448,47 @@ def test_ki67_preset_counts_the_outlined_glioma_nuclei_close_to_the_pathologists
         assert result.summary["n_nuclei"] == len(sample.classes)
         errors.append(abs(result.summary["ki67_index"] - truth))
     assert len(errors) == 5 and max(errors) <= 4.0 and np.mean(errors) <= 3.0, errors
+
+
+def test_geojson_positions_with_an_altitude_are_read_as_x_y(tmp_path):
+    """RFC 7946 allows ``[x, y, z]``: the third value is not a coordinate of the plane."""
+    square = [[0, 0, 5], [40, 0, 5], [40, 20, 5], [0, 20, 5], [0, 0, 5]]
+    path = tmp_path / "roi3d.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [square]}))
+    region = region_from_geojson(path)
+    assert region.contains(np.array([10.0, 10.0]), np.array([30.0, 45.0])).tolist() == [True, False]
+
+
+def test_rescore_with_a_pixel_size_gives_areas_in_square_micrometres():
+    conc = np.zeros((20, 20, 3), np.float32)
+    conc[2:11, 2:11, 1] = 0.5
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:11, 2:11] = 1
+    result = score_image(compose(conc), labels, stain="er")
+    assert np.isnan(result.cells["area_um2"][0])
+    assert result.rescore(pixel_size_um=0.5).cells["area_um2"][0] == pytest.approx(81 * 0.25)
+    assert np.isnan(result.rescore(pixel_size_um=0.5).rescore(pixel_size_um=None).cells["area_um2"][0])
+
+
+def test_ki67_hot_spot_counts_classes_set_by_hand():
+    """Count mode: a pathologist calls every DAB-negative nucleus positive; the hot spot counts them so too."""
+    from napari_ihcseg.scoring import LiveScore
+
+    conc = np.zeros((96, 96, 3), np.float32)
+    conc[..., 0] = 0.3
+    labels = np.zeros((96, 96), np.int32)
+    for k, (i, j) in enumerate(np.ndindex(12, 12), start=1):
+        labels[i * 8 + 2:i * 8 + 6, j * 8 + 2:j * 8 + 6] = k
+    live = LiveScore(compose(conc), labels, ScoringConfig(stain="ki67", hotspot_cells=50, min_cells=10))
+    assert live.result()[1]["hotspot_ki67_index"] == 0.0
+    live.set_overrides({k: "positive" for k in range(1, 145)})
+    summary = live.result()[1]
+    assert summary["ki67_index"] == 100.0
+    assert summary["hotspot_ki67_index"] == 100.0 and summary["hotspot_n_cells"] == 50
+
+
+def test_labels_beyond_the_int64_range_are_refused_by_name():
+    labels = np.zeros((8, 8), np.uint64)
+    labels[2:4, 2:4] = 2**63 + 1
+    with pytest.raises(ValueError, match="above 9223372036854775807"):
+        score_image(np.full((8, 8, 3), 200, np.uint8), labels)

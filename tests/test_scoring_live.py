@@ -10,7 +10,7 @@ from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.scoring import LiveScore, ScoringConfig, measure_nuclei, region_from_shapes, score_image
 
 #: Columns whose values must match a fresh measurement exactly (floats to rounding).
-MEASURED = ("label", "area_px", "centroid_y", "centroid_x", "dab_od_mean", "hematoxylin_od_mean")
+MEASURED = ("label", "area_px", "centroid_y", "centroid_x", "dab_od_mean", "hematoxylin_od_mean", "dab_od_ring")
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,22 @@ def test_region_and_hand_classes(field):
     live.set_overrides({negative: "positive"})
     cells = live.cells().set_index("label")
     assert cells.loc[negative, "positive"] == 1 and cells.loc[negative, "class_source"] == "human"
+
+
+def test_an_edit_measures_the_rings_of_its_neighbours_again():
+    """A nucleus's DAB ring depends on the nuclei around it: deleting or adding one changes its neighbours'."""
+    from napari_ihcseg.stain import compose
+
+    conc = np.zeros((60, 80, 3), np.float32)
+    conc[..., 0] = 0.2
+    conc[:, 20:30, 1] = 0.5  # DAB between the nuclei
+    image = compose(conc)
+    labels = np.zeros((60, 80), np.int32)
+    labels[30:36, 10:16], labels[30:36, 30:36] = 1, 9
+    live = LiveScore(image, labels, ScoringConfig())
+    labels[30:36, 18:22] = 5  # a new nucleus whose ring meets the larger id 9's, outside its own box
+    live.update(labels, [5])
+    assert_same_table(live, labels)
+    labels[labels == 5] = 0  # and deleted again, searching only its box: 1 and 9 get their rings back
+    live.update(labels, [5], region=(slice(30, 36), slice(18, 22)))
+    assert_same_table(live, labels)

@@ -163,3 +163,16 @@ def test_estimation_keeps_the_reference_dab_when_there_is_no_dab():
 def test_estimation_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         estimate_stain_vectors(**kwargs)
+
+
+def test_estimates_too_close_to_separate_fall_back_to_the_reference():
+    """Every pixel a near-even mix of hematoxylin and DAB: the two estimated directions end up a few
+    degrees apart; estimation falls back with a warning instead of refusing its own result."""
+    rng = np.random.default_rng(0)
+    share = rng.uniform(0.43, 0.57, (64, 64))
+    amount = rng.uniform(0.4, 1.0, (64, 64))
+    conc = np.zeros((64, 64, 3), np.float32)
+    conc[..., 0], conc[..., 1] = amount * (1 - share), amount * share
+    with pytest.warns(StainEstimationWarning, match="parallel"):
+        est = estimate_stain_vectors(compose(conc))
+    assert est == H_DAB

@@ -143,3 +143,15 @@ def test_scikit_image_fhl2_sample_is_flagged_cytoplasmic():
     assert summary["warnings"][0] == NON_NUCLEAR_WARNING
     assert "cytoplasmic/membranous" in NON_NUCLEAR_WARNING and "do not apply" in NON_NUCLEAR_WARNING
     assert summary["ki67_index"] is not None
+
+
+def test_packed_stained_nuclei_without_rings_count_as_stained():
+    """64 strongly stained nuclei touching each other leave no ring pixel: they are stained cells, and
+    the pattern is unknown rather than "too little DAB"."""
+    conc = np.zeros((64, 64, 3), np.float32)
+    conc[..., 0], conc[..., 1] = 0.2, 0.8
+    labels = (np.arange(64)[:, None] // 8 * 8 + np.arange(64)[None, :] // 8 + 1).astype(np.int32)
+    summary = score_image(compose(conc), labels, stain="ki67").summary
+    assert summary["n_positive"] == 64
+    assert summary["n_stained_cells"] == 64
+    assert summary["stain_pattern"] is None and summary["dab_nuclear_share"] is None

@@ -43,6 +43,16 @@ def _unit(v) -> np.ndarray:
     return v / norm
 
 
+#: |cos| of the angle between hematoxylin and DAB above which the two cannot
+#: be separated (about 5.7 degrees): :class:`StainVectors` refuses such a
+#: pair, and :func:`estimate_stain_vectors` falls back to the reference.
+PARALLEL_COS = 0.995
+
+
+def _almost_parallel(a, b) -> bool:
+    return abs(float(_unit(a) @ _unit(b))) > PARALLEL_COS
+
+
 @dataclass(frozen=True)
 class StainVectors:
     """Two stains and a residual, as unit RGB optical-density vectors.
@@ -66,7 +76,7 @@ class StainVectors:
     def __post_init__(self) -> None:
         h = _unit(self.hematoxylin)
         d = _unit(self.dab)
-        if abs(float(h @ d)) > 0.995:
+        if _almost_parallel(h, d):
             raise ValueError("hematoxylin and DAB vectors are (almost) parallel; they cannot be separated")
         r = np.cross(h, d) if self.residual is None else np.asarray(self.residual, float)
         r = _unit(r)
@@ -323,7 +333,7 @@ def estimate_stain_vectors(
     (h, h_est), (d, d_est) = chosen
     if not (h_est or d_est):
         return reference
-    if angle_deg(h, d) < 5.0:
+    if _almost_parallel(h, d):
         warnings.warn("estimated hematoxylin and DAB vectors are almost parallel; "
                       "using the reference stain vectors", StainEstimationWarning, stacklevel=2)
         return reference

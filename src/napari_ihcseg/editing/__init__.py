@@ -17,7 +17,8 @@ The names above are defined in these modules and importable from here:
 
 * :mod:`~napari_ihcseg.editing.operations`: :class:`LabelChange`,
   :class:`LabelEdit`, :func:`next_free_label`, :func:`label_at`,
-  :func:`delete_label`, :func:`merge_labels`, :func:`split_label_by_line`,
+  :func:`delete_label` and :func:`merge_labels`;
+* :mod:`~napari_ihcseg.editing.split`: :func:`split_label_by_line`,
   :func:`split_label_by_distance` and :func:`split_label_by_instances`;
 * :mod:`~napari_ihcseg.editing.tracking`: :class:`LabelDiffer`,
   :class:`EditRecord`, :class:`EditTracker` and :data:`CLASS_VALUES`;
@@ -31,17 +32,8 @@ The names above are defined in these modules and importable from here:
 
 from __future__ import annotations
 
-from .operations import (
-    LabelChange,
-    LabelEdit,
-    delete_label,
-    label_at,
-    merge_labels,
-    next_free_label,
-    split_label_by_distance,
-    split_label_by_instances,
-    split_label_by_line,
-)
+from .operations import LabelChange, LabelEdit, delete_label, label_at, merge_labels, next_free_label
+from .split import split_label_by_distance, split_label_by_instances, split_label_by_line
 from .count import compare_counts, grow_nucleus_at, typical_diameter
 from .tracking import CLASS_VALUES, EditRecord, EditTracker, LabelDiffer
 from .recovery import RecoveryInfo, RecoveryStore, default_recovery_dir, recovery_key

@@ -16,7 +16,10 @@ BACKENDS = ("numpy", "torch")
 
 def _as_probability_map(name: str, value) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype.is_floating_point and value.element_size() < 4:  # bfloat16 has no numpy dtype
+            value = value.float()
+        value = value.numpy()
     arr = np.asarray(value)
     if arr.dtype != np.bool_ and not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must hold real numbers (probabilities), got dtype {arr.dtype}")
@@ -45,7 +48,12 @@ def remove_small_instances(labels: np.ndarray, min_size: int) -> np.ndarray:
     The kept instances keep their order (the one with the smaller id keeps
     the smaller id). Returns a new ``int32`` array.
     """
-    sizes = np.bincount(labels.reshape(-1))
+    flat = labels.reshape(-1)
+    if flat.size and int(flat.max()) > 4 * flat.size:  # sparse huge ids: count by rank, not by id
+        ids, flat = np.unique(flat, return_inverse=True)
+        flat = flat.reshape(-1) + (0 if ids[0] == 0 else 1)
+        labels = flat.reshape(labels.shape)
+    sizes = np.bincount(flat)
     keep = sizes >= max(min_size, 1)
     keep[0] = False
     lut = np.cumsum(keep, dtype=np.int64).astype(np.int32)

@@ -1,8 +1,9 @@
 """Live scoring: per-nucleus measurements cached once, re-measured only where labels change.
 
 :class:`LiveScore` holds the per-nucleus table of an image (DAB and
-hematoxylin optical density, area, centroid). After an edit only the touched
-nuclei are measured again, on the bounding box around them; a threshold or
+hematoxylin optical density, area, centroid, DAB ring). After an edit only
+the touched nuclei, and the neighbours whose DAB ring they may change, are
+measured again, on the bounding box around them; a threshold or
 region change re-reads no pixel at all. Classes set by hand (count mode) are
 applied after every classification. This keeps the Score widget's table
 live on images with thousands of nuclei; the widget only wires it to napari.
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
 from napari_ihcseg.scoring.measure import measure_nuclei
 from napari_ihcseg.scoring.overrides import apply_class_overrides
@@ -72,6 +74,8 @@ class LiveScore:
         self.ring = cells.attrs["ring"]
         self._cells = cells.set_index("label", drop=False)
         self._cells.index.name = None
+        #: id → (rows, cols) bounding box of every nucleus, to find what an edit's neighbours are.
+        self._boxes: dict[int, tuple[slice, slice]] = _boxes_of(np.asarray(labels), None, (0, 0))
 
     @property
     def n_nuclei(self) -> int:
@@ -96,28 +100,33 @@ class LiveScore:
         ids = np.array(sorted({int(i) for i in ids if int(i) > 0}), dtype=np.int64)
         if ids.size == 0:
             return
-        labels = full = np.asarray(labels)
-        r0 = c0 = 0
-        if region is not None:
-            region = tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(region, labels.shape))
-            r0, c0 = region[0].start, region[1].start
-            labels = labels[region]
-        mask = np.isin(labels, ids)
+        full = np.asarray(labels)
+        searched = full if region is None else full[_clip_box(region, full.shape)]
+        offset = (0, 0) if region is None else tuple(sl.start for sl in _clip_box(region, full.shape))
+        present = _boxes_of(searched, ids, offset)
+        # Where pixels changed: the touched nuclei's boxes, before and after the edit.
+        changed = [self._boxes[i] for i in ids if i in self._boxes] + list(present.values())
+        for i in ids:
+            self._boxes.pop(int(i), None)
+        self._boxes.update(present)
         keep = self._cells.drop(index=[i for i in ids if i in self._cells.index])
-        if mask.any():
-            # The box around the nuclei and their DAB ring; neighbours in it are measured and dropped.
-            pad = sum(self.ring)
-            rows = np.flatnonzero(mask.any(axis=1))
-            cols = np.flatnonzero(mask.any(axis=0))
-            box = (slice(max(r0 + rows[0] - pad, 0), r0 + rows[-1] + 1 + pad),
-                   slice(max(c0 + cols[0] - pad, 0), c0 + cols[-1] + 1 + pad))
-            fresh = measure_nuclei(self.image[box], full[box], stains=self.stain_vectors,
-                                   pixel_size_um=self.config.pixel_size_um, ring=self.ring)
-            fresh = fresh[np.isin(fresh["label"].to_numpy(), ids)]
-            fresh["centroid_y"] += box[0].start
-            fresh["centroid_x"] += box[1].start
-            fresh.index = fresh["label"].to_numpy()
-            keep = pd.concat([keep[fresh.columns], fresh]).sort_index()
+        if changed:
+            # A ring pixel is within gap + width of its nucleus and is decided by the labels within
+            # gap + width of it: nuclei within twice that of a changed pixel may have a new ring.
+            reach = 2 * sum(self.ring)
+            near = _grow(_union(changed), reach, full.shape)
+            neighbours = {int(i) for i in np.unique(full[near]) if i} - set(present)
+            again = sorted(set(present) | {i for i in neighbours if i in self._boxes})
+            if again:
+                box = _grow(_union([self._boxes[i] for i in again]), reach, full.shape)
+                fresh = measure_nuclei(self.image[box], full[box], stains=self.stain_vectors,
+                                       pixel_size_um=self.config.pixel_size_um, ring=self.ring)
+                fresh = fresh[np.isin(fresh["label"].to_numpy(), again)]
+                fresh["centroid_y"] += box[0].start
+                fresh["centroid_x"] += box[1].start
+                fresh.index = fresh["label"].to_numpy()
+                keep = keep.drop(index=[i for i in again if i in keep.index])
+                keep = pd.concat([keep[fresh.columns], fresh]).sort_index()
         self._cells = keep
 
     def set_region(self, region: Region | None) -> None:
@@ -160,3 +169,33 @@ class LiveScore:
         """``(cells, summary)`` for the current labels, thresholds and region."""
         cells = self.cells()
         return cells, summarize(cells, self.config, stain_vectors=self.stain_vectors)
+
+
+def _clip_box(box, shape) -> tuple[slice, slice]:
+    return tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(box, shape))
+
+
+def _boxes_of(labels: np.ndarray, ids: np.ndarray | None, offset: tuple[int, int]) -> dict[int, tuple[slice, slice]]:
+    """id → bounding box (shifted by ``offset``) of the nuclei of ``labels`` (only ``ids`` if given)."""
+    r, c = offset
+    if ids is None and labels.size and 0 < int(labels.max()) <= 4 * labels.size:
+        return {i + 1: (slice(b[0].start + r, b[0].stop + r), slice(b[1].start + c, b[1].stop + c))
+                for i, b in enumerate(ndi.find_objects(labels if labels.dtype in (np.int32, np.int64)
+                                                          else labels.astype(np.int64))) if b is not None}
+    flat = np.flatnonzero(labels if ids is None else np.isin(labels, ids))
+    if flat.size == 0:
+        return {}
+    rows, cols = np.divmod(flat, labels.shape[1])
+    frame = pd.DataFrame({"id": labels.ravel()[flat].astype(np.int64), "r": rows, "c": cols})
+    ext = frame.groupby("id").agg(r0=("r", "min"), r1=("r", "max"), c0=("c", "min"), c1=("c", "max"))
+    return {int(i): (slice(int(a) + r, int(b) + r + 1), slice(int(d) + c, int(e) + c + 1))
+            for i, a, b, d, e in zip(ext.index, ext["r0"], ext["r1"], ext["c0"], ext["c1"])}
+
+
+def _union(boxes) -> tuple[slice, slice]:
+    return (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+            slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))
+
+
+def _grow(box, pad: int, shape) -> tuple[slice, slice]:
+    return tuple(slice(max(sl.start - pad, 0), min(sl.stop + pad, n)) for sl, n in zip(box, shape))

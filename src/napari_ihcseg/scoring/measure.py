@@ -88,6 +88,9 @@ def measure_nuclei(
     image, labels = check_image_labels(image, labels)
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um}")
+    if labels.dtype == np.uint64 and labels.size and int(labels.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"label values above {np.iinfo(np.int64).max} are not supported, "
+                         f"found {int(labels.max())}; relabel the nuclei (e.g. skimage.segmentation.relabel_sequential)")
     n_fg = int(np.count_nonzero(labels))
     if n_fg == 0:
         return _with_ring(_frame(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(6))),

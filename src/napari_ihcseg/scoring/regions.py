@@ -27,11 +27,18 @@ GEOJSON_PIXEL_OFFSET = 0.5
 ELLIPSE_VERTICES = 64
 
 
-def _ring(points, *, where: str) -> np.ndarray:
-    ring = np.asarray(points, dtype=np.float64)
+def _ring(points, *, where: str, first_two: bool = False) -> np.ndarray:
+    """The ``(N, 2)`` vertices of a ring: the last two columns (napari's ``(..., row, col)``),
+    or with ``first_two`` the first two (GeoJSON's ``[x, y, altitude]`` positions)."""
+    if first_two and isinstance(points, (list, tuple)):
+        points = [p[:2] if isinstance(p, (list, tuple)) else p for p in points]
+    try:
+        ring = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: polygon vertices must be numbers ({exc})") from None
     if ring.ndim != 2 or ring.shape[1] < 2:
         raise ValueError(f"{where}: a polygon needs an (N, 2) array of vertices, got shape {ring.shape}")
-    ring = ring[:, -2:]
+    ring = ring[:, :2] if first_two else ring[:, -2:]
     if not np.all(np.isfinite(ring)):
         raise ValueError(f"{where}: polygon vertices must be finite numbers")
     if len(ring) > 1 and np.array_equal(ring[0], ring[-1]):
@@ -186,7 +193,7 @@ def polygons_from_geojson(obj, *, where: str = "GeoJSON") -> list[Polygon]:
         for rings in _geojson_polygons(geometry):
             if not rings:
                 continue
-            xy = [_ring(r, where=f"{where}: polygon {len(polygons) + 1}") for r in rings]
+            xy = [_ring(r, where=f"{where}: polygon {len(polygons) + 1}", first_two=True) for r in rings]
             yx = [r[:, ::-1] - GEOJSON_PIXEL_OFFSET for r in xy]
             polygons.append(Polygon(yx[0], tuple(yx[1:])))
     return polygons

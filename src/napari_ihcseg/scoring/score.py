@@ -45,7 +45,8 @@ class ScoreResult:
     def rescore(self, config: ScoringConfig | None = None, **changes) -> ScoreResult:
         """Re-classify and re-summarise with new thresholds or area limits.
 
-        Cheap (no pixel is read again), for live threshold changes. Changing
+        Cheap (no pixel is read again), for live threshold changes. A new
+        ``pixel_size_um`` recomputes ``area_um2`` from ``area_px``. Changing
         the stain vectors needs :func:`score_image` again.
 
         Examples
@@ -61,7 +62,13 @@ class ScoreResult:
         config = (config or self.config).replace(**changes) if changes else (config or self.config)
         if isinstance(config.stain_vectors, StainVectors) and config.stain_vectors != self.stain_vectors:
             raise ValueError("the stain vectors changed; call score_image again to re-measure")
-        cells = classify(self.cells, config)
+        cells = self.cells
+        if config.pixel_size_um != self.config.pixel_size_um:
+            cells = cells.copy()
+            area = cells["area_px"].to_numpy(np.float64)
+            cells["area_um2"] = (area * float(config.pixel_size_um) ** 2 if config.pixel_size_um is not None
+                                 else np.full_like(area, np.nan))
+        cells = classify(cells, config)
         return ScoreResult(cells, summarize(cells, config, stain_vectors=self.stain_vectors),
                            config, self.stain_vectors)
 

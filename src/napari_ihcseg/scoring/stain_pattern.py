@@ -140,15 +140,17 @@ def stain_pattern(nuclear_dab, ring_dab) -> dict:
     Parameters
     ----------
     nuclear_dab, ring_dab : array of float
-        Mean DAB OD of each counted nucleus and of its ring (NaN rings are
-        left out).
+        Mean DAB OD of each counted nucleus and of its ring (NaN: a nucleus
+        without ring pixels, counted as stained by its nucleus alone and left
+        out of the share).
 
     Returns
     -------
     dict
         ``stain_pattern`` (:data:`NUCLEAR`, :data:`NON_NUCLEAR` or
-        :data:`NO_DAB`), ``dab_nuclear_share`` (``None`` when not enough
-        cells are stained) and ``n_stained_cells``.
+        :data:`NO_DAB`; ``None`` when enough cells are stained but too few
+        of them have a ring to compare), ``dab_nuclear_share`` (``None``
+        when not enough cells are stained) and ``n_stained_cells``.
 
     Examples
     --------
@@ -159,13 +161,15 @@ def stain_pattern(nuclear_dab, ring_dab) -> dict:
     """
     nuc = np.asarray(nuclear_dab, np.float64)
     ring = np.asarray(ring_dab, np.float64)
-    valid = np.isfinite(nuc) & np.isfinite(ring)
-    nuc, ring = np.clip(nuc[valid], 0.0, None), np.clip(ring[valid], 0.0, None)
-    stained = np.maximum(nuc, ring) >= STAINED_OD
+    has_ring = np.isfinite(ring)
+    stained = np.isfinite(nuc) & (np.fmax(nuc, np.where(has_ring, ring, -np.inf)) >= STAINED_OD)
     n_stained = int(stained.sum())
     if n_stained < MIN_STAINED_CELLS:
         return {"stain_pattern": NO_DAB, "dab_nuclear_share": None, "n_stained_cells": n_stained}
-    inside, around = nuc[stained], ring[stained]
+    judged = stained & has_ring
+    if int(judged.sum()) < MIN_STAINED_CELLS:  # stained, but packed so tight that no ring is left to compare
+        return {"stain_pattern": None, "dab_nuclear_share": None, "n_stained_cells": n_stained}
+    inside, around = np.clip(nuc[judged], 0.0, None), np.clip(ring[judged], 0.0, None)
     share = float(np.median(inside / (inside + around)))
     return {"stain_pattern": NUCLEAR if share >= NUCLEAR_SHARE_CUT else NON_NUCLEAR,
             "dab_nuclear_share": share, "n_stained_cells": n_stained}

@@ -76,6 +76,21 @@ def cell_classes(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
     return cls
 
 
+def scored_classes(cells: pd.DataFrame, config: ScoringConfig, model_classes: np.ndarray | None = None) -> np.ndarray:
+    """The class each nucleus counts with: :func:`cell_classes`, except where set by hand.
+
+    Rows whose ``class_source`` is ``"human"`` keep their ``intensity_class``
+    whatever the thresholds or classifier (see
+    :mod:`~napari_ihcseg.scoring.overrides`). ``model_classes``, when given,
+    are the :func:`cell_classes` already computed.
+    """
+    cls = cell_classes(cells, config) if model_classes is None else np.array(model_classes, np.int8)
+    human = human_classes(cells)
+    if human.any():
+        cls[human] = cells["intensity_class"].to_numpy(np.int8)[human]
+    return cls
+
+
 def rejected_mask(cells: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
     """Detections the classifier's ``reject`` model leaves out (none without one)."""
     reject = config.classifier.reject if config.classifier is not None else None
@@ -105,11 +120,8 @@ def classify(cells: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     class but do not count in the summary.
     """
     out = cells.copy()
-    cls = cell_classes(out, config)
-    human = human_classes(out)
-    if human.any():  # classes set by hand stay as set
-        cls[human] = out["intensity_class"].to_numpy(np.int8)[human]
-    else:
+    cls = scored_classes(out, config)
+    if not human_classes(out).any():
         out["class_source"] = MODEL
     out["intensity_class"] = cls
     out["positive"] = (cls >= 1).astype(np.int8)
@@ -201,12 +213,10 @@ def summarize(
     """
     keep = included_mask(cells, config)
     dab = cells["dab_od_mean"].to_numpy(np.float64)[keep]
-    cls = cell_classes(cells, config)
-    human = human_classes(cells)
-    disagreement = _classifier_disagreement(cells, config, cls, keep & ~human)
-    if human.any():  # classes set by hand stay as set, whatever the thresholds or classifier
-        cls[human] = cells["intensity_class"].to_numpy(np.int8)[human]
-    cls = cls[keep]
+    model_cls = cell_classes(cells, config)
+    disagreement = _classifier_disagreement(cells, config, model_cls, keep & ~human_classes(cells))
+    all_cls = scored_classes(cells, config, model_cls)
+    cls = all_cls[keep]
     counts = np.bincount(cls, minlength=4)
     n = int(keep.sum())
     n_pos = int(counts[1:].sum())
@@ -243,7 +253,7 @@ def summarize(
         "stain": preset.name,
         "thresholds": [float(t) for t in config.thresholds],
         "stain_vectors": vectors,
-        **_trust(cells, keep, n_pos, n, config),
+        **_trust(cells, keep, all_cls, n_pos, n, config),
     }
     if disagreement:
         summary["warnings"].append(disagreement)
@@ -265,19 +275,25 @@ def _classifier_disagreement(cells: pd.DataFrame, config: ScoringConfig, classes
             "it was calibrated on; check some nuclei, or score with thresholds")
 
 
-def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None) -> HotSpotSearch:
+def hotspot_of_cells(cells: pd.DataFrame, config: ScoringConfig, keep: np.ndarray | None = None,
+                     classes: np.ndarray | None = None) -> HotSpotSearch:
     """:func:`~napari_ihcseg.scoring.hotspot.search_hotspot` of the counted cells of a scored table.
 
-    The size comes from ``config`` (:meth:`ScoringConfig.hotspot_size`).
+    A nucleus is positive with the class it counts with in the summary
+    (:func:`scored_classes`: the thresholds or classifier, and classes set by
+    hand), unless ``classes`` gives them. The size comes from ``config``
+    (:meth:`ScoringConfig.hotspot_size`).
     """
     keep = included_mask(cells, config) if keep is None else keep
-    positive = intensity_classes(cells["dab_od_mean"].to_numpy(np.float64)[keep], config.thresholds) >= 1
+    classes = scored_classes(cells, config) if classes is None else classes
+    positive = np.asarray(classes)[keep] >= 1
     return search_hotspot(cells["centroid_y"].to_numpy(np.float64)[keep],
                           cells["centroid_x"].to_numpy(np.float64)[keep], positive,
                           min_cells=config.hotspot_min_cells, **config.hotspot_size())
 
 
-def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: ScoringConfig) -> dict:
+def _trust(cells: pd.DataFrame, keep: np.ndarray, classes: np.ndarray, n_pos: int, n: int,
+           config: ScoringConfig) -> dict:
     """The confidence, stain-pattern and hot-spot keys of the summary."""
     ki67 = config.preset.name == "ki67"
     out = assess(n_pos, n, stain=config.preset.name, ki67_cutoff=config.ki67_cutoff,
@@ -287,7 +303,7 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, n_pos: int, n: int, config: Sc
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
-    spot = hotspot_of_cells(cells, config, keep).hotspot if ki67 and "centroid_y" in cells and n else None
+    spot = hotspot_of_cells(cells, config, keep, classes).hotspot if ki67 and "centroid_y" in cells and n else None
     out.update({
         "hotspot_ki67_index": spot.index if spot else None,
         "hotspot_ki67_index_ci": percent_interval(spot.n_positive, spot.n_cells) if spot else None,
