@@ -150,6 +150,8 @@ def test_points_csv(tmp_path):
     ("kind,x,y\n1,2,3\n", "missing column"),
     ("type,x,y\n3,2,3\n", "line 2: type must be 1"),
     ("type,x,y\n1,2,3\n1,a,3\n", "line 3: expected numbers"),
+    ("type,x,y\n1.7,2,3\n", "line 2: type must be 1"),  # neither class: not cut down to 1
+    ("type,x,y,x\n1,2,3,9\n", "x appear more than once"),
 ])
 def test_bad_points_csv(tmp_path, text, message):
     path = write(tmp_path, "p.csv", text)

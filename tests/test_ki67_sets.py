@@ -139,3 +139,45 @@ def test_real_glioma_frames_downscale_to_40x_like_nuclei(shared_data):
     diameter = np.median(np.sqrt(4 * areas[areas > 0] / np.pi))
     assert 20 <= diameter <= 30, diameter
     assert sum(len(s.classes) for s in samples) > 2500
+
+
+@pytest.mark.parametrize(("markers", "region"), [("type,x,y\n", True), ("type,x,y\n1,200,10\n", True),
+                                                 ("type,x,y\n1,24.5,14.5\n", False)],
+                         ids=["no point", "every point outside", "empty region"])
+def test_a_point_case_without_points_or_region_is_refused(tmp_path, markers, region):
+    """Without points every annotated pixel, nuclei included, would be taught as background."""
+    root = immunoratio_folder(tmp_path / "ir", np.random.default_rng(4))
+    (root / "1164-03" / "markers.csv").write_text(markers)
+    if not region:
+        Image.fromarray(np.zeros((40, 60), np.uint8)).save(root / "1164-03" / "region.png")
+    with pytest.raises(ValueError, match=r"1164-03/(markers\.csv: no point inside|region\.png: the annotated region "
+                                         r"is empty)"):
+        load_immunoratio(root)
+
+
+def test_glioma_classes_name_the_file_and_line_and_accept_a_spreadsheet_bom(tmp_path):
+    rng = np.random.default_rng(5)
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:20, 5:20] = 1
+    frame = tmp_path / "g" / "111_-A1-01"
+    _glioma_frame(frame, labels, {1: "positive"}, rng)
+    (frame / "classes.csv").write_text("\ufefflabel,class\n1,positive\n", encoding="utf-8")
+    assert load_glioma_polygons(tmp_path / "g", scale=1.0)[0].classes == {1: 1}
+    for text in ("label,class\nabc,positive\n", "label,class\n1.5,positive\n", "label,class\n,negative\n"):
+        (frame / "classes.csv").write_text(text)
+        with pytest.raises(ValueError, match=r"classes\.csv, line 2: label must be a nucleus id"):
+            load_glioma_polygons(tmp_path / "g", scale=1.0)
+    Image.fromarray(np.zeros((40, 40), np.uint16)).save(frame / "labels.png")
+    with pytest.raises(ValueError, match=r"labels\.png: no nucleus outlined"):
+        load_glioma_polygons(tmp_path / "g", scale=1.0)
+
+
+def test_a_folder_whose_name_holds_a_colon_is_a_folder_not_a_kind(tmp_path):
+    from napari_ihcseg.datasets.registry import split_spec
+
+    folder = tmp_path / "run 2024-05-01T10:30"
+    folder.mkdir()
+    assert split_spec(str(folder)) == ("folder", str(folder))
+    assert split_spec(f"immunoratio:{folder}") == ("immunoratio", str(folder))
+    with pytest.raises(ValueError, match="unknown data set kind 'nosuchkind'"):
+        split_spec("nosuchkind:/nowhere")

@@ -133,6 +133,10 @@ def _read_markers(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
     points, positive = read_points_csv(path)
     # A point on the last pixel may sit on its far edge (x = width - 0.5).
     inside = np.all((points >= -0.5) & (points < np.asarray(shape)), axis=1)
+    if not inside.any():
+        # Without points, every annotated pixel would be taught as background, nuclei included.
+        raise ValueError(f"{path}: no point inside the {shape[1]}x{shape[0]} image "
+                         f"({len(points)} in the file); a case needs its point annotations")
     classes = np.where(positive, POINT_POSITIVE, POINT_NEGATIVE).astype(np.int8)
     return points[inside], classes[inside]
 
@@ -143,6 +147,8 @@ def _read_region(path: Path, shape: tuple[int, int]) -> np.ndarray:
     region = read_labels(path) > 0
     if region.shape != shape:
         raise ValueError(f"{path}: shape {region.shape} differs from its image {shape}")
+    if not region.any():
+        raise ValueError(f"{path}: the annotated region is empty (no pixel above 0)")
     return region
 
 
@@ -211,16 +217,23 @@ def _read_classes(path: Path) -> dict[int, int]:
     if not path.is_file():
         raise ValueError(f"{path}: missing (label,class per nucleus)")
     classes = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: as spreadsheets save CSV
         reader = csv.DictReader(fh)
-        if not {"label", "class"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}: expected a header 'label,class'")
+        if not {"label", "class"} <= {(f or "").strip() for f in reader.fieldnames or ()}:
+            raise ValueError(f"{path}: expected a header 'label,class', got {reader.fieldnames}")
+        reader.fieldnames = [(f or "").strip() for f in reader.fieldnames]
         for row in reader:
             name = (row["class"] or "").strip().lower()
             if name not in ("positive", "negative"):
                 raise ValueError(f"{path}, line {reader.line_num}: class must be positive or negative, "
                                  f"got {row['class']!r}")
-            classes[int(row["label"])] = 1 if name == "positive" else 0
+            text = (row["label"] or "").strip()
+            if not text.isdigit() or int(text) == 0:
+                raise ValueError(f"{path}, line {reader.line_num}: label must be a nucleus id (a whole number "
+                                 f"of 1 or more), got {row['label']!r}")
+            if int(text) in classes:
+                raise ValueError(f"{path}, line {reader.line_num}: nucleus {int(text)} is listed twice")
+            classes[int(text)] = 1 if name == "positive" else 0
     return classes
 
 
@@ -256,6 +269,8 @@ def load_glioma_polygons(root: str | Path, *, cases: str = "train", scale: float
         labels = read_labels(labels_path)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"{labels_path}: shape {labels.shape} differs from its image {image.shape[:2]}")
+        if not labels.any():
+            raise ValueError(f"{labels_path}: no nucleus outlined (every pixel is 0)")
         classes = _read_classes(case / "classes.csv")
         image = resample_image(image, scale)
         labels = resample_labels(labels, image.shape[:2])

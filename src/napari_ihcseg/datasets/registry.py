@@ -10,6 +10,8 @@ source's licence for model cards.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from napari_ihcseg.data.sample import Sample
 from napari_ihcseg.pairs.reader import load_pairs_folder
 
@@ -17,7 +19,7 @@ from .ki67_sets import KI67_LOADERS
 from .layouts import load_folder
 from .public import load_cpm15, load_deepliif, load_gbm, load_monuseg
 
-__all__ = ["DATASET_KINDS", "LICENCES", "load_dataset"]
+__all__ = ["DATASET_KINDS", "LICENCES", "load_dataset", "split_spec"]
 
 #: Licence of each public source, for model cards.
 LICENCES = {
@@ -53,9 +55,31 @@ def load_dataset(spec: str) -> list[Sample]:
     Traceback (most recent call last):
     ValueError: unknown data set kind 'nosuchkind'
     """
+    kind, path = split_spec(spec)
+    return _LOADERS[kind](path)
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``(kind, path)`` of a spec string; a bare path, even one holding ``:``, is a ``folder``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind before a ``:``, unless the whole spec names an
+        existing file or folder.
+
+    Examples
+    --------
+    >>> split_spec("monuseg:/data/MoNuSeg")
+    ('monuseg', '/data/MoNuSeg')
+    >>> split_spec("/data/my slides")
+    ('folder', '/data/my slides')
+    """
     kind, sep, path = spec.partition(":")
     if not sep or (len(kind) == 1 and path.startswith("\\")):  # no kind, or a Windows drive letter
-        kind, path = "folder", spec
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"unknown data set kind {kind!r} in {spec!r}; choose one of {', '.join(DATASET_KINDS)}")
-    return _LOADERS[kind](path)
+        return "folder", spec
+    if kind in DATASET_KINDS:
+        return kind, path
+    if Path(spec).expanduser().exists():  # a folder whose name holds ":" (a time stamp, say)
+        return "folder", spec
+    raise ValueError(f"unknown data set kind {kind!r} in {spec!r}; choose one of {', '.join(DATASET_KINDS)}")

@@ -98,6 +98,10 @@ def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def _parse_csv(fh, path: Path) -> tuple[np.ndarray, np.ndarray]:
     reader = csv.DictReader(fh)
+    names = [(f or "").strip().lower() for f in reader.fieldnames or []]
+    twice = sorted({n for n in names if n in ("type", "x", "y") and names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
     fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
     missing = [c for c in ("type", "x", "y") if c not in fields]
     if missing:
@@ -109,10 +113,10 @@ def _parse_csv(fh, path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not any(values):
             continue
         try:
-            kind, x, y = int(float(values[0])), float(values[1]), float(values[2])
+            kind, x, y = float(values[0]), float(values[1]), float(values[2])
         except ValueError:
             raise ValueError(f"{path}, line {line}: expected numbers, got {','.join(values)!r}") from None
-        if kind not in (POINT_POSITIVE, POINT_NEGATIVE):
+        if kind not in (POINT_POSITIVE, POINT_NEGATIVE):  # 1.0 is 1; 1.7 is neither class
             raise ValueError(f"{path}, line {line}: type must be 1 (positive) or 2 (negative), got {values[0]}")
         if not (math.isfinite(x) and math.isfinite(y)):
             raise ValueError(f"{path}, line {line}: non-finite coordinates")
