@@ -238,6 +238,28 @@ def test_force_recomputes_and_a_plain_rerun_does_not(client, slides_dir, tmp_pat
     assert (out / "a.overlay.png").is_file()
 
 
+def test_a_slide_replaced_under_the_same_name_is_scored_again(client, slides_dir, tmp_path):
+    """A rescan in place, or another cohort's slide of the same name, never inherits the old results."""
+    cohort_a, cohort_b = tmp_path / "a", tmp_path / "b"
+    for folder, seed in ((cohort_a, 0), (cohort_b, 7)):
+        folder.mkdir()
+        _save_field(folder / "case1.png", seed=seed, size=192)
+    out = tmp_path / "out"
+    first = run_batch([cohort_a / "case1.png"], out, OPTIONS, scheduler=client, model_factory=FACTORY)
+    assert [r.status for r in first.results] == ["ok"]
+    assert [r.status for r in run_batch([cohort_a / "case1.png"], out, OPTIONS, scheduler=client,
+                                        model_factory=FACTORY).results] == ["skipped"]
+
+    other = run_batch([cohort_b / "case1.png"], out, OPTIONS, scheduler=client, model_factory=FACTORY)
+    assert [r.status for r in other.results] == ["ok"]
+    assert other.results[0].summary["image"] == str(cohort_b / "case1.png")
+
+    _save_field(cohort_b / "case1.png", seed=8, size=224)  # rescanned in place
+    rescan = run_batch([cohort_b / "case1.png"], out, OPTIONS, scheduler=client, model_factory=FACTORY)
+    assert [r.status for r in rescan.results] == ["ok"]
+    assert rescan.results[0].summary["width"] == 224
+
+
 def test_whole_slides_are_read_block_by_block_on_the_workers(client, tmp_path):
     slide = make_synthetic_slide(tmp_path / "slides" / "ws.ome.tif", (512, 768), tile=256, seed=5,
                                  tissue_fraction=0.6, compression="zlib")
@@ -265,8 +287,8 @@ def test_slide_list_resolves_relative_paths_and_reports_missing_ones(client, sli
     listing = tmp_path / "lists" / "cohort.txt"
     listing.parent.mkdir()
     rel = os.path.relpath(slides_dir / "b.tif", listing.parent)
-    listing.write_text(f"# cohort 1\n{rel}\n\n  {slides_dir / 'c.jpg'}  \n# {slides_dir / 'a.png'}\n"
-                       f"{rel}\nmissing.svs\n")
+    listing.write_text(f"\ufeff# cohort 1\n{rel}\n\n  {slides_dir / 'c.jpg'}  \n# {slides_dir / 'a.png'}\n"
+                       f"{rel}\nmissing.svs\n", encoding="utf-8")  # with the BOM Windows Notepad writes
     assert find_slides(listing) == [slides_dir / "b.tif", slides_dir / "c.jpg", listing.parent / "missing.svs"]
 
     out = tmp_path / "out"

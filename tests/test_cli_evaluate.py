@@ -210,3 +210,17 @@ def test_binary_mask_truth_gets_a_note(tmp_path, capsys):
     assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 0
     assert "m_mask.png holds a single label" in capsys.readouterr().err
     assert float(read_csv(pred / "evaluation.csv")["m"]["dice"]) == 1.0
+
+
+def test_points_mode_names_the_cells_table_with_a_non_finite_centroid(tmp_path, capsys):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    (pred / "k1.cells.csv").write_text(CELLS_HEADER + "1,nan,10,50,1,1\n")
+    (truth / "k1.csv").write_text("type,x,y\n1,10,10\n")
+    (pred / "k2.cells.csv").write_text(CELLS_HEADER + "1,10,10,50,1,1\n")
+    (truth / "k2.csv").write_text("type,x,y\n1,10,10\n")
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ihcseg: error:")]
+    assert errors == [f"ihcseg: error: {pred / 'k1.cells.csv'}, line 2: non-finite centroid (nan, 10)"]
+    assert list(read_csv(pred / "evaluation.csv")) == ["k2", "mean"]

@@ -149,3 +149,40 @@ def test_full_cli_in_process_and_as_subprocess(inputs, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     assert "Ki-67 index" in proc.stdout
     assert read_summary_json(tmp_path / "sub" / "case 7.summary.json")["ki67_index"] == 75.0
+
+
+def test_score_replaces_the_stems_outputs_as_one_set(inputs, tmp_path, capsys):
+    """The labels scored are written beside their summary; an earlier overlay goes; a failed write
+    leaves the earlier set whole."""
+    image, labels = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "case 7.overlay.png").write_bytes(b"an overlay of an earlier run")
+    (out / "case 7.mask_prob.tif").write_bytes(b"probabilities of an earlier run")
+    assert run_score([image, "--labels", labels, "--stain", "er", "--out", out]) == 0
+    assert "case 7.labels.tif" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(out / "case 7.labels.tif"), tifffile.imread(labels))
+    assert not (out / "case 7.overlay.png").exists(), "an overlay coloured by other scores is stale"
+    assert (out / "case 7.mask_prob.tif").exists(), "the model's probabilities do not depend on the scoring"
+
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (out / "case 7.nuclei.geojson").unlink()
+    (out / "case 7.nuclei.geojson").mkdir()  # the third file cannot be written
+    del before["case 7.nuclei.geojson"]
+    with pytest.raises(CLIError, match=r"case 7\.nuclei\.geojson: cannot write the results.*left as they were"):
+        run_score([image, "--labels", labels, "--stain", "er", "--thresholds", "0.5,0.6,0.7", "--out", out])
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert (out / "case 7.nuclei.geojson").is_dir() and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_what_the_image_reader_warns_about_is_printed_once_and_kept_in_the_summary(inputs, tmp_path, capsys):
+    from PIL import Image
+
+    image, labels = inputs
+    clear = tmp_path / "clear.png"
+    Image.fromarray(np.zeros((14, 44, 4), np.uint8), mode="RGBA").save(clear)  # fully transparent
+    out = tmp_path / "out"
+    assert run_score([clear, "--labels", labels, "--stain", "er", "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert err.count("fully transparent") == 1 and err.startswith("ihcseg: warning: ")
+    assert any("fully transparent" in w for w in read_summary_json(out / "clear.summary.json")["warnings"])

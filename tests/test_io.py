@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import warnings
 
 import dask
 import imagecodecs
@@ -163,6 +164,17 @@ def test_float_images_are_taken_in_0_1(tmp_path, rgb):
     np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), rgb)
 
 
+def test_float_images_with_non_finite_samples_read_without_numeric_warnings(tmp_path, rgb):
+    data = (rgb / 255).astype(np.float32)
+    data[0, 0] = (np.inf, -np.inf, np.nan)
+    tifffile.imwrite(tmp_path / "f.tif", data, photometric="rgb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an overflow would name no file
+        image = read_image(tmp_path / "f.tif")
+    assert image[0, 0].tolist() == [255, 0, 0]
+    np.testing.assert_array_equal(image[1:], rgb[1:])
+
+
 def test_palette_images_are_expanded(tmp_path, rgb):
     pal = Image.fromarray(rgb).quantize(64)
     expected = np.asarray(pal.convert("RGB"))
@@ -306,6 +318,15 @@ def test_labels_round_trip_as_compressed_uint32(tmp_path):
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
     back = read_labels(path)
     assert back.dtype == np.int32
+    np.testing.assert_array_equal(back, labels)
+
+
+@pytest.mark.parametrize("shape", [(1, 256), (256, 1), (1, 1)])
+def test_one_pixel_strips_of_labels_round_trip(tmp_path, shape):
+    """A strip one pixel high or wide keeps both axes: only page and channel axes are dropped."""
+    labels = np.arange(1, shape[0] * shape[1] + 1, dtype=np.int32).reshape(shape)
+    back = read_labels(write_labels(tmp_path / "strip.tif", labels))
+    assert back.shape == shape
     np.testing.assert_array_equal(back, labels)
 
 

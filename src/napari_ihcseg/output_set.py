@@ -86,7 +86,9 @@ def _move_back(backup: Path, out_dir: Path, names: Iterable[str]) -> None:
     """Restore the old set from ``backup``: new files of the stem out, old ones back in."""
     if (backup / _MOVED).exists():  # every old file had moved: what is left of the stem is new
         for name in names:
-            (out_dir / name).unlink(missing_ok=True)
+            path = out_dir / name
+            if path.is_file() or path.is_symlink():  # a folder of that name is not an output: left alone
+                path.unlink()
     for entry in backup.iterdir():
         if entry.name != _MOVED:
             os.replace(entry, out_dir / entry.name)
@@ -194,7 +196,7 @@ class OutputSet:
         names = _names(self.stem, self.suffixes.values())
         last_name = f"{self.stem}{self.suffixes[self.last]}"
         new = sorted((p.name for p in self.stage.iterdir() if p.is_file()), key=lambda n: n == last_name)
-        old = sorted((n for n in names if (self.out_dir / n).exists()), key=lambda n: n != last_name)
+        old = sorted((n for n in names if (self.out_dir / n).is_file()), key=lambda n: n != last_name)
         backup = self.out_dir / f".{self.stem}{BACKUP_TAG}{uuid.uuid4().hex[:8]}"
         backup.mkdir()
         try:

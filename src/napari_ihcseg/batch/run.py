@@ -190,7 +190,7 @@ def run_batch(
 
     todo = []
     for i, (slide, stem) in enumerate(zip(slides, stems)):
-        if not force and outputs_complete(out_dir, stem, options):
+        if not force and outputs_complete(out_dir, stem, options, image=slide):
             record(i, _skipped(slide, stem, out_dir))
         elif not slide.is_file():
             record(i, SlideResult(slide, stem, "failed", error="no such file"))

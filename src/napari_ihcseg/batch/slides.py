@@ -69,7 +69,7 @@ def find_slides(input: str | os.PathLike) -> list[Path]:
     if _is_slide_name(path.name):
         return [path.resolve()]
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the slide list ({exc})") from None
     slides: list[Path] = []

@@ -182,6 +182,9 @@ def _read_cells(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                 y, x = float(row["centroid_y"]), float(row["centroid_x"])
             except (TypeError, ValueError):
                 raise ValueError(f"{path}, line {reader.line_num}: centroid is not a number") from None
+            if not (math.isfinite(y) and math.isfinite(x)):
+                raise ValueError(f"{path}, line {reader.line_num}: non-finite centroid "
+                                 f"({row['centroid_y']}, {row['centroid_x']})")
             points.append((y, x))
             if "positive" in columns:
                 value = (row["positive"] or "").strip().lower()

@@ -1,7 +1,8 @@
 """``ihcseg score``: score the nuclei of one image from its label image.
 
-Writes ``<stem>.cells.csv``, ``<stem>.summary.json`` and
-``<stem>.nuclei.geojson`` (QuPath detections) into ``--out`` and prints a
+Writes ``<stem>.labels.tif`` (the labels scored), ``<stem>.cells.csv``,
+``<stem>.summary.json`` and ``<stem>.nuclei.geojson`` (QuPath detections)
+into ``--out``, replacing the stem's earlier outputs as one set, and prints a
 short summary. ``<stem>`` is the image file name without its extension.
 """
 
@@ -16,13 +17,22 @@ import numpy as np
 
 from ._common import EXIT_OK, CLIError, output_dir, parse_thresholds
 
-def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    from napari_ihcseg.io import ImageReadError, read_image, read_labels
+def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The image, its labels, and what the image reader warned about (a transparent image, say)."""
+    from napari_ihcseg.io import ImageReadError, ImageWarning, read_image, read_labels
 
     try:
-        image = read_image(image_path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ImageWarning)
+            image = read_image(image_path)
     except (ImageReadError, ValueError, OSError) as exc:
         raise CLIError(str(exc) if str(image_path) in str(exc) else f"{image_path}: {exc}") from None
+    notes = []
+    for w in caught:
+        if issubclass(w.category, ImageWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     try:
         labels = read_labels(labels_path)
     except (ImageReadError, ValueError, OSError) as exc:
@@ -30,7 +40,7 @@ def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
     if labels.shape != image.shape[:2]:
         raise CLIError(f"{labels_path}: labels of shape {labels.shape} do not match "
                        f"{image_path} of shape {image.shape[:2]}")
-    return image, labels
+    return image, labels, notes
 
 
 def _binary_mask_check(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
@@ -118,7 +128,7 @@ def _hotspot_line(summary: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ihcseg score``; returns the exit code, raises :class:`CLIError` on bad input."""
-    from napari_ihcseg.scoring import ESTIMATE, ScoringConfig, region_from_geojson, score_image, write_exports
+    from napari_ihcseg.scoring import ESTIMATE, ScoringConfig, region_from_geojson, score_image
     from napari_ihcseg.stain import StainEstimationWarning
 
     thresholds = parse_thresholds(args.thresholds)
@@ -151,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             region = region_from_geojson(args.roi)
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
-    image, labels = _read_inputs(args.image, args.labels)
+    image, labels, notes = _read_inputs(args.image, args.labels)
     out = output_dir(args.out)
     labels = _binary_mask_check(labels, args)
 
@@ -161,16 +171,14 @@ def run(args: argparse.Namespace) -> int:
             result = score_image(image, labels, config=config, roi=region)
         except (TypeError, ValueError) as exc:
             raise CLIError(f"{args.image}: {exc}") from None
-    for w in caught:
-        print(f"ihcseg: warning: {w.message}", file=sys.stderr)
+    for note in notes + [str(w.message) for w in caught]:
+        print(f"ihcseg: warning: {note}", file=sys.stderr)
+    result.summary["warnings"] = notes + list(result.summary.get("warnings") or [])  # kept with the scores
 
     from napari_ihcseg.io.names import image_stem
 
     stem = image_stem(args.image)
-    try:
-        paths = write_exports(out, stem, result.cells, result.summary, labels)
-    except OSError as exc:
-        raise CLIError(f"{out}: cannot write the results ({exc.strerror or exc})") from None
+    paths = _write_set(out, stem, result, labels)
     if result.summary["n_nuclei"] == 0:
         print(f"ihcseg: warning: {args.labels}: no nucleus to score"
               + (" inside the region / size limits" if len(result.cells) else "")
@@ -179,6 +187,33 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(format_summary(result.summary, result.cells, paths, classifier=classifier is not None))
     return EXIT_OK
+
+
+def _write_set(out: Path, stem: str, result, labels: np.ndarray) -> dict[str, Path]:
+    """Write the scored labels and their exports as one set, replacing the stem's old outputs as a unit.
+
+    The labels scored are written too (``<stem>.labels.tif``), so the folder
+    never holds a summary beside the labels of another run; an earlier
+    overlay of the stem (coloured by the old scores) leaves with the old set.
+    Probability maps, the model's output whatever the scoring, stay.
+    """
+    from napari_ihcseg.io.labels import write_labels
+    from napari_ihcseg.output_set import OutputSet
+    from napari_ihcseg.pipeline.outputs import OUTPUT_SUFFIXES
+    from napari_ihcseg.scoring import write_exports
+
+    try:
+        suffixes = {k: v for k, v in OUTPUT_SUFFIXES.items() if k not in ("mask_prob", "contour_prob")}
+        with OutputSet(out, stem, suffixes) as staged:
+            write_labels(staged["labels"], labels)
+            write_exports(staged["summary"].parent, stem, result.cells, result.summary, labels)
+    except OSError as exc:
+        name = Path(exc.filename).name if getattr(exc, "filename", None) else ""
+        where = out / name if name.startswith(stem) else out
+        raise CLIError(f"{where}: cannot write the results ({exc.strerror or exc}); "
+                       f"the outputs of {stem} already there are left as they were") from None
+    final = {key: out / path.name for key, path in staged.items()}
+    return {key: final[key] for key in ("labels", "cells", "summary", "geojson")}
 
 
 def register(subparsers) -> argparse.ArgumentParser:

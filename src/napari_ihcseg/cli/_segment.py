@@ -140,6 +140,24 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _refuse_scaled_slides(images, scale: float) -> None:
+    """A usage error, before any model loads, when ``--scale`` is asked of a whole slide."""
+    from napari_ihcseg.io import ImageReadError, open_image
+    from napari_ihcseg.pipeline import LARGE_IMAGE_PIXELS
+
+    for path in images:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with open_image(path) as lazy:
+                    h, w = lazy.shape[:2]
+        except (ImageReadError, OSError, ValueError):
+            continue  # reported with the other per-file errors
+        if h * w > LARGE_IMAGE_PIXELS:
+            raise CLIError(f"{path}: --scale {scale:g} is supported for images segmented in memory only, not "
+                           f"for whole slides ({h}×{w} pixels); use --scale 1")
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.device import describe_device, resolve_device
     from napari_ihcseg.io import ImageReadError, ImageWarning
@@ -159,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(options.inference.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    if not options.auto_scale and options.inference.scale != 1.0:
+        _refuse_scaled_slides(args.images, options.inference.scale)
     model, name = load_model_or_fail(options)
     print(f"model {name} on {describe_device(device)}", file=sys.stderr)
 

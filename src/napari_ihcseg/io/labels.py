@@ -57,7 +57,11 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
             raise
         except Exception as exc:  # noqa: BLE001
             raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
-    data = np.squeeze(data)
+    # Drop singleton page/channel axes, never the image's own rows or columns (a 1-row strip stays 2-D).
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
     if data.ndim != 2:
         raise ImageReadError(path, f"expected a 2-D single-channel label image, got shape {data.shape}")
     if data.dtype == bool:

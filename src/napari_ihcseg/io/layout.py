@@ -82,7 +82,8 @@ def _to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
             return ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
         return np.rint(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
     if a.dtype.kind == "f":
-        scaled = np.nan_to_num(a.astype(np.float32)) * np.float32(255.0 / float_top)
+        # Clip before scaling: +inf (float32 max after nan_to_num) would overflow the multiply.
+        scaled = np.clip(np.nan_to_num(a.astype(np.float32)), 0, float_top) * np.float32(255.0 / float_top)
         return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
     raise ImageReadError(path, f"unsupported pixel type {a.dtype} (expected 8- or 16-bit unsigned, or float)")
 

@@ -43,7 +43,31 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     return {key: out_dir / f"{stem}{suffix}" for key, suffix in OUTPUT_SUFFIXES.items()}
 
 
-def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | None = None) -> bool:
+def file_fingerprint(path: str | Path) -> dict:
+    """``{"bytes", "mtime_ns"}`` of a file: what tells a rescanned or replaced slide from the one scored.
+
+    Reading a whole slide to hash it would cost as much as segmenting it;
+    size and modification time are what ``make`` and ``rsync`` trust.
+    """
+    st = Path(path).stat()
+    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _same_image(summary: dict, image: Path) -> bool:
+    """Whether ``summary`` was made from ``image`` as it is now (same file, same size and time)."""
+    recorded = summary.get("image")
+    if not isinstance(recorded, str):
+        return False
+    try:
+        if Path(recorded).resolve() != image.resolve():
+            return False
+        return summary.get("image_file") == file_fingerprint(image)
+    except OSError:
+        return False
+
+
+def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | None = None,
+                     image: str | Path | None = None) -> bool:
     """True when a finished summary and every output it lists exist.
 
     The summary is written last, so a killed run never looks finished; a set
@@ -54,7 +78,9 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
     (summaries from before the configs were composed are read too, see
     :func:`~napari_ihcseg.pipeline.options.upgrade_record`) and by the same
     model: the same weights (sha256), so a checkpoint retrained in place
-    makes the old outputs stale.
+    makes the old outputs stale. With ``image``, the summary must have been
+    made from that file as it is now (:func:`file_fingerprint`): another
+    slide of the same name, or a slide rescanned in place, is redone.
     """
     from napari_ihcseg._json_file import read_json
     from napari_ihcseg.output_set import recover
@@ -69,6 +95,8 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
     if not isinstance(listed, dict) or summary.get("status") != "ok":
         return False
     if options is not None and not _made_with(summary, options, listed):
+        return False
+    if image is not None and not _same_image(summary, Path(image)):
         return False
     return all((Path(out_dir) / name).is_file() for name in listed.values())
 
