@@ -158,6 +158,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
+    from napari_ihcseg.training.state import has_state
     from napari_ihcseg.training.trainer import TrainingInterrupted, train
 
     start = time.time()
@@ -175,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{figures}", flush=True)
 
     try:
-        result = train(config, resume=True, progress=log)
+        # The same command continues a run from its saved state, or starts one in a new folder.
+        result = train(config, resume=has_state(config.out), progress=log)
+    except ValueError as exc:  # a folder holding another run's outputs, a damaged state, a changed recipe
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     except TrainingInterrupted as stop:  # Ctrl-C: the state is saved; the same command resumes
         print(f"{stop}; run the same command again to resume", file=sys.stderr, flush=True)
         return 130

@@ -226,3 +226,280 @@ def test_count_points_are_part_of_the_pairs(tmp_path, field):
         for (r, c), cls in zip(sample.points, sample.point_classes):
             k = points.index([r + y0, c + x0])
             assert cls == (1 if k in (0, 2) else 0)
+
+
+# ------------------------------------------------------------------ folders the writer did not make
+
+def _lab_folder(root, n=3):
+    """A lab's own images/ + masks/ folder (no dataset.json)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.full((64, 64, 3), 220, np.uint8)
+    labels = np.zeros((64, 64), np.uint16)
+    labels[5:15, 5:15] = 1
+    for k in range(n):
+        Image.fromarray(image).save(root / "images" / f"lab{k}.png")
+        tifffile.imwrite(root / "masks" / f"lab{k}.tif", labels)
+    return root
+
+
+def test_saving_into_a_lab_folder_is_refused_and_its_pairs_kept(tmp_path, field):
+    from napari_ihcseg.datasets.layouts import load_folder
+
+    image, labels = field
+    lab = _lab_folder(tmp_path / "lab")
+    with pytest.raises(ValueError) as caught:
+        save_pairs(lab, image, labels, source="/s/new.svs")
+    message = str(caught.value)
+    assert message.startswith(f"{lab}: already holds training data") and "\n" not in message
+    assert "images/ holds 3 file(s)" in message and "Choose another" in message
+    assert not (lab / "dataset.json").exists() and sorted(p.name for p in (lab / "images").iterdir()) == [
+        "lab0.png", "lab1.png", "lab2.png"], "nothing is written"
+    found = load_folder(lab)
+    assert found.layout == "images-masks" and len(found.samples) == 3
+
+    flat = tmp_path / "cellpose"  # images beside their masks, as Cellpose keeps them
+    flat.mkdir()
+    Image.fromarray(image).save(flat / "x.png")
+    tifffile.imwrite(flat / "x_masks.tif", labels.astype(np.uint16))
+    with pytest.raises(ValueError, match="already holds training data .*image file"):
+        save_pairs(flat, image, labels, source="/s/new.svs")
+    assert load_folder(flat).layout == "cellpose"
+
+    handwritten = _lab_folder(tmp_path / "hand")  # a dataset.json without a list: every image is a pair
+    (handwritten / "dataset.json").write_text(json.dumps({"format": FORMAT}))
+    with pytest.raises(ValueError, match="that its dataset.json does not list"):
+        save_pairs(handwritten, image, labels, source="/s/new.svs")
+    assert len(load_pairs_folder(handwritten)) == 3
+
+    empty = tmp_path / "empty"  # an empty folder (or empty images/ and masks/) is fine
+    (empty / "images").mkdir(parents=True)
+    (empty / "masks").mkdir()
+    assert [p.id for p in save_pairs(empty, image, labels, source="/s/new.svs")] == ["new"]
+
+
+def test_negative_label_ids_are_refused_naming_the_image(tmp_path, field):
+    image, labels = field
+    labels = labels.copy()
+    labels[500:520, 500:520] = -1
+    with pytest.raises(ValueError, match=r"^/slides/case\.svs: negative label ids .*400 pixel\(s\), smallest -1"):
+        save_pairs(tmp_path / "set", image, labels, source="/slides/case.svs")
+    with pytest.raises(ValueError, match="^field3: negative label ids"):
+        save_pairs(tmp_path / "set", image, labels, name="field3", mode="tiles")
+    assert not (tmp_path / "set").exists(), "nothing is written"
+
+
+def test_huge_label_ids_are_renumbered(tmp_path, field):
+    image, labels = field
+    labels = labels.astype(np.int64)
+    labels[labels == 9] = 2**40  # ids need not be small
+    saved = save_pairs(tmp_path, image, labels, source="/s/big_ids.png")
+    mask = tifffile.imread(tmp_path / saved[0].mask)
+    assert sorted(np.unique(mask).tolist()) == [0, 1, 2, 3] and mask[60, 410] == 3
+
+
+# ------------------------------------------------------------------ a save that fails or is killed
+
+def _child_save(folder, *, kill_at_mask: int, overwrite: bool, seed: int, unlist_batch: int = 32):
+    """Run a tiles save (with counted points) in a child process that SIGKILLs itself when it is about
+    to write its ``kill_at_mask``-th mask (0 = never); return the process' exit code."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import napari_ihcseg
+
+    code = f"""
+import os, signal
+import numpy as np
+import napari_ihcseg.pairs.writer as writer
+from napari_ihcseg.pairs import save_pairs
+calls = []
+real = writer.write_labels
+def write_labels(path, labels, **options):
+    calls.append(path)
+    if len(calls) == {kill_at_mask}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, labels, **options)
+writer.write_labels = write_labels
+writer._UNLIST_BATCH = {unlist_batch}
+image, labels = _field({seed})
+save_pairs({str(folder)!r}, image, labels, source="/s/big.svs", mode="tiles", tile=256,
+           points=[[10, 10], [300, 300]], point_positive=[True, False], overwrite={overwrite})
+"""
+    env = dict(os.environ, PYTHONPATH=str(Path(napari_ihcseg.__file__).parents[1]), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", _FIELD_CODE + code], env=env, timeout=120).returncode
+
+
+_FIELD_CODE = '''
+import numpy as np
+def _field(seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (768, 768, 3), dtype=np.uint8), rng.integers(0, 50, (768, 768)).astype(np.int32)
+'''
+
+
+def _field_of(seed):
+    scope = {}
+    exec(_FIELD_CODE, scope)
+    return scope["_field"](seed)
+
+
+def _made_by(folder, pair_entry, seeds):
+    """Which of ``seeds`` made the image of a pair, and which made its mask."""
+    from napari_ihcseg.pairs.writer import _relabel
+
+    y0, x0, y1, x1 = pair_entry["region"]
+    image = np.asarray(Image.open(folder / pair_entry["image"]))
+    mask = tifffile.imread(folder / pair_entry["mask"])
+    fields = {s: _field_of(s) for s in seeds}
+    return ([s for s, (im, _) in fields.items() if np.array_equal(image, im[y0:y1, x0:x1])],
+            [s for s, (_, lab) in fields.items() if np.array_equal(mask, _relabel(lab[y0:y1, x0:x1]))])
+
+
+def test_a_killed_first_save_leaves_a_pairs_folder_and_the_same_save_completes_it(tmp_path):
+    import signal
+
+    from napari_ihcseg.datasets.layouts import detect_layout, load_folder
+
+    folder = tmp_path / "set"
+    assert _child_save(folder, kill_at_mask=4, overwrite=False, seed=0) == -signal.SIGKILL
+    assert (folder / "images").is_dir() and len(list((folder / "masks").glob("*.tif"))) == 3
+    # Not mistaken for a lab's images/ + masks/ folder, whose tiles would straddle the split.
+    assert detect_layout(folder) == "pairs"
+    assert json.loads((folder / "dataset.json").read_text())["pairs"] == [], "only complete saves are listed"
+    with pytest.raises(ValueError, match="lists none, and .* file\\(s\\) there are not listed"):
+        load_folder(folder)
+
+    assert _child_save(folder, kill_at_mask=0, overwrite=False, seed=0) == 0, "the same save, again, succeeds"
+    found = load_folder(folder)
+    assert len(found.samples) == 9 and not found.skipped and not found.warnings
+    assert all(s.points is not None for s in found.samples) and len({s.group for s in found.samples}) == 1
+    assert not [p for p in folder.rglob(".*")], "no temporary file is left"
+
+
+def test_a_killed_overwrite_never_lists_a_pair_with_files_of_two_saves(tmp_path):
+    import signal
+
+    from napari_ihcseg.datasets.layouts import load_folder
+
+    folder = tmp_path / "set"
+    assert _child_save(folder, kill_at_mask=0, overwrite=False, seed=0) == 0
+    # The new image of the second tile is in place when the process dies before its mask.
+    assert _child_save(folder, kill_at_mask=2, overwrite=True, seed=1, unlist_batch=2) == -signal.SIGKILL
+    meta = json.loads((folder / "dataset.json").read_text())
+    listed = {p["id"]: p for p in meta["pairs"]}
+    for entry in listed.values():
+        made_image, made_mask = _made_by(folder, entry, (0, 1))
+        assert made_image == made_mask == [0], f"{entry['id']}: image and mask of one save"
+    assert len(listed) == 7, "the two tiles being replaced are out of the list, the others still in it"
+    found = load_folder(folder)
+    assert len(found.samples) == 7 and "does not list are ignored" in found.warnings[0]
+
+    assert _child_save(folder, kill_at_mask=0, overwrite=True, seed=1) == 0
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert len(meta["pairs"]) == 9
+    assert all(_made_by(folder, e, (0, 1)) == ([1], [1]) for e in meta["pairs"])
+    assert not load_folder(folder).warnings
+
+
+def _fail_at_mask(monkeypatch, n):
+    import errno
+
+    import napari_ihcseg.pairs.writer as writer
+
+    calls = []
+    real = writer.write_labels
+
+    def write_labels(path, labels, **options):
+        calls.append(path)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, f"{path}: cannot write it, the disk is full")
+        return real(path, labels, **options)
+
+    monkeypatch.setattr(writer, "write_labels", write_labels)
+
+
+def test_a_failed_save_lists_none_of_its_pairs_and_keeps_those_it_did_not_reach(tmp_path, field, monkeypatch):
+    image, labels = field
+    first = save_pairs(tmp_path, image, labels, mode="tiles", source="/s/a.png")
+    assert len(first) == 4
+    before = {p.id: (tmp_path / p.mask).read_bytes() for p in first}
+    moved = np.roll(labels, 3, axis=0)  # every nucleus corrected: 3 pixels lower
+    _fail_at_mask(monkeypatch, 2)
+    with pytest.raises(OSError, match="disk is full"):
+        save_pairs(tmp_path, image, moved, mode="tiles", source="/s/a.png", overwrite=True)
+    listed = TrainingPairWriter(tmp_path).pair_ids()
+    assert all((tmp_path / "masks" / f"{pid}.tif").read_bytes() == before[pid] for pid in listed), \
+        "a listed pair is the old one, whole"
+    assert sorted(listed) == sorted(p.id for p in first[2:]), "the two tiles it reached are out of the list"
+    for sample in load_pairs_folder(tmp_path):
+        pair = next(p for p in first if sample.name.endswith(p.id))
+        assert np.array_equal(sample.image, image[pair.region[0]:pair.region[2], pair.region[1]:pair.region[3]])
+
+    _fail_at_mask(monkeypatch, 2)
+    with pytest.raises(OSError, match="disk is full"):
+        save_pairs(tmp_path, image, labels, mode="tiles", source="/s/new.png")
+    assert not list((tmp_path / "images").glob("new*")), "a failed save leaves no file it added"
+    monkeypatch.undo()
+    assert len(save_pairs(tmp_path, image, labels, mode="tiles", source="/s/new.png")) == 4, "and can be done again"
+
+
+# ------------------------------------------------------------------ a bad pair is skipped
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda d: (d / "masks" / "case1.tif").unlink(), "masks/case1.tif: listed in "),
+    (lambda d: tifffile.imwrite(d / "masks" / "case1.tif", np.zeros((64, 64), np.uint32)),
+     "masks/case1.tif: shape (64, 64) differs from its image (128, 128)"),
+    (lambda d: (d / "images" / "case1.png").write_bytes(b"\x89PNG garbage"), "images/case1.png: cannot read"),
+    (lambda d: tifffile.imwrite(d / "masks" / "case1.tif", np.zeros((128, 128), np.float32)),
+     "masks/case1.tif: labels must be integers"),
+    (lambda d: (d / "points" / "case1.csv").write_text("type,x\n1,2\n"), "points/case1.csv: missing column(s) y"),
+    (lambda d: (d / "points" / "case1.csv").write_text("type,x,y\n1,500,2\n"),
+     "points/case1.csv: 1 point(s) lie outside its image"),
+])
+def test_a_bad_pair_is_skipped_naming_the_file_and_the_good_ones_used(tmp_path, damage, problem):
+    from napari_ihcseg.datasets.layouts import load_folder
+
+    image = np.full((128, 128, 3), 220, np.uint8)
+    labels = np.zeros((128, 128), np.int32)
+    labels[10:20, 10:20] = 1
+    folder = tmp_path / "set"
+    for k in range(3):
+        save_pairs(folder, image, labels, source=f"/s/case{k}.svs", points=[[15, 15]], point_positive=[True])
+    damage(folder)
+    found = load_folder(folder)
+    assert found.layout == "pairs" and [s.name for s in found.samples] == ["set/case0", "set/case2"]
+    assert len(found.skipped) == 1 and "\n" not in found.skipped[0]
+    assert found.skipped[0].startswith(str(folder)) and problem in found.skipped[0]
+    assert "1 skipped" in found.summary()
+    from napari_ihcseg.pairs import read_pairs_folder
+
+    assert read_pairs_folder(folder).skipped == found.skipped
+    with pytest.raises(ValueError, match="case1"):  # the strict reader stops at it
+        load_pairs_folder(folder)
+
+
+def test_a_pairs_folder_without_a_usable_pair_is_refused(tmp_path, field):
+    from napari_ihcseg.datasets.layouts import load_folder
+
+    image, labels = field
+    save_pairs(tmp_path / "set", image, labels, source="/s/only.svs")
+    (tmp_path / "set" / "masks" / "only.tif").unlink()
+    with pytest.raises(ValueError, match=r"training pairs .* but no pair could be read \(.*only\.tif: listed in"):
+        load_folder(tmp_path / "set")
+
+
+def test_files_the_manifest_does_not_list_are_ignored_with_a_warning(tmp_path, field):
+    from napari_ihcseg.datasets.layouts import load_folder
+
+    image, labels = field
+    save_pairs(tmp_path / "set", image, labels, source="/s/a.svs")
+    Image.fromarray(image).save(tmp_path / "set" / "images" / "stray.png")
+    tifffile.imwrite(tmp_path / "set" / "masks" / "stray.tif", (labels > 0).astype(np.uint32))
+    found = load_folder(tmp_path / "set")
+    assert [s.name for s in found.samples] == ["set/a"]
+    assert found.warnings == [f"{tmp_path / 'set'}: 2 file(s) that dataset.json does not list are ignored "
+                              "(e.g. images/stray.png); a save that did not finish leaves such files, save "
+                              "those pairs again to use them"]

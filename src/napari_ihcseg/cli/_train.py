@@ -127,8 +127,13 @@ def _hms(seconds: float) -> str:
 
 
 def _spec(text: str) -> str:
-    kind, sep, path = text.partition(":")
-    target = Path(path if sep and len(kind) > 1 else text).expanduser()
+    from napari_ihcseg.datasets.registry import split_spec
+
+    try:
+        _, path = split_spec(text)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    target = Path(path).expanduser()
     if not target.exists():
         raise CLIError(f"{target}: no such data folder")
     return text
@@ -138,14 +143,15 @@ def _load(specs) -> list:
     """Read the training data, saying which layout each folder follows and what was skipped."""
     from napari_ihcseg.datasets import load_dataset
     from napari_ihcseg.datasets.layouts import load_folder
+    from napari_ihcseg.datasets.registry import split_spec
 
     samples = []
     for spec in specs:
-        kind, sep, path = spec.partition(":")
-        if sep and len(kind) > 1 and kind != "folder":
+        kind, path = split_spec(spec)
+        if kind != "folder":
             samples.extend(load_dataset(spec))
             continue
-        data = load_folder(path if sep and len(kind) > 1 else spec)
+        data = load_folder(path)
         print(f"found {data.summary()}")
         for message in data.skipped:
             print(f"skipped: {message}", file=sys.stderr)
@@ -172,16 +178,34 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
     return {"encoder_weights": str(Path(encoder_weights).expanduser().resolve())}
 
 
+#: The command-line option of each TrainConfig / PointTargetConfig field it sets, for messages.
+_OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "tile": "--tile", "stride": "--stride", "lr": "--lr",
+            "warmup_steps": "--warmup-steps", "num_threads": "--threads", "seed": "--seed",
+            "synthetic_fraction": "--synthetic-fraction", "checkpoint_minutes": "--checkpoint-minutes",
+            "patience": "--patience", "max_steps_per_epoch": "--max-steps-per-epoch", "val_fraction": "--val-split",
+            "nucleus_diameter": "--nucleus-diameter"}
+
+
+def _option_message(text: str) -> str:
+    """A config's message with its field (``TrainConfig.lr``) named as the option that set it (``--lr``)."""
+    import re
+
+    return re.sub(r"\b(?:TrainConfig|PointTargetConfig)\.(\w+)", lambda m: _OPTIONS.get(m[1], m[0]), text)
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.inference.planning import SIZE_MULTIPLE
+    from napari_ihcseg.training.prepare import check_output_folder
     from napari_ihcseg.training.trainer import TrainConfig, TrainingInterrupted, base_checkpoint, train
 
+    try:
+        check_output_folder(Path(args.out).expanduser(), resume=args.resume, new_folder="choose another --out folder",
+                            resume_it="add --resume to continue it")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     out = output_dir(args.out)
-    if (out / "state" / "state.json").is_file() and not args.resume:
-        raise CLIError(f"{out}: already holds a training run; add --resume to continue it, "
-                       "or choose another --out folder")
     if args.epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.tile % SIZE_MULTIPLE or args.tile < 2 * SIZE_MULTIPLE:
@@ -189,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
                        f"got {args.tile}")
     if not 0 <= args.val_split < 1:
         raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
+    if args.patience < 0:
+        raise CLIError(f"--patience must be 0 (no early stopping) or more, got {args.patience}")
     model = args.model
     try:
         finetune = base_checkpoint(model) is not None
@@ -212,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
             patience=args.patience or None, max_steps_per_epoch=args.max_steps_per_epoch, augment=augment,
             points=PointTargetConfig(method=args.point_method, nucleus_diameter=args.nucleus_diameter,
                                      self_training=args.self_training))
+    except ValueError as exc:  # an option out of range: said before any data is read or model built
+        raise CLIError(_option_message(str(exc))) from None
+    try:
         result = train(config, train_samples=_load(config.train_data), resume=args.resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None

@@ -6,7 +6,8 @@ objects:
 
 ``pairs``
     The plugin's own training-pair folder (``images/``, ``masks/``,
-    ``dataset.json``), read by :func:`~napari_ihcseg.pairs.load_pairs_folder`.
+    ``dataset.json``), read by :func:`~napari_ihcseg.pairs.read_pairs_folder`;
+    files ``dataset.json`` does not list are ignored, with a warning.
 ``images-masks``
     ``images/`` and ``masks/`` matched by file stem (``masks/X.tif`` or
     ``masks/X_mask(s).png`` for ``images/X.png``), no ``dataset.json``.
@@ -43,7 +44,7 @@ from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.annotations import polygons_to_labels, read_polygons
 from napari_ihcseg.io.points import read_points
 from napari_ihcseg.pairs.layout import MANIFEST
-from napari_ihcseg.pairs.reader import load_pairs_folder
+from napari_ihcseg.pairs.reader import read_pairs_folder
 
 #: The layouts known, in the order they are looked for, with how a person would describe them.
 LAYOUTS = {
@@ -247,11 +248,13 @@ def load_folder(folder) -> FolderData:
     folder = Path(folder).expanduser()
     layout = detect_layout(folder)
     data = FolderData(folder, layout)
-    if layout == "pairs":
-        data.samples = load_pairs_folder(folder)
-        return data
     binary: list[str] = []
-    if layout == "images-masks":
+    if layout == "pairs":
+        found = read_pairs_folder(folder)
+        data.samples, data.skipped = found.samples, found.skipped
+        if found.unlisted:
+            data.warnings.append(found.unlisted_note())
+    elif layout == "images-masks":
         images = _images(_visible(folder / "images"))
         masks = {p.name.lower(): p for p in _visible(folder / "masks") if p.is_file()}
         used = set()

@@ -10,6 +10,7 @@ source's licence for model cards.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from napari_ihcseg.data.sample import Sample
@@ -65,8 +66,8 @@ def split_spec(spec: str) -> tuple[str, str]:
     Raises
     ------
     ValueError
-        For an unknown kind before a ``:``, unless the whole spec names an
-        existing file or folder.
+        For an unknown kind (a word) before a ``:``, unless the whole spec
+        names an existing file or folder.
 
     Examples
     --------
@@ -80,6 +81,6 @@ def split_spec(spec: str) -> tuple[str, str]:
         return "folder", spec
     if kind in DATASET_KINDS:
         return kind, path
-    if Path(spec).expanduser().exists():  # a folder whose name holds ":" (a time stamp, say)
-        return "folder", spec
+    if Path(spec).expanduser().exists() or not re.fullmatch(r"[A-Za-z][\w-]*", kind):
+        return "folder", spec  # a path holding ":" (a time stamp, say), not a kind
     raise ValueError(f"unknown data set kind {kind!r} in {spec!r}; choose one of {', '.join(DATASET_KINDS)}")

@@ -31,7 +31,10 @@ by clicking, ``points`` (``points/<id>.csv``; ``null`` without counts),
 ``tile_size``, ``stride``, ``source``, ``stain``, ``pixel_size_um``, ``model``
 and ``drop_empty`` are repeated at the top level when every pair agrees, and
 are ``null`` there when they differ; the per-pair values are authoritative.
-The ``pairs`` list, written last, is the list of complete pairs.
+The ``pairs`` list is the list of complete pairs (see
+:mod:`~napari_ihcseg.pairs.manifest`): files it does not name are no pairs.
+A ``dataset.json`` without a ``pairs`` key (written by hand) makes every
+image with a mask of the same id a pair.
 """
 
 from __future__ import annotations

@@ -6,8 +6,16 @@ tiles), and written with their ``dataset.json`` entry as
 through :func:`napari_ihcseg.io.write_labels`, the counted points through
 :func:`napari_ihcseg.io.points.write_points_csv`.
 
-Every file is written atomically (temporary file, then rename), and an
-existing pair is never replaced unless the caller passes ``overwrite=True``.
+Every file is written atomically (temporary file, then rename), and a pair
+``dataset.json`` lists is never replaced unless the caller passes
+``overwrite=True``. ``dataset.json`` lists only complete pairs
+(:mod:`napari_ihcseg.pairs.manifest`): it is written before the first file
+of a new folder, the pairs a save replaces leave it before their files are
+touched, and the pairs of a save are listed once all their files are in
+place. A save that is killed leaves files that no entry names; the reader
+ignores them, and the same save done again replaces them. A folder that
+holds training data ``dataset.json`` does not list (a lab's own ``images/``
+and ``masks/``) is refused.
 
 Examples
 --------
@@ -21,12 +29,14 @@ Examples
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from napari_ihcseg._atomic import atomic_path, write_json_atomic
+from napari_ihcseg._atomic import atomic_path
 from napari_ihcseg.inference.tiling import tile_starts
 from napari_ihcseg.io.labels import write_labels
 from napari_ihcseg.io.names import image_stem, safe_name
@@ -41,7 +51,6 @@ from .layout import (
     MODES,
     POINTS_DIR,
     POINTS_SUFFIX,
-    SHARED_KEYS,
     TILE_SIZES,
     SavedPair,
     check_folder,
@@ -50,8 +59,14 @@ from .layout import (
     pair_id,
     read_manifest,
 )
+from .manifest import check_no_foreign_data, listed_ids, with_pairs, write_manifest
 
 __all__ = ["TrainingPairWriter", "plan_regions", "save_pairs"]
+
+#: How many of the pairs a save replaces leave ``dataset.json`` at once, just before their files are written.
+_UNLIST_BATCH = 32
+#: The temporary name :func:`~napari_ihcseg._atomic.atomic_path` writes ``<name>`` through.
+_PART = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.part(\.[^.]*)?$")
 
 
 def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
@@ -94,11 +109,26 @@ def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(ids[-1]) + 1 if ids.size else 1, dtype=np.uint32)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
-    return lut[labels]
+    """``labels`` (ids 0 or positive) renumbered 1..N in the order of their ids, 0 kept, as ``uint32``."""
+    top = int(labels.max(initial=0))
+    if top < max(2 * labels.size, 1 << 16):  # a lookup table of every id up to the largest is small
+        present = np.zeros(top + 1, dtype=bool)
+        present[labels] = True
+        present[0] = False
+        lut = np.zeros(top + 1, dtype=np.uint32)
+        lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.uint32)
+        return lut[labels]
+    ids, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(labels.shape).astype(np.uint32)
+    return inverse if ids[0] == 0 else inverse + np.uint32(1)
+
+
+def _check_labels(labels: np.ndarray, what: str) -> None:
+    """Refuse negative label ids (they would be saved as the id of another nucleus)."""
+    if labels.size and labels.min() < 0:
+        bad = labels < 0
+        raise ValueError(f"{what}: negative label ids in the nuclei labels ({int(bad.sum())} pixel(s), "
+                         f"smallest {int(labels[bad].min())}); nuclei need ids 1, 2, ... and the background 0")
 
 
 class TrainingPairWriter:
@@ -128,8 +158,8 @@ class TrainingPairWriter:
         return read_manifest(self.folder)
 
     def pair_ids(self) -> list[str]:
-        """Ids of the pairs already in the folder."""
-        return [p["id"] for p in self.manifest().get("pairs", [])]
+        """Ids of the pairs ``dataset.json`` lists (the complete pairs in the folder)."""
+        return listed_ids(self.manifest())
 
     def _paths(self, pid: str) -> tuple[Path, Path]:
         return self.folder / IMAGES_DIR / f"{pid}{IMAGE_SUFFIX}", self.folder / MASKS_DIR / f"{pid}{MASK_SUFFIX}"
@@ -138,9 +168,13 @@ class TrainingPairWriter:
         return self.folder / POINTS_DIR / f"{pid}{POINTS_SUFFIX}"
 
     def conflicts(self, ids) -> list[str]:
-        """Which of ``ids`` already exist (in ``dataset.json`` or as files)."""
+        """Which of ``ids`` are pairs ``dataset.json`` lists.
+
+        Files no entry names (left by a save that did not finish) are no
+        pairs: a save replaces them without asking.
+        """
         known = set(self.pair_ids())
-        return [i for i in ids if i in known or any(p.exists() for p in (*self._paths(i), self._points_path(i)))]
+        return [i for i in ids if i in known]
 
     def plan(self, image_shape, *, mode="whole", region=None, tile=256, stride=None, source=None,
              name=None, origin=(0, 0)) -> list[tuple[str, tuple[int, int, int, int]]]:
@@ -167,7 +201,8 @@ class TrainingPairWriter:
         ----------
         image : (H, W, 3) ndarray of uint8
         labels : (H, W) ndarray of int
-            Instance labels; each pair's mask is renumbered 1..N.
+            Instance labels (0 background, nuclei positive); each pair's mask
+            is renumbered 1..N.
         mode : {"whole", "region", "tiles"}
         region : (y0, x0, y1, x1), optional
             The part to save (``"region"``), or to tile (``"tiles"``).
@@ -193,7 +228,9 @@ class TrainingPairWriter:
         point_positive : (N,) array_like of bool, optional
             Whether each counted nucleus is positive (required with ``points``).
         overwrite : bool
-            Replace existing pairs of the same id. Ask the user first.
+            Replace the pairs of the same id that ``dataset.json`` lists. Ask
+            the user first. Files no entry names (left by a save that did not
+            finish) are replaced either way.
 
         Returns
         -------
@@ -204,7 +241,17 @@ class TrainingPairWriter:
         FileExistsError
             If a pair exists and ``overwrite`` is false; nothing is written then.
         ValueError
-            If the folder's ``dataset.json`` is not one of this format.
+            If the labels hold negative ids, the folder's ``dataset.json`` is
+            not one of this format, or the folder holds training data that
+            ``dataset.json`` does not list (another layout); nothing is written then.
+
+        Notes
+        -----
+        A save that fails or is killed lists none of its pairs in
+        ``dataset.json``; the pairs it was to replace and had not reached are
+        kept (after a kill, those it had reached or was about to reach are not
+        listed until they are saved again). Saving the same pairs again
+        completes it, replacing the files the failed save left.
         """
         image = np.asarray(image)
         labels = np.asarray(labels)
@@ -219,80 +266,102 @@ class TrainingPairWriter:
             if point_positive is None or np.size(point_positive) != len(points):
                 raise ValueError("point_positive must give one positive flag per point")
             point_positive = np.asarray(point_positive, dtype=bool).reshape(-1)
+        _check_labels(labels, str(source) if source is not None else (name or "the nuclei labels"))
         times = (dict(corrected_labels) if isinstance(corrected_labels, Mapping)
                  else {int(i): None for i in corrected_labels})
         planned = self.plan(image.shape, mode=mode, region=region, tile=tile, stride=stride,
                             source=source, name=name, origin=origin)
-        oy, ox = (int(v) for v in origin)
         if drop_empty:
             planned = [(pid, b) for pid, b in planned if labels[b[0]:b[2], b[1]:b[3]].any()]
-        if not overwrite:
-            taken = self.conflicts([pid for pid, _ in planned])
-            if taken:
-                raise FileExistsError(f"{self.folder}: pair {taken[0]!r} already exists"
-                                      + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
-                                      + "; pass overwrite=True to replace it")
-        from PIL import Image
-
+        if not planned:
+            return []
+        exists = self.manifest_path.exists()
+        meta = self.manifest()
+        check_no_foreign_data(self.folder, meta if exists else None)
+        taken = set(listed_ids(meta)) & {pid for pid, _ in planned}
+        if taken and not overwrite:
+            first = next(pid for pid, _ in planned if pid in taken)
+            raise FileExistsError(f"{self.folder}: pair {first!r} already exists"
+                                  + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
+                                  + "; pass overwrite=True to replace it")
+        # dataset.json first: the folder is a training-pair folder from its first file on.
+        if not exists:
+            write_manifest(self.folder, meta)
+        replaced = {str(p["id"]): p for p in meta.get("pairs") or [] if str(p["id"]) in taken}
         fallback = max((t for t in times.values() if t), default=None) or now()
-        saved = []
-        for pid, (y0, x0, y1, x1) in planned:
-            crop_lab = labels[y0:y1, x0:x1]
-            present = np.unique(crop_lab)
-            fixed = [i for i in present.tolist() if i in times and i > 0]
-            touched = bool(fixed) or (edited_mask is not None and bool(edited_mask[y0:y1, x0:x1].any()))
-            when = max((times[i] for i in fixed if times[i]), default=None) or (fallback if touched else None)
-            img_path, mask_path = self._paths(pid)
-            with atomic_path(img_path, overwrite=overwrite) as tmp:
-                Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).save(tmp, format="PNG")
-            try:
-                write_labels(mask_path, _relabel(crop_lab), overwrite=overwrite)
-            except BaseException:
-                if not overwrite:  # do not leave an image without its mask
-                    img_path.unlink(missing_ok=True)
-                raise
-            kept = None
-            if points is not None:
-                kept = self._write_points(pid, points, point_positive, (y0, x0, y1, x1), overwrite=overwrite)
-            saved.append(SavedPair(
-                pid, f"{IMAGES_DIR}/{img_path.name}", f"{MASKS_DIR}/{mask_path.name}",
-                (y0 + oy, x0 + ox, y1 + oy, x1 + ox), mode,
-                tile if mode == "tiles" else None, (stride or tile) if mode == "tiles" else None,
-                int((present > 0).sum()), touched, len(fixed), when,
-                str(source) if source is not None else None, stain,
-                float(pixel_size_um) if pixel_size_um is not None else None, model, now(),
-                f"{POINTS_DIR}/{self._points_path(pid).name}" if kept is not None else None, kept or 0,
-                (y0 + oy, x0 + ox, y1 + oy, x1 + ox) if kept is not None else None))
-        if saved:
-            self._update_manifest(saved, drop_empty=drop_empty)
+        common = dict(mode=mode, tile=tile, stride=stride, source=source, stain=stain,
+                      pixel_size_um=pixel_size_um, model=model, origin=origin)
+        saved: list[SavedPair] = []
+        created: list[Path] = []
+        unlisted: set[str] = set()
+        try:
+            for k, (pid, box) in enumerate(planned):
+                if pid in replaced and pid not in unlisted:
+                    # A pair leaves dataset.json before its files are touched (a few at a time).
+                    batch = [p for p, _ in planned[k:] if p in replaced and p not in unlisted][:_UNLIST_BATCH]
+                    write_manifest(self.folder, with_pairs(meta, drop=batch))
+                    unlisted.update(batch)
+                saved.append(self._write_pair(pid, box, image, labels, times, fallback, edited_mask, points,
+                                              point_positive, created, **common))
+        except BaseException:
+            # A save lists all its pairs or none: the files it added go, and the pairs it was to replace
+            # but had not reached yet are listed again as they were.
+            for path in created:
+                path.unlink(missing_ok=True)
+            untouched = [replaced[p] for p, _ in planned[len(saved) + 1:] if p in unlisted]
+            if untouched:
+                meta["pairs"] = (meta.get("pairs") or []) + untouched
+                write_manifest(self.folder, with_pairs(meta))
+            raise
+        write_manifest(self.folder, with_pairs(meta, add=saved, drop_empty=drop_empty))
+        self._remove_stale_parts([pid for pid, _ in planned])
         return saved
 
-    def _write_points(self, pid: str, points: np.ndarray, positive: np.ndarray, box, *, overwrite: bool) -> int:
-        """Write the points inside ``box`` to ``points/<id>.csv`` (pair pixels); returns how many."""
-        y0, x0, y1, x1 = box
-        inside = (points[:, 0] >= y0) & (points[:, 0] < y1) & (points[:, 1] >= x0) & (points[:, 1] < x1)
-        try:
-            write_points_csv(self._points_path(pid), points[inside] - [y0, x0], positive[inside], overwrite=overwrite)
-        except BaseException:
-            if not overwrite:  # do not leave a pair without the points it was saved with
-                for path in self._paths(pid):
-                    path.unlink(missing_ok=True)
-            raise
-        return int(inside.sum())
+    def _remove_stale_parts(self, ids: list[str]) -> None:
+        """Remove the temporary files a killed save left for the files of ``ids`` (now written)."""
+        names = {p.name for pid in ids for p in (*self._paths(pid), self._points_path(pid))}
+        for folder in (IMAGES_DIR, MASKS_DIR, POINTS_DIR):
+            if not (self.folder / folder).is_dir():
+                continue
+            for entry in os.scandir(self.folder / folder):
+                part = _PART.match(entry.name)
+                if part and part["name"] in names:
+                    Path(entry.path).unlink(missing_ok=True)
 
-    def _update_manifest(self, saved: list[SavedPair], *, drop_empty: bool) -> None:
-        data = self.manifest()
-        new_ids = {p.id for p in saved}
-        pairs = [p for p in data.get("pairs", []) if p["id"] not in new_ids] + [p.to_dict() for p in saved]
-        data["pairs"] = pairs
-        # Settings shared by every pair are repeated at the top (None where the pairs differ);
-        # each pair's own entry is authoritative.
-        for key in SHARED_KEYS:
-            values = {p.get(key) for p in pairs}
-            data[key] = values.pop() if len(values) == 1 else None
-        data["drop_empty"] = drop_empty if data.get("drop_empty") in (None, drop_empty) else None
-        data["updated"] = now()
-        write_json_atomic(self.manifest_path, data)
+    def _write_pair(self, pid: str, box, image: np.ndarray, labels: np.ndarray, times: dict, fallback: str,
+                    edited_mask, points, point_positive, created: list[Path], *, mode: str, tile: int,
+                    stride: int | None, source, stain, pixel_size_um, model, origin) -> SavedPair:
+        """Write the files of one pair (each atomically) and return its entry; new files go to ``created``."""
+        from PIL import Image
+
+        y0, x0, y1, x1 = box
+        oy, ox = (int(v) for v in origin)
+        crop_lab = labels[y0:y1, x0:x1]
+        present = np.unique(crop_lab)
+        fixed = [i for i in present.tolist() if i in times and i > 0]
+        touched = bool(fixed) or (edited_mask is not None and bool(np.asarray(edited_mask)[y0:y1, x0:x1].any()))
+        when = max((times[i] for i in fixed if times[i]), default=None) or (fallback if touched else None)
+        img_path, mask_path = self._paths(pid)
+        points_path = self._points_path(pid)
+        created.extend(p for p in (img_path, mask_path, points_path if points is not None else None)
+                       if p is not None and not p.exists())
+        with atomic_path(img_path) as tmp:
+            Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).save(tmp, format="PNG")
+        write_labels(mask_path, _relabel(crop_lab))
+        kept = None
+        if points is not None:
+            inside = (points[:, 0] >= y0) & (points[:, 0] < y1) & (points[:, 1] >= x0) & (points[:, 1] < x1)
+            write_points_csv(points_path, points[inside] - [y0, x0], point_positive[inside], overwrite=True)
+            kept = int(inside.sum())
+        region = (y0 + oy, x0 + ox, y1 + oy, x1 + ox)
+        return SavedPair(
+            pid, f"{IMAGES_DIR}/{img_path.name}", f"{MASKS_DIR}/{mask_path.name}", region, mode,
+            tile if mode == "tiles" else None, (stride or tile) if mode == "tiles" else None,
+            int((present > 0).sum()), touched, len(fixed), when,
+            str(source) if source is not None else None, stain,
+            float(pixel_size_um) if pixel_size_um is not None else None, model, now(),
+            f"{POINTS_DIR}/{points_path.name}" if kept is not None else None, kept or 0,
+            region if kept is not None else None)
 
 
 def save_pairs(folder, image: np.ndarray, labels: np.ndarray, **options) -> list[SavedPair]:

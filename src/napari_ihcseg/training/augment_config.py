@@ -74,6 +74,11 @@ class AugmentConfig:
         Gaussian blur probability and sigma range in pixels.
     p_noise, noise_std : float, (float, float)
         Gaussian noise probability and standard-deviation range (8-bit units).
+
+    Raises
+    ------
+    ValueError
+        If a probability (a ``p_*`` field) is outside [0, 1], naming it.
     """
 
     rot90: bool = True
@@ -109,6 +114,15 @@ class AugmentConfig:
     p_noise: float = 0.3
     noise_std: tuple[float, float] = (2.0, 8.0)
 
+    def __post_init__(self) -> None:
+        from dataclasses import fields
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("p_") and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                and 0 <= value <= 1):
+                raise ValueError(f"AugmentConfig.{f.name} is a probability and must be in [0, 1], got {value!r}")
+
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
@@ -143,7 +157,8 @@ def with_overrides(config: AugmentConfig, overrides: Sequence[str]) -> AugmentCo
     Raises
     ------
     ValueError
-        For an unknown field or a value that does not parse, naming both.
+        For an unknown field, a value that does not parse or one out of range
+        (a probability outside [0, 1]), naming both.
 
     Examples
     --------
@@ -175,7 +190,10 @@ def with_overrides(config: AugmentConfig, overrides: Sequence[str]) -> AugmentCo
             kind = ("true or false" if isinstance(current, bool) else
                     f"{len(current)} comma-separated numbers" if isinstance(current, tuple) else "a number")
             raise ValueError(f"augment {item!r}: {name} takes {kind}") from None
-        config = replace(config, **{name: parsed})
+        try:
+            config = replace(config, **{name: parsed})
+        except ValueError as exc:
+            raise ValueError(f"augment {item!r}: {str(exc).removeprefix('AugmentConfig.')}") from None
     return config
 
 

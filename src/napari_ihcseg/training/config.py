@@ -68,6 +68,14 @@ class TrainConfig:
         How training samples annotated with points become targets (see
         :mod:`napari_ihcseg.training.points`). Point samples train only:
         they are left out of the validation, which needs outlines.
+
+    Raises
+    ------
+    ValueError
+        For a value a run cannot use, naming the field and the value: ``lr``
+        not a positive finite number, ``stride`` outside 1..``tile``,
+        ``max_steps_per_epoch``, ``num_threads`` or ``patience`` below 1,
+        a fraction outside its range, a negative count...
     """
 
     out: str
@@ -113,12 +121,42 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.monitor must be 'aji', 'pq' or 'dice', got {self.monitor!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        self._check_ranges()
         object.__setattr__(self, "model_options", {k: tuple(v) if isinstance(v, list) else v
                                                    for k, v in dict(self.model_options).items()})
         object.__setattr__(self, "train_data", tuple(self.train_data))
         object.__setattr__(self, "val_data", tuple(self.val_data))
         if self.val_names is not None:
             object.__setattr__(self, "val_names", tuple(self.val_names))
+
+    def _check_ranges(self) -> None:
+        """Refuse values a run cannot use, naming the field and the value (``ValueError``)."""
+        def fail(name: str, rule: str) -> None:
+            raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            fail("lr", "a positive finite number")
+        for name in ("weight_decay", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                fail(name, "a finite number, 0 or more")
+        if not 0 <= self.min_lr_ratio <= 1:
+            fail("min_lr_ratio", "in [0, 1]")
+        if not 0 <= self.synthetic_fraction <= 1:
+            fail("synthetic_fraction", "in [0, 1]")
+        if not self.checkpoint_minutes >= 0:  # also refuses NaN; inf saves only at the end of epochs
+            fail("checkpoint_minutes", "0 or more")
+        for name in ("warmup_steps", "seed"):
+            if int(getattr(self, name)) < 0:
+                fail(name, "0 or more")
+        if int(self.min_steps_per_epoch) < 1:
+            fail("min_steps_per_epoch", "at least 1")
+        for name in ("max_steps_per_epoch", "num_threads", "patience"):  # None: no cap, torch's threads, no stop
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                fail(name, "at least 1")
+        if self.stride is not None and not 1 <= int(self.stride) <= self.tile:  # None: the tile size
+            fail("stride", f"between 1 and the tile size ({self.tile})")
+        if int(self.val_min_size) < 0:
+            fail("val_min_size", "0 or more")
 
     def to_dict(self) -> dict:
         return asdict(self)

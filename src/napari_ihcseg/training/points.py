@@ -102,8 +102,9 @@ class PointTargetConfig:
             raise ValueError(f"PointTargetConfig.method must be one of {', '.join(POINT_TARGET_METHODS)}, "
                              f"got {self.method!r}")
         for name in ("nucleus_diameter", "max_radius", "disk_radius", "background_distance", "dark_fraction"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"PointTargetConfig.{name} must be positive, got {getattr(self, name)}")
+            if not 0 < float(getattr(self, name)) < float("inf"):
+                raise ValueError(f"PointTargetConfig.{name} must be positive and finite, "
+                                 f"got {getattr(self, name)}")
         if not isinstance(self.self_training, bool):
             raise TypeError(f"PointTargetConfig.self_training must be True or False, got {self.self_training!r}")
         if int(self.ignore_band) < 0:

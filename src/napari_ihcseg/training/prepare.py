@@ -11,6 +11,10 @@ from .points import PointTargetConfig, is_point_sample, pseudo_label_sample
 
 #: The run's record in its output folder: the TrainConfig and the split.
 RUN_JSON = "run.json"
+#: The best model of a run, a checkpoint folder inside its output folder.
+BEST_DIR = "best"
+#: What a run leaves in its output folder besides its state: a new run would replace them.
+RUN_OUTPUTS = (BEST_DIR, "metrics.csv", RUN_JSON)
 
 
 def base_checkpoint(spec: str) -> Path | None:
@@ -108,6 +112,44 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
     return train_samples, val_samples
 
 
+def check_output_folder(out: str | Path, *, resume: bool, new_folder: str = "choose another output folder",
+                        resume_it: str = "resume it") -> None:
+    """Refuse a run that would lose work: resuming where nothing was saved, or a new run over an old one.
+
+    Parameters
+    ----------
+    out : path-like
+        The run's output folder (it need not exist).
+    resume : bool
+        Whether the run continues from the state saved in ``out``.
+    new_folder, resume_it : str
+        How the message tells the user to pick another folder, or to resume
+        (a command line names its options here).
+
+    Raises
+    ------
+    ValueError
+        One line naming ``out``: with ``resume``, when it holds no saved
+        state ("nothing to resume"); without, when it holds a run's state or
+        any of its outputs (``best/``, ``metrics.csv``, ``run.json``), which a
+        new run would overwrite.
+    """
+    from .state import STATE_DIR, has_state
+
+    out = Path(out).expanduser()
+    found = [name + ("/" if (out / name).is_dir() else "") for name in RUN_OUTPUTS if (out / name).exists()]
+    if resume:
+        if not has_state(out):
+            raise ValueError(f"{out}: nothing to resume (no saved training state in {out / STATE_DIR})"
+                             + (f"; it holds a previous run's outputs ({', '.join(found)}): {new_folder} "
+                                "for a new run" if found else ""))
+    elif has_state(out):
+        raise ValueError(f"{out}: already holds a training run; {resume_it}, or {new_folder}")
+    elif found:
+        raise ValueError(f"{out}: already holds a previous run's outputs ({', '.join(found)}); {new_folder} "
+                         "so they are not overwritten")
+
+
 def check_resume_config(out: Path, config: TrainConfig) -> None:
     """Refuse to resume the run in ``out`` with a configuration other than the one it recorded."""
     path = out / RUN_JSON
@@ -128,4 +170,5 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
         raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
 
 
-__all__ = ["RUN_JSON", "base_checkpoint", "build_model", "check_resume_config", "model_detections", "resolve_data"]
+__all__ = ["BEST_DIR", "RUN_JSON", "RUN_OUTPUTS", "base_checkpoint", "build_model", "check_output_folder",
+           "check_resume_config", "model_detections", "resolve_data"]

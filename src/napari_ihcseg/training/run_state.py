@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .state import STATE_DIR
+from .state import STATE_DIR, STATE_JSON, load_state
 from .validate import VAL_METRICS
 
 
@@ -73,9 +73,36 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunState:
-        """Rebuild from :meth:`to_dict` output, e.g. a saved state; other keys are left out."""
+        """Rebuild from :meth:`to_dict` output, e.g. a saved state; other keys are left out.
+
+        Raises
+        ------
+        ValueError
+            If a value is of the wrong kind (a counter that is not a whole
+            number of 0 or more, a history that is not a list of rows...),
+            naming the key.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        for key, value in values.items():
+            if not _CHECKS[key](value):
+                raise ValueError(f"{key!r} must be {_RULES[key]}, got {value!r}")
+        return cls(**values)
+
+    @classmethod
+    def restore(cls, out: str | Path, *, model, optimizer) -> RunState:
+        """The state saved in ``<out>/state``, with the model's and optimizer's tensors restored into them.
+
+        Raises
+        ------
+        ValueError
+            If the state is damaged, naming its file and the problem.
+        """
+        info = load_state(out, model=model, optimizer=optimizer)
+        try:
+            return cls.from_dict(info)
+        except ValueError as exc:
+            raise ValueError(f"{Path(out) / STATE_DIR / STATE_JSON}: {exc}; the training state is damaged") from None
 
     @property
     def best_row(self) -> dict | None:
@@ -128,6 +155,27 @@ class RunState:
         self.step = 0
         self.loss_sum, self.loss_parts, self.loss_count = 0.0, {}, 0
         return improved
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: What each saved field must be, and how a message says it.
+_CHECKS = {"epoch": _count, "step": _count, "global_step": _count, "bad_epochs": _count, "loss_count": _count,
+           "loss_sum": _number, "train_seconds": _number,
+           "best_score": lambda v: v is None or _number(v),
+           "best_epoch": lambda v: v is None or _count(v),
+           "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) and "epoch" in r for r in v),
+           "loss_parts": lambda v: isinstance(v, dict) and all(_number(x) for x in v.values())}
+_RULES = {**{k: "a whole number, 0 or more" for k in ("epoch", "step", "global_step", "bad_epochs", "loss_count")},
+          "loss_sum": "a number", "train_seconds": "a number", "best_score": "a number or null",
+          "best_epoch": "a whole number or null", "history": "a list of rows, each with its 'epoch'",
+          "loss_parts": "an object of numbers"}
 
 
 @dataclass(frozen=True)

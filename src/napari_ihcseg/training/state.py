@@ -90,8 +90,10 @@ def load_state(out: str | Path, *, model: torch.nn.Module, optimizer: torch.opti
     FileNotFoundError
         If there is no state.
     ValueError
-        If the tensor file does not match its checksum, or the state does not
-        fit the model.
+        If the state is damaged (``state.json`` not a state, an entry missing
+        or of the wrong kind, the tensor file missing, not a safetensors file
+        or not matching its checksum) or does not fit the model: one line
+        naming the file and the problem.
     """
     folder = Path(out) / STATE_DIR
     meta_path = folder / STATE_JSON
@@ -100,25 +102,54 @@ def load_state(out: str | Path, *, model: torch.nn.Module, optimizer: torch.opti
     meta = read_json(meta_path)
     if meta.get("format") != STATE_FORMAT:
         raise ValueError(f"{meta_path}: unsupported state format {meta.get('format')!r}")
-    tensor_path = folder / meta["tensors"]
-    data = tensor_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+
+    def damaged(problem: str) -> ValueError:
+        return ValueError(f"{meta_path}: {problem}; the training state is damaged")
+
+    name, digest, optim_meta = meta.get("tensors"), meta.get("sha256"), meta.get("optimizer")
+    if not isinstance(name, str) or not name.endswith(".safetensors") or Path(name).name != name:
+        raise damaged(f"'tensors' must name the state's .safetensors file, got {name!r}")
+    if not isinstance(digest, str):
+        raise damaged(f"'sha256' must be the tensor file's checksum, got {digest!r}")
+    if not (isinstance(optim_meta, dict) and isinstance(optim_meta.get("param_groups"), list)
+            and isinstance(optim_meta.get("scalars"), dict)):
+        raise damaged("'optimizer' must hold the optimizer's 'param_groups' and 'scalars'")
+    tensor_path = folder / name
+    try:
+        data = tensor_path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{tensor_path}: cannot read the tensor file named in {meta_path} "
+                         f"({exc.strerror or exc}); the training state is damaged") from None
+    if hashlib.sha256(data).hexdigest() != digest:
         raise ValueError(f"{tensor_path}: checksum mismatch; the training state is damaged")
-    tensors = st_load(data)
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type
+        raise ValueError(f"{tensor_path}: not a safetensors file ({exc}); the training state is damaged") from None
+    if "rng.torch" not in tensors:
+        raise ValueError(f"{tensor_path}: the random state (rng.torch) is missing; the training state is damaged")
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{tensor_path}: the saved weights do not fit the model ({exc})") from None
-    optim_meta = meta["optimizer"]
+    try:
+        optimizer.load_state_dict({"state": _optimizer_state(tensors, optim_meta["scalars"]),
+                                   "param_groups": optim_meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise damaged(f"the optimizer or random state does not fit the model ({exc})") from None
+    return {k: v for k, v in meta.items() if k not in ("tensors", "sha256", "optimizer", "format")}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict) -> dict[int, dict]:
+    """The optimizer's per-parameter state from the ``optim.<pid>.<slot>`` tensors and ``<pid>.<slot>`` scalars."""
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, pid, slot = key.split(".", 2)
             state.setdefault(int(pid), {})[slot] = value
-    for key, value in optim_meta["scalars"].items():
+    for key, value in scalars.items():
         pid, slot = key.split(".", 1)
         state.setdefault(int(pid), {})[slot] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    return {k: v for k, v in meta.items() if k not in ("tensors", "sha256", "optimizer", "format")}
+    return state

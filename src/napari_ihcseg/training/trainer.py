@@ -39,13 +39,13 @@ from napari_ihcseg.inference.config import tuned_instance_params
 from .batches import BatchSampler
 from .config import TrainConfig, lr_at
 from .losses import SegmentationLoss
-from .prepare import RUN_JSON, base_checkpoint, build_model, check_resume_config, resolve_data
+from .prepare import (BEST_DIR, RUN_JSON, base_checkpoint, build_model, check_output_folder, check_resume_config,
+                      resolve_data)
 from .report import model_card, training_metadata, write_metrics_csv
 from .run_state import RunState, TrainingInterrupted, TrainProgress, TrainResult
-from .state import has_state, load_state, save_state
+from .state import save_state
 from .validate import autocast, evaluate_samples, tune_checkpoint
 
-BEST_DIR = "best"
 #: Steps whose mean time estimates the time left.
 ETA_WINDOW = 50
 
@@ -71,9 +71,12 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
         ``val_samples=[]`` to train without validation (the last epoch is
         then the one kept).
     resume : bool
-        Continue from ``<out>/state`` if it exists (the configuration must be
-        the same, except for ``epochs``, ``patience`` and the device).
-        Without it, a folder that already holds a run is refused.
+        Continue from the state saved in ``<out>/state`` (the configuration
+        must be the same, except for ``epochs``, ``patience`` and the
+        device); a folder without one is refused ("nothing to resume").
+        Without it, a folder that holds a run's state or outputs
+        (``best/``, ``metrics.csv``, ``run.json``) is refused, so nothing is
+        overwritten (see :func:`~napari_ihcseg.training.prepare.check_output_folder`).
     progress : callable, optional
         Receives a :class:`TrainProgress` after each step and validation.
     cancel : callable or threading.Event, optional
@@ -85,6 +88,10 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
 
     Raises
     ------
+    ValueError
+        For an output folder refused as above, a configuration other than
+        the one recorded when resuming, a damaged saved state (naming its
+        file) or unusable data.
     TrainingInterrupted
         On Ctrl-C (:class:`KeyboardInterrupt`) once training has started: the
         state is saved first, so ``resume=True`` continues from there.
@@ -117,13 +124,11 @@ class _Run:
         self.progress = progress
         self.is_cancelled = is_cancelled
         self.out = out = Path(config.out).expanduser()
+        check_output_folder(out, resume=resume)
         out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.device)
-        resuming = resume and has_state(out)
-        if resuming:
+        if resume:
             check_resume_config(out, config)
-        elif has_state(out):
-            raise ValueError(f"{out}: already holds a training run; resume it or choose another output folder")
         torch.manual_seed(config.seed)
 
         model, self.base_checkpoint = build_model(config.model, config.model_options)
@@ -152,8 +157,7 @@ class _Run:
 
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_fn = SegmentationLoss(config.loss)
-        self.state = (RunState.from_dict(load_state(out, model=model, optimizer=self.optimizer)) if resuming
-                      else RunState())
+        self.state = RunState.restore(out, model=model, optimizer=self.optimizer) if resume else RunState()
         self.hardware = describe_device(self.device)
         self.step_times: list[float] = []
         self.val_seconds: list[float] = []
