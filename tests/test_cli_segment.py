@@ -82,17 +82,6 @@ def test_usage_errors(inputs, tmp_path, odnet, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_scale_asked_of_a_whole_slide_is_a_usage_error_before_any_model_loads(inputs, tmp_path, monkeypatch,
-                                                                                capsys):
-    monkeypatch.setattr(pipeline, "LARGE_IMAGE_PIXELS", 192 * 224 - 1)  # field0 counts as a whole slide
-    loaded = []
-    monkeypatch.setattr(pipeline, "resolve_model", lambda *a, **k: loaded.append(a) or (ODNet(), "odnet"))
-    assert main(["segment", str(inputs / "field0.png"), "--out", str(tmp_path), "--scale", "2"]) == 2
-    err = capsys.readouterr().err
-    assert "field0.png: --scale 2 is supported for images segmented in memory only" in err and "use --scale 1" in err
-    assert not loaded and not list(tmp_path.iterdir())
-
-
 def test_unknown_model_is_a_usage_error(inputs, tmp_path, capsys):
     assert main(["segment", str(inputs / "field0.png"), "--out", str(tmp_path), "--model", "no-such-model"]) == 2
     err = capsys.readouterr().err

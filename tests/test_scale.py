@@ -189,10 +189,12 @@ def test_cli_bad_scale_is_a_usage_error(png, tmp_path, odnet, capsys, value):
     assert "--scale" in err and "Traceback" not in err
 
 
-def test_cli_whole_slide_with_a_scale_is_one_error_line(png, tmp_path, odnet, monkeypatch, capsys):
+def test_cli_whole_slide_with_a_scale_is_a_usage_error_before_any_model_loads(png, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "LARGE_IMAGE_PIXELS", 1000)
+    loaded = []
+    monkeypatch.setattr(pipeline, "resolve_model", lambda *a, **k: loaded.append(a) or (ODNet(), "odnet"))
     out = tmp_path / "out"
-    assert main(["segment", str(png), "--out", str(out), "--tile", "64", "--overlap", "16", "--scale", "2"]) == 1
+    assert main(["segment", str(png), "--out", str(out), "--tile", "64", "--overlap", "16", "--scale", "2"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(err) == 1 and "field.png" in err[0] and "whole slides" in err[0], err
-    assert not (out / "field.summary.json").exists()
+    assert len(err) == 1 and "field.png" in err[0] and "whole slides" in err[0] and "use --scale 1" in err[0], err
+    assert not loaded and not (out / "field.summary.json").exists()
