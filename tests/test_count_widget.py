@@ -198,6 +198,34 @@ def test_a_mouse_click_on_the_counts_layer_counts_and_a_drag_pans(counting, qtbo
     assert len(points.data) == 2
 
 
+def test_undoing_a_count_mode_delete_brings_the_hand_class_back(counting, qtbot):
+    _viewer, layer, count, score = counting
+    top = float(score.cells["dab_od_mean"].max())
+    score.set_thresholds((top + 0.1, top + 0.2, top + 0.3))  # the model calls no nucleus positive
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "0", timeout=3000)
+    count.set_action("positive")
+    count.click((170, 170))
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "1", timeout=3000)
+    count.set_action("delete")
+    count.click((170, 170))
+    qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "2", timeout=3000)
+    layer.undo()
+    qtbot.waitUntil(lambda: _table(score)["Nuclei counted"] == "3", timeout=3000)
+    qtbot.waitUntil(lambda: _table(score)["Positive"] == "1", timeout=3000)
+    assert count._session().tracker.class_overrides == {int(layer.data[170, 170]): "positive"}
+
+
+def test_a_click_after_the_nuclei_layer_is_deleted_says_so(counting, monkeypatch):
+    from napari_ihcseg._widgets import count as count_module
+
+    viewer, layer, count, _score = counting
+    told = []
+    monkeypatch.setattr(count_module, "show_info", told.append)
+    viewer.layers.remove(layer)
+    assert count._run(count._click_at, (60.0, 60.0), set()) is None  # what a mouse click runs
+    assert told == ["choose a nuclei (Labels) layer first"]
+
+
 def texts(picker) -> list[str]:
     return [picker.native.itemText(i) for i in range(picker.native.count())]
 

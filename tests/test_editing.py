@@ -204,3 +204,21 @@ def test_a_split_never_reuses_an_id_or_overflows_the_dtype():
     full[0, 49] = 254  # new ids 255 and 256: the second does not fit in uint8
     with pytest.raises(ValueError, match="uint8"):
         split_label_by_distance(full, 1, min_distance=5)
+
+
+def test_hand_classes_follow_splits_merges_and_undo():
+    t = EditTracker()
+    t.set_class(3, "positive")
+    t.record("split", created=[7, 8], changed=[3])  # both halves of a positive nucleus stay positive
+    assert t.class_overrides == {3: "positive", 7: "positive", 8: "positive"}
+    t.record("delete", deleted=[7])
+    assert 7 not in t.class_overrides
+    t.record("edit", created=[7])  # Ctrl+Z brings nucleus 7 back: with its class
+    assert t.class_overrides[7] == "positive"
+    t.set_class(1, "negative")
+    t.record("merge", changed=[2], deleted=[1])  # merged into a nucleus without a hand class
+    assert t.class_overrides[2] == "negative" and 1 not in t.class_overrides
+    t.record("delete", deleted=[8])
+    t.record("grow", created=[8])  # a new nucleus under a freed id is not the old one
+    assert 8 not in t.class_overrides
+    assert EditTracker.from_dict(t.to_dict()).class_overrides == t.class_overrides

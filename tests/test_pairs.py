@@ -132,6 +132,9 @@ def test_recovery_round_trip_and_clear(tmp_path):
 def test_recovery_keys_and_folder(tmp_path):
     assert recovery_key("/a/b.png", (10, 10)) != recovery_key("/a/b.png", (10, 11))
     assert recovery_key("/a/b.png", (10, 10)) != recovery_key("/a/c.png", (10, 10))
+    # two fields of view of one slide, the same size: their corrections stay apart
+    assert recovery_key("/a/b.svs", (10, 10), (0, 0)) != recovery_key("/a/b.svs", (10, 10), (256, 256))
+    assert recovery_key("/a/b.svs", (10, 10), (0, 0)) == recovery_key("/a/b.svs", (10, 10))
     assert default_recovery_dir().is_absolute()
     store = RecoveryStore(tmp_path)
     (tmp_path / "broken.npz").write_bytes(b"not a zip")

@@ -325,6 +325,51 @@ def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napar
     assert tifffile.imread(dataset / "masks" / "case7.tif").max() == 3
 
 
+def test_two_fields_of_view_of_one_slide_keep_their_corrections_apart(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+
+    big = np.tile(ihc, (2, 2, 1))
+    viewer = make_napari_viewer()
+    viewer.add_image(big, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/s.svs", "origin": (0, 0)}})
+    correct = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(correct)
+    correct.delete_at((170, 170))
+    correct.session().autosave_now()
+    viewer.close()
+
+    # The other field of the slide, the same size, segmented elsewhere: nothing of the first is offered there.
+    viewer = make_napari_viewer()
+    viewer.add_image(big, name="ihc", rgb=True)
+    other = np.zeros(nuclei_field().shape, np.int32)
+    other[10:30, 10:30] = 1
+    field_b = viewer.add_labels(other, name="nuclei", translate=(256, 256),
+                                metadata={"ihcseg": {"source": "/slides/s.svs", "origin": (256, 256)}})
+    asked = []
+    again = CorrectWidget(viewer, ask=lambda title, q: asked.append(title) or True, store=store)
+    qtbot.addWidget(again)
+    assert not asked and np.unique(field_b.data).tolist() == [0, 1]
+
+
+def test_nuclei_are_never_saved_over_another_images_pixels(make_napari_viewer, qtbot, ihc, store, tmp_path):
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="slideA", rgb=True)
+    viewer.add_image(ihc[::-1].copy(), name="slideB", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei",
+                              metadata={"ihcseg": {"source": "slideA", "image_layer": "slideA"}})
+    widget = SavePairsWidget(viewer, ask=lambda *a: True, store=store)
+    qtbot.addWidget(widget)
+    widget.form.nuclei.value = layer
+    widget.folder.setText(str(tmp_path / "dataset"))
+    viewer.layers.remove("slideA")
+    widget.form.image.value = viewer.layers["slideB"]
+    with pytest.raises(ValueError, match="segmented on the image 'slideA', not on 'slideB'"):
+        widget._save()
+    assert not (tmp_path / "dataset" / "images").exists()
+
+
 def test_save_pairs_needs_an_absolute_folder(make_napari_viewer, qtbot, ihc, store):
     from napari_ihcseg._widgets.pairs import SavePairsWidget
 

@@ -236,6 +236,23 @@ def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
     return y0, x0, y1, x1
 
 
+def _check_made_on(image_layer, labels_layer, meta: dict) -> None:
+    """Refuse an image other than the one the nuclei were segmented on (same file, or same layer name).
+
+    Another image of the same size would put one slide's pixels under
+    another slide's nuclei: scored, counted or saved as a training pair.
+    """
+    made_on = meta.get("image_layer")
+    if not made_on or made_on == image_layer.name:
+        return
+    source, here = meta.get("source"), layer_source(image_layer)
+    if source and (source == image_layer.name or (here and Path(source).expanduser().resolve()
+                                                  == Path(here).expanduser().resolve())):
+        return  # the same file, opened again or renamed
+    raise ValueError(f"{labels_layer.name} was segmented on the image '{made_on}', not on '{image_layer.name}'; "
+                     f"choose that image, or segment '{image_layer.name}'")
+
+
 def labels_in_image(image_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """The labels, the matching RGB pixels, and where they lie in the full-resolution image."""
     labels = labels_layer.data
@@ -244,6 +261,7 @@ def labels_in_image(image_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, 
                          "segment a field of view to correct, score or save it")
     labels = np.asarray(labels)
     meta = labels_layer.metadata.get("ihcseg", {})
+    _check_made_on(image_layer, labels_layer, meta)
     y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
     base = image_level0(image_layer)
     h, w = labels.shape[-2:]

@@ -36,6 +36,21 @@ def layer_key_source(layer) -> str:
     return meta.get("source") or layer_source(layer) or f"layer:{layer.name}"
 
 
+def layer_origin(layer) -> tuple[int, int]:
+    """Where a field of view's labels lie in the full image (row, col); (0, 0) for a whole image."""
+    meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
+    try:
+        y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
+    except (TypeError, ValueError):
+        return 0, 0
+    return y0, x0
+
+
+def layer_recovery_key(layer) -> str:
+    """The recovery key of a labels layer: its image, shape and place in the slide."""
+    return recovery_key(layer_key_source(layer), np.shape(layer.data), layer_origin(layer))
+
+
 class CorrectionSession(QObject):
     """Tracks and autosaves the corrections made to one Labels layer.
 
@@ -59,7 +74,7 @@ class CorrectionSession(QObject):
         self._layer = weakref.ref(layer)
         self.store = store if store is not None else RecoveryStore()
         self.source = layer_key_source(layer)
-        self.key = recovery_key(self.source, np.shape(layer.data))
+        self.key = layer_recovery_key(layer)
         self.tracker = EditTracker()
         self.differ = LabelDiffer(np.asarray(layer.data))
         self.edited_mask = np.zeros(np.shape(layer.data), bool)
@@ -121,7 +136,7 @@ class CorrectionSession(QObject):
         if np.shape(layer.data) != self.differ.shape:  # a different image: start over
             self.differ.reset(np.asarray(layer.data))
             self.edited_mask = np.zeros(np.shape(layer.data), bool)
-            self.key = recovery_key(self.source, np.shape(layer.data))
+            self.key = layer_recovery_key(layer)
             return
         self._on_set_data()
 

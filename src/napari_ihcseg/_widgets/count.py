@@ -223,8 +223,13 @@ class CountWidget(QWidget):
         zoom = float((scene.camera if scene is not None else self.viewer.camera).zoom) or 1.0
         if np.hypot(*(end - start)[-2:]) * zoom > CLICK_SLOP_PX:
             return  # a drag: napari pans
-        position = np.asarray(self.layer.world_to_data(start))[-2:]
-        self._run(self.click, position, modifiers=modifiers)
+        self._run(self._click_at, start, modifiers)
+
+    def _click_at(self, world, modifiers) -> str:
+        layer = self.layer
+        if layer is None:  # the nuclei layer was deleted while counting
+            raise ValueError("choose a nuclei (Labels) layer first")
+        return self.click(np.asarray(layer.world_to_data(world))[-2:], modifiers=modifiers)
 
     # ---------------------------------------------------------------- clicks
     def _image(self):

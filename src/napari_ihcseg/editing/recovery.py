@@ -34,14 +34,19 @@ def default_recovery_dir() -> Path:
         return Path.home() / ".cache" / "napari-ihcseg" / "recovery"
 
 
-def recovery_key(source, shape) -> str:
-    """A stable key for one image: its absolute path (or name) and its shape."""
+def recovery_key(source, shape, origin=(0, 0)) -> str:
+    """A stable key for one image: its absolute path (or name), its shape, and where it lies in the slide.
+
+    ``origin`` (row, col) tells apart fields of view of one slide: two
+    fields of the same size from one file keep their corrections apart.
+    """
     import hashlib
 
     text = str(source) if source is not None else "unnamed"
     if source is not None and ("/" in text or "\\" in text):
         text = str(Path(text).expanduser().resolve())
-    digest = hashlib.sha1(f"{text}|{tuple(int(s) for s in shape)}".encode()).hexdigest()[:16]
+    where = f"|{int(origin[0])},{int(origin[1])}" if tuple(int(v) for v in origin) != (0, 0) else ""
+    digest = hashlib.sha1(f"{text}|{tuple(int(s) for s in shape)}{where}".encode()).hexdigest()[:16]
     return f"{safe_name(image_stem(str(source)) if source is not None else 'image')}-{digest}"
 
 

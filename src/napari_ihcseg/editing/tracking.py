@@ -145,6 +145,8 @@ class EditTracker:
         self._status: dict[int, str] = {}
         self._when: dict[int, str] = {}
         self._classes: dict[int, str] = {}
+        #: Hand classes of deleted nuclei, given back if an undo brings the same id back.
+        self._parked: dict[int, str] = {}
 
     def record(self, action: str, *, created=(), changed=(), deleted=(), time: str | None = None) -> EditRecord | None:
         """Add one edit to the log; returns it, or ``None`` when it touched no id."""
@@ -188,8 +190,18 @@ class EditTracker:
                     self._classes.pop(i, None)
                 else:
                     self._classes[i] = value
+        inherited = self._inherited_classes(rec)
         for i in rec.deleted:
-            self._classes.pop(i, None)
+            if i in self._classes:
+                self._parked[i] = self._classes.pop(i)
+        for i, value in inherited.items():
+            self._classes.setdefault(i, value)
+        for i in rec.created:
+            parked = self._parked.pop(i, None)
+            # A deleted nucleus back under its own id from an edit found by diffing (an undo) gets its class back;
+            # a nucleus grown or split out under a freed id does not.
+            if parked is not None and rec.action == "edit":
+                self._classes.setdefault(i, parked)
         for i in rec.created:
             # An id the model made, deleted and now back (undo, or redrawn) counts as changed.
             self._status[i] = "changed" if self._status.get(i) == "deleted" else "created"
@@ -205,6 +217,16 @@ class EditTracker:
             else:
                 self._status[i] = "deleted"
                 self._when[i] = rec.time
+
+    def _inherited_classes(self, rec: EditRecord) -> dict[int, str]:
+        """Hand classes that follow the pixels: a split nucleus's parts, or a merge of like-classed nuclei."""
+        if rec.action == "split" and len(rec.changed) == 1 and rec.changed[0] in self._classes:
+            return {i: self._classes[rec.changed[0]] for i in rec.created}
+        if rec.action == "merge" and len(rec.changed) == 1 and rec.changed[0] not in self._classes:
+            values = {self._classes[i] for i in rec.deleted if i in self._classes}
+            if len(values) == 1:
+                return {rec.changed[0]: values.pop()}
+        return {}
 
     def status(self, label: int) -> str | None:
         """``"created"``, ``"changed"``, ``"deleted"`` or ``None`` (untouched)."""
