@@ -173,10 +173,29 @@ def test_wrong_architecture_in_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json: unknown architecture 'unet'; valid names: r2unet"):
         load_checkpoint(folder, device="cpu")
     _edit_config(folder, arch="r2unet-lite", config={})
+    with pytest.raises(ValueError, match=r"config\.json: says the model is 'r2unet-lite', but weights\.safetensors "
+                                         r"holds 'harunet-lite' weights"):
+        load_checkpoint(folder, device="cpu")
+    # Weights without the architecture in their header are still checked tensor by tensor.
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "weights.safetensors"
+    save_file(load_file(str(weights)), str(weights))
+    _edit_config(folder, arch="r2unet-lite", config={},
+                 sha256=hashlib.sha256(weights.read_bytes()).hexdigest())
     with pytest.raises(ValueError, match=r"weights\.safetensors: the weights do not match architecture 'r2unet-lite'"):
         load_checkpoint(folder, device="cpu")
     _edit_config(folder, arch="harunet-lite", config={"fusion_hiden": 3})
     with pytest.raises(ValueError, match=r"config\.json: unknown option\(s\) 'fusion_hiden'"):
+        load_checkpoint(folder, device="cpu")
+
+
+def test_a_config_naming_a_sibling_architecture_of_the_same_shapes_is_refused(tmp_path):
+    """r2unet and r2unet-lite may share tensor names; the weights' header says which they are."""
+    folder = saved(tmp_path, "r2unet-lite")
+    document = json.loads((folder / "config.json").read_text())
+    _edit_config(folder, arch="r2unet", config=document["config"])
+    with pytest.raises(ValueError, match=r"says the model is 'r2unet', but weights\.safetensors holds 'r2unet-lite'"):
         load_checkpoint(folder, device="cpu")
 
 

@@ -431,3 +431,11 @@ def test_remove_small_instances_with_huge_sparse_ids():
     labels = np.zeros((5, 5), np.int64)
     labels[0, :3], labels[2, 2], labels[4, :] = 2**40, 7, 3
     np.testing.assert_array_equal(remove_small_instances(labels, 2), np.where(labels == 2**40, 2, labels == 3))
+
+
+def test_an_erosion_wider_than_the_image_costs_no_more_than_one_as_wide():
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:40, 10:40] = 0.9
+    contour = np.zeros_like(mask)
+    wide = probabilities_to_instances(mask, contour, erode=92, min_size=0)  # past the 90.5 px diagonal
+    np.testing.assert_array_equal(probabilities_to_instances(mask, contour, erode=100_000, min_size=0), wide)

@@ -308,11 +308,27 @@ def test_segment_image_takes_a_config_and_overrides(field):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [(dict(tile=512, overlap=512), "overlap"), (dict(mask_threshold=2), "mask_threshold"),
-     (dict(preprocess="sharpen"), "unknown preprocessing"), (dict(blend="box"), "blend")],
+     (dict(preprocess="sharpen"), "unknown preprocessing"), (dict(blend="box"), "blend"),
+     (dict(amp="x"), "unknown precision 'x'"), (dict(device="gpu"), "unknown device 'gpu'"),
+     (dict(erode=200), r"erode must be an int in \[0, 32\]"), (dict(tile=256.0), "tile must be a whole number")],
 )
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         InferenceConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(amp=None), dict(channels_last="no"), dict(fill_holes="no")])
+def test_switches_must_be_booleans(kwargs):
+    """A string such as "no" (from a JSON file, say) would otherwise count as True."""
+    with pytest.raises(TypeError, match="must be True or False"):
+        InferenceConfig(**kwargs)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    cfg = InferenceConfig(tile=np.int64(256), mask_threshold=np.float32(0.5), min_size=np.int64(5),
+                          channels_last=np.bool_(False))
+    assert (cfg.tile, cfg.mask_threshold, cfg.min_size, cfg.channels_last) == (256, 0.5, 5, False)
+    assert type(cfg.tile) is int and type(cfg.mask_threshold) is float and type(cfg.channels_last) is bool
 
 
 @pytest.mark.parametrize("name", list(PREPROCESSING))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,9 +22,28 @@ INSTANCE_BACKENDS = ("auto", "numpy", "torch")
 SCALE_RANGE = (0.25, 8.0)
 
 
-def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+#: Largest seed erosion radius: a larger one removes every seed of a nucleus (and its disk costs gigabytes).
+MAX_ERODE = 32
+#: Precisions ``amp`` may name (besides True / False); ``runtime.PRECISIONS`` maps them to torch dtypes.
+PRECISION_NAMES = ("bf16", "fp16", "fp32")
+#: Device requests: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (whether one exists is checked at run time).
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)", re.IGNORECASE)
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` (numpy integers too) if ``minimum <= value <= maximum``, else :class:`ValueError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+    return int(value)
+
+
+def _switch(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_scale(value: Any) -> float:
@@ -67,10 +89,11 @@ def model_min_size(min_size: int, scale: float) -> int:
     return int(round(min_size / (scale * scale)))
 
 
-def _probability(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+def _probability(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
             or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -155,26 +178,37 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         from .preprocess import get_preprocess
 
-        _positive_int("tile", self.tile)
-        _positive_int("overlap", self.overlap, minimum=0)
+        put = partial(object.__setattr__, self)
+        put("tile", _positive_int("tile", self.tile))
+        put("overlap", _positive_int("overlap", self.overlap, minimum=0))
         if self.overlap >= self.tile:
             raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
         if self.batch_size is not None:
-            _positive_int("batch_size", self.batch_size)
+            put("batch_size", _positive_int("batch_size", self.batch_size))
         if not isinstance(self.device, str):
-            object.__setattr__(self, "device", str(self.device))
+            put("device", str(self.device))
+        if not _DEVICE.fullmatch(self.device.strip()):
+            raise ValueError(f"unknown device {self.device!r}; choose auto, cpu, cuda, cuda:N or mps")
+        if isinstance(self.amp, str):
+            if self.amp.strip().lower() not in PRECISION_NAMES:
+                raise ValueError(f"unknown precision {self.amp!r}; choose True, False or one of "
+                                 f"{', '.join(PRECISION_NAMES)}")
+        else:
+            put("amp", _switch("amp", self.amp))
+        put("channels_last", _switch("channels_last", self.channels_last))
+        put("fill_holes", _switch("fill_holes", self.fill_holes))
         if self.blend not in BLEND_KINDS:
             raise ValueError(f"unknown blend window {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
         if self.preprocess is not None and not isinstance(self.preprocess, str):
             raise TypeError(f"InferenceConfig.preprocess must be a recipe name or None, got {self.preprocess!r}")
         get_preprocess(self.preprocess)
         if self.mask_threshold is not None:
-            _probability("mask_threshold", self.mask_threshold)
+            put("mask_threshold", _probability("mask_threshold", self.mask_threshold))
         if self.contour_threshold is not None:
-            _probability("contour_threshold", self.contour_threshold)
+            put("contour_threshold", _probability("contour_threshold", self.contour_threshold))
         if self.min_size is not None:
-            _positive_int("min_size", self.min_size, minimum=0)
-        _positive_int("erode", self.erode, minimum=0)
+            put("min_size", _positive_int("min_size", self.min_size, minimum=0))
+        put("erode", _positive_int("erode", self.erode, minimum=0, maximum=MAX_ERODE))
         if self.instance_backend not in INSTANCE_BACKENDS:
             raise ValueError(
                 f"unknown instance_backend {self.instance_backend!r}; choose one of {', '.join(INSTANCE_BACKENDS)}"

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 import torch
 
 from ..device import describe_device, resolve_device
+from .config import PRECISION_NAMES
 
 log = logging.getLogger("napari_ihcseg.inference")
 
 #: Precision names accepted for ``amp`` besides ``True`` / ``False``.
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.bfloat16, torch.float16, torch.float32)))
 #: Batch sizes where free memory is not queried (the CPU has its pixel budget).
 DEFAULT_BATCH = {"cpu": 1, "mps": 4}
 #: Pixels per forward pass on the CPU: the batch is this over the tile area,

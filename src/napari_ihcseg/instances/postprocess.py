@@ -189,6 +189,8 @@ def probabilities_to_instances(
     mask = mask_prob > mask_threshold
     seeds = mask & ~(contour_prob > contour_threshold)
     if erode:
+        # A disk reaching past the image's diagonal erodes as any larger one does: cap it (and its memory).
+        erode = min(erode, int(math.ceil(math.hypot(*seeds.shape))) + 1)
         seeds = ndi.binary_erosion(seeds, disk(erode), border_value=1)
     contour = mask & ~seeds
     if backend == "torch":

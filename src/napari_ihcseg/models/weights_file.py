@@ -67,15 +67,28 @@ def cast_floating(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, tor
     return out
 
 
-def _header_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every tensor in a safetensors file, from its header alone."""
+def _read_header(weights_path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """The name and shape of every tensor in a safetensors file, and its metadata, from its header alone."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(weights_path), framework="pt") as fh:
-            return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+            return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}, dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+
+
+def _header_arch(metadata: dict[str, str]) -> str | None:
+    """The architecture the weights were saved from; ``None`` if not recorded.
+
+    Read from :func:`weights_metadata`'s one key, or from the plain ``arch``
+    key that checkpoints saved before it carry.
+    """
+    try:
+        arch = json.loads(metadata.get("napari_ihcseg", "{}")).get("arch", metadata.get("arch"))
+    except (ValueError, AttributeError):
+        arch = metadata.get("arch")
+    return arch if isinstance(arch, str) else None
 
 
 def check_sizes(arch: str, config, weights_path: Path) -> None:
@@ -88,10 +101,15 @@ def check_sizes(arch: str, config, weights_path: Path) -> None:
     Raises
     ------
     ValueError
-        Naming the file and, for a mismatch, how many tensors are missing,
-        unexpected or of the wrong shape.
+        Naming the file: when the weights were saved from another
+        architecture than ``arch`` (recorded in their header), or how many
+        tensors are missing, unexpected or of the wrong shape.
     """
-    file_shapes = _header_shapes(weights_path)
+    file_shapes, metadata = _read_header(weights_path)
+    saved_from = _header_arch(metadata)
+    if saved_from is not None and saved_from != arch:
+        raise ValueError(f"{weights_path.parent / CONFIG_FILE}: says the model is {arch!r}, but "
+                         f"{weights_path.name} holds {saved_from!r} weights; refusing to load them")
     try:
         with torch.device("meta"):
             skeleton = build_from_config(arch, config)
