@@ -30,6 +30,24 @@ def disk_full_error(path: str | os.PathLike, error: OSError) -> OSError:
     return named
 
 
+#: What :func:`atomic_path` puts between ``.<name>.<random>`` and the suffix of its temporary file.
+_PART = ".part"
+
+
+def remove_stale_parts(paths) -> None:
+    """Remove the temporary files a killed :func:`atomic_path` write left for the files ``paths``."""
+    by_folder: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, set()).add(p.name)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            stem, dot, _ = entry.name.rpartition(_PART)
+            if entry.name.startswith(".") and dot and stem[1:].rpartition(".")[0] in names:
+                Path(entry.path).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -52,7 +70,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: already exists; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{_PART}{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)

@@ -112,7 +112,8 @@ class TrustPanel(QWidget):
         if summary.get("stain") != "ki67" or labels_layer is None:
             self.clear_layers()
             return
-        search = hotspot_of_cells(cells, config, cells["included"].to_numpy(bool))
+        search = hotspot_of_cells(cells, config, cells["included"].to_numpy(bool),  # classified already
+                                  cells["intensity_class"].to_numpy())
         spot, heat = search.hotspot, search.local_map
         self._show_heatmap(heat, labels_layer)
         self._show_circle(spot, labels_layer)

@@ -201,8 +201,9 @@ class TrainWidget(QWidget):
 
         def job():
             from napari_ihcseg.datasets.layouts import load_folder
+            from napari_ihcseg.datasets.registry import split_spec
 
-            self.folder_data = load_folder(config.train_data[0].partition(":")[2])
+            self.folder_data = load_folder(split_spec(config.train_data[0])[1])
             return train(config, train_samples=self.folder_data.samples, progress=self._relay,
                          cancel=self._cancel)
 

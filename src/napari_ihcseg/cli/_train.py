@@ -178,19 +178,15 @@ def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) ->
     return {"encoder_weights": str(Path(encoder_weights).expanduser().resolve())}
 
 
-#: The command-line option of each TrainConfig / PointTargetConfig field it sets, for messages.
-_OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "tile": "--tile", "stride": "--stride", "lr": "--lr",
-            "warmup_steps": "--warmup-steps", "num_threads": "--threads", "seed": "--seed",
-            "synthetic_fraction": "--synthetic-fraction", "checkpoint_minutes": "--checkpoint-minutes",
-            "patience": "--patience", "max_steps_per_epoch": "--max-steps-per-epoch", "val_fraction": "--val-split",
-            "nucleus_diameter": "--nucleus-diameter"}
+#: Config fields whose option is not ``--`` + the field's name with dashes.
+_OPTIONS = {"num_threads": "--threads", "val_fraction": "--val-split"}
 
 
 def _option_message(text: str) -> str:
     """A config's message with its field (``TrainConfig.lr``) named as the option that set it (``--lr``)."""
     import re
 
-    return re.sub(r"\b(?:TrainConfig|PointTargetConfig)\.(\w+)", lambda m: _OPTIONS.get(m[1], m[0]), text)
+    return re.sub(r"\b(?:TrainConfig|PointTargetConfig)\.(\w+)", lambda m: _OPTIONS.get(m[1], "--" + m[1].replace("_", "-")), text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,13 +202,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     out = output_dir(args.out)
-    if args.epochs < 1:
-        raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.tile % SIZE_MULTIPLE or args.tile < 2 * SIZE_MULTIPLE:
         raise CLIError(f"--tile must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
                        f"got {args.tile}")
-    if not 0 <= args.val_split < 1:
-        raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
     if args.patience < 0:
         raise CLIError(f"--patience must be 0 (no early stopping) or more, got {args.patience}")
     model = args.model

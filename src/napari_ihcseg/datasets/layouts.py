@@ -43,7 +43,7 @@ from scipy import ndimage as ndi
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.annotations import polygons_to_labels, read_polygons
 from napari_ihcseg.io.points import read_points
-from napari_ihcseg.pairs.layout import MANIFEST
+from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
 
 #: The layouts known, in the order they are looked for, with how a person would describe them.
@@ -54,8 +54,6 @@ LAYOUTS = {
     "qupath": "QuPath export: X.png + X.geojson of nucleus polygons or classified points",
     "points-csv": "point counts beside images: X.png + X.csv (type,x,y)",
 }
-#: File endings read as images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: File endings read as masks.
 MASK_SUFFIXES = (".tif", ".tiff", ".png")
 #: Endings of a mask's stem that name its image's stem (``X_masks.png`` for ``X.png``).

@@ -26,8 +26,9 @@ SCALE_RANGE = (0.25, 8.0)
 MAX_ERODE = 32
 #: Precisions ``amp`` may name (besides True / False); ``runtime.PRECISIONS`` maps them to torch dtypes.
 PRECISION_NAMES = ("bf16", "fp16", "fp32")
-#: Device requests: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (whether one exists is checked at run time).
-_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)", re.IGNORECASE)
+#: Device requests as :func:`napari_ihcseg.device.resolve_device` reads them (``auto``, or one of its
+#: ``DEVICE_CHOICES`` with an optional ``:N``); whether the device exists is checked at run time.
+_DEVICE = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?", re.IGNORECASE)
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:

@@ -52,6 +52,9 @@ FORMAT = "napari-ihcseg-pairs"
 FORMAT_VERSION = 1
 MANIFEST = "dataset.json"
 IMAGES_DIR, MASKS_DIR, POINTS_DIR = "images", "masks", "points"
+#: File endings read as images in a training-data folder of any layout (:mod:`napari_ihcseg.datasets.layouts`);
+#: slide formats are not training data.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 IMAGE_SUFFIX, MASK_SUFFIX, POINTS_SUFFIX = ".png", ".tif", ".csv"
 MASK_DTYPE = "uint32"
 MODES = ("whole", "region", "tiles")

@@ -24,6 +24,7 @@ from napari_ihcseg._atomic import write_json_atomic
 
 from .layout import (
     IMAGE_SUFFIX,
+    IMAGE_SUFFIXES,
     IMAGES_DIR,
     MANIFEST,
     MASK_SUFFIX,
@@ -38,10 +39,6 @@ from .layout import (
 
 __all__ = ["check_no_foreign_data", "foreign_data", "listed_ids", "unlisted_files", "with_pairs",
            "write_manifest"]
-
-#: File endings of images a folder of another training layout holds beside each other.
-_FLAT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
 
 def _visible_files(folder: Path) -> list[Path]:
     """The files in ``folder`` whose names do not start with a dot (temporary files do); none if it is missing."""
@@ -84,7 +81,7 @@ def foreign_data(folder: Path, meta: dict | None) -> str | None:
     parts = [f"{name}/ holds {len(files)} file(s)" for name, d in _folders(folder, meta)
              if (files := _visible_files(d))]
     if meta is None:
-        flat = [p for p in _visible_files(folder) if p.suffix.lower() in _FLAT_IMAGE_SUFFIXES]
+        flat = [p for p in _visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
         if flat:
             parts.append(f"{len(flat)} image file(s) in it, e.g. {flat[0].name}")
     return ", ".join(parts) or None

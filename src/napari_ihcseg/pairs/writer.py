@@ -29,14 +29,12 @@ Examples
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from napari_ihcseg._atomic import atomic_path
+from napari_ihcseg._atomic import atomic_path, remove_stale_parts
 from napari_ihcseg.inference.tiling import tile_starts
 from napari_ihcseg.io.labels import write_labels
 from napari_ihcseg.io.names import image_stem, safe_name
@@ -65,8 +63,6 @@ __all__ = ["TrainingPairWriter", "plan_regions", "save_pairs"]
 
 #: How many of the pairs a save replaces leave ``dataset.json`` at once, just before their files are written.
 _UNLIST_BATCH = 32
-#: The temporary name :func:`~napari_ihcseg._atomic.atomic_path` writes ``<name>`` through.
-_PART = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.part(\.[^.]*)?$")
 
 
 def plan_regions(shape, *, mode: str = "whole", region=None, tile: int = 256,
@@ -259,8 +255,10 @@ class TrainingPairWriter:
             raise ValueError(f"image must be RGB uint8 of shape (H, W, 3), got {image.dtype} {image.shape}")
         if labels.shape != image.shape[:2] or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be integers of shape {image.shape[:2]}, got {labels.dtype} {labels.shape}")
-        if edited_mask is not None and np.shape(edited_mask) != labels.shape:
-            raise ValueError(f"edited_mask has shape {np.shape(edited_mask)}, the labels {labels.shape}")
+        if edited_mask is not None:
+            edited_mask = np.asarray(edited_mask)
+            if edited_mask.shape != labels.shape:
+                raise ValueError(f"edited_mask has shape {edited_mask.shape}, the labels {labels.shape}")
         if points is not None:
             points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
             if point_positive is None or np.size(point_positive) != len(points):
@@ -276,7 +274,7 @@ class TrainingPairWriter:
         if not planned:
             return []
         exists = self.manifest_path.exists()
-        meta = self.manifest()
+        meta = read_manifest(self.folder) if exists else new_manifest()
         check_no_foreign_data(self.folder, meta if exists else None)
         taken = set(listed_ids(meta)) & {pid for pid, _ in planned}
         if taken and not overwrite:
@@ -314,19 +312,8 @@ class TrainingPairWriter:
                 write_manifest(self.folder, with_pairs(meta))
             raise
         write_manifest(self.folder, with_pairs(meta, add=saved, drop_empty=drop_empty))
-        self._remove_stale_parts([pid for pid, _ in planned])
+        remove_stale_parts(p for pid, _ in planned for p in (*self._paths(pid), self._points_path(pid)))
         return saved
-
-    def _remove_stale_parts(self, ids: list[str]) -> None:
-        """Remove the temporary files a killed save left for the files of ``ids`` (now written)."""
-        names = {p.name for pid in ids for p in (*self._paths(pid), self._points_path(pid))}
-        for folder in (IMAGES_DIR, MASKS_DIR, POINTS_DIR):
-            if not (self.folder / folder).is_dir():
-                continue
-            for entry in os.scandir(self.folder / folder):
-                part = _PART.match(entry.name)
-                if part and part["name"] in names:
-                    Path(entry.path).unlink(missing_ok=True)
 
     def _write_pair(self, pid: str, box, image: np.ndarray, labels: np.ndarray, times: dict, fallback: str,
                     edited_mask, points, point_positive, created: list[Path], *, mode: str, tile: int,
@@ -339,7 +326,7 @@ class TrainingPairWriter:
         crop_lab = labels[y0:y1, x0:x1]
         present = np.unique(crop_lab)
         fixed = [i for i in present.tolist() if i in times and i > 0]
-        touched = bool(fixed) or (edited_mask is not None and bool(np.asarray(edited_mask)[y0:y1, x0:x1].any()))
+        touched = bool(fixed) or (edited_mask is not None and bool(edited_mask[y0:y1, x0:x1].any()))
         when = max((times[i] for i in fixed if times[i]), default=None) or (fallback if touched else None)
         img_path, mask_path = self._paths(pid)
         points_path = self._points_path(pid)

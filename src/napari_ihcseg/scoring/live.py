@@ -101,8 +101,9 @@ class LiveScore:
         if ids.size == 0:
             return
         full = np.asarray(labels)
-        searched = full if region is None else full[_clip_box(region, full.shape)]
-        offset = (0, 0) if region is None else tuple(sl.start for sl in _clip_box(region, full.shape))
+        within = None if region is None else _clip_box(region, full.shape)
+        searched = full if within is None else full[within]
+        offset = (0, 0) if within is None else (within[0].start, within[1].start)
         present = _boxes_of(searched, ids, offset)
         # Where pixels changed: the touched nuclei's boxes, before and after the edit.
         changed = [self._boxes[i] for i in ids if i in self._boxes] + list(present.values())
@@ -180,8 +181,7 @@ def _boxes_of(labels: np.ndarray, ids: np.ndarray | None, offset: tuple[int, int
     r, c = offset
     if ids is None and labels.size and 0 < int(labels.max()) <= 4 * labels.size:
         return {i + 1: (slice(b[0].start + r, b[0].stop + r), slice(b[1].start + c, b[1].stop + c))
-                for i, b in enumerate(ndi.find_objects(labels if labels.dtype in (np.int32, np.int64)
-                                                          else labels.astype(np.int64))) if b is not None}
+                for i, b in enumerate(ndi.find_objects(labels)) if b is not None}
     flat = np.flatnonzero(labels if ids is None else np.isin(labels, ids))
     if flat.size == 0:
         return {}

@@ -85,8 +85,9 @@ class RunState:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         for key, value in values.items():
-            if not _CHECKS[key](value):
-                raise ValueError(f"{key!r} must be {_RULES[key]}, got {value!r}")
+            check, rule = _FIELDS[key]
+            if not check(value):
+                raise ValueError(f"{key!r} must be {rule}, got {value!r}")
         return cls(**values)
 
     @classmethod
@@ -165,17 +166,17 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_COUNT = (_count, "a whole number, 0 or more")
+_NUMBER = (_number, "a number")
 #: What each saved field must be, and how a message says it.
-_CHECKS = {"epoch": _count, "step": _count, "global_step": _count, "bad_epochs": _count, "loss_count": _count,
-           "loss_sum": _number, "train_seconds": _number,
-           "best_score": lambda v: v is None or _number(v),
-           "best_epoch": lambda v: v is None or _count(v),
-           "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) and "epoch" in r for r in v),
-           "loss_parts": lambda v: isinstance(v, dict) and all(_number(x) for x in v.values())}
-_RULES = {**{k: "a whole number, 0 or more" for k in ("epoch", "step", "global_step", "bad_epochs", "loss_count")},
-          "loss_sum": "a number", "train_seconds": "a number", "best_score": "a number or null",
-          "best_epoch": "a whole number or null", "history": "a list of rows, each with its 'epoch'",
-          "loss_parts": "an object of numbers"}
+_FIELDS = {**dict.fromkeys(("epoch", "step", "global_step", "bad_epochs", "loss_count"), _COUNT),
+           "loss_sum": _NUMBER, "train_seconds": _NUMBER,
+           "best_score": (lambda v: v is None or _number(v), "a number or null"),
+           "best_epoch": (lambda v: v is None or _count(v), "a whole number or null"),
+           "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) and "epoch" in r for r in v),
+                       "a list of rows, each with its 'epoch'"),
+           "loss_parts": (lambda v: isinstance(v, dict) and all(_number(x) for x in v.values()),
+                          "an object of numbers")}
 
 
 @dataclass(frozen=True)
