@@ -121,7 +121,7 @@ def _finished_with_state(run_copy):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("lr", 0.0), ("lr", -1e-3), ("lr", math.inf), ("lr", math.nan),
+    ("lr", 0.0), ("lr", -1e-3), ("lr", math.inf), ("lr", math.nan), ("lr", 2.0), ("lr", 1000.0),
     ("max_steps_per_epoch", 0), ("max_steps_per_epoch", -1),
     ("patience", -1), ("patience", 0),
     ("num_threads", 0), ("num_threads", -1),
@@ -135,7 +135,7 @@ def test_train_config_refuses_out_of_range_values_naming_them(tmp_path, field, v
 
 def test_train_config_accepts_the_edges_of_each_range(tmp_path):
     config = TrainConfig(out=str(tmp_path), **{**ONE_STEP, "stride": 64, "patience": 1, "num_threads": 1,
-                                               "synthetic_fraction": 1.0, "warmup_steps": 0})
+                                               "synthetic_fraction": 1.0, "warmup_steps": 0, "lr": 1.0})
     assert config.stride == 64
     assert TrainConfig(out=str(tmp_path), **{**ONE_STEP, "stride": None, "patience": None}).stride is None
 
@@ -150,7 +150,7 @@ def test_augmentation_probabilities_must_be_between_0_and_1(value):
 
 
 @pytest.mark.parametrize("option, value, named", [
-    ("--lr", "0", "--lr"), ("--lr", "inf", "--lr"), ("--lr", "nan", "--lr"),
+    ("--lr", "0", "--lr"), ("--lr", "inf", "--lr"), ("--lr", "nan", "--lr"), ("--lr", "1000", "--lr"),
     ("--max-steps-per-epoch", "0", "--max-steps-per-epoch"), ("--patience", "-1", "--patience"),
     ("--threads", "-1", "--threads"), ("--threads", "0", "--threads"),
     ("--stride", "0", "--stride"), ("--stride", "1000", "--stride"),

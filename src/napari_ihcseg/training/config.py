@@ -10,6 +10,10 @@ from .augment import AugmentConfig
 from .losses import LossConfig
 from .points import PointTargetConfig
 
+#: The largest learning rate a run accepts: AdamW moves each weight by about
+#: ``lr`` a step, so beyond 1 a model is destroyed in its first steps.
+MAX_LR = 1.0
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -73,7 +77,7 @@ class TrainConfig:
     ------
     ValueError
         For a value a run cannot use, naming the field and the value: ``lr``
-        not a positive finite number, ``stride`` outside 1..``tile``,
+        outside (0, :data:`MAX_LR`], ``stride`` outside 1..``tile``,
         ``max_steps_per_epoch``, ``num_threads`` or ``patience`` below 1,
         a fraction outside its range, a negative count...
     """
@@ -134,8 +138,8 @@ class TrainConfig:
         def fail(name: str, rule: str) -> None:
             raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            fail("lr", "a positive finite number")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            fail("lr", f"in (0, {MAX_LR:g}] (AdamW's step size: fine-tuning uses about 1e-4)")
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 fail(name, "a finite number, 0 or more")
@@ -192,4 +196,4 @@ def lr_at(step: int, *, total: int, base: float, warmup: int, min_ratio: float) 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-__all__ = ["TrainConfig", "lr_at"]
+__all__ = ["MAX_LR", "TrainConfig", "lr_at"]
