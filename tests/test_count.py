@@ -57,6 +57,22 @@ def test_grow_is_bounded_by_the_typical_size_and_refuses_a_click_on_a_nucleus():
         grow_nucleus_at(labels, (200, 20))
 
 
+@pytest.mark.parametrize("dtype, new_label, problem", [
+    (np.int32, 1, "belong to other nuclei: 1"),       # would merge the new pixels into nucleus 1
+    (np.int32, 0, "must be 1 or more"),               # would paint background
+    (np.int32, -4, "must be 1 or more"),
+    (np.uint8, 256, "no room"),                       # would wrap to 0 in a uint8 image
+])
+def test_grow_refuses_a_new_label_that_is_not_a_free_id(dtype, new_label, problem):
+    labels = _disk_field([(20, 20)], 5).astype(dtype)
+    before = labels.copy()
+    with pytest.raises(ValueError, match=problem):
+        grow_nucleus_at(labels, (60, 60), diameter=10, new_label=new_label)
+    np.testing.assert_array_equal(labels, before)
+    edit = grow_nucleus_at(labels, (60, 60), diameter=10, new_label=9)
+    assert set(np.unique(edit.apply(labels)).tolist()) == {0, 1, 9}
+
+
 def test_typical_diameter_is_the_median_nucleus():
     labels = _disk_field([(20, 20), (20, 50), (50, 20), (50, 50), (80, 80)], 6)
     assert typical_diameter(labels) == pytest.approx(12, abs=1)

@@ -36,7 +36,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from .operations import LabelChange, LabelEdit, check_labels, next_free_label
+from .operations import LabelChange, LabelEdit, check_labels, check_new_ids, next_free_label
 
 #: Nucleus diameter (pixels) assumed when the labels have too few nuclei to measure it.
 DEFAULT_DIAMETER = 12.0
@@ -163,7 +163,8 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     Raises
     ------
     ValueError
-        If the click lies outside the image or on a nucleus.
+        If the click lies outside the image or on a nucleus, or
+        ``new_label`` is not a free id the labels' dtype can hold.
 
     Examples
     --------
@@ -204,6 +205,7 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     if region is None or region.sum() < MIN_AREA_FRACTION * math.pi * (d / 2) ** 2:
         region = free & _disk(crop.shape, click, d / 2)
     label = int(new_label) if new_label is not None else next_free_label(labels)
+    check_new_ids(labels, label, given=new_label is not None)
     new_crop = np.where(region, label, crop).astype(labels.dtype, copy=False)
     return LabelEdit.from_crop("grow", labels, box, new_crop, LabelChange(frozenset({label}), frozenset(), frozenset()))
 

@@ -128,6 +128,46 @@ def next_free_label(labels: np.ndarray) -> int:
     return max(top, 0) + 1
 
 
+def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool = True) -> None:
+    """Refuse new nucleus ids ``first .. first + count - 1`` that are taken, not positive, or beyond the dtype.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+        The label image the new nuclei go into.
+    first, count : int
+        The ids an edit would create.
+    given : bool
+        Whether the caller chose ``first`` (``new_label``); ids from
+        :func:`next_free_label` are free by construction and not searched for.
+
+    Raises
+    ------
+    ValueError
+        Naming the ids: below 1, beyond the largest the dtype holds (a uint8
+        image has no id 256: it would wrap to background), or held by other
+        nuclei (the new pixels would merge into them).
+
+    Examples
+    --------
+    >>> check_new_ids(np.array([[0, 3], [1, 0]], np.uint8), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: new_label=3: ids 3..3 are needed, and these belong to other nuclei: 3
+    """
+    last = first + count - 1
+    if first < 1:
+        raise ValueError(f"new_label={first}: nucleus ids must be 1 or more")
+    if last > np.iinfo(labels.dtype).max:
+        raise ValueError(f"no room for {count} new nucleus id(s) from {first} in a {labels.dtype} label image "
+                         f"(largest id {np.iinfo(labels.dtype).max}); convert the labels to a wider integer type")
+    if given:
+        taken = np.unique(labels[(labels >= first) & (labels <= last)])
+        if taken.size:
+            raise ValueError(f"new_label={first}: ids {first}..{last} are needed, and these belong to other nuclei: "
+                             f"{', '.join(str(int(v)) for v in taken[:5])}")
+
+
 def label_at(labels: np.ndarray, position) -> int:
     """The id at ``position`` (row, col; rounded), or 0 outside the image."""
     labels = check_labels(labels)

@@ -18,7 +18,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .operations import LabelChange, LabelEdit, _CROSS, _check_id, _nucleus_crop, check_labels, next_free_label
+from .operations import (
+    LabelChange,
+    LabelEdit,
+    _CROSS,
+    _check_id,
+    _nucleus_crop,
+    check_labels,
+    check_new_ids,
+    next_free_label,
+)
 
 
 def _assign_to_nearest(parts: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -36,28 +45,13 @@ def _split_result(action: str, labels: np.ndarray, label: int, box, mask: np.nda
     sizes = np.bincount(full[mask], minlength=n_parts + 1)
     order = np.argsort(-sizes[1:], kind="stable") + 1
     first = next_free_label(labels) if new_label is None else int(new_label)
-    _check_new_ids(labels, first, n_parts - 1, given=new_label is not None)
+    check_new_ids(labels, first, n_parts - 1, given=new_label is not None)
     lut = np.zeros(n_parts + 1, dtype=np.int64)
     lut[order[0]] = label
     lut[order[1:]] = np.arange(first, first + n_parts - 1)
     new = np.where(mask, lut[full], labels[box])
     created = frozenset(int(v) for v in lut[order[1:]])
     return LabelEdit.from_crop("split", labels, box, new, LabelChange(created, frozenset({label}), frozenset()))
-
-
-def _check_new_ids(labels: np.ndarray, first: int, count: int, *, given: bool) -> None:
-    """Refuse ids ``first .. first + count - 1`` that are taken, not positive, or beyond the dtype."""
-    last = first + count - 1
-    if first < 1:
-        raise ValueError(f"new_label={first}: nucleus ids must be 1 or more")
-    if last > np.iinfo(labels.dtype).max:
-        raise ValueError(f"no room for {count} new nucleus id(s) from {first} in a {labels.dtype} label image "
-                         f"(largest id {np.iinfo(labels.dtype).max}); convert the labels to a wider integer type")
-    if given:
-        taken = np.unique(labels[(labels >= first) & (labels <= last)])
-        if taken.size:
-            raise ValueError(f"new_label={first}: the split needs ids {first}..{last}, and these belong to other nuclei: "
-                             f"{', '.join(str(int(v)) for v in taken[:5])}")
 
 
 def _polyline_pixels(points: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
