@@ -64,10 +64,20 @@ def test_edits_leave_the_table_as_a_fresh_measurement(field, boxed):
     disc = (slice(max(r - 3, 0), r + 4), slice(max(c - 3, 0), c + 4))
     touched = {int(i) for i in np.unique(labels[disc]) if i} | {new}
     labels[disc] = new
-    live.update(labels, touched, region=None)  # reshaped neighbours may reach beyond the disc
+    live.update(labels, touched, region=disc if boxed else None)
     assert new in live.cells()["label"].tolist()
     assert_same_table(live, labels)
     assert live.n_nuclei == len(ids)  # one deleted, one added
+
+    # grow a nucleus by a stroke below it: the box holds the stroke, not the nucleus
+    grown = ids[1]
+    ys, xs = np.nonzero(labels == grown)
+    r, c = int(ys.max()), int(xs[ys.argmax()])
+    stroke = (slice(r + 1, min(r + 4, labels.shape[0])), slice(max(c - 1, 0), c + 2))
+    touched = {int(i) for i in np.unique(labels[stroke]) if i} | {grown}
+    labels[stroke] = grown
+    live.update(labels, touched, region=stroke if boxed else None)
+    assert_same_table(live, labels)
 
 
 def test_an_update_of_no_nucleus_reads_nothing(field):

@@ -244,9 +244,7 @@ class ScoreWidget(QWidget):
         session = session_for(self._layer, create=False)
         box = getattr(session, "last_edit_box", None)
         if box != ():  # () : no pixel changed (a class set by hand)
-            # Nuclei only created or deleted lie wholly in the edit's box; a changed one may reach beyond it.
-            region = box if box is not None and not change.changed else None
-            self.live.update(np.asarray(self._layer.data), change.touched, region=region)
+            self.live.update(np.asarray(self._layer.data), change.touched, region=box)
         if getattr(session, "last_edit_discrete", False):  # one click: the numbers now, the colours just after
             self._refresh.cancel()
             self.refresh(colour=False)

@@ -93,15 +93,18 @@ class LiveScore:
             The nuclei the edit touched; ids no longer in ``labels`` leave
             the table, ids new to it join it. 0 is ignored.
         region : (slice, slice), optional
-            A box holding every pixel of those nuclei (a speed-up: only it
-            is searched), e.g. the box of an edit that only created or
-            deleted nuclei.
+            A box holding every pixel the edit changed (a speed-up). After
+            the edit, a nucleus's pixels lie in that box or in its box
+            before the edit, so only those boxes are searched; without it,
+            the whole image is.
         """
         ids = np.array(sorted({int(i) for i in ids if int(i) > 0}), dtype=np.int64)
         if ids.size == 0:
             return
         full = np.asarray(labels)
-        within = None if region is None else _clip_box(region, full.shape)
+        within = None
+        if region is not None:
+            within = _union([_clip_box(region, full.shape)] + [self._boxes[i] for i in ids if i in self._boxes])
         searched = full if within is None else full[within]
         offset = (0, 0) if within is None else (within[0].start, within[1].start)
         present = _boxes_of(searched, ids, offset)
