@@ -190,6 +190,34 @@ def test_wrong_architecture_in_config_is_a_clear_error(tmp_path):
         load_checkpoint(folder, device="cpu")
 
 
+def test_a_config_json_edited_in_a_setting_that_shapes_no_tensor_is_refused(tmp_path):
+    """The activation changes every output but no tensor: the weights' header records the config, under the sha256."""
+    folder = saved(tmp_path, "r2unet-lite")
+    config = json.loads((folder / "config.json").read_text())["config"]
+    assert config["activation"] == "gelu"
+    _edit_config(folder, config={**config, "activation": "relu"})
+    with pytest.raises(ValueError, match=r"config\.json: its model config differs from the one weights\.safetensors "
+                                         r"was saved with \(activation 'relu' against 'gelu'\)"):
+        load_checkpoint(folder, device="cpu")
+    _edit_config(folder, config=config)
+    assert load_checkpoint(folder, device="cpu").config.activation == "gelu"
+
+
+def test_weights_saved_without_a_config_in_their_header_still_load(tmp_path):
+    """Checkpoints written before the header held the config (the shipped ones among them) load as before."""
+    from safetensors.torch import load_file, save_file
+
+    from napari_ihcseg.models.weights_file import weights_metadata
+
+    folder = saved(tmp_path, "r2unet-lite")
+    weights = folder / "weights.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata=weights_metadata("r2unet-lite"))
+    _edit_config(folder, sha256=hashlib.sha256(weights.read_bytes()).hexdigest())
+    assert load_checkpoint(folder, device="cpu").arch == "r2unet-lite"
+    for name, path in shipped_checkpoints().items():
+        assert load_checkpoint(path, device="cpu").checkpoint_info.name == name
+
+
 def test_a_config_naming_a_sibling_architecture_of_the_same_shapes_is_refused(tmp_path):
     """r2unet and r2unet-lite may share tensor names; the weights' header says which they are."""
     folder = saved(tmp_path, "r2unet-lite")

@@ -127,7 +127,7 @@ def save_checkpoint(
         staging.mkdir()
         _carry_over(folder, staging)
         with atomic_path(staging / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata=weights_metadata(model.arch))
+            save_file(tensors, str(tmp), metadata=weights_metadata(model.arch, model.config.to_dict()))
         document = {
             "format_version": FORMAT_VERSION,
             "arch": model.arch,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .checkpoint_config import CONFIG_FILE, FORMAT_VERSION
-from .registry import build_from_config
+from .registry import build_from_config, config_for_loading
 
 _CHUNK = 1 << 20
 
@@ -31,14 +31,21 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def weights_metadata(arch: str) -> dict[str, str]:
+def weights_metadata(arch: str, config: dict | None = None) -> dict[str, str]:
     """The header metadata of ``weights.safetensors``: one key, so the file's bytes are reproducible.
 
     safetensors writes its metadata map in hash order, which changes from
     call to call; with two keys the same tensors could give two different
     files (and sha256s). One key holding sorted JSON always gives one.
+
+    ``config`` (the model config as a dict) is recorded too, so the sha256
+    that ``config.json`` keeps covers the settings that give no tensor a
+    shape (an activation, say): :func:`check_sizes` compares them.
     """
-    return {"napari_ihcseg": json.dumps({"arch": arch, "format_version": FORMAT_VERSION}, sort_keys=True)}
+    header = {"arch": arch, "format_version": FORMAT_VERSION}
+    if config is not None:
+        header["config"] = config
+    return {"napari_ihcseg": json.dumps(header, sort_keys=True)}
 
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -78,17 +85,33 @@ def _read_header(weights_path: Path) -> tuple[dict[str, tuple[int, ...]], dict[s
         raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
 
 
-def _header_arch(metadata: dict[str, str]) -> str | None:
-    """The architecture the weights were saved from; ``None`` if not recorded.
+def _header(metadata: dict[str, str]) -> tuple[str | None, dict | None]:
+    """The architecture and model config the weights were saved with; ``None`` where not recorded.
 
     Read from :func:`weights_metadata`'s one key, or from the plain ``arch``
-    key that checkpoints saved before it carry.
+    key that checkpoints saved before it carry (they record no config).
     """
     try:
-        arch = json.loads(metadata.get("napari_ihcseg", "{}")).get("arch", metadata.get("arch"))
+        header = json.loads(metadata.get("napari_ihcseg", "{}"))
+        arch, config = header.get("arch", metadata.get("arch")), header.get("config")
     except (ValueError, AttributeError):
-        arch = metadata.get("arch")
-    return arch if isinstance(arch, str) else None
+        arch, config = metadata.get("arch"), None
+    return (arch if isinstance(arch, str) else None), (config if isinstance(config, dict) else None)
+
+
+def _compare_configs(arch: str, config, saved: dict, weights_path: Path) -> None:
+    """Refuse a config.json whose model config differs from the one the weights were saved with."""
+    config_path = weights_path.parent / CONFIG_FILE
+    try:
+        saved_config = config_for_loading(arch, saved, source=f"{weights_path} header")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{weights_path}: its header holds a config that cannot be read ({exc})") from None
+    ours, theirs = json.loads(json.dumps(config.to_dict())), json.loads(json.dumps(saved_config.to_dict()))
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if differ:
+        said = "; ".join(f"{k} {ours.get(k)!r} against {theirs.get(k)!r}" for k in differ[:3])
+        raise ValueError(f"{config_path}: its model config differs from the one {weights_path.name} was saved "
+                         f"with ({said}); the file was edited, refusing to load it")
 
 
 def check_sizes(arch: str, config, weights_path: Path) -> None:
@@ -106,10 +129,12 @@ def check_sizes(arch: str, config, weights_path: Path) -> None:
         tensors are missing, unexpected or of the wrong shape.
     """
     file_shapes, metadata = _read_header(weights_path)
-    saved_from = _header_arch(metadata)
+    saved_from, saved_config = _header(metadata)
     if saved_from is not None and saved_from != arch:
         raise ValueError(f"{weights_path.parent / CONFIG_FILE}: says the model is {arch!r}, but "
                          f"{weights_path.name} holds {saved_from!r} weights; refusing to load them")
+    if saved_config is not None:
+        _compare_configs(arch, config, saved_config, weights_path)
     try:
         with torch.device("meta"):
             skeleton = build_from_config(arch, config)
