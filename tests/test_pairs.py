@@ -506,3 +506,62 @@ def test_files_the_manifest_does_not_list_are_ignored_with_a_warning(tmp_path, f
     assert found.warnings == [f"{tmp_path / 'set'}: 2 file(s) that dataset.json does not list are ignored "
                               "(e.g. images/stray.png); a save that did not finish leaves such files, save "
                               "those pairs again to use them"]
+
+
+# ------------------------------------------------------------------ saves into one folder take turns
+
+def test_two_saves_at_once_into_one_folder_both_stay_listed(tmp_path, field, monkeypatch):
+    """Two windows saving into the lab's folder: the second reads dataset.json after the first has listed its pairs."""
+    import threading
+    import time
+
+    from napari_ihcseg.pairs import writer as writer_module
+
+    image, labels = field
+    slow = writer_module.TrainingPairWriter._write_pair
+
+    def write_slowly(self, *args, **kwargs):  # both saves are writing files at the same moment
+        time.sleep(0.3)
+        return slow(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module.TrainingPairWriter, "_write_pair", write_slowly)
+    errors = []
+
+    def save(name):
+        try:
+            save_pairs(tmp_path, image, labels, source=f"/slides/{name}.png")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert sorted(TrainingPairWriter(tmp_path).pair_ids()) == ["a", "b"]
+    assert sorted(s.name.rpartition("/")[2] for s in load_pairs_folder(tmp_path)) == ["a", "b"]
+
+
+def test_a_folder_locked_by_another_process_waits_and_a_crash_frees_it(tmp_path):
+    import subprocess
+    import sys
+
+    from napari_ihcseg._folder_lock import folder_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom napari_ihcseg._folder_lock import folder_lock\n"
+         f"with folder_lock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError, match=rf"{tmp_path}: another save has been writing to this dataset folder"):
+            with folder_lock(tmp_path, timeout=0.3, what="dataset folder"):
+                pass
+    finally:
+        holder.kill()  # dies holding the lock
+        holder.wait(10)
+    assert [p.name for p in tmp_path.iterdir()] == [".napari-ihcseg.lock"], "the crash left the file"
+    with folder_lock(tmp_path, timeout=5):
+        pass
+    assert not list(tmp_path.iterdir()), "and the next writer removed it"

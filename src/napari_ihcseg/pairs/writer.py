@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ihcseg._atomic import atomic_path, remove_stale_parts
+from napari_ihcseg._folder_lock import folder_lock
 from napari_ihcseg.inference.tiling import tile_starts
 from napari_ihcseg.io.labels import write_labels
 from napari_ihcseg.io.names import image_stem, safe_name
@@ -243,6 +244,10 @@ class TrainingPairWriter:
 
         Notes
         -----
+        Saves into one folder take turns (:func:`~napari_ihcseg._folder_lock.folder_lock`):
+        a second one waits until the first has listed its pairs, so neither
+        drops the other's from ``dataset.json``.
+
         A save that fails or is killed lists none of its pairs in
         ``dataset.json``; the pairs it was to replace and had not reached are
         kept (after a kill, those it had reached or was about to reach are not
@@ -274,6 +279,18 @@ class TrainingPairWriter:
         if not planned:
             return []
         exists = self.manifest_path.exists()
+        # Refused before the lock file is made: a lab's folder is left as it was.
+        check_no_foreign_data(self.folder, read_manifest(self.folder) if exists else None)
+        with folder_lock(self.folder, what="dataset folder"):  # another save reads dataset.json after this one
+            return self._save_planned(planned, image, labels, times, edited_mask, points, point_positive,
+                                      overwrite=overwrite, drop_empty=drop_empty, mode=mode, tile=tile,
+                                      stride=stride, source=source, stain=stain, pixel_size_um=pixel_size_um,
+                                      model=model, origin=origin)
+
+    def _save_planned(self, planned, image, labels, times, edited_mask, points, point_positive, *,
+                      overwrite: bool, drop_empty: bool, **common) -> list[SavedPair]:
+        """Write the ``planned`` pairs and list them, the folder locked (see :meth:`save`)."""
+        exists = self.manifest_path.exists()
         meta = read_manifest(self.folder) if exists else new_manifest()
         check_no_foreign_data(self.folder, meta if exists else None)
         taken = set(listed_ids(meta)) & {pid for pid, _ in planned}
@@ -287,8 +304,6 @@ class TrainingPairWriter:
             write_manifest(self.folder, meta)
         replaced = {str(p["id"]): p for p in meta.get("pairs") or [] if str(p["id"]) in taken}
         fallback = max((t for t in times.values() if t), default=None) or now()
-        common = dict(mode=mode, tile=tile, stride=stride, source=source, stain=stain,
-                      pixel_size_um=pixel_size_um, model=model, origin=origin)
         saved: list[SavedPair] = []
         created: list[Path] = []
         unlisted: set[str] = set()
