@@ -24,9 +24,22 @@ def test_missing_cuda_fails_clearly():
         resolve_device("cuda")
 
 
-def test_unknown_device_lists_choices():
-    with pytest.raises(ValueError, match="choose one of auto, cpu, cuda, mps"):
-        resolve_device("tpu")
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "cpu:", "cuda:-1", "gpu0"])
+def test_unknown_device_lists_choices(name):
+    """A misspelt index is named like an unknown type (it used to raise int()'s or torch's own message)."""
+    with pytest.raises(ValueError, match=rf"unknown device '{name}'; choose auto, cpu, cuda, cuda:N or mps"):
+        resolve_device(name)
+
+
+def test_device_names_are_checked_by_configs_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom napari_ihcseg.inference.config import InferenceConfig\n"
+            "try:\n    InferenceConfig(device='cuda:x')\nexcept ValueError as e:\n    print(e)\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0].startswith("unknown device 'cuda:x'") and out[1] == "False", out
 
 
 def test_auto_falls_back_to_cpu_without_accelerators(monkeypatch):

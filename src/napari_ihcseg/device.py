@@ -1,14 +1,51 @@
-"""Choosing the torch device: CUDA, then Apple MPS, then the CPU."""
+"""Choosing the torch device: CUDA, then Apple MPS, then the CPU.
+
+The device names (:func:`check_device_name`) are checked without torch, so
+that configs can refuse a misspelt device when they are made; torch is
+imported when a device is resolved.
+"""
 
 from __future__ import annotations
 
-import torch
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+#: ``auto``, or a device type with an optional index (``cuda:1``), any case.
+_DEVICE_NAME = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?", re.IGNORECASE)
+
+
+def check_device_name(device) -> str:
+    """``device`` as a lower-case name, refused unless it is ``auto`` or ``cpu``/``cuda``/``mps`` with an optional index.
+
+    Raises
+    ------
+    ValueError
+        Naming the device and the spellings accepted.
+
+    Examples
+    --------
+    >>> check_device_name(" CUDA:1 ")
+    'cuda:1'
+    >>> check_device_name("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown device 'gpu'; choose auto, cpu, cuda, cuda:N or mps
+    """
+    name = str(device).strip()
+    if not _DEVICE_NAME.fullmatch(name):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
+    return name.lower()
 
 
 def available_devices() -> list[str]:
     """The device types usable on this machine, best first."""
+    import torch
+
     found = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -37,14 +74,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     ValueError
         For an unknown name, or a device that is not available here.
     """
+    import torch
+
     if isinstance(device, torch.device):
         device = str(device)
-    name = str(device).strip().lower()
+    name = check_device_name(device)
     if name == "auto":
         return torch.device(available_devices()[0])
     kind = name.split(":", 1)[0]
-    if kind not in DEVICE_CHOICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if kind not in available_devices():
         raise ValueError(
             f"device {device!r} was requested but is not available on this machine "
@@ -59,6 +96,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def describe_device(device: torch.device) -> str:
     """A human-readable name, e.g. ``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``."""
+    import torch
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import check_device_name
 from .planning import DEFAULT_OVERLAP, DEFAULT_TILE
 from .tiling import BLEND_KINDS
 
@@ -26,9 +26,6 @@ SCALE_RANGE = (0.25, 8.0)
 MAX_ERODE = 32
 #: Precisions ``amp`` may name (besides True / False); ``runtime.PRECISIONS`` maps them to torch dtypes.
 PRECISION_NAMES = ("bf16", "fp16", "fp32")
-#: Device requests as :func:`napari_ihcseg.device.resolve_device` reads them (``auto``, or one of its
-#: ``DEVICE_CHOICES`` with an optional ``:N``); whether the device exists is checked at run time.
-_DEVICE = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?", re.IGNORECASE)
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
@@ -188,8 +185,7 @@ class InferenceConfig:
             put("batch_size", _positive_int("batch_size", self.batch_size))
         if not isinstance(self.device, str):
             put("device", str(self.device))
-        if not _DEVICE.fullmatch(self.device.strip()):
-            raise ValueError(f"unknown device {self.device!r}; choose auto, cpu, cuda, cuda:N or mps")
+        check_device_name(self.device)
         if isinstance(self.amp, str):
             if self.amp.strip().lower() not in PRECISION_NAMES:
                 raise ValueError(f"unknown precision {self.amp!r}; choose True, False or one of "
