@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,6 +123,24 @@ def test_bad_pairs_are_named_and_skipped_and_the_good_ones_kept(tmp_path):
     assert "f4.png: cannot read the image" in text
     assert "extra.tif: a mask without an image" in text
     assert "5 skipped" in data.summary()
+
+
+@pytest.mark.parametrize("kind", ["pairs", "folder"])
+def test_a_data_spec_skips_a_bad_pair_with_a_warning_naming_it(tmp_path, kind):
+    """`pairs:` and `folder:` read a pair folder alike: the good pairs train, the bad one is named, not fatal."""
+    root = make_layout(tmp_path / "saved", "pairs", _fields(3))
+    tifffile.imwrite(root / "masks" / "f1.tif", np.zeros((50, 50), np.uint32))  # wrong shape
+    with pytest.warns(UserWarning, match=r"skipped: .*masks/f1\.tif: shape \(50, 50\) differs"):
+        samples = load_dataset(f"{kind}:{root}")
+    assert [s.name for s in samples] == ["saved/f0", "saved/f2"]
+
+
+def test_a_pairs_spec_on_a_folder_of_another_layout_is_refused_naming_it(tmp_path):
+    root = make_layout(tmp_path / "lab", "images-masks", _fields(1))
+    with pytest.raises(ValueError, match=rf"{root}: not a training-pair folder \(no dataset.json\); it holds "
+                                         + re.escape(LAYOUTS["images-masks"])):
+        load_dataset(f"pairs:{root}")
+    assert len(load_dataset(f"folder:{root}")) == 1
 
 
 def test_an_unknown_folder_lists_the_layouts_and_what_it_holds(tmp_path):

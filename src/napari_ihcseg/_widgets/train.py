@@ -213,7 +213,7 @@ class TrainWidget(QWidget):
         """Tune the chosen model's instance settings on the pairs, into a copy (returns at once)."""
         if self.running:
             return
-        from napari_ihcseg.datasets import load_dataset
+        from napari_ihcseg.datasets.registry import read_folder_spec
         from napari_ihcseg.models import list_models
         from napari_ihcseg.models.shipped import is_shipped_path
         from napari_ihcseg.training.validate import tune_checkpoint_copy
@@ -224,7 +224,7 @@ class TrainWidget(QWidget):
                 raise ValueError(f"{base} is untrained: choose a trained model in 'Start from' to tune")
             if is_shipped_path(out):
                 raise ValueError(f"{out}: inside the package's shipped models; choose a folder of your own")
-            samples = load_dataset(f"folder:{dataset}")
+            samples = read_folder_spec("folder", dataset).samples
         except Exception as exc:  # noqa: BLE001 - reported to the user
             show_error(f"Tuning could not start: {describe_error(exc)}")
             self.status.setText(f"Not started: {exc}")

@@ -142,16 +142,15 @@ def _spec(text: str) -> str:
 def _load(specs) -> list:
     """Read the training data, saying which layout each folder follows and what was skipped."""
     from napari_ihcseg.datasets import load_dataset
-    from napari_ihcseg.datasets.layouts import load_folder
-    from napari_ihcseg.datasets.registry import split_spec
+    from napari_ihcseg.datasets.registry import read_folder_spec, split_spec
 
     samples = []
     for spec in specs:
         kind, path = split_spec(spec)
-        if kind != "folder":
+        if kind not in ("folder", "pairs"):
             samples.extend(load_dataset(spec))
             continue
-        data = load_folder(path)
+        data = read_folder_spec(kind, path)
         print(f"found {data.summary()}")
         for message in data.skipped:
             print(f"skipped: {message}", file=sys.stderr)

@@ -11,16 +11,16 @@ source's licence for model cards.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from napari_ihcseg.data.sample import Sample
-from napari_ihcseg.pairs.reader import load_pairs_folder
 
 from .ki67_sets import KI67_LOADERS
-from .layouts import load_folder
+from .layouts import FolderData, load_folder
 from .public import load_cpm15, load_deepliif, load_gbm, load_monuseg
 
-__all__ = ["DATASET_KINDS", "LICENCES", "load_dataset", "split_spec"]
+__all__ = ["DATASET_KINDS", "LICENCES", "load_dataset", "read_folder_spec", "split_spec"]
 
 #: Licence of each public source, for model cards.
 LICENCES = {
@@ -34,8 +34,38 @@ LICENCES = {
     "ki67-points": "no licence stated upstream; research use only",
 }
 
-_LOADERS = {"pairs": load_pairs_folder, "monuseg": load_monuseg, "cpm15": load_cpm15, "gbm": load_gbm,
-            "deepliif": load_deepliif, "folder": lambda path: load_folder(path).samples, **KI67_LOADERS}
+def read_folder_spec(kind: str, path: str) -> FolderData:
+    """Read a ``folder:`` or ``pairs:`` spec's folder, keeping what was skipped and why.
+
+    A ``pairs:`` folder must be a training-pair folder (it has a
+    ``dataset.json``); either way a pair with a problem is skipped, named in
+    :attr:`FolderData.skipped`, as the command line and the Train widget
+    report it.
+
+    Raises
+    ------
+    ValueError
+        When no layout fits, no pair could be read, or a ``pairs:`` folder
+        follows another layout.
+    """
+    data = load_folder(path)
+    if kind == "pairs" and data.layout != "pairs":
+        raise ValueError(f"{path}: not a training-pair folder (no dataset.json); it holds {data.description}, "
+                         f"name it without 'pairs:'")
+    return data
+
+
+def _folder_samples(kind: str, path: str) -> list[Sample]:
+    """The samples of a folder spec; each skipped pair and warning is a :class:`UserWarning`."""
+    data = read_folder_spec(kind, path)
+    for message in [f"skipped: {m}" for m in data.skipped] + list(data.warnings):
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return data.samples
+
+
+_LOADERS = {"pairs": lambda path: _folder_samples("pairs", path), "monuseg": load_monuseg, "cpm15": load_cpm15,
+            "gbm": load_gbm, "deepliif": load_deepliif, "folder": lambda path: _folder_samples("folder", path),
+            **KI67_LOADERS}
 
 DATASET_KINDS = tuple(_LOADERS)
 
