@@ -56,6 +56,23 @@ def torchvision_resnet_state(depths=(1, 1, 1, 1)):
     return encoder, state
 
 
+@pytest.fixture
+def torch_seeded_one_thread():
+    """Torch seeded with 0 and held to one intra-op thread during the test.
+
+    On a small shared CPU, two spinning OpenMP threads slow tiny convolutions
+    down many times over. Use it for a whole module with
+    ``pytestmark = pytest.mark.usefixtures("torch_seeded_one_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark tests that use the real data so they can be selected with -m."""
     for item in items:

@@ -31,13 +31,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_seeded_one_thread")
 
 
 def tiny(name: str) -> torch.nn.Module:

@@ -31,20 +31,11 @@ MAX_LITE_PARAMS = 5_000_000
 #: torchvision's resnet50 has 25,557,032 parameters, 2,049,000 of them in the classifier.
 RESNET50_ENCODER_PARAMS = 23_508_032
 
+pytestmark = pytest.mark.usefixtures("torch_seeded_one_thread")
+
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # One intra-op thread: on a small shared CPU, two spinning OpenMP threads
-    # slow these tiny convolutions down many times over.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_registry_names():

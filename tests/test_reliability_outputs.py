@@ -57,6 +57,21 @@ def _first_set(field: Path, out: Path) -> dict[str, bytes]:
     return _files(out)
 
 
+def _fail_fsync(monkeypatch, code: int, *, of: str = "") -> None:
+    """Make ``os.fsync`` fail with ``code`` (a full or read-only disk) for files whose name holds ``of``.
+
+    Other files are synced as usual; with ``of`` empty every write fails.
+    """
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if of in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(code, os.strerror(code))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
 # 1 ------------------------------------------------------------------ same stems
 
 @pytest.mark.parametrize("names", [("d1/x.png", "d2/x.png"), ("d1/x.png", "d1/x.tif"), ("d1/x.png", "d2/X.png")])
@@ -93,21 +108,14 @@ def test_a_rerun_that_fails_late_leaves_the_old_set(field, tmp_path):
 def test_a_full_disk_while_writing_leaves_the_old_set_and_names_the_file(field, tmp_path, monkeypatch):
     out = tmp_path / "out"
     old = _first_set(field, out)
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        if ".cells.csv." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    _fail_fsync(monkeypatch, errno.ENOSPC, of=".cells.csv.")
     with pytest.raises(OSError, match="disk is full") as caught:
         process_image(field, out, PipelineOptions(inference=InferenceConfig(tile=128, overlap=32, min_size=150),
                                                   scoring=ScoringConfig(stain="ki67")),
                       model=ODNet(stains=(0, 1)), model_name="odnet")
     assert caught.value.errno == errno.ENOSPC
     assert str(out / "x.cells.csv") in str(caught.value)
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.undo()  # the disk has room again
     assert _files(out) == old and outputs_complete(out, "x", OPTIONS)
 
 
@@ -239,10 +247,7 @@ def test_an_unwritable_output_folder_exits_2_before_any_model_runs(field, tmp_pa
     if fault == "a file":
         out.write_text("I am a file")
     else:
-        def fsync(fd):   # a read-only or full disk refuses the first write
-            raise OSError(fault, os.strerror(fault))
-
-        monkeypatch.setattr(os, "fsync", fsync)
+        _fail_fsync(monkeypatch, fault)   # a read-only or full disk refuses the first write
     assert main([command, str(field), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0], err
@@ -251,14 +256,7 @@ def test_an_unwritable_output_folder_exits_2_before_any_model_runs(field, tmp_pa
 
 def test_a_disk_that_fills_up_during_a_run_names_the_file(field, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (ODNet(stains=(0, 1)), "odnet"))
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        if ".labels.tif." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    _fail_fsync(monkeypatch, errno.ENOSPC, of=".labels.tif.")
     out = tmp_path / "out"
     assert main(["segment", str(field), "--out", str(out), "--tile", "128", "--overlap", "32"]) == 1
     err = capsys.readouterr().err

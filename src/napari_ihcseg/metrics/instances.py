@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ._common import ratio
 from .overlap import as_overlap, instance_overlap
-from .pixel import tversky_from_counts
+from .pixel import dice_from_counts, iou_from_counts, tversky_from_counts
 
 __all__ = [
     "aggregated_jaccard_index",
@@ -259,10 +259,10 @@ def evaluate_instances(
     (1.0, 1.0, 1.0, 1.0)
     """
     ov = instance_overlap(pred, truth)
-    px_tp, px_fp, px_fn = ov.confusion_counts()
-    dice = ratio(2 * px_tp, 2 * px_tp + px_fp + px_fn)
-    iou = ratio(px_tp, px_tp + px_fp + px_fn)
-    tversky = tversky_from_counts(px_tp, px_fp, px_fn, alpha=alpha, beta=beta)
+    pixels = ov.confusion_counts()
+    dice = dice_from_counts(*pixels)
+    iou = iou_from_counts(*pixels)
+    tversky = tversky_from_counts(*pixels, alpha=alpha, beta=beta)
     pq = panoptic_quality(ov, iou_threshold=iou_threshold)
     return {
         "n_pred": ov.n_pred,

@@ -32,7 +32,7 @@ import numpy as np
 from ._common import ratio
 
 __all__ = ["dice", "iou", "tversky_index", "dice_loss", "iou_loss", "tversky_loss", "confusion_counts",
-           "tversky_from_counts"]
+           "tversky_from_counts", "dice_from_counts", "iou_from_counts"]
 
 
 def _foreground(a, name: str) -> np.ndarray:
@@ -109,6 +109,35 @@ def tversky_from_counts(tp: int, fp: int, fn: int, *, alpha: float = 0.5, beta: 
     return float(tp / den) if den > 0 else 0.0
 
 
+def dice_from_counts(tp: int, fp: int, fn: int) -> float:
+    """Dice coefficient ``2 TP / (2 TP + FP + FN)`` from the :func:`confusion_counts`.
+
+    What :func:`dice` computes, for callers that already hold the counts (an
+    :class:`~napari_ihcseg.metrics.overlap.InstanceOverlap`); ``nan`` when
+    all counts are 0.
+
+    Examples
+    --------
+    >>> dice_from_counts(1, 1, 1), dice_from_counts(0, 0, 0)
+    (0.5, nan)
+    """
+    return ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def iou_from_counts(tp: int, fp: int, fn: int) -> float:
+    """IoU (Jaccard index) ``TP / (TP + FP + FN)`` from the :func:`confusion_counts`.
+
+    What :func:`iou` computes, for callers that already hold the counts;
+    ``nan`` when all counts are 0.
+
+    Examples
+    --------
+    >>> round(iou_from_counts(1, 1, 1), 4)
+    0.3333
+    """
+    return ratio(tp, tp + fp + fn)
+
+
 def tversky_index(pred, truth, *, alpha: float = 0.5, beta: float = 0.5) -> float:
     """Tversky index of the foregrounds: ``TP / (TP + alpha*FP + beta*FN)``.
 
@@ -164,8 +193,7 @@ def dice(pred, truth) -> float:
     >>> dice([[1, 1, 0]], [[0, 3, 3]])
     0.5
     """
-    tp, fp, fn = confusion_counts(pred, truth)
-    return ratio(2 * tp, 2 * tp + fp + fn)
+    return dice_from_counts(*confusion_counts(pred, truth))
 
 
 def iou(pred, truth) -> float:
@@ -186,8 +214,7 @@ def iou(pred, truth) -> float:
     >>> round(iou([[1, 1, 0]], [[0, 3, 3]]), 4)
     0.3333
     """
-    tp, fp, fn = confusion_counts(pred, truth)
-    return ratio(tp, tp + fp + fn)
+    return iou_from_counts(*confusion_counts(pred, truth))
 
 
 def dice_loss(pred, truth) -> float:
