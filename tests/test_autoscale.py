@@ -111,6 +111,32 @@ def test_resolve_scale_passes_numbers_and_keeps_whole_slides_at_one(field, model
     small = half(field.image)
     whole = resolve_scale("auto", lambda size: small[:size, :size], model, config=CONFIG, whole_slide=True)
     assert whole.scale == 1.0 and "whole slide" in whole.reason
+    assert whole.warning and "calls for scale 2" in whole.warning and "missed or merged" in whole.warning
+
+
+def test_a_scale_set_against_the_files_pixel_size_is_warned_about(model):
+    def never(size):
+        raise AssertionError("a set scale reads nothing")
+
+    against = resolve_scale(1.0, never, model, pixel_size_um=0.5)  # trained at 0.25 um: scale 2 is right
+    assert "call for scale 2.00" in against.warning and against.to_dict()["warning"] == against.warning
+    assert resolve_scale(2.0, never, model, pixel_size_um=0.5).warning is None
+    assert resolve_scale(1.0, never, model, pixel_size_um=0.3).warning is None, "1.2x away: within reason"
+    assert resolve_scale(1.0, never, model).warning is None, "no pixel size: nothing to compare"
+
+
+def test_the_summary_warns_when_the_scale_contradicts_the_pixel_size(field, model, tmp_path, monkeypatch):
+    import tifffile
+
+    monkeypatch.setattr(pipeline, "resolve_model", lambda spec, device="auto": (model, "sized"))
+    path = tmp_path / "half.tif"  # 0.5 um pixels: resolution in pixels per centimetre
+    tifffile.imwrite(path, half(field.image), photometric="rgb", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    forced = PipelineOptions(inference=CONFIG, auto_scale=False)
+    summary = pipeline.process_image(path, tmp_path / "one", forced)
+    assert summary["pixel_size_um"] == pytest.approx(0.5)
+    assert any("call for scale 2.00" in w for w in summary["warnings"]), summary["warnings"]
+    auto = pipeline.process_image(path, tmp_path / "auto", PipelineOptions(inference=CONFIG))
+    assert auto["scale"]["scale"] == 2.0 and not any("scale" in w for w in auto["warnings"])
 
 
 def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path, monkeypatch):

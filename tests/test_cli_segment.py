@@ -62,6 +62,8 @@ def test_good_and_bad_files(inputs, tmp_path, odnet, capsys):
         assert len(pd.read_csv(tmp_path / f"{stem}.cells.csv")) == n
         assert (tmp_path / f"{stem}.overlay.png").is_file()
         assert f"{stem}.png: {n} nuclei" in out
+        # when not to trust the numbers: said on the terminal as in the summary
+        assert f"ihcseg: warning: {inputs / stem}.png: only {n} cells counted (at least 500 advised)" in err, err
     assert not (tmp_path / "broken.summary.json").exists()
 
 

@@ -68,6 +68,9 @@ def test_scored_outputs_are_consistent(field_png, tmp_path):
     prob = tifffile.imread(paths["mask_prob"])
     assert prob.shape == labels.shape and 0 <= prob.min() and prob.max() <= 1
     assert outputs_complete(tmp_path, "field", opts)
+    # The scores' own warnings (here: too few cells for a tight interval) are kept in the summary on disk.
+    assert any("cells counted (at least 500 advised)" in w for w in on_disk["warnings"]), on_disk["warnings"]
+    assert on_disk["enough_cells"] is False
 
 
 def test_without_stain_cells_still_list_every_nucleus(field_png, tmp_path):

@@ -200,14 +200,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"ihcseg: error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        for w in caught:
-            print(f"ihcseg: warning: {w.message}", file=sys.stderr)
+        said = [str(w.message) for w in caught]
+        for message in said:
+            print(f"ihcseg: warning: {message}", file=sys.stderr)
         line = f"{path}: {summary['n_nuclei']} nuclei"
         if options.stain and summary.get("positive_percent") is not None:
             line += f", {summary['positive_percent']:.1f} % positive, H-score {summary['h_score']:.0f}"
             if summary.get("allred_total_score") is not None:
                 line += f", Allred {summary['allred_total_score']}"
         print(f"{line} ({time.perf_counter() - started:.1f} s)")
+        for message in summary.get("warnings") or ():  # the scale's and the scores' (when not to trust them)
+            if message not in said:
+                print(f"ihcseg: warning: {path}: {message}", file=sys.stderr)
     if failed == 0:
         return EXIT_OK
     if unreadable == len(args.images):

@@ -49,6 +49,8 @@ MIN_NUCLEI = 30
 PROBE_SIZE = 768
 #: Estimates within this relative distance of 1 become 1.
 SNAP = 0.15
+#: A scale this many times (or more) away from the one the image calls for is warned about.
+MISMATCH = 1.5
 #: Scales of the first pass, tried in turn until one finds :data:`MIN_NUCLEI` nuclei
 #: (a model misses most nuclei far smaller than it was trained on).
 FIRST_PASS_SCALES = (1.0, 2.0, 0.5)
@@ -70,6 +72,11 @@ class ScaleEstimate:
         Nuclei measured by the last pass (0 with metadata).
     diameter_px : float or None
         Their median equivalent diameter in the image's pixels.
+    warning : str or None
+        Set when the scale used is :data:`MISMATCH` times or more away from
+        the one the image calls for (a scale set by hand against the file's
+        pixel size, or a whole slide kept at scale 1): nuclei may be missed
+        or merged, so the scores should say so.
     """
 
     scale: float
@@ -77,10 +84,11 @@ class ScaleEstimate:
     reason: str
     n_nuclei: int = 0
     diameter_px: float | None = None
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "source": self.source, "reason": self.reason,
-                "n_nuclei": self.n_nuclei, "diameter_px": self.diameter_px}
+                "n_nuclei": self.n_nuclei, "diameter_px": self.diameter_px, "warning": self.warning}
 
 
 def is_auto(value: Any) -> bool:
@@ -221,9 +229,25 @@ def resolve_scale(scale: Any, read_probe, model: Any, *, pixel_size_um: float | 
     still reported.
     """
     if not is_auto(scale):
-        return ScaleEstimate(float(scale), "user", f"scale {float(scale):g} as set")
+        scale = float(scale)
+        reference = training_scale(model).get("pixel_size_um")
+        warning = None
+        if pixel_size_um is not None and reference is not None and _far(scale, pixel_size_um / reference):
+            warning = (f"scale {scale:g} as set, but the file's pixel size ({pixel_size_um:g} um) and the "
+                       f"model's training pixel size ({reference:g} um) call for scale "
+                       f"{pixel_size_um / reference:.2f}: nuclei may be missed or merged; use scale auto")
+        return ScaleEstimate(scale, "user", f"scale {scale:g} as set", warning=warning)
     estimate = estimate_scale(read_probe(PROBE_SIZE), model, pixel_size_um=pixel_size_um, config=config)
     if whole_slide and estimate.scale != 1.0:
+        warning = None
+        if _far(1.0, estimate.scale):
+            warning = (f"this whole slide is segmented at scale 1 (whole slides are not resampled), but it "
+                       f"calls for scale {estimate.scale:g} ({estimate.reason}): nuclei may be missed or merged")
         return ScaleEstimate(1.0, "none", f"scale 1 for a whole slide; {estimate.reason}",
-                             estimate.n_nuclei, estimate.diameter_px)
+                             estimate.n_nuclei, estimate.diameter_px, warning)
     return estimate
+
+
+def _far(scale: float, wanted: float) -> bool:
+    """Whether ``scale`` is :data:`MISMATCH` times or more away from ``wanted``."""
+    return max(scale / wanted, wanted / scale) >= MISMATCH - 1e-9

@@ -199,7 +199,9 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
         "version": __version__,
         "status": "ok",
         "outputs": {k: paths[k].name for k in options.expected_outputs(large=large) if k != "summary"},
-        "warnings": notes,
+        # The reader's notes, a scale far from the image's, then the scores' own warnings.
+        "warnings": notes + ([scale["warning"]] if scale.get("warning") else [])
+        + list(result.get("scores", {}).get("warnings") or []),
     })
     write_json_atomic(paths["summary"], jsonable(summary))
     return summary
