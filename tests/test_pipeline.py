@@ -146,6 +146,30 @@ def test_changed_options_or_model_make_outputs_stale(field_png, tmp_path):
     assert not outputs_complete(tmp_path, "field", opts.replace(model="other"))
 
 
+def test_a_region_redrawn_in_place_makes_the_scores_stale(field_png, tmp_path):
+    path, _ = field_png
+
+    def region(x1):
+        ring = [[0, 0], [x1, 0], [x1, 200], [0, 200], [0, 0]]
+        return json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+
+    roi = tmp_path / "tumour.geojson"
+    roi.write_text(region(300))
+    opts = PipelineOptions(model="odnet", inference=InferenceConfig(tile=128, overlap=32),
+                           scoring=ScoringConfig(stain="ki67"), roi=str(roi))
+    out = tmp_path / "out"
+    before = process_image(path, out, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
+    assert outputs_complete(out, "field", opts)
+    roi.write_text(region(300))  # written again, the same region: still current
+    assert outputs_complete(out, "field", opts)
+    roi.write_text(region(60))  # redrawn under the same name
+    assert not outputs_complete(out, "field", opts)
+    after = process_image(path, out, opts, model=ODNet(stains=(0, 1)), model_name="odnet")
+    assert after["n_nuclei"] < before["n_nuclei"] and outputs_complete(out, "field", opts)
+    roi.unlink()
+    assert not outputs_complete(out, "field", opts)
+
+
 def test_options_compose_the_configs_and_check_each_option_once():
     opts = PipelineOptions(inference=InferenceConfig(tile=256, tta=True), scoring=ScoringConfig(stain="er"))
     assert opts.stain == "er" and opts.inference.tta and PipelineOptions().stain is None

@@ -43,7 +43,7 @@ from napari_ihcseg._atomic import write_json_atomic
 from napari_ihcseg.io.names import image_stem
 
 from .options import PipelineOptions, option_record
-from .outputs import OUTPUT_SUFFIXES, file_fingerprint, jsonable, output_paths, outputs_complete
+from .outputs import OUTPUT_SUFFIXES, file_fingerprint, jsonable, output_paths, outputs_complete, roi_digest
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
 
     started = time.perf_counter()
     source = file_fingerprint(path)  # before reading: a file replaced meanwhile is not taken for this one
+    roi = roi_digest(options.roi)  # likewise the region file
     # What the reader warns about (a blank image, another series) goes into the summary too.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
@@ -181,6 +182,7 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
         "height": int(h),
         "width": int(w),
         "image_file": source,
+        "roi_sha256": roi,
         "pixel_size_um": pixel_size,
         "n_nuclei": int(result["n_nuclei"]),
         "n_nuclei_segmented": int(result["n_nuclei"]),

@@ -53,6 +53,23 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
+def roi_digest(path: str | Path | None) -> str | None:
+    """sha256 of a region file's bytes (``None`` without one, or when it cannot be read).
+
+    A tumour region redrawn and saved under the same name is another
+    region: the scores made with the old one are stale. Region files are
+    small, so their content is hashed rather than trusted by time.
+    """
+    import hashlib
+
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def _same_image(summary: dict, image: Path) -> bool:
     """Whether ``summary`` was made from ``image`` as it is now (same file, same size and time)."""
     recorded = summary.get("image")
@@ -78,7 +95,8 @@ def outputs_complete(out_dir: str | Path, stem: str, options: PipelineOptions | 
     (summaries from before the configs were composed are read too, see
     :func:`~napari_ihcseg.pipeline.options.upgrade_record`) and by the same
     model: the same weights (sha256), so a checkpoint retrained in place
-    makes the old outputs stale. With ``image``, the summary must have been
+    makes the old outputs stale, and the same region file content (a region
+    redrawn in place makes them stale too). With ``image``, the summary must have been
     made from that file as it is now (:func:`file_fingerprint`): another
     slide of the same name, or a slide rescanned in place, is redone.
     """
@@ -108,6 +126,8 @@ def _made_with(summary: dict, options: PipelineOptions, listed: dict) -> bool:
         return False
     if (options.stain or None) != (summary.get("stain") or None):
         return False
+    if options.roi is not None and summary.get("roi_sha256") != roi_digest(options.roi):
+        return False  # the region was redrawn (or is gone)
     # Any option that changes the result (tiling, thresholds, scale,
     # region, ...) makes the old outputs stale.
     recorded = upgrade_record(summary.get("options"))
