@@ -238,6 +238,28 @@ def test_force_recomputes_and_a_plain_rerun_does_not(client, slides_dir, tmp_pat
     assert (out / "a.overlay.png").is_file()
 
 
+def test_relative_region_and_checkpoint_paths_reach_workers_running_elsewhere(client, tmp_path, monkeypatch):
+    """Workers of a scheduler run in folders of their own: relative paths are sent as absolute ones."""
+    from napari_ihcseg.batch.run import _for_remote_workers
+
+    here = tmp_path / "here"
+    here.mkdir()
+    _save_field(here / "case1.png", seed=0, size=192)
+    ring = [[0, 0], [192, 0], [192, 120], [0, 120], [0, 0]]
+    (here / "tumour.geojson").write_text(json.dumps(
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}))
+    (here / "my_model").mkdir()
+    monkeypatch.chdir(here)  # the workers were started in another folder
+    report = run_batch(["case1.png"], tmp_path / "out", OPTIONS.replace(roi="tumour.geojson"), scheduler=client,
+                       model_factory=FACTORY)
+    assert [r.status for r in report.results] == ["ok"], report.results[0].error
+    assert report.results[0].summary["options"]["roi"] == str(here / "tumour.geojson")
+    sent = _for_remote_workers(OPTIONS.replace(model="my_model"))
+    assert sent.model == str(here / "my_model")
+    for name in ("r2unet-lite-ihc", "r2unet-lite"):  # a shipped checkpoint, an architecture: names, not files
+        assert _for_remote_workers(OPTIONS.replace(model=name)).model == name
+
+
 def test_a_slide_replaced_under_the_same_name_is_scored_again(client, slides_dir, tmp_path):
     """A rescan in place, or another cohort's slide of the same name, never inherits the old results."""
     cohort_a, cohort_b = tmp_path / "a", tmp_path / "b"

@@ -167,6 +167,8 @@ def run_batch(
     """
     started = time.perf_counter()
     options = options or PipelineOptions()
+    if scheduler is not None:
+        options = _for_remote_workers(options)
     slides = [Path(s).expanduser().resolve() for s in slides]
     if not slides:
         raise ValueError("no slide to score")
@@ -250,3 +252,21 @@ def run_batch(
     if interrupted:
         raise KeyboardInterrupt
     return report
+
+
+def _for_remote_workers(options: PipelineOptions) -> PipelineOptions:
+    """``options`` with the region file and a checkpoint folder given as absolute paths.
+
+    Remote workers run in folders of their own: a relative ``roi`` or
+    ``model`` path would name another file there, or none. Names of shipped
+    checkpoints and architectures, which are not files here, are kept.
+    """
+    changes = {}
+    if options.roi is not None and Path(options.roi).expanduser().is_file():
+        changes["roi"] = str(Path(options.roi).expanduser().resolve())
+    from napari_ihcseg.models.shipped import shipped_checkpoints
+
+    if (options.model is not None and str(options.model) not in shipped_checkpoints()
+            and Path(str(options.model)).expanduser().is_dir()):
+        changes["model"] = str(Path(str(options.model)).expanduser().resolve())
+    return options.replace(**changes) if changes else options
