@@ -110,11 +110,28 @@ def test_estimate_stains_reports_the_vectors(inputs, tmp_path, capsys):
     assert vectors["name"].startswith("H-DAB")
 
 
+def test_the_files_pixel_size_is_used_when_none_is_given(inputs, tmp_path, capsys):
+    """As segment does: a TIFF at 0.5 um gives areas in um^2; the area limits stay in pixels."""
+    image, labels = inputs
+    from skimage import io
+
+    tif = tmp_path / "case 7.tif"
+    tifffile.imwrite(tif, io.imread(image), photometric="rgb", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    assert run_score([tif, "--labels", labels, "--stain", "ki67", "--min-area", "30", "--out", tmp_path / "o"]) == 0
+    assert f"pixel size 0.5 um from {tif}" in capsys.readouterr().err
+    assert read_summary_json(tmp_path / "o" / "case 7.summary.json")["n_nuclei"] == 4, "36 px >= 30 px"
+    assert read_cells_csv(tmp_path / "o" / "case 7.cells.csv")["area_um2"].tolist() == [9.0] * 4
+    assert run_score([tif, "--labels", labels, "--stain", "ki67", "--pixel-size", "1", "--out", tmp_path / "p"]) == 0
+    assert read_cells_csv(tmp_path / "p" / "case 7.cells.csv")["area_um2"].tolist() == [36.0] * 4, "given wins"
+
+
 @pytest.mark.parametrize(("extra", "match"), [
     (["--thresholds", "0.5,0.4,0.6"], "increasing"),
     (["--thresholds", "a,b,c"], "three numbers"),
     (["--roi", "missing.geojson"], "missing.geojson"),
     (["--min-area", "20", "--max-area", "10"], "larger"),
+    (["--pixel-size", "250"], r"--pixel-size: 250 µm is not a microscope pixel size .*nanometres"),
+    (["--pixel-size", "0"], "--pixel-size: must be a positive number"),
 ])
 def test_bad_options_are_usage_errors(inputs, tmp_path, extra, match):
     image, labels = inputs

@@ -78,6 +78,9 @@ def test_only_unreadable_inputs_exit_2(inputs, tmp_path, odnet, capsys):
     (["--stain", "er", "--thresholds", "0.5,0.4,0.6"], "increasing"),
     (["--tile", "100"], "multiple of 32"),
     (["--roi", "missing.geojson"], "no such ROI file"),
+    (["--pixel-size", "250"], "--pixel-size: 250 µm is not a microscope pixel size (0.01 to 20 µm); "
+                              "was it given in nanometres?"),
+    (["--pixel-size", "0.0005"], "was it given in millimetres?"),
 ])
 def test_usage_errors(inputs, tmp_path, odnet, capsys, args, message):
     assert main(["segment", str(inputs / "field0.png"), "--out", str(tmp_path), *args]) == 2

@@ -492,3 +492,15 @@ def test_labels_beyond_the_int64_range_are_refused_by_name():
     labels[2:4, 2:4] = 2**63 + 1
     with pytest.raises(ValueError, match="above 9223372036854775807"):
         score_image(np.full((8, 8, 3), 200, np.uint8), labels)
+
+
+@pytest.mark.parametrize("value", [250.0, 1e9, 0.001])
+def test_a_pixel_size_no_microscope_has_is_refused_by_every_config(value):
+    """Nanometres typed as micrometres would make areas, the hot-spot circle and the scale wrong by 1000x."""
+    from napari_ihcseg.pipeline import PipelineOptions
+
+    with pytest.raises(ValueError, match=r"pixel_size_um: .* µm is not a microscope pixel size"):
+        ScoringConfig(pixel_size_um=value)
+    with pytest.raises(ValueError, match=r"pixel size: .* µm is not a microscope pixel size"):
+        PipelineOptions(pixel_size_um=value)
+    assert ScoringConfig(pixel_size_um=0.25).pixel_size_um == 0.25

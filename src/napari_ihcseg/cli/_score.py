@@ -43,6 +43,17 @@ def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
     return image, labels, notes
 
 
+def _file_pixel_size(image_path: str) -> float | None:
+    """The pixel size (um) the image file records, or ``None``."""
+    from napari_ihcseg.io import open_image
+
+    try:
+        with open_image(image_path) as lazy:
+            return lazy.pixel_size_um
+    except Exception:  # noqa: BLE001 - the image was read already; no metadata is no pixel size
+        return None
+
+
 def _binary_mask_check(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
     """Warn about a binary 0/1 mask (it would score as one nucleus), or split it with --split-components."""
     from napari_ihcseg.io import binary_mask_regions, split_components
@@ -128,10 +139,16 @@ def _hotspot_line(summary: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ihcseg score``; returns the exit code, raises :class:`CLIError` on bad input."""
+    from napari_ihcseg.pixel_size import check_pixel_size_um
     from napari_ihcseg.scoring import ESTIMATE, ScoringConfig, region_from_geojson, score_image
     from napari_ihcseg.stain import StainEstimationWarning
 
     thresholds = parse_thresholds(args.thresholds)
+    if args.pixel_size is not None:
+        try:
+            check_pixel_size_um(args.pixel_size, "--pixel-size")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     classifier = None
     if thresholds is None:
         from napari_ihcseg.models import recommended_classifier
@@ -162,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
     image, labels, notes = _read_inputs(args.image, args.labels)
+    if args.pixel_size is None and (recorded := _file_pixel_size(args.image)) is not None:
+        # As segment does: the file's pixel size gives areas in um^2 and the hot-spot circle (limits stay in px).
+        config = config.replace(pixel_size_um=recorded)
+        print(f"pixel size {recorded:g} um from {args.image}", file=sys.stderr)
     out = output_dir(args.out)
     labels = _binary_mask_check(labels, args)
 

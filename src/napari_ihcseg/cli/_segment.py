@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -64,6 +63,7 @@ def options_from_args(args: argparse.Namespace):
     from napari_ihcseg.inference.autoscale import is_auto
     from napari_ihcseg.inference.config import InferenceConfig, check_scale
     from napari_ihcseg.pipeline import PipelineOptions
+    from napari_ihcseg.pixel_size import check_pixel_size_um
     from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
 
     if args.tile < SIZE_MULTIPLE or args.tile % SIZE_MULTIPLE:
@@ -82,8 +82,11 @@ def options_from_args(args: argparse.Namespace):
             region_from_geojson(args.roi)  # read now: a bad file must not wait for the first image's model run
         except (OSError, ValueError) as exc:
             raise CLIError(f"--roi: {exc}") from None
-    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
-        raise CLIError(f"--pixel-size: must be a positive number of micrometres, got {args.pixel_size:g}")
+    if args.pixel_size is not None:
+        try:
+            check_pixel_size_um(args.pixel_size, "--pixel-size")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     scale = args.scale
     if not is_auto(scale):
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..pixel_size import PIXEL_SIZE_RANGE_UM
 from .content import MAX_FLOAT_RANGE_PIXELS, float_range_top, main_series, warn_if_uniform
 from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
 from .layout import Layout, check_dtype, grayscale_error, pixel_layout, yx_size
@@ -24,9 +25,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".om
 #: The most pixels :func:`read_image` loads into memory (16384 x 16384).
 MAX_READ_PIXELS = 2**28
 
-# Microscopy pixel sizes; outside this range a resolution tag is an editor's
-# default (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
-_PLAUSIBLE_UM = (0.01, 20.0)
+# Outside the microscope range a resolution tag is an editor's default
+# (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
+_PLAUSIBLE_UM = PIXEL_SIZE_RANGE_UM
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0,
                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 

@@ -16,11 +16,11 @@ fields, which :func:`upgrade_record` reads.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from napari_ihcseg.inference.config import InferenceConfig
+from napari_ihcseg.pixel_size import check_pixel_size_um
 
 if TYPE_CHECKING:
     from napari_ihcseg.scoring import ScoringConfig
@@ -117,10 +117,8 @@ class PipelineOptions:
                              "pass auto_scale=False to run at the scale set")
         if self.scoring is not None:
             _check_scoring(self.scoring)
-        if self.pixel_size_um is not None and not (
-                isinstance(self.pixel_size_um, (int, float)) and not isinstance(self.pixel_size_um, bool)
-                and math.isfinite(self.pixel_size_um) and self.pixel_size_um > 0):
-            raise ValueError(f"pixel size must be a positive number of micrometres, got {self.pixel_size_um!r}")
+        if self.pixel_size_um is not None:
+            check_pixel_size_um(self.pixel_size_um, "pixel size")
         if self.block is not None and (isinstance(self.block, bool) or not isinstance(self.block, int)
                                        or self.block < 1):
             raise ValueError(f"block must be a positive int, got {self.block!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from napari_ihcseg.pixel_size import check_pixel_size_um
 from napari_ihcseg.scoring.classifier import NucleusClassifier
 from napari_ihcseg.stain import H_DAB, StainVectors
 
@@ -182,10 +183,7 @@ class ScoringConfig:
         for name in ("min_area_px", "max_area_px", "min_area_um2", "max_area_um2"):
             object.__setattr__(self, name, _check_limit(name, getattr(self, name)))
         if self.pixel_size_um is not None:
-            size = float(self.pixel_size_um)
-            if not math.isfinite(size) or size <= 0:
-                raise ValueError(f"pixel_size_um must be a positive number, got {self.pixel_size_um}")
-            object.__setattr__(self, "pixel_size_um", size)
+            object.__setattr__(self, "pixel_size_um", check_pixel_size_um(self.pixel_size_um, "pixel_size_um"))
         elif self.min_area_um2 is not None or self.max_area_um2 is not None:
             raise ValueError("min_area_um2/max_area_um2 need pixel_size_um; "
                              "give the pixel size or use min_area_px/max_area_px")
