@@ -1,4 +1,4 @@
-"""What the widget tests share: the display check made when a module is collected, and a small field.
+"""What the widget tests share: the display check made when a module is collected, a small field, a short run.
 
 Qt's application object (a session fixture) would abort the whole run without
 a display, before any module-scoped fixture could skip; so each widget test
@@ -37,3 +37,13 @@ def nuclei_field() -> np.ndarray:
     labels[40:80, 80:120] = 2
     labels[150:190, 150:190] = 3
     return labels
+
+
+def start_short_training(trainer, *, max_steps: int) -> None:
+    """Start a Train widget on an untrained r2unet-lite: one epoch of ``max_steps`` steps, batch 2, 128-px tiles."""
+    trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))
+    trainer.epochs.setValue(1)
+    trainer.tile.setCurrentText("128")
+    trainer.batch.setValue(2)
+    trainer.max_steps.setValue(max_steps)
+    trainer.start()

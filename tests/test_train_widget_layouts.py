@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from gui import require_display
+from gui import require_display, start_short_training
 
 pytestmark = pytest.mark.gui
 
@@ -41,12 +41,7 @@ def test_train_widget_names_the_layout_and_trains_from_a_cellpose_folder(make_na
     trainer.dataset.setText(str(folder))
     assert trainer.show_layout() == "cellpose" and LAYOUTS["cellpose"] in trainer.layout_label.text()
 
-    trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))
-    trainer.epochs.setValue(1)
-    trainer.tile.setCurrentText("128")
-    trainer.batch.setValue(2)
-    trainer.max_steps.setValue(1)
-    trainer.start()
+    start_short_training(trainer, max_steps=1)
     qtbot.waitUntil(lambda: not trainer.running, timeout=180_000)
     assert trainer.result is not None and trainer.result.best_checkpoint is not None, trainer.status.text()
     status = trainer.status.text()

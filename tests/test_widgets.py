@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from gui import nuclei_field, require_display
+from gui import nuclei_field, require_display, start_short_training
 
 pytestmark = pytest.mark.gui
 
@@ -493,12 +493,7 @@ def _segment_and_train(viewer, store, tmp_path, seeds):
 
 def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_viewer, qtbot, store, tmp_path):
     dataset, segment, trainer = _segment_and_train(make_napari_viewer(), store, tmp_path, seeds=(0, 1, 2))
-    trainer.base.setCurrentIndex(trainer.base.findData("r2unet-lite"))
-    trainer.epochs.setValue(1)
-    trainer.tile.setCurrentText("128")
-    trainer.batch.setValue(2)
-    trainer.max_steps.setValue(2)
-    trainer.start()
+    start_short_training(trainer, max_steps=2)
     assert trainer.running
     qtbot.waitUntil(lambda: not trainer.running, timeout=180_000)
     result = trainer.result
@@ -594,6 +589,35 @@ def test_train_widget_refuses_a_relative_dataset(make_napari_viewer, qtbot, tmp_
     trainer.dataset.setText("pairs")
     trainer.start()
     assert not trainer.running and "absolute" in trainer.status.text()
+
+
+def test_choose_buttons_put_the_chosen_folder_in_the_field_and_cancel_keeps_it(make_napari_viewer, qtbot, store,
+                                                                               monkeypatch, tmp_path):
+    from qtpy.QtWidgets import QFileDialog, QPushButton
+
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+    from napari_ihcseg._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    pairs = SavePairsWidget(viewer, ask=lambda *a: False, store=store)
+    trainer = TrainWidget(viewer, catalog=tmp_path / "catalog.json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    opened_at, answer = [], [str(empty)]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda parent, title, start: opened_at.append(start) or answer[0])
+    for widget, field in ((pairs, pairs.folder), (trainer, trainer.dataset)):
+        qtbot.addWidget(widget)
+        [choose] = [b for b in widget.findChildren(QPushButton) if b.text() == "Choose…"]
+        field.setText("/typed/before")
+        choose.click()
+        assert field.text() == str(empty)
+    assert opened_at == ["/typed/before"] * 2, "the dialog opens at the folder typed"
+    assert "no known training layout" in trainer.layout_label.text(), "the Train widget looks at the folder chosen"
+    answer[0] = ""  # the user cancels
+    trainer.layout_label.setText("")
+    trainer.choose_dataset()
+    assert trainer.dataset.text() == str(empty) and trainer.layout_label.text() == ""
 
 
 def test_manifest_opens_every_widget(make_napari_viewer, qtbot):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
-from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QMessageBox, QPushButton, QWidget
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QWidget
 
 #: ``ask(title, question) -> bool``; widgets take one so tests can answer for the user.
 Ask = Callable[[str, str], bool]
@@ -43,6 +43,33 @@ def choose_with_dialog(parent: QWidget | None, *, mode: str = "save") -> ChooseP
         return dialog(parent, title, suggested, file_filter)[0] or None
 
     return choose
+
+
+def folder_row(placeholder: str, choose: Callable[[], object]) -> tuple[QLineEdit, QHBoxLayout]:
+    """A folder typed in a line edit, beside a "Choose…" button that calls ``choose()``.
+
+    Returns the line edit and the row holding both; ``choose`` is typically
+    :func:`choose_folder_into` of the line edit.
+    """
+    line = QLineEdit()
+    line.setPlaceholderText(placeholder)
+    browse = QPushButton("Choose…")
+    browse.clicked.connect(choose)
+    row = QHBoxLayout()
+    row.addWidget(line, 1)
+    row.addWidget(browse)
+    return line, row
+
+
+def choose_folder_into(parent: QWidget | None, title: str, line: QLineEdit) -> bool:
+    """Choose a folder in a dialog that opens at the one typed in ``line``, and put it there.
+
+    Returns whether one was chosen (``False`` when the user cancels).
+    """
+    folder = choose_with_dialog(parent, mode="open")(title, line.text(), "folder")
+    if folder:
+        line.setText(folder)
+    return bool(folder)
 
 
 def show_error(message: str) -> None:
@@ -209,6 +236,12 @@ def image_level0(layer):
     return layer.data[0] if layer.multiscale else layer.data
 
 
+def viewer_camera(viewer):
+    """The viewer's camera (napari >= 0.9 moved it to ``viewer.scene``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
     """The part of an image layer on screen, as ``(y0, x0, y1, x1)`` in full-resolution pixels.
 
@@ -217,8 +250,7 @@ def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
     pixels cover the loaded chunks, which can be much larger).
     """
     h, w = (float(v) for v in viewer.canvas.size)
-    scene = getattr(viewer, "scene", None)
-    camera = scene.camera if scene is not None else viewer.camera  # napari >= 0.9 moved the camera
+    camera = viewer_camera(viewer)
     zoom = float(camera.zoom)
     cy, cx = (float(v) for v in camera.center[-2:])
     point = np.asarray(viewer.dims.point, dtype=float)

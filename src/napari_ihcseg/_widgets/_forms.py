@@ -17,7 +17,7 @@ from contextlib import ExitStack
 
 from magicgui.widgets import ComboBox, Container, Widget
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QFormLayout, QLabel
+from qtpy.QtWidgets import QBoxLayout, QFormLayout, QLabel
 
 from ._common import matching_layers, unwrap
 
@@ -121,6 +121,16 @@ def align_labels(form: Container, rows: QFormLayout | None = None) -> None:
     for label in aligner.labels():  # a restyled label (a new font) measures the column again
         label.installEventFilter(aligner)
     aligner.update()
+
+
+def add_form(layout: QBoxLayout, form: Container, rows: QFormLayout) -> None:
+    """Add a panel's layer pickers ``form`` to ``layout``, then its Qt form ``rows``, read as one form.
+
+    The two share one label column (see :func:`align_labels`).
+    """
+    align_labels(form, rows)
+    layout.addWidget(form.native)
+    layout.addLayout(rows)
 
 
 class _LabelColumn(QObject):

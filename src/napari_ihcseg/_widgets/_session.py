@@ -6,7 +6,9 @@ helpers, is found by comparing the labels with a copy (:class:`LabelDiffer`),
 logged in an :class:`EditTracker`, and, a couple of seconds later, autosaved to
 a recovery file (:class:`RecoveryStore`) in a background thread. The Correct,
 Save-pairs and Score widgets share the session of a layer through
-:func:`session_for`.
+:func:`session_for`; the panels that make, edit or save a layer's nuclei
+(Segment, Correct, Count, Save pairs) are :class:`CorrectionPanel` s, which
+offer to restore unsaved corrections.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import weakref
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QWidget
 
 from napari_ihcseg.editing.recovery import RecoveryInfo, RecoveryStore, recovery_key
 from napari_ihcseg.editing import EditTracker, LabelChange, LabelDiffer, LabelEdit
 
-from ._common import Debouncer, layer_source, start_worker, unwrap
+from ._common import Ask, Debouncer, ask_with_dialog, layer_source, start_worker, unwrap
 
 #: Delay after the last edit before the change is looked at (ms).
 SYNC_DELAY_MS = 200
@@ -295,3 +298,32 @@ def offer_restore(session: CorrectionSession, ask) -> bool:
         session.restore()
         return True
     return False
+
+
+class CorrectionPanel(QWidget):
+    """A panel working on nuclei layers whose corrections are tracked: it offers to restore a layer's
+    unsaved corrections (asking with ``ask``) and has them autosaved in ``store``.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    ask : callable, optional
+        ``ask(title, question) -> bool`` (default: a Yes/No dialog), used to
+        offer restoring unsaved corrections.
+    store : RecoveryStore, optional
+        Where corrections are autosaved (default: the per-user cache folder).
+    """
+
+    def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ask = ask or ask_with_dialog(self)
+        self.store = store
+
+    def session_of(self, layer) -> CorrectionSession:
+        """The correction session of the nuclei ``layer``, autosaving to :attr:`store` if made here."""
+        return session_for(layer, store=self.store)
+
+    def offer_restore_for(self, layer) -> bool:
+        """Offer once to restore the unsaved corrections of ``layer`` (see :func:`offer_restore`)."""
+        return offer_restore(self.session_of(layer), self.ask)

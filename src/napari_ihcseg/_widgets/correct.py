@@ -14,15 +14,14 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_ihcseg import editing
 from napari_ihcseg.editing.recovery import RecoveryStore
 
-from ._common import Ask, ask_with_dialog, describe_error, in_memory, key_table, show_error, show_info
+from ._common import Ask, describe_error, in_memory, key_table, show_error, show_info
 from ._forms import LayerForm, LayerPicker
-from ._session import CorrectionSession, offer_restore, session_for
+from ._session import CorrectionPanel, CorrectionSession
 
 #: Name of the Shapes layer holding the cut lines.
 CUTS_LAYER = "cuts"
@@ -44,24 +43,19 @@ SPLIT_BELOW = 0.15
 #: The smallest part a split keeps, in pixels (a tuned min_size can be far larger).
 SPLIT_MIN_SIZE = 16
 
-class CorrectWidget(QWidget):
+
+class CorrectWidget(CorrectionPanel):
     """Correction helpers for a nucleus Labels layer.
 
     Parameters
     ----------
-    napari_viewer : napari.Viewer
-    ask : callable, optional
-        ``ask(title, question) -> bool`` (default: a Yes/No dialog), used to
-        offer restoring unsaved corrections.
-    store : RecoveryStore, optional
-        Where corrections are autosaved (default: the per-user cache folder).
+    napari_viewer, ask, store
+        As for :class:`~._session.CorrectionPanel`: ``ask`` offers to restore
+        unsaved corrections, ``store`` is where they are autosaved.
     """
 
     def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.ask = ask or ask_with_dialog(self)
-        self.store = store
+        super().__init__(napari_viewer, ask=ask, store=store)
         self._merge_first: int | None = None
         self._bound: list = []
 
@@ -102,7 +96,7 @@ class CorrectWidget(QWidget):
 
     def session(self) -> CorrectionSession | None:
         layer = self.layer
-        return None if layer is None else session_for(layer, store=self.store)
+        return None if layer is None else self.session_of(layer)
 
     def _target_changed(self, *_args) -> None:
         layer = self.layer
@@ -120,7 +114,7 @@ class CorrectWidget(QWidget):
             used = layer.metadata.get("ihcseg", {}).get("instances", {}).get("contour_threshold")
             self.form.split_contour.value = (SPLIT_CONTOUR if used is None
                                              else max(0.05, round(float(used) - SPLIT_BELOW, 2)))
-        offer_restore(session, self.ask)
+        self.offer_restore_for(layer)
         self._show_status()
 
     def _show_status(self, *_args) -> None:

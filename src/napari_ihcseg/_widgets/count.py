@@ -9,6 +9,10 @@ undoes them, and every click is logged as a human edit: it reaches the
 "edited by hand" count, the exports' ``class_source`` and the training pairs.
 Each counted nucleus gets a point with its class; the points can be saved as a
 marker CSV or QuPath GeoJSON, opened again, and compared with the nuclei.
+
+This module is the panel and its wiring; what a click does is in
+:mod:`._count_clicks`, the counts layer in :mod:`._counts`, and the counts
+saved, opened and compared in :mod:`._count_files`.
 """
 
 from __future__ import annotations
@@ -22,18 +26,14 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_ihcseg import editing
 from napari_ihcseg.editing.recovery import RecoveryStore
-from napari_ihcseg.io import image_stem
-from napari_ihcseg.io.points import read_points, write_points
 
 from ._common import (
     Ask,
     ChoosePath,
-    ask_with_dialog,
     choose_with_dialog,
     describe_error,
     in_memory,
@@ -42,9 +42,19 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._counts import add_counts_layer, counted_points, drop_points, put_point, scored_positive, tie_counts
+from ._count_clicks import (
+    ACTION_TEXT,
+    MODIFIERS,
+    click_action,
+    click_callback,
+    count_click,
+    grow_nucleus,
+    next_action,
+)
+from ._count_files import classified_points, comparison_text, open_counts, save_counts
+from ._counts import add_counts_layer, drop_points, put_point, scored_positive, tie_counts
 from ._forms import LayerForm, LayerPicker
-from ._session import offer_restore, session_for
+from ._session import CorrectionPanel, session_for
 
 #: (key, what clicks on a nucleus then do, action). Free in napari's Labels, Points and viewer keymaps.
 BINDINGS = (
@@ -55,28 +65,19 @@ BINDINGS = (
     ("W", "give back the model's class", "model"),
     ("D", "delete the nucleus (a false one)", "delete"),
 )
-#: Held while clicking, whatever key was pressed last.
-MODIFIERS = (("Shift", "positive"), ("Ctrl", "negative"))
-#: Shown for each action.
-ACTION_TEXT = {"grow": "grow only", "positive": "positive", "negative": "negative", "0": "intensity 0",
-               "1": "intensity 1+", "2": "intensity 2+", "3": "intensity 3+", "model": "the model's class",
-               "delete": "delete"}
 #: Match radius of "compare with my counts", in pixels (as ``ihcseg evaluate --points``).
 MATCH_RADIUS = 10.0
-#: A press and release farther apart than this many screen pixels is a drag (pan), not a click.
-CLICK_SLOP_PX = 4.0
 
 
-class CountWidget(QWidget):
+class CountWidget(CorrectionPanel):
     """Count nuclei by clicking: grow missed ones, classify by hand, delete false ones.
 
     Parameters
     ----------
-    napari_viewer : napari.Viewer
-    ask : callable, optional
-        ``ask(title, question) -> bool``, used to offer restoring unsaved corrections.
-    store : RecoveryStore, optional
-        Where corrections are autosaved (default: the per-user cache folder).
+    napari_viewer, ask, store
+        As for :class:`~._session.CorrectionPanel`: ``ask`` offers to restore
+        unsaved corrections (and asks before replacing a points file),
+        ``store`` is where corrections are autosaved.
     choose_save, choose_open : callable, optional
         ``(title, suggested, filter) -> path or None`` for saving and opening
         point files (default: file dialogs).
@@ -84,10 +85,7 @@ class CountWidget(QWidget):
 
     def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None,
                  choose_save: ChoosePath | None = None, choose_open: ChoosePath | None = None) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.ask = ask or ask_with_dialog(self)
-        self.store = store
+        super().__init__(napari_viewer, ask=ask, store=store)
         self.choose_save = choose_save or choose_with_dialog(self)
         self.choose_open = choose_open or choose_with_dialog(self, mode="open")
         self.action = "grow"
@@ -95,6 +93,7 @@ class CountWidget(QWidget):
         self._image_cache: tuple | None = None
         self._points_pending = 0
         self._bound: list = []
+        self._on_mouse = click_callback(napari_viewer, lambda world, mods: self._run(self._click_at, world, mods))
 
         #: The settings, a magicgui form: ``nuclei``, ``image`` and ``counts`` layers, ``radius`` (px).
         self.form = LayerForm(napari_viewer, [
@@ -158,12 +157,12 @@ class CountWidget(QWidget):
         layer = self.layer
         if layer is None:
             raise ValueError("choose a nuclei (Labels) layer first")
-        return session_for(layer, store=self.store)
+        return self.session_of(layer)
 
     def _target_changed(self, *_args) -> None:
         self._forget_image()
         if self.layer is not None:
-            offer_restore(self._session(), self.ask)
+            self.offer_restore_for(self.layer)
 
     def _forget_image(self, *_args) -> None:
         self._image_cache = None
@@ -179,10 +178,7 @@ class CountWidget(QWidget):
 
     def set_action(self, action: str) -> str:
         """What the next clicks on nuclei do (one of :data:`BINDINGS`' actions; ``"intensity"`` steps)."""
-        if action == "intensity":  # 0 → 1+ → 2+ → 3+ → 0
-            action = str((int(self.action) + 1) % 4) if self.action in ("0", "1", "2", "3") else "0"
-        if action not in ACTION_TEXT:
-            raise ValueError(f"unknown count-mode action {action!r}")
+        action = next_action(self.action, action)
         self.action = action
         self.action_label.setText(f"Clicks on nuclei now: <b>{ACTION_TEXT[action]}</b>")
         return action
@@ -209,22 +205,6 @@ class CountWidget(QWidget):
         self.status.setText("Counting: click on the image. " + self._tally())
         return points
 
-    def _on_mouse(self, layer, event):
-        if getattr(event, "button", 1) != 1:
-            return
-        start = np.asarray(event.position, float)
-        modifiers = {getattr(m, "name", str(m)).lower() for m in (event.modifiers or ())}
-        yield
-        end = start
-        while event.type == "mouse_move":
-            end = np.asarray(event.position, float)
-            yield
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera
-        zoom = float((scene.camera if scene is not None else self.viewer.camera).zoom) or 1.0
-        if np.hypot(*(end - start)[-2:]) * zoom > CLICK_SLOP_PX:
-            return  # a drag: napari pans
-        self._run(self._click_at, start, modifiers)
-
     def _click_at(self, world, modifiers) -> str:
         layer = self.layer
         if layer is None:  # the nuclei layer was deleted while counting
@@ -248,67 +228,17 @@ class CountWidget(QWidget):
         Returns what it did: ``"grow"``, ``"class"``, ``"delete"``.
         """
         session = self._session()
-        data = np.asarray(self.layer.data)
-        action = self.action
-        modifiers = {str(m).lower() for m in modifiers}
-        if "shift" in modifiers:
-            action = "positive"
-        elif modifiers & {"control", "ctrl", "meta"}:
-            action = "negative"
-        label = editing.label_at(data, position)
-        if label == 0:
-            if action == "delete":
-                raise ValueError("there is no nucleus here to delete")
-            label = self.grow_at(position)
-            value = action if action in editing.CLASS_VALUES else ""
-            if value:
-                session.set_class(label, value)
-            self._later_point(position, label, value)
-            done = "grow"
-        elif action == "delete":
-            self._drop_points(label, data)
-            session.apply(editing.delete_label(data, label, region=self._window(data, position, label, session)))
-            done = "delete"
-        elif action == "grow":
-            raise ValueError(f"nucleus {label} is already here; press U (positive), J (negative) or H "
-                             "(intensity) first to classify it, or D to delete it")
-        else:
-            value = None if action == "model" else action
-            session.set_class(label, value)
-            self._later_point(position, label, value or "")
-            done = "class"
+        done, label, point = count_click(session, np.asarray(self.layer.data), position,
+                                         click_action(self.action, modifiers), grow=self.grow_at,
+                                         drop_points=self._drop_points)
+        if point is not None:
+            self._later_point(position, label, point)
         self.status.setText(self._tally())
         return done
 
     def grow_at(self, position) -> int:
         """Grow a nucleus at ``position`` on empty tissue, as one undoable edit; returns its id."""
-        session = self._session()
-        layer = self.layer
-        data = np.asarray(layer.data)
-        meta = layer.metadata.get("ihcseg", {})
-        probs = meta.get("probabilities")
-        opts = meta.get("instances", {})
-        mask_prob = contour_prob = None
-        if probs is not None and np.shape(probs[0]) == data.shape:
-            mask_prob, contour_prob = probs[0], probs[1]
-        edit = editing.grow_nucleus_at(
-            data, position, mask_prob=mask_prob, contour_prob=contour_prob,
-            image=self._image() if mask_prob is None else None,
-            diameter=editing.typical_diameter(data, areas=session.differ.areas),
-            new_label=int(np.flatnonzero(session.differ.areas)[-1]) + 1,  # no pass over the whole image
-            mask_threshold=opts.get("mask_threshold", 0.5), contour_threshold=opts.get("contour_threshold", 0.5))
-        session.apply(edit)
-        return next(iter(edit.change.created))
-
-    @staticmethod
-    def _window(data: np.ndarray, position, label: int, session):
-        """A box around the click holding the whole nucleus ``label``, or ``None`` (search the image)."""
-        d = editing.typical_diameter(data, areas=session.differ.areas)
-        half = int(4 * d)
-        r, c = (int(round(float(v))) for v in tuple(position)[-2:])
-        box = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))
-        inside = int(np.count_nonzero(data[box] == label))
-        return box if inside == session.differ.area(label) else None
+        return grow_nucleus(self._session(), self.layer, position, pixels=self._image)
 
     # ---------------------------------------------------------------- points
     def _later_point(self, position, label: int, value: str) -> None:
@@ -350,20 +280,10 @@ class CountWidget(QWidget):
         """The counted points (row, col in the nuclei layer) and whether each is positive.
 
         A point without a class of its own takes the class of the scored
-        nucleus under it (see :func:`counted_points`); one on no scored
-        nucleus is an error naming how many.
+        nucleus under it; one on no scored nucleus is an error naming how
+        many (see :func:`._count_files.classified_points`).
         """
-        points = points_layer if points_layer is not None else self.counts
-        if points is None or not len(points.data):
-            raise ValueError("there are no counted points; start counting or open a points file")
-        coords, positive, known = counted_points(points, self.layer)
-        if not known.all():
-            raise ValueError(f"{int((~known).sum())} counted point(s) have no class and lie on no scored "
-                             "nucleus; classify them (U / J) or score the nuclei first")
-        return coords, positive
-
-    def _scored_positive(self) -> dict | None:
-        return scored_positive(self.layer)
+        return classified_points(points_layer if points_layer is not None else self.counts, self.layer)
 
     def save_points(self, path=None) -> Path | None:
         """Write the counts as a marker CSV (``type,x,y``) or QuPath GeoJSON (by the file ending)."""
@@ -373,14 +293,9 @@ class CountWidget(QWidget):
                                     "Marker CSV (*.csv);;QuPath GeoJSON (*.geojson)")
             if not path:
                 return None
-        path = Path(path).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"{path}: choose an absolute path")
-        overwrite = path.exists() and self.ask("Replace file", f"{path} exists. Replace it?")
-        if path.exists() and not overwrite:
-            return None
-        write_points(path, coords, positive, overwrite=overwrite)
-        show_info(f"Wrote {len(coords)} counted nuclei to {path}")
+        path = save_counts(path, coords, positive, ask=self.ask)
+        if path is not None:
+            show_info(f"Wrote {len(coords)} counted nuclei to {path}")
         return path
 
     def open_points(self, path=None):
@@ -390,15 +305,11 @@ class CountWidget(QWidget):
                                     "Point counts (*.csv *.geojson *.json)")
             if not path:
                 return None
-        path = Path(path).expanduser()
-        coords, positive = read_points(path)
-        labels = self.layer
-        classes = ["positive" if p else "negative" for p in positive]
-        layer = add_counts_layer(self.viewer, image_stem(path), labels, coords=coords, classes=classes)
+        layer = open_counts(self.viewer, path, self.layer)
         self.form.counts.value = layer
-        if labels is not None:
-            tie_counts(labels, layer)
-        self.status.setText(f"Opened {len(coords)} points ({int(positive.sum())} positive) from {path.name}.")
+        n_positive = int((layer.features["class"] == "positive").sum())
+        name = Path(path).expanduser().name
+        self.status.setText(f"Opened {len(layer.data)} points ({n_positive} positive) from {name}.")
         return layer
 
     def compare(self) -> dict:
@@ -408,14 +319,7 @@ class CountWidget(QWidget):
             raise ValueError("choose a nuclei (Labels) layer first")
         coords, positive = self.point_classes()
         result = editing.compare_counts(np.asarray(labels.data), coords, positive, radius=float(self.form.radius.value),
-                                        nucleus_positive=self._scored_positive())
-        text = (f"Matched {result['matched']}, missed {result['missed']} (counted, not found), "
-                f"extra {result['extra']} (found, not counted); F1 {result['f1']:.2f}.")
-        if np.isfinite(result["delta_index"]):
-            text += (f" Index: nuclei {result['pred_pct_positive']:.1f} %, counts "
-                     f"{result['truth_pct_positive']:.1f} %, Δ {result['delta_index']:+.1f} points.")
-        else:
-            text += " Score the nuclei to compare the positive index."
-        self.status.setText(text)
+                                        nucleus_positive=scored_positive(labels))
+        self.status.setText(comparison_text(result))
         self.last_comparison = result
         return result

@@ -9,15 +9,11 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_ihcseg.editing.recovery import RecoveryStore
@@ -25,17 +21,18 @@ from napari_ihcseg.pairs import TILE_SIZES, SavedPair, TrainingPairWriter, check
 
 from ._common import (
     Ask,
-    ask_with_dialog,
+    choose_folder_into,
     describe_error,
     field_of_view,
+    folder_row,
     in_memory,
     labels_in_image,
     layer_source,
     show_error,
     show_info,
 )
-from ._forms import LayerForm, LayerPicker, align_labels
-from ._session import offer_restore, session_for
+from ._forms import LayerForm, LayerPicker, add_form
+from ._session import CorrectionPanel
 
 #: Modes offered, as (label shown, core mode).
 MODES = (("Whole image", "whole"), ("Region (shapes, else the current view)", "region"),
@@ -46,7 +43,7 @@ STAINS = ("Ki-67", "ER", "PR", "H&E", "other")
 _FROM_PRESET = {"ki67": "Ki-67", "er": "ER", "pr": "PR"}
 
 
-class SavePairsWidget(QWidget):
+class SavePairsWidget(CorrectionPanel):
     """Write image/mask pairs and ``dataset.json`` for training.
 
     Parameters
@@ -60,10 +57,7 @@ class SavePairsWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.ask = ask or ask_with_dialog(self)
-        self.store = store
+        super().__init__(napari_viewer, ask=ask, store=store)
         self.last_saved: list[SavedPair] = []
 
         #: The layers saved, a magicgui form: ``image``, ``nuclei`` and the shapes of a ``region``.
@@ -72,13 +66,7 @@ class SavePairsWidget(QWidget):
             LayerPicker(napari_viewer, ("Labels",), name="nuclei", label="Nuclei", accept=in_memory),
             LayerPicker(napari_viewer, ("Shapes",), name="region", label="Region (shapes)", optional=True),
         ])
-        self.folder = QLineEdit()
-        self.folder.setPlaceholderText("choose a dataset folder…")
-        browse = QPushButton("Choose…")
-        browse.clicked.connect(self.choose_folder)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder, 1)
-        folder_row.addWidget(browse)
+        self.folder, folder = folder_row("choose a dataset folder…", self.choose_folder)
         self.mode = QComboBox()
         for text, mode in MODES:
             self.mode.addItem(text, mode)
@@ -99,7 +87,7 @@ class SavePairsWidget(QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Dataset folder", folder_row)
+        form.addRow("Dataset folder", folder)
         form.addRow("Save", self.mode)
         form.addRow("Tile size", self.tile)
         form.addRow("Stride", self.stride)
@@ -107,9 +95,7 @@ class SavePairsWidget(QWidget):
         form.addRow("Stain", self.stain)
         form.addRow("Pixel size", self.pixel_size)
         layout = QVBoxLayout(self)
-        align_labels(self.form, form)
-        layout.addWidget(self.form.native)
-        layout.addLayout(form)
+        add_form(layout, self.form, form)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -136,12 +122,10 @@ class SavePairsWidget(QWidget):
             self.stain.setCurrentText(stain)
         if meta.get("pixel_size_um"):
             self.pixel_size.setValue(float(meta["pixel_size_um"]))
-        offer_restore(session_for(layer, store=self.store), self.ask)
+        self.offer_restore_for(layer)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Dataset folder for training pairs", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
+        choose_folder_into(self, "Dataset folder for training pairs", self.folder)
 
     def _region(self, image_layer, origin, shape) -> tuple[int, int, int, int] | None:
         """The region in labels coordinates: the shapes' bounding box, else the current view."""
@@ -182,7 +166,7 @@ class SavePairsWidget(QWidget):
         if image_layer is None or labels_layer is None:
             raise ValueError("choose an image and its nuclei (Labels) layer")
         writer = TrainingPairWriter(check_folder(self.folder.text().strip() or None))
-        session = session_for(labels_layer, store=self.store)
+        session = self.session_of(labels_layer)
         session.sync()
         image, labels, origin = labels_in_image(image_layer, labels_layer)
         mode = self.mode.currentData()

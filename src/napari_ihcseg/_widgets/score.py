@@ -43,7 +43,7 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._forms import LayerForm, LayerPicker, align_labels
+from ._forms import LayerForm, LayerPicker, add_form
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._scoretable import ScoreTable
 from ._trust import TrustPanel
@@ -134,9 +134,7 @@ class ScoreWidget(QWidget):
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("", self.colour)
         layout = QVBoxLayout(self)
-        align_labels(self.form, form)
-        layout.addWidget(self.form.native)
-        layout.addLayout(form)
+        add_form(layout, self.form, form)
         layout.addWidget(self.score_button)
         layout.addWidget(QLabel("Nuclei by mean DAB optical density (drag a line to move a threshold):"))
         layout.addWidget(self.histogram)

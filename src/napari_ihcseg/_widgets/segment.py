@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_ihcseg.editing.recovery import RecoveryStore
@@ -30,7 +29,6 @@ from napari_ihcseg.io import image_stem, strided_pyramid
 from ._common import (
     Ask,
     Relay,
-    ask_with_dialog,
     choose_with_dialog,
     describe_error,
     field_of_view,
@@ -41,9 +39,9 @@ from ._common import (
     start_worker,
     to_rgb_uint8,
 )
-from ._forms import LayerForm, LayerPicker, align_labels
+from ._forms import LayerForm, LayerPicker, add_form
 from ._models import ModelChoice, TunedSettings
-from ._session import offer_restore, session_for
+from ._session import CorrectionPanel
 
 if TYPE_CHECKING:
     from napari_ihcseg.inference import InferenceConfig
@@ -116,7 +114,7 @@ def open_labels_pyramid(path: Path, *, min_side: int = 2048) -> list:
     return strided_pyramid(base, smallest_side=min_side)
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(CorrectionPanel):
     """Segment nuclei in an image layer.
 
     Parameters
@@ -135,10 +133,7 @@ class SegmentWidget(QWidget):
 
     def __init__(self, napari_viewer, *, ask: Ask | None = None, store: RecoveryStore | None = None,
                  choose_path=None, catalog: Path | None = None) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.ask = ask or ask_with_dialog(self)
-        self.store = store
+        super().__init__(napari_viewer, ask=ask, store=store)
         self.choose_path = choose_path or choose_with_dialog(self)
         self.catalog = catalog
         self.worker = None
@@ -200,9 +195,7 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        align_labels(self.form, form)
-        layout.addWidget(self.form.native)
-        layout.addLayout(form)
+        add_form(layout, self.form, form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -360,7 +353,7 @@ class SegmentWidget(QWidget):
                                         metadata={"ihcseg": meta}, opacity=0.5)
         n = int(result.labels.max()) if result.labels.size else 0
         self.status.setText(f"Found {n} {'nucleus' if n == 1 else 'nuclei'} on {result.device}.")
-        offer_restore(session_for(labels, store=self.store), self.ask)
+        self.offer_restore_for(labels)
 
     def _failed(self, exc: BaseException) -> None:
         from napari_ihcseg.inference import Cancelled

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -23,7 +22,9 @@ from qtpy.QtWidgets import (
 from ._common import (
     Relay,
     check_absolute_folder,
+    choose_folder_into,
     describe_error,
+    folder_row,
     known_checkpoints,
     remember_checkpoint,
     show_error,
@@ -56,13 +57,8 @@ class TrainWidget(QWidget):
         self._cancel = threading.Event()
         self._relay = Relay(self._progressed, parent=self)
 
-        self.dataset = QLineEdit()
-        self.dataset.setPlaceholderText("training pairs, images/ + masks/, Cellpose, QuPath or point CSVs")
-        browse = QPushButton("Choose…")
-        browse.clicked.connect(self.choose_dataset)
-        row = QHBoxLayout()
-        row.addWidget(self.dataset, 1)
-        row.addWidget(browse)
+        self.dataset, row = folder_row("training pairs, images/ + masks/, Cellpose, QuPath or point CSVs",
+                                       self.choose_dataset)
         self.base = QComboBox()
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=20)
         self.tile = QComboBox()
@@ -131,9 +127,7 @@ class TrainWidget(QWidget):
         self.device.addItems(available_devices())
 
     def choose_dataset(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Training-pair folder", self.dataset.text())
-        if folder:
-            self.dataset.setText(folder)
+        if choose_folder_into(self, "Training-pair folder", self.dataset):
             self.show_layout()
 
     def show_layout(self) -> str | None:
