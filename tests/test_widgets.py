@@ -467,6 +467,9 @@ def test_region_of_interest_and_exports(make_napari_viewer, qtbot, ihc, store, t
     assert len(read_geojson(paths["geojson"])) == 2
     assert paths["summary_csv"].read_text().splitlines()[0].startswith("n_nuclei,")
 
+    score.pixel_size.setValue(250.0)  # nanometres typed as micrometres: held at the largest microscope pixel
+    assert score.pixel_size.value() == 20.0 and score.config().pixel_size_um == 20.0
+
 
 # ------------------------------------------------------------------- train
 

@@ -165,3 +165,16 @@ class _LabelColumn(QObject):
         if event.type() in self.EVENTS:
             self.update()
         return False
+
+
+def pixel_size_box():
+    """A pixel-size field in µm: 0 reads "unknown", the top is the largest a microscope image has."""
+    from qtpy.QtWidgets import QDoubleSpinBox
+
+    from napari_ihcseg.pixel_size import PIXEL_SIZE_RANGE_UM
+
+    box = QDoubleSpinBox(minimum=0.0, maximum=PIXEL_SIZE_RANGE_UM[1], decimals=4, singleStep=0.05, value=0.0)
+    box.setSpecialValueText("unknown")
+    box.setSuffix(" µm")
+    return box
+

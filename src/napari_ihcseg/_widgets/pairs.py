@@ -8,7 +8,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QPushButton,
@@ -31,7 +30,7 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._forms import LayerForm, LayerPicker, add_form
+from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._session import CorrectionPanel
 
 #: Modes offered, as (label shown, core mode).
@@ -78,9 +77,7 @@ class SavePairsWidget(CorrectionPanel):
         self.drop_empty.setChecked(True)
         self.stain = QComboBox()
         self.stain.addItems(STAINS)
-        self.pixel_size = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=4, singleStep=0.05, value=0.0)
-        self.pixel_size.setSpecialValueText("unknown")
-        self.pixel_size.setSuffix(" µm")
+        self.pixel_size = pixel_size_box()
         self.save_button = QPushButton("Save training pairs")
         self.save_button.clicked.connect(self.save)
         self.status = QLabel("")

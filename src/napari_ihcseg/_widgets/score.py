@@ -9,7 +9,6 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QLabel,
@@ -43,7 +42,7 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._forms import LayerForm, LayerPicker, add_form
+from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._scoretable import ScoreTable
 from ._trust import TrustPanel
@@ -108,9 +107,7 @@ class ScoreWidget(QWidget):
             slider.setDecimals(3)
             slider.setSingleStep(0.01)
             self.sliders.append(slider)
-        self.pixel_size = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=4, singleStep=0.05, value=0.0)
-        self.pixel_size.setSpecialValueText("unknown")
-        self.pixel_size.setSuffix(" µm")
+        self.pixel_size = pixel_size_box()
         self.colour = QCheckBox("Colour nuclei by intensity class")
         self.colour.setChecked(True)
         self.trust = TrustPanel(napari_viewer)
