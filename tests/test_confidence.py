@@ -85,6 +85,17 @@ def test_too_few_cells_warns_with_the_configured_minimum():
     assert assess(30, 120, stain="ki67", min_cells=100)["enough_cells"]
 
 
+@pytest.mark.parametrize("stain", ["er", "ki67"])
+def test_no_cell_counted_says_there_is_no_score_not_a_wide_interval(stain):
+    none = assess(0, 0, stain=stain, ki67_cutoff=20 if stain == "ki67" else None)
+    assert none["positive_percent_ci"] is None and not none["enough_cells"]
+    assert none["warnings"] == ["no cell counted (at least 500 advised): no score"]
+    summary = summarize(_cells(0, 0), ScoringConfig(stain=stain))
+    assert summary["n_nuclei"] == 0 and summary["positive_percent_ci"] is None
+    assert any(w.startswith("no cell counted") for w in summary["warnings"])
+    assert not any("interval" in w for w in summary["warnings"])
+
+
 def _cells(n_pos, n_neg, *, spacing=10.0):
     n = n_pos + n_neg
     side = int(np.ceil(np.sqrt(n)))

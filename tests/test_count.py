@@ -136,8 +136,8 @@ def test_qupath_points_and_bad_point_files_are_named(tmp_path):
          "properties": {}}]}
     path = tmp_path / "qupath.geojson"
     path.write_text(json.dumps(geo))
-    points, positive = read_points(path)
-    assert points.tolist() == [[20, 10], [2, 1], [4, 3]] and positive.tolist() == [True, False, False]
+    points, positive = read_points(path)  # QuPath's (x, y) from the pixel corner, less half a pixel
+    assert points.tolist() == [[19.5, 9.5], [1.5, 0.5], [3.5, 2.5]] and positive.tolist() == [True, False, False]
     geo["features"][0]["properties"]["classification"]["name"] = "Stroma"
     path.write_text(json.dumps(geo))
     with pytest.raises(ValueError, match="qupath.geojson.*Stroma"):
@@ -146,6 +146,35 @@ def test_qupath_points_and_bad_point_files_are_named(tmp_path):
     bad.write_text("type,x,y\n3,1,2\n")
     with pytest.raises(ValueError, match="bad.csv, line 2"):
         read_points(bad)
+
+
+def test_points_geojson_shares_the_pixel_corner_frame_of_nuclei_and_regions(tmp_path):
+    """Points written for QuPath sit where the nuclei GeoJSON puts their nucleus, and read back onto it."""
+    from napari_ihcseg.scoring import label_outlines, region_from_geojson
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[4:7, 10:13] = 1                        # centre pixel (5, 11)
+    ring = label_outlines(labels, [1])[1][0][0]   # (x, y) along the pixel edges, as in nuclei.geojson
+    centre = ((ring.min(0) + ring.max(0)) / 2).tolist()
+    path = write_points(tmp_path / "counts.geojson", [[5, 11], [0, 0]], [True, False])
+    written = {f["properties"]["classification"]["name"]: f["geometry"]["coordinates"]
+               for f in json.loads(path.read_text())["features"]}
+    assert written == {"Positive": [centre], "Negative": [[0.5, 0.5]]} and centre == [11.5, 5.5]
+    np.testing.assert_allclose(read_points(path)[0], [[5, 11], [0, 0]])  # the round trip
+
+    # Points placed in QuPath: one at the nucleus' centre, one just inside its bottom-right corner
+    qupath = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": [centre, [12.9, 6.9]]},
+         "properties": {"objectType": "annotation", "classification": {"name": "Positive"}}}]}
+    (tmp_path / "qupath.geojson").write_text(json.dumps(qupath))
+    points, _ = read_points(tmp_path / "qupath.geojson")
+    np.testing.assert_allclose(points, [[5, 11], [6.4, 12.4]])
+    rows, cols = np.rint(points).astype(int).T    # the pixel each point lies on
+    assert labels[rows, cols].tolist() == [1, 1]
+
+    # and a region drawn along the same pixel edges holds both
+    (tmp_path / "roi.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [ring.tolist()]}))
+    assert region_from_geojson(tmp_path / "roi.geojson").contains(points[:, 0], points[:, 1]).all()
 
 
 def test_compare_counts_gives_matched_missed_extra_and_the_index_difference():

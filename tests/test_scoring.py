@@ -321,6 +321,26 @@ def test_changing_the_stain_takes_its_thresholds():
     assert cfg.replace(stain="ki67").thresholds == PRESETS["ki67"].thresholds
 
 
+def test_changing_the_stain_drops_a_classifier_of_the_old_stain():
+    """A checkpoint's classifier is calibrated for one stain: ER is not scored with Ki-67's."""
+    from napari_ihcseg.scoring.classifier import LogisticModel, NucleusClassifier
+
+    ki67 = NucleusClassifier(LogisticModel(("dab_od_mean",), (0.1,), (0.01,), (1.0,), 0.0))  # positive from 0.1
+    cfg = ScoringConfig(stain="ki67", classifier=ki67)
+    assert cfg.replace(stain="er").classifier is None
+    assert cfg.replace(stain="Ki-67").classifier is ki67  # the same stain keeps it
+    assert cfg.replace(stain="er", classifier=ki67).classifier is ki67  # asked for explicitly
+    assert cfg.replace(pixel_size_um=0.5).classifier is ki67
+
+    image, labels = grid_image([0.5, 0.15, 0.12, 0.02])
+    assert score_image(image, labels, config=cfg).summary["n_positive"] == 3  # the classifier's 0.1
+    er = score_image(image, labels, config=cfg, stain="er")
+    assert er.config.classifier is None
+    assert er.summary == score_image(image, labels, stain="er").summary
+    assert er.summary["n_positive"] == 1  # ER's 0.2 cut
+    assert score_image(image, labels, config=cfg).rescore(stain="er").summary == er.summary
+
+
 # ------------------------------------------------------- regions and areas
 
 def test_area_limits_in_pixels_and_square_micrometres():

@@ -198,6 +198,32 @@ def test_summary_keys_are_enforced(tmp_path, scored):
         read_summary_json(tmp_path / "other.json")
 
 
+def test_summaries_of_segment_and_batch_are_read_back(tmp_path):
+    """``ihcseg segment`` / ``batch`` write the score beside the image, model and outputs."""
+    from PIL import Image
+
+    from fakes import ODNet
+    from napari_ihcseg.inference import InferenceConfig
+    from napari_ihcseg.pipeline import PipelineOptions, output_paths, process_image
+
+    Image.fromarray(_field(seed=4).image).save(tmp_path / "field.png")
+    tiles = InferenceConfig(tile=128, overlap=32)
+    written = process_image(tmp_path / "field.png", tmp_path / "scored",
+                            PipelineOptions(inference=tiles, scoring=ScoringConfig(stain="ki67")),
+                            model=ODNet(stains=(0, 1)), model_name="odnet")
+    summary = read_summary_json(output_paths(tmp_path / "scored", "field")["summary"])
+    assert set(SUMMARY_KEYS) < set(summary)
+    assert summary == json.loads(json.dumps(written))  # the extra keys are kept
+    assert summary["model"]["name"] == "odnet" and summary["stain"] == "ki67"
+
+    process_image(tmp_path / "field.png", tmp_path / "plain", PipelineOptions(inference=tiles),
+                  model=ODNet(stains=(0, 1)), model_name="odnet")
+    plain = output_paths(tmp_path / "plain", "field")["summary"]
+    with pytest.raises(ValueError, match=r"not a scoring summary; it lacks the keys \['n_positive'") as info:
+        read_summary_json(plain)
+    assert str(plain) in str(info.value)
+
+
 @pytest.mark.parametrize(("reader", "text", "match"), [
     (read_cells_csv, "a,b\n1,2\n", "missing columns"),
     (read_summary_json, "{oops", "not valid JSON"),

@@ -10,10 +10,15 @@ two forms, both read and written here:
   annotations whose ``properties.classification.name`` says ``Positive`` or
   ``Negative`` (a derived class such as ``Tumor: Positive`` counts too).
   Polygons and other geometries are ignored; :mod:`napari_ihcseg.io.annotations`
-  reads those.
+  reads those. Coordinates are QuPath's, as in the nuclei and region GeoJSON
+  (:data:`napari_ihcseg.scoring.regions.GEOJSON_PIXEL_OFFSET`): ``(x, y)``
+  with the origin at the image's top-left *corner*, so the centre of pixel
+  ``(r, c)`` is ``(c + 0.5, r + 0.5)``.
 
 Points are ``(row, col)`` float arrays of shape ``(N, 2)`` with a boolean
-``positive`` array beside them. Files are written atomically and, unless
+``positive`` array beside them, in napari's frame: ``(r, c)`` is the centre
+of pixel ``(r, c)``. The marker CSV holds them as they are; the GeoJSON
+readers and writers shift them by half a pixel. Files are written atomically and, unless
 ``overwrite`` is true, never replace an existing file.
 
 Examples
@@ -165,7 +170,8 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     Returns
     -------
     points : ndarray of float64, shape (N, 2)
-        (row, col) in pixels.
+        (row, col) in pixels, pixel centres at whole numbers: QuPath's
+        ``(x, y)`` less half a pixel.
     positive : ndarray of bool, shape (N,)
 
     Raises
@@ -174,6 +180,8 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
         If the file is not GeoJSON, holds no point, or a point has no
         Positive / Negative class; the message names the file.
     """
+    from napari_ihcseg.scoring.regions import GEOJSON_PIXEL_OFFSET
+
     path = Path(path)
     obj = read_json(path, expect=None)
     if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
@@ -202,7 +210,7 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
                 raise ValueError(f"{path}: point feature {k} has malformed coordinates {xy!r}") from None
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise ValueError(f"{path}: point feature {k} has non-finite coordinates")
-            points.append((y, x))
+            points.append((y - GEOJSON_PIXEL_OFFSET, x - GEOJSON_PIXEL_OFFSET))
             positive.append(is_pos)
     if not points and any(((f or {}).get("geometry") or {}).get("type") not in ("Point", "MultiPoint")
                           for f in features):
@@ -211,15 +219,36 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
 
 
 def points_feature_collection(points, positive) -> dict:
-    """A QuPath-importable FeatureCollection: one MultiPoint annotation per class."""
+    """A QuPath-importable FeatureCollection: one MultiPoint annotation per class.
+
+    Parameters
+    ----------
+    points : array_like, shape (N, 2)
+        (row, col) in pixels, pixel centres at whole numbers (napari's frame).
+    positive : array_like of bool, shape (N,)
+
+    Returns
+    -------
+    dict
+        The points as QuPath's ``(x, y)``, origin at the image's top-left
+        corner: ``(c + 0.5, r + 0.5)``.
+
+    Examples
+    --------
+    >>> points_feature_collection([[2, 3]], [True])["features"][0]["geometry"]
+    {'type': 'MultiPoint', 'coordinates': [[3.5, 2.5]]}
+    """
+    from napari_ihcseg.scoring.regions import GEOJSON_PIXEL_OFFSET
+
     pts, pos = _check(points, positive)
+    corner = pts + GEOJSON_PIXEL_OFFSET
     features = []
     for name, keep in (("Positive", pos), ("Negative", ~pos)):
         if not keep.any():
             continue
         features.append({
             "type": "Feature",
-            "geometry": {"type": "MultiPoint", "coordinates": [[c, r] for r, c in pts[keep].tolist()]},
+            "geometry": {"type": "MultiPoint", "coordinates": [[c, r] for r, c in corner[keep].tolist()]},
             "properties": {"objectType": "annotation",
                            "classification": {"name": name, "color": _QUPATH_COLORS[name]}},
         })

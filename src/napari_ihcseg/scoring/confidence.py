@@ -161,6 +161,8 @@ def assess(n_positive: int, n: int, *, stain: str, ki67_cutoff: float | None = N
     >>> a = assess(10, 100, stain="er")
     >>> a["uncertain_calls"], a["enough_cells"]
     (['allred_proportion_score', 'interpretation'], False)
+    >>> assess(0, 0, stain="ki67")["warnings"]
+    ['no cell counted (at least 500 advised): no score']
     """
     interval = wilson_interval(n_positive, n, confidence=confidence)
     uncertain, warnings = [], []
@@ -176,7 +178,9 @@ def assess(n_positive: int, n: int, *, stain: str, ki67_cutoff: float | None = N
             uncertain.append("ki67_call")
     enough = n >= min_cells
     level = f"{100 * confidence:g} %"
-    if not enough:
+    if n == 0:  # no interval to be wide: there is no score at all
+        warnings.append(f"no cell counted (at least {min_cells} advised): no score")
+    elif not enough:
         warnings.append(f"only {n} cells counted (at least {min_cells} advised): "
                         f"the {level} interval is wide")
     names = {"allred_proportion_score": "Allred proportion score",

@@ -180,10 +180,48 @@ def write_summary_csv(path: str | os.PathLike, summary: dict, *, overwrite: bool
 
 
 def read_summary_json(path: str | os.PathLike) -> dict:
-    """Read ``<stem>.summary.json`` back and check its keys."""
+    """Read a ``<stem>.summary.json`` back and check that it holds a score.
+
+    Parameters
+    ----------
+    path : path-like
+        A summary written by :func:`write_summary_json` (``ihcseg score``,
+        the Score widget) or by ``ihcseg segment`` / ``ihcseg batch`` with a
+        stain, which add the image, model, options and outputs beside the
+        scoring keys.
+
+    Returns
+    -------
+    dict
+        Every key of the file, in its order: the scoring keys
+        (:data:`SUMMARY_KEYS`) and any others (e.g. ``"model"``, ``"outputs"``).
+
+    Raises
+    ------
+    ValueError
+        When the file is not a JSON object or lacks a scoring key (a summary
+        of an image segmented without a stain has no score).
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "case.summary.json"
+    >>> _ = path.write_text(json.dumps({"image": "case.png", **dict.fromkeys(SUMMARY_KEYS)}))
+    >>> list(read_summary_json(path))[:3]
+    ['image', 'n_nuclei', 'n_positive']
+    >>> _ = path.write_text(json.dumps({"image": "case.png", "n_nuclei": 3}))
+    >>> read_summary_json(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...case.summary.json: not a scoring summary; it lacks the keys ['n_positive', ...]
+    """
     summary = read_json(path, expect=None)
-    if not isinstance(summary, dict) or set(summary) != set(SUMMARY_KEYS):
-        raise ValueError(f"{path}: not a scoring summary; expected the keys {list(SUMMARY_KEYS)}")
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: not a scoring summary; expected a JSON object with the keys "
+                         f"{list(SUMMARY_KEYS)}")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise ValueError(f"{path}: not a scoring summary; it lacks the keys {missing}")
     return summary
 
 

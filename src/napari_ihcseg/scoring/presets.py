@@ -138,8 +138,9 @@ class ScoringConfig:
     hotspot_min_cells : int
         Fewest cells a hot-spot circle may hold (default 100).
     classifier : NucleusClassifier, optional
-        A calibrated per-nucleus classifier (usually the checkpoint's, see
-        :mod:`napari_ihcseg.scoring.classifier`). When given it decides which
+        A per-nucleus classifier calibrated for ``stain`` (usually the
+        checkpoint's, see :mod:`napari_ihcseg.scoring.classifier`;
+        :meth:`replace` drops it with a new stain). When given it decides which
         nuclei are positive (and which detections are left out); the
         thresholds then only grade positive nuclei 1+/2+/3+.
 
@@ -266,11 +267,26 @@ class ScoringConfig:
         """A copy with ``changes`` applied (validated again).
 
         Changing the stain without giving thresholds takes the new stain's
-        preset thresholds. Setting thresholds drops the classifier (the
-        user's cuts decide) unless ``classifier`` is given too.
+        preset thresholds. Changing it to another stain drops the classifier,
+        which was calibrated for the old one (a checkpoint keeps one per
+        stain), and setting thresholds drops it too (the user's cuts decide),
+        unless ``classifier`` is given in the same call.
+
+        Examples
+        --------
+        >>> from napari_ihcseg.scoring.classifier import LogisticModel, NucleusClassifier
+        >>> ki67 = NucleusClassifier(LogisticModel(("dab_od_mean",), (0.1,), (0.01,), (1.0,), 0.0))
+        >>> cfg = ScoringConfig(stain="ki67", classifier=ki67)
+        >>> cfg.replace(stain="Ki-67").classifier is ki67, cfg.replace(stain="er").classifier
+        (True, None)
+        >>> cfg.replace(stain="er", classifier=ki67).classifier is ki67
+        True
         """
-        if "stain" in changes and "thresholds" not in changes:
-            changes["thresholds"] = None
+        if "stain" in changes:
+            if "thresholds" not in changes:
+                changes["thresholds"] = None
+            if get_preset(changes["stain"]).name != self.stain and "classifier" not in changes:
+                changes["classifier"] = None
         if changes.get("thresholds") is not None and "classifier" not in changes:
             changes["classifier"] = None
         return replace(self, **changes)
