@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from napari_ihcseg.io.annotations import polygons_to_labels, read_annotation_labels, read_polygons
+from napari_ihcseg.io.annotations import (
+    labels_in_image,
+    polygons_outside,
+    polygons_to_labels,
+    read_annotation_labels,
+    read_polygons,
+)
 from napari_ihcseg.io.points import read_points_csv
 
 APERIO = """<?xml version="1.0"?>
@@ -135,6 +141,27 @@ def test_polygons_to_labels_overwrites_in_order_renumbers_and_clips():
     assert empty.shape == (4, 5) and not empty.any()
     with pytest.raises(ValueError, match=r"\(K, 2\)"):
         polygons_to_labels([[1, 2, 3]], (4, 4))
+
+
+def test_polygons_wholly_outside_the_image_are_counted_and_noted():
+    inside = [[1, 1], [1, 3], [3, 3], [3, 1]]
+    straddling = [[-5, -5], [-5, 1], [1, 1], [1, -5]]  # clipped, not outside
+    below, right = [[9, 0], [9, 2], [12, 2]], [[0, 8], [2, 8], [2, 12]]
+    assert polygons_outside([inside, straddling, below, right], (8, 8)).tolist() == [False, False, True, True]
+    labels, note = labels_in_image([inside, straddling, below, right], (8, 8, 3), source="cells.geojson")
+    assert labels.max() == 2
+    assert note == "cells.geojson: 2 of 4 polygons lie outside the 8x8 image and are left out"
+    assert labels_in_image([inside], (8, 8), source="x")[1] is None
+    assert labels_in_image([], (8, 8), source="x")[1] is None  # an empty annotation is not another image's
+
+
+def test_an_annotation_of_another_image_is_refused_naming_the_file_the_size_and_the_count(tmp_path):
+    path = tmp_path / "big.geojson"
+    ring = [[500, 500], [510, 500], [510, 510], [500, 510], [500, 500]]
+    features = [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}}] * 3
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    with pytest.raises(ValueError, match=rf"^{path}: all 3 polygon\(s\) lie outside the 200x100 image"):
+        read_annotation_labels(path, (100, 200))
 
 
 def test_points_csv(tmp_path):

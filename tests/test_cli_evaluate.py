@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 
 import numpy as np
@@ -125,6 +126,9 @@ def test_a_bad_file_gets_one_line_and_the_others_still_run(folders, capsys):
     (["--pred", "{pred}", "--truth", "{empty}"], "no label images and truth files with matching names"),
     (["--pred", "{pred}", "--truth", "{truth}", "--radius", "5"], "--radius applies only with --points"),
     (["--pred", "{pred}", "--truth", "{truth}", "--iou-threshold", "1"], "--iou-threshold"),
+    (["--pred", "{pred}", "--truth", "{truth}", "--region", "{truth}/a_labels.png"],
+     "--region applies only with --points"),
+    (["--pred", "{pred}", "--truth", "{truth}", "--points", "--region", "{missing}"], "nope: no such file"),
 ])
 def test_usage_errors_exit_2(folders, tmp_path, capsys, argv, message):
     pred, truth = folders
@@ -224,3 +228,78 @@ def test_points_mode_names_the_cells_table_with_a_non_finite_centroid(tmp_path, 
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ihcseg: error:")]
     assert errors == [f"ihcseg: error: {pred / 'k1.cells.csv'}, line 2: non-finite centroid (nan, 10)"]
     assert list(read_csv(pred / "evaluation.csv")) == ["k2", "mean"]
+
+
+def test_truth_polygons_outside_the_image_get_a_note_and_an_annotation_of_another_image_fails(tmp_path, capsys):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    tifffile.imwrite(pred / "a.labels.tif", boxes((100, 100), (10, 20, 10, 20)))
+    tifffile.imwrite(pred / "b.labels.tif", boxes((100, 100), (10, 20, 10, 20)))
+    (truth / "a.xml").write_text(aperio((500, 510, 500, 510), (600, 610, 600, 610)))  # drawn on a larger image
+    (truth / "b.xml").write_text(aperio((10, 19, 10, 19), (500, 510, 500, 510)))
+    assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 1
+    err = capsys.readouterr().err
+    assert (f"ihcseg: error: {truth / 'a.xml'}: all 2 polygon(s) lie outside the 100x100 image "
+            "(they span x 500 to 610, y 500 to 610)") in err
+    assert f"note: {truth / 'b.xml'}: 1 of 2 polygons lie outside the 100x100 image and are left out" in err
+    rows = read_csv(pred / "evaluation.csv")
+    assert list(rows) == ["b", "mean"] and rows["b"]["n_truth"] == "1" and float(rows["b"]["dice"]) == 1.0
+
+
+def _region_case(tmp_path, summary=True):
+    """A 40x60 field annotated only in its left half; two detections and two points on each side."""
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    # inside (col < 30): both found, one of two positive on both sides
+    # outside: one found negative point, one unmarked positive detection
+    (pred / "k.cells.csv").write_text(CELLS_HEADER + "1,10,10,50,1,1\n2,20,20,50,0,1\n"
+                                      "3,10,45,50,0,1\n4,30,50,50,1,1\n")
+    (truth / "k.csv").write_text("type,x,y\n1,10,10\n2,20,20\n2,45,10\n2,55,5\n")
+    if summary:
+        (pred / "k.summary.json").write_text(json.dumps({"height": 40, "width": 60}))
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, :30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask-gt.png")
+    square = [[0, 0], [30, 0], [30, 40], [0, 40], [0, 0]]
+    (tmp_path / "region.geojson").write_text(json.dumps(
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}))
+    return pred, truth
+
+
+@pytest.mark.parametrize("region", ["mask-gt.png", "region.geojson"])
+def test_points_region_leaves_out_detections_and_points_outside_it(tmp_path, region):
+    pred, truth = _region_case(tmp_path)
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "3"]) == 0
+    everything = read_csv(pred / "evaluation.csv")["k"]
+    assert (everything["n_pred"], everything["n_truth"], everything["fp"]) == ("4", "4", "1")
+    assert float(everything["pred_pct_positive"]) == 50.0 and float(everything["truth_pct_positive"]) == 25.0
+    argv = ["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "3", "--region", str(tmp_path / region)]
+    assert run_cli(argv) == 0
+    k = read_csv(pred / "evaluation.csv")["k"]
+    assert (k["n_pred"], k["n_truth"], k["tp"], k["fp"], k["fn"]) == ("2", "2", "2", "0", "0")
+    assert float(k["precision"]) == 1.0 and float(k["abs_delta_pct_positive"]) == 0.0
+
+
+def test_points_region_of_another_size_is_refused_naming_the_file_and_both_sizes(tmp_path, capsys):
+    pred, truth = _region_case(tmp_path)
+    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(tmp_path / "other.png")
+    argv = ["--pred", str(pred), "--truth", str(truth), "--points", "--region", str(tmp_path / "other.png")]
+    assert run_cli(argv) == 1
+    assert (f"ihcseg: error: {tmp_path / 'other.png'}: the region is 50x50 but the image of k.cells.csv is 60x40"
+            in capsys.readouterr().err)
+    (pred / "k.summary.json").unlink()  # without a summary the points tell: detections reach x 50
+    assert run_cli(argv) == 1
+    assert (f"{tmp_path / 'other.png'}: the region is 50x50 but {pred / 'k.cells.csv'} has points up to x 50"
+            in capsys.readouterr().err)
+
+
+def test_points_region_is_refused_when_several_images_are_paired(tmp_path, capsys):
+    pred, truth = _region_case(tmp_path)
+    (pred / "j.cells.csv").write_text(CELLS_HEADER + "1,10,10,50,1,1\n")
+    (truth / "j.csv").write_text("type,x,y\n1,10,10\n")
+    argv = ["--pred", str(pred), "--truth", str(truth), "--points", "--region", str(tmp_path / "mask-gt.png")]
+    assert run_cli(argv) == 2
+    assert "is the region of one image, but 2 images were paired (j, k)" in capsys.readouterr().err
+    assert not (pred / "evaluation.csv").exists()

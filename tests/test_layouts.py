@@ -156,6 +156,36 @@ def test_an_unknown_folder_lists_the_layouts_and_what_it_holds(tmp_path):
         assert description in message
 
 
+def test_qupath_polygons_outside_their_image_are_noted_and_an_annotation_of_another_image_skipped(tmp_path):
+    fields = _fields(2)
+    root = make_layout(tmp_path / "qp", "qupath", fields)
+    ring = [[500.0, 500.0], [510.0, 500.0], [510.0, 510.0], [500.0, 500.0]]
+    far = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    some = _polygon_geojson(fields[0].labels)
+    n = len(some["features"])
+    some["features"].append(far)
+    (root / "f0.geojson").write_text(json.dumps(some))
+    (root / "f1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [far, far]}))
+    data = load_folder(root)
+    assert [s.name for s in data.samples] == ["qp/f0"]
+    assert data.samples[0].labels.max() == n
+    assert data.warnings == [f"{root / 'f0.geojson'}: 1 of {n + 1} polygons lie outside the 96x96 image "
+                             "and are left out"]
+    assert len(data.skipped) == 1
+    assert data.skipped[0].startswith(f"{root / 'f1.geojson'}: all 2 polygon(s) lie outside the 96x96 image")
+
+
+def test_an_empty_images_masks_folder_says_it_holds_nothing(tmp_path):
+    root = tmp_path / "empty"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    with pytest.raises(ValueError, match=r"but no pair could be read \(images/ holds nothing, masks/ nothing\)$"):
+        load_folder(root)
+    imsave(root / "images" / "a.png", np.zeros((8, 8, 3), np.uint8), check_contrast=False)
+    with pytest.raises(ValueError, match=r"\(.*a\.png: no mask of the same name in masks/\)$"):
+        load_folder(root)
+
+
 def test_samples_check_their_points():
     image = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match=r"labels or a mask \(or points\)"):

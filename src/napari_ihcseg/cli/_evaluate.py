@@ -21,7 +21,13 @@ Points mode (``--points``): predictions are ``<key>.cells.csv`` (``label,
 centroid_y, centroid_x[, positive][, included]``; rows with ``included`` 0 are
 left out); truth is ``<key>.csv`` (markers :data:`POINT_MARKERS` stripped as
 above) or ``<key>/markers.csv``, with columns ``type,x,y`` (1 positive,
-2 negative).
+2 negative). With ``--region`` (a mask image or GeoJSON), predictions and
+truth points outside the annotated region are left out; see
+:mod:`._evaluate_points`.
+
+Truth polygons that lie wholly outside the prediction's image are counted: a
+note names them, and a file whose polygons all lie outside (an annotation of
+another image) is an error for that pair.
 
 Files without a partner are listed and skipped. Each pair that cannot be read
 or compared gets one error line and the exit code becomes 1.
@@ -30,7 +36,6 @@ or compared gets one error line and the exit code becomes 1.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -42,6 +47,7 @@ import numpy as np
 from napari_ihcseg._atomic import write_text_atomic
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, CLIError, print_error, progress_bar
+from ._evaluate_points import check_region_size, inside_region, read_cells, read_region
 
 LABEL_EXTENSIONS = (".tif", ".tiff", ".png")
 ANNOTATION_EXTENSIONS = (".xml", ".geojson", ".json")
@@ -151,48 +157,17 @@ def _read_label_image(path: Path) -> np.ndarray:
     return read_labels(path)
 
 
-def _truth_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def _truth_labels(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None]:
+    """Truth labels of a prediction's ``shape``, and a note on polygons lying outside it (or None)."""
     if path.suffix.lower() in ANNOTATION_EXTENSIONS:
-        from napari_ihcseg.io.annotations import read_annotation_labels
+        from napari_ihcseg.io.annotations import labels_in_image, read_polygons
 
-        return read_annotation_labels(path, shape)
+        return labels_in_image(read_polygons(path), shape, source=path)
     truth = _read_label_image(path)
     if truth.shape != shape:
         raise ValueError(f"{path}: truth is {truth.shape[0]}x{truth.shape[1]} but the prediction is "
                          f"{shape[0]}x{shape[1]}")
-    return truth
-
-
-_TRUE, _FALSE = {"1", "true", "yes", "positive"}, {"0", "false", "no", "negative"}
-
-
-def _read_cells(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Centroids (row, col) and the positive calls (None without that column) of a cells table."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or [])
-        missing = {"centroid_y", "centroid_x"} - columns
-        if missing:
-            raise ValueError(f"{path}: not a cells table; missing column(s) {', '.join(sorted(missing))}")
-        points, positive = [], []
-        for row in reader:
-            if "included" in columns and (row["included"] or "").strip().lower() in _FALSE:
-                continue
-            try:
-                y, x = float(row["centroid_y"]), float(row["centroid_x"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}, line {reader.line_num}: centroid is not a number") from None
-            if not (math.isfinite(y) and math.isfinite(x)):
-                raise ValueError(f"{path}, line {reader.line_num}: non-finite centroid "
-                                 f"({row['centroid_y']}, {row['centroid_x']})")
-            points.append((y, x))
-            if "positive" in columns:
-                value = (row["positive"] or "").strip().lower()
-                if value not in _TRUE | _FALSE:
-                    raise ValueError(f"{path}, line {reader.line_num}: positive must be 0/1, got {value!r}")
-                positive.append(value in _TRUE)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return pts, (np.asarray(positive, dtype=bool) if "positive" in columns else None)
+    return truth, None
 
 
 def _named(path: Path, fn: Callable, *args):
@@ -206,16 +181,25 @@ def _named(path: Path, fn: Callable, *args):
         raise ValueError(text if str(path) in text else f"{path}: {text}") from None
 
 
-def _evaluate_pair(pred_path: Path, truth_path: Path, args) -> dict:
+def _evaluate_pair(key: str, pred_path: Path, truth_path: Path, args) -> dict:
     from napari_ihcseg.io.points import read_points_csv
     from napari_ihcseg.metrics import evaluate_instances, evaluate_points
 
     if args.points:
-        pred_pts, pred_pos = _named(pred_path, _read_cells, pred_path)
+        pred_pts, pred_pos = _named(pred_path, read_cells, pred_path)
         truth_pts, truth_pos = _named(truth_path, read_points_csv, truth_path)
+        if args.region is not None:
+            if isinstance(args.region, np.ndarray):
+                check_region_size(args.region, args.region_path, pred_path, key,
+                                  [(pred_path, pred_pts), (truth_path, truth_pts)])
+            keep_pred, keep_truth = inside_region(args.region, pred_pts), inside_region(args.region, truth_pts)
+            pred_pts, truth_pts, truth_pos = pred_pts[keep_pred], truth_pts[keep_truth], truth_pos[keep_truth]
+            pred_pos = None if pred_pos is None else pred_pos[keep_pred]
         return evaluate_points(pred_pts, pred_pos, truth_pts, truth_pos, radius=args.radius)
     pred = _named(pred_path, _read_label_image, pred_path)
-    truth = _named(truth_path, _truth_labels, truth_path, pred.shape)
+    truth, note = _named(truth_path, _truth_labels, truth_path, pred.shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     metrics = evaluate_instances(pred, truth, iou_threshold=args.iou_threshold,
                                  alpha=args.tversky_alpha, beta=args.tversky_beta)
     is_image = truth_path.suffix.lower() in LABEL_EXTENSIONS
@@ -274,6 +258,14 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(radius) and radius > 0):
         raise CLIError(f"--radius must be a positive number of pixels, got {args.radius}")
     args.radius = radius
+    args.region_path = None if args.region is None else Path(args.region).expanduser()
+    if args.region_path is not None:
+        if not args.points:
+            raise CLIError("--region applies only with --points")
+        try:
+            args.region = read_region(args.region_path)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     if not 0 <= args.iou_threshold < 1:
         raise CLIError(f"--iou-threshold must be in [0, 1), got {args.iou_threshold}")
     weights = (args.tversky_alpha, args.tversky_beta)
@@ -294,13 +286,17 @@ def run(args: argparse.Namespace) -> int:
     if not pairing.pairs:
         kind = "cells tables (*.cells.csv) and point CSVs" if args.points else "label images and truth files"
         raise CLIError(f"no {kind} with matching names in {pred_dir} and {truth_dir}")
+    if args.region_path is not None and len(pairing.pairs) > 1:
+        keys = ", ".join(key for key, _, _ in pairing.pairs[:5]) + (", ..." if len(pairing.pairs) > 5 else "")
+        raise CLIError(f"--region {args.region_path} is the region of one image, but {len(pairing.pairs)} "
+                       f"images were paired ({keys}); evaluate one at a time")
 
     columns = POINT_METRICS if args.points else INSTANCE_METRICS
     rows, failed = [], 0
     progress = progress_bar(len(pairing.pairs), "evaluate", unit="image")
     for done, (key, pred_path, truth_path) in enumerate(pairing.pairs, start=1):
         try:
-            metrics = _evaluate_pair(pred_path, truth_path, args)
+            metrics = _evaluate_pair(key, pred_path, truth_path, args)
         except ValueError as exc:
             print_error(str(exc))
             failed += 1
@@ -344,6 +340,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="point-annotated truth (1 = positive, 2 = negative nucleus)")
     parser.add_argument("--radius", type=float, default=None, metavar="PX",
                         help=f"--points matching radius in pixels (default {DEFAULT_RADIUS:g})")
+    parser.add_argument("--region", metavar="FILE", default=None,
+                        help="--points: the annotated region, a mask image of the image's size (nonzero = "
+                             "annotated) or GeoJSON polygons; detections and truth points outside it are "
+                             "left out")
     parser.add_argument("--iou-threshold", type=float, default=0.5, metavar="T",
                         help="IoU above which objects match for PQ and F1 (default 0.5)")
     parser.add_argument("--tversky-alpha", type=float, default=0.5, metavar="A",

@@ -23,8 +23,9 @@ objects:
 Masks are instance label images. A binary mask (one value besides 0) is split
 into connected components, with a warning: touching nuclei then merge. A pair
 with a problem (an unreadable file, a floating-point or colour mask, shapes
-that differ, a missing partner) is skipped with a message naming the file;
-the good pairs are still used. When nothing fits, the error lists the known
+that differ, a missing partner, QuPath polygons that all lie outside their
+image) is skipped with a message naming the file; the good pairs are still
+used, and polygons of which only some lie outside are counted in a warning. When nothing fits, the error lists the known
 layouts and what the folder holds.
 
 Point samples carry ``points`` and ``point_classes`` and no mask; the trainer
@@ -41,7 +42,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
-from napari_ihcseg.io.annotations import polygons_to_labels, read_polygons
+from napari_ihcseg.io.annotations import labels_in_image, read_polygons
 from napari_ihcseg.io.points import read_points
 from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
@@ -120,6 +121,8 @@ def _found(folder: Path) -> str:
     files = _visible(folder)
     dirs = [p.name + "/" for p in files if p.is_dir()]
     suffixes = Counter(p.suffix.lower() or "(no ending)" for p in files if p.is_file())
+    if not files:
+        return "nothing"
     parts = [f"{n} {s}" for s, n in suffixes.most_common()]
     text = f"{sum(suffixes.values())} file(s)" + (f" ({', '.join(parts)})" if parts else "")
     return text + (f", folders {', '.join(dirs[:8])}" if dirs else "")
@@ -207,8 +210,10 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
         if layout == "qupath":
             polygons = read_polygons(ann_path)
             if polygons:
-                data.samples.append(Sample(image, polygons_to_labels(polygons, image.shape[:2]),
-                                           name=name, source=layout))
+                labels, note = labels_in_image(polygons, image.shape[:2], source=ann_path)
+                if note:
+                    data.warnings.append(note)
+                data.samples.append(Sample(image, labels, name=name, source=layout))
                 return
         points, positive = read_points(ann_path)
     except (ValueError, OSError) as exc:
@@ -284,6 +289,11 @@ def load_folder(folder) -> FolderData:
         data.warnings.append(f"{len(binary)} binary mask(s) (e.g. {binary[0]}) were split into connected "
                              "components: touching nuclei in them count as one")
     if not data.samples:
-        first = "; ".join(data.skipped[:3])
-        raise ValueError(f"{folder}: {LAYOUTS[layout]}, but no pair could be read ({first})")
+        if data.skipped:
+            detail = "; ".join(data.skipped[:3])
+        elif layout == "images-masks":
+            detail = f"images/ holds {_found(folder / 'images')}, masks/ {_found(folder / 'masks')}"
+        else:
+            detail = f"found {_found(folder)}"
+        raise ValueError(f"{folder}: {LAYOUTS[layout]}, but no pair could be read ({detail})")
     return data

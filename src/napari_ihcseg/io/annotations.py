@@ -41,7 +41,7 @@ from skimage.draw import polygon as draw_polygon
 
 from napari_ihcseg._json_file import parse_json
 
-__all__ = ["read_polygons", "polygons_to_labels", "read_annotation_labels"]
+__all__ = ["read_polygons", "polygons_to_labels", "polygons_outside", "labels_in_image", "read_annotation_labels"]
 
 #: Vertices used to approximate an ellipse.
 _ELLIPSE_VERTICES = 64
@@ -219,7 +219,8 @@ def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
         Vertices (row, col) in pixels.
     shape : tuple of int
         ``(H, W)`` of the label map (an image shape ``(H, W, C)`` is accepted;
-        the channels are ignored). Parts outside it are clipped.
+        the channels are ignored). Parts outside it are clipped (see
+        :func:`labels_in_image` to count the polygons left wholly outside).
 
     Returns
     -------
@@ -258,9 +259,84 @@ def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
     return labels
 
 
+def polygons_outside(polygons, shape: tuple[int, ...]) -> np.ndarray:
+    """Which polygons lie wholly outside an image of ``shape``.
+
+    A polygon is outside when all its vertices lie beyond one edge of the
+    pixel centres (rows ``0..H-1``, columns ``0..W-1``): it cannot cover a
+    pixel, whatever its form.
+
+    Parameters
+    ----------
+    polygons : sequence of (K, 2) array_like
+        Vertices (row, col) in pixels.
+    shape : tuple of int
+        ``(H, W)`` (or ``(H, W, C)``) of the image.
+
+    Returns
+    -------
+    ndarray of bool, shape (len(polygons),)
+
+    Examples
+    --------
+    >>> polygons_outside([[[0, 0], [0, 2], [2, 2]], [[5, 9], [5, 12], [8, 12]]], (4, 8)).tolist()
+    [False, True]
+    """
+    h, w = int(shape[0]), int(shape[1])
+    out = np.zeros(len(polygons), dtype=bool)
+    for i, poly in enumerate(polygons):
+        rc = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        lo, hi = rc.min(axis=0, initial=np.inf), rc.max(axis=0, initial=-np.inf)
+        out[i] = hi[0] < 0 or hi[1] < 0 or lo[0] > h - 1 or lo[1] > w - 1
+    return out
+
+
+def labels_in_image(polygons, shape: tuple[int, ...], *, source) -> tuple[np.ndarray, str | None]:
+    """The label map of an annotation of one image, refusing one made for another image.
+
+    :func:`polygons_to_labels`, after counting the polygons that lie wholly
+    outside the image (:func:`polygons_outside`): they cannot be drawn and
+    would otherwise vanish without a word.
+
+    Parameters
+    ----------
+    polygons, shape
+        As in :func:`polygons_outside`.
+    source : str or path-like
+        The annotation file, named in the messages.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (H, W)
+    note : str or None
+        ``"<source>: N of M polygons lie outside the WxH image ..."`` when
+        some do, else ``None``.
+
+    Raises
+    ------
+    ValueError
+        When every polygon (at least one) lies outside the image: the
+        annotation was most likely made for another image.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    outside = polygons_outside(polygons, shape)
+    n_out, n = int(outside.sum()), len(polygons)
+    if n and n_out == n:
+        rc = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+        (r0, c0), (r1, c1) = rc.min(axis=0), rc.max(axis=0)
+        raise ValueError(f"{source}: all {n} polygon(s) lie outside the {w}x{h} image (they span x {c0:.0f} to "
+                         f"{c1:.0f}, y {r0:.0f} to {r1:.0f}); is the annotation for another image?")
+    note = (f"{source}: {n_out} of {n} polygons lie outside the {w}x{h} image and are left out"
+            if n_out else None)
+    return polygons_to_labels(polygons, shape), note
+
+
 def read_annotation_labels(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
     """Read an annotation file straight into an ``int32`` label map of ``shape``.
 
-    ``polygons_to_labels(read_polygons(path), shape)``; see both.
+    ``labels_in_image(read_polygons(path), shape, source=path)[0]``: an
+    annotation whose polygons all lie outside the image is refused (a
+    ``ValueError`` naming the file); see :func:`labels_in_image` for the note
+    on some lying outside.
     """
-    return polygons_to_labels(read_polygons(path), shape)
+    return labels_in_image(read_polygons(path), shape, source=path)[0]
