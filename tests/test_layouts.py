@@ -250,3 +250,17 @@ def test_cli_trains_from_images_and_masks_without_dataset_json_and_names_the_lay
     (odd / "readme.txt").write_text("x")
     assert main(["train", str(odd), "--model", "r2unet-lite", "--epochs", "1", "--out", str(tmp_path / "r2")]) == 2
     assert "no known training layout" in capsys.readouterr().err
+
+
+def test_a_qupath_point_on_the_first_half_pixel_is_inside_its_image(tmp_path):
+    """QuPath's frame has its origin at the image's corner: x = 0.2 lies on column 0, not outside."""
+    f = _fields(1)[0]
+    root = tmp_path / "qp"
+    root.mkdir()
+    imsave(root / "f0.png", f.image, check_contrast=False)
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [0.2, 0.2]},
+               "properties": {"classification": {"name": "Positive"}}}
+    (root / "f0.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    data = load_folder(root)
+    assert not data.skipped, data.skipped
+    np.testing.assert_allclose(data.samples[0].points, [[-0.3, -0.3]])

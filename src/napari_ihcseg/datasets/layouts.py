@@ -43,7 +43,7 @@ from scipy import ndimage as ndi
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.annotations import labels_in_image, read_polygons
-from napari_ihcseg.io.points import read_points
+from napari_ihcseg.io.points import points_outside, read_points
 from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
 
@@ -221,7 +221,7 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
                             else f"{ann_path}: {exc}")
         return
     h, w = image.shape[:2]
-    outside = (points[:, 0] < 0) | (points[:, 0] >= h) | (points[:, 1] < 0) | (points[:, 1] >= w)
+    outside = points_outside(points, (h, w))
     if outside.any():
         data.skipped.append(f"{ann_path}: {int(outside.sum())} point(s) lie outside its image "
                             f"{image_path.name} ({h} x {w})")

@@ -45,7 +45,7 @@ from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import write_csv
 from napari_ihcseg._json_file import read_json
 
-__all__ = ["POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "read_points", "read_points_csv",
+__all__ = ["POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "points_outside", "read_points", "read_points_csv",
            "read_points_geojson", "write_points", "write_points_csv", "write_points_geojson"]
 
 #: Marker types of the point CSV.
@@ -265,6 +265,25 @@ def write_points_geojson(path: str | os.PathLike, points, positive, *, overwrite
 
 def _is_geojson(path: Path) -> bool:
     return path.suffix.lower() in (".geojson", ".json")
+
+
+def points_outside(points, shape) -> np.ndarray:
+    """Which points lie outside an image of ``shape``: not on any of its pixels.
+
+    In napari's frame pixel ``(r, c)`` spans ``r - 0.5 .. r + 0.5``, so a
+    point is inside when ``-0.5 <= row < H - 0.5`` (and so for columns): a
+    point QuPath placed near the image's top-left corner (x = 0.2 there is
+    column -0.3 here) is on pixel 0.
+
+    Examples
+    --------
+    >>> points_outside([[-0.3, 0.0], [9.4, 2.0], [9.5, 2.0], [-0.6, 1.0]], (10, 4)).tolist()
+    [False, False, True, True]
+    """
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    h, w = (float(n) for n in shape[:2])
+    return ((points[:, 0] < -0.5) | (points[:, 0] >= h - 0.5)
+            | (points[:, 1] < -0.5) | (points[:, 1] >= w - 0.5))
 
 
 def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.labels import read_labels
-from napari_ihcseg.io.points import read_points_csv
+from napari_ihcseg.io.points import points_outside, read_points_csv
 
 from .layout import IMAGE_SUFFIX, IMAGES_DIR, MANIFEST, MASK_SUFFIX, MASKS_DIR, inside, read_manifest
 from .manifest import unlisted_files
@@ -181,7 +181,7 @@ def _sample(root: Path, meta: dict, pid: str, entry: dict, paths: dict[str, Path
     if "points" in paths:
         points, positive = read_points_csv(paths["points"])
         h, w = image.shape[:2]
-        outside = (points[:, 0] < 0) | (points[:, 0] >= h) | (points[:, 1] < 0) | (points[:, 1] >= w)
+        outside = points_outside(points, (h, w))
         if outside.any():
             raise ValueError(f"{paths['points']}: {int(outside.sum())} point(s) lie outside its image "
                              f"{image_path.name} ({h} x {w})")
