@@ -145,6 +145,29 @@ def test_writer_saves_labels(tmp_path):
     np.testing.assert_array_equal(read_labels(out), labels)
 
 
+def test_saved_labels_reopen_through_the_plugin_where_they_were_drawn(tmp_path):
+    """The writer's TIFF opens with the plugin's reader as labels, with the layer's scale and translate."""
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:9] = 70000
+    [out] = write_labels(str(tmp_path / "nuclei.tif"), labels, {"scale": (0.5, 0.5), "translate": (100.0, 50.0)})
+    [(data, meta, kind)] = read_ihc(out)
+    assert kind == "labels" and meta["name"] == "nuclei"
+    np.testing.assert_array_equal(data, labels)
+    assert meta["scale"] == (0.5, 0.5) and meta["translate"] == (100.0, 50.0)
+    grey = tmp_path / "grey.tif"  # a grey image is not taken for labels
+    tifffile.imwrite(grey, np.zeros((20, 30), np.uint16))
+    with pytest.raises(ImageReadError, match="grey.tif"):
+        read_ihc(str(grey))
+
+
+@pytest.mark.parametrize("labels", [np.arange(3 * 16 * 16, dtype=np.int32).reshape(3, 16, 16),
+                                    np.full((16, 16), -1, np.int32)], ids=["stack", "negative ids"])
+def test_labels_napari_holds_but_nuclei_do_not_are_still_saved(tmp_path, labels):
+    """napari takes this writer first for labels saved as TIFF: a refusal would save nothing, silently."""
+    [out] = write_labels(str(tmp_path / "odd.tif"), labels, {})
+    np.testing.assert_array_equal(tifffile.imread(out), labels)
+
+
 def test_ihc_sample_loads_offline(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")

@@ -637,3 +637,16 @@ def test_manifest_opens_every_widget(make_napari_viewer, qtbot):
     a = widgets["Correct nuclei"].layer
     b = widgets["Save training pairs"].form.nuclei.value
     assert session_for(a, create=False) is session_for(b, create=False) is not None
+
+
+def test_float_image_layers_are_scaled_by_the_range_they_use_as_files_are():
+    """A 12-bit float layer (0-4095) was saturated to {0, 255}; now scaled like a file, or refused naming it."""
+    from napari_ihcseg._widgets._common import to_rgb_uint8
+    from napari_ihcseg.io import ImageReadError
+
+    ramp = np.linspace(0, 4095, 3 * 8 * 8).reshape(8, 8, 3)
+    out = to_rgb_uint8(ramp * 65535 / 4095, where="ihc")
+    assert out.dtype == np.uint8 and len(np.unique(out)) > 100
+    np.testing.assert_array_equal(to_rgb_uint8(ramp / 4095, where="ihc"), out)  # 0-1 and 0-65535 alike
+    with pytest.raises(ImageReadError, match="ihc: floating-point values from 0 to 70000"):
+        to_rgb_uint8(ramp * 70000 / 4095, where="ihc")

@@ -1,4 +1,4 @@
-"""npe2 reader: open IHC images in napari as RGB layers.
+"""npe2 reader: open IHC images in napari as RGB layers, and the plugin's own label TIFFs as labels.
 
 Pyramidal files (SVS, OME-TIFF and other tiled pyramids) open as a lazy
 multiscale layer, so napari shows a whole slide while reading only the tiles
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ihcseg.io import IMAGE_SUFFIXES, image_stem, open_image, strided_pyramid
+from napari_ihcseg.io import IMAGE_SUFFIXES, image_stem, labels_placement, open_image, read_labels, strided_pyramid
 
 __all__ = ["get_reader", "read_ihc"]
 
@@ -59,7 +59,25 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
     return read_ihc
 
 
+def _labels_layer(path: str) -> tuple | None:
+    """A label TIFF this package wrote, as a labels layer placed where it was saved from; else None."""
+    if not path.lower().endswith((".tif", ".tiff")):
+        return None
+    placement = labels_placement(path)
+    if placement is None:
+        return None
+    name = Path(path).name
+    meta: dict = {"name": name[: -len(Path(name).suffix)], "metadata": {"path": str(Path(path).resolve())}}
+    for key in ("scale", "translate"):
+        if isinstance(placement.get(key), list) and len(placement[key]) == 2:
+            meta[key] = tuple(float(v) for v in placement[key])
+    return read_labels(path), meta, "labels"
+
+
 def _layer(path: str) -> tuple:
+    labels = _labels_layer(path)
+    if labels is not None:
+        return labels
     image = open_image(path)
     meta: dict = {
         "name": image_stem(path),
@@ -97,5 +115,8 @@ def read_ihc(path: PathOrPaths) -> list[tuple]:
         files, else a numpy array. ``metadata["metadata"]`` holds the file
         path and the pixel size in micrometres (or None); when the pixel size
         is known, ``scale`` is set to it (layer coordinates in micrometres).
+        A label TIFF written by the plugin (its writer, ``ihcseg segment``)
+        opens as ``(labels, metadata, "labels")``, with the scale and
+        translate of the layer it was saved from.
     """
     return [_layer(p) for p in _paths(path)]

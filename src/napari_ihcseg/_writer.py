@@ -1,4 +1,12 @@
-"""npe2 writer: save a napari Labels layer as a uint32 zlib-compressed TIFF."""
+"""npe2 writer: save a napari Labels layer as a zlib-compressed TIFF.
+
+Nucleus labels (2-D, ids 0 .. 2**32 - 1) are written as
+:func:`napari_ihcseg.io.write_labels` writes them, a uint32 TIFF that keeps
+the layer's scale and translate, so the plugin's reader puts them back on
+the image they were drawn on. Anything else a Labels layer can hold (a
+stack, negative ids) is written as it is: napari takes this writer first for
+labels saved as TIFF, and a refusal would save nothing.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +29,10 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         Output file; ``.tif`` is appended when it does not end with ``.tif``
         or ``.tiff``.
     data : array-like
-        The layer's 2-D integer labels (numpy, dask, zarr; a multiscale list
-        is written at full resolution).
+        The layer's integer labels (numpy, dask, zarr; a multiscale list is
+        written at full resolution).
     meta : dict
-        The layer's attributes (unused; part of the npe2 signature).
+        The layer's attributes; its ``scale`` and ``translate`` are kept.
 
     Returns
     -------
@@ -37,4 +45,21 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     if isinstance(data, (list, tuple)):
         data = data[0]
     labels = np.asarray(data)
-    return [str(io.write_labels(out, labels))]
+    placement = {key: [float(v) for v in meta[key]] for key in ("scale", "translate") if meta.get(key) is not None}
+    if _nucleus_labels(labels):
+        return [str(io.write_labels(out, labels, placement=placement))]
+    import tifffile
+
+    from napari_ihcseg._atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        tifffile.imwrite(tmp, labels, photometric="minisblack", compression="zlib", metadata=None)
+    return [str(out)]
+
+
+def _nucleus_labels(labels: np.ndarray) -> bool:
+    """Whether ``labels`` is a 2-D image of non-negative ids that fit in uint32."""
+    if labels.ndim != 2 or (labels.dtype != bool and labels.dtype.kind not in "ui"):
+        return False
+    return not labels.size or labels.dtype == bool or (
+        int(labels.min()) >= 0 and int(labels.max()) <= np.iinfo(np.uint32).max)

@@ -11,7 +11,8 @@ from .errors import ImageReadError, describe_error, sniff_format, tifffile_quiet
 from .content import main_series
 from .image import open_tiff
 
-__all__ = ["binary_mask_regions", "read_labels", "split_components", "write_labels"]
+__all__ = ["LABELS_KEY", "binary_mask_regions", "labels_placement", "read_labels", "split_components",
+           "write_labels"]
 
 _LABEL_SUFFIXES = (".tif", ".tiff")
 
@@ -107,7 +108,12 @@ def split_components(labels: np.ndarray) -> np.ndarray:
     return ndi.label(np.asarray(labels) != 0)[0].astype(np.int32)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = True) -> Path:
+#: The key of the JSON description of label TIFFs this package writes (where they sit in napari).
+LABELS_KEY = "napari_ihcseg_labels"
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = True,
+                 placement: dict | None = None) -> Path:
     """Write instance labels as a zlib-compressed uint32 TIFF, atomically.
 
     Parameters
@@ -118,6 +124,11 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
         0 background, 1..N objects; values must fit in uint32.
     overwrite : bool
         If false and the file exists, raise :class:`FileExistsError`.
+    placement : dict, optional
+        JSON-able ``scale`` and ``translate`` of the napari layer, kept in
+        the file's description under :data:`LABELS_KEY` (with or without
+        them, the key marks the file as this package's labels;
+        :func:`labels_placement` reads it back).
 
     Returns
     -------
@@ -151,5 +162,27 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
     tile = (512, 512) if max(data.shape) > 4096 else None
     with atomic_path(path, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib", predictor=True,
-                         tile=tile, metadata=None)
+                         tile=tile, metadata={LABELS_KEY: dict(placement or {})})
     return path
+
+
+def labels_placement(path: str | os.PathLike) -> dict | None:
+    """The placement :func:`write_labels` recorded in a TIFF; ``None`` if the file is not such a label image.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "nuclei.tif"
+    >>> _ = write_labels(out, np.ones((4, 4), int), placement={"scale": [0.5, 0.5]})
+    >>> labels_placement(out)
+    {'scale': [0.5, 0.5]}
+    """
+    import tifffile
+
+    try:
+        with tifffile_quiet(), tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata or ()
+    except Exception:  # noqa: BLE001 - not a readable TIFF: not this package's labels
+        return None
+    found = shaped[0].get(LABELS_KEY) if shaped and isinstance(shaped[0], dict) else None
+    return dict(found) if isinstance(found, dict) else None

@@ -59,7 +59,7 @@ class Layout:
         out = np.empty((*block.shape[:2], 3), np.uint8)
         for top in range(0, block.shape[0], _STRIP_ROWS):
             rows = slice(top, top + _STRIP_ROWS)
-            out[rows] = self._strip(_to_uint8(block[rows], path, self.float_top))
+            out[rows] = self._strip(to_uint8(block[rows], path, self.float_top))
         return out
 
     def _strip(self, block: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ class Layout:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
+def to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
     """Scale unsigned integers by their type's range, floats by ``float_top``, to uint8."""
     if a.dtype == np.uint8:
         return a
