@@ -259,3 +259,33 @@ def test_a_data_folder_whose_name_holds_a_colon_is_read_as_a_folder(tmp_path):
     assert _spec(str(folder)) == str(folder)
     with pytest.raises(CLIError, match="no such data folder"):
         _spec(str(tmp_path / "gone 10:30"))
+
+
+# D: a saved run continued with --resume --out alone ---------------------------------------------------------
+
+
+def test_a_run_cancelled_in_the_panel_continues_with_resume_and_out_alone(tmp_path, capsys):
+    """The Train panel's Cancel, then `ihcseg train --resume --out FOLDER`: the run's own options, no retyping."""
+    pairs = _pairs_folder(tmp_path / "pairs", [0, 1])
+    out = tmp_path / "run"
+    config = TrainConfig(out=str(out), train_data=(f"folder:{pairs}",), val_fraction=0.0,
+                         **{**FAST, "epochs": 2, "max_steps_per_epoch": 2, "lr": 3e-4})
+    steps = []
+
+    def cancel_after_one_step(event):
+        steps.append(event.global_step) if event.phase == "train" else None
+
+    result = train(config, progress=cancel_after_one_step, cancel=lambda: len(steps) >= 1)
+    assert result.best_checkpoint is None and (out / "state").is_dir()
+    assert main(["train", "--resume", "--out", str(out), "--lr", "0.1"]) == 2
+    line = _one_error_line(capsys)
+    assert "--lr" in line and "run.json" in line, line
+    assert main(["train", "--resume", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "best" / "weights.safetensors").is_file()
+    saved = json.loads((out / "run.json").read_text())["config"]
+    assert saved["lr"] == 3e-4 and saved["epochs"] == 2, "the run went on with its own options"
+
+
+def test_a_new_run_still_needs_its_data_model_and_epochs(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run")]) == 2
+    assert "DATASET, --model, --epochs required (or --resume --out FOLDER alone" in _one_error_line(capsys)

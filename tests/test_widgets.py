@@ -506,6 +506,13 @@ def test_train_widget_fine_tunes_and_the_model_appears_in_segment(make_napari_vi
     assert len(trainer.plot.losses) == result.global_step >= 1, "one loss point per step"
     assert segment.model.findData(str(result.best_checkpoint.resolve())) >= 0, "the new model is offered at once"
     assert result.instance_params is not None and "Instance settings tuned" in trainer.status.text()
+    from napari_ihcseg.cli._train import FINETUNE_LR, SCRATCH_LR
+
+    assert json.loads((result.out / "run.json").read_text())["config"]["lr"] == SCRATCH_LR
+    from napari_ihcseg.models import shipped_checkpoints
+
+    trainer.base.setCurrentIndex(trainer.base.findData(str(shipped_checkpoints()["r2unet-lite-ihc"])))
+    assert trainer.config().lr == FINETUNE_LR, "the command line's rate, so `ihcseg train --resume --out` goes on"
 
 
 def test_segment_widget_shows_the_settings_tuned_for_the_chosen_model(make_napari_viewer, store, tmp_path):

@@ -165,9 +165,14 @@ class TrainWidget(QWidget):
 
     def config(self):
         from napari_ihcseg.training import TrainConfig
+        from napari_ihcseg.training.learning_rates import default_lr
+        from napari_ihcseg.training.prepare import base_checkpoint
 
         dataset, base, out = self._dataset_base_out()
+        # The command line's default rate, so a run started here continues there (ihcseg train --resume --out).
+        lr = default_lr(finetune=base_checkpoint(base) is not None)
         return TrainConfig(out=str(out), model=base, train_data=(f"folder:{dataset}",), epochs=int(self.epochs.value()),
+                           lr=lr,
                            batch_size=int(self.batch.value()), tile=int(self.tile.currentText()),
                            device=self.device.currentText(), max_steps_per_epoch=int(self.max_steps.value()) or None,
                            warmup_steps=min(100, max(1, int(self.max_steps.value()) or 100)))

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_ihcseg.training.learning_rates import FINETUNE_LR, SCRATCH_LR, default_lr
+
 from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, output_dir, print_error
 
-#: Default peak learning rates: training from scratch, and fine-tuning a checkpoint.
-SCRATCH_LR = 1e-3
-FINETUNE_LR = 2e-4
+#: What may change when a saved run is continued with ``--resume --out FOLDER`` alone.
+_RESUME_OPTIONS = ("out", "resume", "epochs", "device", "threads", "checkpoint_minutes", "func", "command")
 
 DESCRIPTION = """\
 Train (or fine-tune) a nucleus model and write a checkpoint folder with a
@@ -27,6 +28,11 @@ of monuseg, cpm15, gbm, deepliif, immunoratio, glioma. More sets join with
 held out by image. Point-annotated samples are learnt from pseudo-instances
 grown from their points (--point-method).
 
+A run stopped (Ctrl-C, the Train panel's Cancel) continues with
+  ihcseg train --resume --out FOLDER
+which takes everything else from FOLDER/run.json (--epochs, --device,
+--threads and --checkpoint-minutes may be given to change them).
+
 --model takes a registered architecture (harunet-lite, r2unet-lite, ...) to
 train from scratch, or a checkpoint folder to fine-tune. unet-resnet50 can
 start from ImageNet weights for its encoder, read from a file you give with
@@ -38,11 +44,12 @@ def register(subparsers) -> None:
     """Add the ``train`` sub-command."""
     p = subparsers.add_parser("train", help="train or fine-tune a model", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="DATASET", help="training folder (any known layout), or KIND:PATH")
-    p.add_argument("--model", required=True,
+    p.add_argument("dataset", metavar="DATASET", nargs="?", default=None,
+                   help="training folder (any known layout), or KIND:PATH (not with --resume alone)")
+    p.add_argument("--model", default=None,
                    help="architecture name (trains from scratch), or a shipped checkpoint name or a checkpoint "
-                        "folder to fine-tune")
-    p.add_argument("--epochs", type=int, required=True, help="number of epochs")
+                        "folder to fine-tune (required unless resuming a saved run)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (required unless resuming)")
     p.add_argument("--encoder-weights", default=None, metavar="FILE",
                    help="ImageNet weights for the encoder of an architecture that has one (unet-resnet50): a "
                         "torchvision-style ResNet-50 state dict, .safetensors or .pth (read without unpickling "
@@ -83,7 +90,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-amp", action="store_true", help="train in float32 (no bf16 autocast)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the state in --out")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, option_defaults={a.dest: a.default for a in p._actions if a.dest != "help"})
 
 
 class _Bar:
@@ -193,13 +200,20 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.inference.planning import SIZE_MULTIPLE
     from napari_ihcseg.training.prepare import check_output_folder
-    from napari_ihcseg.training.trainer import TrainConfig, TrainingInterrupted, base_checkpoint, train
+    from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint
 
     try:
         check_output_folder(Path(args.out).expanduser(), resume=args.resume, new_folder="choose another --out folder",
                             resume_it="add --resume to continue it")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    if args.dataset is None and args.resume:
+        return _train(_saved_config(args), resume=True)
+    missing = [name for name, value in (("DATASET", args.dataset), ("--model", args.model),
+                                        ("--epochs", args.epochs)) if value is None]
+    if missing:
+        raise CLIError(f"{', '.join(missing)} required (or --resume --out FOLDER alone, to continue the run "
+                       f"saved there)")
     out = output_dir(args.out)
     if args.tile % SIZE_MULTIPLE or args.tile < 2 * SIZE_MULTIPLE:
         raise CLIError(f"--tile must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
@@ -212,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
     model_options = _encoder_options(model, args.encoder_weights, finetune)
-    lr = args.lr if args.lr is not None else (FINETUNE_LR if finetune else SCRATCH_LR)
+    lr = args.lr if args.lr is not None else default_lr(finetune)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
     try:
         augment = with_overrides(augment, args.augment)
@@ -231,14 +245,49 @@ def run(args: argparse.Namespace) -> int:
                                      self_training=args.self_training))
     except ValueError as exc:  # an option out of range: said before any data is read or model built
         raise CLIError(_option_message(str(exc))) from None
+    return _train(config, resume=args.resume)
+
+
+def _saved_config(args: argparse.Namespace):
+    """The configuration of the run saved in ``--out``, with the few options that may change applied."""
+    import dataclasses
+
+    from napari_ihcseg._json_file import read_json
+    from napari_ihcseg.training.prepare import RUN_JSON
+    from napari_ihcseg.training.trainer import TrainConfig
+
+    given = sorted("--" + k.replace("_", "-") for k, v in vars(args).items()
+                   if k not in _RESUME_OPTIONS and k in args.option_defaults and v != args.option_defaults[k])
+    if given:
+        raise CLIError(f"{', '.join(given)}: --resume without DATASET continues the run saved in --out with its "
+                       f"own options (from {RUN_JSON}); give the whole command to change them")
+    path = Path(args.out).expanduser() / RUN_JSON
     try:
-        result = train(config, train_samples=_load(config.train_data), resume=args.resume, progress=_Bar())
+        config = TrainConfig.from_dict(read_json(path)["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CLIError(f"{path}: cannot read the saved run ({exc})") from None
+    fields = {"epochs": "epochs", "device": "device", "threads": "num_threads", "checkpoint_minutes": "checkpoint_minutes"}
+    changes = {field: getattr(args, option) for option, field in fields.items()
+               if getattr(args, option) != args.option_defaults[option]}
+    changes["out"] = str(output_dir(args.out))  # the folder may have been moved since
+    try:
+        return dataclasses.replace(config, **changes) if changes else config
+    except ValueError as exc:
+        raise CLIError(_option_message(str(exc))) from None
+
+
+def _train(config, *, resume: bool) -> int:
+    """Run ``config`` (reading its data), report the checkpoint; exit code."""
+    from napari_ihcseg.training.trainer import TrainingInterrupted, train
+
+    out = Path(config.out)
+    try:
+        result = train(config, train_samples=_load(config.train_data), resume=resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     except TrainingInterrupted as stop:
         print_error(f"interrupted at step {stop.global_step}; the training state is saved in "
-                    f"{stop.out / 'state'}; to continue, run the same command with --resume "
-                    f"(ihcseg train ... --out {stop.out} --resume)")
+                    f"{stop.out / 'state'}; to continue: ihcseg train --resume --out {stop.out}")
         return EXIT_INTERRUPTED
     if result.best_checkpoint is None:
         raise CLIError("training stopped before the first epoch ended; no checkpoint was written "

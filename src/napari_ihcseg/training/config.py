@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..inference.planning import SIZE_MULTIPLE
 from .augment import AugmentConfig
+from .learning_rates import SCRATCH_LR
 from .losses import LossConfig
 from .points import PointTargetConfig
 
@@ -93,7 +94,7 @@ class TrainConfig:
     batch_size: int = 8
     tile: int = 256
     stride: int | None = None
-    lr: float = 1e-3
+    lr: float = SCRATCH_LR
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     min_lr_ratio: float = 0.02
