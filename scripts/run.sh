@@ -9,5 +9,5 @@ cd "$ROOT"
 if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ] || [ "$(uname)" = "Darwin" ]; then
     exec python -m napari_ihcseg "$@"
 fi
-echo "[ihcseg] no display found: running the headless pipeline on the IHC sample"
+echo "[ihcseg] no display found: running the headless pipeline on the synthetic Ki-67 field"
 exec python -m napari_ihcseg --headless "$@"

@@ -260,6 +260,17 @@ def test_relative_region_and_checkpoint_paths_reach_workers_running_elsewhere(cl
         assert _for_remote_workers(OPTIONS.replace(model=name)).model == name
 
 
+def test_the_warnings_of_a_slide_name_it(client, tmp_path, capsys):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    _save_field(slides / "few.png", seed=3, size=192)
+    code = main(["batch", str(slides), "--out", str(tmp_path / "out"), "--scheduler", client.scheduler.address,
+                 *PIPELINE_ARGS])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"ihcseg: warning: {slides / 'few.png'}: only " in err and "cells counted" in err, err
+
+
 def test_a_slide_replaced_under_the_same_name_is_scored_again(client, slides_dir, tmp_path):
     """A rescan in place, or another cohort's slide of the same name, never inherits the old results."""
     cohort_a, cohort_b = tmp_path / "a", tmp_path / "b"

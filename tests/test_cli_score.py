@@ -110,6 +110,16 @@ def test_estimate_stains_reports_the_vectors(inputs, tmp_path, capsys):
     assert vectors["name"].startswith("H-DAB")
 
 
+def test_a_hotspot_diameter_without_a_pixel_size_is_said_to_be_unused(inputs, tmp_path, capsys):
+    image, labels = inputs
+    assert run_score([image, "--labels", labels, "--stain", "ki67", "--hotspot-diameter", "100",
+                      "--out", tmp_path / "o"]) == 0
+    assert "--hotspot-diameter needs a pixel size" in capsys.readouterr().err
+    assert run_score([image, "--labels", labels, "--stain", "ki67", "--pixel-size", "0.5",
+                      "--hotspot-diameter", "100", "--out", tmp_path / "p"]) == 0
+    assert "--hotspot-diameter needs" not in capsys.readouterr().err
+
+
 def test_the_files_pixel_size_is_used_when_none_is_given(inputs, tmp_path, capsys):
     """As segment does: a TIFF at 0.5 um gives areas in um^2; the area limits stay in pixels."""
     image, labels = inputs

@@ -67,6 +67,14 @@ def test_good_and_bad_files(inputs, tmp_path, odnet, capsys):
     assert not (tmp_path / "broken.summary.json").exists()
 
 
+def test_a_missing_file_among_good_ones_is_one_line_naming_it(inputs, tmp_path, odnet, capsys):
+    code = main(["segment", str(tmp_path / "nope.png"), str(inputs / "field0.png"), "--out", str(tmp_path / "o"),
+                 "--tile", "128", "--overlap", "32"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"ihcseg: error: {tmp_path / 'nope.png'}: no such file" in err.splitlines(), err
+
+
 def test_only_unreadable_inputs_exit_2(inputs, tmp_path, odnet, capsys):
     assert main(["segment", str(inputs / "notes.txt"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

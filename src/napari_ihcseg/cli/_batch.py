@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             print_error(f"{result.slide}: {result.error}")
         elif result.status == "ok":
             for note in (result.summary or {}).get("warnings") or ():
-                print(f"ihcseg: warning: {note}", file=sys.stderr)
+                print(f"ihcseg: warning: {result.slide}: {note}", file=sys.stderr)
 
     def notify(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
             min_area_um2=args.min_area if args.pixel_size is not None else None,
             max_area_um2=args.max_area if args.pixel_size is not None else None,
             min_cells=args.min_cells, ki67_cutoff=args.ki67_cutoff,
-            hotspot_diameter_um=args.hotspot_diameter, hotspot_cells=args.hotspot_cells,
+            hotspot_cells=args.hotspot_cells,
+            **({} if args.hotspot_diameter is None else {"hotspot_diameter_um": args.hotspot_diameter}),
         )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
@@ -183,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         # As segment does: the file's pixel size gives areas in um^2 and the hot-spot circle (limits stay in px).
         config = config.replace(pixel_size_um=recorded)
         print(f"pixel size {recorded:g} um from {args.image}", file=sys.stderr)
+    if config.pixel_size_um is None and args.hotspot_diameter is not None and config.stain == "ki67":
+        print(f"ihcseg: warning: --hotspot-diameter needs a pixel size (--pixel-size, or one recorded in the "
+              f"file); the hot spot is the {config.hotspot_cells} nearest cells of a point", file=sys.stderr)
     out = output_dir(args.out)
     labels = _binary_mask_check(labels, args)
 
@@ -277,7 +281,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="warn when fewer cells are counted (default 500, the IKWG's advice)")
     parser.add_argument("--ki67-cutoff", type=float, default=None, metavar="PCT",
                         help="Ki-67 index cut-off in percent: call high/low, uncertain inside the 95%% CI")
-    parser.add_argument("--hotspot-diameter", type=float, default=500.0, metavar="UM",
+    parser.add_argument("--hotspot-diameter", type=float, default=None, metavar="UM",
                         help="Ki-67 hot-spot circle diameter in micrometres, with --pixel-size (default 500)")
     parser.add_argument("--hotspot-cells", type=int, default=500, metavar="N",
                         help="without --pixel-size, the hot spot is the N nearest cells of a point (default 500)")

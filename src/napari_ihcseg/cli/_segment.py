@@ -199,6 +199,11 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             unreadable += 1
             continue
+        except FileNotFoundError:
+            print(f"ihcseg: error: {path}: no such file", file=sys.stderr)
+            failed += 1
+            unreadable += 1
+            continue
         except Exception as exc:  # noqa: BLE001 - one line per failed file, then the next file
             print(f"ihcseg: error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1

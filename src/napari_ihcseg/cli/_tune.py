@@ -13,9 +13,10 @@ best reproduce annotated images with a model (the best mean of AJI and PQ
 over a grid of 60 settings), and store them in the checkpoint. Segmenting
 with that checkpoint then uses them wherever the options are not given.
 
-DATASET is a training-pair folder written by the napari widget (images/,
-masks/, dataset.json), or a public set named KIND:PATH (monuseg, cpm15, gbm,
-deepliif); every image with instance labels is used. The model's weights are
+DATASET is a training folder in any layout `ihcseg train` reads (the napari
+widget's training pairs, images/ + masks/, Cellpose, QuPath exports), or a
+public set named KIND:PATH (monuseg, cpm15, gbm, deepliif); every image with
+instance labels is used. The model's weights are
 not changed. A checkpoint folder is updated in place unless --out is given;
 a shipped checkpoint is copied to --out first (the package's own copy is
 never changed).
