@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 #: ``auto``, or a device type with an optional index (``cuda:1``), any case.
-_DEVICE_NAME = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?", re.IGNORECASE)
+_DEVICE_NAME = re.compile(rf"auto|({'|'.join(DEVICE_CHOICES[1:])})(:\d+)?", re.IGNORECASE)
 
 
 def check_device_name(device) -> str:

@@ -11,7 +11,7 @@ two forms, both read and written here:
   ``Negative`` (a derived class such as ``Tumor: Positive`` counts too).
   Polygons and other geometries are ignored; :mod:`napari_ihcseg.io.annotations`
   reads those. Coordinates are QuPath's, as in the nuclei and region GeoJSON
-  (:data:`napari_ihcseg.scoring.regions.GEOJSON_PIXEL_OFFSET`): ``(x, y)``
+  (:data:`GEOJSON_PIXEL_OFFSET`): ``(x, y)``
   with the origin at the image's top-left *corner*, so the centre of pixel
   ``(r, c)`` is ``(c + 0.5, r + 0.5)``.
 
@@ -45,8 +45,13 @@ from napari_ihcseg._atomic import write_text_atomic
 from napari_ihcseg._csv import write_csv
 from napari_ihcseg._json_file import read_json
 
-__all__ = ["POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "points_outside", "read_points", "read_points_csv",
-           "read_points_geojson", "write_points", "write_points_csv", "write_points_geojson"]
+#: Offset between GeoJSON/QuPath coordinates (origin at the image's top-left pixel *corner*) and
+#: napari's pixel centres: the centre of pixel ``(r, c)`` is ``(c + 0.5, r + 0.5)`` in GeoJSON.
+GEOJSON_PIXEL_OFFSET = 0.5
+
+__all__ = ["GEOJSON_PIXEL_OFFSET", "POINT_NEGATIVE", "POINT_POSITIVE", "POINT_SUFFIXES", "points_outside",
+           "read_points", "read_points_csv", "read_points_geojson", "write_points", "write_points_csv",
+           "write_points_geojson"]
 
 #: Marker types of the point CSV.
 POINT_POSITIVE, POINT_NEGATIVE = 1, 2
@@ -180,8 +185,6 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
         If the file is not GeoJSON, holds no point, or a point has no
         Positive / Negative class; the message names the file.
     """
-    from napari_ihcseg.scoring.regions import GEOJSON_PIXEL_OFFSET
-
     path = Path(path)
     obj = read_json(path, expect=None)
     if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
@@ -238,8 +241,6 @@ def points_feature_collection(points, positive) -> dict:
     >>> points_feature_collection([[2, 3]], [True])["features"][0]["geometry"]
     {'type': 'MultiPoint', 'coordinates': [[3.5, 2.5]]}
     """
-    from napari_ihcseg.scoring.regions import GEOJSON_PIXEL_OFFSET
-
     pts, pos = _check(points, positive)
     corner = pts + GEOJSON_PIXEL_OFFSET
     features = []

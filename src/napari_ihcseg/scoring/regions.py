@@ -20,9 +20,7 @@ import numpy as np
 from skimage.measure import points_in_poly
 
 from napari_ihcseg._json_file import read_json
-
-#: Offset between GeoJSON/QuPath coordinates (pixel corners) and pixel indices.
-GEOJSON_PIXEL_OFFSET = 0.5
+from napari_ihcseg.io.points import GEOJSON_PIXEL_OFFSET  # the QuPath frame, defined with the points
 #: Vertices used to approximate a napari ellipse.
 ELLIPSE_VERTICES = 64
 
