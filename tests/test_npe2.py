@@ -88,7 +88,8 @@ def test_reader_returns_plain_rgb_layers(tmp_path, rgb):
     tifffile.imwrite(tmp_path / "case 7.ome.tif", rgb, photometric="rgb",
                      metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
     paths = [str(tmp_path / "field.png"), str(tmp_path / "case 7.ome.tif")]
-    layers = get_reader(paths)(paths)
+    assert get_reader(paths) is read_ihc
+    layers = [layer for p in paths for layer in get_reader(p)(p)]  # napari calls the reader once per file
     assert [layer[2] for layer in layers] == ["image", "image"]
     (png, png_meta, _), (ome, ome_meta, _) = layers
     assert isinstance(png, np.ndarray) and png.dtype == np.uint8
@@ -209,3 +210,18 @@ def test_ki67_sample_is_a_nuclear_stain_with_its_truth():
     assert summary["ki67_index"] == pytest.approx(truth["ki67_index"], abs=0.01)
     assert summary["stain_pattern"] == "nuclear" and not summary["warnings"]
     assert truth["hotspot_ki67_index"] > truth["ki67_index"] + 10
+
+
+def test_open_as_stack_gives_one_layer_of_same_sized_images(tmp_path, rgb):
+    """napari passes the list only for viewer.open(paths, stack=True); each path alone otherwise."""
+    paths = []
+    for k in range(3):
+        Image.fromarray(np.roll(rgb, k, axis=0)).save(tmp_path / f"f{k}.png")
+        paths.append(str(tmp_path / f"f{k}.png"))
+    [(data, meta, kind)] = read_ihc(paths)
+    assert kind == "image" and data.shape == (3, *rgb.shape) and meta["name"] == "f0" and meta["rgb"]
+    np.testing.assert_array_equal(data[2], np.roll(rgb, 2, axis=0))
+    assert len(read_ihc(paths[0])) == 1
+    Image.fromarray(rgb[:32]).save(tmp_path / "small.png")
+    with pytest.raises(ValueError, match=r"different sizes or kinds: f0.png \(image 64x80\), small.png \(image 32x80\)"):
+        read_ihc([paths[0], str(tmp_path / "small.png")])

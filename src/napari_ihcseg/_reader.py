@@ -118,5 +118,32 @@ def read_ihc(path: PathOrPaths) -> list[tuple]:
         A label TIFF written by the plugin (its writer, ``ihcseg segment``)
         opens as ``(labels, metadata, "labels")``, with the scale and
         translate of the layer it was saved from.
+
+        napari passes a list of paths only when asked to open them as a
+        stack (``viewer.open(paths, stack=True)``): images of one size then
+        become one ``(N, H, W, 3)`` layer, named after the first file.
+
+    Raises
+    ------
+    ValueError
+        For a stack of images of different sizes, or of whole slides,
+        naming the files.
     """
-    return [_layer(p) for p in _paths(path)]
+    paths = _paths(path)
+    layers = [_layer(p) for p in paths]
+    if isinstance(path, (str, os.PathLike)) or len(layers) < 2:
+        return layers
+    return [_stacked(layers, paths)]
+
+
+def _stacked(layers: list[tuple], paths: list[str]) -> tuple:
+    """One layer stacking the images of ``layers`` (napari's "open as stack")."""
+    kinds = {kind for _, _, kind in layers}
+    shapes = {np.shape(data) if not meta.get("multiscale") else None for data, meta, _ in layers}
+    if kinds != {"image"} or None in shapes or len(shapes) > 1:
+        found = ", ".join(f"{Path(p).name} ({'whole slide' if meta.get('multiscale') else kind} "
+                          f"{'x'.join(map(str, np.shape(data)[:2]))})" for p, (data, meta, kind) in zip(paths, layers))
+        raise ValueError(f"cannot open as one stack images of different sizes or kinds: {found}; "
+                         "open them as separate layers")
+    data, meta, kind = layers[0]
+    return np.stack([d for d, _, _ in layers]), {**meta, "metadata": {**meta["metadata"], "paths": paths}}, kind
