@@ -289,3 +289,25 @@ def test_training_recipe_repeats_the_he_sources_beside_the_point_sets(tmp_path, 
     assert sum(s.startswith("immunoratio:") for s in config.train_data) == 1
     with pytest.raises(SystemExit):
         train_recipe.parse_args([str(tmp_path / "out"), "--data-root", str(tmp_path), "--he-repeat", "0"])
+
+
+def test_the_split_by_image_holds_out_outlined_images_only_every_point_image_trains(tmp_path):
+    """A held-out point image could neither validate (no outlines) nor train: it was dropped without a word."""
+    from napari_ihcseg.training.prepare import resolve_data
+    from napari_ihcseg.training.trainer import TrainConfig
+
+    points, outlined = [], []
+    for seed in range(5):
+        f, _, centres = _field(seed=seed, shape=(64, 64))
+        points.append(Sample(f.image, None, name=f"pts/p{seed}", source="pts", points=centres))
+        outlined.append(Sample(f.image, f.labels, name=f"lab/o{seed}", source="lab"))
+    config = TrainConfig(out=str(tmp_path), model="r2unet-lite", val_fraction=0.4,
+                         points=PointTargetConfig(nucleus_diameter=12))
+    train_samples, val_samples = resolve_data(config, points + outlined, None)
+    assert sorted(s.name for s in train_samples if s.name.startswith("pts/")) == [s.name for s in points]
+    assert len(val_samples) == 2 and all(s.name.startswith("lab/") for s in val_samples)
+    assert len(train_samples) == 5 + 3
+    with pytest.raises(ValueError, match="pts/p1 annotated by points only"):
+        resolve_data(TrainConfig.from_dict({**config.to_dict(), "val_names": ["pts/p1"]}), points + outlined, None)
+    with pytest.raises(ValueError, match=r"not found in the training data: p1 \(names are folder/stem, e\.g\. lab/o0"):
+        resolve_data(TrainConfig.from_dict({**config.to_dict(), "val_names": ["p1"]}), points + outlined, None)

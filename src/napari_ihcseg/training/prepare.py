@@ -74,8 +74,9 @@ def model_detections(model, image, device="cpu", *, amp=True, channels_last=True
 def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, device="cpu"):
     """The training and validation samples of a run: given, or loaded and split as ``config`` says.
 
-    Point-annotated training samples become pseudo-labels; validation keeps
-    only samples with outlines. With ``config.points.self_training``,
+    Point-annotated training samples become pseudo-labels and all of them
+    train: the split by image holds out only samples with outlines, as
+    validation needs them. With ``config.points.self_training``,
     ``model`` (the checkpoint the run starts from; ``None`` for a new
     network, which is refused) first segments each point sample, and its
     nuclei refine the pseudo-labels.
@@ -91,11 +92,21 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
             wanted = set(config.val_names)
             missing = wanted - {s.name for s in train_samples}
             if missing:
-                raise ValueError(f"val_names not found in the training data: {', '.join(sorted(missing))}")
+                names = sorted(s.name for s in train_samples)
+                raise ValueError(f"val_names not found in the training data: {', '.join(sorted(missing))} "
+                                 f"(names are folder/stem, e.g. {', '.join(names[:3])})")
+            pointed = sorted(s.name for s in train_samples if s.name in wanted and is_point_sample(s))
+            if pointed:
+                raise ValueError(f"val_names: {', '.join(pointed)} annotated by points only; validation needs "
+                                 "outlines, so they can only train")
             val_samples = [s for s in train_samples if s.name in wanted]
             train_samples = [s for s in train_samples if s.name not in wanted]
         else:
-            train_samples, val_samples = split_by_image(train_samples, config.val_fraction, config.seed)
+            # Point-only images cannot validate (no outlines): all of them train, the others are split.
+            pointed = [s for s in train_samples if is_point_sample(s)]
+            outlined = [s for s in train_samples if not is_point_sample(s)]
+            train_samples, val_samples = split_by_image(outlined, config.val_fraction, config.seed)
+            train_samples = list(train_samples) + pointed
         val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
     # Points become pseudo-labels for training; validation needs real outlines.
     if config.points.self_training and model is None:
