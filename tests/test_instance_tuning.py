@@ -302,6 +302,20 @@ def test_cli_tune_updates_a_checkpoint_folder_and_copies_a_shipped_one(tmp_path,
     assert (shipped / "config.json").read_bytes() == before
 
 
+def test_cli_tune_names_a_skipped_pair_in_one_line_as_train_does(tmp_path, capsys):
+    import tifffile
+
+    from napari_ihcseg.cli import main
+
+    pairs = _pairs(tmp_path / "pairs", [0, 1])
+    mask = next((pairs / "masks").glob("*.tif"))
+    tifffile.imwrite(mask, np.zeros((5, 5), np.uint32))  # a mask that does not fit its image
+    assert main(["tune", str(pairs), "--model", str(_checkpoint(tmp_path)), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped: {mask}: shape (5, 5) differs" in captured.err, captured.err
+    assert "1 skipped" in captured.out and "UserWarning" not in captured.err
+
+
 def test_cli_tune_leaves_no_copy_when_it_fails(tmp_path, monkeypatch, capsys):
     import napari_ihcseg.training.validate as validate
     from napari_ihcseg.cli import main

@@ -86,3 +86,24 @@ def progress_bar(total: int, desc: str, *, unit: str = "tile") -> Callable[[int,
             bar.close()
 
     return update
+
+
+def load_data(specs) -> list:
+    """Read data specs (``KIND:PATH`` or a folder), saying which layout each folder follows and what was skipped."""
+    from napari_ihcseg.datasets import load_dataset
+    from napari_ihcseg.datasets.registry import read_folder_spec, split_spec
+
+    samples = []
+    for spec in specs:
+        kind, path = split_spec(spec)
+        if kind not in ("folder", "pairs"):
+            samples.extend(load_dataset(spec))
+            continue
+        data = read_folder_spec(kind, path)
+        print(f"found {data.summary()}")
+        for message in data.skipped:
+            print(f"skipped: {message}", file=sys.stderr)
+        for message in data.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        samples.extend(data.samples)
+    return samples

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from napari_ihcseg.training.learning_rates import FINETUNE_LR, SCRATCH_LR, default_lr
 
-from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, output_dir, print_error
+from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, load_data, output_dir, print_error
 
 #: What may change when a saved run is continued with ``--resume --out FOLDER`` alone.
 _RESUME_OPTIONS = ("out", "resume", "epochs", "device", "threads", "checkpoint_minutes", "func", "command")
@@ -146,27 +146,6 @@ def _spec(text: str) -> str:
     return text
 
 
-def _load(specs) -> list:
-    """Read the training data, saying which layout each folder follows and what was skipped."""
-    from napari_ihcseg.datasets import load_dataset
-    from napari_ihcseg.datasets.registry import read_folder_spec, split_spec
-
-    samples = []
-    for spec in specs:
-        kind, path = split_spec(spec)
-        if kind not in ("folder", "pairs"):
-            samples.extend(load_dataset(spec))
-            continue
-        data = read_folder_spec(kind, path)
-        print(f"found {data.summary()}")
-        for message in data.skipped:
-            print(f"skipped: {message}", file=sys.stderr)
-        for message in data.warnings:
-            print(f"warning: {message}", file=sys.stderr)
-        samples.extend(data.samples)
-    return samples
-
-
 def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) -> dict:
     """The ``model_options`` that make ``model`` start from the encoder weights in a file."""
     if encoder_weights is None:
@@ -282,7 +261,7 @@ def _train(config, *, resume: bool) -> int:
 
     out = Path(config.out)
     try:
-        result = train(config, train_samples=_load(config.train_data), resume=resume, progress=_Bar())
+        result = train(config, train_samples=load_data(config.train_data), resume=resume, progress=_Bar())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     except TrainingInterrupted as stop:

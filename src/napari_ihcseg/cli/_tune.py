@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import EXIT_OK, CLIError
+from ._common import EXIT_OK, CLIError, load_data
 
 DESCRIPTION = """\
 Choose the mask threshold, contour threshold and minimum nucleus size that
@@ -36,7 +36,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_ihcseg.datasets import load_dataset
     from napari_ihcseg.device import resolve_device
     from napari_ihcseg.models import read_checkpoint_config
     from napari_ihcseg.models.shipped import checkpoint_folder, is_shipped_path
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(f"--device: {exc}") from None
     try:
-        samples = load_dataset(args.dataset)
+        samples = load_data([args.dataset])
     except (ValueError, OSError) as exc:
         raise CLIError(str(exc)) from None
     if not any(s.labels is not None and s.labels.max() > 0 for s in samples):
