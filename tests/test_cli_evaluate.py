@@ -205,6 +205,19 @@ def test_plain_images_are_predictions_when_no_segment_output(tmp_path):
     assert [(s.name, c.name) for s, c in pairing.not_used] == [("b.geojson", "b_instances.tif")]
 
 
+def test_a_marked_prediction_beats_the_picture_beside_it(tmp_path):
+    """c0_labels.tif is the prediction, c0.png the picture: the picture used to win (sorted first) and was scored."""
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    for name in ("c0.png", "c0_labels.tif"):
+        (pred / name).touch()
+    (truth / "c0.tif").touch()
+    pairing = pair_files(pred, truth)
+    assert [(k, p.name, t.name) for k, p, t in pairing.pairs] == [("c0", "c0_labels.tif", "c0.tif")]
+    assert [(s.name, c.name) for s, c in pairing.not_used] == [("c0.png", "c0_labels.tif")]
+
+
 def test_binary_mask_truth_gets_a_note(tmp_path, capsys):
     pred, truth = tmp_path / "pred", tmp_path / "truth"
     pred.mkdir()

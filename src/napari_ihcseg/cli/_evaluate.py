@@ -107,19 +107,22 @@ def _by_key(candidates: list[tuple[int, str, Path]], pairing: Pairing) -> dict[s
 def _instance_candidates(pred_dir: Path, truth_dir: Path):
     images = [p for p in sorted(pred_dir.iterdir()) if p.is_file() and p.suffix.lower() in LABEL_EXTENSIONS]
     segmented = [p for p in images if Path(p.stem).suffix.lower() == SEGMENT_SUFFIX]
-    preds = [(0, file_key(p.name), p) for p in (segmented or images)]
+    preds = [(_marked_first(p), file_key(p.name), p) for p in (segmented or images)]
     truths = []
     for p in sorted(truth_dir.iterdir()):
         ext = p.suffix.lower()
         if not p.is_file() or ext not in LABEL_EXTENSIONS + ANNOTATION_EXTENSIONS:
             continue
-        key = file_key(p.name)
-        if ext in ANNOTATION_EXTENSIONS:
-            priority = 1
-        else:
-            priority = 0 if key != p.stem else 2  # a marked label image beats the plain picture
-        truths.append((priority, key, p))
+        truths.append((1 if ext in ANNOTATION_EXTENSIONS else _marked_first(p), file_key(p.name), p))
     return preds, truths
+
+
+def _marked_first(path: Path) -> int:
+    """0 for a label image whose name carries a marker (``x_labels.tif``), 2 for a plain one (``x.png``).
+
+    On either side a marked label image beats the plain picture of the same key.
+    """
+    return 0 if file_key(path.name) != path.stem else 2
 
 
 def _point_candidates(pred_dir: Path, truth_dir: Path):
