@@ -47,6 +47,18 @@ def test_one_click_segmentation_adds_the_nuclei_layer(make_napari_viewer, qtbot,
     assert meta["model"] == "harunet-lite" and meta["probabilities"][0].shape == (128, 128)
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
+    # Another image of the same name and size (not from a file) never shares the recovery file of these nuclei.
+    from napari_ihcseg._widgets._session import layer_recovery_key
+
+    viewer.layers.remove("ihc")
+    viewer.add_image(ihc[128:256, :128], name="ihc", rgb=True)
+    first = layer_recovery_key(layer)
+    widget.run()
+    wait_worker(qtbot, widget)
+    [second] = [lyr for lyr in viewer.layers if lyr.name.startswith("nuclei") and lyr is not layer]
+    assert second.metadata["ihcseg"]["image_digest"] != meta["image_digest"]
+    assert layer_recovery_key(second) != first
+
 
 def test_cancel_stops_the_run_without_adding_a_layer(make_napari_viewer, qtbot, ihc, store, tmp_path):
     from napari_ihcseg._widgets.segment import SegmentWidget

@@ -234,6 +234,15 @@ def to_rgb_uint8(data, *, where: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def pixel_digest(data, samples: int = 256) -> str:
+    """A short digest of an image's pixels, read on a grid of at most ``samples`` x ``samples`` points."""
+    import hashlib
+
+    h, w = np.shape(data)[:2]
+    grid = np.ascontiguousarray(np.asarray(data[:: max(1, h // samples), :: max(1, w // samples)]))
+    return hashlib.sha1(grid.tobytes() + str(grid.shape).encode()).hexdigest()[:12]
+
+
 def image_level0(layer):
     """The full-resolution array of an image layer (level 0 when multiscale)."""
     return layer.data[0] if layer.multiscale else layer.data

@@ -34,9 +34,15 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def layer_key_source(layer) -> str:
-    """What identifies the image a labels layer belongs to (for the recovery key)."""
+    """What identifies the image a labels layer belongs to (for the recovery key).
+
+    The image's file, or for an image not read from a file its layer name
+    and a digest of its pixels (two such images of one name and size keep
+    their corrections apart).
+    """
     meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
-    return meta.get("source") or layer_source(layer) or f"layer:{layer.name}"
+    source = meta.get("source") or layer_source(layer) or f"layer:{layer.name}"
+    return f"{source}#{meta['image_digest']}" if meta.get("image_digest") else source
 
 
 def layer_origin(layer) -> tuple[int, int]:

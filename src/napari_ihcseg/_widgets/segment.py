@@ -34,6 +34,7 @@ from ._common import (
     field_of_view,
     image_level0,
     layer_source,
+    pixel_digest,
     show_error,
     show_info,
     start_worker,
@@ -336,6 +337,8 @@ class SegmentWidget(CorrectionPanel):
         translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
         source = layer_source(image_layer) or image_layer.name
         meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
+                # An image not read from a file is told from another of its name and size by its pixels.
+                **({} if layer_source(image_layer) else {"image_digest": pixel_digest(image_level0(image_layer))}),
                 "image_layer": image_layer.name, "instances": config.instance_options(), "scale": config.scale,
                 "tta": config.tta}
         if result.path is not None:
