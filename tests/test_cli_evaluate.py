@@ -191,15 +191,17 @@ def test_file_key(name, key):
     assert file_key(name) == key
 
 
+def _pairing_of(tmp_path, preds, truths):
+    """How empty files of these names in a prediction and a truth folder are paired."""
+    for folder, names in (("pred", preds), ("truth", truths)):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).touch()
+    return pair_files(tmp_path / "pred", tmp_path / "truth")
+
+
 def test_plain_images_are_predictions_when_no_segment_output(tmp_path):
-    pred, truth = tmp_path / "pred", tmp_path / "truth"
-    pred.mkdir()
-    truth.mkdir()
-    for name in ("a.tif", "b.png"):
-        (pred / name).touch()
-    for name in ("a.xml", "b_instances.tif", "b.geojson"):
-        (truth / name).touch()
-    pairing = pair_files(pred, truth)
+    pairing = _pairing_of(tmp_path, ("a.tif", "b.png"), ("a.xml", "b_instances.tif", "b.geojson"))
     assert [(k, p.name, t.name) for k, p, t in pairing.pairs] == [("a", "a.tif", "a.xml"),
                                                                     ("b", "b.png", "b_instances.tif")]
     assert [(s.name, c.name) for s, c in pairing.not_used] == [("b.geojson", "b_instances.tif")]
@@ -207,13 +209,7 @@ def test_plain_images_are_predictions_when_no_segment_output(tmp_path):
 
 def test_a_marked_prediction_beats_the_picture_beside_it(tmp_path):
     """c0_labels.tif is the prediction, c0.png the picture: the picture used to win (sorted first) and was scored."""
-    pred, truth = tmp_path / "pred", tmp_path / "truth"
-    pred.mkdir()
-    truth.mkdir()
-    for name in ("c0.png", "c0_labels.tif"):
-        (pred / name).touch()
-    (truth / "c0.tif").touch()
-    pairing = pair_files(pred, truth)
+    pairing = _pairing_of(tmp_path, ("c0.png", "c0_labels.tif"), ("c0.tif",))
     assert [(k, p.name, t.name) for k, p, t in pairing.pairs] == [("c0", "c0_labels.tif", "c0.tif")]
     assert [(s.name, c.name) for s, c in pairing.not_used] == [("c0.png", "c0_labels.tif")]
 
