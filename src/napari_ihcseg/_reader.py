@@ -145,5 +145,5 @@ def _stacked(layers: list[tuple], paths: list[str]) -> tuple:
                           f"{'x'.join(map(str, np.shape(data)[:2]))})" for p, (data, meta, kind) in zip(paths, layers))
         raise ValueError(f"cannot open as one stack images of different sizes or kinds: {found}; "
                          "open them as separate layers")
-    data, meta, kind = layers[0]
+    _, meta, kind = layers[0]
     return np.stack([d for d, _, _ in layers]), {**meta, "metadata": {**meta["metadata"], "paths": paths}}, kind

@@ -46,8 +46,10 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         data = data[0]
     labels = np.asarray(data)
     placement = {key: [float(v) for v in meta[key]] for key in ("scale", "translate") if meta.get(key) is not None}
-    if _nucleus_labels(labels):
+    try:
         return [str(io.write_labels(out, labels, placement=placement))]
+    except (TypeError, ValueError):  # not nucleus labels (a stack, negative ids): refused before writing
+        pass
     import tifffile
 
     from napari_ihcseg._atomic import atomic_path
@@ -55,11 +57,3 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     with atomic_path(out) as tmp:
         tifffile.imwrite(tmp, labels, photometric="minisblack", compression="zlib", metadata=None)
     return [str(out)]
-
-
-def _nucleus_labels(labels: np.ndarray) -> bool:
-    """Whether ``labels`` is a 2-D image of non-negative ids that fit in uint32."""
-    if labels.ndim != 2 or (labels.dtype != bool and labels.dtype.kind not in "ui"):
-        return False
-    return not labels.size or labels.dtype == bool or (
-        int(labels.min()) >= 0 and int(labels.max()) <= np.iinfo(np.uint32).max)
