@@ -24,7 +24,7 @@ from pathlib import Path
 LOCK_FILE = ".napari-ihcseg.lock"
 
 #: errno values that mean "another holder has it" rather than "cannot lock here".
-_HELD = frozenset({errno.EAGAIN, errno.EACCES, getattr(errno, "EWOULDBLOCK", errno.EAGAIN)})
+_HELD = frozenset({errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK})
 
 
 def _try_lock(fh) -> bool | None:
@@ -104,9 +104,9 @@ def folder_lock(folder: str | os.PathLike, *, timeout: float = 120.0, what: str 
     try:
         yield path
     finally:
-        if taken and os.name != "nt":
-            path.unlink(missing_ok=True)  # removed while locked, so a waiting writer locks a new one
         if taken:
+            if os.name != "nt":
+                path.unlink(missing_ok=True)  # removed while locked, so a waiting writer locks a new one
             _unlock(fh)
         fh.close()
 

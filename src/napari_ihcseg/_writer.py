@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_ihcseg import io
+from napari_ihcseg.io.labels import label_image_error
 
 __all__ = ["write_labels"]
 
@@ -46,11 +47,9 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         data = data[0]
     labels = np.asarray(data)
     placement = {key: [float(v) for v in meta[key]] for key in ("scale", "translate") if meta.get(key) is not None}
-    try:
+    if label_image_error(labels) is None:
         return [str(io.write_labels(out, labels, placement=placement))]
-    except (TypeError, ValueError):  # not nucleus labels (a stack, negative ids): refused before writing
-        pass
-    import tifffile
+    import tifffile  # not nucleus labels (a stack, negative ids): written as they are
 
     from napari_ihcseg._atomic import atomic_path
 

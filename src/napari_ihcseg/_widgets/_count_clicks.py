@@ -142,7 +142,7 @@ def grow_nucleus(session, layer, position, *, pixels: Callable[[], np.ndarray | 
         data, position, mask_prob=mask_prob, contour_prob=contour_prob,
         image=pixels() if mask_prob is None else None,
         diameter=editing.typical_diameter(data, areas=session.differ.areas),
-        new_label=int(np.flatnonzero(session.differ.areas)[-1]) + 1,
+        new_label=int(np.flatnonzero(session.differ.areas)[-1]) + 1, areas=session.differ.areas,
         mask_threshold=opts.get("mask_threshold", 0.5), contour_threshold=opts.get("contour_threshold", 0.5))
     session.apply(edit)
     return next(iter(edit.change.created))

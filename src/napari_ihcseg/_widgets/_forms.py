@@ -17,7 +17,9 @@ from contextlib import ExitStack
 
 from magicgui.widgets import ComboBox, Container, Widget
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QBoxLayout, QFormLayout, QLabel
+from qtpy.QtWidgets import QBoxLayout, QDoubleSpinBox, QFormLayout, QLabel
+
+from napari_ihcseg.pixel_size import PIXEL_SIZE_RANGE_UM
 
 from ._common import matching_layers, unwrap
 
@@ -167,11 +169,8 @@ class _LabelColumn(QObject):
         return False
 
 
-def pixel_size_box():
+def pixel_size_box() -> QDoubleSpinBox:
     """A pixel-size field in µm: 0 reads "unknown", the top is the largest a microscope image has."""
-    from qtpy.QtWidgets import QDoubleSpinBox
-
-    from napari_ihcseg.pixel_size import PIXEL_SIZE_RANGE_UM
 
     box = QDoubleSpinBox(minimum=0.0, maximum=PIXEL_SIZE_RANGE_UM[1], decimals=4, singleStep=0.05, value=0.0)
     box.setSpecialValueText("unknown")

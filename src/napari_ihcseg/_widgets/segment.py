@@ -335,10 +335,11 @@ class SegmentWidget(CorrectionPanel):
             show_info(note)
         scale = np.asarray(image_layer.scale)[-2:]
         translate = np.asarray(image_layer.translate)[-2:] + np.asarray(result.origin) * scale
-        source = layer_source(image_layer) or image_layer.name
-        meta = {"source": source, "model": spec, "device": result.device, "origin": tuple(result.origin),
+        file = layer_source(image_layer)
+        meta = {"source": file or image_layer.name, "model": spec, "device": result.device,
+                "origin": tuple(result.origin),
                 # An image not read from a file is told from another of its name and size by its pixels.
-                **({} if layer_source(image_layer) else {"image_digest": pixel_digest(image_level0(image_layer))}),
+                **({} if file else {"image_digest": pixel_digest(image_level0(image_layer))}),
                 "image_layer": image_layer.name, "instances": config.instance_options(), "scale": config.scale,
                 "tta": config.tta}
         if result.path is not None:

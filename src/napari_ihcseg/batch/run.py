@@ -264,9 +264,9 @@ def _for_remote_workers(options: PipelineOptions) -> PipelineOptions:
     changes = {}
     if options.roi is not None and Path(options.roi).expanduser().is_file():
         changes["roi"] = str(Path(options.roi).expanduser().resolve())
-    from napari_ihcseg.models.shipped import shipped_checkpoints
+    if options.model is not None and Path(str(options.model)).expanduser().is_dir():
+        from napari_ihcseg.models.shipped import shipped_checkpoints  # torch: only for a folder of that name
 
-    if (options.model is not None and str(options.model) not in shipped_checkpoints()
-            and Path(str(options.model)).expanduser().is_dir()):
-        changes["model"] = str(Path(str(options.model)).expanduser().resolve())
+        if str(options.model) not in shipped_checkpoints():
+            changes["model"] = str(Path(str(options.model)).expanduser().resolve())
     return options.replace(**changes) if changes else options

@@ -10,8 +10,11 @@ from napari_ihcseg.training.learning_rates import FINETUNE_LR, SCRATCH_LR, defau
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, load_data, output_dir, print_error
 
-#: What may change when a saved run is continued with ``--resume --out FOLDER`` alone.
-_RESUME_OPTIONS = ("out", "resume", "epochs", "device", "threads", "checkpoint_minutes", "func", "command")
+#: The options that may change when a saved run is continued with ``--resume --out FOLDER`` alone,
+#: and the config field each sets.
+_RESUMABLE = {"epochs": "epochs", "device": "device", "threads": "num_threads", "checkpoint_minutes": "checkpoint_minutes"}
+#: What else such a call may hold.
+_RESUME_OPTIONS = ("out", "resume", "func", "command", *_RESUMABLE)
 
 DESCRIPTION = """\
 Train (or fine-tune) a nucleus model and write a checkpoint folder with a
@@ -245,8 +248,7 @@ def _saved_config(args: argparse.Namespace):
         config = TrainConfig.from_dict(read_json(path)["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CLIError(f"{path}: cannot read the saved run ({exc})") from None
-    fields = {"epochs": "epochs", "device": "device", "threads": "num_threads", "checkpoint_minutes": "checkpoint_minutes"}
-    changes = {field: getattr(args, option) for option, field in fields.items()
+    changes = {field: getattr(args, option) for option, field in _RESUMABLE.items()
                if getattr(args, option) != args.option_defaults[option]}
     changes["out"] = str(output_dir(args.out))  # the folder may have been moved since
     try:

@@ -134,7 +134,8 @@ def _from_density(rgb, click, allowed, diameter: float, stains) -> np.ndarray | 
 
 def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_prob=None, image=None,
                     stains=None, diameter: float | None = None, mask_threshold: float = 0.5,
-                    contour_threshold: float = 0.5, new_label: int | None = None) -> LabelEdit:
+                    contour_threshold: float = 0.5, new_label: int | None = None,
+                    areas: np.ndarray | None = None) -> LabelEdit:
     """Add one nucleus around ``position`` on empty tissue.
 
     Parameters
@@ -154,6 +155,9 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
         The thresholds the labels were made with.
     new_label : int, optional
         Id of the new nucleus (default: :func:`next_free_label`).
+    areas : ndarray of int, optional
+        Pixel count per id, when already known: ``new_label`` is checked
+        against it, so a click reads no pixel outside its window.
 
     Returns
     -------
@@ -205,7 +209,7 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     if region is None or region.sum() < MIN_AREA_FRACTION * math.pi * (d / 2) ** 2:
         region = free & _disk(crop.shape, click, d / 2)
     label = int(new_label) if new_label is not None else next_free_label(labels)
-    check_new_ids(labels, label, given=new_label is not None)
+    check_new_ids(labels, label, given=new_label is not None, areas=areas)
     new_crop = np.where(region, label, crop).astype(labels.dtype, copy=False)
     return LabelEdit.from_crop("grow", labels, box, new_crop, LabelChange(frozenset({label}), frozenset(), frozenset()))
 

@@ -128,7 +128,8 @@ def next_free_label(labels: np.ndarray) -> int:
     return max(top, 0) + 1
 
 
-def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool = True) -> None:
+def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool = True,
+                  areas: np.ndarray | None = None) -> None:
     """Refuse new nucleus ids ``first .. first + count - 1`` that are taken, not positive, or beyond the dtype.
 
     Parameters
@@ -140,6 +141,9 @@ def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool
     given : bool
         Whether the caller chose ``first`` (``new_label``); ids from
         :func:`next_free_label` are free by construction and not searched for.
+    areas : ndarray of int, optional
+        Pixel count per id (``np.bincount(labels.ravel())``), when already
+        known: the taken ids are looked up in it, not in the pixels.
 
     Raises
     ------
@@ -161,7 +165,9 @@ def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool
     if last > np.iinfo(labels.dtype).max:
         raise ValueError(f"no room for {count} new nucleus id(s) from {first} in a {labels.dtype} label image "
                          f"(largest id {np.iinfo(labels.dtype).max}); convert the labels to a wider integer type")
-    if given:
+    if given and areas is not None:
+        taken = np.flatnonzero(np.asarray(areas)[first:last + 1]) + first
+    elif given:
         taken = np.unique(labels[(labels >= first) & (labels <= last)])
         if taken.size:
             raise ValueError(f"new_label={first}: ids {first}..{last} are needed, and these belong to other nuclei: "

@@ -202,7 +202,6 @@ class EditTracker:
             # a nucleus grown or split out under a freed id does not.
             if parked is not None and rec.action == "edit":
                 self._classes.setdefault(i, parked)
-        for i in rec.created:
             # An id the model made, deleted and now back (undo, or redrawn) counts as changed.
             self._status[i] = "changed" if self._status.get(i) == "deleted" else "created"
             self._when[i] = rec.time

@@ -25,9 +25,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".om
 #: The most pixels :func:`read_image` loads into memory (16384 x 16384).
 MAX_READ_PIXELS = 2**28
 
-# Outside the microscope range a resolution tag is an editor's default
-# (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
-_PLAUSIBLE_UM = PIXEL_SIZE_RANGE_UM
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0,
                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
@@ -35,7 +32,9 @@ _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m":
 def _plausible(um: float | None) -> float | None:
     if um is None or not np.isfinite(um):
         return None
-    return float(um) if _PLAUSIBLE_UM[0] <= um <= _PLAUSIBLE_UM[1] else None
+    # Outside the microscope range a resolution tag is an editor's default
+    # (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
+    return float(um) if PIXEL_SIZE_RANGE_UM[0] <= um <= PIXEL_SIZE_RANGE_UM[1] else None
 
 
 # ---------------------------------------------------------------------------

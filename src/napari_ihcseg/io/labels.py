@@ -11,7 +11,7 @@ from .errors import ImageReadError, describe_error, sniff_format, tifffile_quiet
 from .content import main_series
 from .image import open_tiff
 
-__all__ = ["LABELS_KEY", "binary_mask_regions", "labels_placement", "read_labels", "split_components",
+__all__ = ["LABELS_KEY", "binary_mask_regions", "label_image_error", "labels_placement", "read_labels", "split_components",
            "write_labels"]
 
 _LABEL_SUFFIXES = (".tif", ".tiff")
@@ -112,6 +112,28 @@ def split_components(labels: np.ndarray) -> np.ndarray:
 LABELS_KEY = "napari_ihcseg_labels"
 
 
+def label_image_error(labels: np.ndarray, where: str = "labels") -> Exception | None:
+    """The error :func:`write_labels` raises for ``labels`` (naming ``where``); ``None`` when it writes them.
+
+    Nucleus labels are 2-D, integer (or bool), with ids in 0 .. 2**32 - 1.
+
+    >>> label_image_error(np.zeros((2, 3, 3), int), "x.tif")
+    ValueError('x.tif: labels must be a 2-D array (H, W), got shape (2, 3, 3)')
+    >>> label_image_error(np.array([[0, 7]])) is None
+    True
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        return ValueError(f"{where}: labels must be a 2-D array (H, W), got shape {labels.shape}")
+    if labels.dtype != bool and labels.dtype.kind not in "ui":
+        return TypeError(f"{where}: labels must be an integer array, got dtype {labels.dtype}")
+    if labels.size and labels.dtype != bool:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high > np.iinfo(np.uint32).max:
+            return ValueError(f"{where}: label values must be in 0..{np.iinfo(np.uint32).max}, got {low}..{high}")
+    return None
+
+
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = True,
                  placement: dict | None = None) -> Path:
     """Write instance labels as a zlib-compressed uint32 TIFF, atomically.
@@ -150,14 +172,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
     if path.suffix.lower() not in _LABEL_SUFFIXES:
         raise ValueError(f"{path}: labels are written as TIFF; use a .tif or .tiff file name")
     labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{path}: labels must be a 2-D array (H, W), got shape {labels.shape}")
-    if labels.dtype != bool and labels.dtype.kind not in "ui":
-        raise TypeError(f"{path}: labels must be an integer array, got dtype {labels.dtype}")
-    if labels.size and labels.dtype != bool:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high > np.iinfo(np.uint32).max:
-            raise ValueError(f"{path}: label values must be in 0..{np.iinfo(np.uint32).max}, got {low}..{high}")
+    error = label_image_error(labels, str(path))
+    if error is not None:
+        raise error
     data = np.ascontiguousarray(labels, dtype=np.uint32)
     tile = (512, 512) if max(data.shape) > 4096 else None
     with atomic_path(path, overwrite=overwrite) as tmp:
