@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_ihcseg.io.annotations import (
-    labels_in_image,
+    polygon_labels_in_image,
     polygons_outside,
     polygons_to_labels,
     read_annotation_labels,
@@ -148,11 +148,11 @@ def test_polygons_wholly_outside_the_image_are_counted_and_noted():
     straddling = [[-5, -5], [-5, 1], [1, 1], [1, -5]]  # clipped, not outside
     below, right = [[9, 0], [9, 2], [12, 2]], [[0, 8], [2, 8], [2, 12]]
     assert polygons_outside([inside, straddling, below, right], (8, 8)).tolist() == [False, False, True, True]
-    labels, note = labels_in_image([inside, straddling, below, right], (8, 8, 3), source="cells.geojson")
+    labels, note = polygon_labels_in_image([inside, straddling, below, right], (8, 8, 3), source="cells.geojson")
     assert labels.max() == 2
     assert note == "cells.geojson: 2 of 4 polygons lie outside the 8x8 image and are left out"
-    assert labels_in_image([inside], (8, 8), source="x")[1] is None
-    assert labels_in_image([], (8, 8), source="x")[1] is None  # an empty annotation is not another image's
+    assert polygon_labels_in_image([inside], (8, 8), source="x")[1] is None
+    assert polygon_labels_in_image([], (8, 8), source="x")[1] is None  # an empty annotation is not another image's
 
 
 def test_an_annotation_of_another_image_is_refused_naming_the_file_the_size_and_the_count(tmp_path):

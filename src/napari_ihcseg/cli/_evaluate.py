@@ -163,9 +163,9 @@ def _read_label_image(path: Path) -> np.ndarray:
 def _truth_labels(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None]:
     """Truth labels of a prediction's ``shape``, and a note on polygons lying outside it (or None)."""
     if path.suffix.lower() in ANNOTATION_EXTENSIONS:
-        from napari_ihcseg.io.annotations import labels_in_image, read_polygons
+        from napari_ihcseg.io.annotations import polygon_labels_in_image, read_polygons
 
-        return labels_in_image(read_polygons(path), shape, source=path)
+        return polygon_labels_in_image(read_polygons(path), shape, source=path)
     truth = _read_label_image(path)
     if truth.shape != shape:
         raise ValueError(f"{path}: truth is {truth.shape[0]}x{truth.shape[1]} but the prediction is "

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
-from napari_ihcseg.io.annotations import labels_in_image, read_polygons
+from napari_ihcseg.io.annotations import polygon_labels_in_image, read_polygons
 from napari_ihcseg.io.points import points_outside, read_points
 from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
@@ -210,7 +210,7 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
         if layout == "qupath":
             polygons = read_polygons(ann_path)
             if polygons:
-                labels, note = labels_in_image(polygons, image.shape[:2], source=ann_path)
+                labels, note = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)
                 if note:
                     data.warnings.append(note)
                 data.samples.append(Sample(image, labels, name=name, source=layout))

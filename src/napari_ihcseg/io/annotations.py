@@ -41,7 +41,7 @@ from skimage.draw import polygon as draw_polygon
 
 from napari_ihcseg._json_file import parse_json
 
-__all__ = ["read_polygons", "polygons_to_labels", "polygons_outside", "labels_in_image", "read_annotation_labels"]
+__all__ = ["read_polygons", "polygons_to_labels", "polygons_outside", "polygon_labels_in_image", "read_annotation_labels"]
 
 #: Vertices used to approximate an ellipse.
 _ELLIPSE_VERTICES = 64
@@ -220,7 +220,7 @@ def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
     shape : tuple of int
         ``(H, W)`` of the label map (an image shape ``(H, W, C)`` is accepted;
         the channels are ignored). Parts outside it are clipped (see
-        :func:`labels_in_image` to count the polygons left wholly outside).
+        :func:`polygon_labels_in_image` to count the polygons left wholly outside).
 
     Returns
     -------
@@ -291,7 +291,7 @@ def polygons_outside(polygons, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def labels_in_image(polygons, shape: tuple[int, ...], *, source) -> tuple[np.ndarray, str | None]:
+def polygon_labels_in_image(polygons, shape: tuple[int, ...], *, source) -> tuple[np.ndarray, str | None]:
     """The label map of an annotation of one image, refusing one made for another image.
 
     :func:`polygons_to_labels`, after counting the polygons that lie wholly
@@ -334,9 +334,9 @@ def labels_in_image(polygons, shape: tuple[int, ...], *, source) -> tuple[np.nda
 def read_annotation_labels(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
     """Read an annotation file straight into an ``int32`` label map of ``shape``.
 
-    ``labels_in_image(read_polygons(path), shape, source=path)[0]``: an
+    ``polygon_labels_in_image(read_polygons(path), shape, source=path)[0]``: an
     annotation whose polygons all lie outside the image is refused (a
-    ``ValueError`` naming the file); see :func:`labels_in_image` for the note
+    ``ValueError`` naming the file); see :func:`polygon_labels_in_image` for the note
     on some lying outside.
     """
-    return labels_in_image(read_polygons(path), shape, source=path)[0]
+    return polygon_labels_in_image(read_polygons(path), shape, source=path)[0]
