@@ -72,6 +72,35 @@ def test_tuning_keeps_to_the_grid_and_skips_images_it_cannot_score():
         tune_instance_params([nothing], [empty])
 
 
+def test_settings_tuned_at_a_scale_give_their_score_when_segmenting_at_that_scale():
+    """min_size is tuned in the model's pixels: at scale 2 the image's 36-px nuclei are 144 px to the model."""
+    from napari_ihcseg.instances import probabilities_to_instances
+    from napari_ihcseg.metrics import evaluate_instances
+
+    truth = np.zeros((64, 64), np.int32)
+    for i, (y, x) in enumerate([(8, 8), (8, 40), (40, 8), (40, 40)], start=1):
+        truth[y:y + 6, x:x + 6] = i  # 36-px nuclei of the image
+    mask = np.where(truth > 0, 0.9, 0.0)
+    for y, x in [(24, 24), (24, 52), (52, 24), (2, 28)]:
+        mask[y:y + 3, x:x + 3] = 0.9  # 9-px specks
+    prediction, grid = (mask, np.zeros_like(mask)), {"min_size": (16, 40, 100)}
+    at_2 = tune_instance_params([prediction], [truth], grid=grid, scales=[2.0])
+    assert at_2.params["min_size"] in (40, 100) and at_2.score == 1.0  # 36 px specks, 144 px nuclei to the model
+    assert at_2.scales == (2.0,) and at_2.to_card()["scales"] == {"2": 1}
+    at_1 = tune_instance_params([prediction], [truth], grid=grid)
+    assert at_1.params["min_size"] == 16 and "scales" not in at_1.to_card()
+    # Segmenting at scale 2 with the stored settings reproduces the tuned score; scale-1 settings would not.
+    for tuned, score in ((at_2.params, 1.0), (at_1.params, None)):
+        options = InferenceConfig(scale=2.0).instance_options_for(tuned)
+        result = evaluate_instances(probabilities_to_instances(*prediction, **options), truth)
+        if score is None:
+            assert (result["aji"] + result["pq"]) / 2 < 0.9  # the specks come back
+        else:
+            assert (result["aji"] + result["pq"]) / 2 == score
+    with pytest.raises(ValueError, match="one positive scale per image"):
+        tune_instance_params([prediction], [truth], grid=grid, scales=[2.0, 1.0])
+
+
 def test_a_tie_keeps_the_defaults():
     m, c, t = _field(0)
     flat = np.full_like(m, 0.01)  # nothing predicted under any setting: every setting scores the same
@@ -300,6 +329,32 @@ def test_cli_tune_updates_a_checkpoint_folder_and_copies_a_shipped_one(tmp_path,
     assert main(["tune", str(pairs), "--model", name, "--out", str(shipped.parent / "lab")]) == 2
     assert not (shipped.parent / "lab").exists()
     assert (shipped / "config.json").read_bytes() == before
+
+
+def test_cli_tune_predicts_at_the_scale_segment_would_use(tmp_path, capsys, monkeypatch):
+    """--scale 2 predicts the pairs at scale 2; the default, auto, asks the estimate segment uses, per image."""
+    import napari_ihcseg.inference.autoscale as autoscale
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.models import read_checkpoint_config
+
+    pairs = _pairs(tmp_path / "pairs", [0, 1])
+    folder = _checkpoint(tmp_path)
+    assert main(["tune", str(pairs), "--model", str(folder), "--device", "cpu", "--scale", "2"]) == 0
+    assert "predicted at scale 2 (2 images)" in capsys.readouterr().out
+    assert read_checkpoint_config(folder)["card"]["instances"]["scales"] == {"2": 2}
+
+    seen = []
+
+    def estimate(image, model, **kwargs):
+        seen.append(image.shape)
+        return autoscale.ScaleEstimate(0.5, "nuclei", "scale 0.5: large nuclei")
+
+    monkeypatch.setattr(autoscale, "estimate_scale", estimate)
+    assert main(["tune", str(pairs), "--model", str(folder), "--device", "cpu"]) == 0
+    assert "predicted at scale 0.5 (2 images)" in capsys.readouterr().out
+    assert len(seen) == 2 and read_checkpoint_config(folder)["card"]["instances"]["scales"] == {"0.5": 2}
+    assert main(["tune", str(pairs), "--model", str(folder), "--scale", "0"]) == 2
+    assert "--scale: expected 'auto' or a number" in capsys.readouterr().err
 
 
 def test_cli_tune_names_a_skipped_pair_in_one_line_as_train_does(tmp_path, capsys):

@@ -41,6 +41,20 @@ def parse_thresholds(text: str | None) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
+def parse_scale(text: str) -> float | str:
+    """Parse a ``--scale`` value: ``"auto"``, or a factor from 0.25 to 8 as a float."""
+    from napari_ihcseg.inference.autoscale import AUTO, is_auto
+    from napari_ihcseg.inference.config import check_scale
+
+    if is_auto(text):
+        return AUTO
+    try:
+        return check_scale(float(text))
+    except ValueError:
+        raise CLIError(f"--scale: expected 'auto' or a number from 0.25 to 8 (2 for images at half "
+                       f"the model's magnification), got {text!r}") from None
+
+
 def output_dir(path: str | Path) -> Path:
     """Create the output folder (and parents), check that a file can be written there, and return it.
 

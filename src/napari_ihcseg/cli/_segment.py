@@ -10,7 +10,8 @@ from pathlib import Path
 
 from napari_ihcseg.inference.planning import DEFAULT_OVERLAP, DEFAULT_TILE, SIZE_MULTIPLE
 
-from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_thresholds, progress_bar
+from ._common import (EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CLIError, output_dir, parse_scale, parse_thresholds,
+                      progress_bar)
 
 STAINS = ("er", "pr", "ki67")
 
@@ -61,7 +62,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     """Build :class:`~napari_ihcseg.pipeline.PipelineOptions` from parsed arguments."""
     from napari_ihcseg.inference.autoscale import is_auto
-    from napari_ihcseg.inference.config import InferenceConfig, check_scale
+    from napari_ihcseg.inference.config import InferenceConfig
     from napari_ihcseg.pipeline import PipelineOptions
     from napari_ihcseg.pixel_size import check_pixel_size_um
     from napari_ihcseg.scoring import ESTIMATE, ScoringConfig
@@ -87,13 +88,7 @@ def options_from_args(args: argparse.Namespace):
             check_pixel_size_um(args.pixel_size, "--pixel-size")
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    scale = args.scale
-    if not is_auto(scale):
-        try:
-            scale = check_scale(float(scale))
-        except ValueError:
-            raise CLIError(f"--scale: expected 'auto' or a number from 0.25 to 8 (2 for images at half "
-                           f"the model's magnification), got {args.scale!r}") from None
+    scale = parse_scale(args.scale)
     try:
         inference = InferenceConfig(
             device=args.device, tile=args.tile, overlap=args.overlap, mask_threshold=args.mask_threshold,

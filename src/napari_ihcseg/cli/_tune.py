@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import EXIT_OK, CLIError, load_data
+from ._common import EXIT_OK, CLIError, load_data, parse_scale
 
 DESCRIPTION = """\
 Choose the mask threshold, contour threshold and minimum nucleus size that
@@ -16,8 +16,11 @@ with that checkpoint then uses them wherever the options are not given.
 DATASET is a training folder in any layout `ihcseg train` reads (the napari
 widget's training pairs, images/ + masks/, Cellpose, QuPath exports), or a
 public set named KIND:PATH (monuseg, cpm15, gbm, deepliif); every image with
-instance labels is used. The model's weights are
-not changed. A checkpoint folder is updated in place unless --out is given;
+instance labels is used. Each image is predicted at the scale `ihcseg
+segment` would use (--scale, default auto: from the size of the nuclei a
+first pass finds), so the settings suit the probabilities they will be
+applied to; the smallest nucleus is stored in the model's pixels. The
+model's weights are not changed. A checkpoint folder is updated in place unless --out is given;
 a shipped checkpoint is copied to --out first (the package's own copy is
 never changed).
 """
@@ -32,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None,
                    help="write a tuned copy of the checkpoint here (required for a shipped checkpoint)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    p.add_argument("--scale", default="auto", metavar="FACTOR",
+                   help="resize each image by FACTOR before the model, as `ihcseg segment --scale` does "
+                        "(default auto: chosen per image from the size of its nuclei)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         read_checkpoint_config(source)
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
+    scale = parse_scale(args.scale)
     out = Path(args.out).expanduser() if args.out is not None else None
     if out is None and is_shipped_path(source):
         raise CLIError(f"--model {args.model} is a shipped checkpoint, which is never changed; "
@@ -66,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.dataset}: no image with annotated nuclei to tune on")
     try:
         if out is None:
-            result, folder = tune_checkpoint(source, samples, device=device), source
+            result, folder = tune_checkpoint(source, samples, device=device, scale=scale), source
         else:
-            result, folder = tune_checkpoint_copy(source, out, samples, device=device), out
+            result, folder = tune_checkpoint_copy(source, out, samples, device=device, scale=scale), out
     except FileExistsError as exc:
         raise CLIError(f"{exc}; choose another --out") from None
     except ValueError as exc:
@@ -78,4 +85,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{folder}: " + ", ".join(f"{k} {v:g}" for k, v in result.params.items()))
     print(f"mean of AJI and PQ {result.score:.4f} on {result.images} image(s); "
           f"{result.default_score:.4f} with the defaults")
+    counts = {s: result.scales.count(s) for s in sorted(set(result.scales))}
+    print("predicted at scale " + ", ".join(f"{s:g} ({n} image{'s' if n > 1 else ''})" for s, n in counts.items()))
     return EXIT_OK

@@ -131,10 +131,14 @@ def _nearest_magnification(scale: float) -> float:
     return float(min(max(2.0 ** round(math.log2(scale)), lo), hi))
 
 
-def _probe(image: np.ndarray, size: int) -> np.ndarray:
+def central_crop(image, size: int):
+    """The central ``size`` x ``size`` crop of ``image`` (all of it along a shorter side).
+
+    A slice of ``image`` (a NumPy or Dask array), nothing read or copied.
+    """
     h, w = image.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
+    return image[top:top + size, left:left + size]
 
 
 def estimate_scale(
@@ -184,13 +188,14 @@ def estimate_scale(
         return ScaleEstimate(1.0, "none", "scale 1: the checkpoint records no training nucleus size "
                                           "or pixel size; set the scale by hand if nuclei are missed")
     target = reference["nucleus_diameter_px"]
-    crop = _probe(np.asarray(image), probe_size)
+    crop = np.ascontiguousarray(central_crop(np.asarray(image), probe_size))
     config = config if config is not None else InferenceConfig()
 
     def measure(scale: float) -> np.ndarray:
         # The model sees about probe_size pixels whatever the scale: a smaller crop when scaling up.
         side = int(probe_size / max(scale, 1.0))
-        return nucleus_diameters(segment_image(_probe(crop, side), model, config.replace(scale=scale)).labels)
+        probe = np.ascontiguousarray(central_crop(crop, side))
+        return nucleus_diameters(segment_image(probe, model, config.replace(scale=scale)).labels)
 
     diameters, scale = np.zeros(0), 1.0
     for scale in FIRST_PASS_SCALES:

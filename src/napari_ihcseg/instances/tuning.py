@@ -88,6 +88,9 @@ class TuningResult:
         The objective of :data:`INSTANCE_DEFAULTS` on the same images.
     images : int
         How many images were scored.
+    scales : tuple of float
+        The scale each image was predicted at (see ``scales`` of
+        :func:`tune_instance_params`).
     table : list of dict
         One row per setting tried: the settings, ``aji``, ``pq`` and ``score``.
     """
@@ -96,6 +99,7 @@ class TuningResult:
     score: float
     default_score: float
     images: int
+    scales: tuple[float, ...] = ()
     table: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_card(self) -> dict[str, Any]:
@@ -103,13 +107,16 @@ class TuningResult:
         def number(x: float) -> float | None:
             return round(x, 4) if x == x else None  # JSON has no NaN
 
-        return {"params": dict(self.params), "objective": "mean of AJI and PQ, averaged per source",
+        card = {"params": dict(self.params), "objective": "mean of AJI and PQ, averaged per source",
                 "score": number(self.score), "default_score": number(self.default_score), "images": self.images}
+        if any(scale != 1.0 for scale in self.scales):
+            card["scales"] = {f"{scale:g}": self.scales.count(scale) for scale in sorted(set(self.scales))}
+        return card
 
 
 def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], truths: Sequence[np.ndarray], *,
                          sources: Sequence[str] | None = None, grid: Mapping[str, Sequence] | None = None,
-                         cancel=None) -> TuningResult:
+                         scales: Sequence[float] | None = None, cancel=None) -> TuningResult:
     """Pick the instance-step settings that best match labelled images.
 
     Every combination of ``grid`` is run through
@@ -122,6 +129,12 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     A tie goes to the defaults when they are in the grid, else to the
     earlier setting of the grid.
 
+    ``min_size`` counts the pixels the model sees, as a checkpoint's tuned
+    settings do (:func:`~napari_ihcseg.inference.config.model_min_size`):
+    an image predicted at ``scale`` 2 (resized ×2 for the model, its
+    probabilities resized back) keeps nuclei of a quarter of ``min_size``
+    of its own pixels, exactly as segmenting it at that scale will.
+
     Parameters
     ----------
     predictions : sequence of (mask_prob, contour_prob)
@@ -133,6 +146,9 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     grid : mapping, optional
         Values to try per setting (default :data:`DEFAULT_GRID`); a setting
         left out keeps its :data:`INSTANCE_DEFAULTS` value.
+    scales : sequence of float, optional
+        The scale each image's probabilities were predicted at (default 1
+        for all).
     cancel : callable, optional
         Returns True to stop; the best setting so far is returned.
 
@@ -156,6 +172,7 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     >>> result.params["mask_threshold"], result.score
     (0.5, 1.0)
     """
+    from napari_ihcseg.inference.config import model_min_size
     from napari_ihcseg.metrics import average_by_source, evaluate_instances
 
     from .postprocess import probabilities_to_instances
@@ -166,6 +183,9 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     sources = list(sources) if sources is not None else [""] * len(truths)
     if len(sources) != len(truths):
         raise ValueError(f"need one source per image, got {len(sources)} for {len(truths)} images")
+    scales = tuple(float(s) for s in scales) if scales is not None else (1.0,) * len(truths)
+    if len(scales) != len(truths) or not all(math.isfinite(s) and s > 0 for s in scales):
+        raise ValueError(f"need one positive scale per image, got {scales} for {len(truths)} images")
     grid = {**{k: (v,) for k, v in INSTANCE_DEFAULTS.items()}, **dict(grid if grid is not None else DEFAULT_GRID)}
     names = list(INSTANCE_DEFAULTS)
     combos = [check_instance_params(dict(zip(names, values)), "grid")
@@ -175,8 +195,9 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
         # An image without nuclei predicted empty scores NaN (nothing to match): it is left
         # out of the means, as in training validation, rather than making its source NaN.
         by_source: dict[str, list[dict]] = defaultdict(list)
-        for (mask_prob, contour_prob), truth, source in zip(predictions, truths, sources):
-            by_source[source].append(evaluate_instances(probabilities_to_instances(mask_prob, contour_prob, **params),
+        for (mask_prob, contour_prob), truth, source, scale in zip(predictions, truths, sources, scales):
+            options = {**params, "min_size": model_min_size(params["min_size"], scale)}
+            by_source[source].append(evaluate_instances(probabilities_to_instances(mask_prob, contour_prob, **options),
                                                         truth))
         overall, _ = average_by_source(by_source, ("aji", "pq"))
         return {"aji": overall["aji"], "pq": overall["pq"], "score": (overall["aji"] + overall["pq"]) / 2}
@@ -199,7 +220,7 @@ def tune_instance_params(predictions: Sequence[tuple[np.ndarray, np.ndarray]], t
     default = next((row for row in table if is_default(row)), None)
     default_score = default["score"] if default is not None else score_of(dict(INSTANCE_DEFAULTS))["score"]
     return TuningResult(params={k: best[k] for k in names}, score=best["score"], default_score=default_score,
-                        images=len(truths), table=table)
+                        images=len(truths), scales=scales, table=table)
 
 
 __all__ = ["DEFAULT_GRID", "INSTANCE_DEFAULTS", "TuningResult", "check_instance_params", "tune_instance_params"]

@@ -211,13 +211,10 @@ def _process_into(paths: dict[str, Path], path: Path, options: PipelineOptions, 
 
 def _resolve_scale(lazy, model, options: PipelineOptions, pixel_size, large: bool):
     """Options at the scale this image runs at, and the record of how it was chosen."""
-    from napari_ihcseg.inference.autoscale import AUTO, resolve_scale
+    from napari_ihcseg.inference.autoscale import AUTO, central_crop, resolve_scale
 
     def read_probe(size: int) -> np.ndarray:
-        level = lazy.levels[0]
-        h, w = level.shape[:2]
-        top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-        return np.asarray(level[top:top + size, left:left + size].compute())
+        return np.asarray(central_crop(lazy.levels[0], size).compute())
 
     estimate = resolve_scale(AUTO if options.auto_scale else options.inference.scale, read_probe, model,
                              pixel_size_um=pixel_size, config=options.inference, whole_slide=large)

@@ -132,13 +132,13 @@ def evaluate_samples(model: torch.nn.Module, samples, *, device: torch.device, a
 
 
 def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp: bool = True,
-                    channels_last: bool = False, grid=None, cancel=None):
+                    channels_last: bool = False, grid=None, scale: float | str = 1.0, cancel=None):
     """Tune a checkpoint's instance settings on labelled images and store them in it.
 
     The checkpoint's model predicts every sample with instance labels once,
     through the inference path (:func:`~napari_ihcseg.inference.predict`
-    with its default tiling), so the settings are chosen on the
-    probabilities they will be applied to;
+    with its default tiling, at ``scale``), so the settings are chosen on
+    the probabilities they will be applied to;
     :func:`~napari_ihcseg.instances.tune_instance_params` then picks the
     thresholds and ``min_size`` with the best mean of AJI and PQ, and
     :func:`~napari_ihcseg.models.set_instance_params` writes them, with how
@@ -155,6 +155,14 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
     grid : mapping, optional
         The settings to try (default
         :data:`~napari_ihcseg.instances.tuning.DEFAULT_GRID`).
+    scale : float or "auto"
+        The factor each image is resized by for the model, as in
+        :class:`~napari_ihcseg.inference.InferenceConfig`; ``"auto"``
+        chooses it per image from the size of the nuclei a first pass
+        finds (:func:`~napari_ihcseg.inference.autoscale.estimate_scale`), as
+        segmenting with ``scale="auto"`` does. The default 1 suits images
+        already at the model's training scale (a training run's validation
+        images). ``min_size`` is tuned in the model's pixels either way.
     cancel : callable, optional
         Returns True to stop; nothing is written then.
 
@@ -164,7 +172,8 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
         ``None`` when no sample has instance labels or the run was cancelled.
     """
     from napari_ihcseg.device import resolve_device
-    from napari_ihcseg.inference import predict
+    from napari_ihcseg.inference import InferenceConfig, predict
+    from napari_ihcseg.inference.autoscale import central_crop, resolve_scale
     from napari_ihcseg.instances import tune_instance_params
     from napari_ihcseg.models import load_checkpoint, set_instance_params
 
@@ -173,14 +182,18 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
         return None
     device = resolve_device(device)
     model = load_checkpoint(folder, device=device)
-    predictions = []
+    options = InferenceConfig(device=str(device), amp=amp, channels_last=channels_last)
+    predictions, scales = [], []
     for sample in labelled:
         if cancel is not None and cancel():
             return None
-        prediction = predict(sample.image, model, device=str(device), amp=amp, channels_last=channels_last)
+        image_scale = resolve_scale(scale, lambda size, image=sample.image: central_crop(image, size), model,
+                                    config=options).scale
+        prediction = predict(sample.image, model, options.replace(scale=image_scale))
         predictions.append((prediction.mask_prob, prediction.contour_prob))
+        scales.append(image_scale)
     result = tune_instance_params(predictions, [s.labels for s in labelled], sources=[s.source for s in labelled],
-                                  grid=grid, cancel=cancel)
+                                  grid=grid, scales=scales, cancel=cancel)
     if cancel is not None and cancel():
         return None
     set_instance_params(folder, result.params, tuning=result.to_card())
@@ -188,7 +201,7 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
 
 
 def tune_checkpoint_copy(source, out, samples, *, device: torch.device | str = "cpu", amp: bool = True,
-                         grid=None, cancel=None):
+                         grid=None, scale: float | str = 1.0, cancel=None):
     """Tune a copy of a checkpoint (see :func:`tune_checkpoint`), written to ``out`` only once tuned.
 
     The copy is made and tuned in a hidden folder beside ``out`` and renamed
@@ -201,7 +214,7 @@ def tune_checkpoint_copy(source, out, samples, *, device: torch.device | str = "
         A checkpoint folder.
     out : path-like
         The new checkpoint folder; it must not exist, or be an empty folder.
-    samples, device, amp, grid, cancel
+    samples, device, amp, grid, scale, cancel
         As for :func:`tune_checkpoint`.
 
     Returns
@@ -228,7 +241,8 @@ def tune_checkpoint_copy(source, out, samples, *, device: torch.device | str = "
             staging.mkdir()
             for name in ("weights.safetensors", "config.json"):
                 shutil.copy2(source / name, staging / name)
-            result = tune_checkpoint(staging, samples, device=device, amp=amp, grid=grid, cancel=cancel)
+            result = tune_checkpoint(staging, samples, device=device, amp=amp, grid=grid, scale=scale,
+                                     cancel=cancel)
             if result is None:
                 raise _NothingTuned  # leaves no copy behind
     except _NothingTuned:
