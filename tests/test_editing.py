@@ -157,6 +157,30 @@ def test_differ_classifies_paint_fill_and_undo():
         differ.update(lab[:10])
 
 
+def test_differ_knows_when_every_edit_is_undone():
+    from napari_ihcseg.editing.tracking import ORIGINAL_BLOCK
+
+    lab = np.zeros((2 * ORIGINAL_BLOCK + 40, 300), np.int32)
+    lab[10:30, 10:30] = 1
+    lab[-30:-10, -30:-10] = 2
+    original = lab.copy()
+    differ = LabelDiffer(lab)
+    assert differ.matches_original()
+    lab[-30:-10, -30:-10] = 0  # deleted, in another block than the first change
+    lab[5:8, 280:290] = 3
+    differ.update(lab, region=(slice(0, None), slice(0, None)))
+    assert not differ.matches_original()
+    lab[-30:-10, -30:-10] = 2  # one undone: still edited
+    differ.update(lab)
+    assert not differ.matches_original()
+    lab[5:8, 280:290] = 0  # all undone, reported inside a region hint
+    differ.update(lab, region=(slice(0, 20), slice(270, 300)))
+    assert differ.matches_original() and np.array_equal(lab, original)
+    assert len(differ._original) <= 4, "only the blocks edits reached are kept"
+    differ.reset(lab * 0)
+    assert differ.matches_original()
+
+
 def test_tracker_follows_each_ids_history():
     t = EditTracker()
     assert t.record("paint") is None, "an edit that touched nothing is not logged"

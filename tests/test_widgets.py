@@ -337,6 +337,40 @@ def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napar
     assert tifffile.imread(dataset / "masks" / "case7.tif").max() == 3
 
 
+def test_undoing_every_edit_drops_the_recovery_file_but_not_restored_work(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    meta = {"ihcseg": {"source": "/slides/case9.tif"}}
+    layer = viewer.add_labels(nuclei_field(), name="nuclei", metadata=meta)
+    correct = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    qtbot.addWidget(correct)
+    correct.delete_at((170, 170))
+    session = correct.session()
+    assert session.autosave_now() is not None and store.pending(session.key) is not None
+    layer.undo()
+    assert session.autosave_now() is None
+    assert store.pending(session.key) is None, "nothing is left to recover: no restore offered next time"
+    correct.delete_at((170, 170))
+    session.autosave()
+    qtbot.waitUntil(lambda: store.pending(session.key) is not None, timeout=10_000)
+    viewer.close()
+
+    # Restored corrections are unsaved work: they keep their recovery file, even after an edit and its undo.
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei", metadata=meta)
+    correct = CorrectWidget(viewer, ask=lambda *a: True, store=store)
+    qtbot.addWidget(correct)
+    correct.form.nuclei.value = layer
+    session = correct.session()
+    assert 3 not in layer.data, "restored"
+    correct.delete_at((60, 60))
+    layer.undo()
+    assert session.autosave_now() is not None and store.pending(session.key) is not None
+
+
 def test_two_fields_of_view_of_one_slide_keep_their_corrections_apart(make_napari_viewer, qtbot, ihc, store):
     from napari_ihcseg._widgets.correct import CorrectWidget
 

@@ -212,6 +212,8 @@ class CorrectionSession(QObject):
         if self._saving:
             self._dirty = True
             return
+        if self._all_undone():
+            return
         self._saving, self._dirty = True, False
         labels = np.array(layer.data, copy=True)
         tracker = EditTracker.from_dict(self.tracker.to_dict())
@@ -232,13 +234,20 @@ class CorrectionSession(QObject):
     def autosave_now(self):
         """Write the recovery file now, in this thread; returns its path (or ``None``)."""
         layer = self.layer
-        if layer is None or not self.tracker.n_edits:
+        if layer is None or not self.tracker.n_edits or self._all_undone():
             return None
-        if self._sync.pending:
-            self.sync()
         path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source)
         self.autosaved.emit(str(path))
         return path
+
+    def _all_undone(self) -> bool:
+        """With every edit undone (the labels and classes as they came), drop the recovery file and say so."""
+        if self._sync.pending:
+            self.sync()
+        if not self.differ.matches_original() or self.tracker.class_overrides:
+            return False
+        self.store.clear(self.key)
+        return True
 
     @property
     def saving(self) -> bool:
@@ -263,7 +272,7 @@ class CorrectionSession(QObject):
             layer.data = labels.astype(np.asarray(layer.data).dtype, copy=False)
         finally:
             self._applying = False
-        self.differ.reset(labels)
+        self.differ.update(labels)  # still measured from the labels the layer came with
         self.last_edit_box = None
         self.tracker = tracker
         self.changed.emit(LabelChange(frozenset(), frozenset(int(i) for i in np.unique(labels) if i), frozenset()))

@@ -15,6 +15,8 @@ import numpy as np
 
 from .operations import LabelChange, check_labels
 
+#: Side of the blocks of original labels :class:`LabelDiffer` keeps where edits reach (pixels).
+ORIGINAL_BLOCK = 256
 #: Classes a person can give a nucleus by hand: positive / negative, or an intensity class 0 / 1+ / 2+ / 3+.
 CLASS_VALUES = ("positive", "negative", "0", "1", "2", "3")
 #: Name of the edit that sets a class (``"class=positive"``); ``"class=model"`` gives it back to the model.
@@ -42,6 +44,8 @@ class LabelDiffer:
         """Start over from ``labels`` (copied)."""
         labels = check_labels(labels)
         self._snapshot = np.array(labels, copy=True)
+        #: The labels as they were, block by block, in the blocks an update has changed.
+        self._original: dict[tuple[int, int], np.ndarray] = {}
         self.last_region: tuple[slice, ...] = (slice(None), slice(None))
         self.last_diff = np.zeros(labels.shape, bool)
         self._areas = np.bincount(np.clip(labels, 0, None).ravel()).astype(np.int64)
@@ -90,6 +94,7 @@ class LabelDiffer:
         before = self._areas.copy()
         self._areas -= np.bincount(was, minlength=self._areas.size)
         self._areas += np.bincount(now, minlength=self._areas.size)
+        self._keep_original(region, diff)
         old[diff] = now.astype(old.dtype)
         ids = np.unique(np.concatenate([was, now]))
         ids = ids[ids > 0]
@@ -97,6 +102,27 @@ class LabelDiffer:
         deleted = frozenset(int(i) for i in ids if self._areas[i] == 0)
         changed = frozenset(int(i) for i in ids) - created - deleted
         return LabelChange(created, changed, deleted)
+
+
+    def _keep_original(self, region: tuple[slice, ...], diff: np.ndarray) -> None:
+        """Copy the blocks ``diff`` reaches into the first time they change."""
+        rows, cols = np.nonzero(diff.any(axis=1))[0], np.nonzero(diff.any(axis=0))[0]
+        top, left = (r.indices(n)[0] for r, n in zip(region, self._snapshot.shape))
+        b = ORIGINAL_BLOCK
+        for i in range((top + rows[0]) // b, (top + rows[-1]) // b + 1):
+            for j in range((left + cols[0]) // b, (left + cols[-1]) // b + 1):
+                if (i, j) not in self._original:
+                    self._original[i, j] = self._snapshot[i * b:(i + 1) * b, j * b:(j + 1) * b].copy()
+
+    def matches_original(self) -> bool:
+        """Whether the labels of the last update are those given to :meth:`reset` (every edit undone).
+
+        Only the blocks an edit has reached are kept and compared, so this
+        costs memory and time in proportion to the edited area.
+        """
+        b = ORIGINAL_BLOCK
+        return all(np.array_equal(self._snapshot[i * b:(i + 1) * b, j * b:(j + 1) * b], block)
+                   for (i, j), block in self._original.items())
 
 
 @dataclass(frozen=True)
