@@ -129,10 +129,13 @@ def test_the_files_pixel_size_is_used_when_none_is_given(inputs, tmp_path, capsy
     tifffile.imwrite(tif, io.imread(image), photometric="rgb", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
     assert run_score([tif, "--labels", labels, "--stain", "ki67", "--min-area", "30", "--out", tmp_path / "o"]) == 0
     assert f"pixel size 0.5 um from {tif}" in capsys.readouterr().err
-    assert read_summary_json(tmp_path / "o" / "case 7.summary.json")["n_nuclei"] == 4, "36 px >= 30 px"
+    summary = read_summary_json(tmp_path / "o" / "case 7.summary.json")
+    assert summary["n_nuclei"] == 4, "36 px >= 30 px"
+    assert summary["pixel_size_um"] == 0.5, "the summary says which pixel size the areas and hot spot used"
     assert read_cells_csv(tmp_path / "o" / "case 7.cells.csv")["area_um2"].tolist() == [9.0] * 4
     assert run_score([tif, "--labels", labels, "--stain", "ki67", "--pixel-size", "1", "--out", tmp_path / "p"]) == 0
     assert read_cells_csv(tmp_path / "p" / "case 7.cells.csv")["area_um2"].tolist() == [36.0] * 4, "given wins"
+    assert read_summary_json(tmp_path / "p" / "case 7.summary.json")["pixel_size_um"] == 1.0
 
 
 @pytest.mark.parametrize(("extra", "match"), [

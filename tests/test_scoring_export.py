@@ -196,6 +196,10 @@ def test_summary_keys_are_enforced(tmp_path, scored):
     (tmp_path / "other.json").write_text(json.dumps({"n_nuclei": 3}))
     with pytest.raises(ValueError, match="not a scoring summary"):
         read_summary_json(tmp_path / "other.json")
+    # A summary written before the pixel size was recorded still reads, the key as None.
+    older = {k: v for k, v in result.summary.items() if k != "pixel_size_um"}
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert read_summary_json(tmp_path / "older.json")["pixel_size_um"] is None
 
 
 def test_summaries_of_segment_and_batch_are_read_back(tmp_path):

@@ -36,6 +36,9 @@ from napari_ihcseg.scoring.outlines import label_outlines
 from napari_ihcseg.scoring.overrides import MODEL
 from napari_ihcseg.scoring.summary import SUMMARY_KEYS
 
+#: Scoring keys that summaries written by earlier versions lack; they read as ``None``.
+SUMMARY_KEYS_ADDED_LATER = ("pixel_size_um",)
+
 #: Columns of ``<stem>.cells.csv``, in order.
 CELL_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "area_um2",
                 "hematoxylin_od_mean", "dab_od_mean", "intensity_class", "positive",
@@ -195,6 +198,8 @@ def read_summary_json(path: str | os.PathLike) -> dict:
     dict
         Every key of the file, in its order: the scoring keys
         (:data:`SUMMARY_KEYS`) and any others (e.g. ``"model"``, ``"outputs"``).
+        A scoring key that summaries of earlier versions lack
+        (:data:`SUMMARY_KEYS_ADDED_LATER`) is added at the end as ``None``.
 
     Raises
     ------
@@ -219,10 +224,10 @@ def read_summary_json(path: str | os.PathLike) -> dict:
     if not isinstance(summary, dict):
         raise ValueError(f"{path}: not a scoring summary; expected a JSON object with the keys "
                          f"{list(SUMMARY_KEYS)}")
-    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    missing = [key for key in SUMMARY_KEYS if key not in summary and key not in SUMMARY_KEYS_ADDED_LATER]
     if missing:
         raise ValueError(f"{path}: not a scoring summary; it lacks the keys {missing}")
-    return summary
+    return {**summary, **{key: None for key in SUMMARY_KEYS_ADDED_LATER if key not in summary}}
 
 
 # ---------------------------------------------------------- nuclei.geojson

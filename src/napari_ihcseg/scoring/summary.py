@@ -29,7 +29,7 @@ CLASSIFIER_DISAGREEMENT = 15.0
 SUMMARY_KEYS = (
     "n_nuclei", "n_positive", "positive_percent", "h_score",
     "allred_proportion_score", "allred_intensity_score", "allred_total_score",
-    "interpretation", "ki67_index", "stain", "thresholds", "stain_vectors",
+    "interpretation", "ki67_index", "stain", "thresholds", "stain_vectors", "pixel_size_um",
     # How sure (scoring.confidence)
     "positive_percent_ci", "ki67_index_ci", "hotspot_ki67_index", "hotspot_ki67_index_ci",
     "allred_proportion_range", "min_cells", "enough_cells", "ki67_cutoff", "ki67_call",
@@ -253,6 +253,7 @@ def summarize(
         "stain": preset.name,
         "thresholds": [float(t) for t in config.thresholds],
         "stain_vectors": vectors,
+        "pixel_size_um": config.pixel_size_um,
         **_trust(cells, keep, all_cls, n_pos, n, config),
     }
     if disagreement:
