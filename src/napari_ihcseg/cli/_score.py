@@ -17,14 +17,15 @@ import numpy as np
 
 from ._common import EXIT_OK, CLIError, output_dir, parse_thresholds
 
-def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The image, its labels, and what the image reader warned about (a transparent image, say)."""
-    from napari_ihcseg.io import ImageReadError, ImageWarning, read_image, read_labels
+def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, list[str], float | None]:
+    """The image, its labels, what the image reader warned about (a transparent image, say), and the file's
+    pixel size (µm, or ``None``)."""
+    from napari_ihcseg.io import ImageReadError, ImageWarning, read_image_and_pixel_size, read_labels
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ImageWarning)
-            image = read_image(image_path)
+            image, pixel_size_um = read_image_and_pixel_size(image_path)
     except (ImageReadError, ValueError, OSError) as exc:
         raise CLIError(str(exc) if str(image_path) in str(exc) else f"{image_path}: {exc}") from None
     notes = []
@@ -40,18 +41,7 @@ def _read_inputs(image_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
     if labels.shape != image.shape[:2]:
         raise CLIError(f"{labels_path}: labels of shape {labels.shape} do not match "
                        f"{image_path} of shape {image.shape[:2]}")
-    return image, labels, notes
-
-
-def _file_pixel_size(image_path: str) -> float | None:
-    """The pixel size (um) the image file records, or ``None``."""
-    from napari_ihcseg.io import open_image
-
-    try:
-        with open_image(image_path) as lazy:
-            return lazy.pixel_size_um
-    except Exception:  # noqa: BLE001 - the image was read already; no metadata is no pixel size
-        return None
+    return image, labels, notes, pixel_size_um
 
 
 def _binary_mask_check(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
@@ -179,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
             region = region_from_geojson(args.roi)
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
-    image, labels, notes = _read_inputs(args.image, args.labels)
-    if args.pixel_size is None and (recorded := _file_pixel_size(args.image)) is not None:
+    image, labels, notes, recorded = _read_inputs(args.image, args.labels)
+    if args.pixel_size is None and recorded is not None:
         # As segment does: the file's pixel size gives areas in um^2 and the hot-spot circle (limits stay in px).
         config = config.replace(pixel_size_um=recorded)
         print(f"pixel size {recorded:g} um from {args.image}", file=sys.stderr)

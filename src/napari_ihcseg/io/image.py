@@ -303,7 +303,9 @@ def _dpi_to_um(dpi) -> float | None:
     return _plausible(25400.0 / value) if value > 0 else None
 
 
-def _read_any(path, max_pixels: int) -> tuple[np.ndarray, float | None]:
+def read_image_and_pixel_size(path: str | os.PathLike, *,
+                              max_pixels: int = MAX_READ_PIXELS) -> tuple[np.ndarray, float | None]:
+    """:func:`read_image`, with the pixel size (µm) the file records, or ``None``, from one read."""
     path, kind = sniff_format(path)
     if kind == "TIFF":
         with tifffile_quiet():
@@ -344,4 +346,4 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_READ_PIXELS) ->
     >>> read_image(path)[0, 0].tolist()  # flattened onto white
     [255, 255, 255]
     """
-    return _read_any(path, max_pixels)[0]
+    return read_image_and_pixel_size(path, max_pixels=max_pixels)[0]
