@@ -341,9 +341,11 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_READ_PIXELS) ->
     --------
     >>> import tempfile, pathlib, numpy as np, tifffile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "rgba16.tif"
-    >>> rgba = np.zeros((2, 2, 4), np.uint16); rgba[..., 0] = 65535  # transparent red
+    >>> rgba = np.zeros((2, 2, 4), np.uint16); rgba[..., 0] = 65535  # red, transparent
+    >>> rgba[1, 1, 3] = 65535  # but one pixel opaque
     >>> tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
-    >>> read_image(path)[0, 0].tolist()  # flattened onto white
-    [255, 255, 255]
+    >>> image = read_image(path)
+    >>> image[0, 0].tolist(), image[1, 1].tolist()  # flattened onto white
+    ([255, 255, 255], [255, 0, 0])
     """
     return read_image_and_pixel_size(path, max_pixels=max_pixels)[0]
