@@ -103,11 +103,31 @@ def test_geojson_variants(tmp_path):
     ]}
     polygons = read_polygons(write(tmp_path, "a.geojson", json.dumps(collection)))
     assert len(polygons) == 3
-    np.testing.assert_array_equal(polygons[0][:3], [[0, 0], [0, 4], [3, 4]])  # (row, col) = (y, x)
+    # (row, col) = (y, x), moved from GeoJSON's corner frame to pixel centres
+    np.testing.assert_array_equal(polygons[0][:3], np.subtract([[0, 0], [0, 4], [3, 4]], 0.5))
     bare = read_polygons(write(tmp_path, "b.json", json.dumps({"type": "Polygon", "coordinates": [square]})))
     listed = read_polygons(write(tmp_path, "c.json", json.dumps(collection["features"][:1])))
     assert len(bare) == len(listed) == 1
     np.testing.assert_array_equal(bare[0], polygons[0])
+
+
+def test_geojson_outlines_give_back_the_pixels_they_enclose(tmp_path):
+    """An outline along pixel edges (QuPath's frame, and the package's own nuclei export) reads back exactly."""
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.metrics import evaluate_instances
+    from napari_ihcseg.scoring import nuclei_feature_collection, score_image
+
+    square = [[4, 4], [14, 4], [14, 14], [4, 14], [4, 4]]  # pixels 4..13 in x and y
+    labels = polygons_to_labels(read_polygons(write(tmp_path, "sq.geojson", json.dumps(
+        {"type": "Polygon", "coordinates": [square]}))), (32, 32))
+    assert labels.sum() == 100 and labels[4:14, 4:14].all()
+
+    field = make_synthetic_ihc((128, 128), seed=3)
+    cells = score_image(field.image, field.labels, stain="ki67").cells
+    exported = nuclei_feature_collection(cells, field.labels, only_included=False)
+    back = polygons_to_labels(read_polygons(write(tmp_path, "n.geojson", json.dumps(exported))), (128, 128))
+    assert (back > 0).sum() == (field.labels > 0).sum()
+    assert evaluate_instances(back, field.labels)["dice"] > 0.99
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [

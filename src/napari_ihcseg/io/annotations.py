@@ -19,11 +19,17 @@ Polygon formats, recognised by content (not by file name):
   ``FeatureCollection``, a list of features, a ``Feature`` or a bare
   geometry. Each ``Polygon`` gives its outer ring, each part of a
   ``MultiPolygon`` its own polygon; holes and non-polygon geometries are
-  ignored.
+  ignored. GeoJSON coordinates have their origin at the top-left *corner*
+  of the image, as QuPath's and this package's own exports do (the centre of
+  pixel ``(r, c)`` is ``(c + 0.5, r + 0.5)``; see
+  :data:`~napari_ihcseg.io.points.GEOJSON_PIXEL_OFFSET`): they are shifted
+  by half a pixel into the frame below, so an outline along pixel edges
+  gives back exactly the pixels it encloses.
 
 All coordinates are pixels with ``X`` the column and ``Y`` the row, and are
-returned as ``(row, col)``. Rasterisation uses :func:`skimage.draw.polygon`:
-a pixel belongs to a polygon when its centre (integer coordinates) lies inside.
+returned as ``(row, col)`` with integer coordinates at pixel centres.
+Rasterisation uses :func:`skimage.draw.polygon`: a pixel belongs to a
+polygon when its centre lies inside.
 
 Point annotations (the marker CSV ``type,x,y`` and QuPath points) are read
 and written by :mod:`napari_ihcseg.io.points`.
@@ -40,6 +46,7 @@ import numpy as np
 from skimage.draw import polygon as draw_polygon
 
 from napari_ihcseg._json_file import parse_json
+from napari_ihcseg.io.points import GEOJSON_PIXEL_OFFSET
 
 __all__ = ["read_polygons", "polygons_to_labels", "polygons_outside", "polygon_labels_in_image", "read_annotation_labels"]
 
@@ -147,7 +154,7 @@ def _geojson_rings(geometry: dict, path: Path) -> list[np.ndarray]:
             if xy.ndim != 2 or xy.shape[1] < 2 or not np.isfinite(xy[:, :2]).all():
                 raise ValueError
             if len(xy) >= 3:
-                out.append(xy[:, 1::-1].copy())
+                out.append(xy[:, 1::-1] - GEOJSON_PIXEL_OFFSET)
         return out
     except (TypeError, ValueError, IndexError):
         raise ValueError(f"{path}: a GeoJSON {kind} has malformed coordinates") from None
