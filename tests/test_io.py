@@ -144,9 +144,32 @@ def test_16_bit_is_rescaled_by_the_full_range(tmp_path, rgb):
         np.testing.assert_array_equal(read_image(tmp_path / name), expected)
     with open_image(tmp_path / "a16.tif") as lazy:
         np.testing.assert_array_equal(lazy.levels[0].compute(), expected)
-    dark = (rgb16 // 16).astype(np.uint16)  # 12-bit data stays dark: no stretching per image
-    tifffile.imwrite(tmp_path / "dark.tif", dark, photometric="rgb")
-    assert read_image(tmp_path / "dark.tif").max() <= 16
+
+
+def test_a_cameras_12_bits_in_a_16_bit_file_read_as_12_bit_data_and_say_so(tmp_path, rgb):
+    """Not a nearly black image scored 100 % positive; the same range for every image of the camera."""
+    from napari_ihcseg.io import ImageWarning, read_image_and_pixel_size
+    from napari_ihcseg.scoring import score_image
+
+    field = make_synthetic_ihc((128, 128), seed=0)
+    twelve = field.image.astype(np.uint16) * 16  # within 0..4095: a 12-bit camera's range, stored in 16 bits
+    tifffile.imwrite(tmp_path / "c12.tif", twelve, photometric="rgb")
+    (tmp_path / "c12.png").write_bytes(imagecodecs.png_encode(twelve))
+    for name in ("c12.tif", "c12.png"):
+        with pytest.warns(ImageWarning, match=rf"{name}: its 16-bit values reach only {twelve.max()} of 65535, so it is read "
+                                              r"as 12-bit data \(0-4095\)"):
+            image, _ = read_image_and_pixel_size(tmp_path / name)
+        assert np.abs(image.astype(int) - field.image).max() <= 1
+    with pytest.warns(ImageWarning, match="12-bit"):
+        with open_image(tmp_path / "c12.tif") as lazy:
+            np.testing.assert_array_equal(lazy.levels[0].compute(), image)
+    truth = score_image(field.image, field.labels, stain="ki67").summary["positive_percent"]
+    assert score_image(image, field.labels, stain="ki67").summary["positive_percent"] == pytest.approx(truth, abs=2)
+    # A darker field of the same camera is scaled alike (its background is still above 2047): no stretching.
+    darker = np.minimum(twelve, 3000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "d12.tif", darker, photometric="rgb")
+    with pytest.warns(ImageWarning, match="12-bit"):
+        assert read_image(tmp_path / "d12.tif").max() == round(3000 * 255 / 4095)
 
 
 def test_tall_images_convert_in_strips_like_small_ones(tmp_path):
@@ -164,14 +187,29 @@ def test_float_images_are_taken_in_0_1(tmp_path, rgb):
     np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), rgb)
 
 
+def test_a_float_image_a_little_over_1_is_still_read_as_0_to_1(tmp_path, rgb):
+    """Resampling overshoot (1.004) must not switch the range to 0-255 and turn the image black."""
+    data = (rgb / 255).astype(np.float32)
+    data[5, 5, 0] = 1.004
+    tifffile.imwrite(tmp_path / "over.tif", data, photometric="rgb")
+    image = read_image(tmp_path / "over.tif")
+    assert image[5, 5, 0] == 255
+    image[5, 5, 0] = rgb[5, 5, 0]
+    assert np.abs(image.astype(int) - rgb).max() <= 1
+
+
 def test_float_images_with_non_finite_samples_read_without_numeric_warnings(tmp_path, rgb):
     data = (rgb / 255).astype(np.float32)
     data[0, 0] = (np.inf, -np.inf, np.nan)
     tifffile.imwrite(tmp_path / "f.tif", data, photometric="rgb")
+    from napari_ihcseg.io import ImageWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # an overflow would name no file
-        image = read_image(tmp_path / "f.tif")
-    assert image[0, 0].tolist() == [255, 0, 0]
+        with pytest.warns(ImageWarning, match=r"f.tif: 1 value\(s\) are not a number \(NaN\); they read as white"):
+            image = read_image(tmp_path / "f.tif")
+    assert image[0, 0].tolist() == [255, 0, 255], "NaN is background, not dark stain"
+    np.testing.assert_array_equal(image[0, 1:], rgb[0, 1:])
     np.testing.assert_array_equal(image[1:], rgb[1:])
 
 

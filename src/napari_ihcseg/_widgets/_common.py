@@ -221,12 +221,13 @@ def to_rgb_uint8(data, *, where: str = "image") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise ValueError(f"{where}: expected a 2-D RGB image (H, W, 3), got shape {arr.shape}")
     arr = arr[..., :3]
-    if np.issubdtype(arr.dtype, np.floating) and arr.size:
-        from napari_ihcseg.io.content import float_range_top
+    if (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.uint16) and arr.size:
+        from napari_ihcseg.io.content import value_range_top
         from napari_ihcseg.io.layout import to_uint8
 
-        # As the file readers do: the range 0-1, 0-255 or 0-65535 the values use, else a message naming the layer.
-        arr = to_uint8(arr, where, float_range_top(arr, where))
+        # As the file readers do: the range the values use (0-1, 0-255 or 0-65535 for floats; a camera's
+        # 12 bits in 16, say), else a message naming the layer.
+        arr = to_uint8(arr, where, value_range_top(arr, where))
     elif arr.dtype != np.uint8:
         from skimage.util import img_as_ubyte
 

@@ -11,9 +11,15 @@ file holds:
 * **16-bit** (and other unsigned integer) images are rescaled by the type's
   full range, ``round(v * 255 / 65535)``, not by the image's own range: the
   mapping is the same for every block of a large image and for every image,
-  so optical densities (``I0 = 255``) keep their meaning. Floating-point
-  images are scaled by the range they use, [0, 1], [0, 255] or [0, 65535]
-  (read from the smallest level); other ranges are refused.
+  so optical densities (``I0 = 255``) keep their meaning. The exception is
+  16-bit data that uses only 8, 10, 12 or 14 bits (a camera's range, the
+  largest value read from the smallest level): it is scaled by that range,
+  e.g. ``v * 255 / 4095``, with an :class:`ImageWarning`, rather than read as
+  a nearly black image; a bright-field background keeps every image of one
+  camera in the same range. Floating-point images are scaled by the range
+  they use, [0, 1], [0, 255] or [0, 65535] (read from the smallest level; up
+  to 2 % over it is clipped); other ranges are refused. Not-a-number pixels
+  read as white background, with an :class:`ImageWarning`.
 * **Several images** in one TIFF: the largest is read, with an
   :class:`ImageWarning` when it is not the first.
 * **Blank** images, every pixel one colour (e.g. fully transparent), are

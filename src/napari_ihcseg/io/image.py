@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..pixel_size import PIXEL_SIZE_RANGE_UM
-from .content import MAX_FLOAT_RANGE_PIXELS, float_range_top, main_series, warn_if_uniform
+from .content import MAX_FLOAT_RANGE_PIXELS, main_series, value_range_top, warn_if_uniform
 from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
 from .layout import Layout, check_dtype, grayscale_error, pixel_layout, yx_size
 
@@ -108,18 +108,20 @@ def tiff_layout(path: Path, series) -> Layout:
             alpha = "straight"
         elif extras[0] == EXTRASAMPLE.ASSOCALPHA:
             alpha = "premultiplied"
-    float_top = 1.0
-    if np.dtype(series.dtype).kind == "f":
+    value_top = None
+    dtype = np.dtype(series.dtype)
+    if dtype.kind == "f" or dtype == np.uint16:
         # The range is read from the smallest level, so that every block of a slide is scaled alike.
         level = series.levels[-1]
-        if int(np.prod(level.shape, dtype=np.int64)) > MAX_FLOAT_RANGE_PIXELS:
+        if int(np.prod(level.shape, dtype=np.int64)) <= MAX_FLOAT_RANGE_PIXELS:
+            try:
+                raw = level.asarray()
+            except Exception as exc:  # noqa: BLE001
+                raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
+            value_top = value_range_top(raw, path)
+        elif dtype.kind == "f":
             raise ImageReadError(path, "floating-point whole slides are not supported; save it as 8-bit RGB")
-        try:
-            raw = level.asarray()
-        except Exception as exc:  # noqa: BLE001
-            raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
-        float_top = float_range_top(raw, path)
-    return pixel_layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, float_top=float_top)
+    return pixel_layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, value_top=value_top)
 
 
 def tiff_pixel_size(tif) -> float | None:
@@ -222,7 +224,7 @@ def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
     _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
-    layout = pixel_layout(path, "YXS", raw.shape, alpha="straight")
+    layout = pixel_layout(path, "YXS", raw.shape, alpha="straight", value_top=value_range_top(raw, path))
     image = layout.to_rgb8(raw, path)
     warn_if_uniform(image, path, transparent=_transparent(raw))
     return image

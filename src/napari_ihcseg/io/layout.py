@@ -25,16 +25,17 @@ class Layout:
     ``index`` fixes singleton axes to 0; ``order`` transposes the remaining
     axes to (y, x[, c]); ``alpha`` is "straight", "premultiplied" or None
     (a fourth channel is dropped); ``colormap`` is a (256 or more, 3) uint8
-    table for palette images; ``float_top`` is the top of the range a
-    floating-point image uses (1, 255 or 65535, see
-    :func:`~napari_ihcseg.io.content.float_range_top`).
+    table for palette images; ``value_top`` is the top of the range the
+    pixels use (for floating point 1, 255 or 65535; for 16 bits 65535 or a
+    camera's smaller range; ``None``: the type's own, see
+    :func:`~napari_ihcseg.io.content.value_range_top`).
     """
 
     index: tuple
     order: tuple[int, ...]
     alpha: str | None = None
     colormap: np.ndarray | None = None
-    float_top: float = 1.0
+    value_top: float | None = None
 
     def yx_key(self, y: slice, x: slice) -> tuple:
         """The raw index of a (y, x) window."""
@@ -59,7 +60,7 @@ class Layout:
         out = np.empty((*block.shape[:2], 3), np.uint8)
         for top in range(0, block.shape[0], _STRIP_ROWS):
             rows = slice(top, top + _STRIP_ROWS)
-            out[rows] = self._strip(to_uint8(block[rows], path, self.float_top))
+            out[rows] = self._strip(to_uint8(block[rows], path, self.value_top))
         return out
 
     def _strip(self, block: np.ndarray) -> np.ndarray:
@@ -72,18 +73,22 @@ class Layout:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def to_uint8(a: np.ndarray, path, float_top: float = 1.0) -> np.ndarray:
-    """Scale unsigned integers by their type's range, floats by ``float_top``, to uint8."""
+def to_uint8(a: np.ndarray, path, value_top: float | None = None) -> np.ndarray:
+    """Scale pixels to uint8 by the top of their range: ``value_top``, else their type's (1 for floats).
+
+    Values above the top are clipped; not-a-number reads as the top (white).
+    """
     if a.dtype == np.uint8:
         return a
     if a.dtype.kind == "u":
-        top = int(np.iinfo(a.dtype).max)
+        top = int(value_top) if value_top is not None else int(np.iinfo(a.dtype).max)
         if a.dtype.itemsize <= 2:  # exact integer rounding, round(v * 255 / top)
-            return ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
-        return np.rint(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+            return ((np.minimum(a, top).astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
+        return np.rint(np.minimum(a, top).astype(np.float64) * (255.0 / top)).astype(np.uint8)
     if a.dtype.kind == "f":
+        top = float(value_top) if value_top is not None else 1.0
         # Clip before scaling: +inf (float32 max after nan_to_num) would overflow the multiply.
-        scaled = np.clip(np.nan_to_num(a.astype(np.float32)), 0, float_top) * np.float32(255.0 / float_top)
+        scaled = np.clip(np.nan_to_num(a.astype(np.float32), nan=top), 0, top) * np.float32(255.0 / top)
         return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
     raise ImageReadError(path, f"unsupported pixel type {a.dtype} (expected 8- or 16-bit unsigned, or float)")
 
@@ -101,7 +106,7 @@ def grayscale_error(path) -> ImageReadError:
 
 
 def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None = None,
-            colormap: np.ndarray | None = None, float_top: float = 1.0) -> Layout:
+            colormap: np.ndarray | None = None, value_top: float | None = None) -> Layout:
     """Work out how a raw array, with tifffile-style axis letters, becomes RGB.
 
     Parameters
@@ -117,8 +122,8 @@ def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None =
         How a fourth channel is composited onto white.
     colormap : (N, 3) uint8 ndarray, optional
         The colour table of a palette image.
-    float_top : float
-        Top of the range of a floating-point image.
+    value_top : float or None
+        Top of the range the pixels use (see :class:`Layout`).
 
     Returns
     -------
@@ -153,7 +158,7 @@ def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None =
         what = "grayscale-like" if sizes[c] == 2 else "multichannel"
         raise ImageReadError(path, f"{what} image with {sizes[c]} channels (axes {axes!r}); expected RGB")
     order = (kept.index("Y"), kept.index("X"), c)
-    return Layout(index, order, alpha=alpha if sizes[c] == 4 else None, float_top=float_top)
+    return Layout(index, order, alpha=alpha if sizes[c] == 4 else None, value_top=value_top)
 
 
 def yx_size(shape: tuple[int, ...], layout: Layout) -> tuple[int, int]:
