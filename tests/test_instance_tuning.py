@@ -357,6 +357,31 @@ def test_cli_tune_predicts_at_the_scale_segment_would_use(tmp_path, capsys, monk
     assert "--scale: expected 'auto' or a number" in capsys.readouterr().err
 
 
+def test_cli_tune_takes_the_scale_from_the_files_pixel_size_as_segment_does(tmp_path, capsys):
+    """Images at 0.5 um for a model trained at 0.25 um: tuned at scale 2, as `ihcseg segment` will run them."""
+    import tifffile
+
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+    from napari_ihcseg.datasets import load_folder
+    from napari_ihcseg.models import build_model, read_checkpoint_config, save_checkpoint
+
+    folder = tmp_path / "lab"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for seed in (0, 1):
+        field = make_synthetic_ihc((128, 128), seed=seed)
+        tifffile.imwrite(folder / "images" / f"f{seed}.tif", field.image, photometric="rgb",
+                         resolution=(2e4, 2e4), resolutionunit="CENTIMETER")  # 0.5 um
+        tifffile.imwrite(folder / "masks" / f"f{seed}.tif", field.labels.astype(np.uint16))
+    assert [s.pixel_size_um for s in load_folder(folder).samples] == [0.5, 0.5]
+    checkpoint = save_checkpoint(build_model("r2unet-lite"), tmp_path / "ckpt",
+                                 training={"pixel_size_um": 0.25, "nucleus_diameter_px": 24.0})
+    assert main(["tune", str(folder), "--model", str(checkpoint), "--device", "cpu"]) == 0
+    assert "predicted at scale 2 (2 images)" in capsys.readouterr().out
+    assert read_checkpoint_config(checkpoint)["card"]["instances"]["scales"] == {"2": 2}
+
+
 def test_cli_tune_names_a_skipped_pair_in_one_line_as_train_does(tmp_path, capsys):
     import tifffile
 

@@ -152,7 +152,10 @@ def test_training_reader_reads_the_saved_pairs(tmp_path, field):
         y0, x0, y1, x1 = pair.region
         assert np.array_equal(sample.image, image[y0:y1, x0:x1])
         assert np.array_equal(sample.labels > 0, labels[y0:y1, x0:x1] > 0)
-        assert sample.stain == "ki67"
+        assert sample.stain == "ki67" and sample.pixel_size_um is None
+    # The pixel size saved with the pairs comes back with them (tuning picks its scale from it).
+    save_pairs(tmp_path / "px", image, labels, source="/s/d.png", stain="ki67", pixel_size_um=0.5)
+    assert [s.pixel_size_um for s in load_pairs_folder(tmp_path / "px")] == [0.5]
 
 
 # ------------------------------------------------------------------ one owner of the format

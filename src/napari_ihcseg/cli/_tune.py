@@ -17,9 +17,9 @@ DATASET is a training folder in any layout `ihcseg train` reads (the napari
 widget's training pairs, images/ + masks/, Cellpose, QuPath exports), or a
 public set named KIND:PATH (monuseg, cpm15, gbm, deepliif); every image with
 instance labels is used. Each image is predicted at the scale `ihcseg
-segment` would use (--scale, default auto: from the size of the nuclei a
-first pass finds), so the settings suit the probabilities they will be
-applied to; the smallest nucleus is stored in the model's pixels. The
+segment` would use (--scale, default auto: from the pixel size its file or
+the pairs' manifest records, else from the size of the nuclei a first pass
+finds), so the settings suit the probabilities they will be applied to; the smallest nucleus is stored in the model's pixels. The
 model's weights are not changed. A checkpoint folder is updated in place unless --out is given;
 a shipped checkpoint is copied to --out first (the package's own copy is
 never changed).
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
     p.add_argument("--scale", default="auto", metavar="FACTOR",
                    help="resize each image by FACTOR before the model, as `ihcseg segment --scale` does "
-                        "(default auto: chosen per image from the size of its nuclei)")
+                        "(default auto: chosen per image from its pixel size, else the size of its nuclei)")
     p.set_defaults(func=run)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_ihcseg.pixel_size import check_pixel_size_um
+
 __all__ = ["Sample", "read_sample_image", "split_by_image"]
 
 
@@ -52,6 +54,11 @@ class Sample:
     region : (H, W) bool or None
         Where the points are complete (every nucleus there has one); ``None``
         for the whole image.
+    pixel_size_um : float or None
+        The image's pixel size as its file (or the training pairs' manifest)
+        records it; ``None`` when unknown. Segmenting the image with
+        ``scale="auto"`` starts from it, and so does tuning on it
+        (:func:`~napari_ihcseg.training.validate.tune_checkpoint`).
     """
 
     image: np.ndarray
@@ -65,6 +72,7 @@ class Sample:
     points: np.ndarray | None = field(default=None, repr=False)
     point_classes: np.ndarray | None = field(default=None, repr=False)
     region: np.ndarray | None = field(default=None, repr=False)
+    pixel_size_um: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -74,6 +82,9 @@ class Sample:
             raise ValueError(f"{self.name}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         if self.labels is None and self.mask is None and self.points is None:
             raise ValueError(f"{self.name}: a sample needs labels or a mask (or points)")
+        if self.pixel_size_um is not None:
+            object.__setattr__(self, "pixel_size_um", check_pixel_size_um(self.pixel_size_um,
+                                                                          f"{self.name}: pixel_size_um"))
         self._check_points(image.shape[:2])
         if self.labels is not None:
             labels = np.asarray(self.labels)

@@ -43,6 +43,7 @@ from scipy import ndimage as ndi
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.annotations import polygon_labels_in_image, read_polygons
+from napari_ihcseg.io.image import file_pixel_size
 from napari_ihcseg.io.points import points_outside, read_points
 from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
@@ -201,7 +202,7 @@ def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data
         return
     if was_binary:
         binary.append(mask_path.name)
-    data.samples.append(Sample(image, labels, name=name, source=layout))
+    data.samples.append(Sample(image, labels, name=name, source=layout, pixel_size_um=file_pixel_size(image_path)))
 
 
 def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path, data: FolderData) -> None:
@@ -213,7 +214,8 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
                 labels, note = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)
                 if note:
                     data.warnings.append(note)
-                data.samples.append(Sample(image, labels, name=name, source=layout))
+                data.samples.append(Sample(image, labels, name=name, source=layout,
+                                           pixel_size_um=file_pixel_size(image_path)))
                 return
         points, positive = read_points(ann_path)
     except (ValueError, OSError) as exc:
@@ -230,7 +232,7 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
         data.skipped.append(f"{ann_path}: no points")
         return
     data.samples.append(Sample(image, None, name=name, source=layout, points=points,
-                               point_classes=positive.astype(np.int8)))
+                               point_classes=positive.astype(np.int8), pixel_size_um=file_pixel_size(image_path)))
 
 
 def load_folder(folder) -> FolderData:

@@ -57,7 +57,7 @@ The names above are defined in these modules and importable from here:
 """
 
 from .errors import ImageReadError, ImageWarning
-from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, read_image, read_image_and_pixel_size
+from .image import IMAGE_SUFFIXES, MAX_READ_PIXELS, file_pixel_size, read_image, read_image_and_pixel_size
 from .labels import binary_mask_regions, labels_placement, read_labels, split_components, write_labels
 from .lazy import CHUNK_SIDE as CHUNK_SIDE  # a public setting, though not in __all__
 from .lazy import LazyImage, open_image
@@ -75,6 +75,7 @@ __all__ = [
     "binary_mask_regions",
     "labels_placement",
     "open_image",
+    "file_pixel_size",
     "read_image",
     "read_image_and_pixel_size",
     "read_labels",

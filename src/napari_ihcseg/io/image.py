@@ -305,6 +305,27 @@ def _dpi_to_um(dpi) -> float | None:
     return _plausible(25400.0 / value) if value > 0 else None
 
 
+def file_pixel_size(path: str | os.PathLike) -> float | None:
+    """The pixel size (µm) an image file records, read from its header alone; ``None`` when unknown.
+
+    The same value :func:`read_image_and_pixel_size` gives (a TIFF's
+    resolution tags or OME / ImageJ metadata, a PNG's or JPEG's DPI when it
+    is a microscope's), without decoding the pixels. A file that cannot be
+    read gives ``None``: reading the pixels is what reports it.
+    """
+    from PIL import Image
+
+    try:
+        path, kind = sniff_format(path)
+        if kind == "TIFF":
+            with tifffile_quiet(), open_tiff(path) as tif:
+                return tiff_pixel_size(tif)
+        with Image.open(path) as im:
+            return _dpi_to_um(im.info.get("dpi"))
+    except Exception:  # noqa: BLE001 - metadata is optional; an unreadable file is reported when read
+        return None
+
+
 def read_image_and_pixel_size(path: str | os.PathLike, *,
                               max_pixels: int = MAX_READ_PIXELS) -> tuple[np.ndarray, float | None]:
     """:func:`read_image`, with the pixel size (µm) the file records, or ``None``, from one read."""

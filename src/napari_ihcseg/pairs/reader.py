@@ -21,6 +21,7 @@ import numpy as np
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.labels import read_labels
 from napari_ihcseg.io.points import points_outside, read_points_csv
+from napari_ihcseg.pixel_size import check_pixel_size_um
 
 from .layout import IMAGE_SUFFIX, IMAGES_DIR, MANIFEST, MASK_SUFFIX, MASKS_DIR, inside, read_manifest
 from .manifest import unlisted_files
@@ -187,4 +188,14 @@ def _sample(root: Path, meta: dict, pid: str, entry: dict, paths: dict[str, Path
                              f"{image_path.name} ({h} x {w})")
         classes = positive.astype(np.int8)
     return Sample(image, labels, name=f"{root.name}/{pid}", source="pairs", stain=stain,
-                  group=f"{root.name}:{group}", points=points, point_classes=classes)
+                  group=f"{root.name}:{group}", points=points, point_classes=classes,
+                  pixel_size_um=_recorded_pixel_size(entry, meta))
+
+
+def _recorded_pixel_size(entry: dict, meta: dict) -> float | None:
+    """The pixel size the manifest records for a pair (its own, else the folder's); ``None`` if none is usable."""
+    value = entry.get("pixel_size_um", meta.get("pixel_size_um"))
+    try:
+        return check_pixel_size_um(value) if value is not None else None
+    except ValueError:
+        return None

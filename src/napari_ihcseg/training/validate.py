@@ -158,9 +158,11 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
     scale : float or "auto"
         The factor each image is resized by for the model, as in
         :class:`~napari_ihcseg.inference.InferenceConfig`; ``"auto"``
-        chooses it per image from the size of the nuclei a first pass
-        finds (:func:`~napari_ihcseg.inference.autoscale.estimate_scale`), as
-        segmenting with ``scale="auto"`` does. The default 1 suits images
+        chooses it per image as segmenting with ``scale="auto"`` does
+        (:func:`~napari_ihcseg.inference.autoscale.estimate_scale`): from the
+        pixel size the sample records (``Sample.pixel_size_um``, from its
+        file or the pairs' manifest), else from the size of the nuclei a
+        first pass finds. The default 1 suits images
         already at the model's training scale (a training run's validation
         images). ``min_size`` is tuned in the model's pixels either way.
     cancel : callable, optional
@@ -188,7 +190,7 @@ def tune_checkpoint(folder, samples, *, device: torch.device | str = "cpu", amp:
         if cancel is not None and cancel():
             return None
         image_scale = resolve_scale(scale, lambda size, image=sample.image: central_crop(image, size), model,
-                                    config=options).scale
+                                    pixel_size_um=sample.pixel_size_um, config=options).scale
         prediction = predict(sample.image, model, options.replace(scale=image_scale))
         predictions.append((prediction.mask_prob, prediction.contour_prob))
         scales.append(image_scale)
