@@ -312,3 +312,44 @@ def test_points_region_is_refused_when_several_images_are_paired(tmp_path, capsy
     assert run_cli(argv) == 2
     assert "is the region of one image, but 2 images were paired (j, k)" in capsys.readouterr().err
     assert not (pred / "evaluation.csv").exists()
+
+
+def test_points_outside_the_image_are_left_out_with_a_note_and_a_region_elsewhere_is_refused(tmp_path, capsys):
+    pred, truth = _region_case(tmp_path)
+    (truth / "k.csv").write_text("type,x,y\n1,10,10\n2,20,20\n2,45,10\n2,55,5\n1,5000,5000\n1,-300,-300\n")
+    for extra in ([], ["--region", str(tmp_path / "mask-gt.png")]):
+        assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "3", *extra]) == 0
+        assert f"note: {truth / 'k.csv'}: 2 of 6 point(s) lie outside the 60x40 image" in capsys.readouterr().err
+        k = read_csv(pred / "evaluation.csv")["k"]
+        # As without the two points; with the region, (-300, -300) no longer counts as pixel (0, 0) inside it.
+        assert (k["n_truth"], k["fn"]) == (("4", "1") if not extra else ("2", "0"))
+    (truth / "k.csv").write_text("type,x,y\n1,5000,5000\n")
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points"]) == 1
+    assert "all 1 point(s) lie outside the 60x40 image" in capsys.readouterr().err
+
+    (tmp_path / "b").mkdir()
+    pred, truth = _region_case(tmp_path / "b")
+    far = [[1000, 1000], [1100, 1000], [1100, 1100], [1000, 1100], [1000, 1000]]
+    (tmp_path / "far.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [far]}))
+    argv = ["--pred", str(pred), "--truth", str(truth), "--points", "--region", str(tmp_path / "far.geojson")]
+    assert run_cli(argv) == 1  # not a row of nan
+    assert f"{tmp_path / 'far.geojson'}: the region lies wholly outside the 60x40 image" in capsys.readouterr().err
+    (pred / "k.summary.json").unlink()
+    assert run_cli(argv) == 1
+    assert "lies inside the region; is it the region of another image?" in capsys.readouterr().err
+
+
+def test_a_cells_table_with_a_column_twice_and_polygon_truth_without_polygons_are_refused(tmp_path, capsys):
+    pred, truth = _region_case(tmp_path)
+    (pred / "k.cells.csv").write_text("label,centroid_y,centroid_x,centroid_x,positive\n1,10,10,99,1\n")
+    assert run_cli(["--pred", str(pred), "--truth", str(truth), "--points"]) == 1
+    assert "k.cells.csv: the column(s) centroid_x appear more than once" in capsys.readouterr().err
+
+    pred, truth = tmp_path / "ip", tmp_path / "it"
+    pred.mkdir()
+    truth.mkdir()
+    tifffile.imwrite(pred / "a.labels.tif", boxes((32, 32), (4, 4, 14, 14)))
+    (truth / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}}]}))
+    assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 1
+    assert "a.geojson: holds no nucleus outline (polygon) to evaluate against" in capsys.readouterr().err

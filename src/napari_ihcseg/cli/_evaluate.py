@@ -47,7 +47,8 @@ import numpy as np
 from napari_ihcseg._atomic import write_text_atomic
 
 from ._common import EXIT_OK, EXIT_SOME_FAILED, CLIError, print_error, progress_bar
-from ._evaluate_points import check_region_size, inside_region, read_cells, read_region
+from ._evaluate_points import (check_region_overlaps, check_region_size, image_size, inside_region, points_in_image,
+                               read_cells, read_region)
 
 LABEL_EXTENSIONS = (".tif", ".tiff", ".png")
 ANNOTATION_EXTENSIONS = (".xml", ".geojson", ".json")
@@ -165,7 +166,11 @@ def _truth_labels(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, str |
     if path.suffix.lower() in ANNOTATION_EXTENSIONS:
         from napari_ihcseg.io.annotations import polygon_labels_in_image, read_polygons
 
-        return polygon_labels_in_image(read_polygons(path), shape, source=path)
+        polygons = read_polygons(path)
+        if not polygons:
+            raise ValueError(f"{path}: holds no nucleus outline (polygon) to evaluate against; point "
+                             "annotations are evaluated with --points")
+        return polygon_labels_in_image(polygons, shape, source=path)
     truth = _read_label_image(path)
     if truth.shape != shape:
         raise ValueError(f"{path}: truth is {truth.shape[0]}x{truth.shape[1]} but the prediction is "
@@ -191,9 +196,15 @@ def _evaluate_pair(key: str, pred_path: Path, truth_path: Path, args) -> dict:
     if args.points:
         pred_pts, pred_pos = _named(pred_path, read_cells, pred_path)
         truth_pts, truth_pos = _named(truth_path, read_points_csv, truth_path)
+        if args.region is not None and isinstance(args.region, np.ndarray):
+            check_region_size(args.region, args.region_path, pred_path, key,
+                              [(pred_path, pred_pts), (truth_path, truth_pts)])
+        size = image_size(pred_path, key, args.region)
+        truth_pts, truth_pos, note = points_in_image(truth_pts, truth_pos, size, truth_path)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         if args.region is not None:
-            if isinstance(args.region, np.ndarray):
-                check_region_size(args.region, args.region_path, pred_path, key,
+            check_region_overlaps(args.region, args.region_path, size,
                                   [(pred_path, pred_pts), (truth_path, truth_pts)])
             keep_pred, keep_truth = inside_region(args.region, pred_pts), inside_region(args.region, truth_pts)
             pred_pts, truth_pts, truth_pos = pred_pts[keep_pred], truth_pts[keep_truth], truth_pos[keep_truth]

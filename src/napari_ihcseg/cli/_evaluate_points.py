@@ -38,7 +38,13 @@ def read_cells(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or [])
+        names = [name.strip() for name in reader.fieldnames or []]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{path}: the column(s) {', '.join(twice)} appear more than once; which one is meant "
+                             "is unclear")
+        reader.fieldnames = names
+        columns = set(names)
         missing = {"centroid_y", "centroid_x"} - columns
         if missing:
             raise ValueError(f"{path}: not a cells table; missing column(s) {', '.join(sorted(missing))}")
@@ -104,6 +110,58 @@ def _image_size(cells_path: Path, key: str) -> tuple[int, int] | None:
         return int(record["height"]), int(record["width"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{summary}: no image height and width in the summary") from None
+
+
+def image_size(cells_path: Path, key: str, region) -> tuple[int, int] | None:
+    """``(H, W)`` of the image a cells table was measured on: from its summary, else a region mask's; or None."""
+    size = _image_size(cells_path, key)
+    if size is None and isinstance(region, np.ndarray):
+        size = region.shape
+    return size
+
+
+def points_in_image(points: np.ndarray, classes: np.ndarray | None, size: tuple[int, int] | None,
+                    path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Leave out the truth points of ``path`` that lie outside an image of ``size``, with a note saying so.
+
+    Raises
+    ------
+    ValueError
+        When every point lies outside: the points of another image.
+    """
+    from napari_ihcseg.io.points import points_outside
+
+    if size is None or not len(points):
+        return points, classes, None
+    outside = points_outside(points, size)
+    if not outside.any():
+        return points, classes, None
+    h, w = size
+    if outside.all():
+        raise ValueError(f"{path}: all {len(points)} point(s) lie outside the {w}x{h} image; are they the "
+                         "points of another image?")
+    keep = ~outside
+    note = f"{path}: {int(outside.sum())} of {len(points)} point(s) lie outside the {w}x{h} image and are left out"
+    return points[keep], None if classes is None else classes[keep], note
+
+
+def check_region_overlaps(region, region_path: Path, size: tuple[int, int] | None,
+                          points: list[tuple[Path, np.ndarray]]) -> None:
+    """Refuse a GeoJSON region that misses the image (the region of another image).
+
+    With the image's size, the region must cover one of its pixels; without
+    it, one of ``points`` (``(file, (N, 2) row/col)``) must lie inside.
+    """
+    if isinstance(region, np.ndarray):
+        return
+    if size is not None:
+        if not region.to_mask(size).any():
+            raise ValueError(f"{region_path}: the region lies wholly outside the {size[1]}x{size[0]} image; "
+                             "is it the region of another image?")
+        return
+    if not any(len(pts) and inside_region(region, pts).any() for _, pts in points):
+        raise ValueError(f"{region_path}: no point of {', '.join(str(path) for path, _ in points)} lies inside "
+                         "the region; is it the region of another image?")
 
 
 def check_region_size(mask: np.ndarray, region_path: Path, cells_path: Path, key: str,
