@@ -137,6 +137,15 @@ def test_the_summary_warns_when_the_scale_contradicts_the_pixel_size(field, mode
     assert any("call for scale 2.00" in w for w in summary["warnings"]), summary["warnings"]
     auto = pipeline.process_image(path, tmp_path / "auto", PipelineOptions(inference=CONFIG))
     assert auto["scale"]["scale"] == 2.0 and not any("scale" in w for w in auto["warnings"])
+    assert "0.5 um from the file" in auto["scale"]["reason"]
+    # A pixel size given by the user is reported as given, not as the file's.
+    given = pipeline.process_image(path, tmp_path / "given", PipelineOptions(inference=CONFIG, pixel_size_um=0.25))
+    assert given["scale"]["scale"] == 1.0 and "0.25 um as given" in given["scale"]["reason"]
+    png = tmp_path / "half.png"
+    Image.fromarray(half(field.image)).save(png)
+    forced = PipelineOptions(inference=CONFIG, auto_scale=False, pixel_size_um=0.5)
+    warning = next(w for w in pipeline.process_image(png, tmp_path / "png", forced)["warnings"] if "scale" in w)
+    assert "(0.5 um as given)" in warning and "file" not in warning
 
 
 def test_auto_is_the_default_and_reaches_the_segmentation(field, model, tmp_path, monkeypatch):

@@ -146,6 +146,7 @@ def estimate_scale(
     model: Any,
     *,
     pixel_size_um: float | None = None,
+    pixel_size_origin: str = "from the file",
     config: Any = None,
     probe_size: int = PROBE_SIZE,
     min_nuclei: int = MIN_NUCLEI,
@@ -161,6 +162,9 @@ def estimate_scale(
         training pixel size and nucleus diameter.
     pixel_size_um : float, optional
         The image's pixel size, e.g. from the file's metadata.
+    pixel_size_origin : str
+        Where it came from, in the reason (``"from the file"``, ``"as
+        given"``).
     config : InferenceConfig, optional
         Tiling, device and instance options of the first pass (its ``scale``
         is ignored).
@@ -182,7 +186,7 @@ def estimate_scale(
         raw = float(pixel_size_um) / reference["pixel_size_um"]
         if lo <= raw <= hi:
             return ScaleEstimate(_snap(raw), "metadata",
-                                 f"pixel size {pixel_size_um:g} um from the file, model trained at "
+                                 f"pixel size {pixel_size_um:g} um {pixel_size_origin}, model trained at "
                                  f"{reference['pixel_size_um']:g} um")
     if "nucleus_diameter_px" not in reference:
         return ScaleEstimate(1.0, "none", "scale 1: the checkpoint records no training nucleus size "
@@ -225,7 +229,8 @@ def estimate_scale(
 
 
 def resolve_scale(scale: Any, read_probe, model: Any, *, pixel_size_um: float | None = None,
-                  config: Any = None, whole_slide: bool = False) -> ScaleEstimate:
+                  pixel_size_origin: str = "from the file", config: Any = None,
+                  whole_slide: bool = False) -> ScaleEstimate:
     """The scale to run with: a number as given, or :func:`estimate_scale` for ``"auto"``.
 
     ``read_probe(size)`` returns the central ``size`` x ``size`` crop of the
@@ -238,11 +243,12 @@ def resolve_scale(scale: Any, read_probe, model: Any, *, pixel_size_um: float | 
         reference = training_scale(model).get("pixel_size_um")
         warning = None
         if pixel_size_um is not None and reference is not None and _far(scale, pixel_size_um / reference):
-            warning = (f"scale {scale:g} as set, but the file's pixel size ({pixel_size_um:g} um) and the "
-                       f"model's training pixel size ({reference:g} um) call for scale "
+            warning = (f"scale {scale:g} as set, but the pixel size ({pixel_size_um:g} um {pixel_size_origin}) and "
+                       f"the model's training pixel size ({reference:g} um) call for scale "
                        f"{pixel_size_um / reference:.2f}: nuclei may be missed or merged; use scale auto")
         return ScaleEstimate(scale, "user", f"scale {scale:g} as set", warning=warning)
-    estimate = estimate_scale(read_probe(PROBE_SIZE), model, pixel_size_um=pixel_size_um, config=config)
+    estimate = estimate_scale(read_probe(PROBE_SIZE), model, pixel_size_um=pixel_size_um,
+                              pixel_size_origin=pixel_size_origin, config=config)
     if whole_slide and estimate.scale != 1.0:
         warning = None
         if _far(1.0, estimate.scale):

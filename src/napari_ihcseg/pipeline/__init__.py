@@ -216,8 +216,10 @@ def _resolve_scale(lazy, model, options: PipelineOptions, pixel_size, large: boo
     def read_probe(size: int) -> np.ndarray:
         return np.asarray(central_crop(lazy.levels[0], size).compute())
 
+    origin = "as given" if options.pixel_size_um is not None else "from the file"
     estimate = resolve_scale(AUTO if options.auto_scale else options.inference.scale, read_probe, model,
-                             pixel_size_um=pixel_size, config=options.inference, whole_slide=large)
+                             pixel_size_um=pixel_size, pixel_size_origin=origin, config=options.inference,
+                             whole_slide=large)
     log.info("%s", estimate.reason)
     return options.at_scale(estimate.scale), estimate.to_dict()
 
