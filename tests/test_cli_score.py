@@ -97,6 +97,19 @@ def test_thresholds_roi_pixel_size_and_area_limits(inputs, tmp_path):
     rc = run_score([image, "--labels", labels, "--stain", "ki67", "--pixel-size", "0.5",
                     "--min-area", "10", "--out", out])
     assert rc == 0 and read_summary_json(out / "case 7.summary.json")["n_nuclei"] == 0
+    assert not any("region" in w for w in read_summary_json(out / "case 7.summary.json")["warnings"])
+
+
+def test_a_region_that_misses_the_image_is_said_to(inputs, tmp_path, capsys):
+    image, labels = inputs
+    roi = tmp_path / "elsewhere.geojson"
+    far = [[1000, 1000], [1100, 1000], [1100, 1100], [1000, 1100], [1000, 1000]]
+    roi.write_text(json.dumps({"type": "Polygon", "coordinates": [far]}))
+    assert run_score([image, "--labels", labels, "--stain", "ki67", "--roi", roi, "--out", tmp_path / "o"]) == 0
+    summary = read_summary_json(tmp_path / "o" / "case 7.summary.json")
+    assert summary["n_nuclei"] == 0
+    assert any("the region (ROI) covers no pixel of the" in w for w in summary["warnings"]), summary["warnings"]
+    assert "region of another image" in capsys.readouterr().out  # the WARNING lines of the printed summary
 
 
 def test_estimate_stains_reports_the_vectors(inputs, tmp_path, capsys):

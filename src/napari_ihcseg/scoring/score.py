@@ -11,7 +11,7 @@ from napari_ihcseg.scoring.classifier import nucleus_features
 from napari_ihcseg.scoring.measure import check_image_labels, measure_nuclei
 from napari_ihcseg.scoring.presets import ScoringConfig
 from napari_ihcseg.scoring.regions import Region, as_region
-from napari_ihcseg.scoring.summary import classify, summarize
+from napari_ihcseg.scoring.summary import REGION_MISSES_IMAGE, classify, summarize
 from napari_ihcseg.stain import StainVectors
 
 
@@ -140,4 +140,6 @@ def score_image(
                        else region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy()))
     cells = classify(cells, config)
     cells.attrs["stain_vectors"] = vectors
+    if region is not None and not region.to_mask(np.shape(labels)[:2]).any():
+        cells.attrs[REGION_MISSES_IMAGE] = "{1}x{0}".format(*np.shape(labels)[:2])
     return ScoreResult(cells, summarize(cells, config, stain_vectors=vectors), config, vectors)

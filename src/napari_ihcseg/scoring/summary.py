@@ -25,6 +25,9 @@ from napari_ihcseg.stain import StainVectors
 #: 82 % of a glioma frame positive where the cut and the truth said 20-22 %).
 CLASSIFIER_DISAGREEMENT = 15.0
 
+#: ``cells.attrs`` key set (to the image's "WxH") when the scoring region covers no pixel of the image.
+REGION_MISSES_IMAGE = "region_misses_image"
+
 #: The keys of an image summary, in order (see ``docs/scoring.md``).
 SUMMARY_KEYS = (
     "n_nuclei", "n_positive", "positive_percent", "h_score",
@@ -304,6 +307,9 @@ def _trust(cells: pd.DataFrame, keep: np.ndarray, classes: np.ndarray, n_pos: in
     out.update(pattern)
     if pattern["stain_pattern"] == NON_NUCLEAR:
         out["warnings"].insert(0, NON_NUCLEAR_WARNING)
+    if cells.attrs.get(REGION_MISSES_IMAGE):
+        out["warnings"].insert(0, f"the region (ROI) covers no pixel of the {cells.attrs[REGION_MISSES_IMAGE]} "
+                                  "image, so no nucleus is counted; is it the region of another image?")
     spot = hotspot_of_cells(cells, config, keep, classes).hotspot if ki67 and "centroid_y" in cells and n else None
     out.update({
         "hotspot_ki67_index": spot.index if spot else None,
