@@ -353,3 +353,14 @@ def test_a_cells_table_with_a_column_twice_and_polygon_truth_without_polygons_ar
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}}]}))
     assert run_cli(["--pred", str(pred), "--truth", str(truth)]) == 1
     assert "a.geojson: holds no nucleus outline (polygon) to evaluate against" in capsys.readouterr().err
+
+
+def test_a_colour_region_mask_is_read_as_nonzero_where_annotated(tmp_path):
+    pred, truth = _region_case(tmp_path)
+    mask = np.zeros((40, 60, 3), np.uint8)
+    mask[:, :30] = (255, 255, 0)  # drawn in colour, as saved by many editors
+    Image.fromarray(mask).save(tmp_path / "colour.png")
+    argv = ["--pred", str(pred), "--truth", str(truth), "--points", "--radius", "3", "--region", str(tmp_path / "colour.png")]
+    assert run_cli(argv) == 0
+    k = read_csv(pred / "evaluation.csv")["k"]
+    assert (k["n_pred"], k["n_truth"], k["tp"]) == ("2", "2", "2")

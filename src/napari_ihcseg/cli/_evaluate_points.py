@@ -87,15 +87,30 @@ def read_region(path: Path):
     if ext not in MASK_EXTENSIONS:
         raise ValueError(f"{path}: not a region; expected a mask image ({', '.join(MASK_EXTENSIONS)}) "
                          f"or GeoJSON polygons ({', '.join(GEOJSON_EXTENSIONS)})")
-    from napari_ihcseg.io import read_labels
-
     try:
-        mask = read_labels(path) > 0
+        mask = _read_mask(path)
     except ValueError as exc:
         raise ValueError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
     if not mask.any():
         raise ValueError(f"{path}: the annotated region is empty (no pixel above 0)")
     return mask
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A region mask, nonzero where annotated: a single-channel image, or a colour one (any colour channel)."""
+    from napari_ihcseg.io import read_labels
+
+    try:
+        return read_labels(path) > 0
+    except ValueError as exc:
+        if "single-channel" not in str(exc):
+            raise
+    from skimage.io import imread
+
+    colour = np.asarray(imread(path))
+    if colour.ndim != 3 or colour.shape[-1] not in (3, 4):
+        raise ValueError(f"{path}: expected a mask image (one channel, or RGB), got shape {colour.shape}")
+    return colour[..., :3].any(axis=-1)
 
 
 def _image_size(cells_path: Path, key: str) -> tuple[int, int] | None:
