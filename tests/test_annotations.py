@@ -102,7 +102,11 @@ def test_geojson_variants(tmp_path):
         {"type": "Feature", "geometry": None},
     ]}
     polygons = read_polygons(write(tmp_path, "a.geojson", json.dumps(collection)))
-    assert len(polygons) == 3
+    assert len(polygons) == 2, "a MultiPolygon is one nucleus in two parts"
+    assert len(polygons[1]) == 2 and polygons[1][0].shape == (5, 2)
+    labels = polygons_to_labels(polygons, (16, 16))
+    # Both parts carry one label; they cover the first square wholly, so it is left out and they are nucleus 1.
+    assert labels.max() == 1 and labels[1, 1] == 1 and labels[10, 10] == 1
     # (row, col) = (y, x), moved from GeoJSON's corner frame to pixel centres
     np.testing.assert_array_equal(polygons[0][:3], np.subtract([[0, 0], [0, 4], [3, 4]], 0.5))
     bare = read_polygons(write(tmp_path, "b.json", json.dumps({"type": "Polygon", "coordinates": [square]})))
@@ -123,11 +127,15 @@ def test_geojson_outlines_give_back_the_pixels_they_enclose(tmp_path):
     assert labels.sum() == 100 and labels[4:14, 4:14].all()
 
     field = make_synthetic_ihc((128, 128), seed=3)
-    cells = score_image(field.image, field.labels, stain="ki67").cells
-    exported = nuclei_feature_collection(cells, field.labels, only_included=False)
+    labels = field.labels.copy()
+    labels[0:4, 0:4] = labels[-4:, -4:] = labels.max() + 1  # one nucleus in two pieces: a MultiPolygon
+    cells = score_image(field.image, labels, stain="ki67").cells
+    exported = nuclei_feature_collection(cells, labels, only_included=False)
+    assert any(f["geometry"]["type"] == "MultiPolygon" for f in exported["features"])
     back = polygons_to_labels(read_polygons(write(tmp_path, "n.geojson", json.dumps(exported))), (128, 128))
-    assert (back > 0).sum() == (field.labels > 0).sum()
-    assert evaluate_instances(back, field.labels)["dice"] > 0.99
+    assert (back > 0).sum() == (labels > 0).sum()
+    result = evaluate_instances(back, labels)
+    assert result["n_pred"] == result["n_truth"] == len(np.unique(labels)) - 1 and result["dice"] > 0.99
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [

@@ -17,9 +17,9 @@ Polygon formats, recognised by content (not by file name):
   skipped.
 - **GeoJSON** (``.geojson`` / ``.json``; QuPath's export): a
   ``FeatureCollection``, a list of features, a ``Feature`` or a bare
-  geometry. Each ``Polygon`` gives its outer ring, each part of a
-  ``MultiPolygon`` its own polygon; holes and non-polygon geometries are
-  ignored. GeoJSON coordinates have their origin at the top-left *corner*
+  geometry. Each ``Polygon`` gives its outer ring, and a ``MultiPolygon``
+  one nucleus of several parts (a list of rings, as the package's own export
+  writes a nucleus in pieces); holes and non-polygon geometries are ignored. GeoJSON coordinates have their origin at the top-left *corner*
   of the image, as QuPath's and this package's own exports do (the centre of
   pixel ``(r, c)`` is ``(c + 0.5, r + 0.5)``; see
   :data:`~napari_ihcseg.io.points.GEOJSON_PIXEL_OFFSET`): they are shifted
@@ -155,6 +155,8 @@ def _geojson_rings(geometry: dict, path: Path) -> list[np.ndarray]:
                 raise ValueError
             if len(xy) >= 3:
                 out.append(xy[:, 1::-1] - GEOJSON_PIXEL_OFFSET)
+        if kind == "MultiPolygon" and len(out) > 1:
+            return [out]  # one nucleus in several parts
         return out
     except (TypeError, ValueError, IndexError):
         raise ValueError(f"{path}: a GeoJSON {kind} has malformed coordinates") from None
@@ -188,9 +190,11 @@ def read_polygons(path: str | os.PathLike) -> list[np.ndarray]:
 
     Returns
     -------
-    list of ndarray, each (K, 2) float64
-        One polygon per nucleus, vertices as (row, col), in file order.
-        Polygons with fewer than three vertices are dropped.
+    list
+        One item per nucleus, in file order: a (K, 2) float64 array of
+        vertices (row, col), or, for a nucleus of several parts (a GeoJSON
+        ``MultiPolygon``), a list of such arrays. Polygons with fewer than
+        three vertices are dropped.
 
     Raises
     ------
@@ -222,8 +226,9 @@ def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
 
     Parameters
     ----------
-    polygons : sequence of (K, 2) array_like
-        Vertices (row, col) in pixels.
+    polygons : sequence
+        One item per nucleus: a (K, 2) array_like of vertices (row, col) in
+        pixels, or a list of them for a nucleus of several parts (one label).
     shape : tuple of int
         ``(H, W)`` of the label map (an image shape ``(H, W, C)`` is accepted;
         the channels are ignored). Parts outside it are clipped (see
@@ -251,12 +256,10 @@ def polygons_to_labels(polygons, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"shape must be (H, W) with non-negative sizes, got {shape}")
     h, w = int(shape[0]), int(shape[1])
     labels = np.zeros((h, w), dtype=np.int32)
-    for i, poly in enumerate(polygons, start=1):
-        rc = np.asarray(poly, dtype=np.float64)
-        if rc.ndim != 2 or rc.shape[1] != 2:
-            raise ValueError(f"polygon {i - 1}: expected a (K, 2) array of (row, col), got shape {rc.shape}")
-        rr, cc = draw_polygon(rc[:, 0], rc[:, 1], shape=(h, w))
-        labels[rr, cc] = i
+    for i, item in enumerate(polygons, start=1):
+        for rc in _parts(item, i - 1):
+            rr, cc = draw_polygon(rc[:, 0], rc[:, 1], shape=(h, w))
+            labels[rr, cc] = i
     present = np.unique(labels)
     present = present[present > 0]
     if present.size and present[-1] != present.size:
@@ -275,8 +278,9 @@ def polygons_outside(polygons, shape: tuple[int, ...]) -> np.ndarray:
 
     Parameters
     ----------
-    polygons : sequence of (K, 2) array_like
-        Vertices (row, col) in pixels.
+    polygons : sequence
+        As for :func:`polygons_to_labels`; a nucleus of several parts is
+        outside when all its parts are.
     shape : tuple of int
         ``(H, W)`` (or ``(H, W, C)``) of the image.
 
@@ -291,10 +295,22 @@ def polygons_outside(polygons, shape: tuple[int, ...]) -> np.ndarray:
     """
     h, w = int(shape[0]), int(shape[1])
     out = np.zeros(len(polygons), dtype=bool)
-    for i, poly in enumerate(polygons):
-        rc = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    for i, item in enumerate(polygons):
+        rc = np.concatenate([np.zeros((0, 2)), *_parts(item, i)])
         lo, hi = rc.min(axis=0, initial=np.inf), rc.max(axis=0, initial=-np.inf)
         out[i] = hi[0] < 0 or hi[1] < 0 or lo[0] > h - 1 or lo[1] > w - 1
+    return out
+
+
+def _parts(item, index: int) -> list[np.ndarray]:
+    """The (K, 2) vertex arrays of one nucleus: one polygon, or the parts of a nucleus in pieces."""
+    parts = item if isinstance(item, (list, tuple)) and len(item) and np.ndim(item[0]) == 2 else [item]
+    out = []
+    for part in parts:
+        rc = np.asarray(part, dtype=np.float64)
+        if rc.ndim != 2 or rc.shape[1] != 2:
+            raise ValueError(f"polygon {index}: expected a (K, 2) array of (row, col), got shape {rc.shape}")
+        out.append(rc)
     return out
 
 
