@@ -86,6 +86,21 @@ def _cells(dab):
     return pd.DataFrame({"label": np.arange(1, n + 1), "dab_od_mean": dab, "area_px": np.full(n, 50)})
 
 
+def test_typical_diameter_of_labels_with_huge_ids():
+    labels = _disk_field([(20, 20), (20, 50), (50, 20), (50, 50), (80, 80)], 6).astype(np.int64)
+    labels[labels == 2] = 2 ** 40  # np.bincount would need 8 TB
+    assert typical_diameter(labels) == pytest.approx(12, abs=1)
+    assert typical_diameter(labels, sizes=np.array([113] * 5)) == pytest.approx(12, abs=0.1)
+
+
+def test_grow_checks_a_given_new_label_against_known_areas():
+    labels = _disk_field([(20, 20)], 5)
+    with pytest.raises(ValueError, match="belong to other nuclei: 1"):
+        grow_nucleus_at(labels, (60, 60), diameter=10, new_label=1, areas=np.bincount(labels.ravel()))
+    edit = grow_nucleus_at(labels, (60, 60), diameter=10, new_label=2, areas=np.bincount(labels.ravel()))
+    assert edit.change.created == {2}
+
+
 def test_hand_classes_survive_threshold_moves_and_count_in_the_summary():
     tracker = EditTracker()
     tracker.set_class(1, "positive")

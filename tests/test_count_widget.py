@@ -215,6 +215,32 @@ def test_undoing_a_count_mode_delete_brings_the_hand_class_back(counting, qtbot)
     assert count._session().tracker.class_overrides == {int(layer.data[170, 170]): "positive"}
 
 
+def test_count_mode_works_on_labels_with_huge_ids(make_napari_viewer, qtbot, ihc, store):
+    """A uint32 id of 3,000,000,000 once made the panel allocate 24 GB (an array indexed by id)."""
+    from napari_ihcseg._widgets.count import CountWidget
+
+    huge = 3_000_000_000
+    labels = nuclei_field().astype(np.uint32)
+    labels[labels == 3] = huge
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(labels, name="nuclei")
+    count = CountWidget(viewer, ask=lambda *a: True, store=store)
+    qtbot.addWidget(count)
+    count.form.image.value = viewer.layers["ihc"]
+    count.start()
+    session = count._session()
+    assert count.click((170, 170), modifiers={"Shift"}) == "class"
+    assert session.tracker.class_overrides == {huge: "positive"}
+    assert count.click((220, 40)) == "grow" and layer.data[220, 40] == huge + 1
+    count.set_action("delete")
+    assert count.click((170, 170)) == "delete" and not (layer.data == huge).any()
+    assert session.tracker.status(huge) == "deleted"
+    layer.undo()
+    session.sync()
+    assert (layer.data == huge).sum() == 40 * 40 and session.tracker.class_overrides[huge] == "positive"
+
+
 def test_a_click_after_the_nuclei_layer_is_deleted_says_so(counting, monkeypatch):
     from napari_ihcseg._widgets import count as count_module
 

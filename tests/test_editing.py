@@ -181,6 +181,33 @@ def test_differ_knows_when_every_edit_is_undone():
     assert differ.matches_original()
 
 
+@pytest.mark.parametrize("dtype, huge", [(np.int64, 2 ** 40), (np.uint64, 2 ** 63 + 5), (np.uint32, 3_000_000_000)])
+def test_differ_handles_huge_ids_in_memory_proportional_to_the_nuclei(dtype, huge):
+    """Ids in the billions (relabelled tiles, hashed ids) open in the panels without an id-sized array."""
+    import tracemalloc
+
+    lab = two_discs().astype(dtype)
+    lab[lab == 5] = huge
+    tracemalloc.start()
+    try:
+        differ = LabelDiffer(lab)
+        lab[30:35, 0:5] = huge - 1  # painted by hand under another huge id
+        lab[20, 20] = huge  # 3 shrinks, the huge one grows
+        change = differ.update(lab)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, f"{peak / 1e6:.0f} MB for a 40 x 60 image"
+    assert change == LabelChange(frozenset({huge - 1}), frozenset({3, huge}), frozenset())
+    assert differ.area(huge) == (lab == huge).sum() and differ.area(huge - 1) == 25
+    assert differ.max_label == huge and sorted(differ.sizes().tolist()) == sorted(
+        int((lab == i).sum()) for i in (3, 9, huge - 1, huge))
+    lab[lab == huge] = 0
+    lab[30:35, 0:5] = 0
+    assert differ.update(lab).deleted == {huge, huge - 1}
+    assert differ.max_label == 9 and differ.area(huge) == 0
+
+
 def test_tracker_follows_each_ids_history():
     t = EditTracker()
     assert t.record("paint") is None, "an edit that touched nothing is not logged"

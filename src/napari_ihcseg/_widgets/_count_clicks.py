@@ -141,8 +141,8 @@ def grow_nucleus(session, layer, position, *, pixels: Callable[[], np.ndarray | 
     edit = editing.grow_nucleus_at(
         data, position, mask_prob=mask_prob, contour_prob=contour_prob,
         image=pixels() if mask_prob is None else None,
-        diameter=editing.typical_diameter(data, areas=session.differ.areas),
-        new_label=int(np.flatnonzero(session.differ.areas)[-1]) + 1, areas=session.differ.areas,
+        diameter=editing.typical_diameter(data, sizes=session.differ.sizes()),
+        new_label=session.differ.max_label + 1, areas=session.differ.areas,
         mask_threshold=opts.get("mask_threshold", 0.5), contour_threshold=opts.get("contour_threshold", 0.5))
     session.apply(edit)
     return next(iter(edit.change.created))
@@ -150,7 +150,7 @@ def grow_nucleus(session, layer, position, *, pixels: Callable[[], np.ndarray | 
 
 def nucleus_window(data: np.ndarray, position, label: int, session):
     """A box around the click holding the whole nucleus ``label``, or ``None`` (search the image)."""
-    d = editing.typical_diameter(data, areas=session.differ.areas)
+    d = editing.typical_diameter(data, sizes=session.differ.sizes())
     half = int(4 * d)
     r, c = (int(round(float(v))) for v in tuple(position)[-2:])
     box = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))

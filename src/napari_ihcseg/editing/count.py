@@ -36,7 +36,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from .operations import LabelChange, LabelEdit, check_labels, check_new_ids, next_free_label
+from .operations import LabelChange, LabelEdit, check_labels, check_new_ids, count_ids, next_free_label
 
 #: Nucleus diameter (pixels) assumed when the labels have too few nuclei to measure it.
 DEFAULT_DIAMETER = 12.0
@@ -54,14 +54,15 @@ MIN_CLICK_PROBABILITY = 0.05
 MIN_OD_CONTRAST = 0.05
 
 
-def typical_diameter(labels: np.ndarray, *, areas: np.ndarray | None = None) -> float:
+def typical_diameter(labels: np.ndarray, *, sizes: np.ndarray | None = None) -> float:
     """Median equivalent diameter of the nuclei in ``labels`` (pixels).
 
     Parameters
     ----------
     labels : (H, W) ndarray of int
-    areas : ndarray of int, optional
-        Pixel count per id (``np.bincount(labels.ravel())``), when already known.
+    sizes : ndarray of int, optional
+        The pixel count of each nucleus (background left out; zeros are
+        ignored), when already known (:meth:`~napari_ihcseg.editing.LabelDiffer.sizes`).
 
     Returns
     -------
@@ -76,9 +77,10 @@ def typical_diameter(labels: np.ndarray, *, areas: np.ndarray | None = None) -> 
     >>> round(typical_diameter(lab), 2)  # 4 x 4 squares
     4.51
     """
-    if areas is None:
-        areas = np.bincount(np.clip(check_labels(labels), 0, None).ravel())
-    sizes = np.asarray(areas)[1:]
+    if sizes is None:
+        dense, sparse = count_ids(check_labels(labels))
+        sizes = np.concatenate([dense[1:], np.fromiter(sparse.values(), np.int64, len(sparse))])
+    sizes = np.asarray(sizes)
     sizes = sizes[sizes > 0]
     if sizes.size < MIN_NUCLEI_FOR_SIZE:
         return DEFAULT_DIAMETER
@@ -156,8 +158,9 @@ def grow_nucleus_at(labels: np.ndarray, position, *, mask_prob=None, contour_pro
     new_label : int, optional
         Id of the new nucleus (default: :func:`next_free_label`).
     areas : ndarray of int, optional
-        Pixel count per id, when already known: ``new_label`` is checked
-        against it, so a click reads no pixel outside its window.
+        Pixel count per id (index = id), when already known: ``new_label``
+        is checked against it, so a click reads no pixel outside its window
+        (ids beyond its end count as free).
 
     Returns
     -------

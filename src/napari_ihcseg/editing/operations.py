@@ -9,7 +9,8 @@ the layer's undo history.
 
 Nuclei are deleted with :func:`delete_label` and merged with
 :func:`merge_labels`; :mod:`~napari_ihcseg.editing.split` splits them.
-:func:`next_free_label` and :func:`label_at` find ids.
+:func:`next_free_label` and :func:`label_at` find ids; :func:`count_ids` counts
+their pixels without an array as long as the largest id.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from scipy import ndimage as ndi
 
 #: 4-connectivity: an 8-connected cut line separates the two sides.
 _CROSS = ndi.generate_binary_structure(2, 1)
+#: Ids below this are counted in an array indexed by id (``np.bincount``); larger ones one by one, so that
+#: labels numbered in the billions (a uint32 id of 3,000,000,000) cost memory by their nuclei, not their ids.
+DENSE_ID_LIMIT = 1 << 20
 
 
 class LabelChange(NamedTuple):
@@ -142,8 +146,9 @@ def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool
         Whether the caller chose ``first`` (``new_label``); ids from
         :func:`next_free_label` are free by construction and not searched for.
     areas : ndarray of int, optional
-        Pixel count per id (``np.bincount(labels.ravel())``), when already
-        known: the taken ids are looked up in it, not in the pixels.
+        Pixel count per id (index = id, as ``np.bincount(labels.ravel())``),
+        when already known: the taken ids are looked up in it, not in the
+        pixels; ids beyond its end count as free.
 
     Raises
     ------
@@ -166,12 +171,51 @@ def check_new_ids(labels: np.ndarray, first: int, count: int = 1, *, given: bool
         raise ValueError(f"no room for {count} new nucleus id(s) from {first} in a {labels.dtype} label image "
                          f"(largest id {np.iinfo(labels.dtype).max}); convert the labels to a wider integer type")
     if given and areas is not None:
-        taken = np.flatnonzero(np.asarray(areas)[first:last + 1]) + first
+        areas = np.asarray(areas)
+        taken = np.flatnonzero(areas[first:min(last + 1, areas.size)]) + first
     elif given:
         taken = np.unique(labels[(labels >= first) & (labels <= last)])
-        if taken.size:
-            raise ValueError(f"new_label={first}: ids {first}..{last} are needed, and these belong to other nuclei: "
-                             f"{', '.join(str(int(v)) for v in taken[:5])}")
+    else:
+        taken = ()
+    if len(taken):
+        raise ValueError(f"new_label={first}: ids {first}..{last} are needed, and these belong to other nuclei: "
+                         f"{', '.join(str(int(v)) for v in taken[:5])}")
+
+
+def count_ids(values, limit: int = DENSE_ID_LIMIT) -> tuple[np.ndarray, dict[int, int]]:
+    """Pixel count of each id in ``values``: ids below ``limit`` in an array, the others in a dict.
+
+    ``np.bincount`` makes an array as long as the largest id, 24 GB for one
+    nucleus numbered 3,000,000,000; here ids from ``limit`` up are counted
+    with ``np.unique``, costing memory by their number only. Negative values
+    count as background (0).
+
+    Returns
+    -------
+    dense : ndarray of int64
+        ``dense[i]`` is the pixel count of id ``i`` (ids below ``limit``; as
+        long as the largest of them, plus one).
+    sparse : dict of int to int
+        Pixel count of each id from ``limit`` up.
+
+    Examples
+    --------
+    >>> dense, sparse = count_ids(np.array([0, 2, 2, 3_000_000_000], np.uint32), limit=10)
+    >>> dense.tolist(), sparse
+    ([1, 0, 2], {3000000000: 1})
+    """
+    values = np.asarray(values).ravel()
+    top = values.max() if values.size else 0
+    if top < limit:
+        small, sparse = values, {}
+    else:
+        big = values >= limit
+        ids, counts = np.unique(values[big], return_counts=True)
+        small, sparse = values[~big], dict(zip(ids.tolist(), counts.tolist()))
+    if small.dtype.kind == "i":
+        small = np.clip(small, 0, None)
+    dense = np.bincount(small.astype(np.intp, copy=False), minlength=1).astype(np.int64, copy=False)
+    return dense, sparse
 
 
 def label_at(labels: np.ndarray, position) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .operations import LabelChange, check_labels
+from .operations import DENSE_ID_LIMIT, LabelChange, check_labels, count_ids
 
 #: Side of the blocks of original labels :class:`LabelDiffer` keeps where edits reach (pixels).
 ORIGINAL_BLOCK = 256
@@ -32,9 +32,22 @@ class LabelDiffer:
     as created (absent before), deleted (absent now) or changed. It catches
     every kind of edit, including napari's paint, fill, erase and undo.
 
+    Pixel counts are kept in an array indexed by id (:attr:`areas`) for ids
+    below :data:`~napari_ihcseg.editing.operations.DENSE_ID_LIMIT` or the
+    number of pixels, whichever is larger, and in a dict above: labels with
+    ids in the billions cost memory by their nuclei, not by their largest id.
+
     Parameters
     ----------
     labels : (H, W) ndarray of int
+
+    Examples
+    --------
+    >>> lab = np.zeros((4, 4), np.uint32); lab[0, :2] = 3_000_000_000
+    >>> differ = LabelDiffer(lab)
+    >>> lab[3, 3] = 7; lab[0, 0] = 0
+    >>> differ.update(lab), differ.area(3_000_000_000), differ.max_label
+    (LabelChange(created=frozenset({7}), changed=frozenset({3000000000}), deleted=frozenset()), 1, 3000000000)
     """
 
     def __init__(self, labels: np.ndarray) -> None:
@@ -48,7 +61,8 @@ class LabelDiffer:
         self._original: dict[tuple[int, int], np.ndarray] = {}
         self.last_region: tuple[slice, ...] = (slice(None), slice(None))
         self.last_diff = np.zeros(labels.shape, bool)
-        self._areas = np.bincount(np.clip(labels, 0, None).ravel()).astype(np.int64)
+        self._limit = max(DENSE_ID_LIMIT, labels.size)
+        self._areas, self._sparse = count_ids(labels, self._limit)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,12 +70,53 @@ class LabelDiffer:
 
     @property
     def areas(self) -> np.ndarray:
-        """Pixel count of every id at the last update (index = id; a view, do not modify)."""
+        """Pixel count of each id at the last update (index = id; a view, do not modify).
+
+        Ids past its end may still have pixels when they are very large (see
+        the class notes): ask :meth:`area`, :meth:`sizes` or :attr:`max_label`.
+        """
         return self._areas
 
     def area(self, label: int) -> int:
         """Pixel count of ``label`` at the last update."""
-        return int(self._areas[label]) if 0 <= label < self._areas.size else 0
+        label = int(label)
+        if 0 <= label < self._areas.size:
+            return int(self._areas[label])
+        return self._sparse.get(label, 0)
+
+    def sizes(self) -> np.ndarray:
+        """The pixel count of every nucleus (id above 0) at the last update, in no set order."""
+        dense = self._areas[1:]
+        return np.concatenate([dense[dense > 0], np.fromiter(self._sparse.values(), np.int64, len(self._sparse))])
+
+    @property
+    def max_label(self) -> int:
+        """The largest id with pixels at the last update (0 for none)."""
+        if self._sparse:
+            return max(self._sparse)
+        present = np.flatnonzero(self._areas[1:])
+        return int(present[-1]) + 1 if present.size else 0
+
+    def _areas_of(self, ids: np.ndarray) -> np.ndarray:
+        """Pixel counts of ``ids`` (sorted, none negative)."""
+        dense = ids < self._areas.size
+        out = np.zeros(ids.size, np.int64)
+        out[dense] = self._areas[ids[dense].astype(np.intp)]
+        out[~dense] = [self._sparse.get(i, 0) for i in ids[~dense].tolist()]
+        return out
+
+    def _count(self, values: np.ndarray, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) the pixels ``values`` from the counts."""
+        dense, sparse = count_ids(values, self._limit)
+        if dense.size > self._areas.size:
+            self._areas = np.pad(self._areas, (0, dense.size - self._areas.size))
+        self._areas[:dense.size] += sign * dense
+        for i, n in sparse.items():
+            n = self._sparse.get(i, 0) + sign * n
+            if n:
+                self._sparse[i] = n
+            else:
+                self._sparse.pop(i, None)
 
     def update(self, labels: np.ndarray, *, region: tuple[slice, ...] | None = None) -> LabelChange:
         """Compare ``labels`` with the copy, take it as the new copy, and report the change.
@@ -87,22 +142,20 @@ class LabelDiffer:
         self.last_region, self.last_diff = region, diff
         if not diff.any():
             return LabelChange(frozenset(), frozenset(), frozenset())
-        was, now = old[diff].astype(np.int64), new[diff].astype(np.int64)
-        top = int(max(was.max(), now.max())) + 1
-        if top > self._areas.size:
-            self._areas = np.pad(self._areas, (0, top - self._areas.size))
-        before = self._areas.copy()
-        self._areas -= np.bincount(was, minlength=self._areas.size)
-        self._areas += np.bincount(now, minlength=self._areas.size)
-        self._keep_original(region, diff)
-        old[diff] = now.astype(old.dtype)
+        was, now = old[diff], new[diff].astype(old.dtype, copy=False)
         ids = np.unique(np.concatenate([was, now]))
         ids = ids[ids > 0]
-        created = frozenset(int(i) for i in ids if before[i] == 0 and self._areas[i] > 0)
-        deleted = frozenset(int(i) for i in ids if self._areas[i] == 0)
-        changed = frozenset(int(i) for i in ids) - created - deleted
+        before = self._areas_of(ids)
+        self._count(was, -1)
+        self._count(now, 1)
+        after = self._areas_of(ids)
+        self._keep_original(region, diff)
+        old[diff] = now
+        ids = ids.tolist()
+        created = frozenset(i for i, b, a in zip(ids, before, after) if b == 0 and a > 0)
+        deleted = frozenset(i for i, a in zip(ids, after) if a == 0)
+        changed = frozenset(ids) - created - deleted
         return LabelChange(created, changed, deleted)
-
 
     def _keep_original(self, region: tuple[slice, ...], diff: np.ndarray) -> None:
         """Copy the blocks ``diff`` reaches into the first time they change."""
