@@ -74,8 +74,10 @@ def test_clicks_grow_classify_and_delete_undoably_and_reach_the_live_table(count
     qtbot.waitUntil(lambda: _table(score)["Positive"] == "2", timeout=3000)  # 2 stays negative by hand
     assert session.tracker.class_overrides == {1: "positive", 2: "negative"}
     _drawn(qtbot, count)
-    # One point per counted nucleus; the undone nucleus's click stays a count (the points are the person's).
-    assert sorted(points.features["class"]) == ["", "negative", "positive"]
+    # One point per counted nucleus. The undone nucleus had no class: its point went with it (it could be
+    # neither saved nor classified, a click there growing a nucleus again); classified points stay.
+    assert sorted(points.features["class"]) == ["negative", "positive"]
+    assert count.save_points(tmp_path / "counts.csv") is not None
 
     # Every per-nucleus export says whose class it is.
     cells_csv = score.export("cells", tmp_path / "case9.cells.csv")
@@ -154,6 +156,7 @@ def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
     count.click((60, 60))
     count.click((230, 230))
     _drawn(qtbot, count)
+    count.counts.name = "Ki67 counts case 9"  # renaming the counts layer keeps its tie to the nuclei
     pairs = SavePairsWidget(viewer, ask=lambda *a: True, store=count.store)
     qtbot.addWidget(pairs)
     pairs.folder.setText(str(tmp_path / "dataset"))
@@ -166,6 +169,105 @@ def test_count_edits_reach_the_training_pairs(counting, qtbot, tmp_path):
     sample = load_pairs_folder(tmp_path / "dataset")[0]
     assert sample.points.shape == (2, 2) and sample.point_classes.tolist() == [1, 1]
     assert sample.labels[230, 230] > 0, "the grown nucleus is in the mask"
+
+
+def test_undoing_a_grown_nucleus_takes_its_unclassified_point_away(counting, qtbot, tmp_path):
+    viewer, layer, count, score = counting
+    session = count._session()
+    count.set_action("grow")
+    assert count.click((220, 40)) == "grow"
+    count.click((60, 60), modifiers={"Shift"})
+    _drawn(qtbot, count)
+    assert sorted(count.counts.features["class"]) == ["", "positive"]
+    layer.undo()
+    session.sync()
+    assert not layer.data[220, 40]
+    assert list(count.counts.features["class"]) == ["positive"], "the positive count stays"
+    path = count.save_points(tmp_path / "counts.csv")  # refused before: a point of no class on no nucleus
+    assert path.read_text().splitlines()[1:] == ["1,60,60"]
+    count.set_action("negative")
+    assert count.click((220, 40)) == "grow", "the spot is empty tissue again"
+
+
+@pytest.fixture
+def field_of_view(make_napari_viewer, qtbot, store):
+    """A 200² field of view at (row 200, col 100) of a 512² slide, nuclei 1 and 2, with Count and Score."""
+    from skimage import data
+
+    from napari_ihcseg._widgets.count import CountWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(data.immunohistochemistry(), name="ihc", rgb=True)
+    fov = np.zeros((200, 200), np.int32)
+    fov[40:80, 40:80] = 1
+    fov[100:140, 100:140] = 2
+    layer = viewer.add_labels(fov, name="nuclei", translate=(200, 100),
+                              metadata={"ihcseg": {"source": "ihc", "origin": (200, 100), "image_layer": "ihc"}})
+    count = CountWidget(viewer, ask=lambda *a: True, store=store)
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    qtbot.addWidget(count)
+    qtbot.addWidget(score)
+    count.form.image.value = image
+    score.form.image.value = image
+    score.form.nuclei.value = layer
+    return viewer, layer, count, score
+
+
+def test_point_files_are_in_the_slides_pixels_for_a_field_of_view(field_of_view, qtbot, tmp_path):
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.io.points import read_points
+
+    viewer, layer, count, score = field_of_view
+    count.start()
+    score.start()
+    count._click_at(np.array([259.5, 159.5]), {"shift"})  # world = slide pixels: nucleus 1's centre
+    count._click_at(np.array([319.5, 219.5]), {"control"})  # nucleus 2
+    _drawn(qtbot, count)
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "pred").mkdir()
+    path = count.save_points(tmp_path / "truth" / "case.csv")
+    points, positive = read_points(path)
+    np.testing.assert_allclose(points, [[259.5, 159.5], [319.5, 219.5]])
+    geo = json.loads(count.save_points(tmp_path / "case.geojson").read_text())
+    corners = {f["properties"]["classification"]["name"]: f["geometry"]["coordinates"] for f in geo["features"]}
+    assert corners == {"Positive": [[160.0, 260.0]], "Negative": [[220.0, 320.0]]}, "QuPath's corner frame"
+    # The counts match the Score panel's cells table, in the same frame, through ihcseg evaluate --points.
+    score.export("cells", tmp_path / "pred" / "case.cells.csv")
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                 "--points", "--radius", "1"]) == 0
+    import pandas as pd
+
+    row = pd.read_csv(tmp_path / "pred" / "evaluation.csv").set_index("image").loc["case"]
+    assert (row["tp"], row["fp"], row["fn"]) == (2, 0, 0)
+
+    # Opened again, the points land where they were counted, on the same nuclei.
+    opened = count.open_points(tmp_path / "case.geojson")
+    world = np.array([opened.data_to_world(p) for p in opened.data])
+    np.testing.assert_allclose(sorted(world.tolist()), [[259.5, 159.5], [319.5, 219.5]])
+    coords, positive = count.point_classes()
+    assert sorted(int(layer.data[int(r), int(c)]) for r, c in coords) == [1, 2]
+    (tmp_path / "far.csv").write_text("type,x,y\n1,159.5,259.5\n2,20,20\n")
+    count.open_points(tmp_path / "far.csv")
+    assert "1 lie outside the nuclei layer nuclei" in count.status.text()
+
+
+def test_a_points_layer_of_ones_own_counts_in_place(field_of_view, qtbot):
+    """An empty points layer (class column of no type) on a field of view placed otherwise than it."""
+    viewer, layer, count, _score = field_of_view
+    own = viewer.add_points(ndim=2, name="Points")
+    count.form.counts.value = own
+    count.start()
+    count._click_at(np.array([259.5, 159.5]), {"shift"})
+    _drawn(qtbot, count)
+    assert list(own.features["class"]) == ["positive"]
+    np.testing.assert_allclose(own.data_to_world(own.data[0]), (259.5, 159.5))
+    count._click_at(np.array([262.0, 161.0]), {"control"})  # the same nucleus: its point changes class
+    _drawn(qtbot, count)
+    assert list(own.features["class"]) == ["negative"] and len(own.data) == 1
+    count.set_action("delete")
+    count._click_at(np.array([259.5, 159.5]), set())
+    assert len(own.data) == 0 and not (layer.data == 1).any()
 
 
 def test_a_mouse_click_on_the_counts_layer_counts_and_a_drag_pans(counting, qtbot):

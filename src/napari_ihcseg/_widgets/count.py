@@ -52,9 +52,19 @@ from ._count_clicks import (
     next_action,
 )
 from ._count_files import classified_points, comparison_text, open_counts, save_counts
-from ._counts import add_counts_layer, drop_points, put_point, scored_positive, tie_counts
+from ._counts import (
+    add_counts_layer,
+    counts_layer_of,
+    drop_points,
+    ensure_class_feature,
+    put_point,
+    remove_points,
+    scored_positive,
+    tie_counts,
+    unclassified_left_bare,
+)
 from ._forms import LayerForm, LayerPicker
-from ._session import CorrectionPanel, session_for
+from ._session import CorrectionPanel, layer_origin, session_for
 
 #: (key, what clicks on a nucleus then do, action). Free in napari's Labels, Points and viewer keymaps.
 BINDINGS = (
@@ -93,6 +103,7 @@ class CountWidget(CorrectionPanel):
         self._image_cache: tuple | None = None
         self._points_pending = 0
         self._bound: list = []
+        self._watched: list = []
         self._on_mouse = click_callback(napari_viewer, lambda world, mods: self._run(self._click_at, world, mods))
 
         #: The settings, a magicgui form: ``nuclei``, ``image`` and ``counts`` layers, ``radius`` (px).
@@ -193,8 +204,11 @@ class CountWidget(CorrectionPanel):
             points = add_counts_layer(self.viewer, f"{labels.name} counts", labels)
             self.form.counts.value = points
         tie_counts(labels, points)
-        if "class" not in points.features:
-            points.features = points.features.assign(**{"class": [""] * len(points.data)})
+        ensure_class_feature(points)
+        session = self._session()
+        if session not in self._watched:
+            session.changed.connect(lambda change, s=session: self._run(self._nuclei_changed, s, change))
+            self._watched.append(session)
         if points not in self._bound:
             points.mouse_drag_callbacks.append(self._on_mouse)
             for key, _text, action in BINDINGS:
@@ -261,11 +275,26 @@ class CountWidget(CorrectionPanel):
         return self._points_pending > 0
 
     def _put_point(self, position, label: int, value: str, *, data: np.ndarray) -> None:
-        put_point(self.counts if self.counts is not None else self.start(), position, label, value, data)
+        put_point(self.counts if self.counts is not None else self.start(), position, label, value, data,
+                  self.layer)
+
+    def _nuclei_changed(self, session, change) -> None:
+        """After an edit of the nuclei (Ctrl+Z of a grown nucleus, the eraser), drop the points without a
+        class left on background: they could be neither saved nor classified (a click there grows)."""
+        labels, differ = session.layer, session.differ
+        if labels is None or not change.touched or session.last_edit_box == ():  # a class set: no pixel moved
+            return
+        points = counts_layer_of(self.viewer, labels)
+        if points is None:
+            return
+        bare = unclassified_left_bare(points, labels, np.asarray(labels.data), differ.last_region, differ.last_diff)
+        if bare.size:
+            remove_points(points, bare)
+            self.status.setText(self._tally())
 
     def _drop_points(self, label: int, data: np.ndarray) -> None:
         if self.counts is not None:
-            drop_points(self.counts, label, data)
+            drop_points(self.counts, label, data, self.layer)
 
     def _tally(self) -> str:
         session = session_for(self.layer, create=False) if self.layer is not None else None
@@ -286,30 +315,39 @@ class CountWidget(CorrectionPanel):
         return classified_points(points_layer if points_layer is not None else self.counts, self.layer)
 
     def save_points(self, path=None) -> Path | None:
-        """Write the counts as a marker CSV (``type,x,y``) or QuPath GeoJSON (by the file ending)."""
+        """Write the counts as a marker CSV (``type,x,y``) or QuPath GeoJSON (by the file ending).
+
+        The points are in the full slide's pixels, as the nuclei GeoJSON and
+        the cells CSV: a field of view's place in the slide is added.
+        """
         coords, positive = self.point_classes()
         if path is None:
             path = self.choose_save("Save counts", str(Path.home() / "counts.csv"),
                                     "Marker CSV (*.csv);;QuPath GeoJSON (*.geojson)")
             if not path:
                 return None
-        path = save_counts(path, coords, positive, ask=self.ask)
+        path = save_counts(path, coords, positive, ask=self.ask, origin=layer_origin(self.layer))
         if path is not None:
             show_info(f"Wrote {len(coords)} counted nuclei to {path}")
         return path
 
     def open_points(self, path=None):
-        """Open a marker CSV or QuPath GeoJSON of points as a counts layer."""
+        """Open a marker CSV or QuPath GeoJSON of points (in the full slide's pixels) as a counts layer.
+
+        The points are placed on the nuclei layer, a field of view's place in
+        the slide taken off; the status says how many lie outside it.
+        """
         if path is None:
             path = self.choose_open("Open point counts", str(Path.home()),
                                     "Point counts (*.csv *.geojson *.json)")
             if not path:
                 return None
-        layer = open_counts(self.viewer, path, self.layer)
+        layer, n_outside = open_counts(self.viewer, path, self.layer, origin=layer_origin(self.layer))
         self.form.counts.value = layer
         n_positive = int((layer.features["class"] == "positive").sum())
         name = Path(path).expanduser().name
-        self.status.setText(f"Opened {len(layer.data)} points ({n_positive} positive) from {name}.")
+        outside = f" {n_outside} lie outside the nuclei layer {self.layer.name}." if n_outside else ""
+        self.status.setText(f"Opened {len(layer.data)} points ({n_positive} positive) from {name}.{outside}")
         return layer
 
     def compare(self) -> dict:
