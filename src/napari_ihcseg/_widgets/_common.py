@@ -298,19 +298,59 @@ def _check_made_on(image_layer, labels_layer, meta: dict) -> None:
                      f"choose that image, or segment '{image_layer.name}'")
 
 
+def _placement(layer) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's ``(scale, translate)`` in its last two (row, column) dimensions."""
+    return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
+
+
+def labels_origin(image_layer, labels_layer) -> tuple[int, int]:
+    """Where the labels' pixel (0, 0) lies in the image's full-resolution pixels, as ``(row, col)``.
+
+    The labels lie on the pixels they are shown on: their place comes from
+    the two layers' scale and translate (kept by the plugin's writer and
+    reader). A labels layer at napari's default place (scale 1, translate 0)
+    is put where its metadata ``ihcseg.origin`` says, else at (0, 0).
+
+    Raises
+    ------
+    ValueError
+        When the labels are drawn at another pixel size than the image, or
+        between its pixels.
+    """
+    scale, translate = _placement(labels_layer)
+    if np.allclose(scale, 1.0) and np.allclose(translate, 0.0):
+        y0, x0 = labels_layer.metadata.get("ihcseg", {}).get("origin", (0, 0))
+        return int(y0), int(x0)
+    image_scale, image_translate = _placement(image_layer)
+    if not np.allclose(scale, image_scale, rtol=1e-6, atol=0.0):
+        raise ValueError(f"{labels_layer.name} is shown at a pixel size of {tuple(scale.tolist())}, "
+                         f"{image_layer.name} at {tuple(image_scale.tolist())}: the nuclei are not drawn on "
+                         "its pixels; give both layers one scale")
+    offset = (translate - image_translate) / image_scale
+    if not np.allclose(offset, np.round(offset), atol=1e-3):
+        raise ValueError(f"{labels_layer.name} lies between the pixels of {image_layer.name} (offset "
+                         f"{tuple(np.round(offset, 3).tolist())} pixels); translate it by whole pixels")
+    y0, x0 = (int(v) for v in np.round(offset))
+    return y0, x0
+
+
 def labels_in_image(image_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """The labels, the matching RGB pixels, and where they lie in the full-resolution image."""
+    """The labels, the RGB pixels they lie on, and where they lie in the full-resolution image
+    (:func:`labels_origin`)."""
     labels = labels_layer.data
     if isinstance(labels, list) or getattr(labels_layer, "multiscale", False):
         raise ValueError(f"{labels_layer.name}: whole-slide labels are not held in memory; "
                          "segment a field of view to correct, score or save it")
     labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{labels_layer.name} is not one 2-D image of nuclei (shape {labels.shape}); "
+                         "choose a 2-D Labels layer")
     meta = labels_layer.metadata.get("ihcseg", {})
     _check_made_on(image_layer, labels_layer, meta)
-    y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
+    y0, x0 = labels_origin(image_layer, labels_layer)
     base = image_level0(image_layer)
-    h, w = labels.shape[-2:]
-    if y0 + h > base.shape[0] or x0 + w > base.shape[1]:
+    h, w = labels.shape
+    if y0 < 0 or x0 < 0 or y0 + h > base.shape[0] or x0 + w > base.shape[1]:
         raise ValueError(f"{labels_layer.name} ({h}x{w} at y={y0}, x={x0}) does not fit in the image "
                          f"{image_layer.name} ({base.shape[0]}x{base.shape[1]})")
     image = to_rgb_uint8(base[y0:y0 + h, x0:x0 + w], where=image_layer.name)
