@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gui import require_display
+from gui import nuclei_field, require_display
 
 pytestmark = pytest.mark.gui
 
@@ -86,3 +86,52 @@ def test_a_reopened_field_of_view_is_scored_on_the_pixels_it_lies_on(make_napari
     assert again == pytest.approx(first), "the same nuclei on the same pixels score the same"
     np.testing.assert_allclose(again_xy, first_xy)
     assert again_xy[:, 0].min() >= oy and again_xy[:, 1].min() >= ox, "centroids in the full image's pixels"
+
+
+# ----------------------------------------------------------- stacks of labels
+
+def test_stacks_of_labels_are_not_offered_as_nuclei(make_napari_viewer, qtbot, ihc, store, errors):
+    from napari_ihcseg._widgets.correct import CorrectWidget
+    from napari_ihcseg._widgets.count import CountWidget
+    from napari_ihcseg._widgets.pairs import SavePairsWidget
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(np.stack([nuclei_field()] * 3), name="stack")
+    panels = [cls(viewer, ask=lambda *a: True, store=store) for cls in (CorrectWidget, SavePairsWidget, CountWidget)]
+    panels.append(ScoreWidget(viewer, store=store, choose_path=lambda *a: None))
+    for panel in panels:
+        qtbot.addWidget(panel)
+        assert panel.form.nuclei.choices == ()
+    flat = viewer.add_labels(nuclei_field(), name="nuclei")
+    viewer.add_labels(np.stack([nuclei_field()] * 2), name="another stack")
+    for panel in panels:
+        assert panel.form.nuclei.choices == (flat,)
+
+    # A chosen layer whose data becomes a stack: told, not raised from the layer's events.
+    panels[0].delete_at((170, 170))
+    flat.data = np.stack([nuclei_field()] * 2)
+    panels[0].session().sync()
+    assert any("not one 2-D image of nuclei" in e for e in errors)
+    score = panels[-1]
+    score.form.nuclei.value = flat
+    score.start()
+    assert score.live is None and "2-D" in errors[-1]
+
+
+# ------------------------------------------------------------ renamed images
+
+def test_a_renamed_image_not_from_a_file_is_still_the_image_segmented(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets._common import labels_in_image, pixel_digest
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(ihc, name="Synthetic Ki-67 field", rgb=True)
+    other = viewer.add_image(ihc[::-1].copy(), name="other field", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {
+        "source": "Synthetic Ki-67 field", "image_layer": "Synthetic Ki-67 field", "image_digest": pixel_digest(ihc)}})
+    image.name = "case 12 Ki-67"
+    pixels, _labels, _origin = labels_in_image(image, layer)
+    np.testing.assert_array_equal(pixels, ihc)
+    with pytest.raises(ValueError, match="segmented on the image 'Synthetic Ki-67 field', not on 'other field'"):
+        labels_in_image(other, layer)

@@ -203,8 +203,10 @@ def check_absolute_folder(text, *, what: str = "folder") -> Path:
 
 
 def in_memory(layer) -> bool:
-    """Labels held in memory as a numpy array (not a lazy whole slide): they can be edited and scored."""
-    return not getattr(layer, "multiscale", False) and isinstance(unwrap(layer).data, np.ndarray)
+    """Nuclei a panel can edit and score: 2-D labels held in memory as a numpy array (not a lazy whole
+    slide, not a stack)."""
+    data = unwrap(layer).data
+    return not getattr(layer, "multiscale", False) and isinstance(data, np.ndarray) and data.ndim == 2
 
 
 def layer_source(layer) -> str | None:
@@ -282,7 +284,8 @@ def field_of_view(layer, viewer) -> tuple[int, int, int, int]:
 
 
 def _check_made_on(image_layer, labels_layer, meta: dict) -> None:
-    """Refuse an image other than the one the nuclei were segmented on (same file, or same layer name).
+    """Refuse an image other than the one the nuclei were segmented on (same file, same layer name, or,
+    for an image not read from a file, the same pixels under another name).
 
     Another image of the same size would put one slide's pixels under
     another slide's nuclei: scored, counted or saved as a training pair.
@@ -294,6 +297,8 @@ def _check_made_on(image_layer, labels_layer, meta: dict) -> None:
     if source and (source == image_layer.name or (here and Path(source).expanduser().resolve()
                                                   == Path(here).expanduser().resolve())):
         return  # the same file, opened again or renamed
+    if meta.get("image_digest") and not here and meta["image_digest"] == pixel_digest(image_level0(image_layer)):
+        return  # the same pixels, the layer renamed
     raise ValueError(f"{labels_layer.name} was segmented on the image '{made_on}', not on '{image_layer.name}'; "
                      f"choose that image, or segment '{image_layer.name}'")
 

@@ -143,6 +143,12 @@ class CorrectionSession(QObject):
         if layer is None or self._applying:
             return
         if np.shape(layer.data) != self.differ.shape:  # a different image: start over
+            if np.ndim(layer.data) != 2:
+                from ._common import show_error
+
+                show_error(f"{layer.name} now holds a {np.ndim(layer.data)}-D array {np.shape(layer.data)}, "
+                           "not one 2-D image of nuclei: its edits are not tracked or autosaved")
+                return
             self.differ.reset(np.asarray(layer.data))
             self.edited_mask = np.zeros(np.shape(layer.data), bool)
             self.key = layer_recovery_key(layer)
@@ -153,7 +159,7 @@ class CorrectionSession(QObject):
         """Look for edits now (normally run shortly after each edit)."""
         self._sync.cancel()
         layer = self.layer
-        if layer is None:
+        if layer is None or np.shape(layer.data) != self.differ.shape:  # gone, or no longer 2-D nuclei
             return LabelChange(frozenset(), frozenset(), frozenset())
         region = None if self._full else self._region
         self._region, self._full = None, False
