@@ -88,6 +88,66 @@ def test_a_reopened_field_of_view_is_scored_on_the_pixels_it_lies_on(make_napari
     assert again_xy[:, 0].min() >= oy and again_xy[:, 1].min() >= ox, "centroids in the full image's pixels"
 
 
+# ------------------------------------------------------------ recovery from Score
+
+def _crash_with_corrections(make_napari_viewer, ihc, store) -> int:
+    """Day one: nucleus 3 deleted in the Correct panel, autosaved, never saved. Returns the edits logged."""
+    from napari_ihcseg._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case1.tif"}})
+    correct = CorrectWidget(viewer, ask=lambda *a: False, store=store)
+    correct.delete_at((170, 170))
+    assert correct.session().autosave_now() is not None
+    n_edits = store.pending(correct.session().key).n_edits
+    viewer.close()
+    return n_edits
+
+
+def _reopen(make_napari_viewer, ihc):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case1.tif"}})
+    return viewer, image, layer
+
+
+def test_score_offers_to_restore_unsaved_corrections(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    _crash_with_corrections(make_napari_viewer, ihc, store)
+    viewer, image, layer = _reopen(make_napari_viewer, ihc)
+    asked = []
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None,
+                        ask=lambda title, question: asked.append(title) or True)
+    qtbot.addWidget(score)
+    score.form.image.value, score.form.nuclei.value = image, layer
+    score.start()
+    assert asked == ["Restore corrections"]
+    assert 3 not in np.unique(layer.data) and score.summary["n_nuclei"] == 2, "the restored nuclei are scored"
+    score.start()
+    assert len(asked) == 1, "asked once"
+
+
+def test_corrections_never_offered_are_not_overwritten(make_napari_viewer, qtbot, ihc, store, errors):
+    from napari_ihcseg._widgets._session import offer_restore, session_for
+
+    n_edits = _crash_with_corrections(make_napari_viewer, ihc, store)
+    viewer, _image, layer = _reopen(make_napari_viewer, ihc)
+    session = session_for(layer, store=store)  # a panel that watches the layer without offering the restore
+    layer.data_setitem((np.array([45]), np.array([45])), 0)
+    session.sync()
+    assert session.tracker.n_edits == 1
+    assert session.autosave_now() is None
+    session.saved()
+    assert store.pending(session.key).n_edits == n_edits, "the earlier session's corrections are kept"
+    assert len(errors) == 1 and "not autosaved" in errors[0]
+
+    # Offered and declined: the user chose to go on without them.
+    assert not offer_restore(session, lambda *a: False)
+    assert session.autosave_now() is not None and store.pending(session.key).n_edits == 1
+
+
 # ----------------------------------------------------------- stacks of labels
 
 def test_stacks_of_labels_are_not_offered_as_nuclei(make_napari_viewer, qtbot, ihc, store, errors):

@@ -6,9 +6,10 @@ helpers, is found by comparing the labels with a copy (:class:`LabelDiffer`),
 logged in an :class:`EditTracker`, and, a couple of seconds later, autosaved to
 a recovery file (:class:`RecoveryStore`) in a background thread. The Correct,
 Save-pairs and Score widgets share the session of a layer through
-:func:`session_for`; the panels that make, edit or save a layer's nuclei
-(Segment, Correct, Count, Save pairs) are :class:`CorrectionPanel` s, which
-offer to restore unsaved corrections.
+:func:`session_for`; the panels that make, edit, score or save a layer's
+nuclei (Segment, Correct, Count, Score, Save pairs) are
+:class:`CorrectionPanel` s, which offer to restore unsaved corrections. A
+session never replaces a recovery file that was not offered to the user.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class CorrectionSession(QObject):
         self.differ = LabelDiffer(np.asarray(layer.data))
         self.edited_mask = np.zeros(np.shape(layer.data), bool)
         self.recovery_offered = False
+        #: Keys whose recovery file this session may replace: written by it, or offered, restored or discarded.
+        self._may_replace: set[str] = set()
+        self._warned: set[str] = set()
         #: Where the last edit changed pixels: a box, ``()`` for none (a class set by hand), ``None`` if unknown.
         self.last_edit_box: tuple | None = None
         #: Whether the last edit was one discrete action (a helper key, a count-mode click), not a brush stroke.
@@ -152,6 +156,7 @@ class CorrectionSession(QObject):
             self.differ.reset(np.asarray(layer.data))
             self.edited_mask = np.zeros(np.shape(layer.data), bool)
             self.key = layer_recovery_key(layer)
+            self.recovery_offered = False  # the new image's recovery, if any, is offered anew
             return
         self._on_set_data()
 
@@ -218,14 +223,33 @@ class CorrectionSession(QObject):
         if self._saving:
             self._dirty = True
             return
-        if self._all_undone():
+        if not self._may_write() or self._all_undone():
             return
         self._saving, self._dirty = True, False
         labels = np.array(layer.data, copy=True)
         tracker = EditTracker.from_dict(self.tracker.to_dict())
+        self._may_replace.add(self.key)
         start_worker(functools.partial(self.store.save, source=self.source), self.key, labels, tracker,
                      on_result=lambda path: self.autosaved.emit(str(path)),
                      on_error=self._autosave_failed, on_finished=self._autosave_done)
+
+    def _may_write(self) -> bool:
+        """Whether the recovery file of :attr:`key` may be written or deleted now.
+
+        Not while it holds unsaved corrections of an earlier session that were
+        never offered to the user (:func:`offer_restore`): the user is told
+        once, and the file is kept.
+        """
+        if self.key in self._may_replace or self.store.pending(self.key) is None:
+            return True
+        if self.key not in self._warned:
+            self._warned.add(self.key)
+            from ._common import show_error
+
+            show_error(f"Unsaved corrections of {self.source} from an earlier session are in "
+                       f"{self.store.path_for(self.key)}; open the Correct panel on these nuclei to restore or "
+                       "discard them. Until then, the edits made now are not autosaved.")
+        return False
 
     def _autosave_failed(self, exc: BaseException) -> None:
         from ._common import describe_error, show_error
@@ -240,8 +264,9 @@ class CorrectionSession(QObject):
     def autosave_now(self):
         """Write the recovery file now, in this thread; returns its path (or ``None``)."""
         layer = self.layer
-        if layer is None or not self.tracker.n_edits or self._all_undone():
+        if layer is None or not self.tracker.n_edits or not self._may_write() or self._all_undone():
             return None
+        self._may_replace.add(self.key)
         path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source)
         self.autosaved.emit(str(path))
         return path
@@ -269,6 +294,7 @@ class CorrectionSession(QObject):
     def restore(self) -> RecoveryInfo:
         """Replace the layer's labels and edit log by the recovered ones."""
         labels, tracker, info = self.store.restore(self.key)
+        self._may_replace.add(self.key)
         layer = self.layer
         if labels.shape != tuple(np.shape(layer.data)):
             raise ValueError(f"{info.path}: recovered labels are {labels.shape}, the layer is {np.shape(layer.data)}")
@@ -285,13 +311,16 @@ class CorrectionSession(QObject):
         return info
 
     def discard_recovery(self) -> bool:
+        """Delete the recovery file of this image (the user chose not to restore it)."""
+        self._may_replace.add(self.key)
         return self.store.clear(self.key)
 
     def saved(self) -> None:
-        """The corrections are safe in a dataset: drop the recovery file."""
+        """The corrections are safe in a dataset: drop the recovery file (not one never offered)."""
         if self._autosave is not None:
             self._autosave.cancel()
-        self.store.clear(self.key)
+        if self._may_write():
+            self.store.clear(self.key)
 
 
 def session_for(layer, *, store: RecoveryStore | None = None, autosave_ms: int = AUTOSAVE_DELAY_MS,
@@ -314,8 +343,11 @@ def offer_restore(session: CorrectionSession, ask) -> bool:
     if info is None:
         return False
     question = (f"Unsaved corrections of {session.source} ({info.n_edits} edit(s), autosaved "
-                f"{info.saved_at}) were found in {info.path.parent}.\n\nRestore them?")
-    if ask("Restore corrections", question):
+                f"{info.saved_at}) were found in {info.path.parent}.\n\nRestore them? If not, the next "
+                "autosave replaces them.")
+    restore = ask("Restore corrections", question)
+    session._may_replace.add(session.key)  # offered: the user's answer decides
+    if restore:
         session.restore()
         return True
     return False

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
@@ -32,6 +31,7 @@ from napari_ihcseg.scoring import (
 from napari_ihcseg.scoring.live import LiveScore
 
 from ._common import (
+    Ask,
     ChoosePath,
     Debouncer,
     choose_with_dialog,
@@ -46,7 +46,7 @@ from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._scoretable import ScoreTable
 from ._trust import TrustPanel
-from ._session import session_for
+from ._session import CorrectionPanel, session_for
 
 #: Delay between the last threshold move or brush stroke and the table update (ms).
 REFRESH_DELAY_MS = 200
@@ -64,8 +64,12 @@ EXPORTS = (("cells", "Cells CSV", ".cells.csv", "CSV (*.csv)"),
            ("geojson", "QuPath GeoJSON", ".nuclei.geojson", "GeoJSON (*.geojson *.json)"))
 
 
-class ScoreWidget(QWidget):
+class ScoreWidget(CorrectionPanel):
     """Score the nuclei of a Labels layer on its IHC image, live.
+
+    Edits made to the nuclei while they are scored are tracked and autosaved:
+    the first time a layer is scored, the panel offers to restore its unsaved
+    corrections of an earlier session, as the Correct panel does.
 
     Parameters
     ----------
@@ -75,13 +79,14 @@ class ScoreWidget(QWidget):
         (default: a save dialog).
     store : RecoveryStore, optional
         Where corrections are autosaved, if this widget is the first to watch the layer.
+    ask : callable, optional
+        ``ask(title, question) -> bool`` (default: a Yes/No dialog), used to
+        offer restoring unsaved corrections.
     """
 
     def __init__(self, napari_viewer, *, choose_path: ChoosePath | None = None,
-                 store: RecoveryStore | None = None) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.store = store
+                 store: RecoveryStore | None = None, ask: Ask | None = None) -> None:
+        super().__init__(napari_viewer, ask=ask, store=store)
         self.choose_path = choose_path or choose_with_dialog(self)
         self.live: LiveScore | None = None
         self.cells = None
@@ -196,13 +201,16 @@ class ScoreWidget(QWidget):
             if image_layer is None or layer is None:
                 raise ValueError("choose the image and its nuclei (Labels) layer")
             image, labels, origin = labels_in_image(image_layer, layer)
+            if self._layer is not layer:  # unsaved corrections of an earlier session first: they are scored
+                self.offer_restore_for(layer)
+                labels = np.asarray(layer.data)
             self.live = LiveScore(image, labels, self.config())
         except Exception as exc:  # noqa: BLE001 - reported to the user
             show_error(f"Scoring failed: {describe_error(exc)}")
             return
         if self._layer is not layer:
             self._detach()
-            session_for(layer, store=self.store).changed.connect(self._labels_changed)
+            self.session_of(layer).changed.connect(self._labels_changed)
         self._layer, self._origin = layer, origin
         meta = layer.metadata.setdefault("ihcseg", {})
         meta["stain"] = self.stain.currentData()
