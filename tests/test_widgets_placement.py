@@ -180,6 +180,23 @@ def test_stacks_of_labels_are_not_offered_as_nuclei(make_napari_viewer, qtbot, i
     assert score.live is None and "2-D" in errors[-1]
 
 
+# --------------------------------------------------------------- pixel size
+
+def test_score_measures_again_when_the_pixel_size_changes(make_napari_viewer, qtbot, ihc, store):
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    viewer.add_labels(nuclei_field(), name="nuclei")
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    qtbot.addWidget(score)
+    score.start()
+    assert score.summary["pixel_size_um"] is None and score.cells["area_um2"].isna().all()
+    score.pixel_size.setValue(0.5)
+    qtbot.waitUntil(lambda: score.summary["pixel_size_um"] == 0.5, timeout=3000)
+    assert score.cells["area_um2"].tolist() == pytest.approx([1600 * 0.25] * 3)
+
+
 # ------------------------------------------------------------ renamed images
 
 def test_a_renamed_image_not_from_a_file_is_still_the_image_segmented(make_napari_viewer, qtbot, ihc, store):

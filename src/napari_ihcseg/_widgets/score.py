@@ -147,6 +147,7 @@ class ScoreWidget(CorrectionPanel):
         layout.addStretch(1)
 
         self._refresh = Debouncer(self.refresh, REFRESH_DELAY_MS)
+        self._measure = Debouncer(self._sliders_moved, REFRESH_DELAY_MS)  # another pixel size: measure again
         self._recolour = Debouncer(self._draw, RECOLOUR_DELAY_MS)
         self.stain.currentIndexChanged.connect(self._stain_changed)
         for slider in self.sliders:
@@ -155,6 +156,7 @@ class ScoreWidget(CorrectionPanel):
         self.form.roi.changed.connect(self._roi_changed)
         self.form.nuclei.changed.connect(self._choice_changed)
         self.form.image.changed.connect(self._choice_changed)
+        self.pixel_size.valueChanged.connect(lambda *_: self._measure.trigger())
         self.colour.toggled.connect(lambda *_: self._refresh.trigger())
         self.trust.connect(self._sliders_moved)
         self._stain_changed()
