@@ -694,7 +694,7 @@ def test_manifest_opens_every_widget(make_napari_viewer, qtbot):
 
 def test_float_image_layers_are_scaled_by_the_range_they_use_as_files_are():
     """A 12-bit float layer (0-4095) was saturated to {0, 255}; now scaled like a file, or refused naming it."""
-    from napari_ihcseg._widgets._common import to_rgb_uint8
+    from napari_ihcseg._widgets._layer_pixels import to_rgb_uint8
     from napari_ihcseg.io import ImageReadError
 
     ramp = np.linspace(0, 4095, 3 * 8 * 8).reshape(8, 8, 3)

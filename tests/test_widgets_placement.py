@@ -41,13 +41,13 @@ def _layer(scale=(1.0, 1.0), translate=(0.0, 0.0), origin=None, name="layer"):
     (_layer(), _layer(translate=(200, 100), origin=(0, 0)), (200, 100)),  # shown there: scored there
 ])
 def test_labels_lie_where_the_viewer_shows_them(image, labels, expected):
-    from napari_ihcseg._widgets._common import labels_origin
+    from napari_ihcseg._widgets._layer_pixels import labels_origin
 
     assert labels_origin(image, labels) == expected
 
 
 def test_labels_at_another_pixel_size_or_between_pixels_are_refused():
-    from napari_ihcseg._widgets._common import labels_origin
+    from napari_ihcseg._widgets._layer_pixels import labels_origin
 
     with pytest.raises(ValueError, match="pixel size"):
         labels_origin(_layer(scale=(0.5, 0.5)), _layer(scale=(0.25, 0.25)))
@@ -200,7 +200,7 @@ def test_score_measures_again_when_the_pixel_size_changes(make_napari_viewer, qt
 # ------------------------------------------------------------ renamed images
 
 def test_a_renamed_image_not_from_a_file_is_still_the_image_segmented(make_napari_viewer, qtbot, ihc, store):
-    from napari_ihcseg._widgets._common import labels_in_image, pixel_digest
+    from napari_ihcseg._widgets._layer_pixels import labels_in_image, pixel_digest
 
     viewer = make_napari_viewer()
     image = viewer.add_image(ihc, name="Synthetic Ki-67 field", rgb=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_ihcseg import editing
 
-from ._common import viewer_camera
+from ._layer_pixels import viewer_camera
 
 #: Held while clicking, whatever key was pressed last.
 MODIFIERS = (("Shift", "positive"), ("Ctrl", "negative"))

@@ -38,10 +38,10 @@ from ._common import (
     describe_error,
     in_memory,
     key_table,
-    labels_in_image,
     show_error,
     show_info,
 )
+from ._layer_pixels import labels_in_image
 from ._count_clicks import (
     ACTION_TEXT,
     MODIFIERS,

@@ -22,14 +22,13 @@ from ._common import (
     Ask,
     choose_folder_into,
     describe_error,
-    field_of_view,
     folder_row,
     in_memory,
-    labels_in_image,
     layer_source,
     show_error,
     show_info,
 )
+from ._layer_pixels import field_of_view, labels_in_image
 from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._session import CorrectionPanel
 

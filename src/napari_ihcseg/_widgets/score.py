@@ -37,11 +37,11 @@ from ._common import (
     choose_with_dialog,
     describe_error,
     in_memory,
-    labels_in_image,
     layer_source,
     show_error,
     show_info,
 )
+from ._layer_pixels import labels_in_image
 from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._histogram import CLASS_COLORS, DabHistogram
 from ._scoretable import ScoreTable

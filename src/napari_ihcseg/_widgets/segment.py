@@ -31,15 +31,12 @@ from ._common import (
     Relay,
     choose_with_dialog,
     describe_error,
-    field_of_view,
-    image_level0,
     layer_source,
-    pixel_digest,
     show_error,
     show_info,
     start_worker,
-    to_rgb_uint8,
 )
+from ._layer_pixels import field_of_view, image_level0, pixel_digest, to_rgb_uint8
 from ._forms import LayerForm, LayerPicker, add_form
 from ._models import ModelChoice, TunedSettings
 from ._session import CorrectionPanel
