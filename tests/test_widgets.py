@@ -453,6 +453,30 @@ def test_save_pairs_tiles_from_a_region(make_napari_viewer, qtbot, ihc, store, t
 
 # ------------------------------------------------------------------- score
 
+def test_score_panel_scores_nuclei_numbered_in_the_billions(make_napari_viewer, qtbot, ihc, store, monkeypatch):
+    """Without numba napari cannot colour ids above 65536 by class: the scores still come, uncoloured."""
+    import importlib.util
+
+    from napari_ihcseg._widgets import score as score_module
+    from napari_ihcseg._widgets.score import ScoreWidget
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    told = []
+    monkeypatch.setattr(score_module, "show_info", told.append)
+    labels = nuclei_field().astype(np.uint32)
+    labels[labels == 3] = 3_000_000_000
+    viewer = make_napari_viewer()
+    viewer.add_image(ihc, name="ihc", rgb=True)
+    layer = viewer.add_labels(labels, name="nuclei")
+    score = ScoreWidget(viewer, store=store, choose_path=lambda *a: None)
+    qtbot.addWidget(score)
+    score.start()
+    assert len(score.cells) == 3 and 3_000_000_000 in set(score.cells["label"])
+    assert type(layer.colormap).__name__ != "DirectLabelColormap"
+    assert any("not coloured by class" in m for m in told)
+
+
 def test_live_table_follows_edits_and_thresholds(make_napari_viewer, qtbot, ihc, store, tmp_path):
     from napari_ihcseg._widgets.correct import CorrectWidget
     from napari_ihcseg._widgets.score import ScoreWidget

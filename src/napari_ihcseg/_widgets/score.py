@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,9 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._layer_pixels import labels_in_image
 from ._forms import LayerForm, LayerPicker, add_form, pixel_size_box
 from ._histogram import CLASS_COLORS, DabHistogram
+from ._layer_pixels import labels_in_image
 from ._scoretable import ScoreTable
 from ._trust import TrustPanel
 from ._session import CorrectionPanel, session_for
@@ -57,6 +58,8 @@ RECOLOUR_DELAY_MS = 300
 SLIDER_MAX = 2.0
 #: Colour of nuclei that do not count (outside the region or the area limits).
 EXCLUDED_COLOR = (0.55, 0.55, 0.55, 0.6)
+#: Largest nucleus id napari's direct colormap takes without numba; larger ids are not coloured by class.
+DIRECT_COLORMAP_MAX_ID = 2**16
 
 EXPORTS = (("cells", "Cells CSV", ".cells.csv", "CSV (*.csv)"),
            ("summary_json", "Summary JSON", ".summary.json", "JSON (*.json)"),
@@ -319,10 +322,16 @@ class ScoreWidget(CorrectionPanel):
         if not self.colour.isChecked():
             self._restore_colormap()
             return
+        labels = cells["label"].to_numpy()
+        if labels.size and int(labels.max()) > DIRECT_COLORMAP_MAX_ID and importlib.util.find_spec("numba") is None:
+            # napari colours ids above 65536 one by one only with numba; the table and exports are unaffected.
+            self._restore_colormap()
+            show_info(f"{layer.name}: nuclei numbered above {DIRECT_COLORMAP_MAX_ID} are not coloured by class "
+                      "(napari needs numba for that); the scores and exports are complete")
+            return
         if self._original_colormap is None:
             self._original_colormap = layer.colormap
         palette = np.array([[*(c / 255 for c in rgb), 1.0] for rgb in CLASS_COLORS])
-        labels = cells["label"].to_numpy()
         colors = np.where(cells["included"].to_numpy(bool)[:, None],
                           palette[cells["intensity_class"].to_numpy(np.int64)], EXCLUDED_COLOR)
         color_dict = {None: np.array([0.8, 0.8, 0.8, 1.0]), 0: np.zeros(4)}
