@@ -84,6 +84,8 @@ def value_range_top(raw: np.ndarray, path) -> float | None:
     values = np.asarray(raw)
     if values.dtype == np.uint16:
         high = int(values.max()) if values.size else 0
+        if high == 0:
+            return None  # all black: no range to read (the reader warns about a one-colour image)
         top = next(t for t in UINT16_RANGES if high <= t)
         if top < UINT16_RANGES[-1]:
             bits = int(top).bit_length()

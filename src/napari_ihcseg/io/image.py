@@ -7,6 +7,7 @@ memory.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -108,9 +109,9 @@ def tiff_layout(path: Path, series) -> Layout:
             alpha = "straight"
         elif extras[0] == EXTRASAMPLE.ASSOCALPHA:
             alpha = "premultiplied"
-    value_top = None
+    layout = pixel_layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap)
     dtype = np.dtype(series.dtype)
-    if dtype.kind == "f" or dtype == np.uint16:
+    if colormap is None and (dtype.kind == "f" or dtype == np.uint16):
         # The range is read from the smallest level, so that every block of a slide is scaled alike.
         level = series.levels[-1]
         if int(np.prod(level.shape, dtype=np.int64)) <= MAX_FLOAT_RANGE_PIXELS:
@@ -118,10 +119,10 @@ def tiff_layout(path: Path, series) -> Layout:
                 raw = level.asarray()
             except Exception as exc:  # noqa: BLE001
                 raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
-            value_top = value_range_top(raw, path)
+            layout = dataclasses.replace(layout, value_top=value_range_top(raw, path))
         elif dtype.kind == "f":
             raise ImageReadError(path, "floating-point whole slides are not supported; save it as 8-bit RGB")
-    return pixel_layout(path, series.axes, tuple(series.shape), alpha=alpha, colormap=colormap, value_top=value_top)
+    return layout
 
 
 def tiff_pixel_size(tif) -> float | None:
