@@ -311,3 +311,34 @@ def test_the_split_by_image_holds_out_outlined_images_only_every_point_image_tra
         resolve_data(TrainConfig.from_dict({**config.to_dict(), "val_names": ["pts/p1"]}), points + outlined, None)
     with pytest.raises(ValueError, match=r"not found in the training data: p1 \(names are folder/stem, e\.g\. lab/o0"):
         resolve_data(TrainConfig.from_dict({**config.to_dict(), "val_names": ["p1"]}), points + outlined, None)
+
+
+def test_a_held_out_tile_takes_its_slide_with_it_and_names_and_point_validation_are_checked(tmp_path):
+    """--val-names left a held-out tile's neighbours in training; point-only --val-data vanished without a word."""
+    from napari_ihcseg.training.prepare import resolve_data
+    from napari_ihcseg.training.trainer import TrainConfig
+
+    tiles = []
+    for seed in range(4):
+        f, _, _ = _field(seed=seed, shape=(64, 64))
+        tiles.append(Sample(f.image, f.labels, name=f"tiles/slide{seed // 2}_t{seed % 2}", source="pairs",
+                            group=f"tiles:slide{seed // 2}"))
+    config = TrainConfig(out=str(tmp_path), model="r2unet-lite", val_names=("tiles/slide0_t0",))
+    train_samples, val_samples = resolve_data(config, tiles, None)
+    assert sorted(s.name for s in val_samples) == ["tiles/slide0_t0", "tiles/slide0_t1"]
+    assert sorted(s.name for s in train_samples) == ["tiles/slide1_t0", "tiles/slide1_t1"]
+
+    twin = Sample(tiles[0].image, tiles[0].labels, name="tiles/slide1_t0", source="pairs")
+    with pytest.raises(ValueError, match=r"1 image name\(s\) appear more than once in the data, e\.g\. tiles/slide1_t0"):
+        resolve_data(TrainConfig(out=str(tmp_path), model="r2unet-lite"), tiles + [twin], None)
+
+    from PIL import Image
+
+    pts = tmp_path / "pts"
+    pts.mkdir()
+    f, _, centres = _field(seed=9, shape=(64, 64))
+    Image.fromarray(f.image).save(pts / "x.png")
+    (pts / "x.csv").write_text("type,x,y\n" + "".join(f"2,{c:.1f},{r:.1f}\n" for r, c in centres))
+    config = TrainConfig(out=str(tmp_path), model="r2unet-lite", val_data=(str(pts),), val_fraction=0.0)
+    with pytest.raises(ValueError, match="val_data: pts/x annotated by points only; validation needs outlines"):
+        resolve_data(config, tiles, None)

@@ -261,6 +261,35 @@ def test_a_data_folder_whose_name_holds_a_colon_is_read_as_a_folder(tmp_path):
         _spec(str(tmp_path / "gone 10:30"))
 
 
+def test_data_folders_and_a_model_folder_are_recorded_absolute(tmp_path, monkeypatch):
+    """run.json kept `pairs` as typed: resuming from another working folder read another folder's images."""
+    from napari_ihcseg.cli._train import _spec
+
+    (tmp_path / "pairs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _spec("pairs") == str(tmp_path / "pairs")
+    assert _spec("pairs:pairs") == f"pairs:{tmp_path / 'pairs'}"
+
+
+def test_resuming_on_other_images_or_with_no_epochs_left_is_refused(tmp_path, capsys):
+    """Pairs added to the folder changed the split on resume; --epochs below those done rewrote run.json."""
+    pairs = _pairs_folder(tmp_path / "pairs", [0, 1])
+    out = tmp_path / "run"
+    assert main(_cli(pairs, out)) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    recorded = (out / "run.json").read_bytes()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "1"]) == 2
+    assert "the run has trained 1 epoch(s) already; give more epochs" in _one_error_line(capsys)
+    assert (out / "run.json").read_bytes() == recorded, "run.json keeps the epochs the run has"
+    extra = _pairs_folder(tmp_path / "more", [2])
+    for name in ("images", "masks"):
+        for path in (extra / name).iterdir():
+            shutil.copy(path, pairs / name / path.name)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    assert "cannot resume on other images than the run started with (training images: new" in _one_error_line(capsys)
+    assert (out / "run.json").read_bytes() == recorded
+
+
 # D: a saved run continued with --resume --out alone ---------------------------------------------------------
 
 

@@ -146,7 +146,9 @@ def _spec(text: str) -> str:
     target = Path(path).expanduser()
     if not target.exists():
         raise CLIError(f"{target}: no such data folder")
-    return text
+    # Recorded absolute in run.json, so that resuming from another working folder reads the same data.
+    resolved = str(target.resolve())
+    return resolved if path == text else f"{text[:len(text) - len(path)]}{resolved}"
 
 
 def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) -> dict:
@@ -181,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.inference.planning import SIZE_MULTIPLE
+    from napari_ihcseg.models.shipped import is_shipped_path
     from napari_ihcseg.training.prepare import check_output_folder
     from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint
 
@@ -204,9 +207,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--patience must be 0 (no early stopping) or more, got {args.patience}")
     model = args.model
     try:
-        finetune = base_checkpoint(model) is not None
+        base = base_checkpoint(model)
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
+    finetune = base is not None
+    if finetune and not is_shipped_path(base):
+        model = str(base.resolve())  # a folder of one's own, recorded absolute as the data are
     model_options = _encoder_options(model, args.encoder_weights, finetune)
     lr = args.lr if args.lr is not None else default_lr(finetune)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()

@@ -76,7 +76,9 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
 
     Point-annotated training samples become pseudo-labels and all of them
     train: the split by image holds out only samples with outlines, as
-    validation needs them. With ``config.points.self_training``,
+    validation needs them (point-only ``val_data`` is refused). Images named
+    in ``config.val_names`` are held out with their group (the other tiles of
+    their slide); two images of one name are refused. With ``config.points.self_training``,
     ``model`` (the checkpoint the run starts from; ``None`` for a new
     network, which is refused) first segments each point sample, and its
     nuclei refine the pseudo-labels.
@@ -88,6 +90,12 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
         train_samples = [s for spec in config.train_data for s in load_dataset(spec)]
     train_samples = list(train_samples)
     if val_samples is None:
+        extra_val = [s for spec in config.val_data for s in load_dataset(spec)]
+        _check_unique_names(train_samples + extra_val)
+        pointed = sorted(s.name for s in extra_val if is_point_sample(s))
+        if pointed:
+            raise ValueError(f"val_data: {', '.join(pointed[:5])} annotated by points only; validation needs "
+                             "outlines")
         if config.val_names is not None:
             wanted = set(config.val_names)
             missing = wanted - {s.name for s in train_samples}
@@ -99,15 +107,18 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
             if pointed:
                 raise ValueError(f"val_names: {', '.join(pointed)} annotated by points only; validation needs "
                                  "outlines, so they can only train")
-            val_samples = [s for s in train_samples if s.name in wanted]
-            train_samples = [s for s in train_samples if s.name not in wanted]
+            # A held-out tile takes its group with it (the other tiles of its slide), as the split by image does:
+            # neighbouring tiles left to train would leak into validation.
+            groups = {s.group for s in train_samples if s.name in wanted}
+            val_samples = [s for s in train_samples if s.group in groups and not is_point_sample(s)]
+            train_samples = [s for s in train_samples if s.group not in groups]
         else:
             # Point-only images cannot validate (no outlines): all of them train, the others are split.
             pointed = [s for s in train_samples if is_point_sample(s)]
             outlined = [s for s in train_samples if not is_point_sample(s)]
             train_samples, val_samples = split_by_image(outlined, config.val_fraction, config.seed)
             train_samples = list(train_samples) + pointed
-        val_samples = list(val_samples) + [s for spec in config.val_data for s in load_dataset(spec)]
+        val_samples = list(val_samples) + extra_val
     # Points become pseudo-labels for training; validation needs real outlines.
     if config.points.self_training and model is None:
         raise ValueError("self-training on points needs a trained checkpoint to start from (--model names an "
@@ -121,6 +132,17 @@ def resolve_data(config: TrainConfig, train_samples, val_samples, model=None, de
     train_samples = [pseudo_label_sample(s, config.points, detections(s)) for s in train_samples]
     val_samples = [s for s in val_samples if s.labels is not None or s.mask is not None]
     return train_samples, val_samples
+
+
+def _check_unique_names(samples) -> None:
+    """Refuse two images of one name (two data folders of the same name): the split and its record need one each."""
+    seen: dict[str, int] = {}
+    for sample in samples:
+        seen[sample.name] = seen.get(sample.name, 0) + 1
+    twice = sorted(name for name, n in seen.items() if n > 1)
+    if twice:
+        raise ValueError(f"{len(twice)} image name(s) appear more than once in the data, e.g. {twice[0]} (images "
+                         "are named folder/stem: two data folders of the same name?); rename one folder")
 
 
 def check_output_folder(out: str | Path, *, resume: bool, new_folder: str = "choose another output folder",
@@ -181,5 +203,32 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
         raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
 
 
+def check_resume_split(out: Path, split: dict) -> None:
+    """Refuse to resume the run in ``out`` on other images than it started with.
+
+    ``split`` holds the ``"train"`` and ``"val"`` image names the data gives
+    now; ``run.json`` the ones the run recorded. Images added to a folder, a
+    relative path read from another working folder, or another split would
+    otherwise train on the old validation images and compare the best epoch
+    across two validation sets.
+    """
+    path = out / RUN_JSON
+    if not path.is_file():
+        return
+    from napari_ihcseg._json_file import read_json
+
+    saved = read_json(path).get("split")
+    if not isinstance(saved, dict):
+        return
+    for part, what in (("val", "validation"), ("train", "training")):
+        before, now = set(saved.get(part) or ()), set(split.get(part) or ())
+        if before != now:
+            gone, new = sorted(before - now), sorted(now - before)
+            said = "; ".join(f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                             for label, names in (("no longer", gone), ("new", new)) if names)
+            raise ValueError(f"{path}: cannot resume on other images than the run started with ({what} images: "
+                             f"{said}); start a new run in another folder for the new data")
+
+
 __all__ = ["BEST_DIR", "RUN_JSON", "RUN_OUTPUTS", "base_checkpoint", "build_model", "check_output_folder",
-           "check_resume_config", "model_detections", "resolve_data"]
+           "check_resume_config", "check_resume_split", "model_detections", "resolve_data"]

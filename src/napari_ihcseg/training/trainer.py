@@ -40,7 +40,7 @@ from .batches import BatchSampler
 from .config import TrainConfig, lr_at
 from .losses import SegmentationLoss
 from .prepare import (BEST_DIR, RUN_JSON, base_checkpoint, build_model, check_output_folder, check_resume_config,
-                      resolve_data)
+                      check_resume_split, resolve_data)
 from .report import model_card, training_metadata, write_metrics_csv
 from .run_state import RunState, TrainingInterrupted, TrainProgress, TrainResult
 from .state import save_state
@@ -151,13 +151,17 @@ class _Run:
         self.total_steps = steps * config.epochs
         self.split = {"train": sorted({s.name for s in self.train_set}),
                       "val": sorted({s.name for s in self.val_set})}
-        write_json_atomic(out / RUN_JSON, {"config": config.to_dict(), "split": self.split, "steps_per_epoch": steps,
-                                           "tiles": len(self.sampler.windows),
-                                           "base_checkpoint": self.base_checkpoint})
-
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_fn = SegmentationLoss(config.loss)
         self.state = RunState.restore(out, model=model, optimizer=self.optimizer) if resume else RunState()
+        if resume:  # the run goes on as it started: its images and split, and epochs still to train
+            check_resume_split(out, self.split)
+            if self.state.epoch >= config.epochs:
+                raise ValueError(f"{out}: the run has trained {self.state.epoch} epoch(s) already; give more "
+                                 "epochs to continue it")
+        write_json_atomic(out / RUN_JSON, {"config": config.to_dict(), "split": self.split, "steps_per_epoch": steps,
+                                           "tiles": len(self.sampler.windows),
+                                           "base_checkpoint": self.base_checkpoint})
         self.hardware = describe_device(self.device)
         self.step_times: list[float] = []
         self.val_seconds: list[float] = []
