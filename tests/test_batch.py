@@ -395,3 +395,44 @@ def test_workers_and_scheduler_exclude_each_other(slides_dir, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["batch", str(slides_dir), "--out", str(tmp_path), "--workers", "2", "--scheduler", "tcp://h:8786"])
     assert exit_info.value.code == 2
+
+
+def test_a_slide_written_while_the_batch_stops_counts_as_done_not_cancelled(client, slides_dir, tmp_path, monkeypatch):
+    """cohort.csv said 'cancelled' for a slide whose task finished writing it during the shutdown."""
+    import napari_ihcseg.batch.run as batch_run
+
+    slide, out = slides_dir / "a.png", tmp_path / "out"
+    assert run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY).counts["ok"] == 1
+    summary = output_paths(out, "a")["summary"]
+    # Outputs of an earlier run do not count as this run's work; outputs written since it started do.
+    assert not batch_run._finished_while_stopping(out, "a", OPTIONS, slide, since=time.time() + 60)
+    assert batch_run._finished_while_stopping(out, "a", OPTIONS, slide, since=summary.stat().st_mtime)
+    assert not batch_run._finished_while_stopping(out, "b", OPTIONS, slides_dir / "b.tif", since=0.0)
+
+    real_close = batch_run._Connection.close
+
+    def close_as_the_task_finishes(self):
+        real_close(self)
+        os.utime(summary)  # the task's summary lands while the workers shut down
+
+    monkeypatch.setattr(batch_run._Connection, "close", close_as_the_task_finishes)
+    report = run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY, force=True,
+                       cancel=lambda: True)
+    assert report.counts["ok"] == 1 and report.counts["cancelled"] == 0
+    assert list(_cohort(out)["status"]) == ["ok"]
+
+
+def test_a_checkpoint_with_damaged_weights_stops_the_batch_before_any_slide(tiny_checkpoint, slides_dir, tmp_path,
+                                                                             capsys):
+    """Each slide failed on its own with the same checksum error, and the exit code was 1, not 2."""
+    import shutil
+
+    damaged = shutil.copytree(tiny_checkpoint, tmp_path / "damaged")
+    weights = damaged / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code = main(["batch", str(slides_dir), "--out", str(tmp_path / "out"), "--model", str(damaged), "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("ihcseg: error: --model: ") and "checksum mismatch" in err[-1]
+    assert not (tmp_path / "out" / "cohort.csv").exists()

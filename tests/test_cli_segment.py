@@ -132,3 +132,25 @@ def test_subprocess_models_lists_architectures():
         # The shipped models carry the settings tuned for them, and say so.
         assert set(ckpt["instances"]) == {"mask_threshold", "contour_threshold", "min_size"}
         assert f"instances mask_threshold {ckpt['instances']['mask_threshold']:g}" in result.stdout
+
+
+def test_models_lists_the_good_checkpoints_and_names_a_damaged_one_in_one_line(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import napari_ihcseg.models.shipped as shipped
+    from napari_ihcseg.cli import main
+
+    real = shipped.shipped_checkpoints()
+    name, folder = next(iter(real.items()))
+    broken = shutil.copytree(folder, tmp_path / "broken-ihc")
+    (broken / "config.json").write_text("{bad")
+    import napari_ihcseg.models as models
+
+    with_broken = {**real, "broken-ihc": broken}
+    monkeypatch.setattr(shipped, "shipped_checkpoints", lambda: with_broken)
+    monkeypatch.setattr(models, "shipped_checkpoints", lambda: with_broken)
+    assert main(["models"]) == 1
+    out, err = capsys.readouterr()
+    assert name in out and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ihcseg: error: {broken / 'config.json'}"), lines

@@ -26,11 +26,22 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 ProgressCallback = Callable[[int, int], None]
 
 
-def _skipped(slide: Path, stem: str, out_dir: Path) -> SlideResult:
+def _skipped(slide: Path, stem: str, out_dir: Path, status: str = "skipped") -> SlideResult:
+    """The result of a slide whose outputs are complete: done before (skipped), or by a task now stopped."""
     from napari_ihcseg._json_file import read_json
 
     summary = read_json(output_paths(out_dir, stem)["summary"])
-    return SlideResult(slide, stem, "skipped", seconds=summary.get("seconds"), summary=summary)
+    return SlideResult(slide, stem, status, seconds=summary.get("seconds"), summary=summary)
+
+
+def _finished_while_stopping(out_dir: Path, stem: str, options: PipelineOptions, slide: Path, since: float) -> bool:
+    """Whether a slide cancelled when the batch stopped was written whole by its task meanwhile (since ``since``)."""
+    summary = output_paths(out_dir, stem)["summary"]
+    try:
+        fresh = summary.stat().st_mtime >= since
+    except OSError:
+        return False
+    return fresh and outputs_complete(out_dir, stem, options, image=slide)
 
 
 def _collect(future, slide: Path, stem: str) -> SlideResult:
@@ -165,7 +176,7 @@ def run_batch(
     >>> report.counts  # doctest: +SKIP
     {'ok': 118, 'skipped': 40, 'failed': 2, 'cancelled': 0}
     """
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     options = options or PipelineOptions()
     if scheduler is not None:
         options = _for_remote_workers(options)
@@ -244,6 +255,10 @@ def run_batch(
                     record(i, SlideResult(slides[i], stems[i], "cancelled", error="not run: the batch was stopped"))
         finally:
             connection.close()
+        # A task may finish its slide while the batch stops: the cohort says what is on disk.
+        for i in [i for i in todo if results[i].status == "cancelled"]:
+            if _finished_while_stopping(out_dir, stems[i], options, slides[i], started_wall):
+                results[i] = _skipped(slides[i], stems[i], out_dir, status="ok")
 
     report = BatchReport(tuple(results[i] for i in range(total)), out_dir / COHORT_NAME,
                          scheduler=address, dashboard_link=link,

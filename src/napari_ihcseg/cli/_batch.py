@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 def _check_model(options, local: bool) -> None:
     """Fail early on a model or device the workers could not load; warn about an untrained model."""
     from napari_ihcseg.device import resolve_device
-    from napari_ihcseg.models import default_checkpoint_name, list_models, read_checkpoint_config, shipped_checkpoints
+    from napari_ihcseg.models import default_checkpoint_name, list_models, load_checkpoint, shipped_checkpoints
     from napari_ihcseg.pipeline import FALLBACK_ARCH
 
     if local:  # a remote worker may have a device this machine lacks
@@ -60,8 +60,8 @@ def _check_model(options, local: bool) -> None:
     if spec in shipped_checkpoints():
         return
     if Path(spec).expanduser().is_dir():
-        try:
-            read_checkpoint_config(Path(spec).expanduser())
+        try:  # loaded once here (checksum, sizes, tensors), so a damaged file stops the batch, not each slide
+            load_checkpoint(Path(spec).expanduser(), device="cpu")
         except (ValueError, OSError) as exc:
             raise CLIError(f"--model: {exc}") from None
         return

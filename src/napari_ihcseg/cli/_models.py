@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, EXIT_SOME_FAILED, print_error
 
 
 def register(subparsers) -> None:
@@ -30,8 +30,13 @@ def collect() -> dict:
 
     archs = [{"name": n, "parameters": _param_count(n)} for n in list_models()]
     checkpoints = []
+    errors = []
     for name, folder in shipped_checkpoints().items():
-        doc = read_checkpoint_config(folder)
+        try:
+            doc = read_checkpoint_config(folder)
+        except ValueError as exc:  # a damaged installation: the other checkpoints are still listed
+            errors.append(str(exc) if str(folder) in str(exc) else f"{folder}: {exc}")
+            continue
         card = doc.get("card", {}) or {}
         checkpoints.append({
             "name": name,
@@ -43,15 +48,18 @@ def collect() -> dict:
             "metrics": card.get("metrics", {}),
             "instances": doc["instances"],
         })
-    return {"architectures": archs, "checkpoints": checkpoints,
+    return {"architectures": archs, "checkpoints": checkpoints, "errors": errors,
             "default": {"cpu": default_checkpoint_name("cpu"), "cuda": default_checkpoint_name("cuda")}}
 
 
 def run(args: argparse.Namespace) -> int:
     info = collect()
+    for error in info["errors"]:
+        print_error(f"{error}; reinstall napari-ihcseg to repair the shipped checkpoints")
+    status = EXIT_SOME_FAILED if info["errors"] else EXIT_OK
     if args.json:
         print(json.dumps(info, indent=2))
-        return EXIT_OK
+        return status
     print("Architectures")
     for a in info["architectures"]:
         print(f"  {a['name']:<16} {a['parameters'] / 1e6:8.2f} M parameters")
@@ -75,4 +83,4 @@ def run(args: argparse.Namespace) -> int:
         if c["instances"]:
             print("    instances " + ", ".join(f"{k} {v:g}" for k, v in c["instances"].items())
                   + " (tuned; used unless set)")
-    return EXIT_OK
+    return status
