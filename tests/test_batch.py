@@ -409,6 +409,17 @@ def test_a_slide_written_while_the_batch_stops_counts_as_done_not_cancelled(clie
     assert batch_run._finished_while_stopping(out, "a", OPTIONS, slide, since=summary.stat().st_mtime)
     assert not batch_run._finished_while_stopping(out, "b", OPTIONS, slides_dir / "b.tif", since=0.0)
 
+    def stopped_at_once():
+        """A forced run of the slide, stopped before its task can start (both workers busy a moment)."""
+        busy = [client.submit(time.sleep, 2, pure=False, workers=[w]) for w in client.scheduler_info()["workers"]]
+        try:
+            return run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY, force=True,
+                             cancel=lambda: True)
+        finally:
+            distributed.wait(busy)
+
+    report = stopped_at_once()  # the outputs on disk are the earlier run's: not this run's work
+    assert report.counts["cancelled"] == 1 and report.counts["ok"] == 0
     real_close = batch_run._Connection.close
 
     def close_as_the_task_finishes(self):
@@ -416,8 +427,7 @@ def test_a_slide_written_while_the_batch_stops_counts_as_done_not_cancelled(clie
         os.utime(summary)  # the task's summary lands while the workers shut down
 
     monkeypatch.setattr(batch_run._Connection, "close", close_as_the_task_finishes)
-    report = run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY, force=True,
-                       cancel=lambda: True)
+    report = stopped_at_once()
     assert report.counts["ok"] == 1 and report.counts["cancelled"] == 0
     assert list(_cohort(out)["status"]) == ["ok"]
 

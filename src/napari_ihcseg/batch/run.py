@@ -258,7 +258,10 @@ def run_batch(
         # A task may finish its slide while the batch stops: the cohort says what is on disk.
         for i in [i for i in todo if results[i].status == "cancelled"]:
             if _finished_while_stopping(out_dir, stems[i], options, slides[i], started_wall):
-                results[i] = _skipped(slides[i], stems[i], out_dir, status="ok")
+                try:
+                    results[i] = _skipped(slides[i], stems[i], out_dir, status="ok")
+                except (OSError, ValueError):  # still being replaced by a task on a remote worker
+                    pass
 
     report = BatchReport(tuple(results[i] for i in range(total)), out_dir / COHORT_NAME,
                          scheduler=address, dashboard_link=link,
