@@ -397,39 +397,29 @@ def test_workers_and_scheduler_exclude_each_other(slides_dir, tmp_path):
     assert exit_info.value.code == 2
 
 
-def test_a_slide_written_while_the_batch_stops_counts_as_done_not_cancelled(client, slides_dir, tmp_path, monkeypatch):
+def test_a_slide_written_while_the_batch_stops_counts_as_done_not_cancelled(client, slides_dir, tmp_path):
     """cohort.csv said 'cancelled' for a slide whose task finished writing it during the shutdown."""
     import napari_ihcseg.batch.run as batch_run
+    from napari_ihcseg.batch.report import SlideResult
 
     slide, out = slides_dir / "a.png", tmp_path / "out"
     assert run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY).counts["ok"] == 1
     summary = output_paths(out, "a")["summary"]
-    # Outputs of an earlier run do not count as this run's work; outputs written since it started do.
-    assert not batch_run._finished_while_stopping(out, "a", OPTIONS, slide, since=time.time() + 60)
-    assert batch_run._finished_while_stopping(out, "a", OPTIONS, slide, since=summary.stat().st_mtime)
-    assert not batch_run._finished_while_stopping(out, "b", OPTIONS, slides_dir / "b.tif", since=0.0)
+    missing = slides_dir / "b.tif"
 
-    def stopped_at_once():
-        """A forced run of the slide, stopped before its task can start (both workers busy a moment)."""
-        busy = [client.submit(time.sleep, 2, pure=False, workers=[w]) for w in client.scheduler_info()["workers"]]
-        try:
-            return run_batch([slide], out, OPTIONS, scheduler=client, model_factory=FACTORY, force=True,
-                             cancel=lambda: True)
-        finally:
-            distributed.wait(busy)
+    def stopped():
+        return {0: SlideResult(slide, "a", "cancelled", error="not run: the batch was stopped"),
+                1: SlideResult(missing, "b", "cancelled", error="not run: the batch was stopped")}
 
-    report = stopped_at_once()  # the outputs on disk are the earlier run's: not this run's work
-    assert report.counts["cancelled"] == 1 and report.counts["ok"] == 0
-    real_close = batch_run._Connection.close
-
-    def close_as_the_task_finishes(self):
-        real_close(self)
-        os.utime(summary)  # the task's summary lands while the workers shut down
-
-    monkeypatch.setattr(batch_run._Connection, "close", close_as_the_task_finishes)
-    report = stopped_at_once()
-    assert report.counts["ok"] == 1 and report.counts["cancelled"] == 0
-    assert list(_cohort(out)["status"]) == ["ok"]
+    # Outputs of an earlier run are not this run's work: the slide stays cancelled.
+    results = stopped()
+    batch_run._count_finished_while_stopping(results, out, OPTIONS, since=time.time() + 60)
+    assert [r.status for r in results.values()] == ["cancelled", "cancelled"]
+    # Written whole since the batch started: done, with its scores; a slide with no outputs stays cancelled.
+    results = stopped()
+    batch_run._count_finished_while_stopping(results, out, OPTIONS, since=summary.stat().st_mtime)
+    assert [r.status for r in results.values()] == ["ok", "cancelled"]
+    assert results[0].summary["n_nuclei"] == json.loads(summary.read_text())["n_nuclei"]
 
 
 def test_a_checkpoint_with_damaged_weights_stops_the_batch_before_any_slide(tiny_checkpoint, slides_dir, tmp_path,

@@ -57,6 +57,18 @@ def _collect(future, slide: Path, stem: str) -> SlideResult:
                        summary=out.get("summary"))
 
 
+def _count_finished_while_stopping(results: dict, out_dir: Path, options: PipelineOptions, *, since: float) -> None:
+    """Mark ``ok`` the cancelled slides of ``results`` (index -> SlideResult) whose task wrote them whole since
+    ``since`` (:func:`_finished_while_stopping`)."""
+    for i, result in list(results.items()):
+        if result.status == "cancelled" and _finished_while_stopping(out_dir, result.stem, options, result.slide,
+                                                                     since):
+            try:
+                results[i] = _skipped(result.slide, result.stem, out_dir, status="ok")
+            except (OSError, ValueError):  # still being replaced by a task on a remote worker
+                pass
+
+
 def _check_memory_limit(memory_limit) -> None:
     if isinstance(memory_limit, str) and memory_limit != "auto":
         from dask.utils import parse_bytes
@@ -256,12 +268,7 @@ def run_batch(
         finally:
             connection.close()
         # A task may finish its slide while the batch stops: the cohort says what is on disk.
-        for i in [i for i in todo if results[i].status == "cancelled"]:
-            if _finished_while_stopping(out_dir, stems[i], options, slides[i], started_wall):
-                try:
-                    results[i] = _skipped(slides[i], stems[i], out_dir, status="ok")
-                except (OSError, ValueError):  # still being replaced by a task on a remote worker
-                    pass
+        _count_finished_while_stopping(results, out_dir, options, since=started_wall)
 
     report = BatchReport(tuple(results[i] for i in range(total)), out_dir / COHORT_NAME,
                          scheduler=address, dashboard_link=link,
