@@ -111,6 +111,17 @@ def _placement(layer) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
 
 
+def layer_origin(layer) -> tuple[int, int]:
+    """Where a field of view's labels lie in the full image (row, col), as the Segment widget records it in the
+    layer's metadata (``ihcseg.origin``); (0, 0) for a whole image or without a record."""
+    meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
+    try:
+        y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
+    except (TypeError, ValueError):
+        return 0, 0
+    return y0, x0
+
+
 def labels_origin(image_layer, labels_layer) -> tuple[int, int]:
     """Where the labels' pixel (0, 0) lies in the image's full-resolution pixels, as ``(row, col)``.
 
@@ -127,8 +138,7 @@ def labels_origin(image_layer, labels_layer) -> tuple[int, int]:
     """
     scale, translate = _placement(labels_layer)
     if np.allclose(scale, 1.0) and np.allclose(translate, 0.0):
-        y0, x0 = labels_layer.metadata.get("ihcseg", {}).get("origin", (0, 0))
-        return int(y0), int(x0)
+        return layer_origin(labels_layer)
     image_scale, image_translate = _placement(image_layer)
     if not np.allclose(scale, image_scale, rtol=1e-6, atol=0.0):
         raise ValueError(f"{labels_layer.name} is shown at a pixel size of {tuple(scale.tolist())}, "

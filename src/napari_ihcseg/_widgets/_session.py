@@ -25,6 +25,7 @@ from napari_ihcseg.editing.recovery import RecoveryInfo, RecoveryStore, recovery
 from napari_ihcseg.editing import EditTracker, LabelChange, LabelDiffer, LabelEdit
 
 from ._common import Ask, Debouncer, ask_with_dialog, layer_source, start_worker, unwrap
+from ._layer_pixels import layer_origin
 
 #: Delay after the last edit before the change is looked at (ms).
 SYNC_DELAY_MS = 200
@@ -44,16 +45,6 @@ def layer_key_source(layer) -> str:
     meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
     source = meta.get("source") or layer_source(layer) or f"layer:{layer.name}"
     return f"{source}#{meta['image_digest']}" if meta.get("image_digest") else source
-
-
-def layer_origin(layer) -> tuple[int, int]:
-    """Where a field of view's labels lie in the full image (row, col); (0, 0) for a whole image."""
-    meta = layer.metadata.get("ihcseg", {}) if isinstance(layer.metadata, dict) else {}
-    try:
-        y0, x0 = (int(v) for v in meta.get("origin", (0, 0)))
-    except (TypeError, ValueError):
-        return 0, 0
-    return y0, x0
 
 
 def layer_recovery_key(layer) -> str:
@@ -223,7 +214,7 @@ class CorrectionSession(QObject):
         if self._saving:
             self._dirty = True
             return
-        if not self._may_write() or self._all_undone():
+        if not self._may_write() or self._drop_if_all_undone():
             return
         self._saving, self._dirty = True, False
         labels = np.array(layer.data, copy=True)
@@ -264,14 +255,14 @@ class CorrectionSession(QObject):
     def autosave_now(self):
         """Write the recovery file now, in this thread; returns its path (or ``None``)."""
         layer = self.layer
-        if layer is None or not self.tracker.n_edits or not self._may_write() or self._all_undone():
+        if layer is None or not self.tracker.n_edits or not self._may_write() or self._drop_if_all_undone():
             return None
         self._may_replace.add(self.key)
         path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source)
         self.autosaved.emit(str(path))
         return path
 
-    def _all_undone(self) -> bool:
+    def _drop_if_all_undone(self) -> bool:
         """With every edit undone (the labels and classes as they came), drop the recovery file and say so."""
         if self._sync.pending:
             self.sync()

@@ -41,7 +41,7 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._layer_pixels import labels_in_image
+from ._layer_pixels import labels_in_image, layer_origin
 from ._count_clicks import (
     ACTION_TEXT,
     MODIFIERS,
@@ -64,7 +64,7 @@ from ._counts import (
     unclassified_left_bare,
 )
 from ._forms import LayerForm, LayerPicker
-from ._session import CorrectionPanel, layer_origin, session_for
+from ._session import CorrectionPanel, session_for
 
 #: (key, what clicks on a nucleus then do, action). Free in napari's Labels, Points and viewer keymaps.
 BINDINGS = (

@@ -140,7 +140,7 @@ def _spec(text: str) -> str:
     from napari_ihcseg.datasets.registry import split_spec
 
     try:
-        _, path = split_spec(text)
+        kind, path = split_spec(text)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     target = Path(path).expanduser()
@@ -148,7 +148,7 @@ def _spec(text: str) -> str:
         raise CLIError(f"{target}: no such data folder")
     # Recorded absolute in run.json, so that resuming from another working folder reads the same data.
     resolved = str(target.resolve())
-    return resolved if path == text else f"{text[:len(text) - len(path)]}{resolved}"
+    return resolved if path == text else f"{kind}:{resolved}"
 
 
 def _encoder_options(model: str, encoder_weights: str | None, finetune: bool) -> dict:
