@@ -397,3 +397,29 @@ def test_the_count_form_is_a_magicgui_form_that_follows_the_viewer(make_napari_v
     assert count.compare()["matched"] == 1
     viewer.layers.remove(viewer.layers["ihc"])
     assert form.image.value is None
+
+
+@pytest.mark.parametrize("with_image", [True, False])
+def test_a_reopened_field_of_view_counts_in_the_slides_pixels_as_score_does(field_of_view, qtbot, tmp_path,
+                                                                           with_image):
+    """A field of view saved and opened again keeps its place as scale and translate only (no metadata
+    origin): its point files still use the slide's pixels, the frame of the Score panel's cells table."""
+    from napari_ihcseg._reader import get_reader
+    from napari_ihcseg._writer import write_labels
+    from napari_ihcseg.io.points import read_points
+
+    viewer, fov, count, score = field_of_view
+    [path] = write_labels(str(tmp_path / "nuclei.tif"), fov.data, {"scale": fov.scale, "translate": fov.translate})
+    [(data, meta, _kind)] = get_reader(path)(path)
+    reopened = viewer.add_labels(data, **meta)
+    assert "origin" not in reopened.metadata.get("ihcseg", {})
+    count.form.nuclei.value = reopened
+    if not with_image:
+        count.form.image.value = None
+    count.start()
+    count._click_at(np.array([259.5, 159.5]), {"shift"})  # world = slide pixels: nucleus 1's centre
+    _drawn(qtbot, count)
+    points, positive = read_points(count.save_points(tmp_path / "case.csv"))
+    np.testing.assert_allclose(points, [[259.5, 159.5]])
+    opened = count.open_points(tmp_path / "case.csv")
+    np.testing.assert_allclose(opened.data_to_world(opened.data[0]), (259.5, 159.5))

@@ -129,6 +129,8 @@ def labels_origin(image_layer, labels_layer) -> tuple[int, int]:
     the two layers' scale and translate (kept by the plugin's writer and
     reader). A labels layer at napari's default place (scale 1, translate 0)
     is put where its metadata ``ihcseg.origin`` says, else at (0, 0).
+    ``image_layer`` None stands for an image shown untranslated at the
+    labels' pixel size (count mode without an image chosen).
 
     Raises
     ------
@@ -139,14 +141,15 @@ def labels_origin(image_layer, labels_layer) -> tuple[int, int]:
     scale, translate = _placement(labels_layer)
     if np.allclose(scale, 1.0) and np.allclose(translate, 0.0):
         return layer_origin(labels_layer)
-    image_scale, image_translate = _placement(image_layer)
+    image_scale, image_translate = (scale, np.zeros(2)) if image_layer is None else _placement(image_layer)
     if not np.allclose(scale, image_scale, rtol=1e-6, atol=0.0):
         raise ValueError(f"{labels_layer.name} is shown at a pixel size of {tuple(scale.tolist())}, "
                          f"{image_layer.name} at {tuple(image_scale.tolist())}: the nuclei are not drawn on "
                          "its pixels; give both layers one scale")
     offset = (translate - image_translate) / image_scale
     if not np.allclose(offset, np.round(offset), atol=1e-3):
-        raise ValueError(f"{labels_layer.name} lies between the pixels of {image_layer.name} (offset "
+        image_name = "its image" if image_layer is None else image_layer.name
+        raise ValueError(f"{labels_layer.name} lies between the pixels of {image_name} (offset "
                          f"{tuple(np.round(offset, 3).tolist())} pixels); translate it by whole pixels")
     y0, x0 = (int(v) for v in np.round(offset))
     return y0, x0

@@ -41,7 +41,7 @@ from ._common import (
     show_error,
     show_info,
 )
-from ._layer_pixels import labels_in_image, layer_origin
+from ._layer_pixels import labels_in_image, labels_origin
 from ._count_clicks import (
     ACTION_TEXT,
     MODIFIERS,
@@ -236,6 +236,11 @@ class CountWidget(CorrectionPanel):
             self._image_cache = (key, labels_in_image(image_layer, labels)[0])
         return self._image_cache[1]
 
+    def _slide_origin(self) -> tuple[int, int]:
+        """Where the nuclei layer lies in the slide's pixels, as the Score panel places it (the layers' scale
+        and translate, :func:`._layer_pixels.labels_origin`), so point files and the cells table share a frame."""
+        return labels_origin(self.form.image.value, self.layer)
+
     def click(self, position, *, modifiers=()) -> str:
         """One count-mode click at ``position`` (row, col in the nuclei layer's data).
 
@@ -326,7 +331,7 @@ class CountWidget(CorrectionPanel):
                                     "Marker CSV (*.csv);;QuPath GeoJSON (*.geojson)")
             if not path:
                 return None
-        path = save_counts(path, coords, positive, ask=self.ask, origin=layer_origin(self.layer))
+        path = save_counts(path, coords, positive, ask=self.ask, origin=self._slide_origin())
         if path is not None:
             show_info(f"Wrote {len(coords)} counted nuclei to {path}")
         return path
@@ -342,7 +347,7 @@ class CountWidget(CorrectionPanel):
                                     "Point counts (*.csv *.geojson *.json)")
             if not path:
                 return None
-        layer, n_outside = open_counts(self.viewer, path, self.layer, origin=layer_origin(self.layer))
+        layer, n_outside = open_counts(self.viewer, path, self.layer, origin=self._slide_origin())
         self.form.counts.value = layer
         n_positive = int((layer.features["class"] == "positive").sum())
         name = Path(path).expanduser().name
