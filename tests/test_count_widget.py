@@ -423,3 +423,31 @@ def test_a_reopened_field_of_view_counts_in_the_slides_pixels_as_score_does(fiel
     np.testing.assert_allclose(points, [[259.5, 159.5]])
     opened = count.open_points(tmp_path / "case.csv")
     np.testing.assert_allclose(opened.data_to_world(opened.data[0]), (259.5, 159.5))
+
+
+def test_counted_points_survive_a_crash_with_the_corrections(counting, make_napari_viewer, qtbot, ihc, store):
+    """The autosave keeps the counted points beside the labels; restored, count mode shows them again."""
+    from napari_ihcseg._widgets.count import CountWidget
+
+    viewer, layer, count, _score = counting
+    count.set_action("positive")
+    count.click((60, 60))
+    count.set_action("negative")
+    count.click((230, 230))  # grown, counted negative
+    _drawn(qtbot, count)
+    before = sorted(zip(np.round(count.counts.data).tolist(), count.counts.features["class"]))
+    assert count.session_of(layer).autosave_now() is not None
+
+    # napari is gone; the same slide opened again, and count mode asked to restore.
+    questions: list[str] = []
+    again = make_napari_viewer()
+    again.add_image(ihc, name="ihc", rgb=True)
+    reopened = again.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case9.tif"}})
+    restored = CountWidget(again, ask=lambda title, text: questions.append(text) or True, store=store)
+    qtbot.addWidget(restored)
+    assert "2 counted point(s)" in questions[0]
+    assert reopened.data[230, 230] > 0, "the grown nucleus is back"
+    points = restored.start()
+    assert sorted(zip(np.round(points.data).tolist(), points.features["class"])) == before
+    _coords, positive = restored.point_classes()
+    assert sorted(positive.tolist()) == [False, True]

@@ -273,3 +273,23 @@ def test_hand_classes_follow_splits_merges_and_undo():
     t.record("grow", created=[8])  # a new nucleus under a freed id is not the old one
     assert 8 not in t.class_overrides
     assert EditTracker.from_dict(t.to_dict()).class_overrides == t.class_overrides
+
+
+def test_recovery_files_keep_counted_points_beside_the_labels(tmp_path):
+    from napari_ihcseg.editing import EditTracker
+    from napari_ihcseg.editing.recovery import RecoveryStore, recovery_key
+
+    store = RecoveryStore(tmp_path)
+    key = recovery_key("/slides/a.svs", (8, 8))
+    tracker = EditTracker()
+    tracker.set_class(1, "positive")
+    store.save(key, np.ones((8, 8), np.int32), tracker, points=([[2.5, 3.0], [6, 1]], ["positive", ""]))
+    assert store.pending(key).n_points == 2
+    coords, classes = store.points(key)
+    np.testing.assert_allclose(coords, [[2.5, 3.0], [6, 1]])
+    assert classes == ["positive", ""]
+    with pytest.raises(ValueError, match="2 counted points but 1 classes"):
+        store.save(key, np.ones((8, 8), np.int32), tracker, points=([[2.5, 3.0], [6, 1]], ["positive"]))
+    assert store.points(key)[1] == ["positive", ""], "a refused save leaves the file as it was"
+    store.save(key, np.ones((8, 8), np.int32), tracker)  # outside count mode
+    assert store.points(key) is None and store.pending(key).n_points == 0

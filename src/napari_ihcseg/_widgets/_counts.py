@@ -79,6 +79,12 @@ def labels_to_points(points_layer, labels_layer, coords) -> np.ndarray:
     return coords @ matrix.T + offset
 
 
+def point_classes_text(points_layer) -> list[str]:
+    """Each point's own class as text (``""`` for none)."""
+    features = points_layer.features
+    return list(class_column(features["class"])) if "class" in features else [""] * len(points_layer.data)
+
+
 def counted_points(points_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The points in the nuclei layer's pixels, whether each is positive, and whether its class is known.
 
@@ -86,8 +92,7 @@ def counted_points(points_layer, labels_layer) -> tuple[np.ndarray, np.ndarray, 
     that of the scored nucleus under it.
     """
     coords = points_in_labels(points_layer, labels_layer)
-    features = points_layer.features
-    classes = list(class_column(features["class"])) if "class" in features else [""] * len(coords)
+    classes = point_classes_text(points_layer)
     positive = np.array([c in POSITIVE_CLASSES for c in classes], bool)
     known = np.array([c != "" for c in classes], bool)
     if not known.all() and labels_layer is not None:

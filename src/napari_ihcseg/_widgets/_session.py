@@ -87,6 +87,10 @@ class CorrectionSession(QObject):
         self.last_edit_box: tuple | None = None
         #: Whether the last edit was one discrete action (a helper key, a count-mode click), not a brush stroke.
         self.last_edit_discrete = False
+        #: Count mode's counted points, ``() -> (coords, classes) or None``, autosaved beside the labels.
+        self.counted_points = None
+        #: The counted points of the last restored recovery file, for count mode to show again (or ``None``).
+        self.restored_points: tuple[np.ndarray, list[str]] | None = None
         self._region: tuple[slice, slice] | None = None
         self._full = False
         self._applying = False
@@ -220,7 +224,8 @@ class CorrectionSession(QObject):
         labels = np.array(layer.data, copy=True)
         tracker = EditTracker.from_dict(self.tracker.to_dict())
         self._may_replace.add(self.key)
-        start_worker(functools.partial(self.store.save, source=self.source), self.key, labels, tracker,
+        start_worker(functools.partial(self.store.save, source=self.source, points=self._points()),
+                     self.key, labels, tracker,
                      on_result=lambda path: self.autosaved.emit(str(path)),
                      on_error=self._autosave_failed, on_finished=self._autosave_done)
 
@@ -258,9 +263,15 @@ class CorrectionSession(QObject):
         if layer is None or not self.tracker.n_edits or not self._may_write() or self._drop_if_all_undone():
             return None
         self._may_replace.add(self.key)
-        path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source)
+        path = self.store.save(self.key, np.asarray(layer.data), self.tracker, source=self.source,
+                               points=self._points())
         self.autosaved.emit(str(path))
         return path
+
+    def _points(self):
+        """A copy of count mode's counted points, taken in the GUI thread (``None`` outside count mode)."""
+        points = self.counted_points() if self.counted_points is not None else None
+        return None if points is None else (np.array(points[0], float), list(points[1]))
 
     def _drop_if_all_undone(self) -> bool:
         """With every edit undone (the labels and classes as they came), drop the recovery file and say so."""
@@ -298,6 +309,7 @@ class CorrectionSession(QObject):
         self.differ.update(labels)  # still measured from the labels the layer came with
         self.last_edit_box = None
         self.tracker = tracker
+        self.restored_points = self.store.points(self.key)
         self.changed.emit(LabelChange(frozenset(), frozenset(int(i) for i in np.unique(labels) if i), frozenset()))
         return info
 
@@ -333,7 +345,8 @@ def offer_restore(session: CorrectionSession, ask) -> bool:
     info = session.pending_recovery()
     if info is None:
         return False
-    question = (f"Unsaved corrections of {session.source} ({info.n_edits} edit(s), autosaved "
+    counted = f", {info.n_points} counted point(s)" if info.n_points else ""
+    question = (f"Unsaved corrections of {session.source} ({info.n_edits} edit(s){counted}, autosaved "
                 f"{info.saved_at}) were found in {info.path.parent}.\n\nRestore them? If not, the next "
                 "autosave replaces them.")
     restore = ask("Restore corrections", question)

@@ -57,6 +57,8 @@ from ._counts import (
     counts_layer_of,
     drop_points,
     ensure_class_feature,
+    point_classes_text,
+    points_in_labels,
     put_point,
     remove_points,
     scored_positive,
@@ -199,15 +201,19 @@ class CountWidget(CorrectionPanel):
         labels = self.layer
         if labels is None:
             raise ValueError("choose a nuclei (Labels) layer first")
+        session = self._session()
         points = self.counts
         if points is None:
-            points = add_counts_layer(self.viewer, f"{labels.name} counts", labels)
+            restored = session.restored_points or (np.zeros((0, 2)), [])
+            points = add_counts_layer(self.viewer, f"{labels.name} counts", labels, coords=restored[0],
+                                      classes=restored[1])
             self.form.counts.value = points
+        session.restored_points = None
         tie_counts(labels, points)
         ensure_class_feature(points)
-        session = self._session()
         if session not in self._watched:
             session.changed.connect(lambda change, s=session: self._run(self._nuclei_changed, s, change))
+            session.counted_points = lambda s=session: self._counted_points(s.layer)
             self._watched.append(session)
         if points not in self._bound:
             points.mouse_drag_callbacks.append(self._on_mouse)
@@ -218,6 +224,14 @@ class CountWidget(CorrectionPanel):
         self.viewer.layers.selection.active = points
         self.status.setText("Counting: click on the image. " + self._tally())
         return points
+
+    def _counted_points(self, labels):
+        """The points counted on the nuclei ``labels`` (row, col in its pixels) and their classes, for the
+        recovery file; ``None`` without a counts layer."""
+        points = counts_layer_of(self.viewer, labels) if labels is not None else None
+        if points is None:
+            return None
+        return points_in_labels(points, labels), point_classes_text(points)
 
     def _click_at(self, world, modifiers) -> str:
         layer = self.layer

@@ -1,8 +1,8 @@
 """Autosaved corrections not yet saved by the user: one recovery file per image.
 
 While a person corrects nuclei, the Correct and Count widgets write the
-labels and the edit log (:class:`~napari_ihcseg.editing.tracking.EditTracker`)
-to a per-user folder every few seconds; after a crash the widget offers to
+labels and the edit log (:class:`~napari_ihcseg.editing.tracking.EditTracker`),
+and in count mode the counted points, to a per-user folder every few seconds; after a crash the widget offers to
 restore them. Files are written atomically, and an unreadable one counts as
 none, so a damaged file never blocks work.
 """
@@ -60,6 +60,7 @@ class RecoveryInfo:
     shape: tuple[int, ...]
     saved_at: str
     n_edits: int
+    n_points: int = 0
 
 
 class RecoveryStore:
@@ -80,6 +81,8 @@ class RecoveryStore:
     >>> store.pending(key).shape
     (4, 4)
     >>> labels, tracker, info = store.restore(key)
+    >>> store.points(key) is None  # saved without counted points
+    True
     >>> store.clear(key), store.pending(key)
     (True, None)
     """
@@ -92,16 +95,27 @@ class RecoveryStore:
             raise ValueError(f"invalid recovery key {key!r}")
         return self.folder / f"{key}.npz"
 
-    def save(self, key: str, labels: np.ndarray, tracker, *, source=None) -> Path:
-        """Write the labels and the edit log of ``tracker`` (an :class:`~napari_ihcseg.editing.EditTracker`)."""
+    def save(self, key: str, labels: np.ndarray, tracker, *, source=None, points=None) -> Path:
+        """Write the labels and the edit log of ``tracker`` (an :class:`~napari_ihcseg.editing.EditTracker`).
+
+        ``points``, optional, is ``(coords, classes)``: the nuclei counted in
+        count mode, (N, 2) row and column in the labels' pixels, and each
+        one's class text (``""`` for none yet); :meth:`points` reads them back.
+        """
         labels = np.asarray(labels)
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels to recover must be a 2-D integer array, got {labels.dtype} {labels.shape}")
         meta = {"key": key, "source": None if source is None else str(source), "shape": list(labels.shape),
                 "saved_at": utc_timestamp(), "edits": tracker.to_dict()}
+        arrays = {}
+        if points is not None:
+            coords, classes = np.asarray(points[0], float).reshape(-1, 2), [str(c) for c in points[1]]
+            if len(classes) != len(coords):
+                raise ValueError(f"{len(coords)} counted points but {len(classes)} classes")
+            arrays["points"], meta["point_classes"] = coords, classes
         path = self.path_for(key)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)))
+            np.savez_compressed(fh, labels=labels, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
     def _meta(self, path: Path) -> dict:
@@ -110,7 +124,7 @@ class RecoveryStore:
 
     def _info(self, path: Path, meta: dict) -> RecoveryInfo:
         return RecoveryInfo(meta["key"], path, meta.get("source"), tuple(meta["shape"]), meta["saved_at"],
-                            len(meta.get("edits", {}).get("log", [])))
+                            len(meta.get("edits", {}).get("log", [])), len(meta.get("point_classes", ())))
 
     def pending(self, key: str) -> RecoveryInfo | None:
         """The recovery waiting for ``key``, or ``None``. An unreadable file counts as none."""
@@ -137,6 +151,23 @@ class RecoveryStore:
             labels = npz["labels"]
             meta = json.loads(str(npz["meta"]))
         return labels, EditTracker.from_dict(meta.get("edits", {})), self._info(path, meta)
+
+    def points(self, key: str) -> tuple[np.ndarray, list[str]] | None:
+        """The counted points saved for ``key``, ``(coords, classes)``, or ``None`` if it has none.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is nothing to restore.
+        """
+        path = self.path_for(key)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no recovery file")
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            if "point_classes" not in meta:
+                return None
+            return np.asarray(npz["points"], float).reshape(-1, 2), list(meta["point_classes"])
 
     def clear(self, key: str) -> bool:
         """Delete the recovery file of ``key`` (after a successful save); true if there was one."""
