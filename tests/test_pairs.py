@@ -76,6 +76,25 @@ def test_existing_pair_is_never_overwritten_without_asking(tmp_path, field):
     assert writer.pair_ids() == ["a_y0_x0_100x100"], "an overwritten pair is listed once"
 
 
+def test_two_slides_of_one_file_name_keep_their_pairs_apart(tmp_path, field):
+    """case1.tif of two folders (two patients) would share the pair ids: the second gets case1-2, and saving
+    either slide again still asks before replacing its own pairs."""
+    image, labels = field
+    writer = TrainingPairWriter(tmp_path)
+    first = writer.save(image, labels, mode="tiles", source="/lab/2025/case1.tif")
+    other = np.zeros_like(labels)
+    other[100:130, 100:130] = 1
+    second = writer.save(image, other, mode="tiles", source="/lab/2026/case1.tif")
+    assert [p.id for p in second] == ["case1-2_t256_y00000_x00000"]
+    assert sorted(writer.pair_ids()) == sorted([p.id for p in first] + [second[0].id]), "the first slide's kept"
+    with pytest.raises(FileExistsError, match="case1-2_t256"):
+        writer.save(image, other, mode="tiles", source="/lab/2026/case1.tif")
+    with pytest.raises(FileExistsError, match="'case1_t256"):
+        writer.save(image, labels, mode="tiles", source="/lab/2025/../2025/case1.tif")
+    third = writer.save(image, other, mode="tiles", source="/lab/2027/case1.tif")
+    assert [p.id for p in third] == ["case1-3_t256_y00000_x00000"]
+
+
 def test_refusal_writes_nothing_when_one_tile_exists(tmp_path, field):
     image, labels = field
     first = save_pairs(tmp_path, image, labels, mode="tiles", region=(0, 0, 256, 256), source="/s/b.png")

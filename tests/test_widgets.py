@@ -320,6 +320,7 @@ def test_save_pairs_refuses_to_overwrite_and_restores_after_reopening(make_napar
     widget.folder.setText(str(dataset))
     saved = widget.save()
     assert [p.id for p in saved] == ["case7"] and saved[0].corrected
+    assert "named case7 (" in widget.status.text()
     mask = tifffile.imread(dataset / "masks" / "case7.tif")
     assert mask.dtype == np.uint32 and mask.max() == 2
     assert store.pending(session.key) is None, "a successful save clears the recovery file"

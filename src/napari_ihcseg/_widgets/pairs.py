@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
 
 from napari_ihcseg.editing.recovery import RecoveryStore
 from napari_ihcseg.pairs import TILE_SIZES, SavedPair, TrainingPairWriter, check_folder
+from napari_ihcseg.pairs.layout import pair_stem
 
 from ._common import (
     Ask,
@@ -193,7 +194,8 @@ class SavePairsWidget(CorrectionPanel):
         self.last_saved = saved
         n_fixed = sum(p.corrected for p in saved)
         n_points = sum(p.n_points for p in saved)
-        self.status.setText(f"Saved {len(saved)} pair(s) ({n_fixed} corrected by hand"
+        named = ", ".join(sorted({pair_stem(p.id) for p in saved}))
+        self.status.setText(f"Saved {len(saved)} pair(s) named {named} ({n_fixed} corrected by hand"
                             + (f", {n_points} counted nuclei" if n_points else "") + f") to {writer.folder}.")
         show_info(f"Saved {len(saved)} training pair(s) to {Path(writer.folder)}")
         return saved

@@ -39,6 +39,8 @@ image with a mask of the same id a pair.
 
 from __future__ import annotations
 
+import re
+
 import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -128,6 +130,41 @@ def pair_id(stem: str, box, *, mode: str, tile: int | None = None) -> str:
     if mode == "region":
         return f"{stem}_y{y0}_x{x0}_{y1 - y0}x{x1 - x0}"
     return f"{stem}_t{tile}_y{y0:05d}_x{x0:05d}"
+
+
+def pair_stem(pid: str) -> str:
+    """The stem a pair id was made from (:func:`pair_id` undone).
+
+    >>> pair_stem("case_t256_y00000_x00256"), pair_stem("case_y10_x20_64x64"), pair_stem("case")
+    ('case', 'case', 'case')
+    """
+    return re.sub(r"(_y\d+_x\d+_\d+x\d+|_t\d+_y\d+_x\d+)$", "", pid)
+
+
+def stem_free_of_other_files(meta: dict, stem: str, source: str) -> str:
+    """``stem``, or the first of ``stem-2``, ``stem-3``... that no pair ``meta`` lists from another source file.
+
+    >>> meta = {"pairs": [{"id": "case_t256_y00000_x00000", "source": "/a/case.tif"}]}
+    >>> stem_free_of_other_files(meta, "case", "/b/case.tif"), stem_free_of_other_files(meta, "case", "/a/case.tif")
+    ('case-2', 'case')
+    """
+    taken = {pair_stem(str(p["id"])) for p in meta.get("pairs") or []
+             if not _same_source(p.get("source") or meta.get("source"), source)}
+    free, n = stem, 1
+    while free in taken:
+        n += 1
+        free = f"{stem}-{n}"
+    return free
+
+
+def _same_source(recorded, source: str) -> bool:
+    """Whether a pair's recorded source is ``source`` (paths compared resolved); an unrecorded one may be."""
+    if not recorded or recorded == source:
+        return True
+    try:
+        return Path(recorded).expanduser().resolve() == Path(source).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def inside(root: Path, relative, what: str) -> Path:

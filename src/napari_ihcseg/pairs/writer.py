@@ -57,6 +57,7 @@ from .layout import (
     now,
     pair_id,
     read_manifest,
+    stem_free_of_other_files,
 )
 from .manifest import check_no_foreign_data, listed_ids, with_pairs, write_manifest
 
@@ -178,9 +179,14 @@ class TrainingPairWriter:
         """The ``(id, box)`` of every pair a :meth:`save` with these options would consider.
 
         Boxes are in the coordinates of the arrays; ids use source coordinates
-        (the box shifted by ``origin``).
+        (the box shifted by ``origin``). Ids start with ``name``, else with
+        the source's file name; when pairs of another file of that name are
+        listed already (two slides ``case1.tif`` in two folders), with
+        ``case1-2`` (``-3``...), so one slide's pairs never replace another's.
         """
         stem = safe_name(name or (image_stem(str(source)) if source else "image"))
+        if not name and source and self.manifest_path.exists():
+            stem = stem_free_of_other_files(self.manifest(), stem, str(source))
         oy, ox = (int(v) for v in origin)
         id_mode = "region" if mode == "whole" and (oy or ox) else mode
         return [(pair_id(stem, (b[0] + oy, b[1] + ox, b[2] + oy, b[3] + ox), mode=id_mode, tile=tile), b)
