@@ -19,7 +19,7 @@ from napari_ihcseg.training.augment import AugmentConfig, with_overrides  # noqa
 from napari_ihcseg.training.run_state import RunState  # noqa: E402
 from napari_ihcseg.training.trainer import TrainConfig, train  # noqa: E402
 
-from test_trainer import FAST, _pairs_folder, fields  # noqa: E402
+from test_trainer import FAST, TINY, _pairs_folder, fields  # noqa: E402
 
 ONE_STEP = dict(FAST, epochs=1, max_steps_per_epoch=1)
 
@@ -318,3 +318,33 @@ def test_a_run_cancelled_in_the_panel_continues_with_resume_and_out_alone(tmp_pa
 def test_a_new_run_still_needs_its_data_model_and_epochs(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run")]) == 2
     assert "DATASET, --model, --epochs required (or --resume --out FOLDER alone" in _one_error_line(capsys)
+
+
+def test_a_fine_tune_continues_after_its_base_checkpoint_moved(finished_run, tmp_path, capsys):
+    """The base folder moved (a new disk, a tidied models folder): the run says so in one line, continues
+    with --model at the new place, and refuses another checkpoint's weights there."""
+    pairs = _pairs_folder(tmp_path / "pairs", [0, 1])
+    base = shutil.copytree(finished_run / "best", tmp_path / "models" / "base")
+    out = tmp_path / "ft"
+    steps = []
+    config = TrainConfig(out=str(out), train_data=(f"folder:{pairs}",), val_fraction=0.0,
+                         **{**FAST, "model": str(base), "model_options": {}, "epochs": 2, "max_steps_per_epoch": 2})
+    train(config, progress=lambda e: steps.append(e) if e.phase == "train" else None, cancel=lambda: len(steps) >= 1)
+    assert json.loads((out / "run.json").read_text())["base_sha256"]
+
+    moved = shutil.move(str(base), str(tmp_path / "archive" / "base"))
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert f"started from the checkpoint {base}, which is no longer there" in line
+    assert f"--resume --out {out} --model NEW_PLACE" in line
+
+    from napari_ihcseg.models import build_model, save_checkpoint
+
+    other = tmp_path / "other"
+    save_checkpoint(build_model("r2unet-lite", **TINY), other)  # the same architecture, other weights
+    assert main(["train", "--resume", "--out", str(out), "--model", str(other)]) == 2
+    assert "not the checkpoint the run started from" in _one_error_line(capsys)
+
+    assert main(["train", "--resume", "--out", str(out), "--model", str(moved)]) == 0, capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["model"] == str(moved) and (out / "best" / "weights.safetensors").is_file()

@@ -34,7 +34,9 @@ grown from their points (--point-method).
 A run stopped (Ctrl-C, the Train panel's Cancel) continues with
   ihcseg train --resume --out FOLDER
 which takes everything else from FOLDER/run.json (--epochs, --device,
---threads and --checkpoint-minutes may be given to change them).
+--threads and --checkpoint-minutes may be given to change them, and
+--model the new place of a fine-tune's base checkpoint folder, if it moved:
+its weights must be those the run started from).
 
 --model takes a registered architecture (harunet-lite, r2unet-lite, ...) to
 train from scratch, or a checkpoint folder to fine-tune. unet-resnet50 can
@@ -183,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.training.augment import AugmentConfig, with_overrides
     from napari_ihcseg.training.points import PointTargetConfig
     from napari_ihcseg.inference.planning import SIZE_MULTIPLE
-    from napari_ihcseg.models.shipped import is_shipped_path
     from napari_ihcseg.training.prepare import check_output_folder
     from napari_ihcseg.training.trainer import TrainConfig, base_checkpoint
 
@@ -205,14 +206,8 @@ def run(args: argparse.Namespace) -> int:
                        f"got {args.tile}")
     if args.patience < 0:
         raise CLIError(f"--patience must be 0 (no early stopping) or more, got {args.patience}")
-    model = args.model
-    try:
-        base = base_checkpoint(model)
-    except ValueError as exc:
-        raise CLIError(f"--model: {exc}") from None
-    finetune = base is not None
-    if finetune and not is_shipped_path(base):
-        model = str(base.resolve())  # a folder of one's own, recorded absolute as the data are
+    model = _model_spec(args.model)
+    finetune = base_checkpoint(model) is not None
     model_options = _encoder_options(model, args.encoder_weights, finetune)
     lr = args.lr if args.lr is not None else default_lr(finetune)
     augment = AugmentConfig(p_stain_transfer=0.0) if args.no_stain_transfer else AugmentConfig()
@@ -236,6 +231,18 @@ def run(args: argparse.Namespace) -> int:
     return _train(config, resume=args.resume)
 
 
+def _model_spec(model: str) -> str:
+    """``--model`` as the run records it: a checkpoint folder of one's own absolute, as the data are."""
+    from napari_ihcseg.models.shipped import is_shipped_path
+    from napari_ihcseg.training.trainer import base_checkpoint
+
+    try:
+        base = base_checkpoint(model)
+    except ValueError as exc:
+        raise CLIError(f"--model: {exc}") from None
+    return str(base.resolve()) if base is not None and not is_shipped_path(base) else model
+
+
 def _saved_config(args: argparse.Namespace):
     """The configuration of the run saved in ``--out``, with the few options that may change applied."""
     import dataclasses
@@ -245,7 +252,8 @@ def _saved_config(args: argparse.Namespace):
     from napari_ihcseg.training.trainer import TrainConfig
 
     given = sorted("--" + k.replace("_", "-") for k, v in vars(args).items()
-                   if k not in _RESUME_OPTIONS and k in args.option_defaults and v != args.option_defaults[k])
+                   if k not in (*_RESUME_OPTIONS, "model") and k in args.option_defaults
+                   and v != args.option_defaults[k])
     if given:
         raise CLIError(f"{', '.join(given)}: --resume without DATASET continues the run saved in --out with its "
                        f"own options (from {RUN_JSON}); give the whole command to change them")
@@ -257,6 +265,8 @@ def _saved_config(args: argparse.Namespace):
     changes = {field: getattr(args, option) for option, field in _RESUMABLE.items()
                if getattr(args, option) != args.option_defaults[option]}
     changes["out"] = str(output_dir(args.out))  # the folder may have been moved since
+    if args.model is not None:  # a fine-tune's base checkpoint moved (the trainer checks its weights)
+        changes["model"] = _model_spec(args.model)
     try:
         return dataclasses.replace(config, **changes) if changes else config
     except ValueError as exc:

@@ -44,12 +44,23 @@ def base_checkpoint(spec: str) -> Path | None:
                      f"a shipped checkpoint ({', '.join(shipped) or 'none'}) nor a checkpoint folder")
 
 
-def build_model(spec: str, options: dict):
-    """The model a run starts with (on the CPU) and the checkpoint folder it came from (``None``: new)."""
+def build_model(spec: str, options: dict, *, resuming: Path | None = None):
+    """The model a run starts with (on the CPU) and the checkpoint folder it came from (``None``: new).
+
+    ``resuming``, the folder of a run being continued, words the message
+    for a base checkpoint that is no longer where the run recorded it.
+    """
     from napari_ihcseg.models import build_model as build_architecture
     from napari_ihcseg.models import load_checkpoint
 
-    path = base_checkpoint(spec)
+    try:
+        path = base_checkpoint(spec)
+    except ValueError:
+        if resuming is None or not Path(spec).is_absolute():
+            raise
+        raise ValueError(f"{resuming}: the run was started from the checkpoint {spec}, which is no longer "
+                         "there; give its new place as the model to continue with (ihcseg train --resume "
+                         f"--out {resuming} --model NEW_PLACE)") from None
     if path is None:
         return build_architecture(spec, **options), None
     return load_checkpoint(path, device="cpu"), str(path.resolve())
@@ -190,17 +201,34 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
         return
     from napari_ihcseg._json_file import read_json
 
-    saved = read_json(path).get("config", {})
+    run = read_json(path)
+    saved = run.get("config", {})
     if isinstance(saved.get("augment"), dict):
         # Runs recorded before an augmentation existed ran without it.
         saved["augment"] = json.loads(json.dumps(AugmentConfig.from_dict(saved["augment"]).to_dict()))
     # Runs recorded before point targets (or one of their fields) existed ran with the defaults.
     saved["points"] = {**PointTargetConfig().to_dict(), **(saved.get("points") or {})}
     mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
+    if run.get("base_sha256") and Path(str(config.model)).is_absolute():
+        mutable.add("model")  # a fine-tune's base moved: check_resume_base compares its weights
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
     if diff:
         raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
+
+
+def check_resume_base(out: Path, sha256: str | None) -> None:
+    """Refuse to continue a fine-tune from a base checkpoint whose weights are not those it started from
+    (its ``run.json`` records their sha256; a run from scratch records none)."""
+    path = out / RUN_JSON
+    if not path.is_file():
+        return
+    from napari_ihcseg._json_file import read_json
+
+    recorded = read_json(path).get("base_sha256")
+    if recorded and sha256 != recorded:
+        raise ValueError(f"{path}: the model given is not the checkpoint the run started from (weights sha256 "
+                         f"{(sha256 or 'none')[:12]}, the run's {recorded[:12]})")
 
 
 def check_resume_split(out: Path, split: dict) -> None:
@@ -231,4 +259,4 @@ def check_resume_split(out: Path, split: dict) -> None:
 
 
 __all__ = ["BEST_DIR", "RUN_JSON", "RUN_OUTPUTS", "base_checkpoint", "build_model", "check_output_folder",
-           "check_resume_config", "check_resume_split", "model_detections", "resolve_data"]
+           "check_resume_base", "check_resume_config", "check_resume_split", "model_detections", "resolve_data"]

@@ -39,8 +39,8 @@ from napari_ihcseg.inference.config import tuned_instance_params
 from .batches import BatchSampler
 from .config import TrainConfig, lr_at
 from .losses import SegmentationLoss
-from .prepare import (BEST_DIR, RUN_JSON, base_checkpoint, build_model, check_output_folder, check_resume_config,
-                      check_resume_split, resolve_data)
+from .prepare import (BEST_DIR, RUN_JSON, base_checkpoint, build_model, check_output_folder, check_resume_base,
+                      check_resume_config, check_resume_split, resolve_data)
 from .report import model_card, training_metadata, write_metrics_csv
 from .run_state import RunState, TrainingInterrupted, TrainProgress, TrainResult
 from .state import save_state
@@ -72,8 +72,10 @@ def train(config: TrainConfig, *, train_samples: Sequence | None = None, val_sam
         then the one kept).
     resume : bool
         Continue from the state saved in ``<out>/state`` (the configuration
-        must be the same, except for ``epochs``, ``patience`` and the
-        device); a folder without one is refused ("nothing to resume").
+        must be the same, except for ``epochs``, ``patience``, the device,
+        and the place of a fine-tune's base checkpoint, which may have moved:
+        its weights must be the same); a folder without one is refused
+        ("nothing to resume").
         Without it, a folder that holds a run's state or outputs
         (``best/``, ``metrics.csv``, ``run.json``) is refused, so nothing is
         overwritten (see :func:`~napari_ihcseg.training.prepare.check_output_folder`).
@@ -131,7 +133,10 @@ class _Run:
             check_resume_config(out, config)
         torch.manual_seed(config.seed)
 
-        model, self.base_checkpoint = build_model(config.model, config.model_options)
+        model, self.base_checkpoint = build_model(config.model, config.model_options, resuming=out if resume else None)
+        self.base_sha256 = model.checkpoint_info.sha256 if self.base_checkpoint else None
+        if resume:
+            check_resume_base(out, self.base_sha256)
         # A fine-tuned model keeps the settings tuned for its base until its own are tuned.
         self.base_instances = tuned_instance_params(model)
         model = model.to(self.device)
@@ -161,7 +166,7 @@ class _Run:
                                  "epochs to continue it")
         write_json_atomic(out / RUN_JSON, {"config": config.to_dict(), "split": self.split, "steps_per_epoch": steps,
                                            "tiles": len(self.sampler.windows),
-                                           "base_checkpoint": self.base_checkpoint})
+                                           "base_checkpoint": self.base_checkpoint, "base_sha256": self.base_sha256})
         self.hardware = describe_device(self.device)
         self.step_times: list[float] = []
         self.val_seconds: list[float] = []
