@@ -364,3 +364,23 @@ def test_a_colour_region_mask_is_read_as_nonzero_where_annotated(tmp_path):
     assert run_cli(argv) == 0
     k = read_csv(pred / "evaluation.csv")["k"]
     assert (k["n_pred"], k["n_truth"], k["tp"]) == ("2", "2", "2")
+
+
+def test_points_are_evaluated_on_the_outputs_of_ihcseg_score(tmp_path, capsys):
+    """ihcseg score's summary has no image size: the labels beside the cells table give it."""
+    from napari_ihcseg.cli import main
+    from napari_ihcseg.data.synthetic import make_synthetic_ihc
+
+    field = make_synthetic_ihc((96, 128), seed=1)
+    Image.fromarray(field.image).save(tmp_path / "case.png")
+    tifffile.imwrite(tmp_path / "case.labels.tif", field.labels.astype(np.int32))
+    assert main(["score", str(tmp_path / "case.png"), "--labels", str(tmp_path / "case.labels.tif"),
+                 "--stain", "er", "--out", str(tmp_path / "res")]) == 0
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    rows, cols = np.nonzero(field.labels)
+    (truth / "case.csv").write_text(f"type,x,y\n1,{cols[0]},{rows[0]}\n1,500,500\n")
+    assert run_cli(["--pred", str(tmp_path / "res"), "--truth", str(truth), "--points"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 point(s) lie outside the 128x96 image" in err, err
+    assert read_csv(tmp_path / "res" / "evaluation.csv")["case"]["n_truth"] == "1"

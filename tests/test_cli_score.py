@@ -229,3 +229,29 @@ def test_what_the_image_reader_warns_about_is_printed_once_and_kept_in_the_summa
     err = capsys.readouterr().err
     assert err.count("fully transparent") == 1 and err.startswith("ihcseg: warning: ")
     assert any("fully transparent" in w for w in read_summary_json(out / "clear.summary.json")["warnings"])
+
+
+def test_scoring_segments_outputs_in_place_keeps_its_labels_and_their_placement(inputs, tmp_path, capsys):
+    """`ihcseg score IMG --labels out/IMG.labels.tif --out out`, the folder segment wrote: the labels file is
+    the one scored, so it keeps its napari placement, and --split-components may not replace it."""
+    from napari_ihcseg.io import labels_placement, read_labels, write_labels
+
+    image_path, _ = inputs
+    out = tmp_path / "out"
+    labels = np.zeros((14, 44), np.int32)
+    labels[2:10, 2:10], labels[2:10, 10:18] = 1, 2  # two nuclei that touch
+    labels[11:13, 30:32] = 2  # and a piece of the second one apart
+    path = write_labels(out / "case 7.labels.tif", labels, placement={"translate": [100.0, 200.0]})
+    before = path.read_bytes()
+    with pytest.raises(CLIError, match="would replace these labels with their split components"):
+        run_score([image_path, "--labels", path, "--stain", "er", "--split-components", "--out", out])
+    assert path.read_bytes() == before
+    assert run_score([image_path, "--labels", path, "--stain", "er", "--out", out]) == 0
+    np.testing.assert_array_equal(read_labels(path), labels)
+    assert labels_placement(path) == {"translate": [100.0, 200.0]}
+
+    # Written elsewhere, the split keeps touching nuclei apart and gives the separate piece its own id.
+    assert run_score([image_path, "--labels", path, "--stain", "er", "--split-components",
+                      "--out", tmp_path / "split"]) == 0
+    split = read_labels(tmp_path / "split" / "case 7.labels.tif")
+    assert len(np.unique(split)) - 1 == 3 and split[5, 5] != split[5, 12]

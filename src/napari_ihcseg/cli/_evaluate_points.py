@@ -114,17 +114,29 @@ def _read_mask(path: Path) -> np.ndarray:
 
 
 def _image_size(cells_path: Path, key: str) -> tuple[int, int] | None:
-    """``(H, W)`` of the image a cells table was measured on, from its summary; None without one."""
+    """``(H, W)`` of the image a cells table was measured on: from its summary (``ihcseg segment``'s records
+    it), else from the labels beside it (``ihcseg score``'s summary does not); None without either."""
     from napari_ihcseg._json_file import read_json
 
     summary = cells_path.with_name(key + SUMMARY_SUFFIX)
-    if not summary.is_file():
-        return None
-    record = read_json(summary, what="summary")
-    try:
-        return int(record["height"]), int(record["width"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{summary}: no image height and width in the summary") from None
+    if summary.is_file():
+        record = read_json(summary, what="summary")
+        try:
+            return int(record["height"]), int(record["width"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    from napari_ihcseg.pipeline.outputs import OUTPUT_SUFFIXES
+
+    labels = cells_path.with_name(key + OUTPUT_SUFFIXES["labels"])
+    if labels.is_file():
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(labels) as tif:
+                return tuple(int(v) for v in tif.pages[0].shape[:2])
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+            raise ValueError(f"{labels}: cannot read the size of the labels ({exc})") from None
+    return None
 
 
 def image_size(cells_path: Path, key: str, region) -> tuple[int, int] | None:

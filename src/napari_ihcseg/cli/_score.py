@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ihcseg: warning: --hotspot-diameter needs a pixel size (--pixel-size, or one recorded in the "
               f"file); the hot spot is the {config.hotspot_cells} nearest cells of a point", file=sys.stderr)
     out = output_dir(args.out)
+    read = labels
     labels = _binary_mask_check(labels, args)
+    placement = _keep_input_labels(out, args, read, labels)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StainEstimationWarning)
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ihcseg.io.names import image_stem
 
     stem = image_stem(args.image)
-    paths = _write_set(out, stem, result, labels)
+    paths = _write_set(out, stem, result, labels, placement)
     if result.summary["n_nuclei"] == 0:
         print(f"ihcseg: warning: {args.labels}: no nucleus to score"
               + (" inside the region / size limits" if len(result.cells) else "")
@@ -204,7 +206,25 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_set(out: Path, stem: str, result, labels: np.ndarray) -> dict[str, Path]:
+def _keep_input_labels(out: Path, args: argparse.Namespace, read: np.ndarray, labels: np.ndarray) -> dict | None:
+    """The napari placement of the ``--labels`` file, kept when the scored labels are written over it
+    (``--out`` is the folder ``ihcseg segment`` wrote them to); refused when they would replace it with
+    other labels (``--split-components``)."""
+    from napari_ihcseg.io.labels import labels_placement
+    from napari_ihcseg.io.names import image_stem
+    from napari_ihcseg.pipeline.outputs import OUTPUT_SUFFIXES
+
+    target = out / (image_stem(args.image) + OUTPUT_SUFFIXES["labels"])
+    source = Path(args.labels).expanduser()
+    if not (target.exists() and target.resolve() == source.resolve()):
+        return None
+    if labels is not read and not np.array_equal(labels, read):
+        raise CLIError(f"{source}: --out {out} would replace these labels with their split components; "
+                       "choose another --out folder to keep them")
+    return labels_placement(source)
+
+
+def _write_set(out: Path, stem: str, result, labels: np.ndarray, placement: dict | None = None) -> dict[str, Path]:
     """Write the scored labels and their exports as one set, replacing the stem's old outputs as a unit.
 
     The labels scored are written too (``<stem>.labels.tif``), so the folder
@@ -220,7 +240,7 @@ def _write_set(out: Path, stem: str, result, labels: np.ndarray) -> dict[str, Pa
     try:
         suffixes = {k: v for k, v in OUTPUT_SUFFIXES.items() if k not in ("mask_prob", "contour_prob")}
         with OutputSet(out, stem, suffixes) as staged:
-            write_labels(staged["labels"], labels)
+            write_labels(staged["labels"], labels, placement=placement)
             write_exports(staged["summary"].parent, stem, result.cells, result.summary, labels)
     except OSError as exc:
         name = Path(exc.filename).name if getattr(exc, "filename", None) else ""

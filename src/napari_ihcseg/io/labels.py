@@ -99,13 +99,21 @@ def binary_mask_regions(labels: np.ndarray) -> int:
 
 
 def split_components(labels: np.ndarray) -> np.ndarray:
-    """Label each connected region (4-connected, as the outlines are traced) of a mask as its own nucleus.
+    """Label each connected region (4-connected, as the outlines are traced) of each label as its own nucleus.
 
-    Touching nuclei stay one region; this is for masks without instances.
+    Meant for binary masks, whose touching nuclei stay one region. In an
+    instance image, nuclei of different ids stay apart however they touch;
+    only a label in several separate pieces is split.
+
+    Examples
+    --------
+    >>> labels = np.array([[1, 1, 2, 0, 1]])
+    >>> split_components(labels)
+    array([[1, 1, 2, 0, 3]], dtype=int32)
     """
-    from scipy import ndimage as ndi
+    from skimage.measure import label
 
-    return ndi.label(np.asarray(labels) != 0)[0].astype(np.int32)
+    return label(np.asarray(labels), background=0, connectivity=1).astype(np.int32)
 
 
 #: The key of the JSON description of label TIFFs this package writes (where they sit in napari).
