@@ -103,6 +103,18 @@ def test_a_steep_logistic_on_dab_is_the_threshold():
     assert not any("calibrated classifier" in w for w in by_model["warnings"])
 
 
+def test_a_classifier_calls_nuclei_with_huge_ids_as_it_calls_them_renumbered():
+    """Label ids up to 2**40 (merged tiles of a slide): the features are looked up sparsely, not in a table."""
+    image, labels, *_ = brown_cytoplasm_field(1)
+    cut = get_preset("ki67").thresholds[0]
+    config = ScoringConfig(classifier=_dab_only(cut))
+    plain = score_image(image, labels, config=config).cells
+    huge = np.where(labels > 0, labels.astype(np.int64) + 2**40, 0)
+    cells = score_image(image, huge, config=config).cells
+    assert (cells["label"] - 2**40).tolist() == plain["label"].tolist()
+    assert cells["positive"].tolist() == plain["positive"].tolist() and plain["positive"].any()
+
+
 def test_a_classifier_far_from_the_dab_cut_says_the_image_may_be_outside_its_calibration():
     image, labels, *_ = brown_cytoplasm_field(1)
     everything = NucleusClassifier(LogisticModel(("dab_od_mean",), (0.0,), (1.0,), (0.0,), 5.0))

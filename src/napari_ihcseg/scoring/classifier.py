@@ -77,6 +77,20 @@ def _per_label(index: np.ndarray, values: np.ndarray, n: int, quantiles: Sequenc
     return mean, out
 
 
+def _rows_of(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The row of ``ids`` holding each of ``values``, -1 where none does (sparse, so huge ids cost nothing).
+
+    >>> _rows_of(np.array([7, 3, 5, 2**40]), np.array([2**40, 7, 3]))
+    array([ 1,  2, -1,  0])
+    """
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    values = np.asarray(values).astype(np.int64, copy=False)
+    pos = np.clip(np.searchsorted(sorted_ids, values), 0, max(len(ids) - 1, 0))
+    found = sorted_ids[pos] == values if len(ids) else np.zeros(len(values), bool)
+    return np.where(found, order[pos] if len(ids) else -1, -1)
+
+
 def nucleus_features(
     image: np.ndarray,
     labels: np.ndarray,
@@ -127,11 +141,9 @@ def nucleus_features(
             out[name] = np.zeros(0)
         return out
     ids = out["label"].to_numpy(np.int64)
-    lookup = np.zeros(int(labels.max()) + 1, np.int64) - 1
-    lookup[ids] = np.arange(n)
 
     rr, cc = np.nonzero(labels)
-    index = lookup[labels[rr, cc]]
+    index = _rows_of(labels[rr, cc], ids)
     keep = index >= 0
     conc = _concentrations(image, rr[keep], cc[keep], stains)
     _, (d25, d75) = _per_label(index[keep], conc[:, 1], n, (0.25, 0.75))
@@ -140,7 +152,7 @@ def nucleus_features(
     width = ring_width(out["area_px"].to_numpy())
     grown = expand_labels(labels, distance=width)
     rr, cc = np.nonzero((grown > 0) & (labels == 0))
-    index = lookup[grown[rr, cc]]
+    index = _rows_of(grown[rr, cc], ids)
     keep = index >= 0
     ring = _concentrations(image, rr[keep], cc[keep], stains)
     ring_h, _ = _per_label(index[keep], ring[:, 0], n, ())
