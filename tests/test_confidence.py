@@ -118,7 +118,31 @@ def test_summary_carries_the_interval_minimum_and_uncertain_calls():
 
 @pytest.mark.parametrize("field, value", [("min_cells", 0), ("min_cells", 2.5), ("ki67_cutoff", 0),
                                           ("ki67_cutoff", 120), ("hotspot_diameter_um", -5),
-                                          ("hotspot_cells", 0)])
+                                          ("hotspot_cells", 0), ("hotspot_cells", 1)])
 def test_config_refuses_bad_confidence_settings(field, value):
     with pytest.raises(ValueError, match=field):
         ScoringConfig(**{field: value})
+
+
+@pytest.mark.parametrize("cutoff", [16.1, 14.0, 20.0, 33.3, 57.7])
+def test_an_index_equal_to_the_cut_off_is_high(cutoff):
+    """The call is "high" for an index >= the cut-off, decimal cut-offs included."""
+    n = 1000
+    k = round(cutoff * n / 100)
+    s = summarize(_cells(k, n - k), ScoringConfig(stain="ki67", ki67_cutoff=cutoff))
+    assert s["ki67_call"] == "high"
+    below = summarize(_cells(k - 1, n - k + 1), ScoringConfig(stain="ki67", ki67_cutoff=cutoff))
+    assert below["ki67_call"] == "low"
+
+
+def test_area_limits_in_square_micrometres_keep_a_nucleus_exactly_at_them():
+    from napari_ihcseg.scoring import score_image
+    from napari_ihcseg.stain import compose
+
+    conc = np.zeros((40, 40, 3), np.float32)
+    conc[..., 1] = 0.3
+    labels = np.zeros((40, 40), np.int32)
+    labels[:25, :40] = 1  # 1000 px = 10 um^2 at 0.1 um per pixel
+    result = score_image(compose(conc), labels, stain="er", pixel_size_um=0.1)
+    assert result.rescore(min_area_um2=10, max_area_um2=10).summary["n_nuclei"] == 1
+    assert result.rescore(min_area_um2=10.01).summary["n_nuclei"] == 0

@@ -173,7 +173,8 @@ def assess(n_positive: int, n: int, *, stain: str, ki67_cutoff: float | None = N
         uncertain.append("interpretation")
     call = None
     if stain == "ki67" and ki67_cutoff is not None and n:
-        call = "high" if 100 * n_positive >= ki67_cutoff * n else "low"
+        # index >= cut-off, exactly: 161 of 1000 at a cut of 16.1 % is high (16.1 * 1000 is 16100.000000000002).
+        call = "high" if 100 * n_positive >= ki67_cutoff * n * (1 - 1e-12) else "low"
         if cuts_inside(interval, (ki67_cutoff / 100.0,)):
             uncertain.append("ki67_call")
     enough = n >= min_cells

@@ -188,10 +188,11 @@ class ScoringConfig:
         elif self.min_area_um2 is not None or self.max_area_um2 is not None:
             raise ValueError("min_area_um2/max_area_um2 need pixel_size_um; "
                              "give the pixel size or use min_area_px/max_area_px")
-        for name in ("min_cells", "hotspot_cells", "hotspot_min_cells"):
+        # A hot spot of one cell has no size (its circle's radius is 0): at least two.
+        for name, least in (("min_cells", 1), ("hotspot_cells", 2), ("hotspot_min_cells", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < least:
+                raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.ki67_cutoff is not None:
             cut = float(self.ki67_cutoff)
@@ -222,11 +223,12 @@ class ScoringConfig:
         if self.max_area_px is not None:
             hi = min(hi, self.max_area_px)
         if self.pixel_size_um is not None:
+            # Inclusive as the pixel limits are: 10 um^2 at 0.1 um is 1000 px, not 999.9999999999998.
             px_area = self.pixel_size_um ** 2
             if self.min_area_um2 is not None:
-                lo = max(lo, self.min_area_um2 / px_area)
+                lo = max(lo, self.min_area_um2 / px_area * (1 - 1e-9))
             if self.max_area_um2 is not None:
-                hi = min(hi, self.max_area_um2 / px_area)
+                hi = min(hi, self.max_area_um2 / px_area * (1 + 1e-9))
         return lo, hi
 
     def hotspot_size(self) -> dict:
