@@ -137,6 +137,23 @@ def test_whole_slide_path_matches_in_memory_path(tmp_path, monkeypatch):
         "slide.summary.json"]
 
 
+def test_a_region_that_misses_the_slide_is_said_to_on_both_paths(tmp_path, monkeypatch):
+    """A tumour outline drawn on another slide (or in another frame): the summary warns, as for a field."""
+    slide = make_synthetic_slide(tmp_path / "slide.tif", (512, 512), tile=256, seed=5, compression="zlib")
+    ring = [[2000, 2000], [2100, 2000], [2100, 2100], [2000, 2100], [2000, 2000]]
+    roi = tmp_path / "elsewhere.geojson"
+    roi.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    opts = PipelineOptions(inference=InferenceConfig(tile=128, overlap=32), scoring=ScoringConfig(stain="ki67"),
+                           block=256, roi=str(roi))
+    field = process_image(slide, tmp_path / "field", opts, model=ODNet(stains=(0, 1)))
+    monkeypatch.setattr(pipeline, "LARGE_IMAGE_PIXELS", 128 * 128)
+    large = process_image(slide, tmp_path / "large", opts, model=ODNet(stains=(0, 1)))
+    assert large["large"] and not field["large"]
+    for summary in (field, large):
+        assert summary["n_nuclei"] == 0 and summary["n_nuclei_segmented"] > 0
+        assert any("the region (ROI) covers no pixel of the 512x512" in w for w in summary["warnings"])
+
+
 def test_changed_options_or_model_make_outputs_stale(field_png, tmp_path):
     path, _ = field_png
     opts = PipelineOptions(model="odnet", inference=InferenceConfig(tile=128, overlap=32))

@@ -70,7 +70,7 @@ def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block
     from napari_ihcseg.scoring import measure_nuclei, nuclei_feature_collection, write_cells_csv
     from napari_ihcseg.scoring.classifier import nucleus_features
     from napari_ihcseg.scoring.regions import as_region
-    from napari_ihcseg.scoring.summary import classify, summarize
+    from napari_ihcseg.scoring.summary import REGION_MISSES_IMAGE, classify, summarize
     from napari_ihcseg.stain import H_DAB
 
     base = lazy.levels[0]
@@ -124,6 +124,8 @@ def score_blocks(lazy, labels_z, paths, options: PipelineOptions, scoring, block
         if scoring.classifier is not None:
             cells = nucleus_features(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), cells)
         cells = classify(cells, scoring)
+    if region is not None and not region.covers_a_pixel_of(labels_z.shape[:2]):
+        cells.attrs[REGION_MISSES_IMAGE] = "{1}x{0}".format(*labels_z.shape[:2])
     write_cells_csv(paths["cells"], cells)
     scores = summarize(cells, scoring, stain_vectors=vectors)
     return scores, dict(zip(cells["label"].to_numpy().tolist(), cells["intensity_class"].to_numpy().tolist()))

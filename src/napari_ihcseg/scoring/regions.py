@@ -101,6 +101,30 @@ class Region:
         rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
         return self.contains(rows.ravel(), cols.ravel()).reshape(shape)
 
+    def covers_a_pixel_of(self, shape: tuple[int, int], *, max_pixels: int = 1 << 22) -> bool:
+        """Whether the region holds the centre of any pixel of an image of ``shape`` (rows, cols).
+
+        Only the part of the image inside the region's bounding box is
+        looked at, so a whole slide costs no more than its region; a box of
+        more than ``max_pixels`` pixels on the image counts as covering it.
+
+        >>> square = np.array([[0, 0], [0, 10], [10, 10], [10, 0]])
+        >>> region = region_from_shapes([square])
+        >>> region.covers_a_pixel_of((5, 5)), region.covers_a_pixel_of((100_000, 100_000))
+        (True, True)
+        >>> region_from_shapes([square + 50]).covers_a_pixel_of((40, 40))
+        False
+        """
+        points = np.concatenate([p.exterior for p in self.polygons])
+        lo = np.maximum(np.ceil(points.min(axis=0)), 0).astype(np.int64)
+        hi = np.minimum(np.floor(points.max(axis=0)), np.asarray(shape[:2]) - 1).astype(np.int64)
+        if np.any(hi < lo):
+            return False
+        if np.prod(hi - lo + 1) > max_pixels:
+            return True
+        rows, cols = np.mgrid[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
+        return bool(self.contains(rows.ravel(), cols.ravel()).any())
+
 
 def _ellipse_from_corners(corners: np.ndarray) -> np.ndarray:
     """napari stores an ellipse as the four corners of its bounding box."""

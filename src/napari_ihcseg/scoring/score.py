@@ -140,6 +140,6 @@ def score_image(
                        else region.contains(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy()))
     cells = classify(cells, config)
     cells.attrs["stain_vectors"] = vectors
-    if region is not None and not region.to_mask(np.shape(labels)[:2]).any():
+    if region is not None and not region.covers_a_pixel_of(np.shape(labels)[:2]):
         cells.attrs[REGION_MISSES_IMAGE] = "{1}x{0}".format(*np.shape(labels)[:2])
     return ScoreResult(cells, summarize(cells, config, stain_vectors=vectors), config, vectors)
