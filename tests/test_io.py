@@ -429,3 +429,24 @@ def test_read_errors_survive_pickling(tmp_path):
     again = pickle.loads(pickle.dumps(info.value))
     assert type(again) is ImageReadError and str(again) == str(info.value)
     assert again.path == str(bad) and again.reason == info.value.reason
+
+
+def test_a_partly_transparent_image_says_its_stain_is_paled(tmp_path):
+    """Half-transparent pixels are blended onto white, which pales DAB: the reader says so. An opaque RGBA
+    file, or one whose surround is fully transparent (an exported annotation), reads without a word."""
+    from napari_ihcseg.io import ImageWarning, read_image
+
+    rgb = make_synthetic_ihc((64, 64), seed=3).image
+    alpha = np.full((64, 64, 1), 255, np.uint8)
+    for name, a in (("opaque", alpha), ("surround", np.where(np.arange(64)[:, None, None] < 8, 0, alpha))):
+        Image.fromarray(np.concatenate([rgb, a.astype(np.uint8)], axis=-1), "RGBA").save(tmp_path / f"{name}.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ImageWarning)
+            read_image(tmp_path / f"{name}.png")
+    half = np.concatenate([rgb, alpha // 2], axis=-1)
+    Image.fromarray(half, "RGBA").save(tmp_path / "half.png")
+    tifffile.imwrite(tmp_path / "half.tif", half, photometric="rgb", extrasamples=["unassalpha"])
+    for name in ("half.png", "half.tif"):
+        with pytest.warns(ImageWarning, match=rf"{name}: 100 % of the pixels are partly transparent"):
+            image = read_image(tmp_path / name)
+        assert image.mean() > rgb.mean(), "blended onto white"

@@ -197,7 +197,7 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
             raw = series.asarray(level=0)
         except Exception as exc:  # noqa: BLE001
             raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
-    image = layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path)
+    image = layout.to_rgb8(raw[layout.yx_key(slice(None), slice(None))], path, warn_translucent=True)
     warn_if_uniform(image, path)
     return image, pixel_size
 
@@ -226,7 +226,7 @@ def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
         raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
     _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
     layout = pixel_layout(path, "YXS", raw.shape, alpha="straight", value_top=value_range_top(raw, path))
-    image = layout.to_rgb8(raw, path)
+    image = layout.to_rgb8(raw, path, warn_translucent=True)
     warn_if_uniform(image, path, transparent=_transparent(raw))
     return image
 
@@ -288,7 +288,7 @@ def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
         raise ImageReadError(path, f"cannot decode the {kind} file ({describe_error(exc)})") from None
     layout = pixel_layout(path, "YXS", arr.shape, alpha="straight")
-    image = layout.to_rgb8(arr, path)
+    image = layout.to_rgb8(arr, path, warn_translucent=True)
     warn_if_uniform(image, path, transparent=_transparent(arr))
     return image, _dpi_to_um(dpi)
 

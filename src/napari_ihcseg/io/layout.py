@@ -46,11 +46,15 @@ class Layout:
         key[free[self.order[1]]] = x
         return tuple(slice(None) if k is None else k for k in key)
 
-    def to_rgb8(self, raw: np.ndarray, path) -> np.ndarray:
+    def to_rgb8(self, raw: np.ndarray, path, *, warn_translucent: bool = False) -> np.ndarray:
         """Convert a raw block (already indexed with :meth:`yx_key`) to RGB uint8.
 
         Large blocks are converted in strips of rows, so the temporary arrays
-        of the conversion stay small next to the result.
+        of the conversion stay small next to the result. Transparency is
+        blended onto white; with ``warn_translucent``, an image of which more
+        than 1 % of the pixels are partly transparent gives an
+        :class:`~napari_ihcseg.io.errors.ImageWarning` (the blend pales their
+        stain, so nuclei there score as less stained).
         """
         block = np.transpose(raw, self.order)
         if self.colormap is not None:
@@ -58,9 +62,23 @@ class Layout:
         if block.dtype == np.uint8 and block.shape[-1] == 3:
             return np.ascontiguousarray(block)
         out = np.empty((*block.shape[:2], 3), np.uint8)
+        translucent = 0
         for top in range(0, block.shape[0], _STRIP_ROWS):
             rows = slice(top, top + _STRIP_ROWS)
-            out[rows] = self._strip(to_uint8(block[rows], path, self.value_top))
+            strip = to_uint8(block[rows], path, self.value_top)
+            if self.alpha is not None and strip.shape[-1] == 4:
+                translucent += int(np.count_nonzero((strip[..., 3] > 0) & (strip[..., 3] < 255)))
+            out[rows] = self._strip(strip)
+        if warn_translucent and translucent > 0.01 * out.shape[0] * out.shape[1]:
+            import warnings
+
+            from .errors import ImageWarning
+
+            share = 100.0 * translucent / (out.shape[0] * out.shape[1])
+            warnings.warn(ImageWarning(
+                f"{path}: {share:.0f} % of the pixels are partly transparent; they are blended onto white, "
+                "which pales their stain (nuclei there score as less stained); save the image without "
+                "transparency"), stacklevel=3)
         return out
 
     def _strip(self, block: np.ndarray) -> np.ndarray:
