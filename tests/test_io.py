@@ -13,7 +13,7 @@ from PIL import Image
 
 from napari_ihcseg.data.synthetic import make_synthetic_ihc
 from napari_ihcseg.data.synthetic_slide import make_synthetic_slide
-from napari_ihcseg.io import ImageReadError, LazyImage, open_image, read_image, read_labels, write_labels
+from napari_ihcseg.io import ImageReadError, ImageWarning, LazyImage, open_image, read_image, read_labels, write_labels
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +123,17 @@ def test_rgba_is_flattened_onto_white(tmp_path, rgb):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
     for name in ("rgba.png", "rgba.tif"):
-        image = read_image(tmp_path / name)
+        with pytest.warns(ImageWarning, match="partly transparent"):
+            image = read_image(tmp_path / name)
         assert image.shape == rgb.shape
         assert np.abs(image - expected).max() <= 1
         assert (image[:, 0] == 255).all()  # fully transparent column is white
-        with open_image(tmp_path / name) as lazy:
+        with pytest.warns(ImageWarning, match="partly transparent"), open_image(tmp_path / name) as lazy:
             np.testing.assert_array_equal(lazy.levels[0].compute(), image)
     premultiplied = np.dstack([np.rint(rgb * a).astype(np.uint8), alpha])
     tifffile.imwrite(tmp_path / "pre.tif", premultiplied, photometric="rgb", extrasamples=["assocalpha"])
-    assert np.abs(read_image(tmp_path / "pre.tif") - expected).max() <= 2
+    with pytest.warns(ImageWarning, match="partly transparent"):
+        assert np.abs(read_image(tmp_path / "pre.tif") - expected).max() <= 2
 
 
 def test_16_bit_is_rescaled_by_the_full_range(tmp_path, rgb):
@@ -179,7 +181,8 @@ def test_tall_images_convert_in_strips_like_small_ones(tmp_path):
     rgba8 = np.rint(rgba16 * (255 / 65535))
     a = rgba8[..., 3:] / 255
     expected = np.clip(np.rint(rgba8[..., :3] * a + 255 * (1 - a)), 0, 255)
-    np.testing.assert_array_equal(read_image(tmp_path / "tall.tif"), expected)
+    with pytest.warns(ImageWarning, match="partly transparent"):
+        np.testing.assert_array_equal(read_image(tmp_path / "tall.tif"), expected)
 
 
 def test_float_images_are_taken_in_0_1(tmp_path, rgb):

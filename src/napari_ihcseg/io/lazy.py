@@ -73,7 +73,9 @@ class _TiffSource:
 class _LazyLevel:
     """Array-like RGB uint8 view of one level, for ``dask.array.from_array``."""
 
-    def __init__(self, source: _TiffSource, level: int, layout: Layout, shape: tuple[int, int]) -> None:
+    def __init__(self, source: _TiffSource, level: int, layout: Layout, shape: tuple[int, int], *,
+                 warn_translucent: bool = False) -> None:
+        self.warn_translucent = warn_translucent
         self.source = source
         self.level = level
         self.layout = layout
@@ -90,7 +92,7 @@ class _LazyLevel:
             where = f"level {self.level}, rows {y.start}:{y.stop}, columns {x.start}:{x.stop}"
             raise ImageReadError(self.source.path, f"cannot decode the image data at {where} "
                                                    f"({describe_error(exc)})") from None
-        return self.layout.to_rgb8(raw, self.source.path)[..., c]
+        return self.layout.to_rgb8(raw, self.source.path, warn_translucent=self.warn_translucent)[..., c]
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,9 +207,9 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                                             lock=False, asarray=False, fancy=False,
                                             meta=np.empty((0, 0, 0), np.uint8)))
             # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
-            # at opening and a blank one is announced; a level decoded in full is kept, not
+            # at opening and a blank or translucent one is announced; a level decoded in full is kept, not
             # decoded again when it is computed.
-            smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1])
+            smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1], warn_translucent=True)
             whole = None
             if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:
                 try:
