@@ -249,15 +249,18 @@ def test_grayscale_is_refused_because_scoring_needs_colour(tmp_path, rgb, name, 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        (np.zeros((2, 32, 32), np.uint8), "2 channels"),
-        (np.zeros((5, 32, 32), np.uint8), "5 channels"),
+        (np.zeros((2, 32, 32), np.uint8), "stack of 2 single-channel images"),  # pages, not colours
+        (np.zeros((5, 32, 32), np.uint8), "stack of 5 single-channel images"),
+        (np.zeros((32, 32, 2), np.uint8), "grayscale-like image with 2 channels"),  # samples of one pixel
+        (np.zeros((32, 32, 5), np.uint8), "multichannel image with 5 channels"),
         (np.zeros((4, 32, 32, 3), np.uint8), "stack"),
         (np.zeros((32, 32, 3), np.int16), "pixel type"),
     ],
 )
 def test_other_layouts_are_refused(tmp_path, data, match):
     path = tmp_path / "x.tif"
-    tifffile.imwrite(path, data, photometric="minisblack")
+    tifffile.imwrite(path, data, photometric="minisblack", **({"planarconfig": "contig"} if data.ndim == 3
+                                                               and data.shape[-1] in (2, 5) else {}))
     with pytest.raises(ImageReadError, match=match):
         read_image(path)
 
@@ -360,6 +363,10 @@ def test_labels_round_trip_as_compressed_uint32(tmp_path):
     back = read_labels(path)
     assert back.dtype == np.int32
     np.testing.assert_array_equal(back, labels)
+    labels[0, 0] = 2**32 - 1  # as high as write_labels goes: read back as written
+    back = read_labels(write_labels(tmp_path / "huge.tif", labels))
+    assert back.dtype == np.int64
+    np.testing.assert_array_equal(back, labels)
 
 
 @pytest.mark.parametrize("shape", [(1, 256), (256, 1), (1, 1)])
@@ -453,3 +460,99 @@ def test_a_partly_transparent_image_says_its_stain_is_paled(tmp_path):
         with pytest.warns(ImageWarning, match=rf"{name}: 100 % of the pixels are partly transparent"):
             image = read_image(tmp_path / name)
         assert image.mean() > rgb.mean(), "blended onto white"
+
+
+def test_the_pixel_size_is_that_of_the_image_read_not_of_a_thumbnail_stored_first(tmp_path):
+    from napari_ihcseg.io import file_pixel_size, read_image_and_pixel_size
+
+    img = make_synthetic_ihc((128, 128), seed=2).image
+    with tifffile.TiffWriter(tmp_path / "thumb_first.tif") as tw:  # a 4 um overview, then the 1 um image
+        tw.write(img[::4, ::4].copy(), photometric="rgb", resolution=(2500, 2500), resolutionunit="CENTIMETER",
+                 metadata=None)
+        tw.write(img, photometric="rgb", resolution=(1e4, 1e4), resolutionunit="CENTIMETER", metadata=None)
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif") as tw:
+        tw.write(img[::4, ::4].copy(), photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": 4.0,
+                                                                   "PhysicalSizeY": 4.0})
+        tw.write(img, photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": 1.0, "PhysicalSizeY": 1.0})
+    for name in ("thumb_first.tif", "two.ome.tif"):
+        with pytest.warns(ImageWarning, match="reading the largest"):
+            image, pixel_size = read_image_and_pixel_size(tmp_path / name)
+        assert image.shape == (128, 128, 3) and pixel_size == pytest.approx(1.0), name
+        assert file_pixel_size(tmp_path / name) == pytest.approx(1.0)
+        with pytest.warns(ImageWarning), open_image(tmp_path / name) as lazy:
+            assert lazy.pixel_size_um == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("unit, expected", [("\\u00B5m", 0.5), ("micron", 0.5), ("mm", 500.0 / 1000)])
+def test_imagej_units_as_fiji_writes_them(tmp_path, unit, expected):
+    from napari_ihcseg.io import read_image_and_pixel_size
+
+    img = make_synthetic_ihc((32, 32), seed=2).image
+    per_unit = 2.0 if unit != "mm" else 2000.0  # pixels per unit: 0.5 um either way
+    tifffile.imwrite(tmp_path / "ij.tif", img, imagej=True, resolution=(per_unit, per_unit), metadata={"unit": unit})
+    assert read_image_and_pixel_size(tmp_path / "ij.tif")[1] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("axes, kwargs", [("ZYX", {"imagej": True, "metadata": {"axes": "ZYX"}}),
+                                          ("IYX", {"metadata": None}), ("TYX", {"imagej": True,
+                                                                             "metadata": {"axes": "TYX"}})])
+def test_three_grayscale_planes_are_a_stack_not_a_colour_image(tmp_path, axes, kwargs):
+    planes = np.random.default_rng(0).integers(0, 256, (3, 40, 50), np.uint8)
+    tifffile.imwrite(tmp_path / "z3.tif", planes, photometric="minisblack", **kwargs)
+    with pytest.raises(ImageReadError, match=r"z3.tif: holds a stack of 3 single-channel images"):
+        read_image(tmp_path / "z3.tif")
+    with pytest.raises(ImageReadError, match="stack"):
+        open_image(tmp_path / "z3.tif")
+
+
+def test_an_opaque_16_bit_alpha_does_not_decide_the_range_of_12_bit_colours(tmp_path):
+    rgb8 = make_synthetic_ihc((40, 50), seed=4).image
+    rgb12 = np.round(rgb8 * (4095 / 255)).astype(np.uint16)
+    rgba = np.dstack([rgb12, np.full((40, 50), 65535, np.uint16)])
+    tifffile.imwrite(tmp_path / "rgba12.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    (tmp_path / "rgba12.png").write_bytes(imagecodecs.png_encode(rgba))
+    for name in ("rgba12.tif", "rgba12.png"):
+        with pytest.warns(ImageWarning, match="12-bit"):
+            image = read_image(tmp_path / name)
+        assert np.abs(image.astype(int) - rgb8).max() <= 1, name
+
+
+def test_ycbcr_and_lab_tiffs_are_refused_rather_than_read_as_rgb(tmp_path):
+    img = make_synthetic_ihc((16, 16), seed=4).image
+    tifffile.imwrite(tmp_path / "ycc.tif", img, photometric="ycbcr", subsampling=(1, 1))
+    tifffile.imwrite(tmp_path / "lab.tif", img, photometric="cielab")
+    for name, space in (("ycc.tif", "YCbCr"), ("lab.tif", "CIELAB")):
+        with pytest.raises(ImageReadError, match=f"{name}: {space} colour is not supported"):
+            read_image(tmp_path / name)
+
+
+def test_a_huge_png_is_refused_before_it_is_decoded_with_a_way_out(tmp_path, monkeypatch):
+    from napari_ihcseg.io import lazy
+
+    (tmp_path / "big16.png").write_bytes(imagecodecs.png_encode(np.zeros((600, 600, 3), np.uint16), level=9))
+    decoded = []
+    monkeypatch.setattr(imagecodecs, "png_decode", lambda data: decoded.append(1))
+    with pytest.raises(ImageReadError, match="PNG and JPEG files can only be decoded whole; save it as a tiled"):
+        read_image(tmp_path / "big16.png", max_pixels=10**5)
+    assert not decoded
+    monkeypatch.setattr(lazy, "MAX_READ_PIXELS", 10**5)
+    with pytest.raises(ImageReadError, match="save it as a tiled") as caught:
+        open_image(tmp_path / "big16.png")
+    assert "open_image" not in str(caught.value)
+
+
+def test_the_napari_reader_closes_a_file_it_cannot_decode(tmp_path):
+    import gc
+
+    from napari_ihcseg._reader import read_ihc
+
+    # Larger than the part decoded on opening (UNIFORM_CHECK_PIXELS), smaller than a napari pyramid: read in full.
+    image = np.random.default_rng(0).integers(0, 256, (2304, 2304, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", image, tile=(256, 256), compression="zlib")
+    data = (tmp_path / "big.tif").read_bytes()
+    (tmp_path / "bad.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception):
+        read_ihc(str(tmp_path / "bad.tif"))
+    gc.collect()
+    fds = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+    assert str(tmp_path / "bad.tif") not in fds

@@ -94,8 +94,10 @@ def _layer(path: str) -> tuple:
         data = strided_pyramid(image.levels[0], smallest_side=SMALLEST_LEVEL_SIDE, chunks=(1024, 1024, 3))
         meta["multiscale"] = True
     else:
-        data = np.asarray(image.levels[0].compute())
-        image.close()
+        try:
+            data = np.asarray(image.levels[0].compute())
+        finally:  # read now in full: the file is not needed, and a damaged one is not left open
+            image.close()
     return data, meta, "image"
 
 

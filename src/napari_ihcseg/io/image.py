@@ -16,7 +16,7 @@ import numpy as np
 
 from ..pixel_size import PIXEL_SIZE_RANGE_UM
 from .content import MAX_FLOAT_RANGE_PIXELS, main_series, value_range_top, warn_if_uniform
-from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
+from .errors import ImageReadError, ImageWarning, as_read_error, describe_error, sniff_format, tifffile_quiet
 from .layout import Layout, check_dtype, grayscale_error, pixel_layout, yx_size
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
@@ -26,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".om
 #: The most pixels :func:`read_image` loads into memory (16384 x 16384).
 MAX_READ_PIXELS = 2**28
 
-_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0,
+_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00b5m": 1.0, "μm": 1.0,
                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
@@ -92,12 +92,17 @@ def tiff_layout(path: Path, series) -> Layout:
         For CMYK, grayscale, unsupported pixel types and floating-point
         whole slides.
     """
-    from tifffile import EXTRASAMPLE, PHOTOMETRIC
+    from tifffile import COMPRESSION, EXTRASAMPLE, PHOTOMETRIC
 
     page = series.keyframe
     check_dtype(np.dtype(series.dtype), path)
     if page.photometric == PHOTOMETRIC.SEPARATED:
         raise ImageReadError(path, "CMYK colour is not supported; save the image as RGB")
+    # tifffile hands these over as stored: the values are no RGB (JPEG-compressed YCbCr is decoded to RGB).
+    lab = {PHOTOMETRIC.CIELAB: "CIELAB", PHOTOMETRIC.ICCLAB: "ICC L*a*b*", PHOTOMETRIC.ITULAB: "ITU L*a*b*"}
+    if page.photometric in lab or (page.photometric == PHOTOMETRIC.YCBCR and page.compression != COMPRESSION.JPEG):
+        raise ImageReadError(path, f"{lab.get(page.photometric, 'YCbCr')} colour is not supported; "
+                                   "save the image as RGB")
     colormap = None
     if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None:
         cmap = np.asarray(page.colormap).T  # (entries, 3), 16-bit in TIFF
@@ -119,18 +124,22 @@ def tiff_layout(path: Path, series) -> Layout:
                 raw = level.asarray()
             except Exception as exc:  # noqa: BLE001
                 raise ImageReadError(path, f"cannot decode the image data ({describe_error(exc)})") from None
-            layout = dataclasses.replace(layout, value_top=value_range_top(raw, path))
+            layout = dataclasses.replace(layout, value_top=value_range_top(layout.colour_samples(raw), path))
         elif dtype.kind == "f":
             raise ImageReadError(path, "floating-point whole slides are not supported; save it as 8-bit RGB")
     return layout
 
 
-def tiff_pixel_size(tif) -> float | None:
+def tiff_pixel_size(tif, series=None) -> float | None:
     """Pixel size in micrometres from Aperio, OME, ImageJ or resolution tags.
 
     Parameters
     ----------
     tif : tifffile.TiffFile
+    series : tifffile.TiffPageSeries, optional
+        The image read (default: :func:`~napari_ihcseg.io.content.main_series`'s
+        choice): its own OME ``Pixels`` and its first page's tags, not those of
+        a thumbnail stored before it.
 
     Returns
     -------
@@ -138,24 +147,29 @@ def tiff_pixel_size(tif) -> float | None:
         ``None`` when the file records none, or an implausible one (outside
         0.01–20 µm).
     """
-    page = tif.pages.first
     try:
+        if series is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ImageWarning)
+                series = main_series(tif, tif.filehandle.path)
+        page = series.keyframe
         if tif.is_svs:
             # Aperio: "Aperio Image Library ...|AppMag = 20|MPP = 0.4990|..."
-            for item in page.description.split("|")[1:]:
+            for item in tif.pages.first.description.split("|")[1:]:
                 key, _, value = item.partition("=")
                 if key.strip() == "MPP":
                     return _plausible(float(value))
         if tif.is_ome and tif.ome_metadata:
             import xml.etree.ElementTree as ET
 
-            for el in ET.fromstring(tif.ome_metadata).iter():
-                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
-                    unit = el.attrib.get("PhysicalSizeXUnit", "µm")
-                    factor = _UNIT_TO_UM.get(unit)
-                    if factor is not None:
-                        return _plausible(float(el.attrib["PhysicalSizeX"]) * factor)
-                    break
+            images = [el for el in ET.fromstring(tif.ome_metadata) if el.tag.endswith("}Image")]
+            position = next((i for i, s in enumerate(tif.series) if s is series), 0)
+            image = images[position] if position < len(images) else (images[0] if images else None)
+            pixels = next((el for el in image.iter() if el.tag.endswith("}Pixels")), None) if image else None
+            if pixels is not None and "PhysicalSizeX" in pixels.attrib:
+                factor = _unit_to_um(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
+                if factor is not None:
+                    return _plausible(float(pixels.attrib["PhysicalSizeX"]) * factor)
         tag = page.tags.get("XResolution")
         unit_tag = page.tags.get("ResolutionUnit")
         if tag is None:
@@ -168,8 +182,8 @@ def tiff_pixel_size(tif) -> float | None:
             per = 25400.0
         elif unit == 3:
             per = 10000.0
-        elif tif.is_imagej and str((tif.imagej_metadata or {}).get("unit", "")).lower() in {"micron", "um", "µm"}:
-            per = 1.0
+        elif tif.is_imagej and _unit_to_um(str((tif.imagej_metadata or {}).get("unit", ""))) is not None:
+            per = _unit_to_um(str(tif.imagej_metadata["unit"]))
         else:
             return None
         return _plausible(per * den / num)
@@ -177,13 +191,26 @@ def tiff_pixel_size(tif) -> float | None:
         return None
 
 
-def _check_size(path, height: int, width: int, max_pixels: int) -> None:
-    if height * width > max_pixels:
-        raise ImageReadError(
-            path,
-            f"{height} x {width} pixels is more than read_image loads into memory ({max_pixels} pixels); "
-            "open it lazily with napari_ihcseg.io.open_image",
-        )
+def _unit_to_um(unit: str) -> float | None:
+    """Micrometres per ``unit`` as OME and ImageJ write it (ImageJ escapes µ as ``\\u00B5``); None if unknown.
+
+    >>> _unit_to_um("\\u00B5m"), _unit_to_um("Micron"), _unit_to_um("mm"), _unit_to_um("pixel")
+    (1.0, 1.0, 1000.0, None)
+    """
+    return _UNIT_TO_UM.get(unit.strip().lower())
+
+
+def _check_size(path, height: int, width: int, max_pixels: int, *, whole_only: bool = False) -> None:
+    """Refuse an image larger than ``max_pixels``; ``whole_only``: a PNG or JPEG, which cannot be read in
+    blocks, so the way out is another file format rather than :func:`~napari_ihcseg.io.open_image`."""
+    if height * width <= max_pixels:
+        return
+    if whole_only:
+        raise ImageReadError(path, f"{height} x {width} pixels is more than is decoded into memory at once "
+                                   f"({max_pixels} pixels), and PNG and JPEG files can only be decoded whole; "
+                                   "save it as a tiled (pyramidal) TIFF, which is read block by block")
+    raise ImageReadError(path, f"{height} x {width} pixels is more than read_image loads into memory "
+                               f"({max_pixels} pixels); open it lazily with napari_ihcseg.io.open_image")
 
 
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
@@ -192,7 +219,7 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
         series = main_series(tif, path)
         layout = tiff_layout(path, series)
         _check_size(path, *yx_size(tuple(series.shape), layout), max_pixels)
-        pixel_size = tiff_pixel_size(tif)
+        pixel_size = tiff_pixel_size(tif, series)
         try:
             raw = series.asarray(level=0)
         except Exception as exc:  # noqa: BLE001
@@ -208,24 +235,26 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def _png_header(path: Path) -> tuple[int, int]:
-    """Bit depth and colour type from a PNG's IHDR chunk."""
+def _png_header(path: Path) -> tuple[int, int, int, int]:
+    """Height, width, bit depth and colour type from a PNG's IHDR chunk."""
     with open(path, "rb") as fh:
         head = fh.read(26)
     if len(head) < 26 or head[12:16] != b"IHDR":
         raise ImageReadError(path, "not a valid PNG file (no IHDR header; truncated or corrupt)")
-    return head[24], head[25]
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return height, width, head[24], head[25]
 
 
 def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
     import imagecodecs
 
+    _check_size(path, *_png_header(path)[:2], max_pixels, whole_only=True)  # before decoding: a few MB can hold gigabytes
     try:
         raw = imagecodecs.png_decode(path.read_bytes())
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(path, f"cannot decode the PNG file ({describe_error(exc)})") from None
-    _check_size(path, raw.shape[0], raw.shape[1], max_pixels)
-    layout = pixel_layout(path, "YXS", raw.shape, alpha="straight", value_top=value_range_top(raw, path))
+    layout = pixel_layout(path, "YXS", raw.shape, alpha="straight")
+    layout = dataclasses.replace(layout, value_top=value_range_top(layout.colour_samples(raw), path))
     image = layout.to_rgb8(raw, path, warn_translucent=True)
     warn_if_uniform(image, path, transparent=_transparent(raw))
     return image
@@ -257,7 +286,7 @@ def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray
     from PIL import Image
 
     if kind == "PNG":
-        depth, colour_type = _png_header(path)
+        _h, _w, depth, colour_type = _png_header(path)
         if depth == 16 and colour_type in (2, 6):  # 16-bit RGB(A): Pillow would drop the low byte
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -272,7 +301,7 @@ def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-                _check_size(path, height, width, max_pixels)
+                _check_size(path, height, width, max_pixels, whole_only=True)
                 dpi = im.info.get("dpi")
                 if im.mode in _GRAY_MODES:
                     raise grayscale_error(path)

@@ -28,12 +28,13 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     Returns
     -------
     labels : (H, W) ndarray of int32
+        (int64 when an id is above 2**31 - 1, as a slide's merged blocks may hold)
 
     Raises
     ------
     ImageReadError
         If the file cannot be read or does not hold a 2-D, non-negative
-        integer image with values below 2**31.
+        integer image.
     """
     path, kind = sniff_format(path)
     if kind == "JPEG":
@@ -69,10 +70,12 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         return data.astype(np.int32)
     if data.dtype.kind not in "ui":
         raise ImageReadError(path, f"labels must be integers, got pixel type {data.dtype}")
-    if data.size and (data.min() < 0 or data.max() > np.iinfo(np.int32).max):
-        raise ImageReadError(path, f"label values must be in 0..{np.iinfo(np.int32).max}, "
+    top = int(data.max()) if data.size else 0
+    if data.size and (data.min() < 0 or top > np.iinfo(np.int64).max):
+        raise ImageReadError(path, f"label values must be in 0..{np.iinfo(np.int64).max}, "
                                    f"got {data.min()}..{data.max()}")
-    return data.astype(np.int32)
+    # Ids above 2**31 - 1 (write_labels keeps up to 2**32 - 1) stay as they are, in int64.
+    return data.astype(np.int32 if top <= np.iinfo(np.int32).max else np.int64)
 
 
 def binary_mask_regions(labels: np.ndarray) -> int:

@@ -46,6 +46,11 @@ class Layout:
         key[free[self.order[1]]] = x
         return tuple(slice(None) if k is None else k for k in key)
 
+    def colour_samples(self, raw: np.ndarray) -> np.ndarray:
+        """The colour channels of a whole raw array, as (y, x, 3), without its alpha: what decides the range
+        its values use (an opaque 16-bit alpha at 65535 says nothing about 12-bit colours)."""
+        return np.transpose(raw[self.yx_key(slice(None), slice(None))], self.order)[..., :3]
+
     def to_rgb8(self, raw: np.ndarray, path, *, warn_translucent: bool = False) -> np.ndarray:
         """Convert a raw block (already indexed with :meth:`yx_key`) to RGB uint8.
 
@@ -156,6 +161,10 @@ def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None =
     --------
     >>> pixel_layout("a.tif", "SYX", (3, 20, 30)).order
     (1, 2, 0)
+    >>> pixel_layout("a.tif", "ZYX", (3, 20, 30))
+    Traceback (most recent call last):
+    ...
+    napari_ihcseg.io.errors.ImageReadError: a.tif: holds a stack of 3 single-channel images (axes 'ZYX', shape (3, 20, 30)); expected one 2-D RGB image
     """
     keep = [i for i, n in enumerate(shape) if n > 1 or axes[i] in "YX"]
     index = tuple(None if i in keep else 0 for i in range(len(shape)))
@@ -172,6 +181,9 @@ def pixel_layout(path, axes: str, shape: tuple[int, ...], *, alpha: str | None =
         raise ImageReadError(path, f"holds a stack of images (axes {axes!r}, shape {shape}); "
                                    "expected one 2-D RGB image")
     c = others[0]
+    if kept[c] not in "SC":  # planes of depth, time or pages, not colours (3 grayscale pages are no RGB)
+        raise ImageReadError(path, f"holds a stack of {sizes[c]} single-channel images (axes {axes!r}, shape "
+                                   f"{shape}); expected one 2-D RGB image")
     if sizes[c] not in (3, 4):
         what = "grayscale-like" if sizes[c] == 2 else "multichannel"
         raise ImageReadError(path, f"{what} image with {sizes[c]} channels (axes {axes!r}); expected RGB")

@@ -192,7 +192,7 @@ def open_image(path: str | os.PathLike) -> LazyImage:
             index = next(i for i, s in enumerate(tif.series) if s is series)
             layout = tiff_layout(path, series)
             shapes = [yx_size(tuple(level.shape), layout) for level in series.levels]
-            pixel_size = tiff_pixel_size(tif)
+            pixel_size = tiff_pixel_size(tif, series)
         source = _TiffSource(path, len(shapes), index)
         st = path.stat()
         free = [k for k, v in enumerate(layout.index) if v is None]
