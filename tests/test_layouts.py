@@ -264,3 +264,15 @@ def test_a_qupath_point_on_the_first_half_pixel_is_inside_its_image(tmp_path):
     data = load_folder(root)
     assert not data.skipped, data.skipped
     np.testing.assert_allclose(data.samples[0].points, [[-0.3, -0.3]])
+
+
+def test_a_cmyk_training_image_is_read_in_its_colours_not_as_rgba(tmp_path):
+    from PIL import Image
+
+    from napari_ihcseg.data.sample import read_sample_image
+
+    rgb = np.full((16, 16, 3), (200, 60, 40), np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.tif")
+    for name in ("c.jpg", "c.tif"):
+        assert np.abs(read_sample_image(tmp_path / name).astype(int) - rgb).max() <= 3, name

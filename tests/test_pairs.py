@@ -587,3 +587,50 @@ def test_a_folder_locked_by_another_process_waits_and_a_crash_frees_it(tmp_path)
     with folder_lock(tmp_path, timeout=5):
         pass
     assert not list(tmp_path.iterdir()), "and the next writer removed it"
+
+
+def test_the_tiles_of_one_image_stay_on_one_side_of_the_split(tmp_path, field):
+    """Tiles of an image not read from a file (named by the layer), and one slide's pairs saved into two
+    folders, are one image each: a split never trains on some of its tiles and validates on the others."""
+    from napari_ihcseg.data.sample import split_by_image
+
+    image, labels = field
+    save_pairs(tmp_path / "a", image, labels, mode="tiles", drop_empty=False, name="slide7")
+    samples = load_pairs_folder(tmp_path / "a")
+    assert len(samples) > 1 and len({s.group for s in samples}) == 1
+    for who in ("alice", "bob"):
+        save_pairs(tmp_path / who, image, labels, mode="region", region=(0, 0, 256, 256) if who == "alice"
+                   else (256, 256, 512, 512), source="/slides/case1.svs", drop_empty=False)
+    both = load_pairs_folder(tmp_path / "alice") + load_pairs_folder(tmp_path / "bob")
+    assert len({s.group for s in both}) == 1
+    for seed in range(4):
+        train, val = split_by_image(samples + both, 0.5, seed)
+        assert {s.group for s in train}.isdisjoint({s.group for s in val})
+
+
+def test_a_point_on_the_last_half_pixel_of_a_tile_is_saved_with_the_tile_it_lies_on(tmp_path, field):
+    image, labels = field
+    saved = save_pairs(tmp_path, image, labels, mode="tiles", drop_empty=False, points=[[255.6, 255.6], [255.4, 10]],
+                       point_positive=[True, False], source="/s/c.tif")
+    counts = {p.id: p.n_points for p in saved if p.n_points}
+    assert counts == {"c_t256_y00000_x00000": 1, "c_t256_y00256_x00256": 1}
+    assert sum(len(s.points) for s in load_pairs_folder(tmp_path) if s.points is not None) == 2
+
+
+def test_a_manifest_listing_a_pair_twice_is_refused(tmp_path, field):
+    image, labels = field
+    save_pairs(tmp_path, image, labels, source="/s/d.tif")
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    meta["pairs"].append(dict(meta["pairs"][0]))
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="lists the pair 'd' twice"):
+        load_pairs_folder(tmp_path)
+
+
+def test_pair_masks_with_ids_over_2_31_are_renumbered_not_wrapped(tmp_path, field):
+    image, labels = field
+    save_pairs(tmp_path, image, labels, source="/s/e.tif")
+    huge = np.where(labels > 0, labels.astype(np.uint32) + 3_000_000_000, 0).astype(np.uint32)
+    tifffile.imwrite(tmp_path / "masks" / "e.tif", huge, compression="zlib")
+    sample = load_pairs_folder(tmp_path)[0]
+    assert sample.labels.min() == 0 and len(np.unique(sample.labels)) == len(np.unique(labels))

@@ -91,6 +91,10 @@ class Sample:
             if labels.shape != image.shape[:2]:
                 raise ValueError(f"{self.name}: labels shape {labels.shape} differs from image {image.shape[:2]}")
             _check_label_ids(labels, self.name)
+            if labels.size and labels.max() > np.iinfo(np.int32).max:  # ids up to 2**32 - 1: renumbered, not wrapped
+                from skimage.segmentation import relabel_sequential
+
+                labels = relabel_sequential(labels)[0]
             object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
             object.__setattr__(self, "mask", labels > 0)
         elif self.mask is not None:
@@ -147,11 +151,27 @@ def read_sample_image(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: cannot read the image ({exc})") from None
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim == 3 and image.shape[-1] == 4 and _is_cmyk(path):  # four channels that are no RGBA
+        from PIL import Image
+
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: expected an RGB(A) image, got shape {image.shape}")
     if image.dtype != np.uint8:
         raise ValueError(f"{path}: expected 8-bit RGB, got dtype {image.dtype}")
     return np.ascontiguousarray(image[..., :3])
+
+
+def _is_cmyk(path) -> bool:
+    """Whether an image file stores CMYK colour (read as four channels, it would pass for RGBA)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode == "CMYK"
+    except Exception:  # noqa: BLE001 - not a file PIL reads: not one it would convert either
+        return False
 
 
 def split_by_image(samples, val_fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

@@ -197,8 +197,8 @@ def check_manifest(meta: dict, path: Path) -> dict:
         ``dataset.json`` of another tool is not a training-pair folder), the
         ``version`` is newer than this one, ``tile_size`` or ``stride`` is not
         a positive integer or null, a folder, suffix or ``pairs`` entry is
-        malformed, or a path in it leads out of the folder. The message is one
-        line naming the file.
+        malformed, lists one pair twice, or a path in it leads out of the
+        folder. The message is one line naming the file.
 
     Examples
     --------
@@ -231,10 +231,15 @@ def check_manifest(meta: dict, path: Path) -> dict:
     if pairs is not None:
         if not isinstance(pairs, list) or not all(isinstance(p, dict) and "id" in p for p in pairs):
             raise ValueError(f"{path}: 'pairs' must be a list of objects with an 'id'")
+        seen: set[str] = set()
         for entry in pairs:
+            pid = str(entry["id"])
+            if pid in seen:  # one of the two would be dropped without a word
+                raise ValueError(f"{path}: lists the pair {pid!r} twice")
+            seen.add(pid)
             for key in ("image", "mask", "points"):
                 if entry.get(key):
-                    inside(root, entry[key], f"pair {str(entry['id'])!r} {key}")
+                    inside(root, entry[key], f"pair {pid!r} {key}")
     return meta
 
 

@@ -23,7 +23,7 @@ from napari_ihcseg.io.labels import read_labels
 from napari_ihcseg.io.points import points_outside, read_points_csv
 from napari_ihcseg.pixel_size import check_pixel_size_um
 
-from .layout import IMAGE_SUFFIX, IMAGES_DIR, MANIFEST, MASK_SUFFIX, MASKS_DIR, inside, read_manifest
+from .layout import IMAGE_SUFFIX, IMAGES_DIR, MANIFEST, MASK_SUFFIX, MASKS_DIR, inside, pair_stem, read_manifest
 from .manifest import unlisted_files
 
 __all__ = ["PairsFolder", "load_pairs_folder", "read_pairs_folder"]
@@ -177,7 +177,7 @@ def _sample(root: Path, meta: dict, pid: str, entry: dict, paths: dict[str, Path
     if labels.shape != image.shape[:2]:
         raise ValueError(f"{mask_path}: shape {labels.shape} differs from its image {image.shape[:2]}")
     stain = str(entry.get("stain") or meta.get("stain") or "")
-    group = str(entry.get("source") or meta.get("source") or pid)
+    group = _group(root, entry.get("source") or meta.get("source"), pid)
     points = classes = None
     if "points" in paths:
         points, positive = read_points_csv(paths["points"])
@@ -188,8 +188,21 @@ def _sample(root: Path, meta: dict, pid: str, entry: dict, paths: dict[str, Path
                              f"{image_path.name} ({h} x {w})")
         classes = positive.astype(np.int8)
     return Sample(image, labels, name=f"{root.name}/{pid}", source="pairs", stain=stain,
-                  group=f"{root.name}:{group}", points=points, point_classes=classes,
+                  group=group, points=points, point_classes=classes,
                   pixel_size_um=_recorded_pixel_size(entry, meta))
+
+
+def _group(root: Path, source, pid: str) -> str:
+    """The image a pair was cut from, so that a split keeps all its pairs on one side.
+
+    A recorded file path names it, whichever folder holds the pairs (one
+    slide's pairs saved into two folders are one image); a name without a
+    path, or none (the tiles of an image not read from a file, named by their
+    stem), is one image within its folder.
+    """
+    if source and Path(str(source)).is_absolute():
+        return str(Path(str(source)))
+    return f"{root.name}:{source or pair_stem(pid)}"
 
 
 def _recorded_pixel_size(entry: dict, meta: dict) -> float | None:

@@ -39,7 +39,7 @@ from napari_ihcseg._folder_lock import folder_lock
 from napari_ihcseg.inference.tiling import tile_starts
 from napari_ihcseg.io.labels import write_labels
 from napari_ihcseg.io.names import image_stem, safe_name
-from napari_ihcseg.io.points import write_points_csv
+from napari_ihcseg.io.points import points_outside, write_points_csv
 
 from .layout import (
     IMAGE_SUFFIX,
@@ -358,7 +358,8 @@ class TrainingPairWriter:
         write_labels(mask_path, _relabel(crop_lab))
         kept = None
         if points is not None:
-            inside = (points[:, 0] >= y0) & (points[:, 0] < y1) & (points[:, 1] >= x0) & (points[:, 1] < x1)
+            # On the pair's pixels as the reader counts them (points_outside: pixel r spans r - 0.5 .. r + 0.5).
+            inside = ~points_outside(points - [y0, x0], (y1 - y0, x1 - x0))
             write_points_csv(points_path, points[inside] - [y0, x0], point_positive[inside], overwrite=True)
             kept = int(inside.sum())
         region = (y0 + oy, x0 + ox, y1 + oy, x1 + ox)
