@@ -255,3 +255,45 @@ def test_ki67_markers(shared_data):
         assert len(points) == len(positive) > 50
         assert 100 * positive.mean() == pytest.approx(index, abs=0.06)  # the README rounds
         assert points.min() >= 0
+
+
+@pytest.mark.parametrize("rows", [50, 20_000])
+def test_a_stray_quote_in_a_points_csv_is_refused_not_left_to_swallow_the_rows_after_it(tmp_path, rows):
+    path = tmp_path / "points.csv"
+    path.write_text('type,x,y,note\n1,10,10,"dense\n' + "".join(f"2,{i % 900},{i // 900},\n" for i in range(rows)))
+    with pytest.raises(ValueError, match=r"points.csv: not a well-formed CSV file"):
+        read_points_csv(path)
+
+
+@pytest.mark.parametrize("content", [
+    {"type": "FeatureCollection", "features": ["oops"]},
+    {"type": "FeatureCollection", "features": {"a": 1}},
+    {"type": "FeatureCollection", "features": 5},
+    {"type": "Feature", "geometry": "Point", "properties": {}},
+    {"type": "Feature", "geometry": [1, 2], "properties": {}},
+    {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": [1]},
+    {"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": 5},
+     "properties": {"classification": {"name": "Positive"}}},
+])
+def test_malformed_point_geojson_is_one_error_naming_the_file(tmp_path, content):
+    from napari_ihcseg.io.points import read_points_geojson
+
+    path = tmp_path / "b.geojson"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"b.geojson: "):
+        read_points_geojson(path)
+
+
+def test_qupath_derived_classes_count_by_their_positive_or_negative_part(tmp_path):
+    from napari_ihcseg.io.points import read_points_geojson
+
+    def point(names, x):
+        return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, 5.5]},
+                "properties": {"objectType": "annotation", "classification": {"names": names}}}
+
+    path = tmp_path / "derived.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [point(["Tumor", "Positive"], 3.5),
+                                                                          point(["Tumor", "Negative"], 8.5)]}))
+    points, positive = read_points_geojson(path)
+    np.testing.assert_allclose(points, [[5, 3], [5, 8]])
+    assert positive.tolist() == [True, False]

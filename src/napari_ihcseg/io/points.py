@@ -104,10 +104,12 @@ def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             return _parse_csv(fh, path)
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text CSV file") from None
+    except csv.Error as exc:  # a stray quote: strict parsing says where, rather than swallowing the rows after it
+        raise ValueError(f"{path}: not a well-formed CSV file ({exc})") from None
 
 
 def _parse_csv(fh, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    reader = csv.DictReader(fh)
+    reader = csv.DictReader(fh, strict=True)
     names = [(f or "").strip().lower() for f in reader.fieldnames or []]
     twice = sorted({n for n in names if n in ("type", "x", "y") and names.count(n) > 1})
     if twice:
@@ -157,8 +159,12 @@ def write_points_csv(path: str | os.PathLike, points, positive, *, overwrite: bo
 
 def _class_of(feature: dict, path: Path, k: int) -> bool:
     props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValueError(f"{path}: point feature {k} has properties that are not an object")
     cls = props.get("classification") or {}
     name = cls.get("name") if isinstance(cls, dict) else cls
+    if not isinstance(name, str) and isinstance(cls, dict) and isinstance(cls.get("names"), list):
+        name = ": ".join(str(n) for n in cls["names"])  # QuPath 0.4+ derived classes: ["Tumor", "Positive"]
     if not isinstance(name, str):
         name = props.get("name") if isinstance(props.get("name"), str) else ""
     lowered = name.lower()
@@ -195,14 +201,22 @@ def read_points_geojson(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
         features = obj
     else:
         raise ValueError(f"{path}: expected a GeoJSON FeatureCollection, a Feature or a list of features")
+    if not isinstance(features, list):
+        raise ValueError(f"{path}: 'features' must be a list of GeoJSON features")
     points, positive = [], []
     for k, feature in enumerate(features):
-        geometry = (feature or {}).get("geometry") or {}
-        kind = geometry.get("type")
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if feature is not None and not isinstance(feature, dict):
+            raise ValueError(f"{path}: feature {k} is not a GeoJSON feature (an object)")
+        if geometry is not None and not isinstance(geometry, dict):
+            raise ValueError(f"{path}: feature {k} has a geometry that is not a GeoJSON object")
+        kind = (geometry or {}).get("type")
         if kind == "Point":
             coords = [geometry.get("coordinates")]
         elif kind == "MultiPoint":
             coords = geometry.get("coordinates") or []
+            if not isinstance(coords, list):
+                raise ValueError(f"{path}: point feature {k} has malformed coordinates {coords!r}")
         else:
             continue
         is_pos = _class_of(feature, path, k)
