@@ -276,3 +276,44 @@ def test_a_cmyk_training_image_is_read_in_its_colours_not_as_rgba(tmp_path):
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.tif")
     for name in ("c.jpg", "c.tif"):
         assert np.abs(read_sample_image(tmp_path / name).astype(int) - rgb).max() <= 3, name
+
+
+def _feature(geometry, name=None, **extra):
+    props = {"objectType": "annotation", **({"classification": {"name": name}} if name else {})}
+    return {"type": "Feature", "geometry": geometry, "properties": props, **extra}
+
+
+def _square(x0, y0, side):
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x0 + side, y0], [x0 + side, y0 + side],
+                                                [x0, y0 + side], [x0, y0]]]}
+
+
+def test_a_qupath_counting_export_gives_its_points_in_its_region(tmp_path):
+    """A tumour outline with the points counted in it: points to learn from, inside the outline; not one
+    giant nucleus with the points thrown away."""
+    from PIL import Image
+
+    root = tmp_path / "qp"
+    root.mkdir()
+    Image.fromarray(np.full((100, 120, 3), 220, np.uint8)).save(root / "s.png")
+    features = [_feature(_square(10, 10, 80), "Tumor"),
+                _feature({"type": "MultiPoint", "coordinates": [[30.5, 40.5], [60.5, 50.5]]}, "Positive")]
+    (root / "s.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    data = load_folder(root)
+    [sample] = data.samples
+    assert sample.labels is None and sample.points.tolist() == [[40, 30], [50, 60]]
+    assert sample.region.sum() == 80 * 80 and sample.region[50, 50] and not sample.region[5, 5]
+    assert any("the outlines the region they were counted in" in w for w in data.warnings)
+
+
+def test_a_qupath_cell_export_trains_the_nucleus_not_the_cell(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "cells"
+    root.mkdir()
+    Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(root / "c.png")
+    cell = _feature(_square(10, 10, 40), nucleusGeometry=_square(20, 20, 20))
+    cell["properties"]["objectType"] = "cell"
+    (root / "c.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [cell]}))
+    [sample] = load_folder(root).samples
+    assert (sample.labels > 0).sum() == 400

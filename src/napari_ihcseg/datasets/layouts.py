@@ -208,16 +208,23 @@ def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data
 def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path, data: FolderData) -> None:
     try:
         image = read_sample_image(image_path)
+        region = None
         if layout == "qupath":
             polygons = read_polygons(ann_path)
-            if polygons:
+            points, positive = _points_beside_polygons(ann_path) if polygons else (None, None)
+            if polygons and points is None:
                 labels, note = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)
                 if note:
                     data.warnings.append(note)
                 data.samples.append(Sample(image, labels, name=name, source=layout,
                                            pixel_size_um=file_pixel_size(image_path)))
                 return
-        points, positive = read_points(ann_path)
+            if polygons:  # QuPath's counting export: the points in the region they were counted in
+                region = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)[0] > 0
+                data.warnings.append(f"{ann_path}: {len(points)} counted point(s) and {len(polygons)} outline(s); "
+                                     "the points are the nuclei, the outlines the region they were counted in")
+        if region is None:
+            points, positive = read_points(ann_path)
     except (ValueError, OSError) as exc:
         data.skipped.append(str(exc) if str(ann_path) in str(exc) or str(image_path) in str(exc)
                             else f"{ann_path}: {exc}")
@@ -231,8 +238,24 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
     if not len(points):
         data.skipped.append(f"{ann_path}: no points")
         return
-    data.samples.append(Sample(image, None, name=name, source=layout, points=points,
+    data.samples.append(Sample(image, None, name=name, source=layout, points=points, region=region,
                                point_classes=positive.astype(np.int8), pixel_size_um=file_pixel_size(image_path)))
+
+
+def _points_beside_polygons(path: Path):
+    """The classified points of a GeoJSON that holds outlines too, or ``(None, None)`` when it holds none."""
+    from napari_ihcseg._json_file import read_json
+    from napari_ihcseg.io.points import read_points_geojson
+
+    obj = read_json(path, expect=None)
+    features = obj.get("features") if isinstance(obj, dict) and obj.get("type") == "FeatureCollection" else (
+        obj if isinstance(obj, list) else [obj])
+    geometries = [f.get("geometry") for f in (features if isinstance(features, list) else []) if isinstance(f, dict)]
+    kinds = {g.get("type") for g in geometries if isinstance(g, dict)}
+    if not kinds & {"Point", "MultiPoint"}:
+        return None, None
+    points, positive = read_points_geojson(path)
+    return (points, positive) if len(points) else (None, None)
 
 
 def load_folder(folder) -> FolderData:

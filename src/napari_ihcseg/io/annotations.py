@@ -19,7 +19,9 @@ Polygon formats, recognised by content (not by file name):
   ``FeatureCollection``, a list of features, a ``Feature`` or a bare
   geometry. Each ``Polygon`` gives its outer ring, and a ``MultiPolygon``
   one nucleus of several parts (a list of rings, as the package's own export
-  writes a nucleus in pieces); holes and non-polygon geometries are ignored. GeoJSON coordinates have their origin at the top-left *corner*
+  writes a nucleus in pieces); holes and non-polygon geometries are ignored.
+  A QuPath cell export gives each cell's ``nucleusGeometry``, the nucleus,
+  rather than its ``geometry``, the whole cell. GeoJSON coordinates have their origin at the top-left *corner*
   of the image, as QuPath's and this package's own exports do (the centre of
   pixel ``(r, c)`` is ``(c + 0.5, r + 0.5)``; see
   :data:`~napari_ihcseg.io.points.GEOJSON_PIXEL_OFFSET`): they are shifted
@@ -175,7 +177,8 @@ def _geojson_polygons(obj, path: Path) -> list[np.ndarray]:
         raise ValueError(f"{path}: not a GeoJSON FeatureCollection, Feature or geometry")
     polygons = []
     for feature in features:
-        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        # A QuPath cell export outlines the cell in "geometry" and its nucleus in "nucleusGeometry".
+        geometry = (feature.get("nucleusGeometry") or feature.get("geometry")) if isinstance(feature, dict) else None
         polygons.extend(_geojson_rings(geometry, path))
     return polygons
 
