@@ -105,6 +105,24 @@ def test_binary_masks_are_split_with_a_warning(tmp_path):
     assert data.samples[0].labels.max() > 3
 
 
+def test_a_class_mask_is_split_into_its_nuclei_and_an_instance_mask_is_not(tmp_path):
+    """0 background, 1 positive, 2 negative: eight separate nuclei, not two."""
+    f = _fields(1)[0]
+    root = make_layout(tmp_path / "cm", "cellpose", [f])
+    classes = np.zeros(f.labels.shape, np.uint8)
+    for k, (y, x) in enumerate([(y, x) for y in (10, 40) for x in (10, 30, 50, 70)]):
+        classes[y:y + 8, x:x + 8] = 1 + k % 2
+    imsave(root / "f0_masks.png", classes, check_contrast=False)
+    data = load_folder(root)
+    assert data.samples[0].labels.max() == 8
+    assert any("binary or class mask" in w for w in data.warnings)
+    instances = np.where(classes > 0, ndi.label(classes > 0)[0], 0).astype(np.uint8)
+    instances[instances == 8] = 7  # a nucleus in two pieces stays one in an instance mask
+    imsave(root / "f0_masks.png", instances, check_contrast=False)
+    data = load_folder(root)
+    assert data.samples[0].labels.max() == 7 and not data.warnings
+
+
 def test_bad_pairs_are_named_and_skipped_and_the_good_ones_kept(tmp_path):
     fields = _fields(6)
     root = make_layout(tmp_path / "im", "images-masks", fields)

@@ -20,8 +20,10 @@ objects:
 ``points-csv``
     Point counts beside images: ``X.png`` and ``X.csv`` (``type,x,y``).
 
-Masks are instance label images. A binary mask (one value besides 0) is split
-into connected components, with a warning: touching nuclei then merge. A pair
+Masks are instance label images. A binary mask (one value besides 0), or a
+class mask (a few values, such as 1 positive and 2 negative, each over many
+separate regions), is split into connected components, with a warning:
+touching nuclei of one value then merge. A pair
 with a problem (an unreadable file, a floating-point or colour mask, shapes
 that differ, a missing partner, QuPath polygons that all lie outside their
 image) is skipped with a message naming the file; the good pairs are still
@@ -154,8 +156,12 @@ def detect_layout(folder) -> str:
 
 # --------------------------------------------------------------------------- reading
 
+#: A mask with at most this many ids, each in two or more separate regions on average, is a class mask.
+_CLASS_MASK_VALUES = 8
+
+
 def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
-    """Instance labels from a mask file, and whether it was binary (split into components)."""
+    """Instance labels from a mask file, and whether it was a binary or class mask (split into components)."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -186,6 +192,15 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
     binary = values.size == 2 and values[0] == 0
     if binary:
         return ndi.label(mask > 0)[0].astype(np.int32), True
+    ids = int(np.count_nonzero(values))
+    if 1 < ids <= _CLASS_MASK_VALUES:
+        # A class mask (0 background, 1 positive, 2 negative...) is no instance image: its few values each
+        # cover many separate nuclei. Each connected region of one value becomes a nucleus, as for a binary mask.
+        from skimage.measure import label
+
+        regions = label(mask, background=0, connectivity=1)
+        if regions.max() >= 2 * ids:
+            return regions.astype(np.int32), True
     return mask.astype(np.int32), False
 
 
@@ -311,8 +326,9 @@ def load_folder(folder) -> FolderData:
         what = {"cellpose": "X_masks.png|tif", "qupath": "X.geojson", "points-csv": "X.csv"}[layout]
         data.skipped.extend(f"{i}: no partner beside it (expected {what})" for i in missing)
     if binary:
-        data.warnings.append(f"{len(binary)} binary mask(s) (e.g. {binary[0]}) were split into connected "
-                             "components: touching nuclei in them count as one")
+        data.warnings.append(f"{len(binary)} binary or class mask(s) (e.g. {binary[0]}: a few values, each over "
+                             "many separate regions) were split into connected components: touching nuclei of "
+                             "one value in them count as one")
     if not data.samples:
         if data.skipped:
             detail = "; ".join(data.skipped[:3])
