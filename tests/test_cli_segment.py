@@ -154,3 +154,24 @@ def test_models_lists_the_good_checkpoints_and_names_a_damaged_one_in_one_line(t
     assert name in out and "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ihcseg: error: {broken / 'config.json'}"), lines
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_models_checks_the_weights_of_each_checkpoint_as_loading_would(tmp_path, monkeypatch, capsys, damage):
+    import shutil
+
+    import napari_ihcseg.models as models
+    import napari_ihcseg.models.shipped as shipped
+    from napari_ihcseg.cli import main
+
+    real = shipped.shipped_checkpoints()
+    broken = shutil.copytree(next(iter(real.values())), tmp_path / "broken-ihc")
+    weights = broken / "weights.safetensors"
+    weights.write_bytes(b"x" * 100) if damage == "garbage" else weights.unlink()
+    with_broken = {**real, "broken-ihc": broken}
+    monkeypatch.setattr(shipped, "shipped_checkpoints", lambda: with_broken)
+    monkeypatch.setattr(models, "shipped_checkpoints", lambda: with_broken)
+    assert main(["models"]) == 1
+    out, err = capsys.readouterr()
+    assert "broken-ihc" not in out
+    assert err.startswith(f"ihcseg: error: {weights}: " + ("checksum mismatch" if damage == "garbage" else "missing"))
