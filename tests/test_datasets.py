@@ -174,3 +174,23 @@ def test_reads_what_the_pair_writer_saves(tmp_path):
     assert all(set(np.unique(s.labels)) <= {0, 1, 2} for s in samples)
     train, val = split_by_image(samples, 0.5, seed=0)
     assert train and val and {s.group for s in train}.isdisjoint({s.group for s in val})
+
+
+def test_gbm_fields_of_one_tcga_patient_are_one_group_and_a_missing_outline_file_is_refused(shared_data, tmp_path):
+    """R01 and R02 are two fields of one patient: a split by group never trains on one and validates on the
+    other. A set with an outline file missing is refused, not read as a smaller set."""
+    import shutil
+
+    from napari_ihcseg.datasets.public import load_gbm
+
+    source = shared_data / "gbm-tcga-contours" / "TCGA_result"
+    for stem in ("TCGA-FG-A4MU-R01.tif_normal.png_normal_small", "TCGA-FG-A4MU-R02.tif_normal.png_normal_small",
+                 "TCGA-DB-5270-R01.tif_normal.png_normal_small"):
+        for sub, suffix in (("raw_image", ".png"), ("contour_annotation_xml", "_data.xml")):
+            (tmp_path / "TCGA_result" / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / sub / f"{stem}{suffix}", tmp_path / "TCGA_result" / sub / f"{stem}{suffix}")
+    groups = {s.name.split("/")[-1][:16]: s.group for s in load_gbm(tmp_path)}
+    assert groups["TCGA-FG-A4MU-R01"] == groups["TCGA-FG-A4MU-R02"] != groups["TCGA-DB-5270-R01"]
+    (tmp_path / "TCGA_result" / "contour_annotation_xml" / "TCGA-DB-5270-R01.tif_normal.png_normal_small_data.xml").unlink()
+    with pytest.raises(ValueError, match="TCGA-DB-5270-R01.tif_normal.png_normal_small.png: no contour annotation"):
+        load_gbm(tmp_path)

@@ -96,6 +96,18 @@ def load_cpm15(root: str | Path) -> list[Sample]:
     return samples
 
 
+def tcga_patient(name: str) -> str:
+    """The patient of a TCGA image name (``TCGA-<site>-<participant>``), or the name before ``.tif``.
+
+    >>> tcga_patient("TCGA-FG-A4MU-R02.tif_normal.png_normal_small_3"), tcga_patient("37")
+    ('TCGA-FG-A4MU', '37')
+    """
+    import re
+
+    found = re.match(r"(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})", name)
+    return found.group(1) if found else name.split(".tif")[0]
+
+
 def load_gbm(root: str | Path) -> list[Sample]:
     """Glioma patches with image-editor XML polygons (``GBM40`` and ``TCGA_result``).
 
@@ -107,12 +119,12 @@ def load_gbm(root: str | Path) -> list[Sample]:
     for part in ("GBM40", "TCGA_result"):
         for path in sorted((root / part / "raw_image").glob("*.png")):
             xml = root / part / "contour_annotation_xml" / f"{path.stem}_data.xml"
-            if not xml.is_file():
-                continue
+            if not xml.is_file():  # as load_cpm15 does: a set with a file missing is not read as a smaller set
+                raise ValueError(f"{path}: no contour annotation beside it (expected {xml})")
             image = read_sample_image(path)
             labels = read_annotation_labels(xml, image.shape[:2])
-            # TCGA_result patches are quarters of larger fields: keep a field together.
-            group = f"gbm/{part}/{path.stem.split('.tif')[0]}"
+            # TCGA_result patches are quarters of fields, two fields (R01, R02) a patient: keep a patient together.
+            group = f"gbm/{part}/{tcga_patient(path.stem)}"
             samples.append(Sample(image, labels, name=f"gbm/{part}/{path.stem}", source="gbm", stain="H&E",
                                   group=group))
     if not samples:
