@@ -335,3 +335,17 @@ def test_a_qupath_cell_export_trains_the_nucleus_not_the_cell(tmp_path):
     (root / "c.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [cell]}))
     [sample] = load_folder(root).samples
     assert (sample.labels > 0).sum() == 400
+
+
+def test_a_palette_mask_gives_its_indices_as_the_pairs_reader_does(tmp_path):
+    """labelme and VOC save instance masks as palette PNGs: index k is nucleus k, whatever its colour."""
+    from PIL import Image
+
+    f = _fields(1)[0]
+    root = make_layout(tmp_path / "pal", "cellpose", [f])
+    labels = f.labels.astype(np.uint8)
+    palette = Image.fromarray(labels, mode="P")
+    palette.putpalette(list(np.random.default_rng(0).integers(0, 256, 768)))
+    palette.save(root / "f0_masks.png")
+    [sample] = load_folder(root).samples
+    np.testing.assert_array_equal(sample.labels, labels)

@@ -168,9 +168,12 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
 
             mask = np.asarray(tifffile.imread(path))
         else:
-            from skimage.io import imread
+            from PIL import Image
 
-            mask = np.asarray(imread(path))
+            with Image.open(path) as im:  # a palette mask (labelme, VOC) gives its indices, as read_labels does
+                if im.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                mask = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - any decoder error becomes one message
         raise ValueError(f"{path}: cannot read the mask ({exc})") from None
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
