@@ -349,3 +349,16 @@ def test_a_palette_mask_gives_its_indices_as_the_pairs_reader_does(tmp_path):
     palette.save(root / "f0_masks.png")
     [sample] = load_folder(root).samples
     np.testing.assert_array_equal(sample.labels, labels)
+
+
+@pytest.mark.parametrize("layout", ["images-masks", "cellpose"])
+def test_two_images_of_one_name_are_skipped_naming_each_other(tmp_path, layout):
+    from PIL import Image
+
+    fields = _fields(2)
+    root = make_layout(tmp_path / "dup", layout, fields)
+    first = (root / "images" if layout == "images-masks" else root) / "f0.png"
+    Image.fromarray(fields[0].image).save(first.with_suffix(".jpg"))
+    data = load_folder(root)
+    assert [s.name.split("/")[-1] for s in data.samples] == ["f1"]
+    assert any("f0.png: shares its name with f0.jpg" in m for m in data.skipped)

@@ -98,6 +98,17 @@ def _images(files) -> list[Path]:
             and not p.stem.lower().endswith(MASK_ENDINGS)]
 
 
+def _one_per_name(images: list[Path], skipped: list[str]) -> list[Path]:
+    """The images whose name (stem) no other image shares; each one that does is skipped, naming the others
+    (``a.png`` beside ``a.jpg``: which is the one annotated cannot be told, and both would be sample ``a``)."""
+    by_stem = Counter(p.stem.lower() for p in images)
+    for p in images:
+        if by_stem[p.stem.lower()] > 1:
+            others = sorted(q.name for q in images if q != p and q.stem.lower() == p.stem.lower())
+            skipped.append(f"{p}: shares its name with {', '.join(others)} beside it; keep one of them")
+    return [p for p in images if by_stem[p.stem.lower()] == 1]
+
+
 def _partner(image: Path, candidates: dict[str, Path], endings, suffixes) -> Path | None:
     """The file among ``candidates`` (lower-case name → path) named after ``image``."""
     for stem in (image.stem, image.name):
@@ -301,7 +312,7 @@ def load_folder(folder) -> FolderData:
         if found.unlisted:
             data.warnings.append(found.unlisted_note())
     elif layout == "images-masks":
-        images = _images(_visible(folder / "images"))
+        images = _one_per_name(_images(_visible(folder / "images")), data.skipped)
         masks = {p.name.lower(): p for p in _visible(folder / "masks") if p.is_file()}
         used = set()
         for image in images:
@@ -317,6 +328,8 @@ def load_folder(folder) -> FolderData:
                 data.skipped.append(f"{mask}: a mask without an image in images/")
     else:
         partners = _flat_partners(folder)[layout]
+        kept = set(_one_per_name(list(partners), data.skipped))
+        partners = {image: partner for image, partner in partners.items() if image in kept}
         for image, partner in partners.items():
             if partner is None:
                 continue
