@@ -144,13 +144,8 @@ class RecoveryStore:
         FileNotFoundError
             If there is nothing to restore.
         """
-        path = self.path_for(key)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no recovery file")
-        with np.load(path, allow_pickle=False) as npz:
-            labels = npz["labels"]
-            meta = json.loads(str(npz["meta"]))
-        return labels, EditTracker.from_dict(meta.get("edits", {})), self._info(path, meta)
+        path, arrays, meta = self._load(key, "labels")
+        return arrays["labels"], EditTracker.from_dict(meta.get("edits", {})), self._info(path, meta)
 
     def points(self, key: str) -> tuple[np.ndarray, list[str]] | None:
         """The counted points saved for ``key``, ``(coords, classes)``, or ``None`` if it has none.
@@ -160,14 +155,18 @@ class RecoveryStore:
         FileNotFoundError
             If there is nothing to restore.
         """
+        _path, arrays, meta = self._load(key, "points")
+        if "point_classes" not in meta:
+            return None
+        return np.asarray(arrays["points"], float).reshape(-1, 2), list(meta["point_classes"])
+
+    def _load(self, key: str, *names: str) -> tuple[Path, dict[str, np.ndarray], dict]:
+        """The recovery file of ``key``, the arrays ``names`` it holds, and its metadata."""
         path = self.path_for(key)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no recovery file")
         with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            if "point_classes" not in meta:
-                return None
-            return np.asarray(npz["points"], float).reshape(-1, 2), list(meta["point_classes"])
+            return path, {n: npz[n] for n in names if n in npz.files}, json.loads(str(npz["meta"]))
 
     def clear(self, key: str) -> bool:
         """Delete the recovery file of ``key`` (after a successful save); true if there was one."""

@@ -46,7 +46,9 @@ The names above are defined in these modules and importable from here:
 * :mod:`~napari_ihcseg.io.layout`: conversion of any supported pixel layout
   to RGB ``uint8``;
 * :mod:`~napari_ihcseg.io.image`: :func:`read_image`, the TIFF, PNG and JPEG
-  readers and the pixel size a file records;
+  readers, and :func:`file_pixel_size`;
+* :mod:`~napari_ihcseg.io.recorded_pixel_size`: the pixel size a file's
+  metadata records (TIFF tags, OME, ImageJ, Aperio, DPI);
 * :mod:`~napari_ihcseg.io.lazy`: :func:`open_image` and :class:`LazyImage`;
 * :mod:`~napari_ihcseg.io.labels`: :func:`read_labels` and
   :func:`write_labels`;

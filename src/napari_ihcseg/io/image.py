@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pixel_size import PIXEL_SIZE_RANGE_UM
 from .content import MAX_FLOAT_RANGE_PIXELS, main_series, value_range_top, warn_if_uniform
-from .errors import ImageReadError, ImageWarning, as_read_error, describe_error, sniff_format, tifffile_quiet
+from .recorded_pixel_size import dpi_to_um, tiff_pixel_size
+from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
 from .layout import Layout, check_dtype, grayscale_error, pixel_layout, yx_size
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
@@ -25,18 +25,6 @@ __all__ = ["IMAGE_SUFFIXES", "MAX_READ_PIXELS", "read_image"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".btf", ".ome.tif", ".ome.tiff")
 #: The most pixels :func:`read_image` loads into memory (16384 x 16384).
 MAX_READ_PIXELS = 2**28
-
-_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00b5m": 1.0, "μm": 1.0,
-               "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
-
-
-def _plausible(um: float | None) -> float | None:
-    if um is None or not np.isfinite(um):
-        return None
-    # Outside the microscope range a resolution tag is an editor's default
-    # (72, 96 or 300 dpi are 353, 265 and 85 µm per pixel) and is ignored.
-    return float(um) if PIXEL_SIZE_RANGE_UM[0] <= um <= PIXEL_SIZE_RANGE_UM[1] else None
-
 
 # ---------------------------------------------------------------------------
 # TIFF
@@ -128,76 +116,6 @@ def tiff_layout(path: Path, series) -> Layout:
         elif dtype.kind == "f":
             raise ImageReadError(path, "floating-point whole slides are not supported; save it as 8-bit RGB")
     return layout
-
-
-def tiff_pixel_size(tif, series=None) -> float | None:
-    """Pixel size in micrometres from Aperio, OME, ImageJ or resolution tags.
-
-    Parameters
-    ----------
-    tif : tifffile.TiffFile
-    series : tifffile.TiffPageSeries, optional
-        The image read (default: :func:`~napari_ihcseg.io.content.main_series`'s
-        choice): its own OME ``Pixels`` and its first page's tags, not those of
-        a thumbnail stored before it.
-
-    Returns
-    -------
-    float or None
-        ``None`` when the file records none, or an implausible one (outside
-        0.01–20 µm).
-    """
-    try:
-        if series is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ImageWarning)
-                series = main_series(tif, tif.filehandle.path)
-        page = series.keyframe
-        if tif.is_svs:
-            # Aperio: "Aperio Image Library ...|AppMag = 20|MPP = 0.4990|..."
-            for item in tif.pages.first.description.split("|")[1:]:
-                key, _, value = item.partition("=")
-                if key.strip() == "MPP":
-                    return _plausible(float(value))
-        if tif.is_ome and tif.ome_metadata:
-            import xml.etree.ElementTree as ET
-
-            images = [el for el in ET.fromstring(tif.ome_metadata) if el.tag.endswith("}Image")]
-            position = next((i for i, s in enumerate(tif.series) if s is series), 0)
-            image = images[position] if position < len(images) else (images[0] if images else None)
-            pixels = next((el for el in image.iter() if el.tag.endswith("}Pixels")), None) if image else None
-            if pixels is not None and "PhysicalSizeX" in pixels.attrib:
-                factor = _unit_to_um(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
-                if factor is not None:
-                    return _plausible(float(pixels.attrib["PhysicalSizeX"]) * factor)
-        tag = page.tags.get("XResolution")
-        unit_tag = page.tags.get("ResolutionUnit")
-        if tag is None:
-            return None
-        num, den = tag.value
-        if not num:
-            return None
-        unit = int(unit_tag.value) if unit_tag is not None else 2
-        if unit == 2:
-            per = 25400.0
-        elif unit == 3:
-            per = 10000.0
-        elif tif.is_imagej and _unit_to_um(str((tif.imagej_metadata or {}).get("unit", ""))) is not None:
-            per = _unit_to_um(str(tif.imagej_metadata["unit"]))
-        else:
-            return None
-        return _plausible(per * den / num)
-    except Exception:  # noqa: BLE001 - metadata is optional; a bad tag means unknown
-        return None
-
-
-def _unit_to_um(unit: str) -> float | None:
-    """Micrometres per ``unit`` as OME and ImageJ write it (ImageJ escapes µ as ``\\u00B5``); None if unknown.
-
-    >>> _unit_to_um("\\u00B5m"), _unit_to_um("Micron"), _unit_to_um("mm"), _unit_to_um("pixel")
-    (1.0, 1.0, 1000.0, None)
-    """
-    return _UNIT_TO_UM.get(unit.strip().lower())
 
 
 def _check_size(path, height: int, width: int, max_pixels: int, *, whole_only: bool = False) -> None:
@@ -295,7 +213,7 @@ def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray
                         dpi = im.info.get("dpi")
                 except Exception:  # noqa: BLE001 - only the resolution is read here
                     dpi = None
-            return _read_png16(path, max_pixels), _dpi_to_um(dpi)
+            return _read_png16(path, max_pixels), dpi_to_um(dpi)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -319,20 +237,12 @@ def read_png_or_jpeg(path: Path, kind: str, max_pixels: int) -> tuple[np.ndarray
     layout = pixel_layout(path, "YXS", arr.shape, alpha="straight")
     image = layout.to_rgb8(arr, path, warn_translucent=True)
     warn_if_uniform(image, path, transparent=_transparent(arr))
-    return image, _dpi_to_um(dpi)
+    return image, dpi_to_um(dpi)
 
 
 def _transparent(raw: np.ndarray) -> bool:
     """True for an RGBA array whose every pixel is fully transparent."""
     return raw.ndim == 3 and raw.shape[-1] == 4 and not raw[..., 3].any()
-
-
-def _dpi_to_um(dpi) -> float | None:
-    try:
-        value = float(dpi[0])
-    except (TypeError, ValueError, IndexError):
-        return None
-    return _plausible(25400.0 / value) if value > 0 else None
 
 
 def file_pixel_size(path: str | os.PathLike) -> float | None:
@@ -351,7 +261,7 @@ def file_pixel_size(path: str | os.PathLike) -> float | None:
             with tifffile_quiet(), open_tiff(path) as tif:
                 return tiff_pixel_size(tif)
         with Image.open(path) as im:
-            return _dpi_to_um(im.info.get("dpi"))
+            return dpi_to_um(im.info.get("dpi"))
     except Exception:  # noqa: BLE001 - metadata is optional; an unreadable file is reported when read
         return None
 

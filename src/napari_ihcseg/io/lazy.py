@@ -11,7 +11,8 @@ import numpy as np
 
 from .content import main_series, warn_if_uniform
 from .errors import ImageReadError, as_read_error, describe_error, sniff_format, tifffile_quiet
-from .image import MAX_READ_PIXELS, open_tiff, read_png_or_jpeg, tiff_layout, tiff_pixel_size
+from .image import MAX_READ_PIXELS, open_tiff, read_png_or_jpeg, tiff_layout
+from .recorded_pixel_size import tiff_pixel_size
 from .layout import Layout, yx_size
 
 __all__ = ["CHUNK_SIDE", "LazyImage", "open_image"]
