@@ -106,21 +106,27 @@ def test_binary_masks_are_split_with_a_warning(tmp_path):
 
 
 def test_a_class_mask_is_split_into_its_nuclei_and_an_instance_mask_is_not(tmp_path):
-    """0 background, 1 positive, 2 negative: eight separate nuclei, not two."""
+    """0 background, 1 positive, 2 negative: sixteen separate nuclei, not two."""
     f = _fields(1)[0]
     root = make_layout(tmp_path / "cm", "cellpose", [f])
     classes = np.zeros(f.labels.shape, np.uint8)
-    for k, (y, x) in enumerate([(y, x) for y in (10, 40) for x in (10, 30, 50, 70)]):
+    for k, (y, x) in enumerate([(y, x) for y in (5, 25, 45, 65) for x in (10, 30, 50, 70)]):
         classes[y:y + 8, x:x + 8] = 1 + k % 2
     imsave(root / "f0_masks.png", classes, check_contrast=False)
     data = load_folder(root)
-    assert data.samples[0].labels.max() == 8
+    assert data.samples[0].labels.max() == 16
     assert any("binary or class mask" in w for w in data.warnings)
     instances = np.where(classes > 0, ndi.label(classes > 0)[0], 0).astype(np.uint8)
-    instances[instances == 8] = 7  # a nucleus in two pieces stays one in an instance mask
+    instances[instances == 16] = 15  # a nucleus in two pieces stays one in an instance mask
     imsave(root / "f0_masks.png", instances, check_contrast=False)
     data = load_folder(root)
-    assert data.samples[0].labels.max() == 7 and not data.warnings
+    assert data.samples[0].labels.max() == 15 and not data.warnings
+    few = np.zeros_like(classes)  # two nuclei, each with a pixel touching it at a corner only
+    few[10:20, 10:20], few[20, 20] = 1, 1
+    few[40:50, 40:50], few[50, 50] = 2, 2
+    imsave(root / "f0_masks.png", few, check_contrast=False)
+    data = load_folder(root)
+    assert data.samples[0].labels.max() == 2 and not data.warnings
 
 
 def test_bad_pairs_are_named_and_skipped_and_the_good_ones_kept(tmp_path):
@@ -362,3 +368,19 @@ def test_two_images_of_one_name_are_skipped_naming_each_other(tmp_path, layout):
     data = load_folder(root)
     assert [s.name.split("/")[-1] for s in data.samples] == ["f1"]
     assert any("f0.png: shares its name with f0.jpg" in m for m in data.skipped)
+
+
+@pytest.mark.parametrize("point_class", ["Positive", None])
+def test_nucleus_outlines_with_a_stray_point_are_still_nuclei(tmp_path, point_class):
+    from PIL import Image
+
+    root = tmp_path / "stray"
+    root.mkdir()
+    Image.fromarray(np.full((100, 120, 3), 220, np.uint8)).save(root / "s.png")
+    features = [_feature(_square(5 + 20 * k, 10, 12)) for k in range(5)]
+    features.append(_feature({"type": "Point", "coordinates": [60.5, 80.5]}, point_class))
+    (root / "s.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    data = load_folder(root)
+    [sample] = data.samples
+    assert sample.labels.max() == 5 and sample.points is None
+    assert any("1 point(s) beside 5 nucleus outline(s) are not used" in w for w in data.warnings)

@@ -167,8 +167,11 @@ def detect_layout(folder) -> str:
 
 # --------------------------------------------------------------------------- reading
 
-#: A mask with at most this many ids, each in two or more separate regions on average, is a class mask.
+#: A mask of at most this many ids, each over at least _CLASS_MASK_REGIONS_PER_VALUE separate regions and
+#: _CLASS_MASK_MIN_REGIONS in all, is a class mask (an instance mask has one region per id, a few fragments aside).
 _CLASS_MASK_VALUES = 8
+_CLASS_MASK_REGIONS_PER_VALUE = 4
+_CLASS_MASK_MIN_REGIONS = 12
 
 
 def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
@@ -200,8 +203,8 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
         mask = mask.astype(np.uint8)
     if not np.issubdtype(mask.dtype, np.integer) or mask.min(initial=0) < 0:
         raise ValueError(f"{path}: expected non-negative integer instance labels, got {mask.dtype}")
-    if mask.max(initial=0) > np.iinfo(np.int32).max:
-        raise ValueError(f"{path}: label ids exceed the int32 range")
+    if mask.max(initial=0) > np.iinfo(np.int64).max:
+        raise ValueError(f"{path}: label ids exceed the int64 range")
     values = np.unique(mask)
     binary = values.size == 2 and values[0] == 0
     if binary:
@@ -212,10 +215,12 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
         # cover many separate nuclei. Each connected region of one value becomes a nucleus, as for a binary mask.
         from skimage.measure import label
 
-        regions = label(mask, background=0, connectivity=1)
-        if regions.max() >= 2 * ids:
+        # 8-connected, so that a pixel touching its nucleus at a corner stays part of it.
+        regions = label(mask, background=0, connectivity=2)
+        if regions.max() >= max(_CLASS_MASK_REGIONS_PER_VALUE * ids, _CLASS_MASK_MIN_REGIONS):
             return regions.astype(np.int32), True
-    return mask.astype(np.int32), False
+    # Ids above 2**31 - 1 are kept (in int64): the sample renumbers them.
+    return mask.astype(np.int32 if mask.max(initial=0) <= np.iinfo(np.int32).max else np.int64), False
 
 
 def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data: FolderData, binary: list) -> None:
@@ -237,14 +242,21 @@ def _mask_sample(name: str, layout: str, image_path: Path, mask_path: Path, data
 def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path, data: FolderData) -> None:
     try:
         image = read_sample_image(image_path)
-        region = None
+        region = points = None
         if layout == "qupath":
             polygons = read_polygons(ann_path)
-            points, positive = _points_beside_polygons(ann_path) if polygons else (None, None)
-            if polygons and points is None:
+            n_points = _point_count(ann_path) if polygons else 0
+            # Outlines with more points than outlines: QuPath's counting export (a tumour outline or two, the
+            # nuclei clicked in it). Otherwise the outlines are nuclei, and a stray point is left out.
+            counting = n_points > len(polygons)
+            points, positive = read_points(ann_path) if counting else (None, None)
+            if polygons and not counting:
                 labels, note = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)
                 if note:
                     data.warnings.append(note)
+                if n_points:
+                    data.warnings.append(f"{ann_path}: {n_points} point(s) beside {len(polygons)} nucleus "
+                                         "outline(s) are not used (the outlines are the nuclei)")
                 data.samples.append(Sample(image, labels, name=name, source=layout,
                                            pixel_size_um=file_pixel_size(image_path)))
                 return
@@ -252,7 +264,7 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
                 region = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)[0] > 0
                 data.warnings.append(f"{ann_path}: {len(points)} counted point(s) and {len(polygons)} outline(s); "
                                      "the points are the nuclei, the outlines the region they were counted in")
-        if region is None:
+        if points is None:
             points, positive = read_points(ann_path)
     except (ValueError, OSError) as exc:
         data.skipped.append(str(exc) if str(ann_path) in str(exc) or str(image_path) in str(exc)
@@ -271,20 +283,21 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
                                point_classes=positive.astype(np.int8), pixel_size_um=file_pixel_size(image_path)))
 
 
-def _points_beside_polygons(path: Path):
-    """The classified points of a GeoJSON that holds outlines too, or ``(None, None)`` when it holds none."""
+def _point_count(path: Path) -> int:
+    """How many points (``Point``, and each point of a ``MultiPoint``) a GeoJSON holds, whatever their class."""
     from napari_ihcseg._json_file import read_json
-    from napari_ihcseg.io.points import read_points_geojson
 
     obj = read_json(path, expect=None)
     features = obj.get("features") if isinstance(obj, dict) and obj.get("type") == "FeatureCollection" else (
         obj if isinstance(obj, list) else [obj])
     geometries = [f.get("geometry") for f in (features if isinstance(features, list) else []) if isinstance(f, dict)]
-    kinds = {g.get("type") for g in geometries if isinstance(g, dict)}
-    if not kinds & {"Point", "MultiPoint"}:
-        return None, None
-    points, positive = read_points_geojson(path)
-    return (points, positive) if len(points) else (None, None)
+    count = 0
+    for g in geometries:
+        if isinstance(g, dict) and g.get("type") == "Point":
+            count += 1
+        elif isinstance(g, dict) and g.get("type") == "MultiPoint" and isinstance(g.get("coordinates"), list):
+            count += len(g["coordinates"])
+    return count
 
 
 def load_folder(folder) -> FolderData:
