@@ -451,3 +451,31 @@ def test_counted_points_survive_a_crash_with_the_corrections(counting, make_napa
     assert sorted(zip(np.round(points.data).tolist(), points.features["class"])) == before
     _coords, positive = restored.point_classes()
     assert sorted(positive.tolist()) == [False, True]
+
+
+def test_counting_with_the_models_class_is_autosaved_and_restored_points_outlive_other_panels(
+        counting, make_napari_viewer, qtbot, ihc, store):
+    """Clicks that keep the model's class change no pixel and no class, yet they are counts: autosaved. Points
+    restored by another panel stay in the recovery file until count mode shows them."""
+    from napari_ihcseg._widgets.correct import CorrectWidget
+
+    viewer, layer, count, _score = counting
+    count.set_action("model")
+    count.click((60, 60))
+    count.click((170, 170))
+    _drawn(qtbot, count)
+    assert len(count.counts.data) == 2
+    session = count.session_of(layer)
+    assert session.autosave_now() is not None and store.points(session.key)[1] == ["", ""]
+
+    again = make_napari_viewer()
+    again.add_image(ihc, name="ihc", rgb=True)
+    reopened = again.add_labels(nuclei_field(), name="nuclei", metadata={"ihcseg": {"source": "/slides/case9.tif"}})
+    correct = CorrectWidget(again, ask=lambda *a: True, store=store)
+    qtbot.addWidget(correct)
+    correct.form.nuclei.value = reopened
+    restored = correct.session()
+    assert restored.restored_points is not None
+    correct.delete_at((60, 60))
+    assert restored.autosave_now() is not None
+    assert len(store.points(restored.key)[0]) == 2, "the restored counts are still in the recovery file"

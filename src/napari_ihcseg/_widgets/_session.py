@@ -269,8 +269,9 @@ class CorrectionSession(QObject):
         return path
 
     def _points(self):
-        """A copy of count mode's counted points, taken in the GUI thread (``None`` outside count mode)."""
-        points = self.counted_points() if self.counted_points is not None else None
+        """A copy of count mode's counted points, taken in the GUI thread: the counts layer's, else those
+        restored and not yet shown by count mode (``None`` without either)."""
+        points = self.counted_points() if self.counted_points is not None else self.restored_points
         return None if points is None else (np.array(points[0], float), list(points[1]))
 
     def _drop_if_all_undone(self) -> bool:
@@ -278,6 +279,9 @@ class CorrectionSession(QObject):
         if self._sync.pending:
             self.sync()
         if not self.differ.matches_original() or self.tracker.class_overrides:
+            return False
+        points = self._points()
+        if points is not None and len(points[0]):  # counted by hand (with the model's class, say): kept
             return False
         self.store.clear(self.key)
         return True
