@@ -634,3 +634,21 @@ def test_pair_masks_with_ids_over_2_31_are_renumbered_not_wrapped(tmp_path, fiel
     tifffile.imwrite(tmp_path / "masks" / "e.tif", huge, compression="zlib")
     sample = load_pairs_folder(tmp_path)[0]
     assert sample.labels.min() == 0 and len(np.unique(sample.labels)) == len(np.unique(labels))
+
+
+def test_a_source_path_as_typed_is_recorded_absolute(tmp_path, field, monkeypatch):
+    """napari keeps a path as typed: case1.tif opened in two folders is two slides, and the same slide named
+    relatively, then absolutely, is one."""
+    image, labels = field
+    out = TrainingPairWriter(tmp_path / "pairs")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "case1.tif").write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "a")
+    first = out.save(image, labels, source="case1.tif")
+    assert first[0].source == str(tmp_path / "a" / "case1.tif")
+    monkeypatch.chdir(tmp_path / "b")
+    assert [p.id for p in out.save(image, labels, source="case1.tif")] == ["case1-2"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileExistsError, match="'case1'"):
+        out.save(image, labels, source=str(tmp_path / "a" / "case1.tif"))

@@ -141,6 +141,18 @@ def pair_stem(pid: str) -> str:
     return re.sub(r"(_y\d+_x\d+_\d+x\d+|_t\d+_y\d+_x\d+)$", "", pid)
 
 
+def recorded_source(source) -> str | None:
+    """A pair's source as ``dataset.json`` records it: a file path made absolute (napari keeps a path as it
+    was typed, often relative to the folder napari started in), a name without a path as it is."""
+    if source is None:
+        return None
+    text = str(source)
+    path = Path(text).expanduser()
+    if "/" in text or "\\" in text or path.exists():
+        return str(path.resolve())
+    return text
+
+
 def stem_free_of_other_files(meta: dict, stem: str, source: str) -> str:
     """``stem``, or the first of ``stem-2``, ``stem-3``... that no pair ``meta`` lists from another source file.
 

@@ -57,6 +57,7 @@ from .layout import (
     now,
     pair_id,
     read_manifest,
+    recorded_source,
     stem_free_of_other_files,
 )
 from .manifest import check_no_foreign_data, listed_ids, with_pairs, write_manifest
@@ -184,6 +185,7 @@ class TrainingPairWriter:
         listed already (two slides ``case1.tif`` in two folders), with
         ``case1-2`` (``-3``...), so one slide's pairs never replace another's.
         """
+        source = recorded_source(source)
         stem = safe_name(name or (image_stem(str(source)) if source else "image"))
         if not name and source and self.manifest_path.exists():
             stem = stem_free_of_other_files(self.manifest(), stem, str(source))
@@ -275,6 +277,7 @@ class TrainingPairWriter:
             if point_positive is None or np.size(point_positive) != len(points):
                 raise ValueError("point_positive must give one positive flag per point")
             point_positive = np.asarray(point_positive, dtype=bool).reshape(-1)
+        source = recorded_source(source)
         _check_labels(labels, str(source) if source is not None else (name or "the nuclei labels"))
         times = (dict(corrected_labels) if isinstance(corrected_labels, Mapping)
                  else {int(i): None for i in corrected_labels})
