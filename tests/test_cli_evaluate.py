@@ -384,3 +384,16 @@ def test_points_are_evaluated_on_the_outputs_of_ihcseg_score(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 of 2 point(s) lie outside the 128x96 image" in err, err
     assert read_csv(tmp_path / "res" / "evaluation.csv")["case"]["n_truth"] == "1"
+
+
+def test_a_region_is_checked_against_a_whole_slides_size_without_rasterising_the_slide(tmp_path):
+    """A tumour outline on a slide of 10^6 x 10^6 pixels: only the outline's box is looked at."""
+    from napari_ihcseg.cli._evaluate_points import check_region_overlaps
+    from napari_ihcseg.scoring.regions import region_from_geojson
+
+    ring = [[5000, 5000], [7000, 5000], [7000, 7000], [5000, 7000], [5000, 5000]]
+    (tmp_path / "tumour.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    region = region_from_geojson(tmp_path / "tumour.geojson")
+    check_region_overlaps(region, tmp_path / "tumour.geojson", (1_000_000, 1_000_000), [])
+    with pytest.raises(ValueError, match="lies wholly outside the 4000x3000 image"):
+        check_region_overlaps(region, tmp_path / "tumour.geojson", (3000, 4000), [])

@@ -556,3 +556,60 @@ def test_the_napari_reader_closes_a_file_it_cannot_decode(tmp_path):
     gc.collect()
     fds = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
     assert str(tmp_path / "bad.tif") not in fds
+
+
+def test_a_16_bit_alpha_keeps_its_own_range_beside_12_bit_colours(tmp_path):
+    rgb8 = make_synthetic_ihc((40, 50), seed=4).image
+    rgb12 = np.round(rgb8 * (4095 / 255)).astype(np.uint16)
+    rgba = np.dstack([rgb12, np.full((40, 50), 32768, np.uint16)])  # half transparent
+    (tmp_path / "half12.png").write_bytes(imagecodecs.png_encode(rgba))
+    with pytest.warns(ImageWarning) as caught:
+        image = read_image(tmp_path / "half12.png")
+    assert any("partly transparent" in str(w.message) for w in caught)
+    a = 32768 / 65535
+    expected = np.rint(np.rint(rgb12 * (255 / 4095)) * a + 255 * (1 - a))
+    assert np.abs(image - expected).max() <= 1
+
+
+def test_ycbcr_in_any_jpeg_flavour_tifffile_decodes_is_read(tmp_path):
+    """tifffile turns YCbCr into RGB for JPEG (7) and its flavours (6, 33007, 34892): those read as RGB."""
+    img = make_synthetic_ihc((256, 256), seed=4).image
+    path = tmp_path / "ycc.tif"
+    tifffile.imwrite(path, img, photometric="rgb", compression="jpeg", tile=(256, 256))  # stored as YCbCr
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.photometric == tifffile.PHOTOMETRIC.YCBCR
+        offset = tif.pages.first.tags["Compression"].valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 2] = (33007).to_bytes(2, "little")
+    (tmp_path / "ycc33007.tif").write_bytes(bytes(data))
+    for name in ("ycc.tif", "ycc33007.tif"):
+        assert np.abs(read_image(tmp_path / name).astype(int) - img).mean() < 4, name
+
+
+def test_one_translucent_pixel_probed_at_opening_is_not_taken_for_the_whole_slide(tmp_path):
+    from napari_ihcseg.io.lazy import UNIFORM_CHECK_PIXELS
+
+    side = int(np.sqrt(UNIFORM_CHECK_PIXELS)) + 64  # too large to decode at opening: one pixel is probed
+    rgba = np.full((side, side, 4), 255, np.uint8)
+    rgba[..., :3] = 180
+    rgba[0, 0, 3] = 128
+    tifffile.imwrite(tmp_path / "big.tif", rgba, photometric="rgb", extrasamples=["unassalpha"], tile=(256, 256))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageWarning)
+        open_image(tmp_path / "big.tif").close()
+
+
+def test_an_ome_image_held_as_metadata_only_does_not_lend_its_pixel_size(tmp_path):
+    from napari_ihcseg.io import file_pixel_size
+
+    def image(k, name, size, data):
+        body = '<TiffData IFD="0" PlaneCount="1"/>' if data else "<MetadataOnly/>"
+        return (f'<Image ID="Image:{k}" Name="{name}"><Pixels ID="Pixels:{k}" DimensionOrder="XYCZT" Type="uint8" '
+                f'SizeX="64" SizeY="64" SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="{size}" '
+                f'PhysicalSizeXUnit="µm"><Channel ID="Channel:{k}:0" SamplesPerPixel="3"/>{body}</Pixels></Image>')
+
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+           f'UUID="urn:uuid:1">{image(0, "macro", 8.0, False)}{image(1, "main", 0.25, True)}</OME>')
+    img = make_synthetic_ihc((64, 64), seed=1).image
+    tifffile.imwrite(tmp_path / "m.ome.tif", img, photometric="rgb", description=xml.encode(), metadata=None)
+    assert file_pixel_size(tmp_path / "m.ome.tif") == pytest.approx(0.25)

@@ -182,7 +182,7 @@ def check_region_overlaps(region, region_path: Path, size: tuple[int, int] | Non
     if isinstance(region, np.ndarray):
         return
     if size is not None:
-        if not region.to_mask(size).any():
+        if not region.covers_a_pixel_of(size):
             raise ValueError(f"{region_path}: the region lies wholly outside the {size[1]}x{size[0]} image; "
                              "is it the region of another image?")
         return

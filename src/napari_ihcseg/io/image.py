@@ -86,9 +86,10 @@ def tiff_layout(path: Path, series) -> Layout:
     check_dtype(np.dtype(series.dtype), path)
     if page.photometric == PHOTOMETRIC.SEPARATED:
         raise ImageReadError(path, "CMYK colour is not supported; save the image as RGB")
-    # tifffile hands these over as stored: the values are no RGB (JPEG-compressed YCbCr is decoded to RGB).
+    # tifffile hands these over as stored: the values are no RGB (YCbCr in a JPEG flavour is decoded to RGB).
     lab = {PHOTOMETRIC.CIELAB: "CIELAB", PHOTOMETRIC.ICCLAB: "ICC L*a*b*", PHOTOMETRIC.ITULAB: "ITU L*a*b*"}
-    if page.photometric in lab or (page.photometric == PHOTOMETRIC.YCBCR and page.compression != COMPRESSION.JPEG):
+    decoded_to_rgb = {COMPRESSION.OJPEG, COMPRESSION.JPEG, 33007, 34892}  # JPEG flavours tifffile converts
+    if page.photometric in lab or (page.photometric == PHOTOMETRIC.YCBCR and page.compression not in decoded_to_rgb):
         raise ImageReadError(path, f"{lab.get(page.photometric, 'YCbCr')} colour is not supported; "
                                    "save the image as RGB")
     colormap = None

@@ -221,5 +221,6 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                 warn_if_uniform(whole, path)
                 levels[-1] = da.from_array(whole, chunks=levels[-1].chunks, name=levels[-1].name)
             else:
+                smallest.warn_translucent = False  # one pixel says nothing of the share of translucent ones
                 smallest[slice(0, 1), slice(0, 1), slice(0, 3)]
     return LazyImage(path, levels, pixel_size, source)

@@ -59,9 +59,9 @@ def tiff_pixel_size(tif, series=None) -> float | None:
             import xml.etree.ElementTree as ET
 
             images = [el for el in ET.fromstring(tif.ome_metadata) if el.tag.endswith("}Image")]
-            position = next((i for i, s in enumerate(tif.series) if s is series), 0)
-            image = images[position] if position < len(images) else (images[0] if images else None)
-            pixels = next((el for el in image.iter() if el.tag.endswith("}Pixels")), None) if image else None
+            all_pixels = [next((el for el in image.iter() if el.tag.endswith("}Pixels")), None) for image in images]
+            pixels = _ome_pixels_of(series, [p for p in all_pixels if p is not None],
+                                    next((i for i, s in enumerate(tif.series) if s is series), 0))
             if pixels is not None and "PhysicalSizeX" in pixels.attrib:
                 factor = _unit_to_um(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
                 if factor is not None:
@@ -85,6 +85,20 @@ def tiff_pixel_size(tif, series=None) -> float | None:
         return _plausible(per * den / num)
     except Exception:  # noqa: BLE001 - metadata is optional; a bad tag means unknown
         return None
+
+
+def _ome_pixels_of(series, pixels: list, position: int):
+    """The OME ``Pixels`` element of ``series``: among those whose pixels are in the file, the one of its
+    width and height (the one at its position among the series when several are), so that an image tifffile
+    does not list (a macro image held as metadata only) does not lend it its pixel size."""
+    # tifffile makes a series of each Image whose pixels are in the file (TiffData), in their order.
+    in_file = [p for p in pixels if any(child.tag.endswith("}TiffData") for child in p)] or pixels
+    axes, shape = series.axes, series.shape
+    size = (str(shape[axes.index("X")]), str(shape[axes.index("Y")])) if "X" in axes and "Y" in axes else None
+    same = [i for i, p in enumerate(in_file) if (p.attrib.get("SizeX"), p.attrib.get("SizeY")) == size]
+    if same:
+        return in_file[position] if position in same else in_file[same[0]]
+    return in_file[position] if position < len(in_file) else None
 
 
 def _unit_to_um(unit: str) -> float | None:
