@@ -348,3 +348,27 @@ def test_a_fine_tune_continues_after_its_base_checkpoint_moved(finished_run, tmp
     assert main(["train", "--resume", "--out", str(out), "--model", str(moved)]) == 0, capsys.readouterr().err
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["model"] == str(moved) and (out / "best" / "weights.safetensors").is_file()
+
+
+def test_a_moved_fine_tune_continues_from_the_shipped_checkpoint_by_name_and_an_old_run_says_to_put_it_back(
+        tmp_path, capsys):
+    from napari_ihcseg.models.shipped import default_checkpoint_name, shipped_checkpoints
+
+    name = default_checkpoint_name("cpu")
+    pairs = _pairs_folder(tmp_path / "pairs", [0, 1])
+    base = shutil.copytree(shipped_checkpoints()[name], tmp_path / "models" / "base")  # the Train panel's record
+    out = tmp_path / "ft"
+    steps = []
+    config = TrainConfig(out=str(out), train_data=(f"folder:{pairs}",), val_fraction=0.0,
+                         **{**FAST, "model": str(base), "model_options": {}, "epochs": 2, "max_steps_per_epoch": 1,
+                            "batch_size": 2})
+    train(config, progress=lambda e: steps.append(e) if e.phase == "train" else None, cancel=lambda: len(steps) >= 1)
+    shutil.rmtree(base)
+    run_json = out / "run.json"
+    recorded = json.loads(run_json.read_text())
+    old = {**recorded, "base_sha256": None}  # a run recorded before the checksum was
+    run_json.write_text(json.dumps(old))
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert "put it back there to continue" in _one_error_line(capsys)
+    run_json.write_text(json.dumps(recorded))
+    assert main(["train", "--resume", "--out", str(out), "--model", name]) == 0, capsys.readouterr().err

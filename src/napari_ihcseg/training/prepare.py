@@ -58,9 +58,14 @@ def build_model(spec: str, options: dict, *, resuming: Path | None = None):
     except ValueError:
         if resuming is None or not Path(spec).is_absolute():
             raise
+        from napari_ihcseg._json_file import read_json
+
+        recorded = (resuming / RUN_JSON).is_file() and read_json(resuming / RUN_JSON).get("base_sha256")
+        how = (f"give its new place as the model to continue with (ihcseg train --resume --out {resuming} "
+               "--model NEW_PLACE)" if recorded else f"put it back there to continue (this run did not record "
+               "its weights' checksum, so another place cannot be checked)")
         raise ValueError(f"{resuming}: the run was started from the checkpoint {spec}, which is no longer "
-                         "there; give its new place as the model to continue with (ihcseg train --resume "
-                         f"--out {resuming} --model NEW_PLACE)") from None
+                         f"there; {how}") from None
     if path is None:
         return build_architecture(spec, **options), None
     return load_checkpoint(path, device="cpu"), str(path.resolve())
@@ -209,12 +214,20 @@ def check_resume_config(out: Path, config: TrainConfig) -> None:
     # Runs recorded before point targets (or one of their fields) existed ran with the defaults.
     saved["points"] = {**PointTargetConfig().to_dict(), **(saved.get("points") or {})}
     mutable = {"epochs", "checkpoint_minutes", "patience", "device", "num_threads", "out", "tune_instances"}
-    if run.get("base_sha256") and Path(str(config.model)).is_absolute():
-        mutable.add("model")  # a fine-tune's base moved: check_resume_base compares its weights
+    if run.get("base_sha256") and _is_checkpoint(str(config.model)):
+        mutable.add("model")  # a fine-tune's base moved (or named otherwise): check_resume_base compares its weights
     current = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in current if k not in mutable and saved.get(k) != current[k])
     if diff:
         raise ValueError(f"{path}: cannot resume with a different configuration ({', '.join(diff)} changed)")
+
+
+def _is_checkpoint(spec: str) -> bool:
+    """Whether ``spec`` names a checkpoint (a shipped one, or a folder), not an architecture to build anew."""
+    try:
+        return base_checkpoint(spec) is not None
+    except ValueError:
+        return False
 
 
 def check_resume_base(out: Path, sha256: str | None) -> None:
