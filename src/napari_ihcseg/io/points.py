@@ -104,7 +104,7 @@ def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             return _parse_csv(fh, path)
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text CSV file") from None
-    except csv.Error as exc:  # a stray quote: strict parsing says where, rather than swallowing the rows after it
+    except csv.Error as exc:  # a stray quote: strict parsing refuses it, rather than swallowing the rows after it
         raise ValueError(f"{path}: not a well-formed CSV file ({exc})") from None
 
 
@@ -119,7 +119,14 @@ def _parse_csv(fh, path: Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected a header 'type,x,y'")
     points, positive = [], []
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise csv.Error(f"the row from line {reader.line_num + 1} on: {exc}") from None
         line = reader.line_num
         values = [(row.get(fields[c]) or "").strip() for c in ("type", "x", "y")]
         if not any(values):
