@@ -62,7 +62,7 @@ def build_model(spec: str, options: dict, *, resuming: Path | None = None):
 
         recorded = (resuming / RUN_JSON).is_file() and read_json(resuming / RUN_JSON).get("base_sha256")
         how = (f"give its new place as the model to continue with (ihcseg train --resume --out {resuming} "
-               "--model NEW_PLACE)" if recorded else f"put it back there to continue (this run did not record "
+               "--model NEW_PLACE)" if recorded else "put it back there to continue (this run did not record "
                "its weights' checksum, so another place cannot be checked)")
         raise ValueError(f"{resuming}: the run was started from the checkpoint {spec}, which is no longer "
                          f"there; {how}") from None
