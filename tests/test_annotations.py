@@ -261,7 +261,7 @@ def test_ki67_markers(shared_data):
 def test_a_stray_quote_in_a_points_csv_is_refused_not_left_to_swallow_the_rows_after_it(tmp_path, rows):
     path = tmp_path / "points.csv"
     path.write_text('type,x,y,note\n1,10,10,"dense\n' + "".join(f"2,{i % 900},{i // 900},\n" for i in range(rows)))
-    with pytest.raises(ValueError, match=r"points.csv: not a well-formed CSV file \(the row from line 2 on: "):
+    with pytest.raises(ValueError, match=r"points.csv: not a well-formed CSV file \(the first row after line 1: "):
         read_points_csv(path)
 
 

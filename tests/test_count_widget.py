@@ -452,6 +452,12 @@ def test_counted_points_survive_a_crash_with_the_corrections(counting, make_napa
     _coords, positive = restored.point_classes()
     assert sorted(positive.tolist()) == [False, True]
 
+    # Restored, not yet shown, then another image put in the layer: its recovery file gets none of them.
+    session = restored.session_of(reopened)
+    session.restored_points = store.points(session.key)
+    reopened.data = np.zeros((128, 128), np.int32)
+    assert session.restored_points is None
+
 
 def test_counting_with_the_models_class_is_autosaved_and_restored_points_outlive_other_panels(
         counting, make_napari_viewer, qtbot, ihc, store):

@@ -613,3 +613,14 @@ def test_an_ome_image_held_as_metadata_only_does_not_lend_its_pixel_size(tmp_pat
     img = make_synthetic_ihc((64, 64), seed=1).image
     tifffile.imwrite(tmp_path / "m.ome.tif", img, photometric="rgb", description=xml.encode(), metadata=None)
     assert file_pixel_size(tmp_path / "m.ome.tif") == pytest.approx(0.25)
+
+
+def test_a_float_alpha_keeps_the_range_of_its_colours(tmp_path):
+    """Float RGBA in 0-255: the alpha is on the colours' scale (127.5 is half), not on 0-1."""
+    rgba = np.zeros((16, 16, 4), np.float32)
+    rgba[..., :3] = (200, 100, 50)
+    rgba[..., 3] = 127.5
+    tifffile.imwrite(tmp_path / "f.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    with pytest.warns(ImageWarning, match="partly transparent"):
+        image = read_image(tmp_path / "f.tif")
+    np.testing.assert_allclose(image[0, 0], [227.5, 177.5, 152.5], atol=1)

@@ -384,3 +384,33 @@ def test_nucleus_outlines_with_a_stray_point_are_still_nuclei(tmp_path, point_cl
     [sample] = data.samples
     assert sample.labels.max() == 5 and sample.points is None
     assert any("1 point(s) beside 5 nucleus outline(s) are not used" in w for w in data.warnings)
+
+
+def test_one_outline_and_one_point_is_a_count_and_qupath_detections_stay_nuclei(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "qp1"
+    root.mkdir()
+    Image.fromarray(np.full((100, 120, 3), 220, np.uint8)).save(root / "s.png")
+    point = _feature({"type": "MultiPoint", "coordinates": [[30.5, 40.5], [50.5, 40.5], [70.5, 40.5]]}, "Negative")
+    (root / "s.geojson").write_text(json.dumps([_feature(_square(10, 10, 80), "Tumor"),
+                                                _feature({"type": "Point", "coordinates": [30.5, 40.5]}, "Positive")]))
+    [sample] = load_folder(root).samples
+    assert sample.labels is None and len(sample.points) == 1 and sample.region.sum() == 80 * 80
+    detections = [_feature(_square(5 + 20 * k, 10, 12)) for k in range(2)]
+    for d in detections:
+        d["properties"]["objectType"] = "detection"
+    (root / "s.geojson").write_text(json.dumps(detections + [point]))
+    [sample] = load_folder(root).samples
+    assert sample.labels.max() == 2 and sample.points is None
+
+
+def test_a_small_class_mask_of_ten_nuclei_is_split(tmp_path):
+    f = _fields(1)[0]
+    root = make_layout(tmp_path / "cm10", "cellpose", [f])
+    classes = np.zeros(f.labels.shape, np.uint8)
+    for k, x in enumerate(range(5, 85, 16)):
+        classes[10:18, x:x + 8] = 1
+        classes[40:48, x:x + 8] = 2
+    imsave(root / "f0_masks.png", classes, check_contrast=False)
+    assert load_folder(root).samples[0].labels.max() == 10

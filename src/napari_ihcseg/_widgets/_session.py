@@ -152,6 +152,7 @@ class CorrectionSession(QObject):
             self.edited_mask = np.zeros(np.shape(layer.data), bool)
             self.key = layer_recovery_key(layer)
             self.recovery_offered = False  # the new image's recovery, if any, is offered anew
+            self.restored_points = None  # counted on the image before
             return
         self._on_set_data()
 

@@ -171,7 +171,7 @@ def detect_layout(folder) -> str:
 #: _CLASS_MASK_MIN_REGIONS in all, is a class mask (an instance mask has one region per id, a few fragments aside).
 _CLASS_MASK_VALUES = 8
 _CLASS_MASK_REGIONS_PER_VALUE = 4
-_CLASS_MASK_MIN_REGIONS = 12
+_CLASS_MASK_MIN_REGIONS = 8
 
 
 def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
@@ -245,10 +245,11 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
         region = points = None
         if layout == "qupath":
             polygons = read_polygons(ann_path)
-            n_points = _point_count(ann_path) if polygons else 0
-            # Outlines with more points than outlines: QuPath's counting export (a tumour outline or two, the
-            # nuclei clicked in it). Otherwise the outlines are nuclei, and a stray point is left out.
-            counting = n_points > len(polygons)
+            n_points, detected = _point_count(ann_path) if polygons else (0, False)
+            # Outlines with at least as many points: QuPath's counting export (a tumour outline or two, the
+            # nuclei clicked in it), unless QuPath detected the outlines (nuclei). Otherwise the outlines are
+            # nuclei, and a stray point is left out.
+            counting = n_points >= len(polygons) and not detected
             points, positive = read_points(ann_path) if counting else (None, None)
             if polygons and not counting:
                 labels, note = polygon_labels_in_image(polygons, image.shape[:2], source=ann_path)
@@ -283,8 +284,9 @@ def _annotation_sample(name: str, layout: str, image_path: Path, ann_path: Path,
                                point_classes=positive.astype(np.int8), pixel_size_um=file_pixel_size(image_path)))
 
 
-def _point_count(path: Path) -> int:
-    """How many points (``Point``, and each point of a ``MultiPoint``) a GeoJSON holds, whatever their class."""
+def _point_count(path: Path) -> tuple[int, bool]:
+    """How many points (``Point``, and each point of a ``MultiPoint``) a GeoJSON holds, whatever their class,
+    and whether any outline in it is a QuPath detection or cell (a nucleus found by QuPath, not a region)."""
     from napari_ihcseg._json_file import read_json
 
     obj = read_json(path, expect=None)
@@ -297,7 +299,9 @@ def _point_count(path: Path) -> int:
             count += 1
         elif isinstance(g, dict) and g.get("type") == "MultiPoint" and isinstance(g.get("coordinates"), list):
             count += len(g["coordinates"])
-    return count
+    kinds = {str((f.get("properties") or {}).get("objectType", "")).lower() for f in features
+             if isinstance(f, dict) and isinstance(f.get("properties"), dict)} if isinstance(features, list) else set()
+    return count, bool(kinds & {"detection", "cell"})
 
 
 def load_folder(folder) -> FolderData:

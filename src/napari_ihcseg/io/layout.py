@@ -71,7 +71,8 @@ class Layout:
         for top in range(0, block.shape[0], _STRIP_ROWS):
             rows = slice(top, top + _STRIP_ROWS)
             strip = to_uint8(block[rows], path, self.value_top)
-            if self.alpha is not None and strip.shape[-1] == 4 and self.value_top is not None:
+            if (self.alpha is not None and strip.shape[-1] == 4 and self.value_top is not None
+                    and block.dtype.kind == "u"):
                 # The colours' range (a camera's 12 bits) is no alpha's: opacity is over the type's full range.
                 strip = np.concatenate([strip[..., :3], to_uint8(block[rows][..., 3:], path)[..., :1]], axis=-1)
             if self.alpha is not None and strip.shape[-1] == 4:

@@ -207,9 +207,9 @@ def open_image(path: str | os.PathLike) -> LazyImage:
                 levels.append(da.from_array(_LazyLevel(source, i, layout, shape), chunks=chunks, name=name,
                                             lock=False, asarray=False, fancy=False,
                                             meta=np.empty((0, 0, 0), np.uint8)))
-            # Decode the smallest level now (one pixel of a large one), so a corrupt file fails
-            # at opening and a blank or translucent one is announced; a level decoded in full is kept, not
-            # decoded again when it is computed.
+            # Decode the smallest level now (one pixel of a large one), so a corrupt file fails at
+            # opening and, when that level is decoded whole, a blank or translucent one is announced;
+            # a level decoded in full is kept, not decoded again when it is computed.
             smallest = _LazyLevel(source, len(shapes) - 1, layout, shapes[-1], warn_translucent=True)
             whole = None
             if shapes[-1][0] * shapes[-1][1] <= UNIFORM_CHECK_PIXELS:

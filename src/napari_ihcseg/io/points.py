@@ -126,7 +126,7 @@ def _parse_csv(fh, path: Path) -> tuple[np.ndarray, np.ndarray]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise csv.Error(f"the row from line {reader.line_num + 1} on: {exc}") from None
+            raise csv.Error(f"the first row after line {reader.line_num}: {exc}") from None
         line = reader.line_num
         values = [(row.get(fields[c]) or "").strip() for c in ("type", "x", "y")]
         if not any(values):

@@ -142,14 +142,19 @@ def pair_stem(pid: str) -> str:
 
 
 def recorded_source(source) -> str | None:
-    """A pair's source as ``dataset.json`` records it: a file path made absolute (napari keeps a path as it
-    was typed, often relative to the folder napari started in), a name without a path as it is."""
+    """A pair's source as ``dataset.json`` records it: the path of a file that exists made absolute (napari
+    keeps a path as it was typed, often relative to the folder napari started in); anything else (a layer
+    name, a URL, an absolute path) as it is."""
     if source is None:
         return None
     text = str(source)
-    path = Path(text).expanduser()
-    if "/" in text or "\\" in text or path.exists():
-        return str(path.resolve())
+    if text and "://" not in text:
+        path = Path(text).expanduser()
+        try:
+            if not path.is_absolute() and path.is_file():
+                return str(path.resolve())
+        except OSError:
+            pass
     return text
 
 

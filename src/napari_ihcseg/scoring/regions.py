@@ -105,8 +105,11 @@ class Region:
         """Whether the region holds the centre of any pixel of an image of ``shape`` (rows, cols).
 
         Only the part of the image inside the region's bounding box is
-        looked at, so a whole slide costs no more than its region; a box of
-        more than ``max_pixels`` pixels on the image counts as covering it.
+        looked at, so a whole slide costs no more than its region. When that
+        part holds more than ``max_pixels`` pixels, a grid of about
+        ``max_pixels`` of them is (every k-th row and column): a region that
+        covers only a sliver of the image thinner than k pixels counts as
+        missing it.
 
         >>> square = np.array([[0, 0], [0, 10], [10, 10], [10, 0]])
         >>> region = region_from_shapes([square])
@@ -114,15 +117,17 @@ class Region:
         (True, True)
         >>> region_from_shapes([square + 50]).covers_a_pixel_of((40, 40))
         False
+        >>> corner = region_from_shapes([np.array([[1000, 19000], [19000, 19000], [19000, 1000]])])
+        >>> corner.covers_a_pixel_of((10_000, 10_000)), corner.covers_a_pixel_of((10_002, 10_002))
+        (False, True)
         """
         points = np.concatenate([p.exterior for p in self.polygons])
         lo = np.maximum(np.ceil(points.min(axis=0)), 0).astype(np.int64)
         hi = np.minimum(np.floor(points.max(axis=0)), np.asarray(shape[:2]) - 1).astype(np.int64)
         if np.any(hi < lo):
             return False
-        if np.prod(hi - lo + 1) > max_pixels:
-            return True
-        rows, cols = np.mgrid[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
+        step = max(1, int(np.ceil(np.sqrt(np.prod(hi - lo + 1, dtype=np.float64) / max_pixels))))
+        rows, cols = np.mgrid[lo[0]:hi[0] + 1:step, lo[1]:hi[1] + 1:step]
         return bool(self.contains(rows.ravel(), cols.ravel()).any())
 
 
