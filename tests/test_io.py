@@ -619,6 +619,7 @@ def test_a_float_alpha_keeps_the_range_of_its_colours(tmp_path):
     """Float RGBA in 0-255: the alpha is on the colours' scale (127.5 is half), not on 0-1."""
     rgba = np.zeros((16, 16, 4), np.float32)
     rgba[..., :3] = (200, 100, 50)
+    rgba[8:, :, :3] = (60, 40, 160)  # not one colour everywhere (that has a warning of its own)
     rgba[..., 3] = 127.5
     tifffile.imwrite(tmp_path / "f.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
     with pytest.warns(ImageWarning, match="partly transparent"):
