@@ -24,22 +24,10 @@ def _param_count(name: str) -> int:
     return sum(p.numel() for p in build_model(name).parameters())
 
 
-def _check_weights(folder, doc: dict) -> None:
-    """Refuse a checkpoint whose weights file is missing or not the one its config records (as loading would)."""
-    from napari_ihcseg.models.checkpoint import WEIGHTS_FILE, sha256_file
-
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ValueError(f"{weights}: missing")
-    actual = sha256_file(weights)
-    if actual != doc.get("sha256"):
-        raise ValueError(f"{weights}: checksum mismatch (sha256 {actual[:12]}..., the config records "
-                         f"{str(doc.get('sha256'))[:12]}...); the file is damaged")
-
-
 def collect() -> dict:
     """Architectures and shipped checkpoints as plain data."""
     from napari_ihcseg.models import default_checkpoint_name, list_models, read_checkpoint_config, shipped_checkpoints
+    from napari_ihcseg.models.checkpoint import verify_weights
 
     archs = [{"name": n, "parameters": _param_count(n)} for n in list_models()]
     checkpoints = []
@@ -47,7 +35,7 @@ def collect() -> dict:
     for name, folder in shipped_checkpoints().items():
         try:
             doc = read_checkpoint_config(folder)
-            _check_weights(folder, doc)
+            verify_weights(folder, doc)
         except ValueError as exc:  # a damaged installation: the other checkpoints are still listed
             errors.append(str(exc) if str(folder) in str(exc) else f"{folder}: {exc}")
             continue

@@ -67,17 +67,20 @@ class Layout:
         if block.dtype == np.uint8 and block.shape[-1] == 3:
             return np.ascontiguousarray(block)
         out = np.empty((*block.shape[:2], 3), np.uint8)
+        blend = self.alpha is not None and block.shape[-1] == 4
+        # An integer alpha is opacity over its type's full range, whatever range the colours use (a camera's
+        # 12 bits); a float alpha is on the colours' scale (0-255 colours, 0-255 alpha).
+        alpha_top = self.value_top if block.dtype.kind == "f" else None
         translucent = 0
         for top in range(0, block.shape[0], _STRIP_ROWS):
-            rows = slice(top, top + _STRIP_ROWS)
-            strip = to_uint8(block[rows], path, self.value_top)
-            if (self.alpha is not None and strip.shape[-1] == 4 and self.value_top is not None
-                    and block.dtype.kind == "u"):
-                # The colours' range (a camera's 12 bits) is no alpha's: opacity is over the type's full range.
-                strip = np.concatenate([strip[..., :3], to_uint8(block[rows][..., 3:], path)[..., :1]], axis=-1)
-            if self.alpha is not None and strip.shape[-1] == 4:
-                translucent += int(np.count_nonzero((strip[..., 3] > 0) & (strip[..., 3] < 255)))
-            out[rows] = self._strip(strip)
+            rows = block[top:top + _STRIP_ROWS]
+            colours = to_uint8(rows[..., :3], path, self.value_top)
+            if not blend:
+                out[top:top + _STRIP_ROWS] = colours
+                continue
+            alpha = to_uint8(rows[..., 3], path, alpha_top)
+            translucent += int(np.count_nonzero((alpha > 0) & (alpha < 255)))
+            out[top:top + _STRIP_ROWS] = self._blend(colours, alpha)
         if warn_translucent and translucent > 0.01 * out.shape[0] * out.shape[1]:
             import warnings
 
@@ -90,11 +93,10 @@ class Layout:
                 "transparency"), stacklevel=3)
         return out
 
-    def _strip(self, block: np.ndarray) -> np.ndarray:
-        if block.shape[-1] == 3 or self.alpha is None:
-            return block[..., :3]
-        rgb = block[..., :3].astype(np.float32)
-        a = block[..., 3:4].astype(np.float32) / np.float32(255)
+    def _blend(self, colours: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """``colours`` (uint8 RGB) composited onto white by ``alpha`` (uint8), straight or premultiplied."""
+        rgb = colours.astype(np.float32)
+        a = alpha[..., None].astype(np.float32) / np.float32(255)
         white = np.float32(255) * (1 - a)
         out = (rgb * a if self.alpha == "straight" else rgb) + white
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)

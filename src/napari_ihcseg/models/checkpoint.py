@@ -37,7 +37,8 @@ from .registry import build_from_config, config_for_loading, get_spec
 from .weights_file import cast_floating, check_sizes, load_state, sha256_file, weights_metadata
 
 __all__ = ["CARD_DEFAULTS", "CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "CheckpointInfo", "load_checkpoint",
-           "read_checkpoint_config", "save_checkpoint", "set_classifier", "set_instance_params", "sha256_file"]
+           "read_checkpoint_config", "save_checkpoint", "set_classifier", "set_instance_params", "sha256_file",
+           "verify_weights"]
 
 
 def save_checkpoint(
@@ -174,6 +175,29 @@ def _package_version() -> str:
     return __version__
 
 
+def verify_weights(folder: Path, document: dict) -> str:
+    """Check that a checkpoint's weights file is there and is the one its config records; return its sha256.
+
+    ``document`` is the folder's config as :func:`read_checkpoint_config`
+    reads it.
+
+    Raises
+    ------
+    ValueError
+        Naming the weights file: missing, or a *checksum* mismatch.
+    """
+    weights_path = Path(folder) / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ValueError(f"{weights_path}: missing; the checkpoint has no weights file")
+    actual = sha256_file(weights_path)
+    if actual != document["sha256"]:
+        raise ValueError(
+            f"{weights_path}: checksum mismatch (sha256 {actual}, but {CONFIG_FILE} records "
+            f"{document['sha256']}); the file is corrupt or was modified, refusing to load it"
+        )
+    return actual
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto") -> SegmentationModel:
     """Load a checkpoint folder into a model in eval mode.
 
@@ -211,14 +235,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     target = resolve_device(device)
     arch = document["arch"]
     config = config_for_loading(arch, document["config"], source=str(config_path))
-    if not weights_path.is_file():
-        raise ValueError(f"{weights_path}: missing; the checkpoint has no weights file")
-    actual = sha256_file(weights_path)
-    if actual != document["sha256"]:
-        raise ValueError(
-            f"{weights_path}: checksum mismatch (sha256 {actual}, but {config_path.name} records "
-            f"{document['sha256']}); the file is corrupt or was modified, refusing to load it"
-        )
+    actual = verify_weights(folder, document)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
