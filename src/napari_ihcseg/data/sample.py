@@ -151,11 +151,8 @@ def read_sample_image(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: cannot read the image ({exc})") from None
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim == 3 and image.shape[-1] == 4 and _is_cmyk(path):  # four channels that are no RGBA
-        from PIL import Image
-
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
+    if image.ndim == 3 and image.shape[-1] == 4:  # RGBA, or CMYK passing for it
+        image = _cmyk_as_rgb(path, image)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: expected an RGB(A) image, got shape {image.shape}")
     if image.dtype != np.uint8:
@@ -163,15 +160,15 @@ def read_sample_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def _is_cmyk(path) -> bool:
-    """Whether an image file stores CMYK colour (read as four channels, it would pass for RGBA)."""
+def _cmyk_as_rgb(path, image: np.ndarray) -> np.ndarray:
+    """The RGB colours of a CMYK file, read as four channels that would pass for RGBA; ``image`` otherwise."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.mode == "CMYK"
+            return np.asarray(im.convert("RGB")) if im.mode == "CMYK" else image
     except Exception:  # noqa: BLE001 - not a file PIL reads: not one it would convert either
-        return False
+        return image
 
 
 def split_by_image(samples, val_fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_ihcseg.data.sample import Sample, read_sample_image
 from napari_ihcseg.io.annotations import polygon_labels_in_image, read_polygons
 from napari_ihcseg.io.image import file_pixel_size
+from napari_ihcseg.io.labels import split_components
 from napari_ihcseg.io.points import points_outside, read_points
 from napari_ihcseg.pairs.layout import IMAGE_SUFFIXES, MANIFEST
 from napari_ihcseg.pairs.reader import read_pairs_folder
@@ -208,7 +208,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, bool]:
     values = np.unique(mask)
     binary = values.size == 2 and values[0] == 0
     if binary:
-        return ndi.label(mask > 0)[0].astype(np.int32), True
+        return split_components(mask), True
     ids = int(np.count_nonzero(values))
     if 1 < ids <= _CLASS_MASK_VALUES:
         # A class mask (0 background, 1 positive, 2 negative...) is no instance image: its few values each
@@ -292,16 +292,19 @@ def _point_count(path: Path) -> tuple[int, bool]:
     obj = read_json(path, expect=None)
     features = obj.get("features") if isinstance(obj, dict) and obj.get("type") == "FeatureCollection" else (
         obj if isinstance(obj, list) else [obj])
-    geometries = [f.get("geometry") for f in (features if isinstance(features, list) else []) if isinstance(f, dict)]
-    count = 0
-    for g in geometries:
-        if isinstance(g, dict) and g.get("type") == "Point":
+    count, detected = 0, False
+    for feature in features if isinstance(features, list) else []:
+        if not isinstance(feature, dict):
+            continue
+        geometry, props = feature.get("geometry"), feature.get("properties")
+        kind = geometry.get("type") if isinstance(geometry, dict) else None
+        if kind == "Point":
             count += 1
-        elif isinstance(g, dict) and g.get("type") == "MultiPoint" and isinstance(g.get("coordinates"), list):
-            count += len(g["coordinates"])
-    kinds = {str((f.get("properties") or {}).get("objectType", "")).lower() for f in features
-             if isinstance(f, dict) and isinstance(f.get("properties"), dict)} if isinstance(features, list) else set()
-    return count, bool(kinds & {"detection", "cell"})
+        elif kind == "MultiPoint" and isinstance(geometry.get("coordinates"), list):
+            count += len(geometry["coordinates"])
+        if isinstance(props, dict) and str(props.get("objectType", "")).lower() in ("detection", "cell"):
+            detected = True
+    return count, detected
 
 
 def load_folder(folder) -> FolderData:
